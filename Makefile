@@ -1,0 +1,20 @@
+# The two commands of the README: `make demo` and `make test`.
+.PHONY: demo test test-sanitize stop build clean
+
+demo:
+	@scripts/demo.sh
+
+test:
+	@scripts/test.sh
+
+test-sanitize:
+	@scripts/test.sh --sanitize
+
+stop:
+	@scripts/stack.sh stop
+
+build:
+	@bash -c 'source scripts/lib.sh && tl_build'
+
+clean:
+	rm -rf build build-asan

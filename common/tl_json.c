@@ -1,0 +1,176 @@
+#include "tl_json.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "tl_date.h"
+#include "tl_uuid.h"
+
+static size_t json_depth(const json_t *j)
+{
+    size_t max = 0;
+    if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v)
+        {
+            size_t d = json_depth(v);
+            if (d > max)
+                max = d;
+            if (max > TL_JSON_MAX_DEPTH)
+                break;
+        }
+        return max + 1;
+    }
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v)
+        {
+            size_t d = json_depth(v);
+            if (d > max)
+                max = d;
+            if (max > TL_JSON_MAX_DEPTH)
+                break;
+        }
+        return max + 1;
+    }
+    return 0;
+}
+
+tl_err_t tl_json_parse_object(const char *body, size_t len, json_t **out, char *why,
+                              size_t why_len)
+{
+    json_error_t je;
+    *out = NULL;
+    /* jansson rejects invalid UTF-8 and, without JSON_ALLOW_NUL, NUL bytes. */
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        snprintf(why, why_len, "body is not valid JSON (line %d, column %d)", je.line, je.column);
+        return TL_ERR_MALFORMED;
+    }
+    if (!json_is_object(j)) {
+        snprintf(why, why_len, "body must be a JSON object");
+        json_decref(j);
+        return TL_ERR_MALFORMED;
+    }
+    if (json_depth(j) > TL_JSON_MAX_DEPTH) {
+        snprintf(why, why_len, "body nests deeper than %d levels", TL_JSON_MAX_DEPTH);
+        json_decref(j);
+        return TL_ERR_MALFORMED;
+    }
+    *out = j;
+    return TL_OK;
+}
+
+void tl_json_error(json_t *errors, const char *field, const char *detail)
+{
+    json_array_append_new(errors, json_pack("{s:s, s:s}", "field", field, "detail", detail));
+}
+
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xc0) != 0x80)
+            n++;
+    return n;
+}
+
+static bool has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+            return true;
+    return false;
+}
+
+static const tl_json_field_t *find_field(const tl_json_field_t *fields, size_t n, const char *k)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(fields[i].name, k))
+            return &fields[i];
+    return NULL;
+}
+
+static void check_value(const tl_json_field_t *f, const json_t *v, json_t *errors)
+{
+    char msg[160];
+    switch (f->type) {
+    case TL_JF_STRING: {
+        if (!json_is_string(v)) {
+            tl_json_error(errors, f->name, "must be a string");
+            return;
+        }
+        size_t n = utf8_chars(json_string_value(v));
+        if ((long)n < f->min || (long)n > f->max) {
+            snprintf(msg, sizeof msg, "must be %ld to %ld characters long", f->min, f->max);
+            tl_json_error(errors, f->name, msg);
+        } else if (has_control(json_string_value(v))) {
+            tl_json_error(errors, f->name, "must not contain control characters");
+        }
+        return;
+    }
+    case TL_JF_INTEGER:
+        if (!json_is_integer(v)) {
+            tl_json_error(errors, f->name, "must be an integer");
+        } else if (json_integer_value(v) < f->min || json_integer_value(v) > f->max) {
+            snprintf(msg, sizeof msg, "must be from %ld to %ld", f->min, f->max);
+            tl_json_error(errors, f->name, msg);
+        }
+        return;
+    case TL_JF_DATE: {
+        int32_t d;
+        if (!json_is_string(v) || tl_date_parse(json_string_value(v), &d))
+            tl_json_error(errors, f->name, "must be a calendar date YYYY-MM-DD");
+        return;
+    }
+    case TL_JF_UUID:
+        if (!json_is_string(v) || !tl_uuid_valid(json_string_value(v)))
+            tl_json_error(errors, f->name, "must be a UUID");
+        return;
+    case TL_JF_ENUM:
+        if (json_is_string(v))
+            for (const char *const *o = f->options; *o; o++)
+                if (!strcmp(*o, json_string_value(v)))
+                    return;
+        size_t len = (size_t)snprintf(msg, sizeof msg, "must be one of");
+        for (const char *const *o = f->options; *o && len < sizeof msg; o++)
+            len += (size_t)snprintf(msg + len, sizeof msg - len, " %s", *o);
+        tl_json_error(errors, f->name, msg);
+        return;
+    }
+}
+
+size_t tl_json_check(const json_t *obj, const tl_json_field_t *fields, size_t n, json_t *errors)
+{
+    size_t before = json_array_size(errors);
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        if (!find_field(fields, n, k))
+            tl_json_error(errors, k, "is not a known field");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *val = json_object_get(obj, fields[i].name);
+        if (!val || json_is_null(val)) {
+            if (fields[i].required)
+                tl_json_error(errors, fields[i].name, "is required");
+            continue;
+        }
+        check_value(&fields[i], val, errors);
+    }
+    return json_array_size(errors) - before;
+}
+
+const char *tl_json_str(const json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key));
+}
+
+long long tl_json_int(const json_t *obj, const char *key, long long def)
+{
+    const json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) ? json_integer_value(v) : def;
+}

@@ -1,0 +1,45 @@
+/* tl_json: strict validation of JSON request bodies against a field table.
+ *
+ * Every member must be known, of the right type and within bounds; every
+ * problem is reported at once as {"field":..., "detail":...}. */
+#ifndef TL_JSON_H
+#define TL_JSON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tl_err.h"
+
+typedef enum {
+    TL_JF_STRING,  /* min..max characters (UTF-8 code points) */
+    TL_JF_INTEGER, /* min..max */
+    TL_JF_DATE,    /* "YYYY-MM-DD", a real calendar day */
+    TL_JF_UUID,
+    TL_JF_ENUM,    /* one of options */
+} tl_jf_type_t;
+
+typedef struct {
+    const char *name;
+    tl_jf_type_t type;
+    bool required;
+    long min, max;
+    const char *const *options; /* TL_JF_ENUM: NULL-terminated */
+} tl_json_field_t;
+
+#define TL_JSON_MAX_DEPTH 16
+
+/* Parses a request body: valid UTF-8 JSON, an object at the top, nesting at
+ * most TL_JSON_MAX_DEPTH. Caller json_decref()s *out. On failure writes a
+ * short reason (no input echoed) to why. */
+tl_err_t tl_json_parse_object(const char *body, size_t len, json_t **out, char *why,
+                              size_t why_len);
+/* Appends one error per problem to errors (a JSON array); returns how many. */
+size_t tl_json_check(const json_t *obj, const tl_json_field_t *fields, size_t n, json_t *errors);
+/* Adds {"field": field, "detail": detail} to errors. */
+void tl_json_error(json_t *errors, const char *field, const char *detail);
+/* Convenience getters for already checked objects: NULL/def when absent or null. */
+const char *tl_json_str(const json_t *obj, const char *key);
+long long tl_json_int(const json_t *obj, const char *key, long long def);
+
+#endif

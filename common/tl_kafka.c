@@ -1,0 +1,427 @@
+#include "tl_kafka.h"
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tl_log.h"
+
+/* librdkafka's own log lines go through our logger; they carry no payloads. */
+static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    tl_log(level <= 3 ? TL_LOG_ERROR : level <= 4 ? TL_LOG_WARN : TL_LOG_DEBUG, "kafka_log",
+           json_pack("{s:s, s:s}", "facility", fac, "message", buf));
+}
+
+static void kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    tl_log_warn("kafka_error", json_pack("{s:s, s:s}", "code", rd_kafka_err2name(err), "reason",
+                                         reason));
+}
+
+static tl_err_t kafka_err(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return TL_OK;
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+    case RD_KAFKA_RESP_ERR__FATAL:
+        return TL_ERR_UNAVAILABLE;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return TL_ERR_TOO_LARGE;
+    case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
+    case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
+        return TL_ERR_LOG_GAP;
+    default:
+        return TL_ERR_KAFKA;
+    }
+}
+
+static rd_kafka_conf_t *conf_new(const char *const *kv, size_t n)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        if (rd_kafka_conf_set(conf, kv[i], kv[i + 1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+            tl_log_error("kafka_conf_invalid", json_pack("{s:s, s:s}", "key", kv[i], "why", errstr));
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    rd_kafka_conf_set_log_cb(conf, kafka_log);
+    rd_kafka_conf_set_error_cb(conf, kafka_error);
+    return conf;
+}
+
+/* ---- producer ---- */
+
+struct tl_kafka_producer {
+    rd_kafka_t *rk;
+    pthread_t poller;
+    atomic_bool stop;
+};
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    rd_kafka_resp_err_t err;
+    tl_kafka_pos_t pos;
+} delivery_t;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    delivery_t *d = m->_private;
+    pthread_mutex_lock(&d->lock);
+    d->err = m->err;
+    d->pos.partition = m->partition;
+    d->pos.offset = m->offset;
+    d->done = true;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void *producer_poll_loop(void *arg)
+{
+    tl_kafka_producer_t *p = arg;
+    while (!atomic_load(&p->stop))
+        rd_kafka_poll(p->rk, 50);
+    return NULL;
+}
+
+tl_err_t tl_kafka_producer_new(const char *brokers, int timeout_ms, tl_kafka_producer_t **out)
+{
+    char tmo[24], errstr[256];
+    snprintf(tmo, sizeof tmo, "%d", timeout_ms);
+    const char *kv[] = {"bootstrap.servers", brokers,   "enable.idempotence", "true",
+                        "acks",              "all",     "partitioner",        "murmur2_random",
+                        "message.timeout.ms", tmo,      "linger.ms",          "1",
+                        "socket.timeout.ms", tmo,       "client.id",          "trialog"};
+    *out = NULL;
+    tl_kafka_producer_t *p = calloc(1, sizeof *p);
+    rd_kafka_conf_t *conf = conf_new(kv, sizeof kv / sizeof kv[0]);
+    if (!p || !conf) {
+        free(p);
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return p ? TL_ERR_CONFIG : TL_ERR_NOMEM;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!p->rk) {
+        tl_log_error("kafka_producer_failed", json_pack("{s:s}", "why", errstr));
+        rd_kafka_conf_destroy(conf);
+        free(p);
+        return TL_ERR_KAFKA;
+    }
+    if (pthread_create(&p->poller, NULL, producer_poll_loop, p)) {
+        rd_kafka_destroy(p->rk);
+        free(p);
+        return TL_ERR_INTERNAL;
+    }
+    *out = p;
+    return TL_OK;
+}
+
+void tl_kafka_producer_destroy(tl_kafka_producer_t *p)
+{
+    if (!p)
+        return;
+    rd_kafka_flush(p->rk, 5000);
+    atomic_store(&p->stop, true);
+    pthread_join(p->poller, NULL);
+    rd_kafka_destroy(p->rk);
+    free(p);
+}
+
+tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const void *key,
+                               size_t key_len, const void *value, size_t len,
+                               const tl_kafka_header_t *headers, size_t nheaders,
+                               tl_kafka_pos_t *pos)
+{
+    delivery_t d = {.done = false};
+    pthread_mutex_init(&d.lock, NULL);
+    pthread_cond_init(&d.cond, NULL);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
+    for (size_t i = 0; i < nheaders; i++)
+        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value, (ssize_t)headers[i].len);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
+    } else {
+        pthread_mutex_lock(&d.lock);
+        while (!d.done)
+            pthread_cond_wait(&d.cond, &d.lock);
+        pthread_mutex_unlock(&d.lock);
+        e = d.err;
+        *pos = d.pos;
+    }
+    pthread_cond_destroy(&d.cond);
+    pthread_mutex_destroy(&d.lock);
+    if (e)
+        tl_log_warn("kafka_produce_failed",
+                    json_pack("{s:s, s:s}", "topic", topic, "code", rd_kafka_err2name(e)));
+    return kafka_err(e);
+}
+
+tl_err_t tl_kafka_producer_ping(tl_kafka_producer_t *p, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (!e && rd_kafka_fatal_error(p->rk, NULL, 0))
+        e = RD_KAFKA_RESP_ERR__FATAL;
+    return e ? TL_ERR_UNAVAILABLE : TL_OK;
+}
+
+/* ---- consumer ---- */
+
+struct tl_kafka_consumer {
+    rd_kafka_t *rk;
+    tl_kafka_start_fn start;
+    void *user;
+    tl_err_t fatal;
+};
+
+static tl_err_t check_start(tl_kafka_consumer_t *c, const char *topic, int32_t part, int64_t off)
+{
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, topic, part, &lo, &hi, 10000);
+    if (e)
+        return kafka_err(e) == TL_ERR_KAFKA ? TL_ERR_UNAVAILABLE : kafka_err(e);
+    if (off > hi) {
+        tl_log_error("offset_beyond_log_end",
+                     json_pack("{s:s, s:i, s:I, s:I, s:s}", "topic", topic, "partition", part,
+                               "stored_offset", (json_int_t)off, "log_end", (json_int_t)hi, "hint",
+                               "the broker lost messages this projection has applied (reset "
+                               "without re-seed); restore the broker's log, or rebuild the "
+                               "projection"));
+        return TL_ERR_LOG_GAP;
+    }
+    if (off < lo) {
+        tl_log_error("offset_below_log_start",
+                     json_pack("{s:s, s:i, s:I, s:I}", "topic", topic, "partition", part,
+                               "stored_offset", (json_int_t)off, "log_start", (json_int_t)lo));
+        return TL_ERR_LOG_GAP;
+    }
+    return TL_OK;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    tl_kafka_consumer_t *c = opaque;
+    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_assign(rk, NULL);
+        return;
+    }
+    for (int i = 0; i < parts->cnt && !c->fatal; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        int64_t off = 0;
+        tl_err_t e = c->start(c->user, tp->topic, tp->partition, &off);
+        if (!e)
+            e = check_start(c, tp->topic, tp->partition, off);
+        if (e)
+            c->fatal = e;
+        tp->offset = off;
+    }
+    if (c->fatal) {
+        rd_kafka_assign(rk, NULL);
+        return;
+    }
+    tl_log_info("partitions_assigned", json_pack("{s:i}", "count", parts->cnt));
+    rd_kafka_assign(rk, parts);
+}
+
+tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const char *const *topics,
+                               size_t ntopics, tl_kafka_start_fn start, void *user,
+                               tl_kafka_consumer_t **out)
+{
+    char errstr[256];
+    const char *kv[] = {"bootstrap.servers",  brokers, "group.id",          group,
+                        "enable.auto.commit", "false", "auto.offset.reset", "error",
+                        "fetch.wait.max.ms",  "10",    "enable.partition.eof", "false",
+                        /* A member that vanished (SIGKILL) holds its partitions
+                         * until its session times out: keep that short. */
+                        "session.timeout.ms", "6000",  "heartbeat.interval.ms", "1000",
+                        "client.id",          "trialog"};
+    *out = NULL;
+    tl_kafka_consumer_t *c = calloc(1, sizeof *c);
+    rd_kafka_conf_t *conf = conf_new(kv, sizeof kv / sizeof kv[0]);
+    if (!c || !conf) {
+        free(c);
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return c ? TL_ERR_CONFIG : TL_ERR_NOMEM;
+    }
+    c->start = start;
+    c->user = user;
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, c);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!c->rk) {
+        tl_log_error("kafka_consumer_failed", json_pack("{s:s}", "why", errstr));
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        return TL_ERR_KAFKA;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new((int)ntopics);
+    for (size_t i = 0; i < ntopics; i++)
+        rd_kafka_topic_partition_list_add(subs, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (e) {
+        tl_kafka_consumer_destroy(c);
+        return kafka_err(e);
+    }
+    *out = c;
+    return TL_OK;
+}
+
+void tl_kafka_consumer_destroy(tl_kafka_consumer_t *c)
+{
+    if (!c)
+        return;
+    rd_kafka_consumer_close(c->rk);
+    rd_kafka_destroy(c->rk);
+    free(c);
+}
+
+tl_err_t tl_kafka_consumer_poll(tl_kafka_consumer_t *c, tl_kafka_msg_t *msgs, size_t max,
+                                int timeout_ms, size_t *n)
+{
+    tl_err_t err = TL_OK;
+    *n = 0;
+    while (*n < max && !c->fatal) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, *n ? 0 : timeout_ms);
+        if (!m)
+            break;
+        if (m->err) {
+            tl_err_t e = kafka_err(m->err);
+            tl_log_warn("kafka_consume_error",
+                        json_pack("{s:s, s:s, s:i, s:I}", "code", rd_kafka_err2name(m->err),
+                                  "topic", m->rkt ? rd_kafka_topic_name(m->rkt) : "", "partition",
+                                  m->partition, "offset", (json_int_t)m->offset));
+            rd_kafka_message_destroy(m);
+            if (e == TL_ERR_LOG_GAP) {
+                c->fatal = e;
+                break;
+            }
+            continue;
+        }
+        tl_kafka_msg_t *o = &msgs[(*n)++];
+        o->topic = rd_kafka_topic_name(m->rkt);
+        o->partition = m->partition;
+        o->offset = m->offset;
+        o->key = m->key;
+        o->key_len = m->key_len;
+        o->value = m->payload;
+        o->len = m->len;
+        o->rkm = m;
+    }
+    if (c->fatal) {
+        err = c->fatal;
+        tl_kafka_msgs_release(msgs, *n);
+        *n = 0;
+    }
+    return err;
+}
+
+void tl_kafka_msgs_release(tl_kafka_msg_t *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_message_destroy(msgs[i].rkm);
+        msgs[i].rkm = NULL;
+    }
+}
+
+void tl_kafka_consumer_commit_info(tl_kafka_consumer_t *c, const tl_kafka_msg_t *msgs, size_t n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(l, msgs[i].topic, msgs[i].partition);
+        if (!tp)
+            tp = rd_kafka_topic_partition_list_add(l, msgs[i].topic, msgs[i].partition);
+        if (msgs[i].offset + 1 > tp->offset)
+            tp->offset = msgs[i].offset + 1;
+    }
+    if (l->cnt)
+        rd_kafka_commit(c->rk, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* ---- mock cluster ---- */
+
+struct tl_kafka_mock {
+    rd_kafka_t *rk;
+    rd_kafka_mock_cluster_t *mc;
+};
+
+tl_err_t tl_kafka_mock_new(int partitions, const char *const *topics, size_t ntopics,
+                           tl_kafka_mock_t **out)
+{
+    char errstr[256];
+    const char *kv[] = {"client.id", "trialog-broker"};
+    *out = NULL;
+    tl_kafka_mock_t *m = calloc(1, sizeof *m);
+    rd_kafka_conf_t *conf = conf_new(kv, 2);
+    if (!m || !conf) {
+        free(m);
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return TL_ERR_NOMEM;
+    }
+    m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!m->rk) {
+        rd_kafka_conf_destroy(conf);
+        free(m);
+        return TL_ERR_KAFKA;
+    }
+    m->mc = rd_kafka_mock_cluster_new(m->rk, 1);
+    if (!m->mc) {
+        tl_kafka_mock_destroy(m);
+        return TL_ERR_KAFKA;
+    }
+    for (size_t i = 0; i < ntopics; i++) {
+        if (rd_kafka_mock_topic_create(m->mc, topics[i], partitions, 1)) {
+            tl_kafka_mock_destroy(m);
+            return TL_ERR_KAFKA;
+        }
+    }
+    *out = m;
+    return TL_OK;
+}
+
+const char *tl_kafka_mock_bootstraps(const tl_kafka_mock_t *m)
+{
+    return rd_kafka_mock_cluster_bootstraps(m->mc);
+}
+
+void tl_kafka_mock_destroy(tl_kafka_mock_t *m)
+{
+    if (!m)
+        return;
+    if (m->mc)
+        rd_kafka_mock_cluster_destroy(m->mc);
+    rd_kafka_destroy(m->rk);
+    free(m);
+}

@@ -1,0 +1,83 @@
+/* tl_kafka: the only module that includes librdkafka.
+ *
+ * Producer: idempotent, acks=all, murmur2_random; tl_kafka_produce_sync waits
+ * for the delivery report, so a 2xx is only ever given for a durable write.
+ * Consumer: a consumer group with manual offsets; where to start is asked of
+ * the caller at every assignment (offsets live in PostgreSQL), and
+ * auto.offset.reset=error so nothing is ever skipped silently.
+ * Mock: the local Kafka-protocol broker on librdkafka's mock cluster. */
+#ifndef TL_KAFKA_H
+#define TL_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tl_err.h"
+
+typedef struct tl_kafka_producer tl_kafka_producer_t;
+typedef struct tl_kafka_consumer tl_kafka_consumer_t;
+typedef struct tl_kafka_mock tl_kafka_mock_t;
+
+typedef struct {
+    const char *name;
+    const void *value;
+    size_t len;
+} tl_kafka_header_t;
+
+typedef struct {
+    int32_t partition;
+    int64_t offset;
+} tl_kafka_pos_t;
+
+/* timeout_ms bounds every produce (message.timeout.ms). Caller frees with
+ * tl_kafka_producer_destroy. */
+tl_err_t tl_kafka_producer_new(const char *brokers, int timeout_ms, tl_kafka_producer_t **out);
+void tl_kafka_producer_destroy(tl_kafka_producer_t *p);
+/* Produces one message and waits for its delivery report. All pointers are
+ * borrowed. On success pos holds where it landed. Broker unreachable or too
+ * slow -> TL_ERR_UNAVAILABLE. */
+tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const void *key,
+                               size_t key_len, const void *value, size_t len,
+                               const tl_kafka_header_t *headers, size_t nheaders,
+                               tl_kafka_pos_t *pos);
+/* Asks the cluster for its metadata: TL_OK when a broker answers. */
+tl_err_t tl_kafka_producer_ping(tl_kafka_producer_t *p, int timeout_ms);
+
+typedef struct {
+    const char *topic; /* borrowed from the message */
+    int32_t partition;
+    int64_t offset;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t len;
+    void *rkm; /* internal */
+} tl_kafka_msg_t;
+
+/* Called at every assignment for every partition: set *offset to the next
+ * offset to read (0 when nothing is stored). */
+typedef tl_err_t (*tl_kafka_start_fn)(void *user, const char *topic, int32_t partition,
+                                      int64_t *offset);
+
+tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const char *const *topics,
+                               size_t ntopics, tl_kafka_start_fn start, void *user,
+                               tl_kafka_consumer_t **out);
+void tl_kafka_consumer_destroy(tl_kafka_consumer_t *c);
+/* Fills up to max messages, waiting at most timeout_ms for the first. A gap
+ * in the log (stored offset outside what the broker has) -> TL_ERR_LOG_GAP.
+ * Release the messages with tl_kafka_msgs_release. */
+tl_err_t tl_kafka_consumer_poll(tl_kafka_consumer_t *c, tl_kafka_msg_t *msgs, size_t max,
+                                int timeout_ms, size_t *n);
+void tl_kafka_msgs_release(tl_kafka_msg_t *msgs, size_t n);
+/* Commits the offsets after msgs to Kafka, asynchronously; informational only. */
+void tl_kafka_consumer_commit_info(tl_kafka_consumer_t *c, const tl_kafka_msg_t *msgs, size_t n);
+
+/* Starts a mock cluster listening on loopback and creates topics. Caller frees
+ * with tl_kafka_mock_destroy. */
+tl_err_t tl_kafka_mock_new(int partitions, const char *const *topics, size_t ntopics,
+                           tl_kafka_mock_t **out);
+/* "host:port,..." to give clients; borrowed, lives as long as m. */
+const char *tl_kafka_mock_bootstraps(const tl_kafka_mock_t *m);
+void tl_kafka_mock_destroy(tl_kafka_mock_t *m);
+
+#endif

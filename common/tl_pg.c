@@ -1,0 +1,260 @@
+#include "tl_pg.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tl_log.h"
+
+struct tl_pg {
+    PGconn *conn;
+    char sqlstate[6];
+};
+
+static void pg_notice(void *arg, const PGresult *res)
+{
+    (void)arg;
+    /* Notices can quote values; keep only the SQLSTATE. */
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    tl_log(TL_LOG_DEBUG, "pg_notice", json_pack("{s:s}", "sqlstate", st ? st : ""));
+}
+
+bool tl_pg_broken(const tl_pg_t *pg)
+{
+    return !pg || PQstatus(pg->conn) != CONNECTION_OK;
+}
+
+const char *tl_pg_sqlstate(const tl_pg_t *pg)
+{
+    return pg ? pg->sqlstate : "";
+}
+
+static tl_err_t pg_classify(tl_pg_t *pg, const PGresult *res)
+{
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *cons = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    snprintf(pg->sqlstate, sizeof pg->sqlstate, "%s", st ? st : "");
+    tl_err_t err = TL_ERR_DB;
+    if (PQstatus(pg->conn) != CONNECTION_OK)
+        err = TL_ERR_UNAVAILABLE;
+    else if (!st)
+        err = TL_ERR_DB;
+    else if (!strcmp(st, "23505"))
+        err = TL_ERR_CONFLICT;
+    else if (!strcmp(st, "40001") || !strcmp(st, "40P01") || !strcmp(st, "57014"))
+        err = TL_ERR_TRANSIENT;
+    else if (!strncmp(st, "08", 2) || !strncmp(st, "57P", 3) || !strncmp(st, "53", 2))
+        err = TL_ERR_UNAVAILABLE;
+    if (err != TL_ERR_CONFLICT)
+        tl_log_warn("pg_error", json_pack("{s:s, s:s, s:s}", "sqlstate", pg->sqlstate, "constraint",
+                                          cons ? cons : "", "error", tl_err_name(err)));
+    return err;
+}
+
+tl_err_t tl_pg_connect(const char *dsn, const char *schema, const char *app, tl_pg_t **out)
+{
+    tl_err_t err = TL_OK;
+    tl_pg_t *pg = calloc(1, sizeof *pg);
+    if (!pg)
+        return TL_ERR_NOMEM;
+    const char *keys[] = {"dbname", "application_name", NULL};
+    const char *vals[] = {dsn, app, NULL};
+    pg->conn = PQconnectdbParams(keys, vals, 1);
+    if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
+        tl_log_warn("pg_connect_failed", json_pack("{s:s}", "app", app));
+        err = TL_ERR_UNAVAILABLE;
+        goto out;
+    }
+    PQsetNoticeReceiver(pg->conn, pg_notice, NULL);
+    if (schema && *schema) {
+        char *ident = PQescapeIdentifier(pg->conn, schema, strlen(schema));
+        tl_buf_t sql;
+        tl_buf_init(&sql, 1024);
+        if (!ident)
+            err = TL_ERR_NOMEM;
+        else
+            err = tl_buf_printf(&sql, "SET client_min_messages = warning; "
+                                      "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s",
+                                ident, ident);
+        PQfreemem(ident);
+        if (!err) {
+            /* Concurrent CREATE SCHEMA IF NOT EXISTS can race on the catalog. */
+            for (int attempt = 0; attempt < 3; attempt++) {
+                err = tl_pg_exec(pg, sql.data, 0, NULL, NULL);
+                if (err != TL_ERR_CONFLICT)
+                    break;
+            }
+        }
+        tl_buf_cleanup(&sql);
+    }
+out:
+    if (err) {
+        tl_pg_destroy(pg);
+        pg = NULL;
+    }
+    *out = pg;
+    return err;
+}
+
+void tl_pg_destroy(tl_pg_t *pg)
+{
+    if (!pg)
+        return;
+    PQfinish(pg->conn);
+    free(pg);
+}
+
+tl_err_t tl_pg_exec(tl_pg_t *pg, const char *sql, int nparams, const char *const *params,
+                    tl_pg_res_t **res)
+{
+    PGresult *r = nparams ? PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0)
+                          : PQexec(pg->conn, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        tl_err_t err = pg_classify(pg, r);
+        PQclear(r);
+        return err;
+    }
+    if (res)
+        *res = (tl_pg_res_t *)r;
+    else
+        PQclear(r);
+    return TL_OK;
+}
+
+static tl_err_t pipeline_collect(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n)
+{
+    tl_err_t err = TL_OK;
+    for (size_t i = 0; i < n; i++) {
+        PGresult *r = PQgetResult(pg->conn);
+        if (!r)
+            return err ? err : pg_classify(pg, NULL);
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            if (stmts[i].keep && !err) {
+                stmts[i].res = (tl_pg_res_t *)r;
+                r = NULL;
+            }
+        } else if (st != PGRES_PIPELINE_ABORTED && !err) {
+            err = pg_classify(pg, r);
+        }
+        PQclear(r);
+        /* Each statement's results end with a NULL. */
+        while ((r = PQgetResult(pg->conn)) != NULL)
+            PQclear(r);
+    }
+    PGresult *sync = PQgetResult(pg->conn);
+    if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC && !err)
+        err = pg_classify(pg, sync);
+    PQclear(sync);
+    return err;
+}
+
+tl_err_t tl_pg_pipeline(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n)
+{
+    tl_err_t err = TL_OK;
+    for (size_t i = 0; i < n; i++)
+        stmts[i].res = NULL;
+    if (!PQenterPipelineMode(pg->conn))
+        return pg_classify(pg, NULL);
+    for (size_t i = 0; i < n; i++) {
+        if (!PQsendQueryParams(pg->conn, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params,
+                               NULL, NULL, 0)) {
+            err = pg_classify(pg, NULL);
+            goto out;
+        }
+    }
+    if (!PQpipelineSync(pg->conn)) {
+        err = pg_classify(pg, NULL);
+        goto out;
+    }
+    err = pipeline_collect(pg, stmts, n);
+out:
+    if (PQstatus(pg->conn) == CONNECTION_OK && !PQexitPipelineMode(pg->conn) && !err)
+        err = TL_ERR_DB;
+    if (err) {
+        for (size_t i = 0; i < n; i++) {
+            PQclear((PGresult *)stmts[i].res);
+            stmts[i].res = NULL;
+        }
+    }
+    return err;
+}
+
+int tl_pg_nrows(const tl_pg_res_t *res)
+{
+    return res ? PQntuples((const PGresult *)res) : 0;
+}
+
+const char *tl_pg_get(const tl_pg_res_t *res, int row, int col)
+{
+    const PGresult *r = (const PGresult *)res;
+    if (!r || row >= PQntuples(r) || col >= PQnfields(r) || PQgetisnull(r, row, col))
+        return NULL;
+    return PQgetvalue(r, row, col);
+}
+
+void tl_pg_res_free(tl_pg_res_t *res)
+{
+    PQclear((PGresult *)res);
+}
+
+tl_err_t tl_pg_listen(tl_pg_t *pg, const char *channel)
+{
+    tl_buf_t sql;
+    tl_buf_init(&sql, 256);
+    tl_err_t err = tl_buf_printf(&sql, "LISTEN %s", channel);
+    if (!err)
+        err = tl_pg_exec(pg, sql.data, 0, NULL, NULL);
+    tl_buf_cleanup(&sql);
+    return err;
+}
+
+tl_err_t tl_pg_wait_notify(tl_pg_t *pg, int timeout_ms,
+                           void (*cb)(void *user, const char *channel, const char *payload),
+                           void *user)
+{
+    struct pollfd pfd = {.fd = PQsocket(pg->conn), .events = POLLIN};
+    if (pfd.fd < 0)
+        return TL_ERR_UNAVAILABLE;
+    int rc = poll(&pfd, 1, timeout_ms);
+    if (rc < 0)
+        return TL_OK; /* EINTR: the caller loops */
+    if (rc > 0 && !PQconsumeInput(pg->conn))
+        return pg_classify(pg, NULL);
+    PGnotify *nf;
+    while ((nf = PQnotifies(pg->conn)) != NULL) {
+        cb(user, nf->relname, nf->extra);
+        PQfreemem(nf);
+    }
+    return PQstatus(pg->conn) == CONNECTION_OK ? TL_OK : TL_ERR_UNAVAILABLE;
+}
+
+tl_err_t tl_pg_array_begin(tl_buf_t *b)
+{
+    return tl_buf_append(b, "{", 1);
+}
+
+tl_err_t tl_pg_array_add(tl_buf_t *b, const char *value)
+{
+    tl_err_t err = TL_OK;
+    if (b->len && b->data[b->len - 1] != '{' && (err = tl_buf_append(b, ",", 1)))
+        return err;
+    if (!value)
+        return tl_buf_append(b, "NULL", 4);
+    if ((err = tl_buf_append(b, "\"", 1)))
+        return err;
+    for (const char *p = value; *p && !err; p++) {
+        if (*p == '"' || *p == '\\')
+            err = tl_buf_append(b, "\\", 1);
+        if (!err)
+            err = tl_buf_append(b, p, 1);
+    }
+    return err ? err : tl_buf_append(b, "\"", 1);
+}
+
+tl_err_t tl_pg_array_end(tl_buf_t *b)
+{
+    return tl_buf_append(b, "}", 1);
+}

@@ -1,0 +1,63 @@
+/* tl_pg: the only module that includes libpq.
+ *
+ * Errors are converted here: SQLSTATE 23505 -> TL_ERR_CONFLICT, 40001/40P01
+ * and class 08 or a lost connection -> TL_ERR_TRANSIENT/UNAVAILABLE, anything
+ * else -> TL_ERR_DB. Failures are logged with SQLSTATE and constraint name
+ * only, never libpq's message text (it can carry key values). */
+#ifndef TL_PG_H
+#define TL_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tl_buf.h"
+#include "tl_err.h"
+
+typedef struct tl_pg tl_pg_t;
+typedef struct tl_pg_res tl_pg_res_t;
+
+/* Connects and sets search_path to schema (created if missing; NULL keeps the
+ * default). Caller frees with tl_pg_destroy. */
+tl_err_t tl_pg_connect(const char *dsn, const char *schema, const char *app, tl_pg_t **out);
+void tl_pg_destroy(tl_pg_t *pg);
+/* True if the last failure left the connection unusable. */
+bool tl_pg_broken(const tl_pg_t *pg);
+
+/* Runs one statement with text parameters (NULL entries are SQL NULL).
+ * res: when non-NULL receives the result, caller frees with tl_pg_res_free. */
+tl_err_t tl_pg_exec(tl_pg_t *pg, const char *sql, int nparams, const char *const *params,
+                    tl_pg_res_t **res);
+
+typedef struct {
+    const char *sql;
+    int nparams;
+    const char *const *params; /* borrowed until tl_pg_pipeline returns */
+    tl_pg_res_t *res;          /* out: set when keep is true; caller frees */
+    bool keep;
+} tl_pg_stmt_t;
+
+/* Sends all statements in pipeline mode with a single sync: one round trip.
+ * Returns the first failure; statements after it did not run. */
+tl_err_t tl_pg_pipeline(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n);
+
+int tl_pg_nrows(const tl_pg_res_t *res);
+/* Value as text, or NULL for SQL NULL or out of range. Borrowed from res. */
+const char *tl_pg_get(const tl_pg_res_t *res, int row, int col);
+void tl_pg_res_free(tl_pg_res_t *res);
+/* SQLSTATE of the last failure on pg ("" if none). */
+const char *tl_pg_sqlstate(const tl_pg_t *pg);
+
+/* LISTEN on channel (an identifier literal, not user input). */
+tl_err_t tl_pg_listen(tl_pg_t *pg, const char *channel);
+/* Waits up to timeout_ms for notifications; calls cb for each (payload borrowed).
+ * Returns TL_OK also when none arrived. */
+tl_err_t tl_pg_wait_notify(tl_pg_t *pg, int timeout_ms,
+                           void (*cb)(void *user, const char *channel, const char *payload),
+                           void *user);
+
+/* Text-format array literal builders: begin, add (value NULL -> NULL), end. */
+tl_err_t tl_pg_array_begin(tl_buf_t *b);
+tl_err_t tl_pg_array_add(tl_buf_t *b, const char *value);
+tl_err_t tl_pg_array_end(tl_buf_t *b);
+
+#endif

@@ -1,0 +1,7 @@
+#include "tl_topics.h"
+
+const char *const tl_topics_all[] = {
+    TL_TOPIC_PROTOCOL,          TL_TOPIC_PARTICIPANT,          TL_TOPIC_ACCESS,
+    TL_TOPIC_PROTOCOL ".dlq",   TL_TOPIC_PARTICIPANT ".dlq",   TL_TOPIC_ACCESS ".dlq",
+};
+const size_t tl_topics_count = sizeof tl_topics_all / sizeof tl_topics_all[0];

@@ -1,0 +1,66 @@
+/* trialog-projector: runs one projection's consumer.
+ * Usage: trialog-projector [--print-config] participants */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "participants_store.h"
+#include "tl_config.h"
+#include "tl_consumer.h"
+#include "tl_log.h"
+#include "tl_topics.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static const char *const participants_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
+
+static const tl_projection_t projections[] = {
+    {TL_PROJECTION_PARTICIPANTS, participants_topics, 2, tl_participants_store_apply},
+};
+
+int main(int argc, char **argv)
+{
+    tl_consumer_cfg_t cfg = {0};
+    bool debug = false;
+    const tl_config_var_t vars[] = {
+        {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 0, 1000, false, "Kafka bootstrap servers",
+         &cfg.brokers},
+        {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true,
+         "libpq connection string", &cfg.pg_dsn},
+        {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
+         &cfg.pg_schema},
+        {"TRIALOG_BATCH_MAX", TL_CFG_INT, "1000", 1, 10000, false, "messages per transaction",
+         &cfg.batch_max},
+        {"TRIALOG_POLL_MS", TL_CFG_INT, "100", 1, 10000, false, "wait for a first message",
+         &cfg.poll_ms},
+        {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &debug},
+    };
+    const size_t nvars = sizeof vars / sizeof vars[0];
+    bool print = argc > 1 && !strcmp(argv[1], "--print-config");
+    const char *name = argc > 1 + print ? argv[1 + print] : NULL;
+    const tl_projection_t *proj = NULL;
+    for (size_t i = 0; name && i < sizeof projections / sizeof projections[0]; i++)
+        if (!strcmp(projections[i].name, name))
+            proj = &projections[i];
+    if (!proj) {
+        fprintf(stderr, "usage: trialog-projector [--print-config] participants\n");
+        return 2;
+    }
+    if (tl_config_load(vars, nvars, NULL, stderr))
+        return 2;
+    if (print) {
+        tl_config_print(vars, nvars, stdout);
+        return 0;
+    }
+    tl_log_init("projector", debug ? TL_LOG_DEBUG : TL_LOG_INFO);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    return tl_consumer_run(&cfg, proj, &stop_requested) ? 1 : 0;
+}

@@ -1,0 +1,41 @@
+/* tl_consumer: the consumer runtime every projection runs in.
+ *
+ * One consumer group per projection ("trialog-<name>"). Each batch of up to
+ * batch_max messages is decoded, folded by the projection, and written in ONE
+ * PostgreSQL transaction together with the next offsets (DESIGN.md §2); at
+ * every assignment the consumer seeks to the stored offsets. Kafka's
+ * committed offsets are informational. After each commit a NOTIFY on
+ * TL_NOTIFY_CHANNEL ("<projection> <topic>:<partition>:<next_offset> ...")
+ * wakes the gateway's read-your-writes waiters. */
+#ifndef TL_CONSUMER_H
+#define TL_CONSUMER_H
+
+#include <signal.h>
+
+#include "tl_batch.h"
+#include "tl_err.h"
+#include "tl_pg.h"
+
+#define TL_NOTIFY_CHANNEL "trialog_projected"
+
+typedef struct {
+    const char *name; /* projection name, also in projection_offsets */
+    const char *const *topics;
+    size_t ntopics;
+    /* Folds b->events and appends its writes to b (see tl_batch.h). */
+    tl_err_t (*apply)(tl_pg_t *pg, tl_batch_t *b);
+} tl_projection_t;
+
+typedef struct {
+    const char *brokers;
+    const char *pg_dsn;
+    const char *pg_schema;
+    long batch_max;
+    long poll_ms;
+} tl_consumer_cfg_t;
+
+/* Runs until *stop becomes non-zero (returns TL_OK) or a fatal error. */
+tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *proj,
+                         volatile sig_atomic_t *stop);
+
+#endif

@@ -1,0 +1,182 @@
+/* Command plumbing shared by every write route: body parsing, ids,
+ * produce, read-your-writes wait, outcome. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway.h"
+#include "tl_json.h"
+#include "tl_log.h"
+
+#define TL_IDEMPOTENCY_KEY_MAX 200
+
+/* Namespaces of the UUIDv5 ids derived from an Idempotency-Key. */
+static const tl_uuid_t ns_event = {"6f1d2a4e-5b0c-4f6e-9a51-0c2b7e3d9a10"};
+static const tl_uuid_t ns_resource = {"0b8e7c52-19f4-4d0a-8c36-5e2a91f4b7d3"};
+
+json_t *tl_gw_body(tl_req_t *req, tl_resp_t *resp, const void *fields, size_t nfields)
+{
+    char why[128];
+    json_t *obj = NULL;
+    if (tl_json_parse_object(req->body, req->body_len, &obj, why, sizeof why)) {
+        tl_problem(resp, 400, "malformed-json", "Malformed JSON", why, NULL);
+        return NULL;
+    }
+    json_t *errors = json_array();
+    if (tl_json_check(obj, fields, nfields, errors)) {
+        tl_problem(resp, 400, "validation-failed", "Invalid request body",
+                   "one or more fields are invalid", errors);
+        json_decref(obj);
+        return NULL;
+    }
+    json_decref(errors);
+    return obj;
+}
+
+static bool printable_ascii(const char *s)
+{
+    for (; *s; s++)
+        if (*s < 0x21 || *s > 0x7e)
+            return false;
+    return true;
+}
+
+bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    (void)gw;
+    const char *key = req->idempotency_key;
+    const char *corr = req->correlation_id;
+    if (key) {
+        size_t len = strlen(key);
+        if (!len || len > TL_IDEMPOTENCY_KEY_MAX || !printable_ascii(key)) {
+            tl_problem(resp, 400, "invalid-idempotency-key", "Invalid Idempotency-Key",
+                       "1 to 200 printable ASCII characters", NULL);
+            return false;
+        }
+        char seed[TL_IDEMPOTENCY_KEY_MAX + 512];
+        int n = snprintf(seed, sizeof seed, "%s\n%s %s\n%s", req->actor_id, req->method,
+                         req->path, key);
+        if (n < 0 || (size_t)n >= sizeof seed ||
+            tl_uuid_v5(&ns_event, seed, (size_t)n, &cmd->meta.event_id) ||
+            tl_uuid_v5(&ns_resource, seed, (size_t)n, &cmd->resource_id)) {
+            tl_problem(resp, 400, "invalid-idempotency-key", "Invalid Idempotency-Key", NULL,
+                       NULL);
+            return false;
+        }
+    } else if (tl_uuid_v7(&cmd->meta.event_id) || tl_uuid_v7(&cmd->resource_id)) {
+        tl_problem_from_err(resp, TL_ERR_INTERNAL);
+        return false;
+    }
+    if (!corr || !*corr || strlen(corr) > 64 || !printable_ascii(corr))
+        corr = cmd->meta.event_id.s;
+    cmd->meta.actor_id = req->actor_id;
+    cmd->meta.actor_role = req->actor_role;
+    cmd->meta.correlation_id = corr;
+    cmd->meta.source = "gateway";
+    return true;
+}
+
+static bool prefers_async(const char *prefer)
+{
+    return prefer && strcasestr(prefer, "respond-async") != NULL;
+}
+
+static void accepted(tl_resp_t *resp, const tl_cmd_t *cmd, const char *topic,
+                     const tl_kafka_pos_t *pos)
+{
+    json_decref(resp->body);
+    resp->status = 202;
+    resp->problem = false;
+    resp->body = json_pack("{s:s, s:s, s:s, s:{s:s, s:i, s:I}}", "id", cmd->resource_id.s,
+                           "event_id", cmd->meta.event_id.s, "status", "accepted", "log",
+                           "topic", topic, "partition", pos->partition, "offset",
+                           (json_int_t)pos->offset);
+    snprintf(resp->location, sizeof resp->location, "%s", cmd->location);
+}
+
+static bool read_rejection(tl_gw_t *gw, tl_cmd_t *cmd, const char *topic,
+                           const tl_kafka_pos_t *pos, tl_err_t *err)
+{
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", pos->partition);
+    snprintf(off, sizeof off, "%lld", (long long)pos->offset);
+    const char *params[] = {cmd->projection, topic, part, off};
+    tl_pg_res_t *res = NULL;
+    tl_pg_t *pg = tl_gw_pg(gw);
+    *err = pg ? tl_pg_exec(pg,
+                           "SELECT reason FROM projection_rejections WHERE projection = $1"
+                           " AND topic = $2 AND partition = $3 AND \"offset\" = $4",
+                           4, params, &res)
+              : TL_ERR_UNAVAILABLE;
+    const char *reason = tl_pg_get(res, 0, 0);
+    if (reason)
+        snprintf(cmd->reason, sizeof cmd->reason, "%s", reason);
+    tl_pg_res_free(res);
+    return reason != NULL;
+}
+
+tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    tl_kafka_pos_t pos = {0};
+    const tl_event_type_t *t = tl_registry_type(gw->registry, cmd->type);
+    tl_err_t err = t ? tl_producer_send(gw->producer, cmd->type, cmd->key, cmd->payload,
+                                        &cmd->meta, &pos)
+                     : TL_ERR_INTERNAL;
+    if (err) {
+        tl_problem_from_err(resp, err);
+        if (err == TL_ERR_UNAVAILABLE)
+            json_object_set_new(resp->body, "detail",
+                                json_string("the event log did not confirm the write; retry "
+                                            "with the same Idempotency-Key"));
+        return TL_CMD_ANSWERED;
+    }
+    tl_log(TL_LOG_DEBUG, "event_produced",
+           json_pack("{s:s, s:s, s:s, s:i, s:I}", "event_id", cmd->meta.event_id.s, "type",
+                     cmd->type, "topic", t->topic, "partition", pos.partition, "offset",
+                     (json_int_t)pos.offset));
+    if (prefers_async(req->prefer)) {
+        accepted(resp, cmd, t->topic, &pos);
+        return TL_CMD_ANSWERED;
+    }
+    if (tl_waiter_wait(gw->waiter, cmd->projection, t->topic, pos.partition, pos.offset,
+                       (int)gw->cfg.ryw_timeout_ms)) {
+        /* Durable in the log but not yet visible: say so, never fail it. */
+        accepted(resp, cmd, t->topic, &pos);
+        return TL_CMD_ANSWERED;
+    }
+    if (read_rejection(gw, cmd, t->topic, &pos, &err))
+        return TL_CMD_REJECTED;
+    if (err) {
+        accepted(resp, cmd, t->topic, &pos);
+        return TL_CMD_ANSWERED;
+    }
+    return TL_CMD_APPLIED;
+}
+
+json_t *tl_gw_query_json(tl_gw_t *gw, tl_resp_t *resp, const char *sql, int n,
+                         const char *const *params, bool *failed)
+{
+    tl_pg_res_t *res = NULL;
+    tl_pg_t *pg = tl_gw_pg(gw);
+    tl_err_t err = pg ? tl_pg_exec(pg, sql, n, params, &res) : TL_ERR_UNAVAILABLE;
+    *failed = err != TL_OK;
+    if (err) {
+        tl_problem_from_err(resp, err);
+        return NULL;
+    }
+    const char *text = tl_pg_get(res, 0, 0);
+    json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    tl_pg_res_free(res);
+    return j;
+}
+
+void tl_gw_created(tl_resp_t *resp, json_t *body, const char *location, bool replayed)
+{
+    json_decref(resp->body);
+    resp->status = 201; /* a replay answers as the original did */
+    resp->problem = false;
+    resp->body = body;
+    resp->replayed = replayed;
+    snprintf(resp->location, sizeof resp->location, "%s", location);
+}

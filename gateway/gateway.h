@@ -1,0 +1,143 @@
+/* The gateway's shared types: a request and response independent of the
+ * HTTP library, the process-wide context, and the route table. */
+#ifndef TL_GATEWAY_H
+#define TL_GATEWAY_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tl_err.h"
+#include "tl_pg.h"
+#include "tl_producer.h"
+#include "tl_schemas.h"
+#include "waiter.h"
+
+#define TL_BODY_MAX (1024 * 1024)
+#define TL_ROUTE_PARAMS 4
+#define TL_LOCK_STRIPES 256
+
+typedef struct {
+    long port;
+    long threads;
+    long ryw_timeout_ms;
+    long produce_timeout_ms;
+    const char *brokers;
+    const char *pg_dsn;
+    const char *pg_schema;
+    const char *admin_token;
+    bool debug;
+} tl_gw_config_t;
+
+typedef struct {
+    tl_gw_config_t cfg;
+    tl_registry_t *registry;
+    tl_kafka_producer_t *kafka;
+    tl_producer_t *producer;
+    tl_waiter_t *waiter;
+    pthread_key_t pg_key;
+    pthread_mutex_t stripes[TL_LOCK_STRIPES];
+} tl_gw_t;
+
+typedef struct {
+    const char *method;
+    const char *path;
+    const char *body; /* NUL-terminated, body_len bytes */
+    size_t body_len;
+    const char *content_type;
+    const char *authorization;
+    const char *idempotency_key;
+    const char *prefer;
+    const char *correlation_id;
+    const char *params[TL_ROUTE_PARAMS]; /* {x} segments of the route, in order */
+    /* query string lookup, NULL when absent */
+    const char *(*query)(void *conn, const char *key);
+    void *conn;
+    /* set by authentication */
+    const char *actor_id;
+    const char *actor_role;
+} tl_req_t;
+
+typedef struct {
+    int status;
+    json_t *body;              /* owned */
+    bool problem;              /* application/problem+json */
+    char location[256];
+    int retry_after;           /* seconds; 0: none */
+    bool replayed;             /* Idempotent-Replayed: true */
+} tl_resp_t;
+
+typedef void (*tl_handler_fn)(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+
+typedef struct {
+    const char *method;
+    const char *pattern; /* "/v1/studies/{id}/sites" */
+    tl_handler_fn handler;
+    bool public;         /* no authentication */
+} tl_route_t;
+
+/* The route table (routes.c); tl_gw_dispatch matches and authenticates. */
+void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+
+/* problem.c: fills resp with an RFC 9457 problem. errors: a JSON array of
+ * field errors or NULL (taken over). */
+void tl_problem(tl_resp_t *resp, int status, const char *type, const char *title,
+                const char *detail, json_t *errors);
+/* Maps an internal error to 503 / 500 etc. */
+void tl_problem_from_err(tl_resp_t *resp, tl_err_t err);
+/* The body of a problem response, as JSON text; caller frees. */
+char *tl_problem_render(const tl_resp_t *resp);
+
+/* Sets up the per-thread connection key and the command locks. */
+void tl_gw_init(tl_gw_t *gw);
+/* The calling thread's PostgreSQL connection (made on first use, remade when
+ * broken). NULL when the database is unavailable. */
+tl_pg_t *tl_gw_pg(tl_gw_t *gw);
+/* Serialises commands on one aggregate within this process. */
+pthread_mutex_t *tl_gw_stripe(tl_gw_t *gw, const char *key);
+
+/* handlers */
+void tl_h_healthz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_study_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_study_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_participant_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+
+
+/* ---- commands (command.c) ---- */
+
+typedef enum { TL_CMD_APPLIED, TL_CMD_REJECTED, TL_CMD_ANSWERED } tl_cmd_outcome_t;
+
+typedef struct {
+    const char *type;        /* event type */
+    const char *key;         /* partition key: the aggregate id */
+    const json_t *payload;   /* the event's own fields, borrowed */
+    const char *projection;  /* the projection whose state answers the command */
+    tl_event_meta_t meta;    /* event_id and resource_id filled by tl_cmd_init */
+    tl_uuid_t resource_id;   /* id of the resource a create command makes */
+    char location[256];      /* its URL, set by the handler */
+    char reason[64];         /* out: why the projection refused the event */
+} tl_cmd_t;
+
+/* Parses and validates a JSON body against fields; on failure fills resp
+ * (400) and returns NULL. Caller json_decref()s the result. */
+json_t *tl_gw_body(tl_req_t *req, tl_resp_t *resp, const void *fields, size_t nfields);
+/* Event and resource ids: derived from the Idempotency-Key (UUIDv5 over
+ * principal, route and key) or fresh. false: resp holds a 400. */
+bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
+/* Produces the event and, unless the client prefers respond-async, waits
+ * until the projection applied it. APPLIED / REJECTED (cmd->reason set) leave
+ * the answer to the caller; ANSWERED means resp is complete (202 or 503). */
+tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
+
+/* Runs a query returning one JSON text column; NULL when no row (resp
+ * untouched) or on error (resp holds a 503). *failed tells which. */
+json_t *tl_gw_query_json(tl_gw_t *gw, tl_resp_t *resp, const char *sql, int n,
+                         const char *const *params, bool *failed);
+void tl_gw_created(tl_resp_t *resp, json_t *body, const char *location, bool replayed);
+
+#endif

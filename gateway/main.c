@@ -1,0 +1,96 @@
+/* trialog-gateway: HTTP commands in, Avro events out. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gateway.h"
+#include "http.h"
+#include "tl_config.h"
+#include "tl_log.h"
+#include "tl_migrations.h"
+
+
+
+int main(int argc, char **argv)
+{
+    static tl_gw_t gw;
+    tl_gw_config_t *c = &gw.cfg;
+    const tl_config_var_t vars[] = {
+        {"TRIALOG_HTTP_PORT", TL_CFG_INT, "8080", 1, 65535, false, "listening port", &c->port},
+        {"TRIALOG_HTTP_THREADS", TL_CFG_INT, "16", 1, 1024, false, "HTTP worker threads",
+         &c->threads},
+        {"TRIALOG_RYW_TIMEOUT_MS", TL_CFG_INT, "5000", 0, 60000, false,
+         "read-your-writes wait before answering 202", &c->ryw_timeout_ms},
+        {"TRIALOG_PRODUCE_TIMEOUT_MS", TL_CFG_INT, "5000", 100, 300000, false,
+         "how long a produce may take before 503", &c->produce_timeout_ms},
+        {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 0, 1000, false, "Kafka bootstrap servers",
+         &c->brokers},
+        {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true,
+         "libpq connection string", &c->pg_dsn},
+        {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
+         &c->pg_schema},
+        {"TRIALOG_ADMIN_TOKEN", TL_CFG_STR, NULL, 0, 512, true,
+         "bootstrap admin bearer token (at least 32 characters)", &c->admin_token},
+        {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &c->debug},
+    };
+    const size_t nvars = sizeof vars / sizeof vars[0];
+    tl_err_t err = tl_config_load(vars, nvars, NULL, stderr);
+    if (!err && strlen(c->admin_token) < 32) {
+        fprintf(stderr, "config: TRIALOG_ADMIN_TOKEN must be at least 32 characters\n");
+        err = TL_ERR_CONFIG;
+    }
+    if (err)
+        return 2;
+    if (argc > 1 && !strcmp(argv[1], "--print-config")) {
+        tl_config_print(vars, nvars, stdout);
+        return 0;
+    }
+    tl_log_init("gateway", c->debug ? TL_LOG_DEBUG : TL_LOG_INFO);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this */
+
+
+    tl_gw_init(&gw);
+
+    tl_pg_t *pg = NULL;
+    tl_http_t *http = NULL;
+    for (int attempt = 0; attempt < 60; attempt++) {
+        if (!(err = tl_pg_connect(c->pg_dsn, c->pg_schema, "gateway", &pg)))
+            break;
+        sleep(1);
+    }
+    if (!err)
+        err = tl_migrate(pg);
+    if (!err)
+        err = tl_registry_open(pg, &gw.registry);
+    tl_pg_destroy(pg);
+    if (!err)
+        err = tl_kafka_producer_new(c->brokers, (int)c->produce_timeout_ms, &gw.kafka);
+    if (!err)
+        err = tl_producer_new(gw.kafka, gw.registry, &gw.producer);
+    if (!err)
+        err = tl_waiter_new(c->pg_dsn, c->pg_schema, &gw.waiter);
+    if (!err)
+        err = tl_http_start(&gw, &http);
+    if (!err) {
+        tl_log_info("gateway_started", json_pack("{s:i, s:i}", "port", (int)c->port, "threads",
+                                                 (int)c->threads));
+        int sig = 0;
+        sigwait(&sigs, &sig);
+        tl_log_info("gateway_stopping", json_pack("{s:i}", "signal", sig));
+    } else {
+        tl_log_error("gateway_start_failed", json_pack("{s:s}", "error", tl_err_name(err)));
+    }
+    tl_http_stop(http);
+    tl_waiter_destroy(gw.waiter);
+    tl_producer_destroy(gw.producer);
+    tl_kafka_producer_destroy(gw.kafka);
+    tl_registry_destroy(gw.registry);
+    return err ? 1 : 0;
+}

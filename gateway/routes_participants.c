@@ -1,0 +1,250 @@
+/* Participants: enrolment, reads, the study's participant list. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gateway.h"
+#include "participants.h"
+#include "participants_store.h"
+#include "tl_date.h"
+#include "tl_json.h"
+
+#define PARTICIPANT_JSON                                                                      \
+    "json_build_object('id', p.id, 'study_id', p.study_id, 'site_id', p.site_id,"            \
+    " 'participant_code', p.participant_code, 'status', p.status, 'birth_year', p.birth_year," \
+    " 'sex', p.sex, 'consent_date', p.consent_date, 'baseline_date', p.baseline_date,"       \
+    " 'enrolled_at', p.enrolled_at, 'updated_at', p.updated_at, 'version', p.version)"
+
+static const char *const sql_participant =
+    "SELECT " PARTICIPANT_JSON "::text FROM participants p WHERE p.id = $1";
+
+#define LIST_DEFAULT 50
+#define LIST_MAX 500
+
+static const char *const sex_options[] = {"M", "F", "O", "U", NULL};
+static const char *const status_options[] = {"screened", "enrolled", "completed", "withdrawn",
+                                             "screen_failed", NULL};
+
+static bool code_chars_ok(const char *s)
+{
+    for (const char *p = s; *p; p++) {
+        bool ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                  (p != s && (*p == '-' || *p == '_' || *p == '.'));
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static int current_year(void)
+{
+    int y;
+    unsigned m, d;
+    tl_date_to_civil(tl_date_today(), &y, &m, &d);
+    return y;
+}
+
+/* Domain rules of an enrolment (violations: 422). Returns false with resp set. */
+static bool enrol_rules(tl_gw_t *gw, const json_t *body, const char *study_id, tl_resp_t *resp)
+{
+    int32_t consent = 0, baseline = 0;
+    const char *cd = tl_json_str(body, "consent_date");
+    if (!cd) {
+        tl_problem(resp, 422, "consent-required", "Consent required",
+                   "a participant is enrolled only with informed consent recorded (consent_date)",
+                   NULL);
+        return false;
+    }
+    tl_date_parse(cd, &consent);
+    tl_date_parse(tl_json_str(body, "baseline_date"), &baseline);
+    if (consent > tl_date_today() + 1) {
+        tl_problem(resp, 422, "consent-in-future", "Consent date in the future", NULL, NULL);
+        return false;
+    }
+    if (baseline < consent) {
+        tl_problem(resp, 422, "baseline-before-consent", "Baseline before consent",
+                   "baseline_date must be on or after consent_date", NULL);
+        return false;
+    }
+    bool failed = false;
+    const char *params[] = {tl_json_str(body, "site_id"), study_id};
+    json_t *site = tl_gw_query_json(gw, resp,
+                                    "SELECT to_json(id)::text FROM sites WHERE id = $1"
+                                    " AND study_id = $2",
+                                    2, params, &failed);
+    if (!site && !failed)
+        tl_problem(resp, 422, "unknown-site", "Site not in study",
+                   "site_id is not a site of this study", NULL);
+    json_decref(site);
+    return site != NULL;
+}
+
+static json_t *enrol_payload(const json_t *body, const char *pid, const char *study_id)
+{
+    int32_t consent = 0, baseline = 0;
+    tl_date_parse(tl_json_str(body, "consent_date"), &consent);
+    tl_date_parse(tl_json_str(body, "baseline_date"), &baseline);
+    const json_t *by = json_object_get(body, "birth_year");
+    const json_t *sex = json_object_get(body, "sex");
+    return json_pack("{s:s, s:s, s:s, s:O, s:O, s:i, s:i}", "participant_id", pid, "study_id",
+                     study_id, "participant_code", tl_json_str(body, "participant_code"),
+                     "birth_year", by ? by : json_null(), "sex", sex ? sex : json_null(),
+                     "consent_date", consent, "baseline_date", baseline);
+}
+
+void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    const tl_json_field_t fields[] = {
+        {"participant_code", TL_JF_STRING, true, 1, TL_CODE_MAX, NULL},
+        {"site_id", TL_JF_UUID, true, 0, 0, NULL},
+        {"birth_year", TL_JF_INTEGER, false, 1900, current_year(), NULL},
+        {"sex", TL_JF_ENUM, false, 0, 0, sex_options},
+        {"consent_date", TL_JF_DATE, false, 0, 0, NULL},
+        {"baseline_date", TL_JF_DATE, true, 0, 0, NULL},
+    };
+    tl_cmd_t cmd = {.type = "ParticipantEnrolled", .projection = TL_PROJECTION_PARTICIPANTS};
+    json_t *body = tl_gw_body(req, resp, fields, sizeof fields / sizeof fields[0]);
+    json_t *study = NULL, *found = NULL, *payload = NULL;
+    bool failed = false;
+    if (!body || !tl_cmd_init(gw, req, &cmd, resp))
+        goto out;
+    const char *code = tl_json_str(body, "participant_code");
+    if (!code_chars_ok(code)) {
+        json_t *errors = json_array();
+        tl_json_error(errors, "participant_code",
+                      "letters, digits and - _ . only, starting with a letter or digit");
+        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        goto out;
+    }
+    if (!tl_uuid_valid(req->params[0]) ||
+        !(study = tl_gw_query_json(gw, resp, "SELECT to_json(id)::text FROM studies WHERE id = $1",
+                                   1, req->params, &failed))) {
+        if (!failed)
+            tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        goto out;
+    }
+    const char *study_id = json_string_value(study);
+    char lock_key[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
+    snprintf(lock_key, sizeof lock_key, "%s|%s", study_id, code);
+    pthread_mutex_t *lock = tl_gw_stripe(gw, lock_key);
+    pthread_mutex_lock(lock);
+    const char *rid[] = {cmd.resource_id.s};
+    snprintf(cmd.location, sizeof cmd.location, "/v1/participants/%s", cmd.resource_id.s);
+    if ((found = tl_gw_query_json(gw, resp, sql_participant, 1, rid, &failed))) {
+        tl_gw_created(resp, found, cmd.location, true);
+        goto unlock;
+    }
+    if (failed || !enrol_rules(gw, body, study_id, resp))
+        goto unlock;
+    const char *dup_params[] = {study_id, code};
+    json_t *dup = tl_gw_query_json(gw, resp,
+                                   "SELECT to_json(id)::text FROM participants"
+                                   " WHERE study_id = $1 AND participant_code = $2",
+                                   2, dup_params, &failed);
+    if (dup || failed) {
+        json_decref(dup);
+        if (!failed)
+            tl_problem(resp, 409, "duplicate-participant-code", "Participant code already used",
+                       "the study has a participant with this code", NULL);
+        goto unlock;
+    }
+    if (!(payload = enrol_payload(body, cmd.resource_id.s, study_id))) {
+        tl_problem_from_err(resp, TL_ERR_NOMEM);
+        goto unlock;
+    }
+    cmd.meta.site_id = tl_json_str(body, "site_id");
+    cmd.meta.stream_version = 1;
+    cmd.key = cmd.resource_id.s;
+    cmd.payload = payload;
+    tl_cmd_outcome_t o = tl_cmd_run(gw, req, &cmd, resp);
+    if (o == TL_CMD_ANSWERED)
+        goto unlock;
+    found = tl_gw_query_json(gw, resp, sql_participant, 1, rid, &failed);
+    if (found)
+        tl_gw_created(resp, found, cmd.location, o == TL_CMD_REJECTED);
+    else if (!failed && !strcmp(cmd.reason, "duplicate_participant_code"))
+        tl_problem(resp, 409, "duplicate-participant-code", "Participant code already used",
+                   NULL, NULL);
+    else if (!failed)
+        tl_problem(resp, 409, "conflict", "Command refused", cmd.reason, NULL);
+unlock:
+    pthread_mutex_unlock(lock);
+out:
+    json_decref(payload);
+    json_decref(study);
+    json_decref(body);
+}
+
+void tl_h_participant_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    bool failed = false;
+    json_t *j = tl_uuid_valid(req->params[0])
+                    ? tl_gw_query_json(gw, resp, sql_participant, 1, req->params, &failed)
+                    : NULL;
+    if (j) {
+        resp->status = 200;
+        resp->body = j;
+    } else if (!failed) {
+        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+    }
+}
+
+static const char *const sql_list =
+    "SELECT json_build_object('items', COALESCE(json_agg(x.j ORDER BY x.c), '[]'::json),"
+    "  'next', CASE WHEN count(*) = $5::int THEN max(x.c) END)::text"
+    " FROM (SELECT " PARTICIPANT_JSON " AS j, p.participant_code COLLATE \"C\" AS c"
+    "       FROM participants p WHERE p.study_id = $1"
+    "        AND ($2::uuid IS NULL OR p.site_id = $2::uuid)"
+    "        AND ($3::text IS NULL OR p.status = $3)"
+    "        AND ($4::text IS NULL OR p.participant_code COLLATE \"C\" > $4)"
+    "       ORDER BY p.participant_code COLLATE \"C\" LIMIT $5::int) x";
+
+void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    const char *site = req->query(req->conn, "site");
+    const char *status = req->query(req->conn, "status");
+    const char *after = req->query(req->conn, "after");
+    const char *limit_s = req->query(req->conn, "limit");
+    json_t *errors = json_array(), *study = NULL;
+    bool failed = false;
+    long limit = LIST_DEFAULT;
+    if (site && !tl_uuid_valid(site))
+        tl_json_error(errors, "site", "must be a UUID");
+    if (status) {
+        bool ok = false;
+        for (const char *const *o = status_options; *o; o++)
+            ok = ok || !strcmp(*o, status);
+        if (!ok)
+            tl_json_error(errors, "status", "is not a participant status");
+    }
+    if (after && (strlen(after) > TL_BYTES(TL_CODE_MAX) || !*after))
+        tl_json_error(errors, "after", "is not a cursor");
+    if (limit_s) {
+        char *end = NULL;
+        limit = strtol(limit_s, &end, 10);
+        if (!*limit_s || *end || limit < 1 || limit > LIST_MAX)
+            tl_json_error(errors, "limit", "must be from 1 to 500");
+    }
+    if (json_array_size(errors)) {
+        tl_problem(resp, 400, "invalid-query", "Invalid query parameters", NULL, errors);
+        return;
+    }
+    json_decref(errors);
+    if (!tl_uuid_valid(req->params[0]) ||
+        !(study = tl_gw_query_json(gw, resp, "SELECT to_json(id)::text FROM studies WHERE id = $1",
+                                   1, req->params, &failed))) {
+        if (!failed)
+            tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        return;
+    }
+    json_decref(study);
+    char lim[16];
+    snprintf(lim, sizeof lim, "%ld", limit);
+    const char *params[] = {req->params[0], site, status, after, lim};
+    json_t *j = tl_gw_query_json(gw, resp, sql_list, 5, params, &failed);
+    if (j) {
+        resp->status = 200;
+        resp->body = j;
+    }
+}

@@ -1,0 +1,179 @@
+/* Studies and sites, health and readiness. */
+#include <stdio.h>
+#include <string.h>
+
+#include "gateway.h"
+#include "participants.h"
+#include "participants_store.h"
+#include "tl_json.h"
+
+static const char *const sql_study_json =
+    "SELECT json_build_object('id', s.id, 'protocol_id', s.protocol_id, 'name', s.name,"
+    "  'description', s.description, 'registered_at', s.registered_at,"
+    "  'sites', COALESCE((SELECT json_agg(json_build_object('id', x.id, 'code', x.code,"
+    "                     'name', x.name, 'added_at', x.added_at) ORDER BY x.code)"
+    "            FROM sites x WHERE x.study_id = s.id), '[]'::json),"
+    "  'participants', COALESCE((SELECT json_object_agg(status, n) FROM"
+    "            (SELECT status, count(*) AS n FROM participants p WHERE p.study_id = s.id"
+    "             GROUP BY status) c), '{}'::json))::text"
+    " FROM studies s WHERE s.id = $1";
+
+static const char *const sql_site_json =
+    "SELECT json_build_object('id', id, 'study_id', study_id, 'code', code, 'name', name,"
+    "  'added_at', added_at)::text FROM sites WHERE id = $1";
+
+void tl_h_healthz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    (void)gw;
+    (void)req;
+    resp->status = 200;
+    resp->body = json_pack("{s:s}", "status", "ok");
+}
+
+void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    (void)req;
+    tl_pg_t *pg = tl_gw_pg(gw);
+    bool db = pg && tl_pg_exec(pg, "SELECT 1", 0, NULL, NULL) == TL_OK;
+    bool log = tl_kafka_producer_ping(gw->kafka, 2000) == TL_OK;
+    resp->status = db && log ? 200 : 503;
+    resp->body = json_pack("{s:s, s:{s:s, s:s}}", "status", db && log ? "ready" : "unavailable",
+                           "checks", "database", db ? "ok" : "unavailable", "event_log",
+                           log ? "ok" : "unavailable");
+    if (resp->status == 503)
+        resp->retry_after = 1;
+}
+
+/* Loads a study as JSON; on absence fills a 404. */
+static json_t *study_or_404(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    bool failed = false;
+    if (!tl_uuid_valid(req->params[0])) {
+        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        return NULL;
+    }
+    json_t *j = tl_gw_query_json(gw, resp, sql_study_json, 1, req->params, &failed);
+    if (!j && !failed)
+        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+    return j;
+}
+
+void tl_h_study_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    json_t *j = study_or_404(gw, req, resp);
+    if (j) {
+        resp->status = 200;
+        resp->body = j;
+    }
+}
+
+static const tl_json_field_t study_fields[] = {
+    {"protocol_id", TL_JF_STRING, true, 1, TL_PROTOCOL_ID_MAX, NULL},
+    {"name", TL_JF_STRING, true, 1, TL_NAME_MAX, NULL},
+    {"description", TL_JF_STRING, false, 0, TL_DESCRIPTION_MAX, NULL},
+};
+
+void tl_h_study_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    tl_cmd_t cmd = {.type = "StudyRegistered", .projection = TL_PROJECTION_PARTICIPANTS};
+    json_t *body = tl_gw_body(req, resp, study_fields, 3), *found = NULL;
+    if (!body || !tl_cmd_init(gw, req, &cmd, resp))
+        goto out;
+    const char *pid = tl_json_str(body, "protocol_id");
+    pthread_mutex_t *lock = tl_gw_stripe(gw, pid);
+    pthread_mutex_lock(lock);
+    snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s", cmd.resource_id.s);
+    bool failed = false;
+    const char *rid[] = {cmd.resource_id.s};
+    const char *ppid[] = {pid};
+    /* A retried command finds its study already made: answer as before. */
+    if ((found = tl_gw_query_json(gw, resp, sql_study_json, 1, rid, &failed))) {
+        tl_gw_created(resp, found, cmd.location, true);
+        goto unlock;
+    }
+    if (failed)
+        goto unlock;
+    json_t *dup = tl_gw_query_json(gw, resp, "SELECT to_json(id)::text FROM studies WHERE protocol_id = $1",
+                                   1, ppid, &failed);
+    if (dup || failed) {
+        json_decref(dup);
+        if (!failed)
+            tl_problem(resp, 409, "duplicate-protocol-id", "Protocol id already registered",
+                       "a study with this protocol_id exists", NULL);
+        goto unlock;
+    }
+    json_object_set_new(body, "study_id", json_string(cmd.resource_id.s));
+    if (!json_object_get(body, "description"))
+        json_object_set_new(body, "description", json_null());
+    cmd.key = cmd.resource_id.s;
+    cmd.payload = body;
+    tl_cmd_outcome_t o = tl_cmd_run(gw, req, &cmd, resp);
+    if (o == TL_CMD_ANSWERED)
+        goto unlock;
+    found = tl_gw_query_json(gw, resp, sql_study_json, 1, rid, &failed);
+    if (found)
+        tl_gw_created(resp, found, cmd.location, o == TL_CMD_REJECTED);
+    else if (!failed)
+        tl_problem(resp, 409, "duplicate-protocol-id", "Protocol id already registered",
+                   cmd.reason, NULL);
+unlock:
+    pthread_mutex_unlock(lock);
+out:
+    json_decref(body);
+}
+
+static const tl_json_field_t site_fields[] = {
+    {"code", TL_JF_STRING, true, 1, TL_CODE_MAX, NULL},
+    {"name", TL_JF_STRING, true, 1, TL_NAME_MAX, NULL},
+};
+
+void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    tl_cmd_t cmd = {.type = "SiteAdded", .projection = TL_PROJECTION_PARTICIPANTS};
+    json_t *body = tl_gw_body(req, resp, site_fields, 2), *study = NULL, *found = NULL;
+    if (!body || !tl_cmd_init(gw, req, &cmd, resp))
+        goto out;
+    if (!(study = study_or_404(gw, req, resp)))
+        goto out;
+    const char *study_id = tl_json_str(study, "id"); /* canonical form */
+    pthread_mutex_t *lock = tl_gw_stripe(gw, study_id);
+    pthread_mutex_lock(lock);
+    bool failed = false;
+    const char *rid[] = {cmd.resource_id.s};
+    snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s/sites/%s", study_id,
+             cmd.resource_id.s);
+    if ((found = tl_gw_query_json(gw, resp, sql_site_json, 1, rid, &failed))) {
+        tl_gw_created(resp, found, cmd.location, true);
+        goto unlock;
+    }
+    const char *dup_params[] = {study_id, tl_json_str(body, "code")};
+    json_t *dup = failed ? NULL
+                         : tl_gw_query_json(gw, resp,
+                                            "SELECT to_json(id)::text FROM sites WHERE study_id = $1"
+                                            " AND code = $2",
+                                            2, dup_params, &failed);
+    if (dup || failed) {
+        json_decref(dup);
+        if (!failed)
+            tl_problem(resp, 409, "duplicate-site-code", "Site code already used",
+                       "the study has a site with this code", NULL);
+        goto unlock;
+    }
+    json_object_set_new(body, "study_id", json_string(study_id));
+    cmd.meta.site_id = cmd.resource_id.s;
+    cmd.key = study_id;
+    cmd.payload = body;
+    tl_cmd_outcome_t o = tl_cmd_run(gw, req, &cmd, resp);
+    if (o == TL_CMD_ANSWERED)
+        goto unlock;
+    found = tl_gw_query_json(gw, resp, sql_site_json, 1, rid, &failed);
+    if (found)
+        tl_gw_created(resp, found, cmd.location, o == TL_CMD_REJECTED);
+    else if (!failed)
+        tl_problem(resp, 409, "duplicate-site-code", "Site code already used", cmd.reason, NULL);
+unlock:
+    pthread_mutex_unlock(lock);
+out:
+    json_decref(study);
+    json_decref(body);
+}

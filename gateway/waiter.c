@@ -1,0 +1,160 @@
+#include "waiter.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tl_consumer.h"
+#include "tl_log.h"
+#include "tl_map.h"
+#include "tl_pg.h"
+
+struct tl_waiter {
+    const char *dsn, *schema;
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* broadcast on every progress change */
+    tl_map_t next;       /* "projection topic:partition" -> next offset (intptr_t) */
+};
+
+static void set_next(tl_waiter_t *w, const char *key, int64_t next)
+{
+    intptr_t cur = (intptr_t)tl_map_get(&w->next, key);
+    if (next > cur)
+        tl_map_put(&w->next, key, (void *)(intptr_t)next);
+}
+
+/* payload: "<projection> <topic>:<partition>:<next> ..." */
+static void on_notify(void *user, const char *channel, const char *payload)
+{
+    tl_waiter_t *w = user;
+    (void)channel;
+    char proj[64], item[300];
+    int used = 0;
+    if (sscanf(payload, "%63s%n", proj, &used) != 1)
+        return;
+    const char *p = payload + used;
+    pthread_mutex_lock(&w->lock);
+    while (sscanf(p, " %299s%n", item, &used) == 1) {
+        p += used;
+        char *last = strrchr(item, ':');
+        if (!last)
+            break;
+        *last = '\0';
+        char key[400];
+        snprintf(key, sizeof key, "%s %s", proj, item);
+        set_next(w, key, strtoll(last + 1, NULL, 10));
+    }
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static tl_err_t reread(tl_waiter_t *w, tl_pg_t *pg)
+{
+    tl_pg_res_t *res = NULL;
+    tl_err_t err = tl_pg_exec(pg,
+                              "SELECT projection || ' ' || topic || ':' || partition, next_offset"
+                              " FROM projection_offsets",
+                              0, NULL, &res);
+    if (!err) {
+        pthread_mutex_lock(&w->lock);
+        for (int r = 0; r < tl_pg_nrows(res); r++)
+            set_next(w, tl_pg_get(res, r, 0), strtoll(tl_pg_get(res, r, 1), NULL, 10));
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+    }
+    tl_pg_res_free(res);
+    return err;
+}
+
+static void *listen_loop(void *arg)
+{
+    tl_waiter_t *w = arg;
+    tl_pg_t *pg = NULL;
+    while (!atomic_load(&w->stop)) {
+        if (!pg) {
+            if (tl_pg_connect(w->dsn, w->schema, "gateway-waiter", &pg) ||
+                tl_pg_listen(pg, TL_NOTIFY_CHANNEL)) {
+                tl_pg_destroy(pg);
+                pg = NULL;
+                struct timespec ts = {0, 500000000};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+        }
+        /* LISTEN first, then read, so no progress falls between the two. */
+        tl_err_t err = reread(w, pg);
+        for (int i = 0; i < 10 && !err && !atomic_load(&w->stop); i++)
+            err = tl_pg_wait_notify(pg, 100, on_notify, w);
+        if (err) {
+            tl_pg_destroy(pg);
+            pg = NULL;
+        }
+    }
+    tl_pg_destroy(pg);
+    return NULL;
+}
+
+tl_err_t tl_waiter_new(const char *dsn, const char *schema, tl_waiter_t **out)
+{
+    tl_waiter_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return TL_ERR_NOMEM;
+    w->dsn = dsn;
+    w->schema = schema;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    tl_map_init(&w->next);
+    if (pthread_create(&w->thread, NULL, listen_loop, w)) {
+        free(w);
+        return TL_ERR_INTERNAL;
+    }
+    *out = w;
+    return TL_OK;
+}
+
+void tl_waiter_destroy(tl_waiter_t *w)
+{
+    if (!w)
+        return;
+    atomic_store(&w->stop, true);
+    pthread_join(w->thread, NULL);
+    tl_map_cleanup(&w->next);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+tl_err_t tl_waiter_wait(tl_waiter_t *w, const char *projection, const char *topic,
+                        int32_t partition, int64_t offset, int timeout_ms)
+{
+    char key[400];
+    snprintf(key, sizeof key, "%s %s:%d", projection, topic, partition);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    tl_err_t err = TL_OK;
+    pthread_mutex_lock(&w->lock);
+    while ((intptr_t)tl_map_get(&w->next, key) <= offset) {
+        if (pthread_cond_timedwait(&w->cond, &w->lock, &until)) {
+            err = (intptr_t)tl_map_get(&w->next, key) > offset ? TL_OK : TL_ERR_TIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    return err;
+}

@@ -1,0 +1,22 @@
+/* waiter: read-your-writes. A listener thread follows the projections'
+ * progress (NOTIFY after every committed batch, and a periodic re-read of
+ * projection_offsets so a lost notification costs at most a second), and
+ * request threads wait until a projection has applied a given offset. */
+#ifndef TL_WAITER_H
+#define TL_WAITER_H
+
+#include <stdint.h>
+
+#include "tl_err.h"
+
+typedef struct tl_waiter tl_waiter_t;
+
+/* dsn and schema are borrowed and must outlive the waiter. */
+tl_err_t tl_waiter_new(const char *dsn, const char *schema, tl_waiter_t **out);
+void tl_waiter_destroy(tl_waiter_t *w);
+/* TL_OK once projection's next offset on topic/partition is > offset;
+ * TL_ERR_TIMEOUT after timeout_ms. */
+tl_err_t tl_waiter_wait(tl_waiter_t *w, const char *projection, const char *topic,
+                        int32_t partition, int64_t offset, int timeout_ms);
+
+#endif

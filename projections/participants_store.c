@@ -1,0 +1,452 @@
+#include "participants_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "participants.h"
+#include "tl_date.h"
+#include "tl_map.h"
+#include "tl_topics.h"
+
+typedef struct {
+    tl_map_t studies, studies_by_protocol;
+    tl_map_t sites, sites_by_code;
+    tl_map_t parts, parts_by_code;
+    void **owned; /* every row allocated for this batch */
+    size_t nowned, capowned;
+} state_t;
+
+static void *state_alloc(state_t *st, size_t size)
+{
+    if (st->nowned == st->capowned) {
+        size_t cap = st->capowned ? st->capowned * 2 : 64;
+        void **o = realloc(st->owned, cap * sizeof *o);
+        if (!o)
+            return NULL;
+        st->owned = o;
+        st->capowned = cap;
+    }
+    void *p = calloc(1, size);
+    if (p)
+        st->owned[st->nowned++] = p;
+    return p;
+}
+
+static void state_cleanup(state_t *st)
+{
+    tl_map_t *maps[] = {&st->studies, &st->studies_by_protocol, &st->sites,
+                        &st->sites_by_code, &st->parts, &st->parts_by_code};
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
+        tl_map_cleanup(maps[i]);
+    for (size_t i = 0; i < st->nowned; i++)
+        free(st->owned[i]);
+    free(st->owned);
+}
+
+static void code_key(char *out, size_t size, const char *study_id, const char *code)
+{
+    snprintf(out, size, "%s|%s", study_id, code);
+}
+
+void tl_ts_format(int64_t us, char out[40])
+{
+    int64_t s = us >= 0 ? us / 1000000 : (us - 999999) / 1000000;
+    int64_t frac = us - s * 1000000;
+    int32_t days = (int32_t)(s >= 0 ? s / 86400 : (s - 86399) / 86400);
+    int64_t sod = s - (int64_t)days * 86400;
+    char date[TL_DATE_STRLEN];
+    tl_date_format(days, date);
+    snprintf(out, 40, "%s %02d:%02d:%02d.%06d+00", date, (int)(sod / 3600), (int)(sod / 60 % 60),
+             (int)(sod % 60), (int)frac);
+}
+
+static int64_t parse_i64(const char *s)
+{
+    return s ? strtoll(s, NULL, 10) : 0;
+}
+
+static void copy_col(char *dst, size_t size, const char *v)
+{
+    snprintf(dst, size, "%s", v ? v : "");
+}
+
+/* ---- loading ---- */
+
+static const char *const sql_load_studies =
+    "SELECT id, protocol_id, name, description,"
+    "       (extract(epoch FROM registered_at) * 1000000)::bigint, last_event_id"
+    "  FROM studies WHERE id = ANY($1::uuid[]) OR protocol_id = ANY($2::text[])";
+static const char *const sql_load_sites =
+    "SELECT id, study_id, code, name, (extract(epoch FROM added_at) * 1000000)::bigint,"
+    "       last_event_id"
+    "  FROM sites WHERE id = ANY($1::uuid[])"
+    "     OR (study_id, code) IN (SELECT * FROM unnest($2::uuid[], $3::text[]))";
+static const char *const sql_load_participants =
+    "SELECT id, study_id, site_id, participant_code, status, birth_year, sex,"
+    "       consent_date - date '1970-01-01', baseline_date - date '1970-01-01',"
+    "       (extract(epoch FROM enrolled_at) * 1000000)::bigint,"
+    "       (extract(epoch FROM updated_at) * 1000000)::bigint, version, last_event_id"
+    "  FROM participants WHERE id = ANY($1::uuid[])"
+    "     OR (study_id, participant_code) IN (SELECT * FROM unnest($2::uuid[], $3::text[]))";
+
+static tl_err_t index_study(state_t *st, tl_study_t *s)
+{
+    tl_err_t err = tl_map_put(&st->studies, s->id, s);
+    return err ? err : tl_map_put(&st->studies_by_protocol, s->protocol_id, s);
+}
+
+static tl_err_t index_site(state_t *st, tl_site_t *s)
+{
+    char k[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
+    code_key(k, sizeof k, s->study_id, s->code);
+    tl_err_t err = tl_map_put(&st->sites, s->id, s);
+    return err ? err : tl_map_put(&st->sites_by_code, k, s);
+}
+
+static tl_err_t index_participant(state_t *st, tl_participant_t *p)
+{
+    char k[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
+    code_key(k, sizeof k, p->study_id, p->code);
+    tl_err_t err = tl_map_put(&st->parts, p->id, p);
+    return err ? err : tl_map_put(&st->parts_by_code, k, p);
+}
+
+static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
+{
+    tl_err_t err = TL_OK;
+    for (int r = 0; r < tl_pg_nrows(q[0].res) && !err; r++) {
+        tl_study_t *s = state_alloc(st, sizeof *s);
+        if (!s)
+            return TL_ERR_NOMEM;
+        s->exists = true;
+        copy_col(s->id, sizeof s->id, tl_pg_get(q[0].res, r, 0));
+        copy_col(s->protocol_id, sizeof s->protocol_id, tl_pg_get(q[0].res, r, 1));
+        copy_col(s->name, sizeof s->name, tl_pg_get(q[0].res, r, 2));
+        s->has_description = tl_pg_get(q[0].res, r, 3) != NULL;
+        copy_col(s->description, sizeof s->description, tl_pg_get(q[0].res, r, 3));
+        s->registered_at_us = parse_i64(tl_pg_get(q[0].res, r, 4));
+        copy_col(s->last_event_id, sizeof s->last_event_id, tl_pg_get(q[0].res, r, 5));
+        err = index_study(st, s);
+    }
+    for (int r = 0; r < tl_pg_nrows(q[1].res) && !err; r++) {
+        tl_site_t *s = state_alloc(st, sizeof *s);
+        if (!s)
+            return TL_ERR_NOMEM;
+        s->exists = true;
+        copy_col(s->id, sizeof s->id, tl_pg_get(q[1].res, r, 0));
+        copy_col(s->study_id, sizeof s->study_id, tl_pg_get(q[1].res, r, 1));
+        copy_col(s->code, sizeof s->code, tl_pg_get(q[1].res, r, 2));
+        copy_col(s->name, sizeof s->name, tl_pg_get(q[1].res, r, 3));
+        s->added_at_us = parse_i64(tl_pg_get(q[1].res, r, 4));
+        copy_col(s->last_event_id, sizeof s->last_event_id, tl_pg_get(q[1].res, r, 5));
+        err = index_site(st, s);
+    }
+    for (int r = 0; r < tl_pg_nrows(q[2].res) && !err; r++) {
+        const tl_pg_res_t *res = q[2].res;
+        tl_participant_t *p = state_alloc(st, sizeof *p);
+        if (!p)
+            return TL_ERR_NOMEM;
+        p->exists = true;
+        copy_col(p->id, sizeof p->id, tl_pg_get(res, r, 0));
+        copy_col(p->study_id, sizeof p->study_id, tl_pg_get(res, r, 1));
+        copy_col(p->site_id, sizeof p->site_id, tl_pg_get(res, r, 2));
+        copy_col(p->code, sizeof p->code, tl_pg_get(res, r, 3));
+        copy_col(p->status, sizeof p->status, tl_pg_get(res, r, 4));
+        p->birth_year = (int32_t)parse_i64(tl_pg_get(res, r, 5));
+        copy_col(p->sex, sizeof p->sex, tl_pg_get(res, r, 6));
+        p->has_consent = tl_pg_get(res, r, 7) != NULL;
+        p->consent_date = (int32_t)parse_i64(tl_pg_get(res, r, 7));
+        p->baseline_date = (int32_t)parse_i64(tl_pg_get(res, r, 8));
+        p->enrolled_at_us = parse_i64(tl_pg_get(res, r, 9));
+        p->updated_at_us = parse_i64(tl_pg_get(res, r, 10));
+        p->version = parse_i64(tl_pg_get(res, r, 11));
+        copy_col(p->last_event_id, sizeof p->last_event_id, tl_pg_get(res, r, 12));
+        err = index_participant(st, p);
+    }
+    return err;
+}
+
+static const char *ev_str(const tl_event_t *e, const char *key)
+{
+    return json_string_value(json_object_get(e->data, key));
+}
+
+/* Adds v to column i only when it is a valid UUID: a hostile event must not
+ * make the whole batch fail on a cast. */
+static tl_err_t add_uuid(tl_cols_t *c, int i, const char *v)
+{
+    return tl_cols_add(c, i, tl_uuid_valid(v) ? v : "00000000-0000-0000-0000-000000000000");
+}
+
+static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
+{
+    tl_err_t err = TL_OK;
+    tl_cols_t sq, siq, pq;
+    tl_cols_init(&sq, 2);
+    tl_cols_init(&siq, 3);
+    tl_cols_init(&pq, 3);
+    for (size_t i = 0; i < b->n && !err; i++) {
+        const tl_event_t *e = &b->events[i];
+        if (!e->type)
+            continue;
+        if (!strcmp(e->type, "StudyRegistered")) {
+            err = add_uuid(&sq, 0, ev_str(e, "study_id"));
+            if (!err && ev_str(e, "protocol_id"))
+                err = tl_cols_add(&sq, 1, ev_str(e, "protocol_id"));
+        } else if (!strcmp(e->type, "SiteAdded")) {
+            err = add_uuid(&sq, 0, ev_str(e, "study_id"));
+            if (!err)
+                err = add_uuid(&siq, 0, ev_str(e, "site_id"));
+            if (!err && ev_str(e, "code")) {
+                err = add_uuid(&siq, 1, ev_str(e, "study_id"));
+                if (!err)
+                    err = tl_cols_add(&siq, 2, ev_str(e, "code"));
+            }
+        } else if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT)) {
+            err = add_uuid(&pq, 0, ev_str(e, "participant_id"));
+            if (!err && !strcmp(e->type, "ParticipantEnrolled") && ev_str(e, "participant_code")) {
+                err = add_uuid(&pq, 1, ev_str(e, "study_id"));
+                if (!err)
+                    err = tl_cols_add(&pq, 2, ev_str(e, "participant_code"));
+            }
+        }
+    }
+    for (int i = 0; i < 3 && !err; i++) {
+        tl_cols_t *c = i == 0 ? &sq : i == 1 ? &siq : &pq;
+        for (int j = 0; j < c->ncols && !err; j++)
+            err = tl_pg_array_end(&c->col[j]);
+    }
+    tl_pg_stmt_t q[3] = {
+        {sql_load_studies, 2, (const char *const[]){sq.col[0].data, sq.col[1].data}, NULL, true},
+        {sql_load_sites, 3,
+         (const char *const[]){siq.col[0].data, siq.col[1].data, siq.col[2].data}, NULL, true},
+        {sql_load_participants, 3,
+         (const char *const[]){pq.col[0].data, pq.col[1].data, pq.col[2].data}, NULL, true},
+    };
+    if (!err)
+        err = tl_pg_pipeline(pg, q, 3);
+    if (!err)
+        err = load_rows(st, q);
+    for (int i = 0; i < 3; i++)
+        tl_pg_res_free(q[i].res);
+    tl_cols_cleanup(&sq);
+    tl_cols_cleanup(&siq);
+    tl_cols_cleanup(&pq);
+    return err;
+}
+
+/* ---- folding ---- */
+
+/* Ids are compared in their canonical lowercase form. */
+static const char *norm_id(const tl_event_t *e, const char *key, tl_uuid_t *u)
+{
+    return tl_uuid_parse(ev_str(e, key), u) ? NULL : u->s;
+}
+
+static tl_err_t fold_study(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *dirty)
+{
+    tl_uuid_t u;
+    const char *id = norm_id(e, "study_id", &u);
+    tl_study_t *s = id ? tl_map_get(&st->studies, id) : NULL;
+    tl_study_t next = {0};
+    if (s)
+        next = *s;
+    const char *pid = ev_str(e, "protocol_id");
+    tl_study_t *other = pid ? tl_map_get(&st->studies_by_protocol, pid) : NULL;
+    const char *why = other && other != s ? "duplicate_protocol_id" : tl_study_apply(&next, e->type, e->data);
+    if (why)
+        return tl_batch_reject(b, e, id, why);
+    if (!s && !(s = state_alloc(st, sizeof *s)))
+        return TL_ERR_NOMEM;
+    *s = next;
+    tl_err_t err = index_study(st, s);
+    return err ? err : tl_map_put(dirty, s->id, s);
+}
+
+static tl_err_t fold_site(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *dirty)
+{
+    tl_uuid_t u, su;
+    const char *agg = norm_id(e, "site_id", &u), *study = norm_id(e, "study_id", &su);
+    const char *code = ev_str(e, "code");
+    if (!study || !tl_map_get(&st->studies, study))
+        return tl_batch_reject(b, e, agg, "unknown_study");
+    tl_site_t *s = agg ? tl_map_get(&st->sites, agg) : NULL;
+    char k[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
+    code_key(k, sizeof k, study, code ? code : "");
+    tl_site_t *other = tl_map_get(&st->sites_by_code, k);
+    tl_site_t next = {0};
+    if (s)
+        next = *s;
+    const char *why = other && other != s ? "duplicate_site_code" : tl_site_apply(&next, e->type, e->data);
+    if (why)
+        return tl_batch_reject(b, e, agg, why);
+    if (!s && !(s = state_alloc(st, sizeof *s)))
+        return TL_ERR_NOMEM;
+    *s = next;
+    tl_err_t err = index_site(st, s);
+    return err ? err : tl_map_put(dirty, s->id, s);
+}
+
+static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e,
+                                 tl_map_t *dirty)
+{
+    tl_uuid_t u, su;
+    const char *agg = norm_id(e, "participant_id", &u);
+    if (!agg)
+        return tl_batch_reject(b, e, NULL, "invalid_event");
+    tl_participant_t *p = tl_map_get(&st->parts, agg);
+    tl_participant_t next = {0};
+    if (p)
+        next = *p;
+    const char *why = NULL;
+    if (!strcmp(e->type, "ParticipantEnrolled")) {
+        char k[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
+        const char *study = norm_id(e, "study_id", &su), *code = ev_str(e, "participant_code");
+        code_key(k, sizeof k, study ? study : "", code ? code : "");
+        tl_participant_t *other = tl_map_get(&st->parts_by_code, k);
+        if (other && other != p)
+            why = "duplicate_participant_code";
+    }
+    if (!why)
+        why = tl_participant_apply(&next, e->type, e->data);
+    if (why)
+        return tl_batch_reject(b, e, agg, why);
+    if (!p && !(p = state_alloc(st, sizeof *p)))
+        return TL_ERR_NOMEM;
+    *p = next;
+    tl_err_t err = index_participant(st, p);
+    return err ? err : tl_map_put(dirty, p->id, p);
+}
+
+/* ---- writing ---- */
+
+static const char *const sql_upsert_studies =
+    "INSERT INTO studies (id, protocol_id, name, description, registered_at, last_event_id)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
+    "                      $6::uuid[])"
+    " ON CONFLICT (id) DO UPDATE SET protocol_id = EXCLUDED.protocol_id, name = EXCLUDED.name,"
+    "   description = EXCLUDED.description, last_event_id = EXCLUDED.last_event_id";
+static const char *const sql_upsert_sites =
+    "INSERT INTO sites (id, study_id, code, name, added_at, last_event_id)"
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],"
+    "                      $6::uuid[])"
+    " ON CONFLICT (id) DO UPDATE SET code = EXCLUDED.code, name = EXCLUDED.name,"
+    "   last_event_id = EXCLUDED.last_event_id";
+static const char *const sql_upsert_participants =
+    "INSERT INTO participants (id, study_id, site_id, participant_code, status, birth_year, sex,"
+    "   consent_date, baseline_date, enrolled_at, updated_at, version, last_event_id)"
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],"
+    "   $6::int[], $7::text[], $8::date[], $9::date[], $10::timestamptz[], $11::timestamptz[],"
+    "   $12::bigint[], $13::uuid[])"
+    " ON CONFLICT (id) DO UPDATE SET site_id = EXCLUDED.site_id, status = EXCLUDED.status,"
+    "   birth_year = EXCLUDED.birth_year, sex = EXCLUDED.sex,"
+    "   consent_date = EXCLUDED.consent_date, baseline_date = EXCLUDED.baseline_date,"
+    "   updated_at = EXCLUDED.updated_at, version = EXCLUDED.version,"
+    "   last_event_id = EXCLUDED.last_event_id";
+
+static tl_err_t write_studies(tl_batch_t *b, const tl_map_t *m)
+{
+    tl_cols_t c;
+    tl_err_t err = TL_OK;
+    tl_cols_init(&c, 6);
+    for (size_t i = 0; i < m->cap && !err; i++) {
+        const tl_study_t *s = m->vals[i];
+        char ts[40];
+        if (!m->keys[i])
+            continue;
+        tl_ts_format(s->registered_at_us, ts);
+        const char *v[] = {s->id, s->protocol_id, s->name,
+                           s->has_description ? s->description : NULL, ts, s->last_event_id};
+        for (int j = 0; j < 6 && !err; j++)
+            err = tl_cols_add(&c, j, v[j]);
+        tl_cols_row_done(&c);
+    }
+    if (!err && c.nrows)
+        return tl_batch_add_cols(b, sql_upsert_studies, &c);
+    tl_cols_cleanup(&c);
+    return err;
+}
+
+static tl_err_t write_sites(tl_batch_t *b, const tl_map_t *m)
+{
+    tl_cols_t c;
+    tl_err_t err = TL_OK;
+    tl_cols_init(&c, 6);
+    for (size_t i = 0; i < m->cap && !err; i++) {
+        const tl_site_t *s = m->vals[i];
+        char ts[40];
+        if (!m->keys[i])
+            continue;
+        tl_ts_format(s->added_at_us, ts);
+        const char *v[] = {s->id, s->study_id, s->code, s->name, ts, s->last_event_id};
+        for (int j = 0; j < 6 && !err; j++)
+            err = tl_cols_add(&c, j, v[j]);
+        tl_cols_row_done(&c);
+    }
+    if (!err && c.nrows)
+        return tl_batch_add_cols(b, sql_upsert_sites, &c);
+    tl_cols_cleanup(&c);
+    return err;
+}
+
+static tl_err_t write_participants(tl_batch_t *b, const tl_map_t *m)
+{
+    tl_cols_t c;
+    tl_err_t err = TL_OK;
+    tl_cols_init(&c, 13);
+    for (size_t i = 0; i < m->cap && !err; i++) {
+        const tl_participant_t *p = m->vals[i];
+        if (!m->keys[i])
+            continue;
+        char by[16], cd[TL_DATE_STRLEN], bd[TL_DATE_STRLEN], ea[40], ua[40], ver[24];
+        snprintf(by, sizeof by, "%d", p->birth_year);
+        tl_date_format(p->consent_date, cd);
+        tl_date_format(p->baseline_date, bd);
+        tl_ts_format(p->enrolled_at_us, ea);
+        tl_ts_format(p->updated_at_us, ua);
+        snprintf(ver, sizeof ver, "%lld", (long long)p->version);
+        const char *v[] = {p->id, p->study_id, p->site_id, p->code, p->status,
+                           p->birth_year ? by : NULL, p->sex[0] ? p->sex : NULL,
+                           p->has_consent ? cd : NULL, bd, ea, ua, ver, p->last_event_id};
+        for (int j = 0; j < 13 && !err; j++)
+            err = tl_cols_add(&c, j, v[j]);
+        tl_cols_row_done(&c);
+    }
+    if (!err && c.nrows)
+        return tl_batch_add_cols(b, sql_upsert_participants, &c);
+    tl_cols_cleanup(&c);
+    return err;
+}
+
+tl_err_t tl_participants_store_apply(tl_pg_t *pg, tl_batch_t *b)
+{
+    state_t st = {0};
+    tl_map_t dirty_studies, dirty_sites, dirty_parts;
+    tl_map_init(&dirty_studies);
+    tl_map_init(&dirty_sites);
+    tl_map_init(&dirty_parts);
+    tl_err_t err = load(pg, b, &st);
+    for (size_t i = 0; i < b->n && !err; i++) {
+        const tl_event_t *e = &b->events[i];
+        if (!e->type)
+            continue;
+        if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT))
+            err = fold_participant(b, &st, e, &dirty_parts);
+        else if (!strcmp(e->type, "StudyRegistered"))
+            err = fold_study(b, &st, e, &dirty_studies);
+        else if (!strcmp(e->type, "SiteAdded"))
+            err = fold_site(b, &st, e, &dirty_sites);
+    }
+    if (!err)
+        err = write_studies(b, &dirty_studies);
+    if (!err)
+        err = write_sites(b, &dirty_sites);
+    if (!err)
+        err = write_participants(b, &dirty_parts);
+    tl_map_cleanup(&dirty_studies);
+    tl_map_cleanup(&dirty_sites);
+    tl_map_cleanup(&dirty_parts);
+    state_cleanup(&st);
+    return err;
+}

@@ -1,0 +1,60 @@
+/* tl_batch: what a projection's store sees of one consumer batch: the decoded
+ * events in log order, and where it appends its writes and rejections. The
+ * consumer runtime runs all writes in one transaction with the offsets. */
+#ifndef TL_BATCH_H
+#define TL_BATCH_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "tl_buf.h"
+#include "tl_err.h"
+#include "tl_pg.h"
+
+typedef struct {
+    const char *type; /* short name, "ParticipantEnrolled"; NULL if undecodable */
+    json_t *data;     /* decoded record; owned by the batch */
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} tl_event_t;
+
+#define TL_BATCH_MAX_STMTS 16
+#define TL_COLS_MAX 16
+
+typedef struct {
+    tl_event_t *events;
+    size_t n;
+    tl_pg_stmt_t stmts[TL_BATCH_MAX_STMTS];
+    char *params[TL_BATCH_MAX_STMTS][TL_COLS_MAX]; /* owned */
+    size_t nstmts;
+    /* rejection columns: topic, partition, offset, event_id, event_type, aggregate_id, reason */
+    tl_buf_t rej[7];
+    size_t nrej;
+} tl_batch_t;
+
+/* Column-wise text arrays for INSERT ... SELECT FROM unnest($1::t[], ...). */
+typedef struct {
+    tl_buf_t col[TL_COLS_MAX];
+    int ncols;
+    size_t nrows;
+} tl_cols_t;
+
+void tl_cols_init(tl_cols_t *c, int ncols);
+void tl_cols_cleanup(tl_cols_t *c);
+/* Adds one value (NULL -> SQL NULL) to column i of the current row. */
+tl_err_t tl_cols_add(tl_cols_t *c, int i, const char *value);
+/* Completes a row, after every column got its value. */
+void tl_cols_row_done(tl_cols_t *c);
+
+void tl_batch_init(tl_batch_t *b, tl_event_t *events, size_t n);
+void tl_batch_cleanup(tl_batch_t *b);
+/* Appends a statement whose parameters are the arrays of cols (taken over). */
+tl_err_t tl_batch_add_cols(tl_batch_t *b, const char *sql, tl_cols_t *cols);
+/* Appends a statement with the given text parameters (copied). */
+tl_err_t tl_batch_add(tl_batch_t *b, const char *sql, int nparams, const char *const *params);
+/* Records that ev was refused, and why; aggregate_id may be NULL. */
+tl_err_t tl_batch_reject(tl_batch_t *b, const tl_event_t *ev, const char *aggregate_id,
+                         const char *reason);
+
+#endif

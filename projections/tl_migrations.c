@@ -1,0 +1,118 @@
+#include "tl_migrations.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "tl_log.h"
+
+/* Append only: a released migration is never edited. */
+static const char *const migrations[] = {
+    /* 1: schema store */
+    "CREATE TABLE registry_schemas ("
+    "  id serial PRIMARY KEY,"
+    "  schema text NOT NULL,"
+    "  fingerprint text NOT NULL UNIQUE,"
+    "  created_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE registry_subjects ("
+    "  subject text NOT NULL,"
+    "  version int NOT NULL,"
+    "  schema_id int NOT NULL REFERENCES registry_schemas(id),"
+    "  created_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (subject, version),"
+    "  UNIQUE (subject, schema_id));",
+
+    /* 2: consumer bookkeeping: offsets stored with the projection rows, and
+     * events a fold refused (with why), so nothing is dropped silently */
+    "CREATE TABLE projection_offsets ("
+    "  projection text NOT NULL,"
+    "  topic text NOT NULL,"
+    "  partition int NOT NULL,"
+    "  next_offset bigint NOT NULL,"
+    "  updated_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (projection, topic, partition));"
+    "CREATE TABLE projection_rejections ("
+    "  projection text NOT NULL,"
+    "  topic text NOT NULL,"
+    "  partition int NOT NULL,"
+    "  \"offset\" bigint NOT NULL,"
+    "  event_id uuid,"
+    "  event_type text,"
+    "  aggregate_id uuid,"
+    "  reason text NOT NULL,"
+    "  recorded_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (projection, topic, partition, \"offset\"));",
+
+    /* 3: participants projection (studies, sites, participants) */
+    "CREATE TABLE studies ("
+    "  id uuid PRIMARY KEY,"
+    "  protocol_id text NOT NULL UNIQUE,"
+    "  name text NOT NULL,"
+    "  description text,"
+    "  registered_at timestamptz NOT NULL,"
+    "  last_event_id uuid NOT NULL);"
+    "CREATE TABLE sites ("
+    "  id uuid PRIMARY KEY,"
+    "  study_id uuid NOT NULL,"
+    "  code text NOT NULL,"
+    "  name text NOT NULL,"
+    "  added_at timestamptz NOT NULL,"
+    "  last_event_id uuid NOT NULL,"
+    "  UNIQUE (study_id, code));"
+    "CREATE TABLE participants ("
+    "  id uuid PRIMARY KEY,"
+    "  study_id uuid NOT NULL,"
+    "  site_id uuid NOT NULL,"
+    "  participant_code text NOT NULL,"
+    "  status text NOT NULL,"
+    "  birth_year int,"
+    "  sex text,"
+    "  consent_date date,"
+    "  baseline_date date,"
+    "  enrolled_at timestamptz NOT NULL,"
+    "  updated_at timestamptz NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  last_event_id uuid NOT NULL,"
+    "  UNIQUE (study_id, participant_code));"
+    "CREATE INDEX participants_by_site ON participants (study_id, site_id, participant_code);"
+    "CREATE INDEX participants_by_status ON participants (study_id, status, participant_code);",
+};
+
+tl_err_t tl_migrate(tl_pg_t *pg)
+{
+    const int n = (int)(sizeof migrations / sizeof migrations[0]);
+    tl_pg_res_t *res = NULL;
+    tl_err_t err = tl_pg_exec(pg,
+                              "BEGIN; SELECT pg_advisory_xact_lock(7201000);"
+                              "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                              "  version int PRIMARY KEY,"
+                              "  applied_at timestamptz NOT NULL DEFAULT now());"
+                              "SELECT COALESCE(max(version), 0) FROM schema_migrations",
+                              0, NULL, &res);
+    if (err)
+        goto out;
+    const char *cur = tl_pg_get(res, 0, 0);
+    int have = cur ? (int)strtol(cur, NULL, 10) : 0;
+    if (have > n) {
+        tl_log_error("schema_newer_than_program", json_pack("{s:i, s:i}", "have", have, "know", n));
+        err = TL_ERR_CONFIG;
+        goto out;
+    }
+    for (int v = have + 1; v <= n && !err; v++) {
+        char ver[16];
+        snprintf(ver, sizeof ver, "%d", v);
+        const char *params[] = {ver};
+        err = tl_pg_exec(pg, migrations[v - 1], 0, NULL, NULL);
+        if (!err)
+            err = tl_pg_exec(pg, "INSERT INTO schema_migrations(version) VALUES ($1)", 1, params,
+                             NULL);
+        if (!err)
+            tl_log_info("migration_applied", json_pack("{s:i}", "version", v));
+    }
+    if (!err)
+        err = tl_pg_exec(pg, "COMMIT", 0, NULL, NULL);
+out:
+    if (err)
+        tl_pg_exec(pg, "ROLLBACK", 0, NULL, NULL);
+    tl_pg_res_free(res);
+    return err;
+}

@@ -1,0 +1,679 @@
+#include "tl_avro.h"
+
+#include <avro.h>
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Far deeper than any event schema, shallow enough that hostile input or a
+ * recursive schema cannot exhaust the stack. */
+#define MAX_DEPTH 32
+
+struct tl_avro_schema {
+    avro_schema_t schema; /* owned reference */
+    char *fullname;       /* owned */
+};
+
+/* Named types referenced by name are AVRO_LINK nodes in avro-c. */
+static avro_schema_t resolve(avro_schema_t s)
+{
+    while (avro_typeof(s) == AVRO_LINK)
+        s = avro_schema_link_target(s);
+    return s;
+}
+
+static bool is_named(avro_schema_t s)
+{
+    avro_type_t t = avro_typeof(s);
+    return t == AVRO_RECORD || t == AVRO_ENUM || t == AVRO_FIXED || t == AVRO_LINK;
+}
+
+/* ---- schema ---------------------------------------------------------- */
+
+/* True for types whose values encode to no bytes at all: null, and records
+ * of such. depth stops a record that contains itself. */
+static bool zero_width(avro_schema_t s, int depth)
+{
+    s = resolve(s);
+    if (avro_typeof(s) == AVRO_NULL)
+        return true;
+    if (avro_typeof(s) != AVRO_RECORD || depth > MAX_DEPTH)
+        return false;
+    for (size_t i = 0; i < avro_schema_record_size(s); i++)
+        if (!zero_width(avro_schema_record_field_get_by_index(s, (int)i), depth + 1))
+            return false;
+    return true;
+}
+
+/* avro-c accepts schemas the spec forbids (duplicate field names, unions in
+ * unions, two "null" branches); each would make the JSON mapping ambiguous.
+ * Arrays of zero-width items are refused too, so that the decoder may demand
+ * one input byte per item: otherwise a few bytes could claim 2^62 nulls.
+ * Links are not followed: their target is checked where it is defined. */
+static tl_err_t check_schema(avro_schema_t s, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return TL_ERR_TOO_LARGE;
+    tl_err_t err = TL_OK;
+    switch (avro_typeof(s)) {
+    case AVRO_RECORD:
+        for (size_t i = 0; !err && i < avro_schema_record_size(s); i++) {
+            const char *name = avro_schema_record_field_name(s, (int)i);
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(name, avro_schema_record_field_name(s, (int)j)) == 0)
+                    return TL_ERR_INVALID;
+            err = check_schema(avro_schema_record_field_get_by_index(s, (int)i), depth + 1);
+        }
+        return err;
+    case AVRO_UNION: {
+        unsigned seen = 0; /* bit per unnamed type: the spec allows each once */
+        for (size_t i = 0; !err && i < avro_schema_union_size(s); i++) {
+            avro_schema_t b = avro_schema_union_branch(s, (int)i);
+            avro_type_t t = avro_typeof(b);
+            if (t == AVRO_UNION)
+                return TL_ERR_INVALID;
+            if (!is_named(b)) {
+                if (seen & (1u << t))
+                    return TL_ERR_INVALID;
+                seen |= 1u << t;
+            }
+            err = check_schema(b, depth + 1);
+        }
+        return err;
+    }
+    case AVRO_ARRAY:
+        if (zero_width(avro_schema_array_items(s), depth))
+            return TL_ERR_INVALID;
+        return check_schema(avro_schema_array_items(s), depth + 1);
+    case AVRO_MAP:
+        return check_schema(avro_schema_map_values(s), depth + 1);
+    default:
+        return TL_OK;
+    }
+}
+
+static char *make_fullname(avro_schema_t s)
+{
+    const char *ns = is_named(s) ? avro_schema_namespace(s) : NULL;
+    const char *name = avro_schema_type_name(s);
+    tl_buf_t b;
+    tl_buf_init(&b, SIZE_MAX / 2);
+    tl_err_t err = ns && *ns ? tl_buf_printf(&b, "%s.%s", ns, name) : tl_buf_puts(&b, name);
+    if (err)
+        tl_buf_cleanup(&b);
+    return tl_buf_steal(&b, NULL);
+}
+
+tl_err_t tl_avro_schema_parse(const char *json, size_t len, tl_avro_schema_t **out)
+{
+    avro_schema_t raw = NULL;
+    tl_avro_schema_t *s = NULL;
+    tl_err_t err;
+
+    *out = NULL;
+    if (!json)
+        return TL_ERR_INVALID;
+    /* On failure avro-c may leave a dangling pointer in raw: only use it on
+     * success. Its error text stays inside avro-c on purpose. */
+    if (avro_schema_from_json_length(json, len, &raw) != 0)
+        return TL_ERR_INVALID;
+    err = check_schema(raw, 1);
+    if (err)
+        goto out;
+    err = TL_ERR_NOMEM;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        goto out;
+    s->schema = raw;
+    raw = NULL;
+    s->fullname = make_fullname(s->schema);
+    if (!s->fullname)
+        goto out;
+    *out = s;
+    s = NULL;
+    err = TL_OK;
+out:
+    if (raw)
+        avro_schema_decref(raw);
+    tl_avro_schema_destroy(s);
+    return err;
+}
+
+void tl_avro_schema_destroy(tl_avro_schema_t *s)
+{
+    if (!s)
+        return;
+    if (s->schema)
+        avro_schema_decref(s->schema);
+    free(s->fullname);
+    free(s);
+}
+
+const char *tl_avro_schema_fullname(const tl_avro_schema_t *s)
+{
+    return s->fullname;
+}
+
+/* ---- encoding -------------------------------------------------------- */
+
+static void buf_truncate(tl_buf_t *b, size_t len)
+{
+    b->len = len;
+    if (b->data)
+        b->data[len] = '\0';
+}
+
+static tl_err_t put_long(tl_buf_t *b, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    uint64_t z = (u << 1) ^ (0 - (u >> 63)); /* zigzag without signed shifts */
+    unsigned char tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n] = z & 0x7f;
+        z >>= 7;
+        if (z)
+            tmp[n] |= 0x80;
+        n++;
+    } while (z);
+    return tl_buf_append(b, tmp, n);
+}
+
+static tl_err_t put_le(tl_buf_t *b, uint64_t bits, size_t n)
+{
+    unsigned char tmp[8];
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = (unsigned char)(bits >> (8 * i));
+    return tl_buf_append(b, tmp, n);
+}
+
+/* Strings and map keys may not hold U+0000: jansson's C-string accessors
+ * (json_string_value, json_object_get, json_object_foreach) would silently
+ * truncate them, so "a\0b" could pass a check meant for "a". */
+static tl_err_t put_string(tl_buf_t *b, const char *s, size_t len)
+{
+    if (memchr(s, 0, len))
+        return TL_ERR_INVALID;
+    tl_err_t err = put_long(b, (int64_t)len);
+    return err ? err : tl_buf_append(b, s, len);
+}
+
+static bool is_nullable(avro_schema_t s)
+{
+    s = resolve(s);
+    if (avro_typeof(s) != AVRO_UNION)
+        return false;
+    for (size_t i = 0; i < avro_schema_union_size(s); i++)
+        if (avro_typeof(resolve(avro_schema_union_branch(s, (int)i))) == AVRO_NULL)
+            return true;
+    return false;
+}
+
+static tl_err_t encode(avro_schema_t s, const json_t *v, tl_buf_t *b, int depth);
+
+static tl_err_t encode_record(avro_schema_t s, const json_t *v, tl_buf_t *b, int depth)
+{
+    if (!json_is_object(v))
+        return TL_ERR_INVALID;
+    size_t used = 0;
+    for (size_t i = 0; i < avro_schema_record_size(s); i++) {
+        avro_schema_t fs = avro_schema_record_field_get_by_index(s, (int)i);
+        const json_t *fv = json_object_get(v, avro_schema_record_field_name(s, (int)i));
+        if (fv)
+            used++;
+        else if (is_nullable(fs))
+            fv = json_null();
+        else
+            return TL_ERR_INVALID;
+        tl_err_t err = encode(fs, fv, b, depth + 1);
+        if (err)
+            return err;
+    }
+    /* field names are unique (check_schema), so any extra key is unknown */
+    return used == json_object_size(v) ? TL_OK : TL_ERR_INVALID;
+}
+
+static tl_err_t encode_array(avro_schema_t s, const json_t *v, tl_buf_t *b, int depth)
+{
+    if (!json_is_array(v))
+        return TL_ERR_INVALID;
+    avro_schema_t items = avro_schema_array_items(s);
+    size_t n = json_array_size(v);
+    tl_err_t err = n ? put_long(b, (int64_t)n) : TL_OK;
+    for (size_t i = 0; !err && i < n; i++)
+        err = encode(items, json_array_get(v, i), b, depth + 1);
+    return err ? err : put_long(b, 0);
+}
+
+static tl_err_t encode_map(avro_schema_t s, const json_t *v, tl_buf_t *b, int depth)
+{
+    if (!json_is_object(v))
+        return TL_ERR_INVALID;
+    avro_schema_t values = avro_schema_map_values(s);
+    size_t n = json_object_size(v);
+    tl_err_t err = n ? put_long(b, (int64_t)n) : TL_OK;
+    /* jansson's iterator API is not const-qualified; iterating does not modify */
+    json_t *obj = (json_t *)v;
+    for (void *it = json_object_iter(obj); !err && it; it = json_object_iter_next(obj, it)) {
+        err = put_string(b, json_object_iter_key(it), json_object_iter_key_len(it));
+        if (!err)
+            err = encode(values, json_object_iter_value(it), b, depth + 1);
+    }
+    return err ? err : put_long(b, 0);
+}
+
+/* The first branch that the value encodes as wins, so e.g. ["int", "long"]
+ * takes 5 as int and 2^40 as long; a failed attempt is rolled back. */
+static tl_err_t encode_union(avro_schema_t s, const json_t *v, tl_buf_t *b, int depth)
+{
+    size_t mark = b->len;
+    for (size_t i = 0; i < avro_schema_union_size(s); i++) {
+        avro_schema_t br = avro_schema_union_branch(s, (int)i);
+        if ((avro_typeof(resolve(br)) == AVRO_NULL) != json_is_null(v))
+            continue;
+        tl_err_t err = put_long(b, (int64_t)i);
+        if (!err)
+            err = encode(br, v, b, depth + 1);
+        if (err != TL_ERR_INVALID)
+            return err;
+        buf_truncate(b, mark);
+    }
+    return TL_ERR_INVALID;
+}
+
+static tl_err_t encode(avro_schema_t s, const json_t *v, tl_buf_t *b, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return TL_ERR_TOO_LARGE;
+    s = resolve(s);
+    switch (avro_typeof(s)) {
+    case AVRO_NULL:
+        return json_is_null(v) ? TL_OK : TL_ERR_INVALID;
+    case AVRO_BOOLEAN:
+        if (!json_is_boolean(v))
+            return TL_ERR_INVALID;
+        return tl_buf_append(b, json_is_true(v) ? "\1" : "\0", 1);
+    case AVRO_INT32:
+        if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN ||
+            json_integer_value(v) > INT32_MAX)
+            return TL_ERR_INVALID;
+        return put_long(b, json_integer_value(v));
+    case AVRO_INT64:
+        return json_is_integer(v) ? put_long(b, json_integer_value(v)) : TL_ERR_INVALID;
+    case AVRO_FLOAT:
+    case AVRO_DOUBLE: {
+        double d = json_number_value(v);
+        uint64_t bits;
+        if (!json_is_number(v))
+            return TL_ERR_INVALID;
+        if (avro_typeof(s) == AVRO_DOUBLE) {
+            memcpy(&bits, &d, sizeof bits);
+            return put_le(b, bits, 8);
+        }
+        if (fabs(d) > FLT_MAX) /* converting it would be undefined */
+            return TL_ERR_INVALID;
+        float f = (float)d;
+        uint32_t b32;
+        memcpy(&b32, &f, sizeof b32);
+        return put_le(b, b32, 4);
+    }
+    case AVRO_STRING:
+        if (!json_is_string(v))
+            return TL_ERR_INVALID;
+        return put_string(b, json_string_value(v), json_string_length(v));
+    case AVRO_ENUM:
+        /* Not avro_schema_enum_get_by_name: a miss writes avro-c's error
+         * buffer, a plain static in Debian's build. Comparing lengths keeps
+         * "A\0x" from passing as "A" (see put_string). */
+        for (int i = 0; json_is_string(v) && i < avro_schema_enum_number_of_symbols(s); i++) {
+            const char *sym = avro_schema_enum_get(s, i);
+            if (strlen(sym) == json_string_length(v) && strcmp(sym, json_string_value(v)) == 0)
+                return put_long(b, i);
+        }
+        return TL_ERR_INVALID;
+    case AVRO_RECORD:
+        return encode_record(s, v, b, depth);
+    case AVRO_ARRAY:
+        return encode_array(s, v, b, depth);
+    case AVRO_MAP:
+        return encode_map(s, v, b, depth);
+    case AVRO_UNION:
+        return encode_union(s, v, b, depth);
+    default: /* bytes and fixed: no event uses them */
+        return TL_ERR_INVALID;
+    }
+}
+
+tl_err_t tl_avro_encode(const tl_avro_schema_t *s, const json_t *value, tl_buf_t *out)
+{
+    if (!s || !value || !out)
+        return TL_ERR_INVALID;
+    size_t mark = out->len;
+    tl_err_t err = encode(s->schema, value, out, 1);
+    if (err)
+        buf_truncate(out, mark);
+    return err;
+}
+
+/* ---- decoding -------------------------------------------------------- */
+
+typedef struct {
+    const unsigned char *p, *end;
+} reader_t;
+
+static size_t remaining(const reader_t *r)
+{
+    return (size_t)(r->end - r->p);
+}
+
+static tl_err_t get_long(reader_t *r, int64_t *out)
+{
+    uint64_t z = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (r->p == r->end)
+            return TL_ERR_MALFORMED;
+        unsigned char c = *r->p++;
+        if (shift == 63 && c > 1) /* 10th byte holds only the 64th bit */
+            return TL_ERR_MALFORMED;
+        z |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *out = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            return TL_OK;
+        }
+    }
+    return TL_ERR_MALFORMED;
+}
+
+/* A length or count: non-negative and no larger than the bytes left, so it
+ * is checked before anything is allocated for it. */
+static tl_err_t get_len(reader_t *r, size_t *out)
+{
+    int64_t v;
+    tl_err_t err = get_long(r, &v);
+    if (err)
+        return err;
+    if (v < 0 || (uint64_t)v > remaining(r))
+        return TL_ERR_MALFORMED;
+    *out = (size_t)v;
+    return TL_OK;
+}
+
+/* Strict UTF-8 (no overlong forms, surrogates, or anything above U+10FFFF)
+ * and no NUL, for the reason given at put_string. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t k;
+        uint32_t cp, min;
+        if (c == 0) {
+            return false;
+        } else if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            k = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            k = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            k = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (n - i - 1 < k)
+            return false;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + j] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += k + 1;
+    }
+    return true;
+}
+
+static tl_err_t get_string(reader_t *r, const char **s, size_t *len)
+{
+    tl_err_t err = get_len(r, len);
+    if (err)
+        return err;
+    if (!utf8_valid(r->p, *len))
+        return TL_ERR_MALFORMED;
+    *s = (const char *)r->p;
+    r->p += *len;
+    return TL_OK;
+}
+
+static tl_err_t get_le(reader_t *r, size_t n, uint64_t *bits)
+{
+    if (remaining(r) < n)
+        return TL_ERR_MALFORMED;
+    *bits = 0;
+    for (size_t i = 0; i < n; i++)
+        *bits |= (uint64_t)r->p[i] << (8 * i);
+    r->p += n;
+    return TL_OK;
+}
+
+static tl_err_t decode(avro_schema_t s, reader_t *r, int depth, json_t **out);
+
+static tl_err_t decode_record(avro_schema_t s, reader_t *r, int depth, json_t **out)
+{
+    tl_err_t err = TL_ERR_NOMEM;
+    json_t *obj = json_object();
+    if (!obj)
+        goto out;
+    for (size_t i = 0; i < avro_schema_record_size(s); i++) {
+        json_t *v;
+        err = decode(avro_schema_record_field_get_by_index(s, (int)i), r, depth + 1, &v);
+        if (err)
+            goto out;
+        /* field names come from jansson-parsed JSON, so they are valid UTF-8 */
+        const char *name = avro_schema_record_field_name(s, (int)i);
+        err = json_object_set_new_nocheck(obj, name, v) ? TL_ERR_NOMEM : TL_OK;
+        if (err)
+            goto out;
+    }
+    *out = obj;
+    obj = NULL;
+    err = TL_OK;
+out:
+    json_decref(obj);
+    return err;
+}
+
+/* Arrays and maps share the block encoding: blocks of count items ending
+ * with a zero count; a negative count is followed by the block's byte size. */
+static tl_err_t decode_blocks(avro_schema_t s, reader_t *r, int depth, json_t **out)
+{
+    bool is_map = avro_typeof(s) == AVRO_MAP;
+    avro_schema_t item = is_map ? avro_schema_map_values(s) : avro_schema_array_items(s);
+    tl_err_t err = TL_ERR_NOMEM;
+    json_t *res = is_map ? json_object() : json_array();
+    if (!res)
+        goto out;
+    for (;;) {
+        int64_t count;
+        const unsigned char *block_end = NULL;
+        err = get_long(r, &count);
+        if (err)
+            goto out;
+        if (count == 0)
+            break;
+        err = TL_ERR_MALFORMED;
+        if (count == INT64_MIN)
+            goto out;
+        if (count < 0) {
+            size_t size;
+            count = -count;
+            if (get_len(r, &size))
+                goto out;
+            block_end = r->p + size;
+        }
+        /* every item takes at least one byte (a map key, or see check_schema) */
+        if ((uint64_t)count > remaining(r))
+            goto out;
+        for (int64_t i = 0; i < count; i++) {
+            const char *key = NULL;
+            size_t klen = 0;
+            json_t *v;
+            if (is_map && (err = get_string(r, &key, &klen)))
+                goto out;
+            if ((err = decode(item, r, depth + 1, &v)))
+                goto out;
+            if (is_map && json_object_getn(res, key, klen)) {
+                /* legal Avro, but a JSON object cannot hold both */
+                json_decref(v);
+                err = TL_ERR_MALFORMED;
+                goto out;
+            }
+            /* both steal v even when they fail */
+            if (is_map ? json_object_setn_new_nocheck(res, key, klen, v)
+                       : json_array_append_new(res, v)) {
+                err = TL_ERR_NOMEM;
+                goto out;
+            }
+        }
+        err = TL_ERR_MALFORMED;
+        if (block_end && r->p != block_end)
+            goto out;
+    }
+    *out = res;
+    res = NULL;
+out:
+    json_decref(res);
+    return err;
+}
+
+static tl_err_t decode(avro_schema_t s, reader_t *r, int depth, json_t **out)
+{
+    tl_err_t err;
+    int64_t l;
+    uint64_t bits;
+    json_t *v = NULL;
+
+    if (depth > MAX_DEPTH)
+        return TL_ERR_MALFORMED;
+    s = resolve(s);
+    switch (avro_typeof(s)) {
+    case AVRO_NULL:
+        *out = json_null();
+        return TL_OK;
+    case AVRO_BOOLEAN:
+        if ((err = get_le(r, 1, &bits)))
+            return err;
+        if (bits > 1)
+            return TL_ERR_MALFORMED;
+        *out = json_boolean(bits);
+        return TL_OK;
+    case AVRO_INT32:
+    case AVRO_INT64:
+        if ((err = get_long(r, &l)))
+            return err;
+        if (avro_typeof(s) == AVRO_INT32 && (l < INT32_MIN || l > INT32_MAX))
+            return TL_ERR_MALFORMED;
+        v = json_integer(l);
+        break;
+    case AVRO_FLOAT:
+    case AVRO_DOUBLE: {
+        bool is_float = avro_typeof(s) == AVRO_FLOAT;
+        double d;
+        if ((err = get_le(r, is_float ? 4 : 8, &bits)))
+            return err;
+        if (is_float) {
+            uint32_t b32 = (uint32_t)bits;
+            float f;
+            memcpy(&f, &b32, sizeof f);
+            d = f;
+        } else {
+            memcpy(&d, &bits, sizeof d);
+        }
+        if (!isfinite(d)) /* NaN and infinities have no JSON form */
+            return TL_ERR_MALFORMED;
+        v = json_real(d);
+        break;
+    }
+    case AVRO_STRING: {
+        const char *str;
+        size_t len;
+        if ((err = get_string(r, &str, &len)))
+            return err;
+        v = json_stringn_nocheck(str, len);
+        break;
+    }
+    case AVRO_ENUM:
+        if ((err = get_long(r, &l)))
+            return err;
+        /* avro-c does not bounds-check enum_get: an out-of-range index
+         * returns an uninitialised pointer */
+        if (l < 0 || l >= avro_schema_enum_number_of_symbols(s))
+            return TL_ERR_MALFORMED;
+        v = json_string_nocheck(avro_schema_enum_get(s, (int)l));
+        break;
+    case AVRO_UNION:
+        if ((err = get_long(r, &l)))
+            return err;
+        if (l < 0 || (uint64_t)l >= avro_schema_union_size(s))
+            return TL_ERR_MALFORMED;
+        return decode(avro_schema_union_branch(s, (int)l), r, depth + 1, out);
+    case AVRO_RECORD:
+        return decode_record(s, r, depth, out);
+    case AVRO_ARRAY:
+    case AVRO_MAP:
+        return decode_blocks(s, r, depth, out);
+    default: /* bytes and fixed: see encode() */
+        return TL_ERR_INVALID;
+    }
+    if (!v)
+        return TL_ERR_NOMEM;
+    *out = v;
+    return TL_OK;
+}
+
+tl_err_t tl_avro_decode(const tl_avro_schema_t *s, const void *data, size_t len,
+                        json_t **out)
+{
+    static const unsigned char empty[1];
+    json_t *v = NULL;
+
+    *out = NULL;
+    if (!s || (!data && len))
+        return TL_ERR_INVALID;
+    /* NULL + 0 is undefined, so an empty datum reads from a static byte */
+    const unsigned char *p = data ? data : empty;
+    reader_t r = {p, p + len};
+    tl_err_t err = decode(s->schema, &r, 1, &v);
+    if (!err && r.p != r.end)
+        err = TL_ERR_MALFORMED;
+    if (err)
+        json_decref(v);
+    else
+        *out = v;
+    return err;
+}
+
+/* ---- framing --------------------------------------------------------- */
+
+void tl_frame_header(uint32_t schema_id, unsigned char out[TL_FRAME_HEADER_LEN])
+{
+    out[0] = 0;
+    for (int i = 0; i < 4; i++)
+        out[1 + i] = (unsigned char)(schema_id >> (24 - 8 * i));
+}
+
+tl_err_t tl_frame_parse(const void *msg, size_t len, uint32_t *schema_id,
+                        const void **datum, size_t *datum_len)
+{
+    const unsigned char *p = msg;
+    if (!p || len < TL_FRAME_HEADER_LEN || p[0] != 0)
+        return TL_ERR_MALFORMED;
+    *schema_id = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+    *datum = p + TL_FRAME_HEADER_LEN;
+    *datum_len = len - TL_FRAME_HEADER_LEN;
+    return TL_OK;
+}

@@ -1,0 +1,52 @@
+/* tl_avro: Avro binary <-> plain JSON for event payloads, and the Confluent
+ * wire-format framing around them.
+ *
+ * JSON mapping: null, boolean, int (range-checked), long, float/double (JSON
+ * real or integer), string, enum (symbol string), array, map (object), record
+ * (object with exactly the schema's fields; a field whose type is a union with
+ * null may be omitted on encode), union (JSON null picks "null", otherwise the
+ * first branch the value encodes as). Logical types are their underlying
+ * types; bytes and fixed are rejected with TL_ERR_INVALID.
+ *
+ * Decoding treats its input as hostile: every length, count and index is
+ * checked against the remaining bytes before use, nesting is bounded, and any
+ * malformation (including trailing bytes) is TL_ERR_MALFORMED. */
+#ifndef TL_AVRO_H
+#define TL_AVRO_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tl_buf.h"
+#include "tl_err.h"
+
+typedef struct tl_avro_schema tl_avro_schema_t; /* opaque, wraps avro_schema_t */
+
+/* Parse an Avro schema from JSON text (need not be NUL-terminated). Caller
+ * frees *out with tl_avro_schema_destroy. TL_ERR_INVALID for a bad schema. */
+tl_err_t tl_avro_schema_parse(const char *json, size_t len, tl_avro_schema_t **out);
+void tl_avro_schema_destroy(tl_avro_schema_t *s); /* NULL is a no-op */
+
+/* Full name of a named schema ("org.trialog.StudyRegistered"), or the type
+ * name ("string", "array") of an unnamed one; borrowed, lives as long as s. */
+const char *tl_avro_schema_fullname(const tl_avro_schema_t *s);
+
+/* Encode a JSON value as the Avro binary datum of schema s, appended to out.
+ * value is borrowed. On error out is left as it was. */
+tl_err_t tl_avro_encode(const tl_avro_schema_t *s, const json_t *value, tl_buf_t *out);
+
+/* Decode an Avro binary datum (exactly len bytes, no trailing bytes) to a new
+ * JSON value; caller json_decref()s *out, which is NULL on error. */
+tl_err_t tl_avro_decode(const tl_avro_schema_t *s, const void *data, size_t len,
+                        json_t **out);
+
+/* Confluent wire format V0: magic 0x00, big-endian schema id, datum. */
+#define TL_FRAME_HEADER_LEN 5
+void tl_frame_header(uint32_t schema_id, unsigned char out[TL_FRAME_HEADER_LEN]);
+/* TL_ERR_MALFORMED if len < 5 or the magic byte is not 0; *datum is borrowed
+ * from msg; a zero-length datum is allowed here. */
+tl_err_t tl_frame_parse(const void *msg, size_t len, uint32_t *schema_id,
+                        const void **datum, size_t *datum_len);
+
+#endif

@@ -1,0 +1,190 @@
+#include "tl_schemas.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tl_log.h"
+#include "tl_map.h"
+
+struct tl_registry {
+    tl_event_type_t *types;
+    size_t ntypes;
+    pthread_mutex_t lock; /* guards by_id */
+    tl_map_t by_id;       /* "id" -> tl_avro_schema_t*, owned */
+};
+
+/* The stored form: compact, key-sorted JSON, so equal schemas get one id. */
+static char *schema_normal_form(const char *text, size_t len)
+{
+    json_t *j = json_loadb(text, len, 0, NULL);
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(j);
+    return s;
+}
+
+static void sha256_hex(const char *s, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
+    for (unsigned int i = 0; i < n && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static const char *const sql_register =
+    "WITH s AS (INSERT INTO registry_schemas(schema, fingerprint) VALUES ($1, $2) "
+    "           ON CONFLICT (fingerprint) DO UPDATE SET fingerprint = EXCLUDED.fingerprint "
+    "           RETURNING id), "
+    "v AS (INSERT INTO registry_subjects(subject, version, schema_id) "
+    "      SELECT $3, COALESCE((SELECT max(version) FROM registry_subjects WHERE subject = $3), 0) + 1, s.id "
+    "      FROM s WHERE NOT EXISTS (SELECT 1 FROM registry_subjects x WHERE x.subject = $3 AND x.schema_id = s.id)) "
+    "SELECT id FROM s";
+
+static tl_err_t register_one(tl_pg_t *pg, tl_event_type_t *t, const char *normal)
+{
+    char fp[65] = {0}, subject[256];
+    sha256_hex(normal, fp);
+    snprintf(subject, sizeof subject, "%s-%s", t->topic, t->fullname);
+    const char *params[] = {normal, fp, subject};
+    tl_pg_res_t *res = NULL;
+    tl_err_t err = tl_pg_exec(pg, sql_register, 3, params, &res);
+    if (!err) {
+        const char *id = tl_pg_get(res, 0, 0);
+        t->id = id ? (uint32_t)strtoul(id, NULL, 10) : 0;
+        err = id ? TL_OK : TL_ERR_DB;
+    }
+    tl_pg_res_free(res);
+    return err;
+}
+
+tl_err_t tl_registry_open(tl_pg_t *pg, tl_registry_t **out)
+{
+    tl_err_t err = TL_OK;
+    bool in_tx = false;
+    tl_registry_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return TL_ERR_NOMEM;
+    pthread_mutex_init(&r->lock, NULL);
+    tl_map_init(&r->by_id);
+    r->types = calloc(tl_schema_source_count, sizeof *r->types);
+    if (!r->types) {
+        err = TL_ERR_NOMEM;
+        goto out;
+    }
+    /* Serialise registrations across programs starting together. */
+    if ((err = tl_pg_exec(pg, "BEGIN; SELECT pg_advisory_xact_lock(7201001)", 0, NULL, NULL)))
+        goto out;
+    in_tx = true;
+    for (size_t i = 0; i < tl_schema_source_count; i++) {
+        const tl_schema_source_t *src = &tl_schema_sources[i];
+        tl_event_type_t *t = &r->types[r->ntypes++];
+        char *normal = schema_normal_form(src->avsc, src->len);
+        t->name = src->name;
+        snprintf(t->topic, sizeof t->topic, "trialog.%s.v1", src->area);
+        err = normal ? tl_avro_schema_parse(normal, strlen(normal), &t->schema) : TL_ERR_MALFORMED;
+        if (!err) {
+            t->fullname = tl_avro_schema_fullname(t->schema);
+            err = register_one(pg, t, normal);
+        }
+        free(normal);
+        if (err) {
+            tl_log_error("schema_register_failed", json_pack("{s:s}", "schema", src->name));
+            goto out;
+        }
+    }
+    err = tl_pg_exec(pg, "COMMIT", 0, NULL, NULL);
+    in_tx = false;
+out:
+    if (in_tx)
+        tl_pg_exec(pg, "ROLLBACK", 0, NULL, NULL);
+    if (err) {
+        tl_registry_destroy(r);
+        r = NULL;
+    }
+    *out = r;
+    return err;
+}
+
+void tl_registry_destroy(tl_registry_t *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->ntypes; i++)
+        tl_avro_schema_destroy(r->types[i].schema);
+    for (size_t i = 0; i < r->by_id.cap; i++)
+        if (r->by_id.keys[i])
+            tl_avro_schema_destroy(r->by_id.vals[i]);
+    tl_map_cleanup(&r->by_id);
+    pthread_mutex_destroy(&r->lock);
+    free(r->types);
+    free(r);
+}
+
+const tl_event_type_t *tl_registry_type(const tl_registry_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->ntypes; i++)
+        if (!strcmp(r->types[i].name, name))
+            return &r->types[i];
+    return NULL;
+}
+
+tl_err_t tl_registry_resolve(tl_registry_t *r, tl_pg_t *pg, uint32_t id,
+                             const tl_avro_schema_t **schema)
+{
+    char key[16];
+    if (id == 0 || id > INT32_MAX) /* ids are positive int4 in the store */
+        return TL_ERR_UNKNOWN_SCHEMA;
+    snprintf(key, sizeof key, "%u", id);
+    pthread_mutex_lock(&r->lock);
+    tl_avro_schema_t *s = tl_map_get(&r->by_id, key);
+    pthread_mutex_unlock(&r->lock);
+    if (s) {
+        *schema = s;
+        return TL_OK;
+    }
+    const char *params[] = {key};
+    tl_pg_res_t *res = NULL;
+    tl_err_t err =
+        tl_pg_exec(pg, "SELECT schema FROM registry_schemas WHERE id = $1", 1, params, &res);
+    if (!err) {
+        const char *text = tl_pg_get(res, 0, 0);
+        err = text ? tl_avro_schema_parse(text, strlen(text), &s) : TL_ERR_UNKNOWN_SCHEMA;
+    }
+    tl_pg_res_free(res);
+    if (err)
+        return err;
+    pthread_mutex_lock(&r->lock);
+    tl_avro_schema_t *other = tl_map_get(&r->by_id, key);
+    if (other) {
+        tl_avro_schema_destroy(s);
+        s = other;
+    } else if (tl_map_put(&r->by_id, key, s)) {
+        tl_avro_schema_destroy(s);
+        s = NULL;
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (!s)
+        return TL_ERR_NOMEM;
+    *schema = s;
+    return TL_OK;
+}
+
+tl_err_t tl_registry_decode(tl_registry_t *r, tl_pg_t *pg, const void *msg, size_t len,
+                            json_t **out, const char **fullname)
+{
+    uint32_t id;
+    const void *datum;
+    size_t dlen;
+    const tl_avro_schema_t *schema = NULL;
+    tl_err_t err = tl_frame_parse(msg, len, &id, &datum, &dlen);
+    if (!err)
+        err = tl_registry_resolve(r, pg, id, &schema);
+    if (!err)
+        err = tl_avro_decode(schema, datum, dlen, out);
+    if (!err)
+        *fullname = tl_avro_schema_fullname(schema);
+    return err;
+}

@@ -1,0 +1,56 @@
+/* tl_schemas: the built-in event types and the schema store in PostgreSQL.
+ *
+ * Ids are registry-global (one id per distinct schema text) and versions are
+ * per subject, with TopicRecordNameStrategy: "<topic>-org.trialog.<Name>".
+ * The store is what the registry REST API serves and what decoders resolve
+ * the 4-byte schema id of every framed message against. */
+#ifndef TL_SCHEMAS_H
+#define TL_SCHEMAS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tl_avro.h"
+#include "tl_err.h"
+#include "tl_pg.h"
+
+/* Compiled in from schemas/<area>/<Name>.avsc (generated catalog). */
+typedef struct {
+    const char *area; /* "protocol" -> topic trialog.protocol.v1 */
+    const char *name; /* "StudyRegistered" */
+    const char *avsc;
+    size_t len;
+} tl_schema_source_t;
+
+extern const tl_schema_source_t tl_schema_sources[];
+extern const size_t tl_schema_source_count;
+
+typedef struct {
+    const char *name;     /* "StudyRegistered" */
+    const char *fullname; /* "org.trialog.StudyRegistered" */
+    char topic[64];       /* "trialog.protocol.v1" */
+    uint32_t id;          /* registry id of the built-in version */
+    tl_avro_schema_t *schema;
+} tl_event_type_t;
+
+typedef struct tl_registry tl_registry_t;
+
+/* Parses the built-in schemas and registers them in the store (idempotent,
+ * safe to run from several programs at once). Caller frees with
+ * tl_registry_destroy. pg is borrowed for this call only. */
+tl_err_t tl_registry_open(tl_pg_t *pg, tl_registry_t **out);
+void tl_registry_destroy(tl_registry_t *r);
+/* Built-in type by short name, or NULL. Borrowed; thread-safe. */
+const tl_event_type_t *tl_registry_type(const tl_registry_t *r, const char *name);
+/* Resolves a schema id to its parsed schema, from the cache or the store
+ * (pg borrowed). Unknown id -> TL_ERR_UNKNOWN_SCHEMA. The schema is borrowed
+ * and lives as long as r. Thread-safe. */
+tl_err_t tl_registry_resolve(tl_registry_t *r, tl_pg_t *pg, uint32_t id,
+                             const tl_avro_schema_t **schema);
+
+/* Decodes a framed message (Confluent V0) into a JSON record; caller
+ * json_decref()s *out. *fullname is borrowed from the schema. */
+tl_err_t tl_registry_decode(tl_registry_t *r, tl_pg_t *pg, const void *msg, size_t len,
+                            json_t **out, const char **fullname);
+
+#endif

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Starts or stops the whole local stack: PostgreSQL, the Kafka-protocol
+# broker (unless TRIALOG_KAFKA_BROKERS names a real one), the projector and
+# the gateway. Everything runs in the background; state lives under var/.
+#   scripts/stack.sh start   # returns once the gateway answers /readyz
+#   scripts/stack.sh stop
+source "$(dirname "$0")/lib.sh"
+
+PORT="${TRIALOG_HTTP_PORT:-8080}"
+
+start() {
+    local dsn brokers token
+    dsn=$(tl_pg_start)
+    # A second start restarts the programs (new build), keeping the broker.
+    tl_kill gateway; tl_kill projector-participants
+    if [ -n "${TRIALOG_KAFKA_BROKERS:-}" ]; then
+        brokers=$TRIALOG_KAFKA_BROKERS
+    else
+        if ! tl_alive broker; then
+            rm -f "$TL_VAR/broker.bootstrap"
+            say "starting the local Kafka-protocol broker"
+            TRIALOG_BROKER_FILE="$TL_VAR/broker.bootstrap" tl_spawn broker "$TL_BUILD/trialog-broker"
+            for _ in $(seq 100); do [ -s "$TL_VAR/broker.bootstrap" ] && break; sleep 0.1; done
+            [ -s "$TL_VAR/broker.bootstrap" ] || die "the broker did not start (see var/log/broker.log)"
+        fi
+        brokers=$(cat "$TL_VAR/broker.bootstrap")
+    fi
+    mkdir -p "$TL_VAR/demo"
+    if [ ! -s "$TL_VAR/demo/admin.token" ]; then
+        (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TL_VAR/demo/admin.token")
+    fi
+    chmod 600 "$TL_VAR/demo/admin.token"
+    token=$(cat "$TL_VAR/demo/admin.token")
+    cat >"$TL_VAR/env" <<ENV
+export TRIALOG_PG_DSN='$dsn'
+export TRIALOG_KAFKA_BROKERS='$brokers'
+export TRIALOG_HTTP_PORT='$PORT'
+ENV
+    export TRIALOG_PG_DSN="$dsn" TRIALOG_KAFKA_BROKERS="$brokers" TRIALOG_HTTP_PORT="$PORT"
+    say "starting the participants projector"
+    tl_spawn projector-participants "$TL_BUILD/trialog-projector" participants
+    say "starting the gateway on port $PORT"
+    TRIALOG_ADMIN_TOKEN="$token" tl_spawn gateway "$TL_BUILD/trialog-gateway"
+    for _ in $(seq 150); do
+        if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
+            say "ready: http://127.0.0.1:$PORT"
+            return 0
+        fi
+        tl_alive gateway || die "the gateway exited (see var/log/gateway.log)"
+        sleep 0.2
+    done
+    die "the gateway did not become ready (see var/log/gateway.log)"
+}
+
+stop() {
+    tl_kill gateway
+    tl_kill projector-participants
+    tl_kill broker
+    tl_pg_stop
+    say "stopped"
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop ;;
+*) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

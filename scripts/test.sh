@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make test: installs what is missing, builds, starts the local PostgreSQL
+# and runs every test (unit + integration) with ctest. Integration tests
+# start their own broker, projector and gateway processes, each test with its
+# own database schema.  --sanitize: the same under address+UB sanitizers.
+source "$(dirname "$0")/lib.sh"
+tl_deps
+if [ "${1:-}" = --sanitize ]; then
+    export TL_BUILD="$TL_ROOT/build-asan"
+    tl_build Debug ON
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+else
+    tl_build
+fi
+TRIALOG_TEST_PG_DSN=$(tl_pg_start)
+export TRIALOG_TEST_PG_DSN
+cd "$TL_BUILD"
+ctest --output-on-failure --timeout 300
