@@ -1,0 +1,316 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tl_buf.h"
+
+void tl_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static const char *pg_dsn(void)
+{
+    const char *dsn = getenv("TRIALOG_TEST_PG_DSN");
+    if (!dsn || !*dsn)
+        fail_msg("TRIALOG_TEST_PG_DSN is not set: run the tests with `make test`");
+    return dsn;
+}
+
+/* fork + exec with extra environment; output appended to dir/log. */
+static pid_t spawn(tl_stack_t *s, const char *log, const char *prog, const char *arg,
+                   const char *const *env)
+{
+    char path[1024], logpath[1024];
+    snprintf(path, sizeof path, "%s/%s", TL_BIN_DIR, prog);
+    snprintf(logpath, sizeof logpath, "%s/%s.log", s->dir, log);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        for (const char *const *e = env; e && *e; e++)
+            putenv((char *)*e);
+        execl(path, prog, arg, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void set_env(char *buf, size_t size, const char *name, const char *value)
+{
+    snprintf(buf, size, "%s=%s", name, value);
+}
+
+void tl_stack_start_broker(tl_stack_t *s)
+{
+    char file[600], envf[700];
+    snprintf(file, sizeof file, "%s/broker.bootstrap", s->dir);
+    unlink(file);
+    set_env(envf, sizeof envf, "TRIALOG_BROKER_FILE", file);
+    const char *env[] = {envf, NULL};
+    s->broker = spawn(s, "broker", "trialog-broker", NULL, env);
+    for (int i = 0; i < 100; i++) {
+        FILE *f = fopen(file, "r");
+        if (f) {
+            bool ok = fgets(s->brokers, sizeof s->brokers, f) != NULL;
+            fclose(f);
+            if (ok) {
+                s->brokers[strcspn(s->brokers, "\n")] = '\0';
+                return;
+            }
+        }
+        tl_sleep_ms(50);
+    }
+    fail_msg("the broker did not write its bootstrap file");
+}
+
+static void common_env(tl_stack_t *s, char env[3][1200])
+{
+    set_env(env[0], sizeof env[0], "TRIALOG_KAFKA_BROKERS", s->brokers);
+    set_env(env[1], sizeof env[1], "TRIALOG_PG_DSN", pg_dsn());
+    set_env(env[2], sizeof env[2], "TRIALOG_PG_SCHEMA", s->schema);
+}
+
+static bool log_contains(tl_stack_t *s, const char *log, const char *needle, long *count)
+{
+    char path[1024], line[4096];
+    snprintf(path, sizeof path, "%s/%s.log", s->dir, log);
+    FILE *f = fopen(path, "r");
+    long n = 0;
+    if (!f)
+        return false;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, needle))
+            n++;
+    fclose(f);
+    if (count)
+        *count = n;
+    return n > 0;
+}
+
+void tl_stack_start_projector(tl_stack_t *s)
+{
+    static char env[3][1200];
+    long before = 0, after = 0;
+    common_env(s, env);
+    const char *e[] = {env[0], env[1], env[2], "TRIALOG_DEBUG=false", NULL};
+    log_contains(s, "projector", "partitions_assigned", &before);
+    s->projector = spawn(s, "projector", "trialog-projector", "participants", e);
+    /* The group join takes a few seconds on the mock broker (fixed delay). */
+    for (int i = 0; i < 600; i++) {
+        if (log_contains(s, "projector", "partitions_assigned", &after) && after > before)
+            return;
+        int st;
+        if (waitpid(s->projector, &st, WNOHANG) == s->projector)
+            fail_msg("the projector exited (status %d), see %s/projector.log", st, s->dir);
+        tl_sleep_ms(50);
+    }
+    fail_msg("the projector got no partitions in 30 s");
+}
+
+void tl_stack_start_gateway(tl_stack_t *s)
+{
+    static char env[3][1200], port[64], token[128];
+    common_env(s, env);
+    snprintf(port, sizeof port, "TRIALOG_HTTP_PORT=%d", s->port);
+    snprintf(token, sizeof token, "TRIALOG_ADMIN_TOKEN=%s", s->token);
+    const char *e[] = {env[0], env[1], env[2], port, token,
+                       s->gateway_env[0][0] ? s->gateway_env[0] : NULL,
+                       s->gateway_env[1][0] ? s->gateway_env[1] : NULL, NULL};
+    s->gateway = spawn(s, "gateway", "trialog-gateway", NULL, e);
+    for (int i = 0; i < 300; i++) {
+        tl_http_resp_t r = tl_http(s, "GET", "/readyz", NULL, NULL, false);
+        long st = r.status;
+        tl_http_free(&r);
+        if (st == 200)
+            return;
+        int ws;
+        if (waitpid(s->gateway, &ws, WNOHANG) == s->gateway)
+            fail_msg("the gateway exited (status %d), see %s/gateway.log", ws, s->dir);
+        tl_sleep_ms(50);
+    }
+    fail_msg("the gateway did not become ready");
+}
+
+void tl_stack_start(tl_stack_t *s, const char *name)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(s->schema, sizeof s->schema, "it_%s_%d", name, (int)getpid());
+    snprintf(s->dir, sizeof s->dir, "%s/tests/logs/%s", TL_BIN_DIR, s->schema);
+    char mk[700];
+    snprintf(mk, sizeof mk, "%s/tests/logs", TL_BIN_DIR);
+    mkdir(mk, 0755);
+    mkdir(s->dir, 0755);
+    snprintf(s->token, sizeof s->token, "test-token-%d-0123456789abcdef0123456789", (int)getpid());
+    s->port = free_port();
+    assert_int_equal(tl_pg_connect(pg_dsn(), s->schema, "test", &s->pg), TL_OK);
+    tl_stack_start_broker(s);
+    tl_stack_start_projector(s);
+    tl_stack_start_gateway(s);
+}
+
+void tl_stack_kill(pid_t *pid, int sig)
+{
+    if (*pid <= 0)
+        return;
+    kill(*pid, sig);
+    int st;
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(*pid, &st, WNOHANG) == *pid) {
+            *pid = 0;
+            return;
+        }
+        tl_sleep_ms(50);
+    }
+    kill(*pid, SIGKILL);
+    waitpid(*pid, &st, 0);
+    *pid = 0;
+}
+
+void tl_stack_stop(tl_stack_t *s)
+{
+    tl_stack_kill(&s->gateway, SIGTERM);
+    tl_stack_kill(&s->projector, SIGTERM);
+    tl_stack_kill(&s->broker, SIGTERM);
+    if (s->pg) {
+        char sql[200];
+        snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s->schema);
+        tl_pg_exec(s->pg, sql, 0, NULL, NULL);
+        tl_pg_destroy(s->pg);
+        s->pg = NULL;
+    }
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *user)
+{
+    return tl_buf_append(user, data, size * n) ? 0 : size * n;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *user)
+{
+    tl_http_resp_t *r = user;
+    size_t len = size * n;
+    if (len > 14 && !strncasecmp(data, "Content-Type: ", 14))
+        snprintf(r->ctype, sizeof r->ctype, "%.*s", (int)(len - 16), data + 14);
+    if (len > 10 && !strncasecmp(data, "Location: ", 10))
+        snprintf(r->location, sizeof r->location, "%.*s", (int)(len - 12), data + 10);
+    return len;
+}
+
+tl_http_resp_t tl_http(tl_stack_t *s, const char *method, const char *path, const char *body,
+                       const char *const *headers, bool auth)
+{
+    tl_http_resp_t r = {0};
+    char url[1024], authz[200];
+    tl_buf_t buf;
+    tl_buf_init(&buf, 64 * 1024 * 1024);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    if (auth) {
+        snprintf(authz, sizeof authz, "Authorization: Bearer %s", s->token);
+        h = curl_slist_append(h, authz);
+        if (body)
+            h = curl_slist_append(h, "Content-Type: application/json");
+    }
+    for (const char *const *x = headers; x && *x; x++)
+        h = curl_slist_append(h, *x);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &buf);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    if (buf.len)
+        r.body = json_loadb(buf.data, buf.len, 0, NULL);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    tl_buf_cleanup(&buf);
+    return r;
+}
+
+void tl_http_free(tl_http_resp_t *r)
+{
+    json_decref(r->body);
+    r->body = NULL;
+}
+
+long long tl_sql_int(tl_stack_t *s, const char *sql)
+{
+    tl_pg_res_t *res = NULL;
+    assert_int_equal(tl_pg_exec(s->pg, sql, 0, NULL, &res), TL_OK);
+    const char *v = tl_pg_get(res, 0, 0);
+    long long n = v ? strtoll(v, NULL, 10) : 0;
+    tl_pg_res_free(res);
+    return n;
+}
+
+char *tl_run(const char *cmd, size_t *len)
+{
+    tl_buf_t out;
+    char chunk[4096];
+    size_t n;
+    tl_buf_init(&out, 64 * 1024);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+        tl_buf_append(&out, chunk, n);
+    int st = pclose(p);
+    if (st != 0)
+        fail_msg("command failed (%d): %s", st, cmd);
+    if (len)
+        *len = out.len;
+    char *s = tl_buf_steal(&out, NULL);
+    return s ? s : strdup("");
+}
+
+bool tl_wait_for(bool (*fn)(tl_stack_t *s, void *arg), tl_stack_t *s, void *arg, int timeout_ms)
+{
+    for (int waited = 0;; waited += 50) {
+        if (fn(s, arg))
+            return true;
+        if (waited >= timeout_ms)
+            return false;
+        tl_sleep_ms(50);
+    }
+}

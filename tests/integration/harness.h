@@ -1,0 +1,64 @@
+/* The integration test harness: a whole stack of real processes per test
+ * program — the Kafka-protocol broker, the participants projector and the
+ * gateway — on loopback, with its own PostgreSQL schema, driven over real
+ * HTTP (libcurl). Every helper asserts (cmocka) on failure. */
+#ifndef TL_HARNESS_H
+#define TL_HARNESS_H
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <sys/types.h>
+
+#include "tl_pg.h"
+
+typedef struct {
+    char name[64];
+    char schema[64];
+    char dir[512];            /* logs and the bootstrap file */
+    char brokers[256];
+    char token[80];
+    int port;
+    pid_t broker, projector, gateway;
+    tl_pg_t *pg;
+    char gateway_env[4][128]; /* extra NAME=value for the gateway */
+} tl_stack_t;
+
+/* Starts broker, projector and gateway; returns when the gateway is ready and
+ * the projector holds its partitions. */
+void tl_stack_start(tl_stack_t *s, const char *name);
+/* Stops every process and drops the schema. */
+void tl_stack_stop(tl_stack_t *s);
+
+void tl_stack_start_broker(tl_stack_t *s);
+void tl_stack_start_projector(tl_stack_t *s);
+void tl_stack_start_gateway(tl_stack_t *s);
+/* Sends sig and reaps the process; *pid becomes 0. */
+void tl_stack_kill(pid_t *pid, int sig);
+
+typedef struct {
+    long status;
+    json_t *body;     /* parsed JSON or NULL */
+    char ctype[128];  /* Content-Type */
+    char location[256];
+} tl_http_resp_t;
+
+/* One HTTP request to the gateway. headers: NULL-terminated "Name: value"
+ * list or NULL; the bearer token and JSON content type are added unless
+ * auth is false. Free with tl_http_free. */
+tl_http_resp_t tl_http(tl_stack_t *s, const char *method, const char *path, const char *body,
+                       const char *const *headers, bool auth);
+void tl_http_free(tl_http_resp_t *r);
+
+/* First column of the first row as an integer (0 if no row). */
+long long tl_sql_int(tl_stack_t *s, const char *sql);
+/* Output of a shell command (first 64 KiB); asserts it exits 0. Caller frees. */
+char *tl_run(const char *cmd, size_t *len);
+/* Sleeps until fn(arg) is true or timeout_ms passes; returns fn's last value. */
+bool tl_wait_for(bool (*fn)(tl_stack_t *s, void *arg), tl_stack_t *s, void *arg, int timeout_ms);
+void tl_sleep_ms(long ms);
+
+#endif
