@@ -1,0 +1,125 @@
+/* Failures of the parts: a projector killed mid-stream, the broker gone. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static tl_stack_t stack;
+static char study[40], site[40];
+
+static int setup(void **state)
+{
+    (void)state;
+    tl_stack_start(&stack, "resilience");
+    snprintf(stack.gateway_env[0], sizeof stack.gateway_env[0],
+             "TRIALOG_PRODUCE_TIMEOUT_MS=1500");
+    /* restart the gateway with the short produce timeout */
+    tl_stack_kill(&stack.gateway, SIGTERM);
+    tl_stack_start_gateway(&stack);
+    tl_http_resp_t r = tl_http(&stack, "POST", "/v1/studies",
+                               "{\"protocol_id\":\"RES-1\",\"name\":\"Resilience\"}", NULL, true);
+    assert_int_equal(r.status, 201);
+    snprintf(study, sizeof study, "%s", json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/studies/%s/sites", study);
+    r = tl_http(&stack, "POST", path, "{\"code\":\"S1\",\"name\":\"Site one\"}", NULL, true);
+    assert_int_equal(r.status, 201);
+    snprintf(site, sizeof site, "%s", json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tl_stack_stop(&stack);
+    return 0;
+}
+
+static long enrol_async(int i)
+{
+    char path[128], body[512];
+    const char *h[] = {"Prefer: respond-async", NULL};
+    snprintf(path, sizeof path, "/v1/studies/%s/participants", study);
+    snprintf(body, sizeof body,
+             "{\"participant_code\":\"K-%05d\",\"site_id\":\"%s\",\"consent_date\":\"2026-01-01\","
+             "\"baseline_date\":\"2026-01-02\"}",
+             i, site);
+    tl_http_resp_t r = tl_http(&stack, "POST", path, body, h, true);
+    long st = r.status;
+    tl_http_free(&r);
+    return st;
+}
+
+#define KILL_TOTAL 2000
+
+static bool all_projected(tl_stack_t *s, void *arg)
+{
+    (void)arg;
+    return tl_sql_int(s, "SELECT count(*) FROM participants") >= KILL_TOTAL;
+}
+
+static void test_projector_sigkill_applies_each_event_once(void **state)
+{
+    (void)state;
+    for (int i = 0; i < KILL_TOTAL; i++) {
+        if (i == KILL_TOTAL / 2) {
+            assert_true(tl_sql_int(&stack, "SELECT count(*) FROM participants") > 0);
+            tl_stack_kill(&stack.projector, SIGKILL);
+        }
+        assert_int_equal(enrol_async(i), 202);
+    }
+    tl_stack_start_projector(&stack);
+    assert_true(tl_wait_for(all_projected, &stack, NULL, 60000));
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), KILL_TOTAL);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants WHERE version <> 1"),
+                     0);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(DISTINCT participant_code)"
+                                        " FROM participants"),
+                     KILL_TOTAL);
+    /* a second application would have been refused as a version conflict */
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"), 0);
+    /* stored offsets account for every message exactly */
+    assert_int_equal(tl_sql_int(&stack, "SELECT sum(next_offset) FROM projection_offsets"
+                                        " WHERE topic = 'trialog.participant.v1'"),
+                     KILL_TOTAL);
+    assert_int_equal(tl_sql_int(&stack, "SELECT sum(next_offset) FROM projection_offsets"
+                                        " WHERE topic = 'trialog.protocol.v1'"),
+                     2);
+}
+
+static void test_broker_down_answers_503_and_changes_nothing(void **state)
+{
+    (void)state;
+    tl_stack_kill(&stack.broker, SIGKILL);
+    char path[128], body[512];
+    snprintf(path, sizeof path, "/v1/studies/%s/participants", study);
+    snprintf(body, sizeof body,
+             "{\"participant_code\":\"DOWN-1\",\"site_id\":\"%s\",\"consent_date\":\"2026-01-01\","
+             "\"baseline_date\":\"2026-01-02\"}",
+             site);
+    tl_http_resp_t r = tl_http(&stack, "POST", path, body, NULL, true);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.ctype, "application/problem+json");
+    assert_string_equal(json_string_value(json_object_get(r.body, "type")), "/problems/unavailable");
+    tl_http_free(&r);
+    r = tl_http(&stack, "GET", "/readyz", NULL, NULL, false);
+    assert_int_equal(r.status, 503);
+    tl_http_free(&r);
+    tl_sleep_ms(2000);
+    assert_int_equal(
+        tl_sql_int(&stack, "SELECT count(*) FROM participants WHERE participant_code = 'DOWN-1'"),
+        0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_projector_sigkill_applies_each_event_once),
+        cmocka_unit_test(test_broker_down_answers_503_and_changes_nothing),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
