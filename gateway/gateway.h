@@ -78,6 +78,7 @@ typedef struct {
 } tl_route_t;
 
 /* The route table (routes.c); tl_gw_dispatch matches and authenticates. */
+const tl_route_t *tl_gw_routes(size_t *n);
 void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 
 /* problem.c: fills resp with an RFC 9457 problem. errors: a JSON array of

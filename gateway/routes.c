@@ -18,6 +18,12 @@ static const tl_route_t routes[] = {
     {"GET", "/v1/participants/{participant}", tl_h_participant_get, false},
 };
 
+const tl_route_t *tl_gw_routes(size_t *n)
+{
+    *n = sizeof routes / sizeof routes[0];
+    return routes;
+}
+
 #define TL_SEGMENT_MAX 128
 
 /* Matches path against pattern, capturing {x} segments into params (copied

@@ -1,0 +1,53 @@
+/* docs/openapi.yaml describes every route of the gateway's table: a route
+ * added without its documentation fails here. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <cmocka.h>
+
+#include "gateway.h"
+
+static char *read_doc(void)
+{
+    FILE *f = fopen(TL_SCHEMA_DIR "/../docs/openapi.yaml", "r");
+    assert_non_null(f);
+    static char buf[256 * 1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void test_every_route_is_documented(void **state)
+{
+    (void)state;
+    const char *doc = read_doc();
+    size_t n = 0;
+    const tl_route_t *routes = tl_gw_routes(&n);
+    assert_true(n > 0);
+    for (size_t i = 0; i < n; i++) {
+        char key[300], method[16];
+        snprintf(key, sizeof key, "\n  %s:\n", routes[i].pattern);
+        const char *at = strstr(doc, key);
+        if (!at)
+            fail_msg("route %s is not in docs/openapi.yaml", routes[i].pattern);
+        /* the method appears in that path's block, before the next path */
+        snprintf(method, sizeof method, "\n    %s:", routes[i].method);
+        for (char *p = method; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        const char *next = strstr(at + strlen(key), "\n  /");
+        const char *m = strstr(at, method);
+        if (!m || (next && m > next))
+            fail_msg("%s %s is not in docs/openapi.yaml", routes[i].method, routes[i].pattern);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_route_is_documented)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
