@@ -11,7 +11,8 @@ static const char *env_get(const char *name)
 
 static bool parse_long(const char *s, long *v)
 {
-    if (!s || !*s)
+    /* digits with an optional minus: no spaces, no plus sign */
+    if (!s || !((*s >= '0' && *s <= '9') || (*s == '-' && s[1] >= '0' && s[1] <= '9')))
         return false;
     char *end = NULL;
     errno = 0;

@@ -66,6 +66,7 @@ typedef struct {
     char location[256];
     int retry_after;           /* seconds; 0: none */
     bool replayed;             /* Idempotent-Replayed: true */
+    char allow[64];            /* Allow, with 405 */
 } tl_resp_t;
 
 typedef void (*tl_handler_fn)(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);

@@ -90,20 +90,26 @@ void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     char store[TL_ROUTE_PARAMS][TL_SEGMENT_MAX];
     const tl_route_t *found = NULL;
     bool path_known = false;
+    char allow[64] = "";
     for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !found; i++) {
         int n = 0;
         if (!route_match(routes[i].pattern, req->path, store, &n))
             continue;
         path_known = true;
-        if (strcmp(routes[i].method, req->method))
+        if (strcmp(routes[i].method, req->method)) {
+            size_t len = strlen(allow);
+            snprintf(allow + len, sizeof allow - len, "%s%s", len ? ", " : "", routes[i].method);
             continue;
+        }
         found = &routes[i];
         for (int j = 0; j < n; j++)
             req->params[j] = store[j];
     }
     if (!found) {
-        if (path_known)
+        if (path_known) {
             tl_problem(resp, 405, "method-not-allowed", "Method not allowed", NULL, NULL);
+            snprintf(resp->allow, sizeof resp->allow, "%s", allow);
+        }
         else
             tl_problem(resp, 404, "not-found", "Not found", "no such route", NULL);
         return;

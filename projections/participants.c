@@ -107,7 +107,8 @@ static const char *enrol(tl_participant_t *p, const json_t *ev, int64_t version)
         return "invalid_event";
     snprintf(n.sex, sizeof n.sex, "%s", sex ? sex : "");
     snprintf(n.status, sizeof n.status, "enrolled");
-    n.enrolled_at_us = n.updated_at_us = get_int(ev, "occurred_at");
+    n.enrolled_at_us = get_int(ev, "occurred_at");
+    n.updated_at_us = get_int(ev, "recorded_at");
     *p = n;
     return NULL;
 }
@@ -128,8 +129,12 @@ const char *tl_participant_apply(tl_participant_t *p, const char *type, const js
     n.version = next;
     n.updated_at_us = get_int(ev, "recorded_at");
     if (!strcmp(type, "ConsentRecorded")) {
-        if (!json_is_integer(json_object_get(ev, "consent_date")))
+        tl_uuid_t study;
+        if (!json_is_integer(json_object_get(ev, "consent_date")) ||
+            tl_uuid_parse(json_string_value(json_object_get(ev, "study_id")), &study))
             return "invalid_event";
+        if (strcmp(study.s, p->study_id))
+            return "wrong_study";
         n.has_consent = true;
         n.consent_date = (int32_t)get_int(ev, "consent_date");
     }

@@ -139,6 +139,28 @@ void tl_stack_start_projector(tl_stack_t *s)
     fail_msg("the projector got no partitions in 30 s");
 }
 
+int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms)
+{
+    static char env[3][1200];
+    common_env(s, env);
+    const char *e[] = {env[0], env[1], env[2], NULL};
+    pid_t pid = spawn(s, "projector", "trialog-projector", "participants", e);
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        tl_sleep_ms(50);
+    }
+    tl_stack_kill(&pid, SIGKILL);
+    fail_msg("the projector kept running");
+    return -1;
+}
+
+bool tl_stack_log_contains(tl_stack_t *s, const char *log, const char *needle)
+{
+    return log_contains(s, log, needle, NULL);
+}
+
 void tl_stack_start_gateway(tl_stack_t *s)
 {
     static char env[3][1200], port[64], token[128];

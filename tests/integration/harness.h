@@ -36,6 +36,10 @@ void tl_stack_stop(tl_stack_t *s);
 void tl_stack_start_broker(tl_stack_t *s);
 void tl_stack_start_projector(tl_stack_t *s);
 void tl_stack_start_gateway(tl_stack_t *s);
+/* Runs a projector that is expected to stop by itself; returns its exit code. */
+int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms);
+/* True when dir/<log>.log has a line containing needle. */
+bool tl_stack_log_contains(tl_stack_t *s, const char *log, const char *needle);
 /* Sends sig and reaps the process; *pid becomes 0. */
 void tl_stack_kill(pid_t *pid, int sig);
 

@@ -91,6 +91,23 @@ static void test_projector_sigkill_applies_each_event_once(void **state)
                      2);
 }
 
+/* A stored offset past the end of a partition means the broker lost what
+ * this projection applied (reset without re-seed): refuse to run. */
+static void test_offset_beyond_log_end_stops_the_projector(void **state)
+{
+    (void)state;
+    tl_stack_kill(&stack.projector, SIGTERM);
+    tl_sql_int(&stack, "UPDATE projection_offsets SET next_offset = next_offset + 1000"
+                       " WHERE topic = 'trialog.participant.v1' AND partition ="
+                       " (SELECT min(partition) FROM projection_offsets"
+                       "   WHERE topic = 'trialog.participant.v1') RETURNING 1");
+    assert_int_not_equal(tl_stack_projector_exit(&stack, 30000), 0);
+    assert_true(tl_stack_log_contains(&stack, "projector", "offset_beyond_log_end"));
+    tl_sql_int(&stack, "UPDATE projection_offsets SET next_offset = next_offset - 1000"
+                       " WHERE next_offset >= 1000 RETURNING 1");
+    tl_stack_start_projector(&stack);
+}
+
 static void test_broker_down_answers_503_and_changes_nothing(void **state)
 {
     (void)state;
@@ -119,6 +136,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_projector_sigkill_applies_each_event_once),
+        cmocka_unit_test(test_offset_beyond_log_end_stops_the_projector),
         cmocka_unit_test(test_broker_down_answers_503_and_changes_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

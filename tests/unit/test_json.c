@@ -28,7 +28,7 @@ static tl_err_t parse(const char *body, size_t len, json_t **out, char *why, siz
 static void assert_malformed_n(const char *body, size_t len)
 {
     char why[128];
-    json_t *out = (json_t *)1;
+    json_t *out = json_null(); /* must be reset to NULL */
     assert_int_equal(parse(body, len, &out, why, sizeof why), TL_ERR_MALFORMED);
     assert_null(out);
     assert_true(why[0] != '\0');

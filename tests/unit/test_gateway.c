@@ -1,0 +1,333 @@
+/* Unit tests for the gateway without network or database: RFC 9457 problem
+ * bodies, and the dispatcher's routing, authentication and content-type
+ * checks (only /healthz reaches a handler). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+
+#define TOKEN "0123456789abcdef0123456789abcdef01234567" /* 40 characters */
+
+static tl_gw_t gw; /* zeroed: no database, no Kafka */
+static tl_gw_t gw_no_token;
+
+static const char *no_query(void *conn, const char *key)
+{
+    (void)conn;
+    (void)key;
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    gw.cfg.admin_token = TOKEN;
+    gw_no_token.cfg.admin_token = "";
+    return 0;
+}
+
+static void init_req(tl_req_t *req, const char *method, const char *path, const char *ct,
+                     const char *authorization)
+{
+    memset(req, 0, sizeof *req);
+    req->method = method;
+    req->path = path;
+    req->body = "{}";
+    req->body_len = 2;
+    req->content_type = ct;
+    req->authorization = authorization;
+    req->query = no_query;
+}
+
+/* Dispatches and returns the status; resp->body must be freed by the caller. */
+static int dispatch(tl_gw_t *g, tl_resp_t *resp, const char *method, const char *path,
+                    const char *ct, const char *authorization)
+{
+    tl_req_t req;
+    init_req(&req, method, path, ct, authorization);
+    memset(resp, 0, sizeof *resp);
+    tl_gw_dispatch(g, &req, resp);
+    return resp->status;
+}
+
+/* resp is a problem with status and type "/problems/<slug>". */
+static void assert_problem(const tl_resp_t *resp, int status, const char *slug)
+{
+    char want[128];
+    snprintf(want, sizeof want, "/problems/%s", slug);
+    assert_int_equal(resp->status, status);
+    assert_true(resp->problem);
+    assert_non_null(resp->body);
+    const char *type = json_string_value(json_object_get(resp->body, "type"));
+    assert_non_null(type);
+    assert_string_equal(type, want);
+    assert_int_equal(json_integer_value(json_object_get(resp->body, "status")), status);
+    assert_true(json_is_string(json_object_get(resp->body, "title")));
+}
+
+static void expect_problem(tl_gw_t *g, const char *method, const char *path, const char *ct,
+                           const char *authorization, int status, const char *slug)
+{
+    tl_resp_t resp;
+    dispatch(g, &resp, method, path, ct, authorization);
+    assert_problem(&resp, status, slug);
+    json_decref(resp.body);
+}
+
+/* ---- problems ---- */
+
+static void test_problem_fields(void **state)
+{
+    (void)state;
+    tl_resp_t resp;
+    memset(&resp, 0, sizeof resp);
+    json_t *errors = json_pack("[{s:s, s:s}, {s:s, s:s}]", "field", "name", "detail",
+                               "is required", "field", "sex", "detail", "must be one of M F O U");
+    assert_non_null(errors);
+    tl_problem(&resp, 400, "validation", "Invalid request", "2 fields are invalid", errors);
+    assert_problem(&resp, 400, "validation");
+    assert_string_equal(json_string_value(json_object_get(resp.body, "title")), "Invalid request");
+    assert_string_equal(json_string_value(json_object_get(resp.body, "detail")),
+                        "2 fields are invalid");
+    /* the errors array was taken over as is */
+    assert_ptr_equal(json_object_get(resp.body, "errors"), errors);
+    assert_int_equal(json_array_size(errors), 2);
+    assert_int_equal(json_object_size(resp.body), 5);
+
+    char *text = tl_problem_render(&resp);
+    assert_non_null(text);
+    assert_string_equal(text, "{\"type\":\"/problems/validation\",\"title\":\"Invalid request\","
+                              "\"status\":400,\"detail\":\"2 fields are invalid\",\"errors\":["
+                              "{\"field\":\"name\",\"detail\":\"is required\"},"
+                              "{\"field\":\"sex\",\"detail\":\"must be one of M F O U\"}]}");
+    free(text);
+    json_decref(resp.body);
+}
+
+static void test_problem_without_detail(void **state)
+{
+    (void)state;
+    tl_resp_t resp;
+    memset(&resp, 0, sizeof resp);
+    tl_problem(&resp, 404, "not-found", "Not found", NULL, NULL);
+    assert_problem(&resp, 404, "not-found");
+    assert_null(json_object_get(resp.body, "detail"));
+    assert_null(json_object_get(resp.body, "errors"));
+    char *text = tl_problem_render(&resp);
+    assert_string_equal(text, "{\"type\":\"/problems/not-found\",\"title\":\"Not found\","
+                              "\"status\":404}");
+    free(text);
+
+    /* a second problem replaces the first (no leak: checked under ASan) */
+    tl_problem(&resp, 409, "version-conflict", "Conflict", "stale version", NULL);
+    assert_problem(&resp, 409, "version-conflict");
+    assert_string_equal(json_string_value(json_object_get(resp.body, "detail")), "stale version");
+    json_decref(resp.body);
+
+    /* no body, nothing to render */
+    memset(&resp, 0, sizeof resp);
+    assert_null(tl_problem_render(&resp));
+}
+
+static void test_problem_render_escapes(void **state)
+{
+    (void)state;
+    tl_resp_t resp;
+    memset(&resp, 0, sizeof resp);
+    tl_problem(&resp, 422, "rule", "Rule \"violated\"", "line1\nline2 \xc3\xa9", NULL);
+    char *text = tl_problem_render(&resp);
+    assert_non_null(text);
+    json_error_t e;
+    json_t *back = json_loads(text, 0, &e);
+    assert_non_null(back);
+    assert_true(json_equal(back, resp.body));
+    assert_string_equal(json_string_value(json_object_get(back, "title")), "Rule \"violated\"");
+    assert_string_equal(json_string_value(json_object_get(back, "detail")),
+                        "line1\nline2 \xc3\xa9");
+    json_decref(back);
+    free(text);
+    json_decref(resp.body);
+}
+
+static void test_problem_from_err(void **state)
+{
+    (void)state;
+    static const tl_err_t unavailable[] = {TL_ERR_UNAVAILABLE, TL_ERR_TRANSIENT, TL_ERR_TIMEOUT,
+                                           TL_ERR_DB, TL_ERR_KAFKA};
+    for (size_t i = 0; i < sizeof unavailable / sizeof unavailable[0]; i++) {
+        tl_resp_t resp;
+        memset(&resp, 0, sizeof resp);
+        tl_problem_from_err(&resp, unavailable[i]);
+        assert_problem(&resp, 503, "unavailable");
+        assert_int_equal(resp.retry_after, 1);
+        json_decref(resp.body);
+    }
+    tl_resp_t resp;
+    memset(&resp, 0, sizeof resp);
+    tl_problem_from_err(&resp, TL_ERR_TOO_LARGE);
+    assert_problem(&resp, 413, "payload-too-large");
+    assert_int_equal(resp.retry_after, 0);
+    json_decref(resp.body);
+
+    memset(&resp, 0, sizeof resp);
+    tl_problem_from_err(&resp, TL_ERR_INTERNAL);
+    assert_problem(&resp, 500, "internal");
+    assert_int_equal(resp.retry_after, 0);
+    json_decref(resp.body);
+}
+
+/* ---- dispatch ---- */
+
+static void test_unknown_path_404(void **state)
+{
+    (void)state;
+    static const char *const paths[] = {"/nope", "/", "", "/v1", "/v1/studies/x/y/z",
+                                        "/healthz/", "/HEALTHZ", "/v1/studies//sites",
+                                        "/v1/participants"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        expect_problem(&gw, "GET", paths[i], NULL, "Bearer " TOKEN, 404, "not-found");
+    /* no credentials needed to learn that nothing is there */
+    expect_problem(&gw, "POST", "/v2/studies", "application/json", NULL, 404, "not-found");
+}
+
+static void test_known_path_wrong_method_405(void **state)
+{
+    (void)state;
+    expect_problem(&gw, "DELETE", "/v1/studies", NULL, "Bearer " TOKEN, 405,
+                   "method-not-allowed");
+    expect_problem(&gw, "GET", "/v1/studies", NULL, "Bearer " TOKEN, 405, "method-not-allowed");
+    expect_problem(&gw, "PUT", "/v1/studies/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", NULL,
+                   "Bearer " TOKEN, 405, "method-not-allowed");
+    expect_problem(&gw, "POST", "/healthz", "application/json", NULL, 405, "method-not-allowed");
+    expect_problem(&gw, "get", "/healthz", NULL, NULL, 405, "method-not-allowed");
+    /* RFC 9110: a 405 names the methods the resource has */
+    tl_resp_t resp;
+    dispatch(&gw, &resp, "DELETE", "/v1/studies/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/participants",
+             NULL, "Bearer " TOKEN);
+    assert_int_equal(resp.status, 405);
+    assert_string_equal(resp.allow, "POST, GET");
+    json_decref(resp.body);
+}
+
+static void test_missing_authorization_401(void **state)
+{
+    (void)state;
+    expect_problem(&gw, "POST", "/v1/studies", "application/json", NULL, 401, "unauthorized");
+    expect_problem(&gw, "GET", "/v1/studies/abc", NULL, NULL, 401, "unauthorized");
+    expect_problem(&gw, "GET", "/v1/studies/abc/participants", NULL, NULL, 401, "unauthorized");
+    expect_problem(&gw, "POST", "/v1/studies/abc/sites", "application/json", NULL, 401,
+                   "unauthorized");
+    expect_problem(&gw, "GET", "/v1/participants/abc", NULL, NULL, 401, "unauthorized");
+    /* authentication comes before the content type check */
+    expect_problem(&gw, "POST", "/v1/studies", "text/plain", NULL, 401, "unauthorized");
+}
+
+static void test_wrong_token_401(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "Bearer 0123456789abcdef0123456789abcdef01234568", /* last character differs */
+        "Bearer 0123456789abcdef0123456789abcdef0123456",  /* a prefix */
+        "Bearer 0123456789abcdef0123456789abcdef012345678", /* longer */
+        "Bearer 0123456789abcdef0123456789abcdef01234567 ",
+        "Bearer ",
+        "Bearer",
+        "",
+        "Basic 0123456789abcdef0123456789abcdef01234567",
+        "0123456789abcdef0123456789abcdef01234567",
+        "Bearer  0123456789abcdef0123456789abcdef01234567",
+        "Bearer 0123456789ABCDEF0123456789ABCDEF01234567",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tl_resp_t resp;
+        tl_req_t req;
+        init_req(&req, "POST", "/v1/studies", "text/plain", bad[i]);
+        memset(&resp, 0, sizeof resp);
+        tl_gw_dispatch(&gw, &req, &resp);
+        if (resp.status != 401)
+            fail_msg("authorization \"%s\" gave %d", bad[i], resp.status);
+        assert_problem(&resp, 401, "unauthorized");
+        assert_null(req.actor_id);
+        json_decref(resp.body);
+    }
+}
+
+static void test_empty_configured_token_never_matches(void **state)
+{
+    (void)state;
+    expect_problem(&gw_no_token, "POST", "/v1/studies", "text/plain", "Bearer ", 401,
+                   "unauthorized");
+    expect_problem(&gw_no_token, "POST", "/v1/studies", "text/plain", "Bearer " TOKEN, 401,
+                   "unauthorized");
+}
+
+static void test_right_token_wrong_content_type_415(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"text/plain", NULL, "", "application/jsonx",
+                                      "application/xml", "application/problem+json",
+                                      "multipart/form-data"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tl_resp_t resp;
+        tl_req_t req;
+        init_req(&req, "POST", "/v1/studies", bad[i], "Bearer " TOKEN);
+        memset(&resp, 0, sizeof resp);
+        tl_gw_dispatch(&gw, &req, &resp);
+        assert_problem(&resp, 415, "unsupported-media-type");
+        /* authentication succeeded and set the principal */
+        assert_non_null(req.actor_id);
+        assert_string_equal(req.actor_id, "admin");
+        assert_string_equal(req.actor_role, "admin");
+        json_decref(resp.body);
+    }
+    /* the auth scheme is case-insensitive (RFC 9110) */
+    expect_problem(&gw, "POST", "/v1/studies", "text/plain", "bearer " TOKEN, 415,
+                   "unsupported-media-type");
+    expect_problem(&gw, "POST", "/v1/studies/abc/participants", "text/plain", "Bearer " TOKEN,
+                   415, "unsupported-media-type");
+}
+
+static void test_healthz(void **state)
+{
+    (void)state;
+    static const char *const auth[] = {NULL, "Bearer wrong", "Bearer " TOKEN};
+    for (size_t i = 0; i < sizeof auth / sizeof auth[0]; i++) {
+        tl_resp_t resp;
+        assert_int_equal(dispatch(&gw, &resp, "GET", "/healthz", NULL, auth[i]), 200);
+        assert_false(resp.problem);
+        assert_non_null(resp.body);
+        assert_int_equal(json_object_size(resp.body), 1);
+        assert_string_equal(json_string_value(json_object_get(resp.body, "status")), "ok");
+        char *text = json_dumps(resp.body, JSON_COMPACT);
+        assert_string_equal(text, "{\"status\":\"ok\"}");
+        free(text);
+        json_decref(resp.body);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_problem_fields),
+        cmocka_unit_test(test_problem_without_detail),
+        cmocka_unit_test(test_problem_render_escapes),
+        cmocka_unit_test(test_problem_from_err),
+        cmocka_unit_test(test_unknown_path_404),
+        cmocka_unit_test(test_known_path_wrong_method_405),
+        cmocka_unit_test(test_missing_authorization_401),
+        cmocka_unit_test(test_wrong_token_401),
+        cmocka_unit_test(test_empty_configured_token_never_matches),
+        cmocka_unit_test(test_right_token_wrong_content_type_415),
+        cmocka_unit_test(test_healthz),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
