@@ -203,29 +203,32 @@ void tl_stack_start(tl_stack_t *s, const char *name)
     tl_stack_start_gateway(s);
 }
 
-void tl_stack_kill(pid_t *pid, int sig)
+int tl_stack_kill(pid_t *pid, int sig)
 {
+    int st = 0;
     if (*pid <= 0)
-        return;
+        return 0;
     kill(*pid, sig);
-    int st;
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 200; i++) {
         if (waitpid(*pid, &st, WNOHANG) == *pid) {
             *pid = 0;
-            return;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         }
         tl_sleep_ms(50);
     }
     kill(*pid, SIGKILL);
     waitpid(*pid, &st, 0);
     *pid = 0;
+    return 128 + SIGKILL;
 }
 
 void tl_stack_stop(tl_stack_t *s)
 {
-    tl_stack_kill(&s->gateway, SIGTERM);
-    tl_stack_kill(&s->projector, SIGTERM);
-    tl_stack_kill(&s->broker, SIGTERM);
+    /* Each program ends cleanly on SIGTERM: exit 0, and under the sanitizers
+     * no leak or error report (those make the exit code non-zero). */
+    int gw = tl_stack_kill(&s->gateway, SIGTERM);
+    int pr = tl_stack_kill(&s->projector, SIGTERM);
+    int br = tl_stack_kill(&s->broker, SIGTERM);
     if (s->pg) {
         char sql[200];
         snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s->schema);
@@ -233,6 +236,8 @@ void tl_stack_stop(tl_stack_t *s)
         tl_pg_destroy(s->pg);
         s->pg = NULL;
     }
+    if (gw || pr || br)
+        fail_msg("unclean exit: gateway %d, projector %d, broker %d (see %s)", gw, pr, br, s->dir);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *user)

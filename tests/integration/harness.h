@@ -40,8 +40,9 @@ void tl_stack_start_gateway(tl_stack_t *s);
 int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms);
 /* True when dir/<log>.log has a line containing needle. */
 bool tl_stack_log_contains(tl_stack_t *s, const char *log, const char *needle);
-/* Sends sig and reaps the process; *pid becomes 0. */
-void tl_stack_kill(pid_t *pid, int sig);
+/* Sends sig and reaps the process (SIGKILL after 10 s); *pid becomes 0.
+ * Returns its exit code, or 128 + signal. */
+int tl_stack_kill(pid_t *pid, int sig);
 
 typedef struct {
     long status;

@@ -16,7 +16,7 @@ static int setup(void **state)
     snprintf(stack.gateway_env[0], sizeof stack.gateway_env[0],
              "TRIALOG_PRODUCE_TIMEOUT_MS=1500");
     /* restart the gateway with the short produce timeout */
-    tl_stack_kill(&stack.gateway, SIGTERM);
+    assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
     tl_stack_start_gateway(&stack);
     tl_http_resp_t r = tl_http(&stack, "POST", "/v1/studies",
                                "{\"protocol_id\":\"RES-1\",\"name\":\"Resilience\"}", NULL, true);
@@ -96,7 +96,7 @@ static void test_projector_sigkill_applies_each_event_once(void **state)
 static void test_offset_beyond_log_end_stops_the_projector(void **state)
 {
     (void)state;
-    tl_stack_kill(&stack.projector, SIGTERM);
+    assert_int_equal(tl_stack_kill(&stack.projector, SIGTERM), 0);
     tl_sql_int(&stack, "UPDATE projection_offsets SET next_offset = next_offset + 1000"
                        " WHERE topic = 'trialog.participant.v1' AND partition ="
                        " (SELECT min(partition) FROM projection_offsets"
