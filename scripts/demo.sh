@@ -14,13 +14,14 @@ post() {
     curl -fsS -X POST "$API$1" -H "Authorization: Bearer $TOKEN" \
         -H 'Content-Type: application/json' -H "Idempotency-Key: demo-$2" -d "$3"
 }
-jget() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# The id of a created resource: the first member of every 201/202 answer.
+json_id() { grep -o '"id":"[^"]*"' | head -n 1 | cut -d'"' -f4; }
 
 say "loading the demo study"
 study=$(post /v1/studies study '{"protocol_id":"AMD-P2-2024","name":"AMD Progression",
-  "description":"Longitudinal study of age-related macular degeneration progression"}' | jget id)
-stl=$(post "/v1/studies/$study/sites" site-stl '{"code":"STL","name":"St. Louis Eye Center"}' | jget id)
-bos=$(post "/v1/studies/$study/sites" site-bos '{"code":"BOS","name":"Boston Retina Institute"}' | jget id)
+  "description":"Longitudinal study of age-related macular degeneration progression"}' | json_id)
+stl=$(post "/v1/studies/$study/sites" site-stl '{"code":"STL","name":"St. Louis Eye Center"}' | json_id)
+bos=$(post "/v1/studies/$study/sites" site-bos '{"code":"BOS","name":"Boston Retina Institute"}' | json_id)
 i=0
 for row in "STL 1958 F 2026-01-05" "STL 1949 M 2026-01-12" "STL 1962 F 2026-02-02" \
            "BOS 1955 M 2026-01-20" "BOS 1960 F 2026-02-16" "BOS 1951 O 2026-03-02"; do

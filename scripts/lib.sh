@@ -5,7 +5,13 @@ set -euo pipefail
 TL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TL_VAR="$TL_ROOT/var"
 TL_BUILD="${TL_BUILD:-$TL_ROOT/build}"
+# The cluster lives under var/pg, unless we are root and the postgres user
+# cannot reach var/ (a checkout under /root, say): then under /var/lib/trialog.
 TL_PG_DIR="$TL_VAR/pg"
+if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$TL_VAR" 2>/dev/null &&
+    id postgres >/dev/null 2>&1; then
+    TL_PG_DIR="/var/lib/trialog/pg-$(printf '%s' "$TL_ROOT" | md5sum | cut -c1-12)"
+fi
 TL_PG_PORT="${TL_PG_PORT:-5433}"
 mkdir -p "$TL_VAR/run" "$TL_VAR/log"
 
@@ -51,6 +57,7 @@ as_pg() {
 tl_pg_start() {
     if [ -n "${TRIALOG_PG_DSN:-}" ]; then echo "$TRIALOG_PG_DSN"; return; fi
     local bin; bin=$(pg_bin)
+    id postgres >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ] || die "no postgres user: is the postgresql package installed?"
     if [ ! -f "$TL_PG_DIR/data/PG_VERSION" ]; then
         say "creating a PostgreSQL cluster in $TL_PG_DIR"
         mkdir -p "$TL_PG_DIR/data" "$TL_PG_DIR/run"
@@ -79,7 +86,7 @@ CONF
     if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'trialog'")" != 1 ]; then
         "${psql[@]}" -c "CREATE DATABASE trialog OWNER trialog" >/dev/null
     fi
-    echo "host=$TL_PG_DIR/run port=$TL_PG_PORT dbname=trialog user=trialog"
+    echo "host='$TL_PG_DIR/run' port=$TL_PG_PORT dbname=trialog user=trialog"
 }
 
 tl_pg_stop() {

@@ -18,6 +18,13 @@ start() {
     else
         if ! tl_alive broker; then
             rm -f "$TL_VAR/broker.bootstrap"
+            # The local broker keeps the log in memory only: a new one starts
+            # empty, and projections of the old log cannot continue on it.
+            if [ -z "${TRIALOG_PG_DSN:-}" ] && [ "$(psql "$dsn" -qAtc \
+                "SELECT to_regclass('trialog.projection_offsets') IS NOT NULL")" = t ]; then
+                say "the local broker starts empty: resetting the local demo database to match"
+                psql "$dsn" -qc "DROP SCHEMA trialog CASCADE" >/dev/null
+            fi
             say "starting the local Kafka-protocol broker"
             TRIALOG_BROKER_FILE="$TL_VAR/broker.bootstrap" tl_spawn broker "$TL_BUILD/trialog-broker"
             for _ in $(seq 100); do [ -s "$TL_VAR/broker.bootstrap" ] && break; sleep 0.1; done
@@ -31,18 +38,24 @@ start() {
     fi
     chmod 600 "$TL_VAR/demo/admin.token"
     token=$(cat "$TL_VAR/demo/admin.token")
-    cat >"$TL_VAR/env" <<ENV
-export TRIALOG_PG_DSN='$dsn'
-export TRIALOG_KAFKA_BROKERS='$brokers'
-export TRIALOG_HTTP_PORT='$PORT'
-ENV
+    printf 'export TRIALOG_PG_DSN=%q\nexport TRIALOG_KAFKA_BROKERS=%q\nexport TRIALOG_HTTP_PORT=%q\n' \
+        "$dsn" "$brokers" "$PORT" >"$TL_VAR/env"
     export TRIALOG_PG_DSN="$dsn" TRIALOG_KAFKA_BROKERS="$brokers" TRIALOG_HTTP_PORT="$PORT"
     say "starting the participants projector"
+    local assigned
+    assigned=$(grep -c partitions_assigned "$TL_VAR/log/projector-participants.log" 2>/dev/null || true)
     tl_spawn projector-participants "$TL_BUILD/trialog-projector" participants
     say "starting the gateway on port $PORT"
     TRIALOG_ADMIN_TOKEN="$token" tl_spawn gateway "$TL_BUILD/trialog-gateway"
+    # The projector holds its partitions after the group join (~3 s).
+    for _ in $(seq 300); do
+        [ "$(grep -c partitions_assigned "$TL_VAR/log/projector-participants.log")" -gt "${assigned:-0}" ] && break
+        tl_alive projector-participants || die "the projector exited (see var/log/projector-participants.log)"
+        sleep 0.1
+    done
     for _ in $(seq 150); do
         if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
+            tl_alive projector-participants || die "the projector exited (see var/log/projector-participants.log)"
             say "ready: http://127.0.0.1:$PORT"
             return 0
         fi
