@@ -6,36 +6,21 @@
 #include "tl_date.h"
 #include "tl_uuid.h"
 
+/* Nesting depth; stops descending once past the limit. */
 static size_t json_depth(const json_t *j)
 {
-    size_t max = 0;
-    if (json_is_object(j)) {
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)j, k, v)
-        {
-            size_t d = json_depth(v);
-            if (d > max)
-                max = d;
-            if (max > TL_JSON_MAX_DEPTH)
-                break;
-        }
-        return max + 1;
+    if (!json_is_object(j) && !json_is_array(j))
+        return 0;
+    size_t max = 0, n = json_is_array(j) ? json_array_size(j) : 0;
+    void *it = json_object_iter((json_t *)j); /* NULL for arrays */
+    for (size_t i = 0; (it || i < n) && max <= TL_JSON_MAX_DEPTH; i++) {
+        size_t d = json_depth(it ? json_object_iter_value(it) : json_array_get(j, i));
+        if (d > max)
+            max = d;
+        if (it)
+            it = json_object_iter_next((json_t *)j, it);
     }
-    if (json_is_array(j)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(j, i, v)
-        {
-            size_t d = json_depth(v);
-            if (d > max)
-                max = d;
-            if (max > TL_JSON_MAX_DEPTH)
-                break;
-        }
-        return max + 1;
-    }
-    return 0;
+    return max + 1;
 }
 
 tl_err_t tl_json_parse_object(const char *body, size_t len, json_t **out, char *why,

@@ -180,3 +180,42 @@ void tl_gw_created(tl_resp_t *resp, json_t *body, const char *location, bool rep
     resp->replayed = replayed;
     snprintf(resp->location, sizeof resp->location, "%s", location);
 }
+
+static void duplicate(tl_resp_t *resp, const tl_create_t *spec)
+{
+    tl_problem(resp, 409, spec->dup_slug, spec->dup_title, spec->dup_detail, NULL);
+}
+
+void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *spec,
+                  pthread_mutex_t *lock, tl_resp_t *resp)
+{
+    bool failed = false;
+    const char *rid[] = {cmd->resource_id.s};
+    json_t *found = NULL, *dup = NULL;
+    pthread_mutex_lock(lock);
+    if ((found = tl_gw_query_json(gw, resp, spec->read_sql, 1, rid, &failed))) {
+        tl_gw_created(resp, found, cmd->location, true);
+        goto out;
+    }
+    if (failed || (spec->rules && !spec->rules(gw, spec->ctx, resp)))
+        goto out;
+    dup = tl_gw_query_json(gw, resp, spec->dup_sql, spec->ndup, spec->dup_params, &failed);
+    if (dup || failed) {
+        if (!failed)
+            duplicate(resp, spec);
+        goto out;
+    }
+    tl_cmd_outcome_t o = tl_cmd_run(gw, req, cmd, resp);
+    if (o == TL_CMD_ANSWERED)
+        goto out;
+    /* A refused event whose resource exists is a redelivered retry. */
+    if ((found = tl_gw_query_json(gw, resp, spec->read_sql, 1, rid, &failed)))
+        tl_gw_created(resp, found, cmd->location, o == TL_CMD_REJECTED);
+    else if (!failed && !strcmp(cmd->reason, spec->dup_reason))
+        duplicate(resp, spec);
+    else if (!failed)
+        tl_problem(resp, 409, "conflict", "Command refused", cmd->reason, NULL);
+out:
+    pthread_mutex_unlock(lock);
+    json_decref(dup);
+}

@@ -136,6 +136,25 @@ bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
  * the answer to the caller; ANSWERED means resp is complete (202 or 503). */
 tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
 
+/* What a create command needs to know of its resource. */
+typedef struct {
+    const char *read_sql;          /* the resource as JSON text by id ($1) */
+    const char *dup_sql;           /* a row (as JSON) the new one would duplicate, or none */
+    const char *const *dup_params;
+    int ndup;
+    const char *dup_slug, *dup_title, *dup_detail; /* the 409 answer */
+    const char *dup_reason;        /* the fold's word for the same clash */
+    /* Domain rules, checked before the duplicate lookup; false: resp is the answer. */
+    bool (*rules)(tl_gw_t *gw, const void *ctx, tl_resp_t *resp);
+    const void *ctx;
+} tl_create_t;
+
+/* Runs a create command holding lock: an earlier command with the same
+ * Idempotency-Key answers as it did (the resource exists); a duplicate answers
+ * 409; otherwise produce, wait for the projection, 201 with the resource. */
+void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *spec,
+                  pthread_mutex_t *lock, tl_resp_t *resp);
+
 /* Runs a query returning one JSON text column; NULL when no row (resp
  * untouched) or on error (resp holds a 503). *failed tells which. */
 json_t *tl_gw_query_json(tl_gw_t *gw, tl_resp_t *resp, const char *sql, int n,

@@ -45,9 +45,16 @@ static int current_year(void)
     return y;
 }
 
+typedef struct {
+    const json_t *body;
+    const char *study_id;
+} enrol_ctx_t;
+
 /* Domain rules of an enrolment (violations: 422). Returns false with resp set. */
-static bool enrol_rules(tl_gw_t *gw, const json_t *body, const char *study_id, tl_resp_t *resp)
+static bool enrol_rules(tl_gw_t *gw, const void *ctx, tl_resp_t *resp)
 {
+    const json_t *body = ((const enrol_ctx_t *)ctx)->body;
+    const char *study_id = ((const enrol_ctx_t *)ctx)->study_id;
     int32_t consent = 0, baseline = 0;
     const char *cd = tl_json_str(body, "consent_date");
     if (!cd) {
@@ -105,7 +112,7 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     };
     tl_cmd_t cmd = {.type = "ParticipantEnrolled", .projection = TL_PROJECTION_PARTICIPANTS};
     json_t *body = tl_gw_body(req, resp, fields, sizeof fields / sizeof fields[0]);
-    json_t *study = NULL, *found = NULL, *payload = NULL;
+    json_t *study = NULL, *payload = NULL;
     bool failed = false;
     if (!body || !tl_cmd_init(gw, req, &cmd, resp))
         goto out;
@@ -125,51 +132,33 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         goto out;
     }
     const char *study_id = json_string_value(study);
-    char lock_key[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
-    snprintf(lock_key, sizeof lock_key, "%s|%s", study_id, code);
-    pthread_mutex_t *lock = tl_gw_stripe(gw, lock_key);
-    pthread_mutex_lock(lock);
-    const char *rid[] = {cmd.resource_id.s};
-    snprintf(cmd.location, sizeof cmd.location, "/v1/participants/%s", cmd.resource_id.s);
-    if ((found = tl_gw_query_json(gw, resp, sql_participant, 1, rid, &failed))) {
-        tl_gw_created(resp, found, cmd.location, true);
-        goto unlock;
-    }
-    if (failed || !enrol_rules(gw, body, study_id, resp))
-        goto unlock;
-    const char *dup_params[] = {study_id, code};
-    json_t *dup = tl_gw_query_json(gw, resp,
-                                   "SELECT to_json(id)::text FROM participants"
-                                   " WHERE study_id = $1 AND participant_code = $2",
-                                   2, dup_params, &failed);
-    if (dup || failed) {
-        json_decref(dup);
-        if (!failed)
-            tl_problem(resp, 409, "duplicate-participant-code", "Participant code already used",
-                       "the study has a participant with this code", NULL);
-        goto unlock;
-    }
     if (!(payload = enrol_payload(body, cmd.resource_id.s, study_id))) {
         tl_problem_from_err(resp, TL_ERR_NOMEM);
-        goto unlock;
+        goto out;
     }
+    const enrol_ctx_t ctx = {body, study_id};
+    const char *dup[] = {study_id, code};
+    const tl_create_t spec = {
+        .read_sql = sql_participant,
+        .dup_sql = "SELECT to_json(id)::text FROM participants"
+                   " WHERE study_id = $1 AND participant_code = $2",
+        .dup_params = dup,
+        .ndup = 2,
+        .dup_slug = "duplicate-participant-code",
+        .dup_title = "Participant code already used",
+        .dup_detail = "the study has a participant with this code",
+        .dup_reason = "duplicate_participant_code",
+        .rules = enrol_rules,
+        .ctx = &ctx,
+    };
+    char lock_key[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
+    snprintf(lock_key, sizeof lock_key, "%s|%s", study_id, code);
+    snprintf(cmd.location, sizeof cmd.location, "/v1/participants/%s", cmd.resource_id.s);
     cmd.meta.site_id = tl_json_str(body, "site_id");
     cmd.meta.stream_version = 1;
     cmd.key = cmd.resource_id.s;
     cmd.payload = payload;
-    tl_cmd_outcome_t o = tl_cmd_run(gw, req, &cmd, resp);
-    if (o == TL_CMD_ANSWERED)
-        goto unlock;
-    found = tl_gw_query_json(gw, resp, sql_participant, 1, rid, &failed);
-    if (found)
-        tl_gw_created(resp, found, cmd.location, o == TL_CMD_REJECTED);
-    else if (!failed && !strcmp(cmd.reason, "duplicate_participant_code"))
-        tl_problem(resp, 409, "duplicate-participant-code", "Participant code already used",
-                   NULL, NULL);
-    else if (!failed)
-        tl_problem(resp, 409, "conflict", "Command refused", cmd.reason, NULL);
-unlock:
-    pthread_mutex_unlock(lock);
+    tl_gw_create(gw, req, &cmd, &spec, tl_gw_stripe(gw, lock_key), resp);
 out:
     json_decref(payload);
     json_decref(study);

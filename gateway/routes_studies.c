@@ -76,48 +76,27 @@ static const tl_json_field_t study_fields[] = {
 void tl_h_study_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     tl_cmd_t cmd = {.type = "StudyRegistered", .projection = TL_PROJECTION_PARTICIPANTS};
-    json_t *body = tl_gw_body(req, resp, study_fields, 3), *found = NULL;
+    json_t *body = tl_gw_body(req, resp, study_fields, 3);
     if (!body || !tl_cmd_init(gw, req, &cmd, resp))
         goto out;
-    const char *pid = tl_json_str(body, "protocol_id");
-    pthread_mutex_t *lock = tl_gw_stripe(gw, pid);
-    pthread_mutex_lock(lock);
-    snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s", cmd.resource_id.s);
-    bool failed = false;
-    const char *rid[] = {cmd.resource_id.s};
-    const char *ppid[] = {pid};
-    /* A retried command finds its study already made: answer as before. */
-    if ((found = tl_gw_query_json(gw, resp, sql_study_json, 1, rid, &failed))) {
-        tl_gw_created(resp, found, cmd.location, true);
-        goto unlock;
-    }
-    if (failed)
-        goto unlock;
-    json_t *dup = tl_gw_query_json(gw, resp, "SELECT to_json(id)::text FROM studies WHERE protocol_id = $1",
-                                   1, ppid, &failed);
-    if (dup || failed) {
-        json_decref(dup);
-        if (!failed)
-            tl_problem(resp, 409, "duplicate-protocol-id", "Protocol id already registered",
-                       "a study with this protocol_id exists", NULL);
-        goto unlock;
-    }
+    const char *pid[] = {tl_json_str(body, "protocol_id")};
+    const tl_create_t spec = {
+        .read_sql = sql_study_json,
+        .dup_sql = "SELECT to_json(id)::text FROM studies WHERE protocol_id = $1",
+        .dup_params = pid,
+        .ndup = 1,
+        .dup_slug = "duplicate-protocol-id",
+        .dup_title = "Protocol id already registered",
+        .dup_detail = "a study with this protocol_id exists",
+        .dup_reason = "duplicate_protocol_id",
+    };
     json_object_set_new(body, "study_id", json_string(cmd.resource_id.s));
     if (!json_object_get(body, "description"))
         json_object_set_new(body, "description", json_null());
+    snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s", cmd.resource_id.s);
     cmd.key = cmd.resource_id.s;
     cmd.payload = body;
-    tl_cmd_outcome_t o = tl_cmd_run(gw, req, &cmd, resp);
-    if (o == TL_CMD_ANSWERED)
-        goto unlock;
-    found = tl_gw_query_json(gw, resp, sql_study_json, 1, rid, &failed);
-    if (found)
-        tl_gw_created(resp, found, cmd.location, o == TL_CMD_REJECTED);
-    else if (!failed)
-        tl_problem(resp, 409, "duplicate-protocol-id", "Protocol id already registered",
-                   cmd.reason, NULL);
-unlock:
-    pthread_mutex_unlock(lock);
+    tl_gw_create(gw, req, &cmd, &spec, tl_gw_stripe(gw, pid[0]), resp);
 out:
     json_decref(body);
 }
@@ -130,49 +109,28 @@ static const tl_json_field_t site_fields[] = {
 void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     tl_cmd_t cmd = {.type = "SiteAdded", .projection = TL_PROJECTION_PARTICIPANTS};
-    json_t *body = tl_gw_body(req, resp, site_fields, 2), *study = NULL, *found = NULL;
-    if (!body || !tl_cmd_init(gw, req, &cmd, resp))
-        goto out;
-    if (!(study = study_or_404(gw, req, resp)))
+    json_t *body = tl_gw_body(req, resp, site_fields, 2), *study = NULL;
+    if (!body || !tl_cmd_init(gw, req, &cmd, resp) || !(study = study_or_404(gw, req, resp)))
         goto out;
     const char *study_id = tl_json_str(study, "id"); /* canonical form */
-    pthread_mutex_t *lock = tl_gw_stripe(gw, study_id);
-    pthread_mutex_lock(lock);
-    bool failed = false;
-    const char *rid[] = {cmd.resource_id.s};
+    const char *dup[] = {study_id, tl_json_str(body, "code")};
+    const tl_create_t spec = {
+        .read_sql = sql_site_json,
+        .dup_sql = "SELECT to_json(id)::text FROM sites WHERE study_id = $1 AND code = $2",
+        .dup_params = dup,
+        .ndup = 2,
+        .dup_slug = "duplicate-site-code",
+        .dup_title = "Site code already used",
+        .dup_detail = "the study has a site with this code",
+        .dup_reason = "duplicate_site_code",
+    };
+    json_object_set_new(body, "study_id", json_string(study_id));
     snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s/sites/%s", study_id,
              cmd.resource_id.s);
-    if ((found = tl_gw_query_json(gw, resp, sql_site_json, 1, rid, &failed))) {
-        tl_gw_created(resp, found, cmd.location, true);
-        goto unlock;
-    }
-    const char *dup_params[] = {study_id, tl_json_str(body, "code")};
-    json_t *dup = failed ? NULL
-                         : tl_gw_query_json(gw, resp,
-                                            "SELECT to_json(id)::text FROM sites WHERE study_id = $1"
-                                            " AND code = $2",
-                                            2, dup_params, &failed);
-    if (dup || failed) {
-        json_decref(dup);
-        if (!failed)
-            tl_problem(resp, 409, "duplicate-site-code", "Site code already used",
-                       "the study has a site with this code", NULL);
-        goto unlock;
-    }
-    json_object_set_new(body, "study_id", json_string(study_id));
     cmd.meta.site_id = cmd.resource_id.s;
     cmd.key = study_id;
     cmd.payload = body;
-    tl_cmd_outcome_t o = tl_cmd_run(gw, req, &cmd, resp);
-    if (o == TL_CMD_ANSWERED)
-        goto unlock;
-    found = tl_gw_query_json(gw, resp, sql_site_json, 1, rid, &failed);
-    if (found)
-        tl_gw_created(resp, found, cmd.location, o == TL_CMD_REJECTED);
-    else if (!failed)
-        tl_problem(resp, 409, "duplicate-site-code", "Site code already used", cmd.reason, NULL);
-unlock:
-    pthread_mutex_unlock(lock);
+    tl_gw_create(gw, req, &cmd, &spec, tl_gw_stripe(gw, study_id), resp);
 out:
     json_decref(study);
     json_decref(body);

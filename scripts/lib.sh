@@ -5,15 +5,18 @@ set -euo pipefail
 TL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TL_VAR="$TL_ROOT/var"
 TL_BUILD="${TL_BUILD:-$TL_ROOT/build}"
-# The cluster lives under var/pg, unless we are root and the postgres user
-# cannot reach var/ (a checkout under /root, say): then under /var/lib/trialog.
-TL_PG_DIR="$TL_VAR/pg"
-if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$TL_VAR" 2>/dev/null &&
-    id postgres >/dev/null 2>&1; then
-    TL_PG_DIR="/var/lib/trialog/pg-$(printf '%s' "$TL_ROOT" | md5sum | cut -c1-12)"
-fi
 TL_PG_PORT="${TL_PG_PORT:-5433}"
 mkdir -p "$TL_VAR/run" "$TL_VAR/log"
+
+# Where the local cluster lives: var/pg, unless we are root and the postgres
+# user cannot reach var/ (a checkout under /root, say): then /var/lib/trialog.
+# Decided after the packages are installed, when the postgres user exists.
+tl_pg_dir() {
+    TL_PG_DIR="$TL_VAR/pg"
+    if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$TL_VAR" 2>/dev/null; then
+        TL_PG_DIR="/var/lib/trialog/pg-$(printf '%s' "$TL_ROOT" | md5sum | cut -c1-12)"
+    fi
+}
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -58,6 +61,7 @@ tl_pg_start() {
     if [ -n "${TRIALOG_PG_DSN:-}" ]; then echo "$TRIALOG_PG_DSN"; return; fi
     local bin; bin=$(pg_bin)
     id postgres >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ] || die "no postgres user: is the postgresql package installed?"
+    tl_pg_dir
     if [ ! -f "$TL_PG_DIR/data/PG_VERSION" ]; then
         say "creating a PostgreSQL cluster in $TL_PG_DIR"
         mkdir -p "$TL_PG_DIR/data" "$TL_PG_DIR/run"
@@ -76,8 +80,7 @@ CONF
     fi
     if ! as_pg "$bin/pg_ctl" -D "$TL_PG_DIR/data" status >/dev/null 2>&1; then
         say "starting PostgreSQL"
-        [ "$(id -u)" -eq 0 ] && touch "$TL_VAR/log/postgresql.log" && chown postgres "$TL_VAR/log/postgresql.log"
-        as_pg "$bin/pg_ctl" -D "$TL_PG_DIR/data" -l "$TL_VAR/log/postgresql.log" -w start >/dev/null
+        as_pg "$bin/pg_ctl" -D "$TL_PG_DIR/data" -l "$TL_PG_DIR/postgresql.log" -w start >/dev/null
     fi
     local psql=("$bin/psql" -h "$TL_PG_DIR/run" -p "$TL_PG_PORT" -U postgres -d postgres -qAt)
     if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = 'trialog'")" != 1 ]; then
@@ -91,6 +94,7 @@ CONF
 
 tl_pg_stop() {
     local bin; bin=$(pg_bin)
+    tl_pg_dir
     if [ -f "$TL_PG_DIR/data/PG_VERSION" ]; then
         as_pg "$bin/pg_ctl" -D "$TL_PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
     fi
