@@ -335,6 +335,7 @@ tl_err_t tl_kafka_consumer_poll(tl_kafka_consumer_t *c, tl_kafka_msg_t *msgs, si
         o->key_len = m->key_len;
         o->value = m->payload;
         o->len = m->len;
+        o->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
         o->rkm = m;
     }
     if (c->fatal) {
@@ -348,9 +349,19 @@ tl_err_t tl_kafka_consumer_poll(tl_kafka_consumer_t *c, tl_kafka_msg_t *msgs, si
 void tl_kafka_msgs_release(tl_kafka_msg_t *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        rd_kafka_message_destroy(msgs[i].rkm);
+        if (msgs[i].rkm)
+            rd_kafka_message_destroy(msgs[i].rkm);
         msgs[i].rkm = NULL;
     }
+}
+
+bool tl_kafka_msg_header(const tl_kafka_msg_t *m, size_t i, const char **name,
+                         const void **value, size_t *len)
+{
+    rd_kafka_headers_t *h = NULL;
+    if (!m->rkm || rd_kafka_message_headers(m->rkm, &h) || !h)
+        return false;
+    return rd_kafka_header_get_all(h, i, name, value, len) == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 void tl_kafka_consumer_commit_info(tl_kafka_consumer_t *c, const tl_kafka_msg_t *msgs, size_t n)

@@ -9,6 +9,7 @@
 #ifndef TL_KAFKA_H
 #define TL_KAFKA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,8 +52,14 @@ typedef struct {
     size_t key_len;
     const void *value;
     size_t len;
-    void *rkm; /* internal */
+    int64_t timestamp_ms; /* broker or producer time; -1 if unknown */
+    void *rkm;            /* internal; NULL for messages that came from the archive */
 } tl_kafka_msg_t;
+
+/* Header i of a consumed message; name and value are borrowed from it.
+ * false past the last header. */
+bool tl_kafka_msg_header(const tl_kafka_msg_t *m, size_t i, const char **name,
+                         const void **value, size_t *len);
 
 /* Called at every assignment for every partition: set *offset to the next
  * offset to read (0 when nothing is stored). */

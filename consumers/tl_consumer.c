@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tl_codec.h"
 #include "tl_kafka.h"
 #include "tl_log.h"
 #include "tl_map.h"
@@ -53,6 +54,29 @@ static tl_err_t start_offset(void *user, const char *topic, int32_t partition, i
     return err;
 }
 
+/* Headers as the archive keeps them: [{"name": ..., "value": base64|null}]. */
+static json_t *headers_json(const tl_kafka_msg_t *m)
+{
+    json_t *arr = json_array();
+    const char *name;
+    const void *value;
+    size_t len;
+    tl_buf_t b64;
+    tl_buf_init(&b64, 4 * 1024 * 1024);
+    for (size_t i = 0; arr && tl_kafka_msg_header(m, i, &name, &value, &len); i++) {
+        tl_buf_reset(&b64);
+        if (value && tl_b64_encode(&b64, value, len)) {
+            json_decref(arr);
+            arr = NULL;
+            break;
+        }
+        json_array_append_new(arr, json_pack("{s:s, s:s?}", "name", name, "value",
+                                             value ? (b64.data ? b64.data : "") : NULL));
+    }
+    tl_buf_cleanup(&b64);
+    return arr;
+}
+
 static void decode_all(runtime_t *rt, const tl_kafka_msg_t *msgs, size_t n, tl_event_t *evs)
 {
     for (size_t i = 0; i < n; i++) {
@@ -61,10 +85,18 @@ static void decode_all(runtime_t *rt, const tl_kafka_msg_t *msgs, size_t n, tl_e
         tl_event_t *e = &evs[i];
         *e = (tl_event_t){.topic = msgs[i].topic,
                           .partition = msgs[i].partition,
-                          .offset = msgs[i].offset};
+                          .offset = msgs[i].offset,
+                          .key = msgs[i].key,
+                          .key_len = msgs[i].key_len,
+                          .value = msgs[i].value,
+                          .len = msgs[i].len,
+                          .timestamp_ms = msgs[i].timestamp_ms};
+        if (rt->proj->raw)
+            e->headers = headers_json(&msgs[i]);
         if (tl_registry_decode(rt->registry, rt->pg, msgs[i].value, msgs[i].len, &data,
                                &fullname) == TL_OK) {
             e->data = data;
+            e->fullname = fullname;
             e->type = strncmp(fullname, TYPE_PREFIX, strlen(TYPE_PREFIX))
                           ? fullname
                           : fullname + strlen(TYPE_PREFIX);
@@ -72,10 +104,17 @@ static void decode_all(runtime_t *rt, const tl_kafka_msg_t *msgs, size_t n, tl_e
     }
 }
 
+static void free_event(tl_event_t *e)
+{
+    json_decref(e->data);
+    json_decref(e->headers);
+    e->data = e->headers = NULL;
+}
+
 static void free_events(tl_event_t *evs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        json_decref(evs[i].data);
+        free_event(&evs[i]);
 }
 
 /* Stored next offsets of this projection, locked for the transaction so a
@@ -108,7 +147,7 @@ static tl_err_t filter_applied(const tl_map_t *stored, tl_kafka_msg_t *msgs, siz
         const char *s = tl_map_get(stored, key);
         int64_t want = s ? strtoll(s, NULL, 10) : 0;
         if (msgs[i].offset < want) {
-            json_decref(evs[i].data);
+            free_event(&evs[i]);
             continue;
         }
         if (msgs[i].offset > want && !tl_map_get(&next, key)) {

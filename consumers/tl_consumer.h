@@ -11,6 +11,7 @@
 #define TL_CONSUMER_H
 
 #include <signal.h>
+#include <stdbool.h>
 
 #include "tl_batch.h"
 #include "tl_err.h"
@@ -24,6 +25,7 @@ typedef struct {
     size_t ntopics;
     /* Folds b->events and appends its writes to b (see tl_batch.h). */
     tl_err_t (*apply)(tl_pg_t *pg, tl_batch_t *b);
+    bool raw; /* wants each event's headers too (the archive) */
 } tl_projection_t;
 
 typedef struct {

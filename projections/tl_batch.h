@@ -12,15 +12,23 @@
 #include "tl_pg.h"
 
 typedef struct {
-    const char *type; /* short name, "ParticipantEnrolled"; NULL if undecodable */
-    json_t *data;     /* decoded record; owned by the batch */
+    const char *type;     /* short name, "ParticipantEnrolled"; NULL if undecodable */
+    const char *fullname; /* "org.trialog.ParticipantEnrolled"; NULL if undecodable */
+    json_t *data;         /* decoded record; owned by the batch */
     const char *topic;
     int32_t partition;
     int64_t offset;
+    /* the message as it is in the log, borrowed from the consumer */
+    const void *key; /* NULL: no key */
+    size_t key_len;
+    const void *value; /* NULL: tombstone */
+    size_t len;
+    int64_t timestamp_ms;
+    json_t *headers; /* [{"name","value"(base64)}]; owned; only for raw projections */
 } tl_event_t;
 
 #define TL_BATCH_MAX_STMTS 16
-#define TL_COLS_MAX 16
+#define TL_COLS_MAX 24
 
 typedef struct {
     tl_event_t *events;

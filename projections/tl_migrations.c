@@ -75,6 +75,37 @@ static const char *const migrations[] = {
     "  UNIQUE (study_id, participant_code));"
     "CREATE INDEX participants_by_site ON participants (study_id, site_id, participant_code);"
     "CREATE INDEX participants_by_status ON participants (study_id, status, participant_code);",
+
+    /* 4: the archive of the log: every message once, exactly as it was,
+     * chained per partition (projections/audit.h); append-only */
+    "CREATE TABLE audit_log ("
+    "  topic text NOT NULL,"
+    "  partition int NOT NULL,"
+    "  \"offset\" bigint NOT NULL,"
+    "  key bytea,"
+    "  headers jsonb NOT NULL,"
+    "  value bytea,"
+    "  event_type text,"
+    "  event_id uuid,"
+    "  actor_id text,"
+    "  actor_role text,"
+    "  site_id uuid,"
+    "  reason text,"
+    "  occurred_at timestamptz,"
+    "  recorded_at timestamptz,"
+    "  logged_at timestamptz,"
+    "  archived_at timestamptz NOT NULL DEFAULT now(),"
+    "  prev_hash bytea NOT NULL,"
+    "  hash bytea NOT NULL,"
+    "  PRIMARY KEY (topic, partition, \"offset\"));"
+    "CREATE INDEX audit_log_by_event ON audit_log (event_id);"
+    "CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = '42501'; END $$;"
+    "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log"
+    "  FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();"
+    "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();"
+    "REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM PUBLIC, CURRENT_USER;",
 };
 
 tl_err_t tl_migrate(tl_pg_t *pg)
