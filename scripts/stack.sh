@@ -12,7 +12,7 @@ start() {
     local dsn brokers token
     dsn=$(tl_pg_start)
     # A second start restarts the programs (new build), keeping the broker.
-    tl_kill gateway; tl_kill projector-participants
+    tl_kill gateway; tl_kill projector-participants; tl_kill projector-audit
     if [ -n "${TRIALOG_KAFKA_BROKERS:-}" ]; then
         brokers=$TRIALOG_KAFKA_BROKERS
     else
@@ -45,6 +45,8 @@ start() {
     local assigned
     assigned=$(grep -c partitions_assigned "$TL_VAR/log/projector-participants.log" 2>/dev/null || true)
     tl_spawn projector-participants "$TL_BUILD/trialog-projector" participants
+    say "starting the audit archive"
+    tl_spawn projector-audit "$TL_BUILD/trialog-projector" audit
     say "starting the gateway on port $PORT"
     TRIALOG_ADMIN_TOKEN="$token" tl_spawn gateway "$TL_BUILD/trialog-gateway"
     # The projector holds its partitions after the group join (~3 s).
@@ -68,6 +70,7 @@ start() {
 stop() {
     tl_kill gateway
     tl_kill projector-participants
+    tl_kill projector-audit
     tl_kill broker
     tl_pg_stop
     say "stopped"

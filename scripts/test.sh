@@ -13,6 +13,8 @@ else
     tl_build
 fi
 TRIALOG_TEST_PG_DSN=$(tl_pg_start)
-export TRIALOG_TEST_PG_DSN
+# the archive's tamper test acts as the database superuser
+TRIALOG_TEST_PG_SUPER_DSN=${TRIALOG_TEST_PG_SUPER_DSN:-${TRIALOG_TEST_PG_DSN/user=trialog/user=postgres}}
+export TRIALOG_TEST_PG_DSN TRIALOG_TEST_PG_SUPER_DSN
 cd "$TL_BUILD"
 ctest --output-on-failure --timeout 300

@@ -119,24 +119,53 @@ static bool log_contains(tl_stack_t *s, const char *log, const char *needle, lon
     return n > 0;
 }
 
-void tl_stack_start_projector(tl_stack_t *s)
+static pid_t start_consumer(tl_stack_t *s, const char *name)
 {
     static char env[3][1200];
     long before = 0, after = 0;
     common_env(s, env);
     const char *e[] = {env[0], env[1], env[2], "TRIALOG_DEBUG=false", NULL};
-    log_contains(s, "projector", "partitions_assigned", &before);
-    s->projector = spawn(s, "projector", "trialog-projector", "participants", e);
+    log_contains(s, name, "partitions_assigned", &before);
+    pid_t pid = spawn(s, name, "trialog-projector", name, e);
     /* The group join takes a few seconds on the mock broker (fixed delay). */
     for (int i = 0; i < 600; i++) {
-        if (log_contains(s, "projector", "partitions_assigned", &after) && after > before)
-            return;
+        if (log_contains(s, name, "partitions_assigned", &after) && after > before)
+            return pid;
         int st;
-        if (waitpid(s->projector, &st, WNOHANG) == s->projector)
-            fail_msg("the projector exited (status %d), see %s/projector.log", st, s->dir);
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            fail_msg("%s exited (status %d), see %s/%s.log", name, st, s->dir, name);
         tl_sleep_ms(50);
     }
-    fail_msg("the projector got no partitions in 30 s");
+    fail_msg("%s got no partitions in 30 s", name);
+    return -1;
+}
+
+void tl_stack_start_projector(tl_stack_t *s)
+{
+    s->projector = start_consumer(s, "participants");
+}
+
+void tl_stack_start_audit(tl_stack_t *s)
+{
+    s->audit = start_consumer(s, "audit");
+}
+
+int tl_stack_cli(tl_stack_t *s, const char *args, char **out)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s %s/trialog %s",
+             pg_dsn(), s->schema, TL_BIN_DIR, args);
+    tl_buf_t o;
+    char chunk[4096];
+    size_t n;
+    tl_buf_init(&o, 1024 * 1024);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+        tl_buf_append(&o, chunk, n);
+    int st = pclose(p);
+    *out = o.data ? tl_buf_steal(&o, NULL) : strdup("");
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms)
@@ -144,7 +173,7 @@ int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms)
     static char env[3][1200];
     common_env(s, env);
     const char *e[] = {env[0], env[1], env[2], NULL};
-    pid_t pid = spawn(s, "projector", "trialog-projector", "participants", e);
+    pid_t pid = spawn(s, "participants", "trialog-projector", "participants", e);
     for (int waited = 0; waited < timeout_ms; waited += 50) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid)
@@ -228,6 +257,7 @@ void tl_stack_stop(tl_stack_t *s)
      * no leak or error report (those make the exit code non-zero). */
     int gw = tl_stack_kill(&s->gateway, SIGTERM);
     int pr = tl_stack_kill(&s->projector, SIGTERM);
+    int au = tl_stack_kill(&s->audit, SIGTERM);
     int br = tl_stack_kill(&s->broker, SIGTERM);
     if (s->pg) {
         char sql[200];
@@ -236,8 +266,9 @@ void tl_stack_stop(tl_stack_t *s)
         tl_pg_destroy(s->pg);
         s->pg = NULL;
     }
-    if (gw || pr || br)
-        fail_msg("unclean exit: gateway %d, projector %d, broker %d (see %s)", gw, pr, br, s->dir);
+    if (gw || pr || au || br)
+        fail_msg("unclean exit: gateway %d, projector %d, audit %d, broker %d (see %s)", gw, pr,
+                 au, br, s->dir);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *user)

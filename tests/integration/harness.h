@@ -22,7 +22,7 @@ typedef struct {
     char brokers[256];
     char token[80];
     int port;
-    pid_t broker, projector, gateway;
+    pid_t broker, projector, gateway, audit;
     tl_pg_t *pg;
     char gateway_env[4][128]; /* extra NAME=value for the gateway */
 } tl_stack_t;
@@ -35,6 +35,11 @@ void tl_stack_stop(tl_stack_t *s);
 
 void tl_stack_start_broker(tl_stack_t *s);
 void tl_stack_start_projector(tl_stack_t *s);
+/* The archive consumer (trialog-projector audit), pid in s->audit. */
+void tl_stack_start_audit(tl_stack_t *s);
+/* Runs build/trialog with the stack's database settings; returns its exit
+ * code, its standard output in *out (caller frees). */
+int tl_stack_cli(tl_stack_t *s, const char *args, char **out);
 void tl_stack_start_gateway(tl_stack_t *s);
 /* Runs a projector that is expected to stop by itself; returns its exit code. */
 int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms);

@@ -109,7 +109,7 @@ static void test_offset_beyond_log_end_stops_the_projector(void **state)
                        " (SELECT min(partition) FROM projection_offsets"
                        "   WHERE topic = 'trialog.participant.v1') RETURNING 1");
     assert_int_not_equal(tl_stack_projector_exit(&stack, 30000), 0);
-    assert_true(tl_stack_log_contains(&stack, "projector", "offset_beyond_log_end"));
+    assert_true(tl_stack_log_contains(&stack, "participants", "offset_beyond_log_end"));
     tl_sql_int(&stack, "UPDATE projection_offsets SET next_offset = next_offset - 1000"
                        " WHERE next_offset >= 1000 RETURNING 1");
     tl_stack_start_projector(&stack);
