@@ -70,6 +70,7 @@ struct tl_kafka_producer {
     rd_kafka_t *rk;
     pthread_t poller;
     atomic_bool stop;
+    atomic_long async_failed; /* delivery failures of fire-and-forget produces */
 };
 
 typedef struct {
@@ -83,8 +84,12 @@ typedef struct {
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
-    (void)opaque;
     delivery_t *d = m->_private;
+    if (!d) { /* an asynchronous produce: only failures are counted */
+        if (m->err)
+            atomic_fetch_add(&((tl_kafka_producer_t *)opaque)->async_failed, 1);
+        return;
+    }
     pthread_mutex_lock(&d->lock);
     d->err = m->err;
     d->pos.partition = m->partition;
@@ -120,6 +125,7 @@ tl_err_t tl_kafka_producer_new(const char *brokers, int timeout_ms, tl_kafka_pro
         return p ? TL_ERR_CONFIG : TL_ERR_NOMEM;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, p);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!p->rk) {
         tl_log_error("kafka_producer_failed", json_pack("{s:s}", "why", errstr));
@@ -147,6 +153,23 @@ void tl_kafka_producer_destroy(tl_kafka_producer_t *p)
     free(p);
 }
 
+static rd_kafka_resp_err_t produce(tl_kafka_producer_t *p, const char *topic, const void *key,
+                                   size_t key_len, const void *value, size_t len,
+                                   const tl_kafka_header_t *headers, size_t nheaders,
+                                   delivery_t *d)
+{
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
+    for (size_t i = 0; i < nheaders; i++)
+        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value, (ssize_t)headers[i].len);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    if (e)
+        rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
+    return e;
+}
+
 tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const void *key,
                                size_t key_len, const void *value, size_t len,
                                const tl_kafka_header_t *headers, size_t nheaders,
@@ -155,16 +178,8 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
     delivery_t d = {.done = false};
     pthread_mutex_init(&d.lock, NULL);
     pthread_cond_init(&d.cond, NULL);
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
-    for (size_t i = 0; i < nheaders; i++)
-        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value, (ssize_t)headers[i].len);
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
-    if (e) {
-        rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
-    } else {
+    rd_kafka_resp_err_t e = produce(p, topic, key, key_len, value, len, headers, nheaders, &d);
+    if (!e) {
         pthread_mutex_lock(&d.lock);
         while (!d.done)
             pthread_cond_wait(&d.cond, &d.lock);
@@ -178,6 +193,29 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
         tl_log_warn("kafka_produce_failed",
                     json_pack("{s:s, s:s}", "topic", topic, "code", rd_kafka_err2name(e)));
     return kafka_err(e);
+}
+
+tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, const void *key,
+                                size_t key_len, const void *value, size_t len,
+                                const tl_kafka_header_t *headers, size_t nheaders)
+{
+    rd_kafka_resp_err_t e;
+    /* a full local queue is back-pressure: wait for deliveries, then retry */
+    for (int i = 0; (e = produce(p, topic, key, key_len, value, len, headers, nheaders, NULL)) ==
+                        RD_KAFKA_RESP_ERR__QUEUE_FULL &&
+                    i < 1000;
+         i++)
+        rd_kafka_poll(p->rk, 10);
+    return kafka_err(e);
+}
+
+tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms)
+{
+    rd_kafka_resp_err_t e = rd_kafka_flush(p->rk, timeout_ms);
+    long failed = atomic_exchange(&p->async_failed, 0);
+    if (failed)
+        tl_log_warn("kafka_async_failed", json_pack("{s:i}", "messages", (int)failed));
+    return e || failed ? TL_ERR_UNAVAILABLE : TL_OK;
 }
 
 tl_err_t tl_kafka_producer_ping(tl_kafka_producer_t *p, int timeout_ms)
@@ -197,12 +235,20 @@ struct tl_kafka_consumer {
     rd_kafka_t *rk;
     tl_kafka_start_fn start;
     void *user;
+    bool tiered; /* partitions behind the log start are read from the archive */
     tl_err_t fatal;
+    rd_kafka_topic_partition_list_t *assigned; /* what the group gave us */
+    rd_kafka_topic_partition_list_t *behind;   /* of those, what the broker no longer has */
 };
 
-static tl_err_t check_start(tl_kafka_consumer_t *c, const char *topic, int32_t part, int64_t off)
+/* Where a partition stands against the broker's log: TL_OK to read it from
+ * the broker, TL_ERR_LOG_GAP (fatal) beyond the end, *behind when the next
+ * offset is below the log start (the archive has it). */
+static tl_err_t check_start(tl_kafka_consumer_t *c, const char *topic, int32_t part, int64_t off,
+                            bool *behind)
 {
     int64_t lo = 0, hi = 0;
+    *behind = false;
     rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, topic, part, &lo, &hi, 10000);
     if (e)
         return kafka_err(e) == TL_ERR_KAFKA ? TL_ERR_UNAVAILABLE : kafka_err(e);
@@ -210,48 +256,101 @@ static tl_err_t check_start(tl_kafka_consumer_t *c, const char *topic, int32_t p
         tl_log_error("offset_beyond_log_end",
                      json_pack("{s:s, s:i, s:I, s:I, s:s}", "topic", topic, "partition", part,
                                "stored_offset", (json_int_t)off, "log_end", (json_int_t)hi, "hint",
-                               "the broker lost messages this projection has applied (reset "
-                               "without re-seed); restore the broker's log, or rebuild the "
-                               "projection"));
+                               "the broker has lost messages this consumer has applied (reset "
+                               "without re-seed): run `trialog reseed` to restore the broker's "
+                               "log from the archive, then start again"));
         return TL_ERR_LOG_GAP;
     }
     if (off < lo) {
-        tl_log_error("offset_below_log_start",
-                     json_pack("{s:s, s:i, s:I, s:I}", "topic", topic, "partition", part,
-                               "stored_offset", (json_int_t)off, "log_start", (json_int_t)lo));
-        return TL_ERR_LOG_GAP;
+        if (!c->tiered) {
+            tl_log_error("offset_below_log_start",
+                         json_pack("{s:s, s:i, s:I, s:I}", "topic", topic, "partition", part,
+                                   "stored_offset", (json_int_t)off, "log_start", (json_int_t)lo));
+            return TL_ERR_LOG_GAP;
+        }
+        *behind = true;
     }
     return TL_OK;
+}
+
+/* (Re)assigns every partition of the group's assignment at its stored
+ * offset, except those behind the broker's log start. */
+static tl_err_t assign_stored(tl_kafka_consumer_t *c)
+{
+    rd_kafka_topic_partition_list_t *go = rd_kafka_topic_partition_list_new(c->assigned->cnt);
+    rd_kafka_topic_partition_list_destroy(c->behind);
+    c->behind = rd_kafka_topic_partition_list_new(0);
+    tl_err_t err = TL_OK;
+    for (int i = 0; i < c->assigned->cnt && !err; i++) {
+        const rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
+        int64_t off = 0;
+        bool behind = false;
+        err = c->start(c->user, tp->topic, tp->partition, &off);
+        if (!err)
+            err = check_start(c, tp->topic, tp->partition, off, &behind);
+        if (!err)
+            rd_kafka_topic_partition_list_add(behind ? c->behind : go, tp->topic, tp->partition)
+                ->offset = off;
+    }
+    if (!err) {
+        rd_kafka_assign(c->rk, go);
+        tl_log_info("partitions_assigned", json_pack("{s:i, s:i}", "count", go->cnt,
+                                                     "behind_log_start", c->behind->cnt));
+    } else {
+        rd_kafka_assign(c->rk, NULL);
+    }
+    rd_kafka_topic_partition_list_destroy(go);
+    return err;
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     tl_kafka_consumer_t *c = opaque;
+    rd_kafka_topic_partition_list_destroy(c->assigned);
+    c->assigned = rd_kafka_topic_partition_list_new(0);
     if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_topic_partition_list_destroy(c->behind);
+        c->behind = rd_kafka_topic_partition_list_new(0);
         rd_kafka_assign(rk, NULL);
         return;
     }
-    for (int i = 0; i < parts->cnt && !c->fatal; i++) {
-        rd_kafka_topic_partition_t *tp = &parts->elems[i];
-        int64_t off = 0;
-        tl_err_t e = c->start(c->user, tp->topic, tp->partition, &off);
-        if (!e)
-            e = check_start(c, tp->topic, tp->partition, off);
-        if (e)
-            c->fatal = e;
-        tp->offset = off;
+    rd_kafka_topic_partition_list_destroy(c->assigned);
+    c->assigned = rd_kafka_topic_partition_list_copy(parts);
+    tl_err_t e = assign_stored(c);
+    if (e)
+        c->fatal = e;
+}
+
+size_t tl_kafka_consumer_behind(tl_kafka_consumer_t *c, size_t i, const char **topic,
+                                int32_t *partition)
+{
+    size_t n = c->behind ? (size_t)c->behind->cnt : 0;
+    if (i < n) {
+        *topic = c->behind->elems[i].topic;
+        *partition = c->behind->elems[i].partition;
     }
-    if (c->fatal) {
-        rd_kafka_assign(rk, NULL);
-        return;
-    }
-    tl_log_info("partitions_assigned", json_pack("{s:i}", "count", parts->cnt));
-    rd_kafka_assign(rk, parts);
+    return n;
+}
+
+tl_err_t tl_kafka_consumer_reassign(tl_kafka_consumer_t *c)
+{
+    tl_err_t err = c->assigned ? assign_stored(c) : TL_OK;
+    if (err)
+        c->fatal = err;
+    return err;
+}
+
+tl_err_t tl_kafka_consumer_watermarks(tl_kafka_consumer_t *c, const char *topic,
+                                      int32_t partition, int64_t *lo, int64_t *hi)
+{
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(c->rk, topic, partition, lo, hi, 10000);
+    return e ? TL_ERR_UNAVAILABLE : TL_OK;
 }
 
 tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const char *const *topics,
-                               size_t ntopics, tl_kafka_start_fn start, void *user,
+                               size_t ntopics, bool tiered, tl_kafka_start_fn start, void *user,
                                tl_kafka_consumer_t **out)
 {
     char errstr[256];
@@ -273,6 +372,9 @@ tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const cha
     }
     c->start = start;
     c->user = user;
+    c->tiered = tiered;
+    c->assigned = rd_kafka_topic_partition_list_new(0);
+    c->behind = rd_kafka_topic_partition_list_new(0);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_opaque(conf, c);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
@@ -300,8 +402,12 @@ void tl_kafka_consumer_destroy(tl_kafka_consumer_t *c)
 {
     if (!c)
         return;
-    rd_kafka_consumer_close(c->rk);
-    rd_kafka_destroy(c->rk);
+    if (c->rk) {
+        rd_kafka_consumer_close(c->rk);
+        rd_kafka_destroy(c->rk);
+    }
+    rd_kafka_topic_partition_list_destroy(c->assigned);
+    rd_kafka_topic_partition_list_destroy(c->behind);
     free(c);
 }
 
@@ -322,7 +428,10 @@ tl_err_t tl_kafka_consumer_poll(tl_kafka_consumer_t *c, tl_kafka_msg_t *msgs, si
                                   m->partition, "offset", (json_int_t)m->offset));
             rd_kafka_message_destroy(m);
             if (e == TL_ERR_LOG_GAP) {
-                c->fatal = e;
+                /* fell behind the broker's retention: re-plan the assignment,
+                 * which sends that partition to the archive (or stops) */
+                if (!c->tiered || tl_kafka_consumer_reassign(c))
+                    c->fatal = TL_ERR_LOG_GAP;
                 break;
             }
             continue;

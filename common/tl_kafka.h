@@ -41,6 +41,13 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
                                size_t key_len, const void *value, size_t len,
                                const tl_kafka_header_t *headers, size_t nheaders,
                                tl_kafka_pos_t *pos);
+/* Produces without waiting (tools, loads, re-seed); a full queue waits.
+ * tl_kafka_producer_flush then waits for every delivery and fails if any
+ * message since the last flush was not delivered. */
+tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, const void *key,
+                                size_t key_len, const void *value, size_t len,
+                                const tl_kafka_header_t *headers, size_t nheaders);
+tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms);
 /* Asks the cluster for its metadata: TL_OK when a broker answers. */
 tl_err_t tl_kafka_producer_ping(tl_kafka_producer_t *p, int timeout_ms);
 
@@ -66,9 +73,20 @@ bool tl_kafka_msg_header(const tl_kafka_msg_t *m, size_t i, const char **name,
 typedef tl_err_t (*tl_kafka_start_fn)(void *user, const char *topic, int32_t partition,
                                       int64_t *offset);
 
+/* tiered: a partition whose stored offset is below the broker's log start is
+ * left out of the assignment and reported by tl_kafka_consumer_behind, for the
+ * caller to read from the archive; without it that is a fatal TL_ERR_LOG_GAP. */
 tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const char *const *topics,
-                               size_t ntopics, tl_kafka_start_fn start, void *user,
+                               size_t ntopics, bool tiered, tl_kafka_start_fn start, void *user,
                                tl_kafka_consumer_t **out);
+/* Partition i of those behind the log start (left unassigned); returns how
+ * many there are. topic is borrowed until the next poll or reassign. */
+size_t tl_kafka_consumer_behind(tl_kafka_consumer_t *c, size_t i, const char **topic,
+                                int32_t *partition);
+/* Plans the assignment again from the stored offsets (after catching up). */
+tl_err_t tl_kafka_consumer_reassign(tl_kafka_consumer_t *c);
+tl_err_t tl_kafka_consumer_watermarks(tl_kafka_consumer_t *c, const char *topic,
+                                      int32_t partition, int64_t *lo, int64_t *hi);
 void tl_kafka_consumer_destroy(tl_kafka_consumer_t *c);
 /* Fills up to max messages, waiting at most timeout_ms for the first. A gap
  * in the log (stored offset outside what the broker has) -> TL_ERR_LOG_GAP.

@@ -20,6 +20,8 @@ typedef struct {
     tl_pg_t *pg;
     tl_registry_t *registry;
     tl_kafka_consumer_t *kafka;
+    tl_buf_t *bytes; /* 2 per message: key and value of archive reads */
+    volatile sig_atomic_t *stop;
 } runtime_t;
 
 static void sleep_ms(long ms)
@@ -291,42 +293,175 @@ static tl_err_t connect_pg(runtime_t *rt, volatile sig_atomic_t *stop)
     }
 }
 
+/* A batch is retried until it commits or fails for good: never skipped. */
+static tl_err_t apply_with_retry(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_event_t *evs)
+{
+    tl_err_t err;
+    for (long backoff = 100;;) {
+        err = apply_batch(rt, msgs, n, evs);
+        if (!err || !tl_err_is_retriable(err) || *rt->stop)
+            return err;
+        tl_log_warn("batch_retry", json_pack("{s:s, s:s}", "error", tl_err_name(err), "sqlstate",
+                                             tl_pg_sqlstate(rt->pg)));
+        sleep_ms(backoff);
+        backoff = backoff < 5000 ? backoff * 2 : 5000;
+        if (tl_pg_broken(rt->pg))
+            pg_reconnect(rt);
+    }
+}
+
+static tl_err_t query_int(runtime_t *rt, const char *sql, int n, const char *const *params,
+                          int64_t def, int64_t *out)
+{
+    tl_pg_res_t *res = NULL;
+    tl_err_t err = tl_pg_exec(rt->pg, sql, n, params, &res);
+    const char *v = err ? NULL : tl_pg_get(res, 0, 0);
+    *out = v ? strtoll(v, NULL, 10) : def;
+    tl_pg_res_free(res);
+    return err;
+}
+
+/* Reads up to batch_max archived messages of one partition from `from` on. */
+static tl_err_t archive_read(runtime_t *rt, const char *topic, int32_t partition, int64_t from,
+                             tl_kafka_msg_t *msgs, size_t *n)
+{
+    char part[16], off[24], lim[24];
+    snprintf(part, sizeof part, "%d", partition);
+    snprintf(off, sizeof off, "%lld", (long long)from);
+    snprintf(lim, sizeof lim, "%ld", rt->cfg->batch_max);
+    const char *params[] = {topic, part, off, lim};
+    tl_pg_res_t *res = NULL;
+    *n = 0;
+    tl_err_t err = tl_pg_exec(rt->pg,
+                              "SELECT \"offset\", key, value,"
+                              " (extract(epoch FROM logged_at) * 1000)::bigint FROM audit_log"
+                              " WHERE topic = $1 AND partition = $2 AND \"offset\" >= $3"
+                              " ORDER BY \"offset\" LIMIT $4",
+                              4, params, &res);
+    for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
+        tl_buf_t *kb = &rt->bytes[2 * r], *vb = &rt->bytes[2 * r + 1];
+        const char *k = tl_pg_get(res, r, 1), *v = tl_pg_get(res, r, 2), *ts = tl_pg_get(res, r, 3);
+        tl_buf_reset(kb);
+        tl_buf_reset(vb);
+        if ((k && tl_bytea_unhex(kb, k)) || (v && tl_bytea_unhex(vb, v))) {
+            err = TL_ERR_DB;
+            break;
+        }
+        msgs[r] = (tl_kafka_msg_t){.topic = topic,
+                                   .partition = partition,
+                                   .offset = strtoll(tl_pg_get(res, r, 0), NULL, 10),
+                                   .key = k ? (kb->data ? kb->data : "") : NULL,
+                                   .key_len = kb->len,
+                                   .value = v ? (vb->data ? vb->data : "") : NULL,
+                                   .len = vb->len,
+                                   .timestamp_ms = ts ? strtoll(ts, NULL, 10) : -1};
+        if (msgs[r].offset != from + r) {
+            tl_log_error("archive_gap", json_pack("{s:s, s:i, s:I}", "topic", topic, "partition",
+                                                  partition, "missing_offset",
+                                                  (json_int_t)(from + r)));
+            err = TL_ERR_LOG_GAP;
+            break;
+        }
+        (*n)++;
+    }
+    tl_pg_res_free(res);
+    return err;
+}
+
+/* The archive tier (DESIGN.md §7): applies the next batch of one partition
+ * from the archive, in offset order. *behind stays true until the broker has
+ * the partition's next offset again. */
+static tl_err_t catch_up(runtime_t *rt, const char *topic, int32_t partition,
+                         tl_kafka_msg_t *msgs, tl_event_t *evs, bool *behind)
+{
+    char part[16];
+    snprintf(part, sizeof part, "%d", partition);
+    const char *params[] = {topic, part};
+    int64_t stored = 0, lo = 0, hi = 0, archived = 0;
+    size_t n = 0;
+    *behind = false;
+    tl_err_t err = start_offset(rt, topic, partition, &stored);
+    if (!err)
+        err = tl_kafka_consumer_watermarks(rt->kafka, topic, partition, &lo, &hi);
+    if (err || stored >= lo)
+        return err;
+    *behind = true;
+    err = query_int(rt,
+                    "SELECT next_offset FROM projection_offsets WHERE projection = 'audit'"
+                    " AND topic = $1 AND partition = $2",
+                    2, params, 0, &archived);
+    if (!err && archived <= stored) {
+        tl_log_error("log_lost_before_archiving",
+                     json_pack("{s:s, s:i, s:I, s:I, s:I}", "topic", topic, "partition", partition,
+                               "next_offset", (json_int_t)stored, "archived_to",
+                               (json_int_t)archived, "log_start", (json_int_t)lo));
+        err = TL_ERR_LOG_GAP;
+    }
+    if (!err)
+        err = archive_read(rt, topic, partition, stored, msgs, &n);
+    if (!err && n)
+        err = apply_with_retry(rt, msgs, n, evs);
+    if (!err && stored + (int64_t)n >= lo)
+        tl_log_info("archive_handover", json_pack("{s:s, s:i, s:I}", "topic", topic, "partition",
+                                                  partition, "next_offset",
+                                                  (json_int_t)(stored + (int64_t)n)));
+    return err;
+}
+
+/* One round over the partitions behind the log start; when all have caught
+ * up, the assignment is planned again (which hands them to the broker). */
+static tl_err_t catch_up_step(runtime_t *rt, tl_kafka_msg_t *msgs, tl_event_t *evs)
+{
+    const char *topic;
+    int32_t partition;
+    bool any = false;
+    tl_err_t err = TL_OK;
+    size_t n = tl_kafka_consumer_behind(rt->kafka, 0, &topic, &partition);
+    for (size_t i = 0; !err && i < n; i++) {
+        bool behind = false;
+        tl_kafka_consumer_behind(rt->kafka, i, &topic, &partition);
+        err = catch_up(rt, topic, partition, msgs, evs, &behind);
+        any = any || behind;
+    }
+    return err || any ? err : tl_kafka_consumer_reassign(rt->kafka);
+}
+
 tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *proj,
                          volatile sig_atomic_t *stop)
 {
-    runtime_t rt = {.cfg = cfg, .proj = proj};
+    runtime_t rt = {.cfg = cfg, .proj = proj, .stop = stop};
     tl_kafka_msg_t *msgs = calloc((size_t)cfg->batch_max, sizeof *msgs);
     tl_event_t *evs = calloc((size_t)cfg->batch_max, sizeof *evs);
+    rt.bytes = calloc(2 * (size_t)cfg->batch_max, sizeof *rt.bytes);
+    for (size_t i = 0; rt.bytes && i < 2 * (size_t)cfg->batch_max; i++)
+        tl_buf_init(&rt.bytes[i], 16 * 1024 * 1024);
     char group[128];
     snprintf(group, sizeof group, "trialog-%s", proj->name);
-    tl_err_t err = msgs && evs ? connect_pg(&rt, stop) : TL_ERR_NOMEM;
+    tl_err_t err = msgs && evs && rt.bytes ? connect_pg(&rt, stop) : TL_ERR_NOMEM;
     if (!err)
         err = tl_migrate(rt.pg);
     if (!err)
         err = tl_registry_open(rt.pg, &rt.registry);
     if (!err)
-        err = tl_kafka_consumer_new(cfg->brokers, group, proj->topics, proj->ntopics, start_offset,
-                                    &rt, &rt.kafka);
+        err = tl_kafka_consumer_new(cfg->brokers, group, proj->topics, proj->ntopics,
+                                    !proj->raw, start_offset, &rt, &rt.kafka);
     if (!err)
         tl_log_info("consumer_started", json_pack("{s:s, s:s}", "projection", proj->name,
                                                   "group", group));
     while (!err && !*stop) {
         size_t n = 0;
-        err = tl_kafka_consumer_poll(rt.kafka, msgs, (size_t)cfg->batch_max, (int)cfg->poll_ms, &n);
+        const char *topic;
+        int32_t partition;
+        /* Partitions behind the broker's log start come from the archive, a
+         * batch at a time, between polls of the others. */
+        bool behind = tl_kafka_consumer_behind(rt.kafka, 0, &topic, &partition) > 0;
+        if (behind && (err = catch_up_step(&rt, msgs, evs)))
+            continue;
+        err = tl_kafka_consumer_poll(rt.kafka, msgs, (size_t)cfg->batch_max,
+                                     behind ? 0 : (int)cfg->poll_ms, &n);
         if (err || !n)
             continue;
-        /* A batch is retried until it commits or fails for good: never skipped. */
-        for (long backoff = 100;;) {
-            err = apply_batch(&rt, msgs, n, evs);
-            if (!err || !tl_err_is_retriable(err) || *stop)
-                break;
-            tl_log_warn("batch_retry", json_pack("{s:s, s:s}", "error", tl_err_name(err),
-                                                 "sqlstate", tl_pg_sqlstate(rt.pg)));
-            sleep_ms(backoff);
-            backoff = backoff < 5000 ? backoff * 2 : 5000;
-            if (tl_pg_broken(rt.pg))
-                pg_reconnect(&rt);
-        }
+        err = apply_with_retry(&rt, msgs, n, evs);
         if (!err)
             tl_kafka_consumer_commit_info(rt.kafka, msgs, n);
         tl_kafka_msgs_release(msgs, n);
@@ -337,6 +472,9 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
     tl_kafka_consumer_destroy(rt.kafka);
     tl_registry_destroy(rt.registry);
     tl_pg_destroy(rt.pg);
+    for (size_t i = 0; rt.bytes && i < 2 * (size_t)cfg->batch_max; i++)
+        tl_buf_cleanup(&rt.bytes[i]);
+    free(rt.bytes);
     free(msgs);
     free(evs);
     return err;

@@ -25,7 +25,7 @@ typedef struct {
     size_t ntopics;
     /* Folds b->events and appends its writes to b (see tl_batch.h). */
     tl_err_t (*apply)(tl_pg_t *pg, tl_batch_t *b);
-    bool raw; /* wants each event's headers too (the archive) */
+    bool raw; /* the archive itself: wants headers; never reads from the archive */
 } tl_projection_t;
 
 typedef struct {

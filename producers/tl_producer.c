@@ -105,8 +105,11 @@ tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
         {"content-type", "application/avro", 16},
         {"trialog_correlation_id", meta->correlation_id, strlen(meta->correlation_id)},
     };
-    err = tl_kafka_produce_sync(p->kafka, t->topic, key, strlen(key), buf.data, buf.len, headers,
-                                sizeof headers / sizeof headers[0], pos);
+    const size_t nh = sizeof headers / sizeof headers[0];
+    err = pos ? tl_kafka_produce_sync(p->kafka, t->topic, key, strlen(key), buf.data, buf.len,
+                                      headers, nh, pos)
+              : tl_kafka_produce_async(p->kafka, t->topic, key, strlen(key), buf.data, buf.len,
+                                       headers, nh);
 out:
     json_decref(rec);
     tl_buf_cleanup(&buf);

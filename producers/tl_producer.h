@@ -37,7 +37,8 @@ void tl_producer_destroy(tl_producer_t *p);
 /* Produces event type `type` (e.g. "StudyRegistered") keyed by aggregate id
  * `key`. payload holds the type's own fields (borrowed, not modified); the
  * metadata is added from meta. Invalid payload -> TL_ERR_INVALID; broker
- * down -> TL_ERR_UNAVAILABLE. pos receives where it landed. */
+ * down -> TL_ERR_UNAVAILABLE. pos receives where it landed; with pos NULL the
+ * call does not wait (tl_kafka_producer_flush tells whether all arrived). */
 tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
                           const json_t *payload, const tl_event_meta_t *meta,
                           tl_kafka_pos_t *pos);

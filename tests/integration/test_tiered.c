@@ -1,0 +1,147 @@
+/* The archive tier: more events than the local broker retains, then a
+ * projection rebuilt from offset 0 reads the archive and hands over to the
+ * broker, reaching exactly the state of the projection that kept up. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "tl_kafka.h"
+#include "tl_producer.h"
+#include "tl_schemas.h"
+
+#define TOTAL 200000
+#define CHUNK 20000
+
+static tl_stack_t stack;
+static char study[40], site[40];
+
+static int setup(void **state)
+{
+    (void)state;
+    tl_stack_start(&stack, "tiered");
+    tl_stack_start_audit(&stack);
+    tl_http_resp_t r = tl_http(&stack, "POST", "/v1/studies",
+                               "{\"protocol_id\":\"TIER-1\",\"name\":\"Tiered\"}", NULL, true);
+    assert_int_equal(r.status, 201);
+    snprintf(study, sizeof study, "%s", json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/studies/%s/sites", study);
+    r = tl_http(&stack, "POST", path, "{\"code\":\"S1\",\"name\":\"One\"}", NULL, true);
+    assert_int_equal(r.status, 201);
+    snprintf(site, sizeof site, "%s", json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tl_stack_stop(&stack);
+    return 0;
+}
+
+static bool count_at_least(tl_stack_t *s, const char *sql, long long want)
+{
+    return tl_sql_int(s, sql) >= want;
+}
+
+static bool archived(tl_stack_t *s, void *want)
+{
+    return count_at_least(s, "SELECT count(*) FROM audit_log", *(long long *)want);
+}
+
+static bool projected(tl_stack_t *s, void *want)
+{
+    return count_at_least(s, "SELECT count(*) FROM participants", *(long long *)want);
+}
+
+/* Enrolments straight to the log, paced like the gateway's back-pressure:
+ * each chunk waits until the archive has it. */
+static void produce_enrolments(void)
+{
+    tl_registry_t *reg = NULL;
+    tl_kafka_producer_t *kafka = NULL;
+    tl_producer_t *prod = NULL;
+    assert_int_equal(tl_registry_open(stack.pg, &reg), TL_OK);
+    assert_int_equal(tl_kafka_producer_new(stack.brokers, 30000, &kafka), TL_OK);
+    assert_int_equal(tl_producer_new(kafka, reg, &prod), TL_OK);
+    for (int i = 0; i < TOTAL; i++) {
+        tl_uuid_t pid;
+        char code[32];
+        tl_uuid_v7(&pid);
+        snprintf(code, sizeof code, "T-%06d", i);
+        json_t *payload = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:i}", "participant_id",
+                                    pid.s, "study_id", study, "participant_code", code,
+                                    "birth_year", 1940 + i % 50, "sex", "F", "consent_date", 20454,
+                                    "baseline_date", 20454);
+        tl_event_meta_t meta = {.actor_id = "loader", .actor_role = "admin", .site_id = site,
+                                .correlation_id = pid.s, .stream_version = 1};
+        tl_uuid_v7(&meta.event_id);
+        assert_int_equal(tl_producer_send(prod, "ParticipantEnrolled", pid.s, payload, &meta, NULL),
+                         TL_OK);
+        json_decref(payload);
+        if ((i + 1) % CHUNK == 0) {
+            assert_int_equal(tl_kafka_producer_flush(kafka, 60000), TL_OK);
+            long long want = i + 1 + 2;
+            assert_true(tl_wait_for(archived, &stack, &want, 120000));
+        }
+    }
+    tl_producer_destroy(prod);
+    tl_kafka_producer_destroy(kafka);
+    tl_registry_destroy(reg);
+}
+
+static const char *const compare =
+    "SELECT count(*) FROM ((SELECT id, study_id, site_id, participant_code, status, birth_year,"
+    "  sex, consent_date, baseline_date, enrolled_at, updated_at, version, last_event_id"
+    "  FROM participants EXCEPT SELECT id, study_id, site_id, participant_code, status,"
+    "  birth_year, sex, consent_date, baseline_date, enrolled_at, updated_at, version,"
+    "  last_event_id FROM live_copy)"
+    " UNION ALL (SELECT id, study_id, site_id, participant_code, status, birth_year, sex,"
+    "  consent_date, baseline_date, enrolled_at, updated_at, version, last_event_id"
+    "  FROM live_copy EXCEPT SELECT id, study_id, site_id, participant_code, status,"
+    "  birth_year, sex, consent_date, baseline_date, enrolled_at, updated_at, version,"
+    "  last_event_id FROM participants)) d";
+
+static void test_replay_from_zero_through_the_archive(void **state)
+{
+    (void)state;
+    produce_enrolments();
+    long long want = TOTAL + 0;
+    assert_true(tl_wait_for(projected, &stack, &want, 180000));
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), TOTAL);
+
+    /* keep what the live projection has, then rebuild it from offset 0 */
+    assert_int_equal(tl_stack_kill(&stack.projector, SIGTERM), 0);
+    tl_sql_int(&stack, "CREATE TABLE live_copy AS SELECT * FROM participants;"
+                       " CREATE TABLE live_studies AS SELECT * FROM studies; SELECT 1");
+    tl_sql_int(&stack, "TRUNCATE participants, studies, sites;"
+                       " DELETE FROM projection_offsets WHERE projection = 'participants';"
+                       " DELETE FROM projection_rejections WHERE projection = 'participants';"
+                       " SELECT 1");
+    tl_stack_start_projector(&stack);
+    assert_true(tl_wait_for(projected, &stack, &want, 180000));
+    /* the broker had lost the start of the log: the archive served it */
+    assert_true(tl_stack_log_contains(&stack, "participants", "archive_handover"));
+    assert_int_equal(tl_sql_int(&stack, compare), 0);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), TOTAL);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"), 0);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM studies s JOIN live_studies l"
+                                        " USING (id, protocol_id, name, registered_at)"),
+                     1);
+    assert_int_equal(tl_sql_int(&stack, "SELECT sum(next_offset) FROM projection_offsets WHERE"
+                                        " projection = 'participants'"
+                                        " AND topic = 'trialog.participant.v1'"),
+                     TOTAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_replay_from_zero_through_the_archive),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
