@@ -78,3 +78,26 @@ int32_t tl_date_today(void)
 {
     return (int32_t)(time(NULL) / 86400);
 }
+
+void tl_ts_format(int64_t us, char out[TL_TS_STRLEN])
+{
+    int64_t s = us >= 0 ? us / 1000000 : (us - 999999) / 1000000;
+    int64_t frac = us - s * 1000000;
+    int32_t days = (int32_t)(s >= 0 ? s / 86400 : (s - 86399) / 86400);
+    int64_t sod = s - (int64_t)days * 86400;
+    char date[TL_DATE_STRLEN];
+    tl_date_format(days, date);
+    snprintf(out, TL_TS_STRLEN, "%s %02d:%02d:%02d.%06d+00", date, (int)(sod / 3600), (int)(sod / 60 % 60),
+             (int)(sod % 60), (int)frac);
+}
+
+
+bool tl_date_valid(int64_t days)
+{
+    return days >= TL_DATE_MIN && days <= TL_DATE_MAX;
+}
+
+bool tl_ts_valid(int64_t us)
+{
+    return us >= TL_DATE_MIN * 86400000000LL && us <= TL_DATE_MAX * 86400000000LL;
+}

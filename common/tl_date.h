@@ -3,6 +3,7 @@
 #ifndef TL_DATE_H
 #define TL_DATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tl_err.h"
@@ -16,5 +17,17 @@ tl_err_t tl_date_parse(const char *s, int32_t *days);
 void tl_date_format(int32_t days, char out[TL_DATE_STRLEN]);
 /* Today in UTC. */
 int32_t tl_date_today(void);
+
+/* The range dates and times of events must fall in (1000-01-01 to
+ * 9999-12-31): what PostgreSQL and the formats below handle, far beyond any
+ * clinical date; values from the log outside it are refused, not formatted. */
+#define TL_DATE_MIN (-354285)  /* 1000-01-01 */
+#define TL_DATE_MAX 2932896    /* 9999-12-31 */
+#define TL_TS_STRLEN 40
+bool tl_date_valid(int64_t days);
+/* us: microseconds since the Unix epoch */
+bool tl_ts_valid(int64_t us);
+/* "YYYY-MM-DD HH:MM:SS.ffffff+00", a timestamptz literal; us must be valid. */
+void tl_ts_format(int64_t us, char out[TL_TS_STRLEN]);
 
 #endif

@@ -119,10 +119,11 @@ tl_err_t tl_kafka_producer_new(const char *brokers, int timeout_ms, tl_kafka_pro
     tl_kafka_producer_t *p = calloc(1, sizeof *p);
     rd_kafka_conf_t *conf = conf_new(kv, sizeof kv / sizeof kv[0]);
     if (!p || !conf) {
+        tl_err_t err = p ? TL_ERR_CONFIG : TL_ERR_NOMEM;
         free(p);
         if (conf)
             rd_kafka_conf_destroy(conf);
-        return p ? TL_ERR_CONFIG : TL_ERR_NOMEM;
+        return err;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, p);
@@ -365,10 +366,11 @@ tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const cha
     tl_kafka_consumer_t *c = calloc(1, sizeof *c);
     rd_kafka_conf_t *conf = conf_new(kv, sizeof kv / sizeof kv[0]);
     if (!c || !conf) {
+        tl_err_t err = c ? TL_ERR_CONFIG : TL_ERR_NOMEM;
         free(c);
         if (conf)
             rd_kafka_conf_destroy(conf);
-        return c ? TL_ERR_CONFIG : TL_ERR_NOMEM;
+        return err;
     }
     c->start = start;
     c->user = user;

@@ -10,6 +10,7 @@
 struct tl_pg {
     PGconn *conn;
     char sqlstate[6];
+    bool broken; /* left in a state we cannot recover: reconnect */
 };
 
 static void pg_notice(void *arg, const PGresult *res)
@@ -22,7 +23,7 @@ static void pg_notice(void *arg, const PGresult *res)
 
 bool tl_pg_broken(const tl_pg_t *pg)
 {
-    return !pg || PQstatus(pg->conn) != CONNECTION_OK;
+    return !pg || pg->broken || PQstatus(pg->conn) != CONNECTION_OK;
 }
 
 const char *tl_pg_sqlstate(const tl_pg_t *pg)
@@ -108,6 +109,8 @@ void tl_pg_destroy(tl_pg_t *pg)
 tl_err_t tl_pg_exec(tl_pg_t *pg, const char *sql, int nparams, const char *const *params,
                     tl_pg_res_t **res)
 {
+    if (tl_pg_broken(pg))
+        return TL_ERR_UNAVAILABLE;
     PGresult *r = nparams ? PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0)
                           : PQexec(pg->conn, sql);
     ExecStatusType st = PQresultStatus(r);
@@ -156,6 +159,8 @@ tl_err_t tl_pg_pipeline(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n)
     tl_err_t err = TL_OK;
     for (size_t i = 0; i < n; i++)
         stmts[i].res = NULL;
+    if (tl_pg_broken(pg))
+        return TL_ERR_UNAVAILABLE;
     if (!PQenterPipelineMode(pg->conn))
         return pg_classify(pg, NULL);
     for (size_t i = 0; i < n; i++) {
@@ -171,8 +176,12 @@ tl_err_t tl_pg_pipeline(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n)
     }
     err = pipeline_collect(pg, stmts, n);
 out:
-    if (PQstatus(pg->conn) == CONNECTION_OK && !PQexitPipelineMode(pg->conn) && !err)
-        err = TL_ERR_DB;
+    if (PQstatus(pg->conn) == CONNECTION_OK && !PQexitPipelineMode(pg->conn)) {
+        /* results we could not drain: the connection is unusable now */
+        pg->broken = true;
+        if (!err)
+            err = TL_ERR_UNAVAILABLE;
+    }
     if (err) {
         for (size_t i = 0; i < n; i++) {
             PQclear((PGresult *)stmts[i].res);
@@ -215,6 +224,8 @@ tl_err_t tl_pg_wait_notify(tl_pg_t *pg, int timeout_ms,
                            void (*cb)(void *user, const char *channel, const char *payload),
                            void *user)
 {
+    if (tl_pg_broken(pg))
+        return TL_ERR_UNAVAILABLE;
     struct pollfd pfd = {.fd = PQsocket(pg->conn), .events = POLLIN};
     if (pfd.fd < 0)
         return TL_ERR_UNAVAILABLE;

@@ -1,5 +1,6 @@
 #include "tl_consumer.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +45,17 @@ static tl_err_t start_offset(void *user, const char *topic, int32_t partition, i
     snprintf(part, sizeof part, "%d", partition);
     const char *params[] = {rt->proj->name, topic, part};
     tl_pg_res_t *res = NULL;
+    /* Make the row exist: batches lock it (FOR UPDATE), so two consumers of
+     * one partition, say a zombie after a rebalance, can never interleave. */
     tl_err_t err = tl_pg_exec(rt->pg,
-                              "SELECT next_offset FROM projection_offsets"
-                              " WHERE projection = $1 AND topic = $2 AND partition = $3",
-                              3, params, &res);
+                              "INSERT INTO projection_offsets (projection, topic, partition,"
+                              " next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+                              3, params, NULL);
+    if (!err)
+        err = tl_pg_exec(rt->pg,
+                         "SELECT next_offset FROM projection_offsets"
+                         " WHERE projection = $1 AND topic = $2 AND partition = $3",
+                         3, params, &res);
     if (!err) {
         const char *v = tl_pg_get(res, 0, 0);
         *offset = v ? strtoll(v, NULL, 10) : 0;
@@ -79,8 +87,13 @@ static json_t *headers_json(const tl_kafka_msg_t *m)
     return arr;
 }
 
-static void decode_all(runtime_t *rt, const tl_kafka_msg_t *msgs, size_t n, tl_event_t *evs)
+/* Decodes every message. A message that is not a valid event (bad frame,
+ * unknown schema id, bad Avro) becomes an event without type, which the batch
+ * records as refused; any other failure (the store unreachable) fails the
+ * whole batch, which is then retried: never a silent skip. */
+static tl_err_t decode_all(runtime_t *rt, const tl_kafka_msg_t *msgs, size_t n, tl_event_t *evs)
 {
+    tl_err_t err = TL_OK;
     for (size_t i = 0; i < n; i++) {
         const char *fullname = NULL;
         json_t *data = NULL;
@@ -95,15 +108,20 @@ static void decode_all(runtime_t *rt, const tl_kafka_msg_t *msgs, size_t n, tl_e
                           .timestamp_ms = msgs[i].timestamp_ms};
         if (rt->proj->raw)
             e->headers = headers_json(&msgs[i]);
-        if (tl_registry_decode(rt->registry, rt->pg, msgs[i].value, msgs[i].len, &data,
-                               &fullname) == TL_OK) {
+        tl_err_t e2 = tl_registry_decode(rt->registry, rt->pg, msgs[i].value, msgs[i].len, &data,
+                                         &fullname);
+        if (e2 == TL_OK) {
             e->data = data;
             e->fullname = fullname;
             e->type = strncmp(fullname, TYPE_PREFIX, strlen(TYPE_PREFIX))
                           ? fullname
                           : fullname + strlen(TYPE_PREFIX);
+        } else if (e2 != TL_ERR_MALFORMED && e2 != TL_ERR_UNKNOWN_SCHEMA &&
+                   e2 != TL_ERR_INVALID && !err) {
+            err = e2;
         }
     }
+    return err;
 }
 
 static void free_event(tl_event_t *e)
@@ -134,33 +152,38 @@ static tl_err_t lock_offsets(runtime_t *rt, tl_map_t *stored, tl_pg_res_t **res)
 }
 
 /* Drops messages below the stored offset (already applied: a redelivery) and
- * refuses a batch that would skip offsets. Returns how many remain. */
+ * refuses a batch that would skip or repeat an offset. */
 static tl_err_t filter_applied(const tl_map_t *stored, tl_kafka_msg_t *msgs, size_t n,
                                tl_event_t *evs, size_t *kept)
 {
-    tl_map_t next;
+    tl_map_t next; /* "topic:partition" -> next offset expected (intptr_t) */
     tl_map_init(&next);
     tl_err_t err = TL_OK;
     size_t k = 0;
-    static char marker;
-    for (size_t i = 0; i < n && !err; i++) {
+    for (size_t i = 0; i < n; i++) {
         char key[300];
         snprintf(key, sizeof key, "%s:%d", msgs[i].topic, msgs[i].partition);
-        const char *s = tl_map_get(stored, key);
-        int64_t want = s ? strtoll(s, NULL, 10) : 0;
-        if (msgs[i].offset < want) {
+        int64_t want = (intptr_t)tl_map_get(&next, key);
+        if (!tl_map_get(&next, key)) {
+            const char *s = tl_map_get(stored, key);
+            want = s ? strtoll(s, NULL, 10) : 0;
+        }
+        if (err || msgs[i].offset < want) {
             free_event(&evs[i]);
             continue;
         }
-        if (msgs[i].offset > want && !tl_map_get(&next, key)) {
+        if (msgs[i].offset > want) {
             tl_log_error("offset_gap", json_pack("{s:s, s:i, s:I, s:I}", "topic", msgs[i].topic,
                                                  "partition", msgs[i].partition, "expected",
                                                  (json_int_t)want, "got",
                                                  (json_int_t)msgs[i].offset));
             err = TL_ERR_LOG_GAP;
-            break;
+            free_event(&evs[i]);
+            continue;
         }
-        err = tl_map_put(&next, key, &marker);
+        /* offsets start at 0, so next >= 1 and never looks like "absent" */
+        if (!err)
+            err = tl_map_put(&next, key, (void *)(intptr_t)(want + 1));
         evs[k++] = evs[i];
     }
     tl_map_cleanup(&next);
@@ -215,7 +238,9 @@ static tl_err_t add_bookkeeping(runtime_t *rt, tl_batch_t *b, tl_buf_t *notify)
         const char *v[] = {rt->proj->name, e->topic, part, next};
         for (int j = 0; j < 4 && !err; j++)
             err = tl_cols_add(&o, j, v[j]);
-        if (!err)
+        /* NOTIFY payloads are bounded: past the cap the waiters' periodic
+         * re-read of the offsets covers the rest */
+        if (!err && notify->len + strlen(e->topic) + 40 < notify->max)
             err = tl_buf_printf(notify, " %s:%s:%s", e->topic, part, next);
     }
     tl_map_cleanup(&last);
@@ -247,8 +272,9 @@ static tl_err_t apply_batch(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_ev
     size_t kept = 0;
     tl_map_init(&stored);
     tl_buf_init(&notify, 7000); /* NOTIFY payloads must stay under 8000 bytes */
-    decode_all(rt, msgs, n, evs);
-    tl_err_t err = tl_pg_exec(rt->pg, "BEGIN", 0, NULL, NULL);
+    tl_err_t err = decode_all(rt, msgs, n, evs);
+    if (!err)
+        err = tl_pg_exec(rt->pg, "BEGIN", 0, NULL, NULL);
     if (!err)
         err = lock_offsets(rt, &stored, &offs);
     if (!err)
@@ -257,7 +283,8 @@ static tl_err_t apply_batch(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_ev
         free_events(evs, n);
     tl_batch_init(&b, evs, kept);
     if (!err && kept) {
-        for (size_t i = 0; i < kept && !err; i++)
+        /* the archive keeps what is not an event too; projections refuse it */
+        for (size_t i = 0; i < kept && !err && !rt->proj->raw; i++)
             if (!evs[i].type)
                 err = tl_batch_reject(&b, &evs[i], NULL, "undecodable");
         if (!err)

@@ -123,6 +123,8 @@ tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t
     tl_err_t err = t ? tl_producer_send(gw->producer, cmd->type, cmd->key, cmd->payload,
                                         &cmd->meta, &pos)
                      : TL_ERR_INTERNAL;
+    cmd->topic = t ? t->topic : NULL;
+    cmd->pos = pos;
     if (err) {
         tl_problem_from_err(resp, err);
         if (err == TL_ERR_UNAVAILABLE)
@@ -211,6 +213,8 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
     /* A refused event whose resource exists is a redelivered retry. */
     if ((found = tl_gw_query_json(gw, resp, spec->read_sql, 1, rid, &failed)))
         tl_gw_created(resp, found, cmd->location, o == TL_CMD_REJECTED);
+    else if (failed)
+        accepted(resp, cmd, cmd->topic, &cmd->pos); /* durable; the read-back failed */
     else if (!failed && !strcmp(cmd->reason, spec->dup_reason))
         duplicate(resp, spec);
     else if (!failed)

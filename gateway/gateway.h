@@ -123,6 +123,8 @@ typedef struct {
     tl_uuid_t resource_id;   /* id of the resource a create command makes */
     char location[256];      /* its URL, set by the handler */
     char reason[64];         /* out: why the projection refused the event */
+    const char *topic;       /* out: where the event landed */
+    tl_kafka_pos_t pos;
 } tl_cmd_t;
 
 /* Parses and validates a JSON body against fields; on failure fills resp

@@ -28,8 +28,8 @@ void tl_problem_from_err(tl_resp_t *resp, tl_err_t err)
     case TL_ERR_DB:
     case TL_ERR_KAFKA:
         tl_problem(resp, 503, "unavailable", "Service unavailable",
-                   "the event log or the database is not available; nothing was changed unless "
-                   "an event position was returned",
+                   "the event log or the database is not available; the command may not have "
+                   "been applied: retry it, with the same Idempotency-Key",
                    NULL);
         resp->retry_after = 1;
         break;

@@ -207,7 +207,7 @@ void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         if (!ok)
             tl_json_error(errors, "status", "is not a participant status");
     }
-    if (after && (strlen(after) > TL_BYTES(TL_CODE_MAX) || !*after))
+    if (after && (strlen(after) > TL_CODE_MAX || !*after || !code_chars_ok(after)))
         tl_json_error(errors, "after", "is not a cursor");
     if (limit_s) {
         char *end = NULL;

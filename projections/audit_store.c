@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "audit.h"
-#include "participants_store.h"
+#include "tl_date.h"
 #include "tl_codec.h"
 #include "tl_map.h"
 #include "tl_uuid.h"
@@ -92,8 +92,8 @@ static const char *meta_uuid(const tl_event_t *e, const char *key)
 static const char *meta_ts(const tl_event_t *e, const char *key, char out[40])
 {
     const json_t *v = e->data ? json_object_get(e->data, key) : NULL;
-    if (!json_is_integer(v))
-        return NULL;
+    if (!json_is_integer(v) || !tl_ts_valid(json_integer_value(v)))
+        return NULL; /* kept in the raw value; the column only holds real times */
     tl_ts_format(json_integer_value(v), out);
     return out;
 }
@@ -119,7 +119,9 @@ static tl_err_t add_row(tl_cols_t *c, const tl_event_t *e, link_t *l, tl_buf_t *
                            : TL_ERR_NOMEM;
     snprintf(part, sizeof part, "%d", e->partition);
     snprintf(off, sizeof off, "%lld", (long long)e->offset);
-    if (e->timestamp_ms >= 0)
+    bool has_logged = e->timestamp_ms >= 0 && e->timestamp_ms < INT64_MAX / 1000 &&
+                      tl_ts_valid(e->timestamp_ms * 1000);
+    if (has_logged)
         tl_ts_format(e->timestamp_ms * 1000, logged);
     const char *plain[C_NCOLS] = {
         [C_TOPIC] = e->topic,
@@ -134,7 +136,7 @@ static tl_err_t add_row(tl_cols_t *c, const tl_event_t *e, link_t *l, tl_buf_t *
         [C_REASON] = meta(e, "reason"),
         [C_OCCURRED] = meta_ts(e, "occurred_at", occ),
         [C_RECORDED] = meta_ts(e, "recorded_at", rec),
-        [C_LOGGED] = e->timestamp_ms >= 0 ? logged : NULL,
+        [C_LOGGED] = has_logged ? logged : NULL,
     };
     for (int i = 0; i < C_NCOLS && !err; i++) {
         const void *bytes = NULL;

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tl_date.h"
+
 static bool copy_str(char *dst, size_t size, const json_t *ev, const char *key)
 {
     const char *s = json_string_value(json_object_get(ev, key));
@@ -27,6 +29,18 @@ static int64_t get_int(const json_t *ev, const char *key)
     return json_integer_value(json_object_get(ev, key));
 }
 
+/* Times and dates an event carries must be real ones (tl_date.h), or the
+ * event is refused: a projection never stores what it cannot format. */
+static bool times_ok(const json_t *ev)
+{
+    return tl_ts_valid(get_int(ev, "occurred_at")) && tl_ts_valid(get_int(ev, "recorded_at"));
+}
+
+static bool date_ok(const json_t *ev, const char *key)
+{
+    return json_is_integer(json_object_get(ev, key)) && tl_date_valid(get_int(ev, key));
+}
+
 const char *tl_participants_aggregate(const char *type, const json_t *ev)
 {
     if (!type)
@@ -44,6 +58,8 @@ const char *tl_study_apply(tl_study_t *s, const char *type, const json_t *ev)
         return NULL; /* other protocol events do not change this row */
     if (s->exists)
         return "duplicate_study";
+    if (!times_ok(ev))
+        return "invalid_event";
     tl_study_t n = {.exists = true};
     if (!copy_uuid(n.id, ev, "study_id") || !copy_uuid(n.last_event_id, ev, "event_id") ||
         !copy_str(n.protocol_id, sizeof n.protocol_id, ev, "protocol_id") ||
@@ -66,6 +82,8 @@ const char *tl_site_apply(tl_site_t *s, const char *type, const json_t *ev)
         return NULL;
     if (s->exists)
         return "duplicate_site";
+    if (!times_ok(ev))
+        return "invalid_event";
     tl_site_t n = {.exists = true};
     if (!copy_uuid(n.id, ev, "site_id") || !copy_uuid(n.study_id, ev, "study_id") ||
         !copy_uuid(n.last_event_id, ev, "event_id") ||
@@ -98,6 +116,8 @@ static const char *enrol(tl_participant_t *p, const json_t *ev, int64_t version)
         return "invalid_event";
     if (!json_is_integer(json_object_get(ev, "consent_date")))
         return "consent_missing";
+    if (!times_ok(ev) || !date_ok(ev, "consent_date") || !date_ok(ev, "baseline_date"))
+        return "invalid_event";
     n.has_consent = true;
     n.consent_date = (int32_t)get_int(ev, "consent_date");
     n.baseline_date = (int32_t)get_int(ev, "baseline_date");
@@ -124,13 +144,13 @@ const char *tl_participant_apply(tl_participant_t *p, const char *type, const js
     if (!p->exists)
         return "unknown_participant";
     tl_participant_t n = *p;
-    if (!copy_uuid(n.last_event_id, ev, "event_id"))
+    if (!copy_uuid(n.last_event_id, ev, "event_id") || !times_ok(ev))
         return "invalid_event";
     n.version = next;
     n.updated_at_us = get_int(ev, "recorded_at");
     if (!strcmp(type, "ConsentRecorded")) {
         tl_uuid_t study;
-        if (!json_is_integer(json_object_get(ev, "consent_date")) ||
+        if (!date_ok(ev, "consent_date") ||
             tl_uuid_parse(json_string_value(json_object_get(ev, "study_id")), &study))
             return "invalid_event";
         if (strcmp(study.s, p->study_id))

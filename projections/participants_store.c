@@ -49,18 +49,6 @@ static void code_key(char *out, size_t size, const char *study_id, const char *c
     snprintf(out, size, "%s|%s", study_id, code);
 }
 
-void tl_ts_format(int64_t us, char out[40])
-{
-    int64_t s = us >= 0 ? us / 1000000 : (us - 999999) / 1000000;
-    int64_t frac = us - s * 1000000;
-    int32_t days = (int32_t)(s >= 0 ? s / 86400 : (s - 86399) / 86400);
-    int64_t sod = s - (int64_t)days * 86400;
-    char date[TL_DATE_STRLEN];
-    tl_date_format(days, date);
-    snprintf(out, 40, "%s %02d:%02d:%02d.%06d+00", date, (int)(sod / 3600), (int)(sod / 60 % 60),
-             (int)(sod % 60), (int)frac);
-}
-
 static int64_t parse_i64(const char *s)
 {
     return s ? strtoll(s, NULL, 10) : 0;

@@ -13,7 +13,4 @@
 
 tl_err_t tl_participants_store_apply(tl_pg_t *pg, tl_batch_t *b);
 
-/* Formats microseconds since the epoch as a timestamptz literal. */
-void tl_ts_format(int64_t us, char out[40]);
-
 #endif

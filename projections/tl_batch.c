@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tl_log.h"
+#include "tl_uuid.h"
 
 /* Arrays of a batch stay well below this; it only stops runaway growth. */
 #define TL_COL_MAX_BYTES (256u * 1024 * 1024)
@@ -100,6 +101,10 @@ tl_err_t tl_batch_reject(tl_batch_t *b, const tl_event_t *ev, const char *aggreg
     snprintf(part, sizeof part, "%d", ev->partition);
     snprintf(off, sizeof off, "%lld", (long long)ev->offset);
     const char *event_id = ev->data ? json_string_value(json_object_get(ev->data, "event_id")) : NULL;
+    if (!tl_uuid_valid(event_id))
+        event_id = NULL; /* it goes into a uuid column: a bad one would stop the batch */
+    if (aggregate_id && !tl_uuid_valid(aggregate_id))
+        aggregate_id = NULL;
     const char *vals[7] = {ev->topic, part, off, event_id, ev->type, aggregate_id, reason};
     tl_err_t err = TL_OK;
     for (int i = 0; i < 7 && !err; i++)

@@ -97,6 +97,19 @@ tl_err_t tl_registry_open(tl_pg_t *pg, tl_registry_t **out)
     }
     err = tl_pg_exec(pg, "COMMIT", 0, NULL, NULL);
     in_tx = false;
+    /* the built-ins resolve by id without a query */
+    for (size_t i = 0; !err && i < r->ntypes; i++) {
+        const tl_schema_source_t *src = &tl_schema_sources[i];
+        char *normal = schema_normal_form(src->avsc, src->len), key[16];
+        tl_avro_schema_t *s = NULL;
+        snprintf(key, sizeof key, "%u", r->types[i].id);
+        err = normal ? tl_avro_schema_parse(normal, strlen(normal), &s) : TL_ERR_NOMEM;
+        if (!err && tl_map_get(&r->by_id, key))
+            tl_avro_schema_destroy(s); /* two built-ins with one text share an id */
+        else if (!err && (err = tl_map_put(&r->by_id, key, s)))
+            tl_avro_schema_destroy(s);
+        free(normal);
+    }
 out:
     if (in_tx)
         tl_pg_exec(pg, "ROLLBACK", 0, NULL, NULL);

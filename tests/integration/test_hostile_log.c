@@ -1,0 +1,121 @@
+/* Whatever lands on the log, valid or not, is archived, and a projection
+ * records what it refuses and keeps going: no poison pill stops it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "tl_kafka.h"
+#include "tl_producer.h"
+#include "tl_schemas.h"
+
+static tl_stack_t stack;
+
+static int setup(void **state)
+{
+    (void)state;
+    tl_stack_start(&stack, "hostile");
+    tl_stack_start_audit(&stack);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tl_stack_stop(&stack);
+    return 0;
+}
+
+static bool rejections(tl_stack_t *s, void *want)
+{
+    return tl_sql_int(s, "SELECT count(*) FROM projection_rejections WHERE projection = 'participants'") >= *(long long *)want;
+}
+
+static bool archived(tl_stack_t *s, void *want)
+{
+    return tl_sql_int(s, "SELECT count(*) FROM audit_log") >= *(long long *)want;
+}
+
+static void send_event(tl_producer_t *prod, const char *pid, const char *event_id,
+                       long long consent, long long stream_version)
+{
+    json_t *payload = json_pack("{s:s, s:s, s:s, s:n, s:n, s:I, s:i}", "participant_id", pid,
+                                "study_id", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+                                "participant_code", "HOSTILE", "birth_year", "sex",
+                                "consent_date", (json_int_t)consent, "baseline_date", 20454);
+    tl_event_meta_t meta = {.actor_id = "connector-x", .actor_role = "connector",
+                            .site_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c",
+                            .correlation_id = "c", .stream_version = stream_version};
+    snprintf(meta.event_id.s, sizeof meta.event_id.s, "%s", event_id);
+    assert_int_equal(tl_producer_send(prod, "ParticipantEnrolled", pid, payload, &meta, NULL),
+                     TL_OK);
+    json_decref(payload);
+}
+
+static void test_bad_events_are_refused_and_recorded(void **state)
+{
+    (void)state;
+    tl_registry_t *reg = NULL;
+    tl_kafka_producer_t *kafka = NULL;
+    tl_producer_t *prod = NULL;
+    assert_int_equal(tl_registry_open(stack.pg, &reg), TL_OK);
+    assert_int_equal(tl_kafka_producer_new(stack.brokers, 10000, &kafka), TL_OK);
+    assert_int_equal(tl_producer_new(kafka, reg, &prod), TL_OK);
+    const char *pid = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a50";
+    /* not framed, unknown schema id, truncated Avro */
+    const unsigned char garbage[] = "not an event";
+    const unsigned char unknown_id[] = {0, 0x7f, 0, 0, 1, 2, 3};
+    const unsigned char truncated[] = {0, 0, 0, 0, 3, 0x48};
+    assert_int_equal(tl_kafka_produce_async(kafka, "trialog.participant.v1", pid, strlen(pid),
+                                            garbage, sizeof garbage - 1, NULL, 0),
+                     TL_OK);
+    assert_int_equal(tl_kafka_produce_async(kafka, "trialog.participant.v1", pid, strlen(pid),
+                                            unknown_id, sizeof unknown_id, NULL, 0),
+                     TL_OK);
+    assert_int_equal(tl_kafka_produce_async(kafka, "trialog.participant.v1", pid, strlen(pid),
+                                            truncated, sizeof truncated, NULL, 0),
+                     TL_OK);
+    /* well-formed Avro, but: an event id that is no UUID; a date no calendar
+     * has; a version from nowhere */
+    send_event(prod, pid, "not-a-uuid", 20454, 1);
+    send_event(prod, pid, "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a51", 2147483000LL, 1);
+    send_event(prod, pid, "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a52", 20454, 7);
+    assert_int_equal(tl_kafka_producer_flush(kafka, 10000), TL_OK);
+    tl_producer_destroy(prod);
+    tl_kafka_producer_destroy(kafka);
+    tl_registry_destroy(reg);
+
+    long long want = 6;
+    assert_true(tl_wait_for(rejections, &stack, &want, 20000));
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"
+                                        " WHERE reason = 'undecodable'"),
+                     3);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"
+                                        " WHERE reason = 'invalid_event'"),
+                     2);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"
+                                        " WHERE reason = 'version_conflict'"),
+                     1);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), 0);
+    /* the archive keeps every message, exactly */
+    assert_true(tl_wait_for(archived, &stack, &want, 20000));
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log WHERE event_type IS NULL"),
+                     3);
+    char *out = NULL;
+    assert_int_equal(tl_stack_cli(&stack, "audit verify", &out), 0);
+    free(out);
+
+    /* and the pipeline still works */
+    tl_http_resp_t r = tl_http(&stack, "POST", "/v1/studies",
+                               "{\"protocol_id\":\"AFTER-1\",\"name\":\"After\"}", NULL, true);
+    assert_int_equal(r.status, 201);
+    tl_http_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_events_are_refused_and_recorded),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
