@@ -219,6 +219,29 @@ tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms)
     return e || failed ? TL_ERR_UNAVAILABLE : TL_OK;
 }
 
+int tl_kafka_producer_partitions(tl_kafka_producer_t *p, const char *topic, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+    int n = -1;
+    if (rkt && !rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms) && md->topic_cnt == 1 &&
+        !md->topics[0].err)
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+tl_err_t tl_kafka_producer_watermarks(tl_kafka_producer_t *p, const char *topic,
+                                      int32_t partition, int64_t *lo, int64_t *hi, int timeout_ms)
+{
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(p->rk, topic, partition, lo, hi, timeout_ms);
+    return e ? TL_ERR_UNAVAILABLE : TL_OK;
+}
+
 tl_err_t tl_kafka_producer_ping(tl_kafka_producer_t *p, int timeout_ms)
 {
     const struct rd_kafka_metadata *md = NULL;

@@ -48,6 +48,10 @@ tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, const
                                 size_t key_len, const void *value, size_t len,
                                 const tl_kafka_header_t *headers, size_t nheaders);
 tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms);
+/* Partition count of topic, or -1 when unknown or unreachable. */
+int tl_kafka_producer_partitions(tl_kafka_producer_t *p, const char *topic, int timeout_ms);
+tl_err_t tl_kafka_producer_watermarks(tl_kafka_producer_t *p, const char *topic,
+                                      int32_t partition, int64_t *lo, int64_t *hi, int timeout_ms);
 /* Asks the cluster for its metadata: TL_OK when a broker answers. */
 tl_err_t tl_kafka_producer_ping(tl_kafka_producer_t *p, int timeout_ms);
 

@@ -119,6 +119,15 @@ static bool read_rejection(tl_gw_t *gw, tl_cmd_t *cmd, const char *topic,
 tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     tl_kafka_pos_t pos = {0};
+    int64_t lag = 0;
+    if (tl_bp_engaged(gw->bp, &lag)) {
+        tl_problem(resp, 503, "log-back-pressure", "Busy: the archive is catching up",
+                   "the audit archive is behind the event log; nothing was changed; retry "
+                   "shortly",
+                   NULL);
+        resp->retry_after = 1;
+        return TL_CMD_ANSWERED;
+    }
     const tl_event_type_t *t = tl_registry_type(gw->registry, cmd->type);
     tl_err_t err = t ? tl_producer_send(gw->producer, cmd->type, cmd->key, cmd->payload,
                                         &cmd->meta, &pos)
@@ -133,6 +142,7 @@ tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t
                                             "with the same Idempotency-Key"));
         return TL_CMD_ANSWERED;
     }
+    tl_bp_produced(gw->bp, t->topic, pos.partition, pos.offset);
     tl_log(TL_LOG_DEBUG, "event_produced",
            json_pack("{s:s, s:s, s:s, s:i, s:I}", "event_id", cmd->meta.event_id.s, "type",
                      cmd->type, "topic", t->topic, "partition", pos.partition, "offset",

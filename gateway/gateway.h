@@ -12,6 +12,7 @@
 #include "tl_pg.h"
 #include "tl_producer.h"
 #include "tl_schemas.h"
+#include "backpressure.h"
 #include "waiter.h"
 
 #define TL_BODY_MAX (1024 * 1024)
@@ -23,6 +24,7 @@ typedef struct {
     long threads;
     long ryw_timeout_ms;
     long produce_timeout_ms;
+    long archive_max_lag;
     const char *brokers;
     const char *pg_dsn;
     const char *pg_schema;
@@ -36,6 +38,7 @@ typedef struct {
     tl_kafka_producer_t *kafka;
     tl_producer_t *producer;
     tl_waiter_t *waiter;
+    tl_bp_t *bp;
     pthread_key_t pg_key;
     pthread_mutex_t stripes[TL_LOCK_STRIPES];
 } tl_gw_t;

@@ -25,6 +25,9 @@ int main(int argc, char **argv)
          "read-your-writes wait before answering 202", &c->ryw_timeout_ms},
         {"TRIALOG_PRODUCE_TIMEOUT_MS", TL_CFG_INT, "5000", 100, 300000, false,
          "how long a produce may take before 503", &c->produce_timeout_ms},
+        {"TRIALOG_ARCHIVE_MAX_LAG", TL_CFG_INT, "4000", 1, 1000000000, false,
+         "messages a partition may be ahead of the archive before commands get 503",
+         &c->archive_max_lag},
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 0, 1000, false, "Kafka bootstrap servers",
          &c->brokers},
         {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true,
@@ -77,6 +80,8 @@ int main(int argc, char **argv)
     if (!err)
         err = tl_waiter_new(c->pg_dsn, c->pg_schema, &gw.waiter);
     if (!err)
+        err = tl_bp_new(gw.kafka, c->pg_dsn, c->pg_schema, c->archive_max_lag, &gw.bp);
+    if (!err)
         err = tl_http_start(&gw, &http);
     if (!err) {
         tl_log_info("gateway_started", json_pack("{s:i, s:i}", "port", (int)c->port, "threads",
@@ -88,6 +93,7 @@ int main(int argc, char **argv)
         tl_log_error("gateway_start_failed", json_pack("{s:s}", "error", tl_err_name(err)));
     }
     tl_http_stop(http);
+    tl_bp_destroy(gw.bp);
     tl_waiter_destroy(gw.waiter);
     tl_producer_destroy(gw.producer);
     tl_kafka_producer_destroy(gw.kafka);

@@ -36,10 +36,14 @@ void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     tl_pg_t *pg = tl_gw_pg(gw);
     bool db = pg && tl_pg_exec(pg, "SELECT 1", 0, NULL, NULL) == TL_OK;
     bool log = tl_kafka_producer_ping(gw->kafka, 2000) == TL_OK;
-    resp->status = db && log ? 200 : 503;
-    resp->body = json_pack("{s:s, s:{s:s, s:s}}", "status", db && log ? "ready" : "unavailable",
+    int64_t lag = 0;
+    bool archive = !tl_bp_engaged(gw->bp, &lag);
+    bool ok = db && log && archive;
+    resp->status = ok ? 200 : 503;
+    resp->body = json_pack("{s:s, s:{s:s, s:s, s:s}, s:I}", "status", ok ? "ready" : "unavailable",
                            "checks", "database", db ? "ok" : "unavailable", "event_log",
-                           log ? "ok" : "unavailable");
+                           log ? "ok" : "unavailable", "archive", archive ? "ok" : "lagging",
+                           "archive_lag", (json_int_t)lag);
     if (resp->status == 503)
         resp->retry_after = 1;
 }

@@ -229,6 +229,7 @@ void tl_stack_start(tl_stack_t *s, const char *name)
     assert_int_equal(tl_pg_connect(pg_dsn(), s->schema, "test", &s->pg), TL_OK);
     tl_stack_start_broker(s);
     tl_stack_start_projector(s);
+    tl_stack_start_audit(s);
     tl_stack_start_gateway(s);
 }
 

@@ -27,8 +27,8 @@ typedef struct {
     char gateway_env[4][128]; /* extra NAME=value for the gateway */
 } tl_stack_t;
 
-/* Starts broker, projector and gateway; returns when the gateway is ready and
- * the projector holds its partitions. */
+/* Starts broker, projector, archive and gateway; returns when the gateway is
+ * ready and the consumers hold their partitions. */
 void tl_stack_start(tl_stack_t *s, const char *name);
 /* Stops every process and drops the schema. */
 void tl_stack_stop(tl_stack_t *s);

@@ -12,7 +12,6 @@ static int setup(void **state)
 {
     (void)state;
     tl_stack_start(&stack, "audit");
-    tl_stack_start_audit(&stack);
     return 0;
 }
 

@@ -21,7 +21,6 @@ static int setup(void **state)
 {
     (void)state;
     tl_stack_start(&stack, "tiered");
-    tl_stack_start_audit(&stack);
     tl_http_resp_t r = tl_http(&stack, "POST", "/v1/studies",
                                "{\"protocol_id\":\"TIER-1\",\"name\":\"Tiered\"}", NULL, true);
     assert_int_equal(r.status, 201);
