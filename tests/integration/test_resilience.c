@@ -90,11 +90,11 @@ static void test_projector_sigkill_applies_each_event_once(void **state)
     /* a second application would have been refused as a version conflict */
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"), 0);
     /* stored offsets account for every message exactly */
-    assert_int_equal(tl_sql_int(&stack, "SELECT sum(next_offset) FROM projection_offsets"
-                                        " WHERE topic = 'trialog.participant.v1'"),
+    assert_int_equal(tl_sql_int(&stack, "SELECT sum(next_offset) FROM projection_offsets WHERE projection = 'participants' AND"
+                                        " topic = 'trialog.participant.v1'"),
                      KILL_TOTAL);
-    assert_int_equal(tl_sql_int(&stack, "SELECT sum(next_offset) FROM projection_offsets"
-                                        " WHERE topic = 'trialog.protocol.v1'"),
+    assert_int_equal(tl_sql_int(&stack, "SELECT sum(next_offset) FROM projection_offsets WHERE projection = 'participants' AND"
+                                        " topic = 'trialog.protocol.v1'"),
                      2);
 }
 
