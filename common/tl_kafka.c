@@ -154,8 +154,8 @@ void tl_kafka_producer_destroy(tl_kafka_producer_t *p)
     free(p);
 }
 
-static rd_kafka_resp_err_t produce(tl_kafka_producer_t *p, const char *topic, const void *key,
-                                   size_t key_len, const void *value, size_t len,
+static rd_kafka_resp_err_t produce(tl_kafka_producer_t *p, const char *topic, int32_t partition,
+                                   const void *key, size_t key_len, const void *value, size_t len,
                                    const tl_kafka_header_t *headers, size_t nheaders,
                                    delivery_t *d)
 {
@@ -163,9 +163,10 @@ static rd_kafka_resp_err_t produce(tl_kafka_producer_t *p, const char *topic, co
     for (size_t i = 0; i < nheaders; i++)
         rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value, (ssize_t)headers[i].len);
     rd_kafka_resp_err_t e = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(d),
+        RD_KAFKA_V_END);
     if (e)
         rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
     return e;
@@ -179,7 +180,8 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
     delivery_t d = {.done = false};
     pthread_mutex_init(&d.lock, NULL);
     pthread_cond_init(&d.cond, NULL);
-    rd_kafka_resp_err_t e = produce(p, topic, key, key_len, value, len, headers, nheaders, &d);
+    rd_kafka_resp_err_t e =
+        produce(p, topic, RD_KAFKA_PARTITION_UA, key, key_len, value, len, headers, nheaders, &d);
     if (!e) {
         pthread_mutex_lock(&d.lock);
         while (!d.done)
@@ -196,13 +198,16 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
     return kafka_err(e);
 }
 
-tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, const void *key,
-                                size_t key_len, const void *value, size_t len,
+tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, int32_t partition,
+                                const void *key, size_t key_len, const void *value, size_t len,
                                 const tl_kafka_header_t *headers, size_t nheaders)
 {
     rd_kafka_resp_err_t e;
+    if (partition < 0)
+        partition = RD_KAFKA_PARTITION_UA;
     /* a full local queue is back-pressure: wait for deliveries, then retry */
-    for (int i = 0; (e = produce(p, topic, key, key_len, value, len, headers, nheaders, NULL)) ==
+    for (int i = 0; (e = produce(p, topic, partition, key, key_len, value, len, headers, nheaders,
+                                 NULL)) ==
                         RD_KAFKA_RESP_ERR__QUEUE_FULL &&
                     i < 1000;
          i++)

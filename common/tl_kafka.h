@@ -44,8 +44,9 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
 /* Produces without waiting (tools, loads, re-seed); a full queue waits.
  * tl_kafka_producer_flush then waits for every delivery and fails if any
  * message since the last flush was not delivered. */
-tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, const void *key,
-                                size_t key_len, const void *value, size_t len,
+/* partition: -1 lets the partitioner choose from the key. */
+tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, int32_t partition,
+                                const void *key, size_t key_len, const void *value, size_t len,
                                 const tl_kafka_header_t *headers, size_t nheaders);
 tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms);
 /* Partition count of topic, or -1 when unknown or unreachable. */

@@ -108,8 +108,8 @@ tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
     const size_t nh = sizeof headers / sizeof headers[0];
     err = pos ? tl_kafka_produce_sync(p->kafka, t->topic, key, strlen(key), buf.data, buf.len,
                                       headers, nh, pos)
-              : tl_kafka_produce_async(p->kafka, t->topic, key, strlen(key), buf.data, buf.len,
-                                       headers, nh);
+              : tl_kafka_produce_async(p->kafka, t->topic, -1, key, strlen(key), buf.data,
+                                       buf.len, headers, nh);
 out:
     json_decref(rec);
     tl_buf_cleanup(&buf);

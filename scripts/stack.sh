@@ -18,19 +18,19 @@ start() {
     else
         if ! tl_alive broker; then
             rm -f "$TL_VAR/broker.bootstrap"
-            # The local broker keeps the log in memory only: a new one starts
-            # empty, and projections of the old log cannot continue on it.
-            if [ -z "${TRIALOG_PG_DSN:-}" ] && [ "$(psql "$dsn" -qAtc \
-                "SELECT to_regclass('trialog.projection_offsets') IS NOT NULL")" = t ]; then
-                say "the local broker starts empty: resetting the local demo database to match"
-                psql "$dsn" -qc "DROP SCHEMA trialog CASCADE" >/dev/null
-            fi
             say "starting the local Kafka-protocol broker"
             TRIALOG_BROKER_FILE="$TL_VAR/broker.bootstrap" tl_spawn broker "$TL_BUILD/trialog-broker"
             for _ in $(seq 100); do [ -s "$TL_VAR/broker.bootstrap" ] && break; sleep 0.1; done
             [ -s "$TL_VAR/broker.bootstrap" ] || die "the broker did not start (see var/log/broker.log)"
         fi
         brokers=$(cat "$TL_VAR/broker.bootstrap")
+        # The local broker keeps the log in memory only: a new one starts
+        # empty, and gets its log back from the archive in PostgreSQL.
+        if [ "$(psql "$dsn" -qAtc "SELECT to_regclass('trialog.audit_log') IS NOT NULL")" = t ]; then
+            say "re-seeding the broker from the archive"
+            TRIALOG_PG_DSN="$dsn" TRIALOG_KAFKA_BROKERS="$brokers" "$TL_BUILD/trialog" reseed \
+                >>"$TL_VAR/log/reseed.log" || die "re-seed failed (see var/log/reseed.log)"
+        fi
     fi
     mkdir -p "$TL_VAR/demo"
     if [ ! -s "$TL_VAR/demo/admin.token" ]; then

@@ -153,8 +153,9 @@ void tl_stack_start_audit(tl_stack_t *s)
 int tl_stack_cli(tl_stack_t *s, const char *args, char **out)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s %s/trialog %s",
-             pg_dsn(), s->schema, TL_BIN_DIR, args);
+    snprintf(cmd, sizeof cmd,
+             "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s' %s/trialog %s",
+             pg_dsn(), s->schema, s->brokers, TL_BIN_DIR, args);
     tl_buf_t o;
     char chunk[4096];
     size_t n;
