@@ -69,16 +69,30 @@ tl_err_t tl_pg_connect(const char *dsn, const char *schema, const char *app, tl_
     }
     PQsetNoticeReceiver(pg->conn, pg_notice, NULL);
     if (schema && *schema) {
-        char *ident = PQescapeIdentifier(pg->conn, schema, strlen(schema));
-        tl_buf_t sql;
-        tl_buf_init(&sql, 1024);
-        if (!ident)
-            err = TL_ERR_NOMEM;
-        else
+        /* "a" or "a,b": the first is created if missing and is where new
+         * tables go; the others are searched after it */
+        tl_buf_t sql, path;
+        tl_buf_init(&sql, 2048);
+        tl_buf_init(&path, 1024);
+        char *first = NULL;
+        for (const char *p = schema; *p && !err;) {
+            size_t len = strcspn(p, ",");
+            char *ident = PQescapeIdentifier(pg->conn, p, len);
+            if (!ident) {
+                err = TL_ERR_NOMEM;
+                break;
+            }
+            err = tl_buf_printf(&path, "%s%s", path.len ? ", " : "", ident);
+            if (!first)
+                first = strdup(ident);
+            PQfreemem(ident);
+            p += len + (p[len] == ',');
+        }
+        if (!err && first)
             err = tl_buf_printf(&sql, "SET client_min_messages = warning; "
                                       "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s",
-                                ident, ident);
-        PQfreemem(ident);
+                                first, path.data);
+        free(first);
         if (!err) {
             /* Concurrent CREATE SCHEMA IF NOT EXISTS can race on the catalog. */
             for (int attempt = 0; attempt < 3; attempt++) {
@@ -88,6 +102,7 @@ tl_err_t tl_pg_connect(const char *dsn, const char *schema, const char *app, tl_
             }
         }
         tl_buf_cleanup(&sql);
+        tl_buf_cleanup(&path);
     }
 out:
     if (err) {
@@ -268,4 +283,12 @@ tl_err_t tl_pg_array_add(tl_buf_t *b, const char *value)
 tl_err_t tl_pg_array_end(tl_buf_t *b)
 {
     return tl_buf_append(b, "}", 1);
+}
+
+tl_err_t tl_pg_ident(tl_pg_t *pg, const char *name, tl_buf_t *out)
+{
+    char *q = PQescapeIdentifier(pg->conn, name, strlen(name));
+    tl_err_t err = q ? tl_buf_puts(out, q) : TL_ERR_NOMEM;
+    PQfreemem(q);
+    return err;
 }

@@ -16,8 +16,9 @@
 typedef struct tl_pg tl_pg_t;
 typedef struct tl_pg_res tl_pg_res_t;
 
-/* Connects and sets search_path to schema (created if missing; NULL keeps the
- * default). Caller frees with tl_pg_destroy. */
+/* Connects and sets search_path to schema, a name or a comma-separated list
+ * (the first is created if missing; NULL keeps the default). Caller frees
+ * with tl_pg_destroy. */
 tl_err_t tl_pg_connect(const char *dsn, const char *schema, const char *app, tl_pg_t **out);
 void tl_pg_destroy(tl_pg_t *pg);
 /* True if the last failure left the connection unusable. */
@@ -54,6 +55,9 @@ tl_err_t tl_pg_listen(tl_pg_t *pg, const char *channel);
 tl_err_t tl_pg_wait_notify(tl_pg_t *pg, int timeout_ms,
                            void (*cb)(void *user, const char *channel, const char *payload),
                            void *user);
+
+/* Appends name quoted as an SQL identifier. */
+tl_err_t tl_pg_ident(tl_pg_t *pg, const char *name, tl_buf_t *out);
 
 /* Text-format array literal builders: begin, add (value NULL -> NULL), end. */
 tl_err_t tl_pg_array_begin(tl_buf_t *b);

@@ -4,13 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "audit.h"
-#include "audit_store.h"
-#include "participants_store.h"
 #include "tl_config.h"
 #include "tl_consumer.h"
 #include "tl_log.h"
-#include "tl_topics.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -19,14 +15,6 @@ static void on_signal(int sig)
     (void)sig;
     stop_requested = 1;
 }
-
-static const char *const participants_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
-
-static const tl_projection_t projections[] = {
-    {TL_PROJECTION_PARTICIPANTS, participants_topics, 2, tl_participants_store_apply, false},
-    /* the archive takes every topic the broker has, dead letters included */
-    {TL_PROJECTION_AUDIT, tl_topics_all, 0, tl_audit_store_apply, true},
-};
 
 int main(int argc, char **argv)
 {
@@ -48,16 +36,12 @@ int main(int argc, char **argv)
     const size_t nvars = sizeof vars / sizeof vars[0];
     bool print = argc > 1 && !strcmp(argv[1], "--print-config");
     const char *name = argc > 1 + print ? argv[1 + print] : NULL;
-    tl_projection_t proj = {0};
-    for (size_t i = 0; name && i < sizeof projections / sizeof projections[0]; i++)
-        if (!strcmp(projections[i].name, name))
-            proj = projections[i];
+    const tl_projection_t *found = tl_projection_find(name);
+    tl_projection_t proj = found ? *found : (tl_projection_t){0};
     if (!proj.name) {
         fprintf(stderr, "usage: trialog-projector [--print-config] participants|audit\n");
         return 2;
     }
-    if (!proj.ntopics)
-        proj.ntopics = tl_topics_count;
     if (tl_config_load(vars, nvars, NULL, stderr))
         return 2;
     if (print) {

@@ -12,6 +12,7 @@
 #include "tl_map.h"
 #include "tl_migrations.h"
 #include "tl_schemas.h"
+#include "tl_topics.h"
 
 #define TYPE_PREFIX "org.trialog."
 
@@ -414,8 +415,8 @@ static tl_err_t catch_up(runtime_t *rt, const char *topic, int32_t partition,
         return err;
     *behind = true;
     err = query_int(rt,
-                    "SELECT next_offset FROM projection_offsets WHERE projection = 'audit'"
-                    " AND topic = $1 AND partition = $2",
+                    "SELECT COALESCE(max(\"offset\") + 1, 0) FROM audit_log"
+                    " WHERE topic = $1 AND partition = $2",
                     2, params, 0, &archived);
     if (!err && archived <= stored) {
         tl_log_error("log_lost_before_archiving",
@@ -453,9 +454,15 @@ static tl_err_t catch_up_step(runtime_t *rt, tl_kafka_msg_t *msgs, tl_event_t *e
     return err || any ? err : tl_kafka_consumer_reassign(rt->kafka);
 }
 
-tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *proj,
+tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *proj_in,
                          volatile sig_atomic_t *stop)
 {
+    tl_projection_t all = *proj_in;
+    if (!all.ntopics) {
+        all.topics = tl_topics_all;
+        all.ntopics = tl_topics_count;
+    }
+    const tl_projection_t *proj = &all;
     runtime_t rt = {.cfg = cfg, .proj = proj, .stop = stop};
     tl_kafka_msg_t *msgs = calloc((size_t)cfg->batch_max, sizeof *msgs);
     tl_event_t *evs = calloc((size_t)cfg->batch_max, sizeof *evs);
@@ -463,9 +470,10 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
     for (size_t i = 0; rt.bytes && i < 2 * (size_t)cfg->batch_max; i++)
         tl_buf_init(&rt.bytes[i], 16 * 1024 * 1024);
     char group[128];
-    snprintf(group, sizeof group, "trialog-%s", proj->name);
+    snprintf(group, sizeof group, "%s%s", cfg->group ? "" : "trialog-",
+             cfg->group ? cfg->group : proj->name);
     tl_err_t err = msgs && evs && rt.bytes ? connect_pg(&rt, stop) : TL_ERR_NOMEM;
-    if (!err)
+    if (!err && !cfg->no_migrate)
         err = tl_migrate(rt.pg);
     if (!err)
         err = tl_registry_open(rt.pg, &rt.registry);

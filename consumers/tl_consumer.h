@@ -26,14 +26,26 @@ typedef struct {
     /* Folds b->events and appends its writes to b (see tl_batch.h). */
     tl_err_t (*apply)(tl_pg_t *pg, tl_batch_t *b);
     bool raw; /* the archive itself: wants headers; never reads from the archive */
+    /* what a rebuild makes afresh and swaps in: its tables, and the
+     * migrations that create them (see tl_migrations_replay) */
+    const char *const *tables;
+    size_t ntables;
+    const int *migrations;
+    size_t nmigrations;
 } tl_projection_t;
+
+/* The projections this build knows, by name ("participants", "audit"), or
+ * NULL. A projection with ntopics 0 reads every topic of tl_topics_all. */
+const tl_projection_t *tl_projection_find(const char *name);
 
 typedef struct {
     const char *brokers;
     const char *pg_dsn;
-    const char *pg_schema;
+    const char *pg_schema; /* a search path: "shadow,main" for a rebuild */
     long batch_max;
     long poll_ms;
+    const char *group;     /* NULL: "trialog-<projection>" */
+    bool no_migrate;       /* a rebuild's shadow tables are made by the rebuild */
 } tl_consumer_cfg_t;
 
 /* Runs until *stop becomes non-zero (returns TL_OK) or a fatal error. */

@@ -108,6 +108,17 @@ static const char *const migrations[] = {
     "REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM PUBLIC, CURRENT_USER;",
 };
 
+tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)
+{
+    const int known = (int)(sizeof migrations / sizeof migrations[0]);
+    tl_err_t err = TL_OK;
+    for (size_t i = 0; i < n && !err; i++)
+        err = versions[i] >= 1 && versions[i] <= known
+                  ? tl_pg_exec(pg, migrations[versions[i] - 1], 0, NULL, NULL)
+                  : TL_ERR_INVALID;
+    return err;
+}
+
 tl_err_t tl_migrate(tl_pg_t *pg)
 {
     const int n = (int)(sizeof migrations / sizeof migrations[0]);

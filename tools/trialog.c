@@ -5,14 +5,23 @@
  *   trialog reseed          give an empty broker its log back from the archive:
  *                           every partition re-produced in order, so offsets
  *                           continue exactly where they were (DESIGN.md §7)
+ *   trialog rebuild NAME    replay projection NAME from offset 0 (archive, then
+ *                           broker) into fresh tables beside the live ones, and
+ *                           swap them in atomically once caught up
  */
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "audit.h"
 #include "tl_codec.h"
 #include "tl_config.h"
+#include "tl_consumer.h"
+#include "tl_migrations.h"
 #include "tl_kafka.h"
 #include "tl_log.h"
 #include "tl_pg.h"
@@ -31,8 +40,249 @@ typedef struct {
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: trialog [--print-config] audit verify | reseed\n");
+    fprintf(stderr, "usage: trialog [--print-config] audit verify | reseed | rebuild NAME\n");
     return 2;
+}
+
+/* ---- rebuild ---- */
+
+typedef struct {
+    tl_consumer_cfg_t cfg;
+    const tl_projection_t *proj;
+    volatile sig_atomic_t stop;
+    volatile sig_atomic_t done;
+    tl_err_t err;
+} rebuilder_t;
+
+static void *rebuild_thread(void *arg)
+{
+    rebuilder_t *rb = arg;
+    rb->err = tl_consumer_run(&rb->cfg, rb->proj, &rb->stop);
+    rb->done = 1;
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Sum of the next offsets the shadow projection stored. */
+static int64_t shadow_applied(tl_pg_t *pg, const char *shadow_q, const char *name)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT COALESCE(sum(next_offset), 0) FROM %s.projection_offsets WHERE projection = $1",
+             shadow_q);
+    const char *params[] = {name};
+    tl_pg_res_t *res = NULL;
+    int64_t n = -1;
+    if (!tl_pg_exec(pg, sql, 1, params, &res) && tl_pg_get(res, 0, 0))
+        n = strtoll(tl_pg_get(res, 0, 0), NULL, 10);
+    tl_pg_res_free(res);
+    return n;
+}
+
+/* Sum of the log's end offsets over the projection's topics. */
+static int64_t log_end(tl_kafka_producer_t *kafka, const tl_projection_t *p)
+{
+    int64_t total = 0;
+    for (size_t t = 0; t < p->ntopics; t++) {
+        int n = tl_kafka_producer_partitions(kafka, p->topics[t], 5000);
+        for (int i = 0; i < n; i++) {
+            int64_t lo = 0, hi = 0;
+            if (tl_kafka_producer_watermarks(kafka, p->topics[t], i, &lo, &hi, 5000))
+                return -1;
+            total += hi;
+        }
+        if (n < 0)
+            return -1;
+    }
+    return total;
+}
+
+/* Partitions where the shadow is behind the live offsets (locked by the
+ * caller's transaction). */
+static int64_t shadow_behind_live(tl_pg_t *pg, const char *shadow_q, const char *name)
+{
+    char sql[700];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM projection_offsets m LEFT JOIN %s.projection_offsets s"
+             " ON s.projection = m.projection AND s.topic = m.topic AND s.partition = m.partition"
+             " WHERE m.projection = $1 AND m.next_offset > COALESCE(s.next_offset, 0)",
+             shadow_q);
+    const char *params[] = {name};
+    tl_pg_res_t *res = NULL;
+    int64_t n = -1;
+    if (!tl_pg_exec(pg, sql, 1, params, &res) && tl_pg_get(res, 0, 0))
+        n = strtoll(tl_pg_get(res, 0, 0), NULL, 10);
+    tl_pg_res_free(res);
+    return n;
+}
+
+/* Runs SQL made from fmt (only quoted identifiers go in), with name as $1. */
+__attribute__((format(printf, 3, 4))) static tl_err_t exec_fmt(tl_pg_t *pg, const char *name,
+                                                               const char *fmt, ...)
+{
+    char sql[1024];
+    const char *params[] = {name};
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return TL_ERR_INTERNAL;
+    return tl_pg_exec(pg, sql, name ? 1 : 0, params, NULL);
+}
+
+/* Under a lock on the live offsets, lets the shadow pass the live position,
+ * stops it, and swaps tables, offsets and rejections in one transaction. */
+static tl_err_t swap_in(tl_pg_t *pg, rebuilder_t *rb, const char *shadow_q, const char *main_q)
+{
+    const tl_projection_t *p = rb->proj;
+    const char *params[] = {p->name};
+    tl_err_t err = tl_pg_exec(pg, "BEGIN", 0, NULL, NULL);
+    /* the live consumer now waits at its next batch */
+    if (!err)
+        err = tl_pg_exec(pg,
+                         "SELECT next_offset FROM projection_offsets WHERE projection = $1"
+                         " FOR UPDATE",
+                         1, params, NULL);
+    for (int i = 0; !err; i++) {
+        int64_t behind = shadow_behind_live(pg, shadow_q, p->name);
+        if (behind == 0)
+            break;
+        if (behind < 0 || rb->done || i == 600)
+            err = behind < 0 ? TL_ERR_DB : TL_ERR_TIMEOUT;
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
+    rb->stop = 1;
+    while (!rb->done) {
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    for (size_t t = 0; t < p->ntables && !err; t++) {
+        err = exec_fmt(pg, NULL, "DROP TABLE %s", p->tables[t]);
+        if (!err) {
+            char sql[512];
+            snprintf(sql, sizeof sql, "ALTER TABLE %s.%s SET SCHEMA %s", shadow_q, p->tables[t],
+                     main_q);
+            err = tl_pg_exec(pg, sql, 0, NULL, NULL);
+        }
+    }
+    if (!err)
+        err = exec_fmt(pg, p->name,
+                       "UPDATE projection_offsets o SET next_offset = s.next_offset,"
+                       " updated_at = now() FROM %s.projection_offsets s"
+                       " WHERE o.projection = s.projection AND o.topic = s.topic"
+                       " AND o.partition = s.partition AND o.projection = $1",
+                       shadow_q);
+    if (!err)
+        err = exec_fmt(pg, p->name,
+                       "INSERT INTO projection_offsets SELECT * FROM %s.projection_offsets"
+                       " WHERE projection = $1 ON CONFLICT DO NOTHING",
+                       shadow_q);
+    if (!err)
+        err = tl_pg_exec(pg, "DELETE FROM projection_rejections WHERE projection = $1", 1, params,
+                         NULL);
+    if (!err)
+        err = exec_fmt(pg, p->name,
+                       "INSERT INTO projection_rejections SELECT * FROM %s.projection_rejections"
+                       " WHERE projection = $1",
+                       shadow_q);
+    if (!err)
+        err = tl_pg_exec(pg, "COMMIT", 0, NULL, NULL);
+    if (err)
+        tl_pg_exec(pg, "ROLLBACK", 0, NULL, NULL);
+    return err;
+}
+
+static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char *brokers,
+                   const char *name)
+{
+    const tl_projection_t *p = tl_projection_find(name);
+    if (!p || !p->ntables) {
+        fprintf(stderr, "rebuild: no projection '%s' to rebuild (participants)\n", name);
+        return 2;
+    }
+    char shadow[64], path[200];
+    if (snprintf(shadow, sizeof shadow, "%s_rebuild", schema) >= (int)sizeof shadow) {
+        fprintf(stderr, "rebuild: schema name too long\n");
+        return 2;
+    }
+    snprintf(path, sizeof path, "%s,%s", shadow, schema);
+    tl_buf_t sq, mq;
+    tl_buf_init(&sq, 256);
+    tl_buf_init(&mq, 256);
+    rebuilder_t rb = {.proj = p,
+                      .cfg = {.brokers = brokers, .pg_dsn = dsn, .pg_schema = path,
+                              .batch_max = 2000, .poll_ms = 100, .no_migrate = true}};
+    char group[128];
+    snprintf(group, sizeof group, "trialog-%s-rebuild", p->name);
+    rb.cfg.group = group;
+    tl_kafka_producer_t *kafka = NULL;
+    tl_pg_t *spg = NULL;
+    pthread_t th;
+    bool started = false;
+    int rc = 2;
+    tl_err_t err = tl_pg_ident(pg, shadow, &sq);
+    if (!err)
+        err = tl_pg_ident(pg, schema, &mq);
+    if (!err)
+        err = exec_fmt(pg, NULL, "DROP SCHEMA IF EXISTS %s CASCADE", sq.data);
+    /* the shadow tables: the projection's own migrations, in the shadow schema */
+    if (!err)
+        err = tl_pg_connect(dsn, path, "trialog-rebuild", &spg);
+    if (!err)
+        err = tl_migrations_replay(spg, p->migrations, p->nmigrations);
+    tl_pg_destroy(spg);
+    if (!err)
+        err = tl_kafka_producer_new(brokers, 10000, &kafka);
+    if (!err && !(started = !pthread_create(&th, NULL, rebuild_thread, &rb)))
+        err = TL_ERR_INTERNAL;
+    double t0 = now_s(), last = t0;
+    int64_t prev = 0;
+    while (!err) {
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+        int64_t applied = shadow_applied(pg, sq.data, p->name), end = log_end(kafka, p);
+        double t = now_s();
+        if (rb.done || applied < 0 || end < 0) {
+            err = rb.err ? rb.err : TL_ERR_UNAVAILABLE;
+            break;
+        }
+        printf("rebuild %s: %lld of %lld events, %.0f events/s, %lld remaining\n", p->name,
+               (long long)applied, (long long)end, (double)(applied - prev) / (t - last),
+               (long long)(end - applied));
+        fflush(stdout);
+        prev = applied;
+        last = t;
+        if (applied >= end)
+            break;
+    }
+    if (!err)
+        err = swap_in(pg, &rb, sq.data, mq.data);
+    if (started) {
+        rb.stop = 1;
+        pthread_join(th, NULL);
+    }
+    if (!err) {
+        exec_fmt(pg, NULL, "DROP SCHEMA %s CASCADE", sq.data);
+        double secs = now_s() - t0;
+        printf("rebuild %s: done, %lld events in %.1f s (%.0f events/s), swapped in\n", p->name,
+               (long long)prev, secs, (double)prev / (secs > 0 ? secs : 1));
+        rc = 0;
+    } else {
+        fprintf(stderr, "rebuild %s: failed (%s); the live projection is unchanged\n", p->name,
+                tl_err_name(err));
+    }
+    tl_kafka_producer_destroy(kafka);
+    tl_buf_cleanup(&sq);
+    tl_buf_cleanup(&mq);
+    return rc;
 }
 
 #define RESEED_PAGE 5000
@@ -285,14 +535,19 @@ int main(int argc, char **argv)
     }
     bool verify = argc == 3 && !strcmp(argv[1], "audit") && !strcmp(argv[2], "verify");
     bool seed = argc == 2 && !strcmp(argv[1], "reseed");
-    if (!verify && !seed)
+    bool re = argc == 3 && !strcmp(argv[1], "rebuild");
+    if (!verify && !seed && !re)
         return usage();
     tl_pg_t *pg = NULL;
     if (tl_pg_connect(dsn, schema, "trialog-cli", &pg)) {
         fprintf(stderr, "trialog: could not connect to PostgreSQL\n");
         return 2;
     }
-    int rc = verify ? audit_verify(pg) : reseed(pg, brokers);
+    if (re) /* the rebuild's consumer tells where it reads from */
+        tl_log_init("rebuild", TL_LOG_INFO);
+    int rc = verify ? audit_verify(pg)
+             : seed ? reseed(pg, brokers)
+                    : rebuild(pg, dsn, schema, brokers, argv[2]);
     tl_pg_destroy(pg);
     return rc;
 }

@@ -154,7 +154,8 @@ int tl_stack_cli(tl_stack_t *s, const char *args, char **out)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s' %s/trialog %s",
+             "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s' %s/trialog %s"
+             " 2>&1",
              pg_dsn(), s->schema, s->brokers, TL_BIN_DIR, args);
     tl_buf_t o;
     char chunk[4096];

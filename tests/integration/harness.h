@@ -37,8 +37,8 @@ void tl_stack_start_broker(tl_stack_t *s);
 void tl_stack_start_projector(tl_stack_t *s);
 /* The archive consumer (trialog-projector audit), pid in s->audit. */
 void tl_stack_start_audit(tl_stack_t *s);
-/* Runs build/trialog with the stack's database settings; returns its exit
- * code, its standard output in *out (caller frees). */
+/* Runs build/trialog with the stack's settings; returns its exit code, its
+ * output (standard output and error) in *out (caller frees). */
 int tl_stack_cli(tl_stack_t *s, const char *args, char **out);
 void tl_stack_start_gateway(tl_stack_t *s);
 /* Runs a projector that is expected to stop by itself; returns its exit code. */

@@ -135,6 +135,17 @@ static void test_replay_from_zero_through_the_archive(void **state)
                                         " projection = 'participants'"
                                         " AND topic = 'trialog.participant.v1'"),
                      TOTAL);
+
+    /* and the operator's rebuild, beside the live projection, through the
+     * archive tier too */
+    char *out = NULL;
+    int rc = tl_stack_cli(&stack, "rebuild participants", &out);
+    if (rc || !strstr(out, "swapped in") || !strstr(out, "archive_handover")) {
+        fprintf(stderr, "%s\n", out);
+        fail_msg("rebuild exited %d without swapping in through the archive", rc);
+    }
+    free(out);
+    assert_int_equal(tl_sql_int(&stack, compare), 0);
 }
 
 int main(void)

@@ -1,0 +1,36 @@
+/* The catalog of projections: one place that says what each one reads,
+ * how it folds, and what a rebuild replaces. */
+#include <string.h>
+
+#include "audit.h"
+#include "audit_store.h"
+#include "participants_store.h"
+#include "tl_consumer.h"
+#include "tl_topics.h"
+
+static const char *const participants_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
+static const char *const participants_tables[] = {"studies", "sites", "participants"};
+/* 2: projection_offsets and projection_rejections; 3: the tables above */
+static const int participants_migrations[] = {2, 3};
+
+static const tl_projection_t projections[] = {
+    {.name = TL_PROJECTION_PARTICIPANTS,
+     .topics = participants_topics,
+     .ntopics = 2,
+     .apply = tl_participants_store_apply,
+     .tables = participants_tables,
+     .ntables = 3,
+     .migrations = participants_migrations,
+     .nmigrations = 2},
+    /* the archive takes every topic, dead letters included; it is the
+     * source of rebuilds, so it has none itself */
+    {.name = TL_PROJECTION_AUDIT, .apply = tl_audit_store_apply, .raw = true},
+};
+
+const tl_projection_t *tl_projection_find(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof projections / sizeof projections[0]; i++)
+        if (!strcmp(projections[i].name, name))
+            return &projections[i];
+    return NULL;
+}
