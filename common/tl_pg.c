@@ -271,11 +271,15 @@ tl_err_t tl_pg_array_add(tl_buf_t *b, const char *value)
         return tl_buf_append(b, "NULL", 4);
     if ((err = tl_buf_append(b, "\"", 1)))
         return err;
-    for (const char *p = value; *p && !err; p++) {
-        if (*p == '"' || *p == '\\')
-            err = tl_buf_append(b, "\\", 1);
-        if (!err)
-            err = tl_buf_append(b, p, 1);
+    /* copy runs between the characters that need a backslash */
+    for (const char *p = value; *p && !err;) {
+        size_t run = strcspn(p, "\"\\");
+        err = tl_buf_append(b, p, run);
+        p += run;
+        if (*p && !err) {
+            char esc[2] = {'\\', *p++};
+            err = tl_buf_append(b, esc, 2);
+        }
     }
     return err ? err : tl_buf_append(b, "\"", 1);
 }
@@ -290,5 +294,40 @@ tl_err_t tl_pg_ident(tl_pg_t *pg, const char *name, tl_buf_t *out)
     char *q = PQescapeIdentifier(pg->conn, name, strlen(name));
     tl_err_t err = q ? tl_buf_puts(out, q) : TL_ERR_NOMEM;
     PQfreemem(q);
+    return err;
+}
+
+tl_err_t tl_pg_copy_begin(tl_pg_t *pg, const char *sql)
+{
+    if (tl_pg_broken(pg))
+        return TL_ERR_UNAVAILABLE;
+    PGresult *r = PQexec(pg->conn, sql);
+    tl_err_t err = PQresultStatus(r) == PGRES_COPY_IN ? TL_OK : pg_classify(pg, r);
+    PQclear(r);
+    return err;
+}
+
+tl_err_t tl_pg_copy_put(tl_pg_t *pg, const void *data, size_t len)
+{
+    const char *p = data;
+    /* PQputCopyData takes an int length: send in pieces */
+    for (size_t at = 0; at < len; at += 1u << 20) {
+        size_t n = len - at < (1u << 20) ? len - at : (1u << 20);
+        if (PQputCopyData(pg->conn, p + at, (int)n) != 1)
+            return pg_classify(pg, NULL);
+    }
+    return TL_OK;
+}
+
+tl_err_t tl_pg_copy_end(tl_pg_t *pg, bool ok)
+{
+    tl_err_t err = PQputCopyEnd(pg->conn, ok ? NULL : "client failed") == 1 ? TL_OK
+                                                                            : TL_ERR_UNAVAILABLE;
+    PGresult *r;
+    while ((r = PQgetResult(pg->conn)) != NULL) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && !err)
+            err = pg_classify(pg, r);
+        PQclear(r);
+    }
     return err;
 }

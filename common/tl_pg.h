@@ -56,6 +56,13 @@ tl_err_t tl_pg_wait_notify(tl_pg_t *pg, int timeout_ms,
                            void (*cb)(void *user, const char *channel, const char *payload),
                            void *user);
 
+/* COPY ... FROM STDIN, the bulk path: begin with the COPY statement, put the
+ * input in pieces (the server parses while the client makes the next piece),
+ * end (ok false aborts the COPY). After begin, always call end. */
+tl_err_t tl_pg_copy_begin(tl_pg_t *pg, const char *sql);
+tl_err_t tl_pg_copy_put(tl_pg_t *pg, const void *data, size_t len);
+tl_err_t tl_pg_copy_end(tl_pg_t *pg, bool ok);
+
 /* Appends name quoted as an SQL identifier. */
 tl_err_t tl_pg_ident(tl_pg_t *pg, const char *name, tl_buf_t *out);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit_store.h"
 #include "tl_codec.h"
 #include "tl_kafka.h"
 #include "tl_log.h"
@@ -65,7 +66,9 @@ static tl_err_t start_offset(void *user, const char *topic, int32_t partition, i
     return err;
 }
 
-/* Headers as the archive keeps them: [{"name": ..., "value": base64|null}]. */
+/* Headers as the archive keeps them: [{"name", "value"}], the value as text
+ * when it is UTF-8 without NUL (readable in audits), else as "value_b64";
+ * a header without value has "value": null. */
 static json_t *headers_json(const tl_kafka_msg_t *m)
 {
     json_t *arr = json_array();
@@ -75,14 +78,23 @@ static json_t *headers_json(const tl_kafka_msg_t *m)
     tl_buf_t b64;
     tl_buf_init(&b64, 4 * 1024 * 1024);
     for (size_t i = 0; arr && tl_kafka_msg_header(m, i, &name, &value, &len); i++) {
-        tl_buf_reset(&b64);
-        if (value && tl_b64_encode(&b64, value, len)) {
-            json_decref(arr);
-            arr = NULL;
-            break;
+        json_t *text = value && !memchr(value, 0, len) ? json_stringn(value, len) : NULL;
+        json_t *h = json_pack("{s:s}", "name", name);
+        if (!value) {
+            json_object_set_new(h, "value", json_null());
+        } else if (text) {
+            json_object_set_new(h, "value", text);
+        } else {
+            tl_buf_reset(&b64);
+            if (tl_b64_encode(&b64, value, len)) {
+                json_decref(h);
+                json_decref(arr);
+                arr = NULL;
+                break;
+            }
+            json_object_set_new(h, "value_b64", json_string(b64.data ? b64.data : ""));
         }
-        json_array_append_new(arr, json_pack("{s:s, s:s?}", "name", name, "value",
-                                             value ? (b64.data ? b64.data : "") : NULL));
+        json_array_append_new(arr, h);
     }
     tl_buf_cleanup(&b64);
     return arr;
@@ -349,53 +361,6 @@ static tl_err_t query_int(runtime_t *rt, const char *sql, int n, const char *con
     return err;
 }
 
-/* Reads up to batch_max archived messages of one partition from `from` on. */
-static tl_err_t archive_read(runtime_t *rt, const char *topic, int32_t partition, int64_t from,
-                             tl_kafka_msg_t *msgs, size_t *n)
-{
-    char part[16], off[24], lim[24];
-    snprintf(part, sizeof part, "%d", partition);
-    snprintf(off, sizeof off, "%lld", (long long)from);
-    snprintf(lim, sizeof lim, "%ld", rt->cfg->batch_max);
-    const char *params[] = {topic, part, off, lim};
-    tl_pg_res_t *res = NULL;
-    *n = 0;
-    tl_err_t err = tl_pg_exec(rt->pg,
-                              "SELECT \"offset\", key, value,"
-                              " (extract(epoch FROM logged_at) * 1000)::bigint FROM audit_log"
-                              " WHERE topic = $1 AND partition = $2 AND \"offset\" >= $3"
-                              " ORDER BY \"offset\" LIMIT $4",
-                              4, params, &res);
-    for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
-        tl_buf_t *kb = &rt->bytes[2 * r], *vb = &rt->bytes[2 * r + 1];
-        const char *k = tl_pg_get(res, r, 1), *v = tl_pg_get(res, r, 2), *ts = tl_pg_get(res, r, 3);
-        tl_buf_reset(kb);
-        tl_buf_reset(vb);
-        if ((k && tl_bytea_unhex(kb, k)) || (v && tl_bytea_unhex(vb, v))) {
-            err = TL_ERR_DB;
-            break;
-        }
-        msgs[r] = (tl_kafka_msg_t){.topic = topic,
-                                   .partition = partition,
-                                   .offset = strtoll(tl_pg_get(res, r, 0), NULL, 10),
-                                   .key = k ? (kb->data ? kb->data : "") : NULL,
-                                   .key_len = kb->len,
-                                   .value = v ? (vb->data ? vb->data : "") : NULL,
-                                   .len = vb->len,
-                                   .timestamp_ms = ts ? strtoll(ts, NULL, 10) : -1};
-        if (msgs[r].offset != from + r) {
-            tl_log_error("archive_gap", json_pack("{s:s, s:i, s:I}", "topic", topic, "partition",
-                                                  partition, "missing_offset",
-                                                  (json_int_t)(from + r)));
-            err = TL_ERR_LOG_GAP;
-            break;
-        }
-        (*n)++;
-    }
-    tl_pg_res_free(res);
-    return err;
-}
-
 /* The archive tier (DESIGN.md §7): applies the next batch of one partition
  * from the archive, in offset order. *behind stays true until the broker has
  * the partition's next offset again. */
@@ -426,7 +391,8 @@ static tl_err_t catch_up(runtime_t *rt, const char *topic, int32_t partition,
         err = TL_ERR_LOG_GAP;
     }
     if (!err)
-        err = archive_read(rt, topic, partition, stored, msgs, &n);
+        err = tl_audit_read(rt->pg, topic, partition, stored, (size_t)rt->cfg->batch_max, msgs,
+                            rt->bytes, &n);
     if (!err && n)
         err = apply_with_retry(rt, msgs, n, evs);
     if (!err && stored + (int64_t)n >= lo)

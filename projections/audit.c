@@ -22,6 +22,17 @@ static void put_bytes(EVP_MD_CTX *c, const void *p, size_t len)
         EVP_DigestUpdate(c, p, len);
 }
 
+tl_err_t tl_audit_header_value(const json_t *h, tl_buf_t *out, bool *present)
+{
+    const json_t *text = json_object_get(h, "value");
+    const char *b64 = json_string_value(json_object_get(h, "value_b64"));
+    tl_buf_reset(out);
+    *present = json_is_string(text) || b64;
+    if (json_is_string(text))
+        return tl_buf_append(out, json_string_value(text), json_string_length(text));
+    return b64 ? tl_b64_decode(out, b64) : TL_OK;
+}
+
 tl_err_t tl_audit_hash(const unsigned char prev[TL_AUDIT_HASH_LEN], const char *topic,
                        int32_t partition, int64_t offset, const void *key, size_t key_len,
                        const json_t *headers, const void *value, size_t len,
@@ -45,16 +56,13 @@ tl_err_t tl_audit_hash(const unsigned char prev[TL_AUDIT_HASH_LEN], const char *
     for (size_t i = 0; i < json_array_size(headers) && !err; i++) {
         const json_t *h = json_array_get(headers, i);
         const char *name = json_string_value(json_object_get(h, "name"));
-        const char *v64 = json_string_value(json_object_get(h, "value"));
-        if (!name) {
-            err = TL_ERR_MALFORMED;
+        bool present = false;
+        if (!name || (err = tl_audit_header_value(h, &hv, &present))) {
+            err = err ? err : TL_ERR_MALFORMED;
             break;
         }
         put_bytes(c, name, strlen(name));
-        tl_buf_reset(&hv);
-        if (v64 && (err = tl_b64_decode(&hv, v64)))
-            break;
-        put_bytes(c, v64 ? (hv.data ? hv.data : "") : NULL, hv.len);
+        put_bytes(c, present ? (hv.data ? hv.data : "") : NULL, hv.len);
     }
     put_bytes(c, value, len);
     unsigned int n = 0;

@@ -15,15 +15,22 @@
 #define TL_AUDIT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tl_buf.h"
 #include "tl_err.h"
 
 #define TL_AUDIT_HASH_LEN 32
 #define TL_PROJECTION_AUDIT "audit"
 
-/* headers: [{"name": ..., "value": base64 or null}] as the archive stores them. */
+/* headers as the archive stores them: [{"name", "value"}] with the value as
+ * text, or {"name", "value_b64"} for bytes that are not UTF-8 text, or
+ * "value": null. Decodes one header's value into out; *present false for
+ * null. */
+tl_err_t tl_audit_header_value(const json_t *h, tl_buf_t *out, bool *present);
+
 tl_err_t tl_audit_hash(const unsigned char prev[TL_AUDIT_HASH_LEN], const char *topic,
                        int32_t partition, int64_t offset, const void *key, size_t key_len,
                        const json_t *headers, const void *value, size_t len,

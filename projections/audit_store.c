@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "tl_date.h"
 #include "tl_codec.h"
+#include "tl_log.h"
 #include "tl_map.h"
 #include "tl_uuid.h"
 
@@ -83,112 +84,215 @@ static const char *meta(const tl_event_t *e, const char *key)
     return e->data ? json_string_value(json_object_get(e->data, key)) : NULL;
 }
 
-static const char *meta_uuid(const tl_event_t *e, const char *key)
+
+/* Rows go in with COPY in PostgreSQL's binary format: no text parsing on
+ * the server, bytes sent as they are (the archive's write rate is bounded by
+ * this path; see bench/archive.c). */
+static const char *const sql_copy =
+    "COPY audit_log (topic, partition, \"offset\", key, headers, value, event_type, event_id,"
+    " actor_id, actor_role, site_id, reason, occurred_at, recorded_at, logged_at, prev_hash,"
+    " hash) FROM STDIN (FORMAT binary)";
+#define AUDIT_COLUMNS 17
+/* PostgreSQL's binary timestamps count microseconds from 2000-01-01 */
+#define PG_EPOCH_US 946684800000000LL
+
+static tl_err_t put_be(tl_buf_t *b, uint64_t v, int bytes)
 {
-    const char *v = meta(e, key);
-    return tl_uuid_valid(v) ? v : NULL;
+    unsigned char x[8];
+    for (int i = 0; i < bytes; i++)
+        x[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+    return tl_buf_append(b, x, (size_t)bytes);
 }
 
-static const char *meta_ts(const tl_event_t *e, const char *key, char out[40])
+/* One field: its length, then its bytes; data NULL is SQL NULL. */
+static tl_err_t put_field(tl_buf_t *b, const void *data, size_t len)
+{
+    if (!data)
+        return put_be(b, 0xFFFFFFFFu, 4);
+    tl_err_t err = put_be(b, (uint32_t)len, 4);
+    return err ? err : tl_buf_append(b, data, len);
+}
+
+static tl_err_t put_text(tl_buf_t *b, const char *s)
+{
+    return put_field(b, s, s ? strlen(s) : 0);
+}
+
+static tl_err_t put_int(tl_buf_t *b, uint64_t v, int bytes)
+{
+    tl_err_t err = put_be(b, (uint32_t)bytes, 4);
+    return err ? err : put_be(b, v, bytes);
+}
+
+static tl_err_t put_uuid(tl_buf_t *b, const char *s)
+{
+    tl_uuid_t u;
+    if (!s || tl_uuid_parse(s, &u))
+        return put_field(b, NULL, 0);
+    unsigned char raw[16];
+    for (int i = 0, j = 0; i < 16; j++) {
+        if (u.s[j] == '-')
+            continue;
+        unsigned hi = (unsigned)(u.s[j] <= '9' ? u.s[j] - '0' : u.s[j] - 'a' + 10);
+        unsigned lo = (unsigned)(u.s[j + 1] <= '9' ? u.s[j + 1] - '0' : u.s[j + 1] - 'a' + 10);
+        raw[i++] = (unsigned char)(hi << 4 | lo);
+        j++;
+    }
+    return put_field(b, raw, 16);
+}
+
+/* A timestamp from the event, or NULL when absent or not a real time. */
+static tl_err_t put_ts(tl_buf_t *b, const tl_event_t *e, const char *key)
 {
     const json_t *v = e->data ? json_object_get(e->data, key) : NULL;
     if (!json_is_integer(v) || !tl_ts_valid(json_integer_value(v)))
-        return NULL; /* kept in the raw value; the column only holds real times */
-    tl_ts_format(json_integer_value(v), out);
-    return out;
+        return put_field(b, NULL, 0); /* kept in the raw value; the column only holds real times */
+    return put_int(b, (uint64_t)(json_integer_value(v) - PG_EPOCH_US), 8);
 }
 
-enum { C_TOPIC, C_PART, C_OFF, C_KEY, C_HEADERS, C_VALUE, C_TYPE, C_EVENT, C_ACTOR, C_ROLE,
-       C_SITE, C_REASON, C_OCCURRED, C_RECORDED, C_LOGGED, C_PREV, C_HASH, C_NCOLS };
+static tl_err_t put_jsonb(tl_buf_t *b, const char *text)
+{
+    size_t len = strlen(text);
+    tl_err_t err = put_be(b, (uint32_t)(len + 1), 4);
+    if (!err)
+        err = tl_buf_append(b, "\1", 1); /* jsonb binary format version */
+    return err ? err : tl_buf_append(b, text, len);
+}
 
-static const char *const sql_insert =
-    "INSERT INTO audit_log (topic, partition, \"offset\", key, headers, value, event_type,"
-    " event_id, actor_id, actor_role, site_id, reason, occurred_at, recorded_at, logged_at,"
-    " prev_hash, hash)"
-    " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[], $5::jsonb[],"
-    "  $6::bytea[], $7::text[], $8::uuid[], $9::text[], $10::text[], $11::uuid[], $12::text[],"
-    "  $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::bytea[], $17::bytea[])";
-
-static tl_err_t add_row(tl_cols_t *c, const tl_event_t *e, link_t *l, tl_buf_t *tmp)
+static tl_err_t add_row(tl_buf_t *out, const tl_event_t *e, link_t *l)
 {
     unsigned char hash[TL_AUDIT_HASH_LEN];
-    char part[16], off[24], occ[40], rec[40], logged[40];
     char *headers = json_dumps(e->headers, JSON_COMPACT);
     tl_err_t err = headers ? tl_audit_hash(l->hash, e->topic, e->partition, e->offset, e->key,
                                            e->key_len, e->headers, e->value, e->len, hash)
                            : TL_ERR_NOMEM;
-    snprintf(part, sizeof part, "%d", e->partition);
-    snprintf(off, sizeof off, "%lld", (long long)e->offset);
     bool has_logged = e->timestamp_ms >= 0 && e->timestamp_ms < INT64_MAX / 1000 &&
                       tl_ts_valid(e->timestamp_ms * 1000);
-    if (has_logged)
-        tl_ts_format(e->timestamp_ms * 1000, logged);
-    const char *plain[C_NCOLS] = {
-        [C_TOPIC] = e->topic,
-        [C_PART] = part,
-        [C_OFF] = off,
-        [C_HEADERS] = headers,
-        [C_TYPE] = e->fullname,
-        [C_EVENT] = meta_uuid(e, "event_id"),
-        [C_ACTOR] = meta(e, "actor_id"),
-        [C_ROLE] = meta(e, "actor_role"),
-        [C_SITE] = meta_uuid(e, "site_id"),
-        [C_REASON] = meta(e, "reason"),
-        [C_OCCURRED] = meta_ts(e, "occurred_at", occ),
-        [C_RECORDED] = meta_ts(e, "recorded_at", rec),
-        [C_LOGGED] = has_logged ? logged : NULL,
-    };
-    for (int i = 0; i < C_NCOLS && !err; i++) {
-        const void *bytes = NULL;
-        size_t len = 0;
-        bool is_bytes = true;
-        switch (i) {
-        case C_KEY: bytes = e->key; len = e->key_len; break;
-        case C_VALUE: bytes = e->value; len = e->len; break;
-        case C_PREV: bytes = l->hash; len = TL_AUDIT_HASH_LEN; break;
-        case C_HASH: bytes = hash; len = TL_AUDIT_HASH_LEN; break;
-        default: is_bytes = false;
-        }
-        if (!is_bytes) {
-            err = tl_cols_add(c, i, plain[i]);
-            continue;
-        }
-        tl_buf_reset(tmp);
-        if (!bytes) {
-            err = tl_cols_add(c, i, NULL);
-        } else if (!(err = tl_bytea_hex(tmp, bytes, len))) {
-            err = tl_cols_add(c, i, tmp->data);
-        }
-    }
-    if (!err) {
+    if (!err)
+        err = put_be(out, AUDIT_COLUMNS, 2);
+    if (!err)
+        err = put_text(out, e->topic);
+    if (!err)
+        err = put_int(out, (uint32_t)e->partition, 4);
+    if (!err)
+        err = put_int(out, (uint64_t)e->offset, 8);
+    if (!err)
+        err = put_field(out, e->key, e->key_len);
+    if (!err)
+        err = put_jsonb(out, headers);
+    if (!err)
+        err = put_field(out, e->value, e->len);
+    if (!err)
+        err = put_text(out, e->fullname);
+    if (!err)
+        err = put_uuid(out, meta(e, "event_id"));
+    if (!err)
+        err = put_text(out, meta(e, "actor_id"));
+    if (!err)
+        err = put_text(out, meta(e, "actor_role"));
+    if (!err)
+        err = put_uuid(out, meta(e, "site_id"));
+    if (!err)
+        err = put_text(out, meta(e, "reason"));
+    if (!err)
+        err = put_ts(out, e, "occurred_at");
+    if (!err)
+        err = put_ts(out, e, "recorded_at");
+    if (!err)
+        err = has_logged ? put_int(out, (uint64_t)(e->timestamp_ms * 1000 - PG_EPOCH_US), 8)
+                         : put_field(out, NULL, 0);
+    if (!err)
+        err = put_field(out, l->hash, TL_AUDIT_HASH_LEN);
+    if (!err)
+        err = put_field(out, hash, TL_AUDIT_HASH_LEN);
+    if (!err)
         memcpy(l->hash, hash, TL_AUDIT_HASH_LEN);
-        tl_cols_row_done(c);
-    }
     free(headers);
     return err;
 }
 
+#define COPY_CHUNK (256 * 1024)
+
 tl_err_t tl_audit_store_apply(tl_pg_t *pg, tl_batch_t *b)
 {
+    static const char signature[] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
     tl_map_t links;
-    tl_cols_t c;
-    tl_buf_t tmp;
+    tl_buf_t rows;
+    bool copying = false;
     link_t *store = calloc(b->n ? b->n : 1, sizeof *store);
     tl_map_init(&links);
-    tl_cols_init(&c, C_NCOLS);
-    tl_buf_init(&tmp, 64 * 1024 * 1024);
+    tl_buf_init(&rows, 64u * 1024 * 1024);
     tl_err_t err = store ? load_links(pg, b, &links, store) : TL_ERR_NOMEM;
+    /* inside the consumer's transaction, before its offsets and commit */
+    if (!err && b->n && !(err = tl_pg_copy_begin(pg, sql_copy)))
+        copying = true;
+    if (!err && copying)
+        err = tl_buf_append(&rows, signature, sizeof signature - 1);
     for (size_t i = 0; i < b->n && !err; i++) {
         char k[300];
         part_key(k, sizeof k, b->events[i].topic, b->events[i].partition);
-        err = add_row(&c, &b->events[i], tl_map_get(&links, k), &tmp);
+        err = add_row(&rows, &b->events[i], tl_map_get(&links, k));
+        if (!err && rows.len >= COPY_CHUNK) {
+            err = tl_pg_copy_put(pg, rows.data, rows.len);
+            tl_buf_reset(&rows);
+        }
     }
-    if (!err && c.nrows)
-        err = tl_batch_add_cols(b, sql_insert, &c);
-    else
-        tl_cols_cleanup(&c);
-    tl_buf_cleanup(&tmp);
+    if (!err && copying)
+        err = put_be(&rows, 0xFFFF, 2); /* end of data */
+    if (!err && copying)
+        err = tl_pg_copy_put(pg, rows.data, rows.len);
+    if (copying) {
+        tl_err_t end = tl_pg_copy_end(pg, !err);
+        err = err ? err : end;
+    }
+    tl_buf_cleanup(&rows);
     tl_map_cleanup(&links);
     free(store);
+    return err;
+}
+
+tl_err_t tl_audit_read(tl_pg_t *pg, const char *topic, int32_t partition, int64_t from,
+                       size_t max, tl_kafka_msg_t *msgs, tl_buf_t *bytes, size_t *n)
+{
+    char part[16], off[24], lim[24];
+    snprintf(part, sizeof part, "%d", partition);
+    snprintf(off, sizeof off, "%lld", (long long)from);
+    snprintf(lim, sizeof lim, "%zu", max);
+    const char *params[] = {topic, part, off, lim};
+    tl_pg_res_t *res = NULL;
+    *n = 0;
+    tl_err_t err = tl_pg_exec(pg,
+                              "SELECT \"offset\", key, value,"
+                              " (extract(epoch FROM logged_at) * 1000)::bigint FROM audit_log"
+                              " WHERE topic = $1 AND partition = $2 AND \"offset\" >= $3"
+                              " ORDER BY \"offset\" LIMIT $4",
+                              4, params, &res);
+    for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
+        tl_buf_t *kb = &bytes[2 * r], *vb = &bytes[2 * r + 1];
+        const char *k = tl_pg_get(res, r, 1), *v = tl_pg_get(res, r, 2), *ts = tl_pg_get(res, r, 3);
+        tl_buf_reset(kb);
+        tl_buf_reset(vb);
+        if ((k && tl_bytea_unhex(kb, k)) || (v && tl_bytea_unhex(vb, v))) {
+            err = TL_ERR_DB;
+            break;
+        }
+        msgs[r] = (tl_kafka_msg_t){.topic = topic,
+                                   .partition = partition,
+                                   .offset = strtoll(tl_pg_get(res, r, 0), NULL, 10),
+                                   .key = k ? (kb->data ? kb->data : "") : NULL,
+                                   .key_len = kb->len,
+                                   .value = v ? (vb->data ? vb->data : "") : NULL,
+                                   .len = vb->len,
+                                   .timestamp_ms = ts ? strtoll(ts, NULL, 10) : -1};
+        if (msgs[r].offset != from + r) {
+            tl_log_error("archive_gap", json_pack("{s:s, s:i, s:I}", "topic", topic, "partition",
+                                                  partition, "missing_offset",
+                                                  (json_int_t)(from + r)));
+            err = TL_ERR_LOG_GAP;
+            break;
+        }
+        (*n)++;
+    }
+    tl_pg_res_free(res);
     return err;
 }

@@ -324,11 +324,10 @@ static tl_err_t reseed_partition(tl_pg_t *pg, tl_kafka_producer_t *kafka, const 
                 err = TL_ERR_LOG_GAP;
             for (size_t h = 0; h < nh && !err; h++) {
                 const json_t *x = json_array_get(headers, h);
-                const char *v64 = json_string_value(json_object_get(x, "value"));
-                tl_buf_reset(&hv[h]);
-                err = v64 ? tl_b64_decode(&hv[h], v64) : TL_OK;
+                bool present = false;
+                err = tl_audit_header_value(x, &hv[h], &present);
                 hs[h] = (tl_kafka_header_t){json_string_value(json_object_get(x, "name")),
-                                            v64 ? (hv[h].data ? hv[h].data : "") : NULL,
+                                            present ? (hv[h].data ? hv[h].data : "") : NULL,
                                             hv[h].len};
                 if (!hs[h].name)
                     err = TL_ERR_MALFORMED;

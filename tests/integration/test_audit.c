@@ -73,7 +73,8 @@ static void test_every_message_archived_exactly(void **state)
                                         " ON convert_from(a.key, 'UTF8') = p.id::text"),
                      PARTICIPANTS);
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log WHERE headers @>"
-                                        " '[{\"name\":\"ce_specversion\",\"value\":\"MS4w\"}]'"),
+                                        " '[{\"name\":\"ce_specversion\",\"value\":\"1.0\"},"
+                                        " {\"name\":\"content-type\",\"value\":\"application/avro\"}]'"),
                      want);
     char *out = NULL;
     assert_int_equal(tl_stack_cli(&stack, "audit verify", &out), 0);

@@ -1,0 +1,275 @@
+/* trialog-bench-archive: the durable log's two rates against their ceiling,
+ * in one run on one machine (issue: the durable log, performance).
+ *
+ *   ceiling   PostgreSQL batched upsert of projection-shaped rows
+ *             (INSERT ... SELECT unnest(...) ON CONFLICT), 1,000 rows a statement
+ *   archive   the audit consumer's write path: tl_audit_store_apply + the
+ *             offsets bookkeeping, one transaction per 1,000 messages
+ *   replay    the archive tier's read path (tl_audit_read), 2,000 a page
+ *
+ * Usage: TRIALOG_PG_DSN=... trialog-bench-archive [events]   (default 60000)
+ * The stages alternate over 5 rounds (the machine is shared and noisy) and
+ * the medians are compared. Prints a table and one JSON line. Not a test: it
+ * judges nothing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit_store.h"
+#include "tl_batch.h"
+#include "tl_buf.h"
+#include "tl_date.h"
+#include "tl_log.h"
+#include "tl_migrations.h"
+#include "tl_pg.h"
+#include "tl_producer.h"
+#include "tl_schemas.h"
+#include "tl_uuid.h"
+
+#define BATCH 1000
+#define PARTITIONS 6
+#define ROUNDS 5
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+static void check(tl_err_t err, const char *what)
+{
+    if (err) {
+        fprintf(stderr, "bench: %s failed: %s\n", what, tl_err_name(err));
+        exit(1);
+    }
+}
+
+/* Participant-shaped rows, upserted as the projection does. */
+static double bench_ceiling(tl_pg_t *pg, long n)
+{
+    check(tl_pg_exec(pg,
+                     "DROP TABLE IF EXISTS bench_participants;"
+                     " CREATE TABLE bench_participants (LIKE participants INCLUDING ALL)",
+                     0, NULL, NULL),
+          "create");
+    double t0 = now_s();
+    for (long done = 0; done < n; done += BATCH) {
+        tl_cols_t c;
+        tl_cols_init(&c, 13);
+        for (long i = done; i < done + BATCH && i < n; i++) {
+            tl_uuid_t id;
+            char code[32], ver[8] = "1";
+            tl_uuid_v7(&id);
+            snprintf(code, sizeof code, "B-%07ld", i);
+            const char *v[] = {id.s, "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+                               "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", code, "enrolled", "1958",
+                               "F", "2026-01-01", "2026-01-01", "2026-01-01 10:00:00+00",
+                               "2026-01-01 10:00:00+00", ver, id.s};
+            for (int j = 0; j < 13; j++)
+                check(tl_cols_add(&c, j, v[j]), "cols");
+            tl_cols_row_done(&c);
+        }
+        const char *params[13];
+        for (int j = 0; j < 13; j++) {
+            tl_pg_array_end(&c.col[j]);
+            params[j] = c.col[j].data;
+        }
+        check(tl_pg_exec(pg,
+                         "INSERT INTO bench_participants SELECT * FROM unnest($1::uuid[],"
+                         " $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::text[],"
+                         " $8::date[], $9::date[], $10::timestamptz[], $11::timestamptz[],"
+                         " $12::bigint[], $13::uuid[]) ON CONFLICT (id) DO UPDATE SET"
+                         " status = EXCLUDED.status, version = EXCLUDED.version",
+                         13, params, NULL),
+              "upsert");
+        tl_cols_cleanup(&c);
+    }
+    return (double)n / (now_s() - t0);
+}
+
+typedef struct {
+    char *value;
+    size_t len;
+    char key[TL_UUID_STRLEN];
+    json_t *data, *headers;
+} msg_t;
+
+/* Real framed ParticipantEnrolled events with CloudEvents-like headers. */
+static msg_t *make_messages(tl_registry_t *reg, long n)
+{
+    const tl_event_type_t *t = tl_registry_type(reg, "ParticipantEnrolled");
+    msg_t *m = calloc((size_t)n, sizeof *m);
+    for (long i = 0; i < n; i++) {
+        tl_uuid_t pid, eid;
+        char code[32];
+        tl_uuid_v7(&pid);
+        tl_uuid_v7(&eid);
+        snprintf(code, sizeof code, "B-%07ld", i);
+        json_t *rec = json_pack(
+            "{s:s, s:I, s:I, s:s, s:s, s:s, s:n, s:s, s:n, s:s, s:i, s:s, s:s, s:s, s:i, s:s,"
+            " s:i, s:i}",
+            "event_id", eid.s, "occurred_at", (json_int_t)1767225600000000LL, "recorded_at",
+            (json_int_t)1767225600000000LL, "actor_id", "admin", "actor_role", "admin", "site_id",
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", "reason", "correlation_id", eid.s,
+            "causation_id", "source", "gateway", "stream_version", 1, "participant_id", pid.s,
+            "study_id", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "participant_code", code,
+            "birth_year", 1958, "sex", "F", "consent_date", 20454, "baseline_date", 20454);
+        tl_buf_t b;
+        tl_buf_init(&b, 1 << 20);
+        unsigned char hdr[TL_FRAME_HEADER_LEN];
+        tl_frame_header(t->id, hdr);
+        check(tl_buf_append(&b, hdr, sizeof hdr), "frame");
+        check(tl_avro_encode(t->schema, rec, &b), "encode");
+        m[i].value = tl_buf_steal(&b, &m[i].len);
+        memcpy(m[i].key, pid.s, TL_UUID_STRLEN);
+        m[i].data = rec;
+        m[i].headers = json_pack(
+            "[{s:s, s:s}, {s:s, s:s}, {s:s, s:s}, {s:s, s:s}, {s:s, s:s}, {s:s, s:s},"
+            " {s:s, s:s}]",
+            "name", "ce_specversion", "value", "1.0", "name", "ce_id", "value", eid.s, "name",
+            "ce_type", "value", "org.trialog.ParticipantEnrolled", "name", "ce_source", "value",
+            "gateway", "name", "ce_time", "value", "2026-01-01T00:00:00.000000Z", "name",
+            "content-type", "value", "application/avro", "name", "trialog_correlation_id",
+            "value", eid.s);
+    }
+    return m;
+}
+
+/* The audit consumer's transaction, without Kafka: fold + offsets + commit. */
+static double bench_archive_write(tl_pg_t *pg, msg_t *m, long n, const char *topic)
+{
+    tl_event_t *evs = calloc(BATCH, sizeof *evs);
+    int64_t next[PARTITIONS] = {0};
+    double t0 = now_s();
+    for (long done = 0; done < n; done += BATCH) {
+        size_t k = 0;
+        for (long i = done; i < done + BATCH && i < n; i++, k++) {
+            int p = (int)(i % PARTITIONS);
+            evs[k] = (tl_event_t){.type = "ParticipantEnrolled",
+                                  .fullname = "org.trialog.ParticipantEnrolled",
+                                  .data = m[i].data, .topic = topic, .partition = p,
+                                  .offset = next[p]++, .key = m[i].key, .key_len = 36,
+                                  .value = m[i].value, .len = m[i].len,
+                                  .timestamp_ms = 1767225600000LL, .headers = m[i].headers};
+        }
+        tl_batch_t b;
+        tl_batch_init(&b, evs, k);
+        check(tl_pg_exec(pg, "BEGIN", 0, NULL, NULL), "begin");
+        check(tl_audit_store_apply(pg, &b), "archive apply");
+        char offs[256];
+        snprintf(offs, sizeof offs, "{%lld,%lld,%lld,%lld,%lld,%lld}", (long long)next[0],
+                 (long long)next[1], (long long)next[2], (long long)next[3], (long long)next[4],
+                 (long long)next[5]);
+        const char *params[] = {offs, topic};
+        check(tl_batch_add(&b,
+                           "INSERT INTO projection_offsets (projection, topic, partition,"
+                           " next_offset) SELECT 'audit', $2, p - 1, o FROM"
+                           " unnest($1::bigint[]) WITH ORDINALITY AS x(o, p)"
+                           " ON CONFLICT (projection, topic, partition) DO UPDATE"
+                           " SET next_offset = EXCLUDED.next_offset",
+                           2, params),
+              "offsets");
+        check(tl_batch_add(&b, "COMMIT", 0, NULL), "commit");
+        check(tl_pg_pipeline(pg, b.stmts, b.nstmts), "pipeline");
+        tl_batch_cleanup(&b);
+    }
+    free(evs);
+    return (double)n / (now_s() - t0);
+}
+
+static double bench_replay(tl_pg_t *pg, long n, const char *topic)
+{
+    const size_t page = 2000;
+    tl_kafka_msg_t *msgs = calloc(page, sizeof *msgs);
+    tl_buf_t *bytes = calloc(2 * page, sizeof *bytes);
+    for (size_t i = 0; i < 2 * page; i++)
+        tl_buf_init(&bytes[i], 1 << 20);
+    long read = 0;
+    double t0 = now_s();
+    for (int p = 0; p < PARTITIONS; p++) {
+        for (int64_t at = 0;;) {
+            size_t got = 0;
+            check(tl_audit_read(pg, topic, p, at, page, msgs, bytes, &got), "archive read");
+            read += (long)got;
+            at += (int64_t)got;
+            if (got < page)
+                break;
+        }
+    }
+    double rate = (double)read / (now_s() - t0);
+    if (read != n) {
+        fprintf(stderr, "bench: read %ld of %ld archived messages\n", read, n);
+        exit(1);
+    }
+    for (size_t i = 0; i < 2 * page; i++)
+        tl_buf_cleanup(&bytes[i]);
+    free(bytes);
+    free(msgs);
+    return rate;
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? strtol(argv[1], NULL, 10) : 60000;
+    const char *dsn = getenv("TRIALOG_PG_DSN");
+    char schema[64];
+    if (n < BATCH || !dsn) {
+        fprintf(stderr, "usage: TRIALOG_PG_DSN=... trialog-bench-archive [events >= 1000]\n");
+        return 2;
+    }
+    tl_log_init("bench", TL_LOG_WARN);
+    snprintf(schema, sizeof schema, "bench_archive_%d", (int)getpid());
+    tl_pg_t *pg = NULL;
+    tl_registry_t *reg = NULL;
+    check(tl_pg_connect(dsn, schema, "bench", &pg), "connect");
+    check(tl_migrate(pg), "migrate");
+    check(tl_registry_open(pg, &reg), "registry");
+    msg_t *m = make_messages(reg, n);
+    double ceilings[ROUNDS], writes[ROUNDS], replays[ROUNDS], ratios[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        char topic[64];
+        snprintf(topic, sizeof topic, "bench.round%d", r);
+        ceilings[r] = bench_ceiling(pg, n);
+        writes[r] = bench_archive_write(pg, m, n, topic);
+        replays[r] = bench_replay(pg, n, topic);
+        ratios[r] = writes[r] / ceilings[r];
+    }
+    double ceiling = median(ceilings, ROUNDS), write = median(writes, ROUNDS);
+    double replay = median(replays, ROUNDS), ratio = median(ratios, ROUNDS);
+    printf("%d rounds of %ld events, medians\n", ROUNDS, n);
+    printf("%-40s %12s %8s\n", "stage", "rows/s", "ratio");
+    printf("%-40s %12.0f %8s\n", "ceiling: array upsert (projection rows)", ceiling, "1.00");
+    printf("%-40s %12.0f %8.2f\n", "archive write (audit consumer path)", write, ratio);
+    printf("%-40s %12.0f %8s\n", "archive replay read (tiered path)", replay, "-");
+    printf("{\"events\":%ld,\"rounds\":%d,\"ceiling_upsert_rows_s\":%.0f,"
+           "\"archive_write_rows_s\":%.0f,\"archive_write_ratio\":%.2f,"
+           "\"archive_replay_rows_s\":%.0f}\n",
+           n, ROUNDS, ceiling, write, ratio, replay);
+    char drop[128];
+    snprintf(drop, sizeof drop, "DROP SCHEMA %s CASCADE", schema);
+    tl_pg_exec(pg, drop, 0, NULL, NULL);
+    for (long i = 0; i < n; i++) {
+        free(m[i].value);
+        json_decref(m[i].data);
+        json_decref(m[i].headers);
+    }
+    free(m);
+    tl_registry_destroy(reg);
+    tl_pg_destroy(pg);
+    return 0;
+}
