@@ -4,7 +4,7 @@
  *   ceiling   PostgreSQL batched upsert of projection-shaped rows
  *             (INSERT ... SELECT unnest(...) ON CONFLICT), 1,000 rows a statement
  *   archive   the audit consumer's write path: tl_audit_store_apply + the
- *             offsets bookkeeping, one transaction per 1,000 messages
+ *             offsets bookkeeping, one transaction per batch of its default size
  *   replay    the archive tier's read path (tl_audit_read), 2,000 a page
  *
  * Usage: TRIALOG_PG_DSN=... trialog-bench-archive [events]   (default 60000)
@@ -17,7 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "audit_store.h"
+#include "tl_consumer.h"
 #include "tl_batch.h"
 #include "tl_buf.h"
 #include "tl_date.h"
@@ -153,12 +155,14 @@ static msg_t *make_messages(tl_registry_t *reg, long n)
 /* The audit consumer's transaction, without Kafka: fold + offsets + commit. */
 static double bench_archive_write(tl_pg_t *pg, msg_t *m, long n, const char *topic)
 {
-    tl_event_t *evs = calloc(BATCH, sizeof *evs);
+    /* the audit consumer's own batch size */
+    const long ab = tl_projection_find(TL_PROJECTION_AUDIT)->batch_default;
+    tl_event_t *evs = calloc((size_t)ab, sizeof *evs);
     int64_t next[PARTITIONS] = {0};
     double t0 = now_s();
-    for (long done = 0; done < n; done += BATCH) {
+    for (long done = 0; done < n; done += ab) {
         size_t k = 0;
-        for (long i = done; i < done + BATCH && i < n; i++, k++) {
+        for (long i = done; i < done + ab && i < n; i++, k++) {
             int p = (int)(i % PARTITIONS);
             evs[k] = (tl_event_t){.type = "ParticipantEnrolled",
                                   .fullname = "org.trialog.ParticipantEnrolled",

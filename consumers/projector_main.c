@@ -27,8 +27,8 @@ int main(int argc, char **argv)
          "libpq connection string", &cfg.pg_dsn},
         {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
          &cfg.pg_schema},
-        {"TRIALOG_BATCH_MAX", TL_CFG_INT, "1000", 1, 10000, false, "messages per transaction",
-         &cfg.batch_max},
+        {"TRIALOG_BATCH_MAX", TL_CFG_INT, "0", 0, 20000, false,
+         "messages per transaction (0: the projection's default)", &cfg.batch_max},
         {"TRIALOG_POLL_MS", TL_CFG_INT, "100", 1, 10000, false, "wait for a first message",
          &cfg.poll_ms},
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &debug},
@@ -48,6 +48,8 @@ int main(int argc, char **argv)
         tl_config_print(vars, nvars, stdout);
         return 0;
     }
+    if (!cfg.batch_max)
+        cfg.batch_max = proj.batch_default;
     tl_log_init("projector", debug ? TL_LOG_DEBUG : TL_LOG_INFO);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);

@@ -26,6 +26,7 @@ typedef struct {
     /* Folds b->events and appends its writes to b (see tl_batch.h). */
     tl_err_t (*apply)(tl_pg_t *pg, tl_batch_t *b);
     bool raw; /* the archive itself: wants headers; never reads from the archive */
+    long batch_default; /* messages per transaction unless TRIALOG_BATCH_MAX says */
     /* what a rebuild makes afresh and swaps in: its tables, and the
      * migrations that create them (see tl_migrations_replay) */
     const char *const *tables;

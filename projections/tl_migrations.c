@@ -98,7 +98,6 @@ static const char *const migrations[] = {
     "  prev_hash bytea NOT NULL,"
     "  hash bytea NOT NULL,"
     "  PRIMARY KEY (topic, partition, \"offset\"));"
-    "CREATE INDEX audit_log_by_event ON audit_log (event_id);"
     "CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
     " BEGIN RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = '42501'; END $$;"
     "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log"
