@@ -375,3 +375,38 @@ bool tl_wait_for(bool (*fn)(tl_stack_t *s, void *arg), tl_stack_t *s, void *arg,
         tl_sleep_ms(50);
     }
 }
+
+static void created_id(tl_http_resp_t *r, char *out)
+{
+    assert_int_equal(r->status, 201);
+    snprintf(out, 40, "%s", json_string_value(json_object_get(r->body, "id")));
+    tl_http_free(r);
+}
+
+void tl_stack_study(tl_stack_t *s, const char *protocol_id, char *study, char *site)
+{
+    char body[256], path[128];
+    snprintf(body, sizeof body, "{\"protocol_id\":\"%s\",\"name\":\"Study %s\"}", protocol_id,
+             protocol_id);
+    tl_http_resp_t r = tl_http(s, "POST", "/v1/studies", body, NULL, true);
+    created_id(&r, study);
+    snprintf(path, sizeof path, "/v1/studies/%s/sites", study);
+    r = tl_http(s, "POST", path, "{\"code\":\"S1\",\"name\":\"Site one\"}", NULL, true);
+    created_id(&r, site);
+}
+
+long tl_stack_enrol(tl_stack_t *s, const char *study, const char *site, const char *code,
+                    bool async)
+{
+    char path[128], body[300];
+    const char *h[] = {"Prefer: respond-async", NULL};
+    snprintf(path, sizeof path, "/v1/studies/%s/participants", study);
+    snprintf(body, sizeof body,
+             "{\"participant_code\":\"%s\",\"site_id\":\"%s\",\"consent_date\":\"2026-01-01\","
+             "\"baseline_date\":\"2026-01-01\"}",
+             code, site);
+    tl_http_resp_t r = tl_http(s, "POST", path, body, async ? h : NULL, true);
+    long st = r.status;
+    tl_http_free(&r);
+    return st;
+}

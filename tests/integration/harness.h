@@ -63,6 +63,14 @@ tl_http_resp_t tl_http(tl_stack_t *s, const char *method, const char *path, cons
                        const char *const *headers, bool auth);
 void tl_http_free(tl_http_resp_t *r);
 
+/* Registers a study (protocol_id) with one site "S1" over HTTP, asserting 201s;
+ * their ids go to study and site (40 bytes each). */
+void tl_stack_study(tl_stack_t *s, const char *protocol_id, char *study, char *site);
+/* Enrols participant `code` at site (consent and baseline 2026-01-01); async
+ * sends Prefer: respond-async. Returns the HTTP status. */
+long tl_stack_enrol(tl_stack_t *s, const char *study, const char *site, const char *code,
+                    bool async);
+
 /* First column of the first row as an integer (0 if no row). */
 long long tl_sql_int(tl_stack_t *s, const char *sql);
 /* Output of a shell command (first 64 KiB); asserts it exits 0. Caller frees. */

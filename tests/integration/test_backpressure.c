@@ -21,17 +21,7 @@ static int setup(void **state)
              MAX_LAG);
     assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
     tl_stack_start_gateway(&stack);
-    tl_http_resp_t r = tl_http(&stack, "POST", "/v1/studies",
-                               "{\"protocol_id\":\"BP-1\",\"name\":\"Back-pressure\"}", NULL, true);
-    assert_int_equal(r.status, 201);
-    snprintf(study, sizeof study, "%s", json_string_value(json_object_get(r.body, "id")));
-    tl_http_free(&r);
-    char path[128];
-    snprintf(path, sizeof path, "/v1/studies/%s/sites", study);
-    r = tl_http(&stack, "POST", path, "{\"code\":\"S1\",\"name\":\"One\"}", NULL, true);
-    assert_int_equal(r.status, 201);
-    snprintf(site, sizeof site, "%s", json_string_value(json_object_get(r.body, "id")));
-    tl_http_free(&r);
+    tl_stack_study(&stack, "BP-1", study, site);
     return 0;
 }
 

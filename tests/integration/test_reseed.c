@@ -29,16 +29,9 @@ static int teardown(void **state)
 
 static long enrol(int i)
 {
-    char path[128], body[300];
-    snprintf(path, sizeof path, "/v1/studies/%s/participants", study);
-    snprintf(body, sizeof body,
-             "{\"participant_code\":\"RS-%03d\",\"site_id\":\"%s\",\"consent_date\":\"2026-01-01\","
-             "\"baseline_date\":\"2026-01-01\"}",
-             i, site);
-    tl_http_resp_t r = tl_http(&stack, "POST", path, body, NULL, true);
-    long st = r.status;
-    tl_http_free(&r);
-    return st;
+    char code[32];
+    snprintf(code, sizeof code, "RS-%03d", i);
+    return tl_stack_enrol(&stack, study, site, code, false);
 }
 
 static bool archived(tl_stack_t *s, void *want)
@@ -49,17 +42,7 @@ static bool archived(tl_stack_t *s, void *want)
 static void test_broker_restart_with_reseed(void **state)
 {
     (void)state;
-    tl_http_resp_t r = tl_http(&stack, "POST", "/v1/studies",
-                               "{\"protocol_id\":\"RS-1\",\"name\":\"Reseed\"}", NULL, true);
-    assert_int_equal(r.status, 201);
-    snprintf(study, sizeof study, "%s", json_string_value(json_object_get(r.body, "id")));
-    tl_http_free(&r);
-    char path[128];
-    snprintf(path, sizeof path, "/v1/studies/%s/sites", study);
-    r = tl_http(&stack, "POST", path, "{\"code\":\"S1\",\"name\":\"One\"}", NULL, true);
-    assert_int_equal(r.status, 201);
-    snprintf(site, sizeof site, "%s", json_string_value(json_object_get(r.body, "id")));
-    tl_http_free(&r);
+    tl_stack_study(&stack, "RS-1", study, site);
     for (int i = 0; i < N; i++)
         assert_int_equal(enrol(i), 201);
     long long want = N + 2;

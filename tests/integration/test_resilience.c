@@ -18,17 +18,7 @@ static int setup(void **state)
     /* restart the gateway with the short produce timeout */
     assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
     tl_stack_start_gateway(&stack);
-    tl_http_resp_t r = tl_http(&stack, "POST", "/v1/studies",
-                               "{\"protocol_id\":\"RES-1\",\"name\":\"Resilience\"}", NULL, true);
-    assert_int_equal(r.status, 201);
-    snprintf(study, sizeof study, "%s", json_string_value(json_object_get(r.body, "id")));
-    tl_http_free(&r);
-    char path[128];
-    snprintf(path, sizeof path, "/v1/studies/%s/sites", study);
-    r = tl_http(&stack, "POST", path, "{\"code\":\"S1\",\"name\":\"Site one\"}", NULL, true);
-    assert_int_equal(r.status, 201);
-    snprintf(site, sizeof site, "%s", json_string_value(json_object_get(r.body, "id")));
-    tl_http_free(&r);
+    tl_stack_study(&stack, "RES-1", study, site);
     return 0;
 }
 
@@ -41,17 +31,9 @@ static int teardown(void **state)
 
 static long enrol_async(int i)
 {
-    char path[128], body[512];
-    const char *h[] = {"Prefer: respond-async", NULL};
-    snprintf(path, sizeof path, "/v1/studies/%s/participants", study);
-    snprintf(body, sizeof body,
-             "{\"participant_code\":\"K-%05d\",\"site_id\":\"%s\",\"consent_date\":\"2026-01-01\","
-             "\"baseline_date\":\"2026-01-02\"}",
-             i, site);
-    tl_http_resp_t r = tl_http(&stack, "POST", path, body, h, true);
-    long st = r.status;
-    tl_http_free(&r);
-    return st;
+    char code[32];
+    snprintf(code, sizeof code, "K-%05d", i);
+    return tl_stack_enrol(&stack, study, site, code, true);
 }
 
 #define KILL_TOTAL 2000
