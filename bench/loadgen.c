@@ -1,0 +1,231 @@
+/* trialog-loadgen: many concurrent keep-alive HTTP connections against the
+ * gateway, bounded in count and time, loopback only.
+ *
+ *   trialog-loadgen --url http://127.0.0.1:8080 --token T --study S --site X
+ *                   [--conns 64] [--seconds 10] [--max N] [--async] [--mix enrol|read]
+ *
+ * enrol: POST /v1/studies/S/participants with unique codes (201, or 202 with
+ *        --async: Prefer: respond-async)
+ * read:  GET /v1/participants/{id} over participants it enrols first
+ * Prints one JSON line: requests, ok, errors, rate, p50/p99/p999 in ms. */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CONNS 1024
+#define MAX_SECONDS 600
+#define MAX_LATENCIES 5000000
+
+typedef struct {
+    CURL *h;
+    struct curl_slist *headers;
+    char url[512];
+    char body[512];
+    char resp[4096];
+    size_t resp_len;
+    double started;
+} conn_t;
+
+static struct {
+    const char *base, *token, *study, *site;
+    int conns, seconds;
+    long max;
+    bool async, read;
+    char run[16];
+} opt = {.conns = 64, .seconds = 10, .max = 1000000};
+
+static double *lat;
+static long nlat, issued, ok, errors;
+static char (*ids)[40];
+static long nids;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *user)
+{
+    conn_t *c = user;
+    size_t len = size * n, room = sizeof c->resp - 1 - c->resp_len;
+    memcpy(c->resp + c->resp_len, data, len < room ? len : room);
+    c->resp_len += len < room ? len : room;
+    c->resp[c->resp_len] = '\0';
+    return len;
+}
+
+/* Prepares connection c's next request. */
+static void next_request(conn_t *c, long seq)
+{
+    c->resp_len = 0;
+    c->resp[0] = '\0';
+    if (opt.read) {
+        snprintf(c->url, sizeof c->url, "%s/v1/participants/%s", opt.base, ids[seq % nids]);
+        curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
+    } else {
+        snprintf(c->url, sizeof c->url, "%s/v1/studies/%s/participants", opt.base, opt.study);
+        snprintf(c->body, sizeof c->body,
+                 "{\"participant_code\":\"L%s-%08ld\",\"site_id\":\"%s\","
+                 "\"consent_date\":\"2026-01-01\",\"baseline_date\":\"2026-01-01\"}",
+                 opt.run, seq, opt.site);
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
+    }
+    curl_easy_setopt(c->h, CURLOPT_URL, c->url);
+    c->started = now_s();
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double pct(double p)
+{
+    if (!nlat)
+        return 0;
+    long i = (long)(p * (double)(nlat - 1));
+    return lat[i] * 1000.0;
+}
+
+/* Runs the load; when collect, keeps the ids answered (for reads later). */
+static void run(int conns, int seconds, long max, bool collect)
+{
+    CURLM *m = curl_multi_init();
+    conn_t *cs = calloc((size_t)conns, sizeof *cs);
+    double deadline = now_s() + seconds;
+    char auth[600];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", opt.token);
+    curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)conns);
+    for (int i = 0; i < conns && issued < max; i++) {
+        conn_t *c = &cs[i];
+        c->h = curl_easy_init();
+        c->headers = curl_slist_append(NULL, auth);
+        c->headers = curl_slist_append(c->headers, "Content-Type: application/json");
+        if (opt.async)
+            c->headers = curl_slist_append(c->headers, "Prefer: respond-async");
+        curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->headers);
+        curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+        curl_easy_setopt(c->h, CURLOPT_PRIVATE, c);
+        curl_easy_setopt(c->h, CURLOPT_TIMEOUT, 30L);
+        next_request(c, issued++);
+        curl_multi_add_handle(m, c->h);
+    }
+    int running = 1;
+    while (running) {
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            conn_t *c = NULL;
+            long status = 0;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+            if (msg->data.result == CURLE_OK && status >= 200 && status < 300) {
+                ok++;
+                if (nlat < MAX_LATENCIES)
+                    lat[nlat++] = now_s() - c->started;
+                const char *id = strstr(c->resp, "\"id\":\"");
+                if (collect && id && nids < 100000)
+                    snprintf(ids[nids++], 40, "%.36s", id + 6);
+            } else {
+                errors++;
+            }
+            curl_multi_remove_handle(m, c->h);
+            if (now_s() < deadline && issued < max) {
+                next_request(c, issued++);
+                curl_multi_add_handle(m, c->h);
+                running = 1;
+            }
+        }
+        if (running)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (int i = 0; i < conns; i++) {
+        curl_easy_cleanup(cs[i].h);
+        curl_slist_free_all(cs[i].headers);
+    }
+    free(cs);
+    curl_multi_cleanup(m);
+}
+
+static bool loopback(const char *url)
+{
+    return !strncmp(url, "http://127.", 11) || !strncmp(url, "http://localhost", 16) ||
+           !strncmp(url, "http://[::1]", 12);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longs[] = {
+        {"url", 1, NULL, 'u'},   {"token", 1, NULL, 't'}, {"study", 1, NULL, 's'},
+        {"site", 1, NULL, 'x'},  {"conns", 1, NULL, 'c'}, {"seconds", 1, NULL, 'd'},
+        {"max", 1, NULL, 'm'},   {"async", 0, NULL, 'a'}, {"mix", 1, NULL, 'k'},
+        {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'u': opt.base = optarg; break;
+        case 't': opt.token = optarg; break;
+        case 's': opt.study = optarg; break;
+        case 'x': opt.site = optarg; break;
+        case 'c': opt.conns = (int)strtol(optarg, NULL, 10); break;
+        case 'd': opt.seconds = (int)strtol(optarg, NULL, 10); break;
+        case 'm': opt.max = strtol(optarg, NULL, 10); break;
+        case 'a': opt.async = true; break;
+        case 'k': opt.read = !strcmp(optarg, "read"); break;
+        default: return 2;
+        }
+    }
+    if (!opt.base || !opt.token || !opt.study || !opt.site || opt.conns < 1 ||
+        opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1) {
+        fprintf(stderr, "usage: trialog-loadgen --url U --token T --study S --site X [--conns 1..%d]"
+                        " [--seconds 1..%d] [--max N] [--async] [--mix enrol|read]\n",
+                MAX_CONNS, MAX_SECONDS);
+        return 2;
+    }
+    if (!loopback(opt.base)) {
+        fprintf(stderr, "loadgen: only loopback targets (127.0.0.0/8, localhost, [::1])\n");
+        return 2;
+    }
+    snprintf(opt.run, sizeof opt.run, "%x", (unsigned)(time(NULL) ^ getpid()));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    lat = malloc(MAX_LATENCIES * sizeof *lat);
+    ids = calloc(100000, sizeof *ids);
+    if (opt.read) { /* participants to read: enrol some first, not measured */
+        bool a = opt.async;
+        opt.read = false;
+        opt.async = false;
+        run(opt.conns < 16 ? opt.conns : 16, 60, 2000, true);
+        opt.read = true;
+        opt.async = a;
+        nlat = issued = ok = errors = 0;
+        if (!nids) {
+            fprintf(stderr, "loadgen: could not enrol participants to read\n");
+            return 1;
+        }
+    }
+    double t0 = now_s();
+    run(opt.conns, opt.seconds, opt.max, false);
+    double secs = now_s() - t0;
+    qsort(lat, (size_t)nlat, sizeof *lat, cmp);
+    printf("{\"mix\":\"%s\",\"async\":%s,\"conns\":%d,\"seconds\":%.1f,\"requests\":%ld,"
+           "\"ok\":%ld,\"errors\":%ld,\"rate\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
+           "\"p999_ms\":%.2f}\n",
+           opt.read ? "read" : "enrol", opt.async ? "true" : "false", opt.conns, secs, issued, ok,
+           errors, (double)ok / secs, pct(0.50), pct(0.99), pct(0.999));
+    free(lat);
+    free(ids);
+    curl_global_cleanup();
+    return errors && !ok ? 1 : 0;
+}
