@@ -65,18 +65,25 @@ static const char *const sql_load_studies =
     "SELECT id, protocol_id, name, description,"
     "       (extract(epoch FROM registered_at) * 1000000)::bigint, last_event_id"
     "  FROM studies WHERE id = ANY($1::uuid[]) OR protocol_id = ANY($2::text[])";
+/* Lookups by id or by (study, code) as a UNION of two index scans: an OR of
+ * the two would make PostgreSQL scan the whole table for every batch. */
+#define SITE_COLS                                                                                \
+    "SELECT x.id, x.study_id, x.code, x.name, (extract(epoch FROM x.added_at) * 1000000)::bigint," \
+    " x.last_event_id FROM sites x"
 static const char *const sql_load_sites =
-    "SELECT id, study_id, code, name, (extract(epoch FROM added_at) * 1000000)::bigint,"
-    "       last_event_id"
-    "  FROM sites WHERE id = ANY($1::uuid[])"
-    "     OR (study_id, code) IN (SELECT * FROM unnest($2::uuid[], $3::text[]))";
+    SITE_COLS " WHERE x.id = ANY($1::uuid[])"
+    " UNION " SITE_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
+    " ON x.study_id = u.s AND x.code = u.c";
+#define PARTICIPANT_COLS                                                                         \
+    "SELECT x.id, x.study_id, x.site_id, x.participant_code, x.status, x.birth_year, x.sex,"       \
+    " x.consent_date - date '1970-01-01', x.baseline_date - date '1970-01-01',"                   \
+    " (extract(epoch FROM x.enrolled_at) * 1000000)::bigint,"                                       \
+    " (extract(epoch FROM x.updated_at) * 1000000)::bigint, x.version, x.last_event_id"             \
+    " FROM participants x"
 static const char *const sql_load_participants =
-    "SELECT id, study_id, site_id, participant_code, status, birth_year, sex,"
-    "       consent_date - date '1970-01-01', baseline_date - date '1970-01-01',"
-    "       (extract(epoch FROM enrolled_at) * 1000000)::bigint,"
-    "       (extract(epoch FROM updated_at) * 1000000)::bigint, version, last_event_id"
-    "  FROM participants WHERE id = ANY($1::uuid[])"
-    "     OR (study_id, participant_code) IN (SELECT * FROM unnest($2::uuid[], $3::text[]))";
+    PARTICIPANT_COLS " WHERE x.id = ANY($1::uuid[])"
+    " UNION " PARTICIPANT_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
+    " ON x.study_id = u.s AND x.participant_code = u.c";
 
 static tl_err_t index_study(state_t *st, tl_study_t *s)
 {
