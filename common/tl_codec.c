@@ -63,7 +63,7 @@ tl_err_t tl_bytea_hex(tl_buf_t *out, const void *data, size_t len)
     return err;
 }
 
-static int hexval(char c)
+int tl_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -84,7 +84,7 @@ tl_err_t tl_bytea_unhex(tl_buf_t *out, const char *s)
         return TL_ERR_MALFORMED;
     tl_err_t err = TL_OK;
     for (size_t i = 0; i < n && !err; i += 2) {
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        int hi = tl_hex_digit(s[i]), lo = tl_hex_digit(s[i + 1]);
         if (hi < 0 || lo < 0)
             return TL_ERR_MALFORMED;
         unsigned char b = (unsigned char)(hi << 4 | lo);

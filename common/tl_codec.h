@@ -8,6 +8,9 @@
 #include "tl_buf.h"
 #include "tl_err.h"
 
+/* Value of a hex digit (either case), or -1. */
+int tl_hex_digit(char c);
+
 tl_err_t tl_b64_encode(tl_buf_t *out, const void *data, size_t len);
 /* Appends the decoded bytes of s; TL_ERR_MALFORMED if s is not base64. */
 tl_err_t tl_b64_decode(tl_buf_t *out, const char *s);

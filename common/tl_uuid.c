@@ -1,5 +1,7 @@
 #include "tl_uuid.h"
 
+#include "tl_codec.h"
+
 #include <openssl/evp.h>
 #include <stdint.h>
 #include <string.h>
@@ -19,16 +21,6 @@ static void uuid_format(const unsigned char b[16], tl_uuid_t *out)
     out->s[j] = '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 bool tl_uuid_valid(const char *s)
 {
@@ -36,7 +28,7 @@ bool tl_uuid_valid(const char *s)
         return false;
     for (size_t i = 0; i < 36; i++) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : hexval(s[i]) < 0)
+        if (dash ? s[i] != '-' : tl_hex_digit(s[i]) < 0)
             return false;
     }
     return true;
@@ -48,7 +40,7 @@ static void uuid_bytes(const tl_uuid_t *u, unsigned char b[16])
     for (size_t i = 0; i < 36; i++) {
         if (u->s[i] == '-')
             continue;
-        b[j / 2] = (unsigned char)((j % 2) ? (b[j / 2] | hexval(u->s[i])) : (hexval(u->s[i]) << 4));
+        b[j / 2] = (unsigned char)((j % 2) ? (b[j / 2] | tl_hex_digit(u->s[i])) : (tl_hex_digit(u->s[i]) << 4));
         j++;
     }
 }

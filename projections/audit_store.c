@@ -133,9 +133,7 @@ static tl_err_t put_uuid(tl_buf_t *b, const char *s)
     for (int i = 0, j = 0; i < 16; j++) {
         if (u.s[j] == '-')
             continue;
-        unsigned hi = (unsigned)(u.s[j] <= '9' ? u.s[j] - '0' : u.s[j] - 'a' + 10);
-        unsigned lo = (unsigned)(u.s[j + 1] <= '9' ? u.s[j + 1] - '0' : u.s[j + 1] - 'a' + 10);
-        raw[i++] = (unsigned char)(hi << 4 | lo);
+        raw[i++] = (unsigned char)(tl_hex_digit(u.s[j]) << 4 | tl_hex_digit(u.s[j + 1]));
         j++;
     }
     return put_field(b, raw, 16);

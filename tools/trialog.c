@@ -69,20 +69,33 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Sum of the next offsets the shadow projection stored. */
-static int64_t shadow_applied(tl_pg_t *pg, const char *shadow_q, const char *name)
+/* The integer a query made from fmt (quoted identifiers only) answers, with
+ * name as $1; -1 on failure. */
+__attribute__((format(printf, 3, 4))) static int64_t query_int(tl_pg_t *pg, const char *name,
+                                                               const char *fmt, ...)
 {
-    char sql[512];
-    snprintf(sql, sizeof sql,
-             "SELECT COALESCE(sum(next_offset), 0) FROM %s.projection_offsets WHERE projection = $1",
-             shadow_q);
+    char sql[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
     const char *params[] = {name};
     tl_pg_res_t *res = NULL;
     int64_t n = -1;
-    if (!tl_pg_exec(pg, sql, 1, params, &res) && tl_pg_get(res, 0, 0))
+    if (len > 0 && (size_t)len < sizeof sql && !tl_pg_exec(pg, sql, 1, params, &res) &&
+        tl_pg_get(res, 0, 0))
         n = strtoll(tl_pg_get(res, 0, 0), NULL, 10);
     tl_pg_res_free(res);
     return n;
+}
+
+/* Sum of the next offsets the shadow projection stored. */
+static int64_t shadow_applied(tl_pg_t *pg, const char *shadow_q, const char *name)
+{
+    return query_int(pg, name,
+                     "SELECT COALESCE(sum(next_offset), 0) FROM %s.projection_offsets"
+                     " WHERE projection = $1",
+                     shadow_q);
 }
 
 /* Sum of the log's end offsets over the projection's topics. */
@@ -107,19 +120,12 @@ static int64_t log_end(tl_kafka_producer_t *kafka, const tl_projection_t *p)
  * caller's transaction). */
 static int64_t shadow_behind_live(tl_pg_t *pg, const char *shadow_q, const char *name)
 {
-    char sql[700];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM projection_offsets m LEFT JOIN %s.projection_offsets s"
-             " ON s.projection = m.projection AND s.topic = m.topic AND s.partition = m.partition"
-             " WHERE m.projection = $1 AND m.next_offset > COALESCE(s.next_offset, 0)",
-             shadow_q);
-    const char *params[] = {name};
-    tl_pg_res_t *res = NULL;
-    int64_t n = -1;
-    if (!tl_pg_exec(pg, sql, 1, params, &res) && tl_pg_get(res, 0, 0))
-        n = strtoll(tl_pg_get(res, 0, 0), NULL, 10);
-    tl_pg_res_free(res);
-    return n;
+    return query_int(pg, name,
+                     "SELECT count(*) FROM projection_offsets m LEFT JOIN %s.projection_offsets s"
+                     " ON s.projection = m.projection AND s.topic = m.topic"
+                     " AND s.partition = m.partition"
+                     " WHERE m.projection = $1 AND m.next_offset > COALESCE(s.next_offset, 0)",
+                     shadow_q);
 }
 
 /* Runs SQL made from fmt (only quoted identifiers go in), with name as $1. */
