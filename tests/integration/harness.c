@@ -23,6 +23,25 @@ void tl_sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* Runs cmd through the shell; its output (at most max bytes kept) goes to
+ * *out (caller frees); returns the raw pclose status. */
+static int read_command(const char *cmd, size_t max, char **out, size_t *len)
+{
+    tl_buf_t o;
+    char chunk[4096];
+    size_t n;
+    tl_buf_init(&o, max);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+        tl_buf_append(&o, chunk, n);
+    int st = pclose(p);
+    if (len)
+        *len = o.len;
+    *out = o.data ? tl_buf_steal(&o, NULL) : strdup("");
+    return st;
+}
+
 static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -157,16 +176,7 @@ int tl_stack_cli(tl_stack_t *s, const char *args, char **out)
              "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s' %s/trialog %s"
              " 2>&1",
              pg_dsn(), s->schema, s->brokers, TL_BIN_DIR, args);
-    tl_buf_t o;
-    char chunk[4096];
-    size_t n;
-    tl_buf_init(&o, 1024 * 1024);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
-        tl_buf_append(&o, chunk, n);
-    int st = pclose(p);
-    *out = o.data ? tl_buf_steal(&o, NULL) : strdup("");
+    int st = read_command(cmd, 1024 * 1024, out, NULL);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -348,21 +358,11 @@ long long tl_sql_int(tl_stack_t *s, const char *sql)
 
 char *tl_run(const char *cmd, size_t *len)
 {
-    tl_buf_t out;
-    char chunk[4096];
-    size_t n;
-    tl_buf_init(&out, 64 * 1024);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
-        tl_buf_append(&out, chunk, n);
-    int st = pclose(p);
+    char *out = NULL;
+    int st = read_command(cmd, 64 * 1024, &out, len);
     if (st != 0)
         fail_msg("command failed (%d): %s", st, cmd);
-    if (len)
-        *len = out.len;
-    char *s = tl_buf_steal(&out, NULL);
-    return s ? s : strdup("");
+    return out;
 }
 
 bool tl_wait_for(bool (*fn)(tl_stack_t *s, void *arg), tl_stack_t *s, void *arg, int timeout_ms)
@@ -409,4 +409,15 @@ long tl_stack_enrol(tl_stack_t *s, const char *study, const char *site, const ch
     long st = r.status;
     tl_http_free(&r);
     return st;
+}
+
+bool tl_wait_count(tl_stack_t *s, const char *sql, long long want, int timeout_ms)
+{
+    for (int waited = 0;; waited += 50) {
+        if (tl_sql_int(s, sql) >= want)
+            return true;
+        if (waited >= timeout_ms)
+            return false;
+        tl_sleep_ms(50);
+    }
 }

@@ -75,6 +75,9 @@ long tl_stack_enrol(tl_stack_t *s, const char *study, const char *site, const ch
 long long tl_sql_int(tl_stack_t *s, const char *sql);
 /* Output of a shell command (first 64 KiB); asserts it exits 0. Caller frees. */
 char *tl_run(const char *cmd, size_t *len);
+/* Sleeps until the integer sql answers is at least want, or timeout_ms
+ * passes; returns whether it got there. */
+bool tl_wait_count(tl_stack_t *s, const char *sql, long long want, int timeout_ms);
 /* Sleeps until fn(arg) is true or timeout_ms passes; returns fn's last value. */
 bool tl_wait_for(bool (*fn)(tl_stack_t *s, void *arg), tl_stack_t *s, void *arg, int timeout_ms);
 void tl_sleep_ms(long ms);

@@ -22,11 +22,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static bool archived(tl_stack_t *s, void *want)
-{
-    return tl_sql_int(s, "SELECT count(*) FROM audit_log") >= *(long long *)want;
-}
-
 static void load_study(void)
 {
     tl_http_resp_t r = tl_http(&stack, "POST", "/v1/studies",
@@ -57,7 +52,7 @@ static void test_every_message_archived_exactly(void **state)
     (void)state;
     load_study();
     long long want = PARTICIPANTS + 2;
-    assert_true(tl_wait_for(archived, &stack, &want, 30000));
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 30000));
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log"), want);
     /* metadata extracted from the events */
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log WHERE event_type ="

@@ -44,11 +44,6 @@ static tl_http_resp_t enrol(int i)
     return tl_http(&stack, "POST", path, body, h, true);
 }
 
-static bool archived(tl_stack_t *s, void *want)
-{
-    return tl_sql_int(s, "SELECT count(*) FROM audit_log") >= *(long long *)want;
-}
-
 static bool ready(tl_stack_t *s, void *arg)
 {
     (void)arg;
@@ -95,7 +90,7 @@ static void test_backpressure_engages_before_the_log_outruns_the_archive(void **
 
     tl_stack_start_audit(&stack);
     long long want = accepted + 2;
-    assert_true(tl_wait_for(archived, &stack, &want, 60000));
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 60000));
     assert_true(tl_wait_for(ready, &stack, NULL, 10000));
     r = enrol(99999);
     assert_int_equal(r.status, 202);

@@ -25,16 +25,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static bool rejections(tl_stack_t *s, void *want)
-{
-    return tl_sql_int(s, "SELECT count(*) FROM projection_rejections WHERE projection = 'participants'") >= *(long long *)want;
-}
-
-static bool archived(tl_stack_t *s, void *want)
-{
-    return tl_sql_int(s, "SELECT count(*) FROM audit_log") >= *(long long *)want;
-}
-
 static void send_event(tl_producer_t *prod, const char *pid, const char *event_id,
                        long long consent, long long stream_version)
 {
@@ -85,7 +75,10 @@ static void test_bad_events_are_refused_and_recorded(void **state)
     tl_registry_destroy(reg);
 
     long long want = 6;
-    assert_true(tl_wait_for(rejections, &stack, &want, 20000));
+    assert_true(tl_wait_count(&stack,
+                              "SELECT count(*) FROM projection_rejections"
+                              " WHERE projection = 'participants'",
+                              want, 20000));
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"
                                         " WHERE reason = 'undecodable'"),
                      3);
@@ -97,7 +90,7 @@ static void test_bad_events_are_refused_and_recorded(void **state)
                      1);
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), 0);
     /* the archive keeps every message, exactly */
-    assert_true(tl_wait_for(archived, &stack, &want, 20000));
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 20000));
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log WHERE event_type IS NULL"),
                      3);
     char *out = NULL;

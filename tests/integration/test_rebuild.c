@@ -41,17 +41,6 @@ static long enrol(int i, bool async)
     return st;
 }
 
-static bool projected(tl_stack_t *s, void *want)
-{
-    return tl_sql_int(s, "SELECT count(*) FROM participants") >= *(long long *)want;
-}
-
-static bool rejected(tl_stack_t *s, void *arg)
-{
-    (void)arg;
-    return tl_sql_int(s, "SELECT count(*) FROM projection_rejections") > 0;
-}
-
 #define SAME(a, b)                                                                               \
     "SELECT count(*) FROM ((SELECT * FROM " a " EXCEPT SELECT * FROM " b ") UNION ALL"           \
     " (SELECT * FROM " b " EXCEPT SELECT * FROM " a ")) d"
@@ -86,8 +75,8 @@ static void test_rebuild_equals_live(void **state)
              stack.brokers);
     free(tl_run(cmd, NULL));
     long long want = N;
-    assert_true(tl_wait_for(projected, &stack, &want, 30000));
-    assert_true(tl_wait_for(rejected, &stack, NULL, 30000));
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM participants", want, 30000));
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM projection_rejections", 1, 30000));
     tl_sql_int(&stack, "CREATE TABLE snap_participants AS SELECT * FROM participants;"
                        " CREATE TABLE snap_studies AS SELECT * FROM studies;"
                        " CREATE TABLE snap_sites AS SELECT * FROM sites;"

@@ -34,11 +34,6 @@ static long enrol(int i)
     return tl_stack_enrol(&stack, study, site, code, false);
 }
 
-static bool archived(tl_stack_t *s, void *want)
-{
-    return tl_sql_int(s, "SELECT count(*) FROM audit_log") >= *(long long *)want;
-}
-
 static void test_broker_restart_with_reseed(void **state)
 {
     (void)state;
@@ -46,7 +41,7 @@ static void test_broker_restart_with_reseed(void **state)
     for (int i = 0; i < N; i++)
         assert_int_equal(enrol(i), 201);
     long long want = N + 2;
-    assert_true(tl_wait_for(archived, &stack, &want, 20000));
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 20000));
 
     /* the broker dies and comes back empty, on another port */
     assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
@@ -70,7 +65,7 @@ static void test_broker_restart_with_reseed(void **state)
     tl_stack_start_gateway(&stack);
     assert_int_equal(enrol(N), 201);
     want = N + 3;
-    assert_true(tl_wait_for(archived, &stack, &want, 20000));
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 20000));
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), N + 1);
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log"), N + 3);
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"), 0);

@@ -38,31 +38,19 @@ static long enrol_async(int i)
 
 #define KILL_TOTAL 2000
 
-static bool all_projected(tl_stack_t *s, void *arg)
-{
-    (void)arg;
-    return tl_sql_int(s, "SELECT count(*) FROM participants") >= KILL_TOTAL;
-}
-
-static bool some_projected(tl_stack_t *s, void *arg)
-{
-    (void)arg;
-    return tl_sql_int(s, "SELECT count(*) FROM participants") > 0;
-}
-
 static void test_projector_sigkill_applies_each_event_once(void **state)
 {
     (void)state;
     for (int i = 0; i < KILL_TOTAL; i++) {
         if (i == KILL_TOTAL / 2) {
             /* mid-stream: it has applied some and has more coming */
-            assert_true(tl_wait_for(some_projected, &stack, NULL, 10000));
+            assert_true(tl_wait_count(&stack, "SELECT count(*) FROM participants", 1, 10000));
             tl_stack_kill(&stack.projector, SIGKILL);
         }
         assert_int_equal(enrol_async(i), 202);
     }
     tl_stack_start_projector(&stack);
-    assert_true(tl_wait_for(all_projected, &stack, NULL, 60000));
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM participants", KILL_TOTAL, 60000));
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), KILL_TOTAL);
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants WHERE version <> 1"),
                      0);

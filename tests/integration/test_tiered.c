@@ -32,21 +32,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static bool count_at_least(tl_stack_t *s, const char *sql, long long want)
-{
-    return tl_sql_int(s, sql) >= want;
-}
-
-static bool archived(tl_stack_t *s, void *want)
-{
-    return count_at_least(s, "SELECT count(*) FROM audit_log", *(long long *)want);
-}
-
-static bool projected(tl_stack_t *s, void *want)
-{
-    return count_at_least(s, "SELECT count(*) FROM participants", *(long long *)want);
-}
-
 /* Enrolments straight to the log, paced like the gateway's back-pressure:
  * each chunk waits until the archive has it. */
 static void produce_enrolments(void)
@@ -75,7 +60,7 @@ static void produce_enrolments(void)
         if ((i + 1) % CHUNK == 0) {
             assert_int_equal(tl_kafka_producer_flush(kafka, 60000), TL_OK);
             long long want = i + 1 + 2;
-            assert_true(tl_wait_for(archived, &stack, &want, 120000));
+            assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 120000));
         }
     }
     tl_producer_destroy(prod);
@@ -100,7 +85,7 @@ static void test_replay_from_zero_through_the_archive(void **state)
     (void)state;
     produce_enrolments();
     long long want = TOTAL + 0;
-    assert_true(tl_wait_for(projected, &stack, &want, 180000));
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM participants", want, 180000));
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), TOTAL);
 
     /* keep what the live projection has, then rebuild it from offset 0 */
@@ -112,7 +97,7 @@ static void test_replay_from_zero_through_the_archive(void **state)
                        " DELETE FROM projection_rejections WHERE projection = 'participants';"
                        " SELECT 1");
     tl_stack_start_projector(&stack);
-    assert_true(tl_wait_for(projected, &stack, &want, 180000));
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM participants", want, 180000));
     /* the broker had lost the start of the log: the archive served it */
     assert_true(tl_stack_log_contains(&stack, "participants", "archive_handover"));
     assert_int_equal(tl_sql_int(&stack, compare), 0);
