@@ -2,15 +2,29 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tl_log.h"
 
+/* Parameterised statements are prepared on first use, per connection: the
+ * hot ones (gateway checks, projection upserts) then skip parse and analysis
+ * on every call. Keyed by text, so SQL built at run time is safe too. */
+#define PREPARED_MAX 64
+
+typedef struct {
+    char *sql;
+    uint32_t hash;
+} prepared_t;
+
 struct tl_pg {
     PGconn *conn;
     char sqlstate[6];
     bool broken; /* left in a state we cannot recover: reconnect */
+    prepared_t prepared[PREPARED_MAX];
+    int nprepared;
 };
 
 static void pg_notice(void *arg, const PGresult *res)
@@ -37,6 +51,10 @@ static tl_err_t pg_classify(tl_pg_t *pg, const PGresult *res)
     const char *cons = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
     snprintf(pg->sqlstate, sizeof pg->sqlstate, "%s", st ? st : "");
     tl_err_t err = TL_ERR_DB;
+    /* "cached plan must not change result type": a table under a prepared
+     * statement changed shape. A new connection prepares afresh. */
+    if (st && !strcmp(st, "0A000"))
+        pg->broken = true;
     if (PQstatus(pg->conn) != CONNECTION_OK)
         err = TL_ERR_UNAVAILABLE;
     else if (!st)
@@ -118,7 +136,57 @@ void tl_pg_destroy(tl_pg_t *pg)
     if (!pg)
         return;
     PQfinish(pg->conn);
+    for (int i = 0; i < pg->nprepared; i++)
+        free(pg->prepared[i].sql);
     free(pg);
+}
+
+static uint32_t sql_hash(const char *sql)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = sql; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+static void prepared_name(int i, char *name, size_t size)
+{
+    snprintf(name, size, "tl_%d", i);
+}
+
+/* The name of sql's prepared statement, preparing it on first use. Empty
+ * name: run it unprepared (the cache is full or the prepare failed; the
+ * unprepared run then reports whatever is wrong with the statement). */
+static void prepare(tl_pg_t *pg, const char *sql, int nparams, char *name, size_t size)
+{
+    uint32_t h = sql_hash(sql);
+    name[0] = '\0';
+    for (int i = 0; i < pg->nprepared; i++) {
+        if (pg->prepared[i].hash == h && !strcmp(pg->prepared[i].sql, sql)) {
+            prepared_name(i, name, size);
+            return;
+        }
+    }
+    if (pg->nprepared == PREPARED_MAX)
+        return;
+    char *copy = strdup(sql);
+    prepared_name(pg->nprepared, name, size);
+    PGresult *r = copy ? PQprepare(pg->conn, name, sql, nparams, NULL) : NULL;
+    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+        pg->prepared[pg->nprepared++] = (prepared_t){copy, h};
+    } else {
+        free(copy);
+        name[0] = '\0';
+    }
+    PQclear(r);
+}
+
+static PGresult *exec_params(tl_pg_t *pg, const char *sql, int nparams, const char *const *params)
+{
+    char name[16];
+    prepare(pg, sql, nparams, name, sizeof name);
+    return name[0] ? PQexecPrepared(pg->conn, name, nparams, params, NULL, NULL, 0)
+                   : PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
 }
 
 tl_err_t tl_pg_exec(tl_pg_t *pg, const char *sql, int nparams, const char *const *params,
@@ -126,8 +194,7 @@ tl_err_t tl_pg_exec(tl_pg_t *pg, const char *sql, int nparams, const char *const
 {
     if (tl_pg_broken(pg))
         return TL_ERR_UNAVAILABLE;
-    PGresult *r = nparams ? PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0)
-                          : PQexec(pg->conn, sql);
+    PGresult *r = nparams ? exec_params(pg, sql, nparams, params) : PQexec(pg->conn, sql);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         tl_err_t err = pg_classify(pg, r);
@@ -176,11 +243,25 @@ tl_err_t tl_pg_pipeline(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n)
         stmts[i].res = NULL;
     if (tl_pg_broken(pg))
         return TL_ERR_UNAVAILABLE;
-    if (!PQenterPipelineMode(pg->conn))
-        return pg_classify(pg, NULL);
+    /* prepared outside the pipeline: once per connection */
+    char(*names)[16] = calloc(n ? n : 1, sizeof *names);
+    if (!names)
+        return TL_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
-        if (!PQsendQueryParams(pg->conn, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params,
-                               NULL, NULL, 0)) {
+        names[i][0] = '\0';
+        if (stmts[i].nparams)
+            prepare(pg, stmts[i].sql, stmts[i].nparams, names[i], sizeof names[i]);
+    }
+    if (!PQenterPipelineMode(pg->conn)) {
+        free(names);
+        return pg_classify(pg, NULL);
+    }
+    for (size_t i = 0; i < n; i++) {
+        int sent = names[i][0] ? PQsendQueryPrepared(pg->conn, names[i], stmts[i].nparams,
+                                                     stmts[i].params, NULL, NULL, 0)
+                               : PQsendQueryParams(pg->conn, stmts[i].sql, stmts[i].nparams,
+                                                   NULL, stmts[i].params, NULL, NULL, 0);
+        if (!sent) {
             err = pg_classify(pg, NULL);
             goto out;
         }
@@ -191,6 +272,7 @@ tl_err_t tl_pg_pipeline(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n)
     }
     err = pipeline_collect(pg, stmts, n);
 out:
+    free(names);
     if (PQstatus(pg->conn) == CONNECTION_OK && !PQexitPipelineMode(pg->conn)) {
         /* results we could not drain: the connection is unusable now */
         pg->broken = true;

@@ -202,34 +202,46 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
                   pthread_mutex_t *lock, tl_resp_t *resp)
 {
     bool failed = false;
-    const char *rid[] = {cmd->resource_id.s};
-    json_t *found = NULL, *dup = NULL;
+    const char *params[1 + TL_CHECK_PARAMS_MAX] = {cmd->resource_id.s};
+    for (int i = 0; i < spec->ncheck && i < TL_CHECK_PARAMS_MAX; i++)
+        params[1 + i] = spec->check_params[i];
+    tl_pg_res_t *check = NULL;
+    json_t *found = NULL;
     pthread_mutex_lock(lock);
-    if ((found = tl_gw_query_json(gw, resp, spec->read_sql, 1, rid, &failed))) {
-        tl_gw_created(resp, found, cmd->location, true);
+    tl_pg_t *pg = tl_gw_pg(gw);
+    tl_err_t err = pg ? tl_pg_exec(pg, spec->check_sql, 1 + spec->ncheck, params, &check)
+                      : TL_ERR_UNAVAILABLE;
+    if (err) {
+        tl_problem_from_err(resp, err);
         goto out;
     }
-    if (failed || (spec->rules && !spec->rules(gw, spec->ctx, resp)))
+    const char *existing = tl_pg_get(check, 0, 0);
+    if (existing) {
+        if ((found = json_loads(existing, JSON_DECODE_ANY, NULL)))
+            tl_gw_created(resp, found, cmd->location, true);
+        else
+            tl_problem_from_err(resp, TL_ERR_INTERNAL);
         goto out;
-    dup = tl_gw_query_json(gw, resp, spec->dup_sql, spec->ndup, spec->dup_params, &failed);
-    if (dup || failed) {
-        if (!failed)
-            duplicate(resp, spec);
+    }
+    if (spec->rules && !spec->rules(spec->ctx, check, resp))
+        goto out;
+    if (tl_pg_get(check, 0, 1)) {
+        duplicate(resp, spec);
         goto out;
     }
     tl_cmd_outcome_t o = tl_cmd_run(gw, req, cmd, resp);
     if (o == TL_CMD_ANSWERED)
         goto out;
     /* A refused event whose resource exists is a redelivered retry. */
-    if ((found = tl_gw_query_json(gw, resp, spec->read_sql, 1, rid, &failed)))
+    if ((found = tl_gw_query_json(gw, resp, spec->read_sql, 1, params, &failed)))
         tl_gw_created(resp, found, cmd->location, o == TL_CMD_REJECTED);
     else if (failed)
         accepted(resp, cmd, cmd->topic, &cmd->pos); /* durable; the read-back failed */
-    else if (!failed && !strcmp(cmd->reason, spec->dup_reason))
+    else if (!strcmp(cmd->reason, spec->dup_reason))
         duplicate(resp, spec);
-    else if (!failed)
+    else
         tl_problem(resp, 409, "conflict", "Command refused", cmd->reason, NULL);
 out:
     pthread_mutex_unlock(lock);
-    json_decref(dup);
+    tl_pg_res_free(check);
 }

@@ -142,15 +142,21 @@ bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
 tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
 
 /* What a create command needs to know of its resource. */
+#define TL_CHECK_PARAMS_MAX 7
 typedef struct {
     const char *read_sql;          /* the resource as JSON text by id ($1) */
-    const char *dup_sql;           /* a row (as JSON) the new one would duplicate, or none */
-    const char *const *dup_params;
-    int ndup;
+    /* Everything the command is validated against, in one round trip: one
+     * row, $1 the resource id, check_params $2 and on. Column 0: the resource
+     * as JSON text when it exists already (a retried command); column 1: the
+     * id of a resource the new one would duplicate, or NULL; further columns
+     * are read by rules. */
+    const char *check_sql;
+    const char *const *check_params;
+    int ncheck;                    /* at most TL_CHECK_PARAMS_MAX */
     const char *dup_slug, *dup_title, *dup_detail; /* the 409 answer */
     const char *dup_reason;        /* the fold's word for the same clash */
-    /* Domain rules, checked before the duplicate lookup; false: resp is the answer. */
-    bool (*rules)(tl_gw_t *gw, const void *ctx, tl_resp_t *resp);
+    /* Domain rules, checked before the duplicate; false: resp is the answer. */
+    bool (*rules)(const void *ctx, const tl_pg_res_t *check, tl_resp_t *resp);
     const void *ctx;
 } tl_create_t;
 

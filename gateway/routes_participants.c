@@ -16,8 +16,15 @@
     " 'sex', p.sex, 'consent_date', p.consent_date, 'baseline_date', p.baseline_date,"       \
     " 'enrolled_at', p.enrolled_at, 'updated_at', p.updated_at, 'version', p.version)"
 
-static const char *const sql_participant =
-    "SELECT " PARTICIPANT_JSON "::text FROM participants p WHERE p.id = $1";
+#define SQL_PARTICIPANT "SELECT " PARTICIPANT_JSON "::text FROM participants p WHERE p.id = $1"
+static const char *const sql_participant = SQL_PARTICIPANT;
+
+/* An enrolment's checks, one row: $1 participant id, $2 study, $3 code, $4 site. */
+static const char *const sql_enrol_check =
+    "SELECT (" SQL_PARTICIPANT "),"
+    " (SELECT id::text FROM participants WHERE study_id = $2 AND participant_code = $3),"
+    " EXISTS (SELECT 1 FROM studies WHERE id = $2),"
+    " EXISTS (SELECT 1 FROM sites WHERE id = $4 AND study_id = $2)";
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 500
@@ -45,16 +52,15 @@ static int current_year(void)
     return y;
 }
 
-typedef struct {
-    const json_t *body;
-    const char *study_id;
-} enrol_ctx_t;
-
-/* Domain rules of an enrolment (violations: 422). Returns false with resp set. */
-static bool enrol_rules(tl_gw_t *gw, const void *ctx, tl_resp_t *resp)
+/* Domain rules of an enrolment, on the body and the check row (violations:
+ * 422; an unknown study: 404). Returns false with resp set. */
+static bool enrol_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *resp)
 {
-    const json_t *body = ((const enrol_ctx_t *)ctx)->body;
-    const char *study_id = ((const enrol_ctx_t *)ctx)->study_id;
+    const json_t *body = ctx;
+    if (strcmp(tl_pg_get(check, 0, 2), "t")) {
+        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        return false;
+    }
     int32_t consent = 0, baseline = 0;
     const char *cd = tl_json_str(body, "consent_date");
     if (!cd) {
@@ -74,17 +80,12 @@ static bool enrol_rules(tl_gw_t *gw, const void *ctx, tl_resp_t *resp)
                    "baseline_date must be on or after consent_date", NULL);
         return false;
     }
-    bool failed = false;
-    const char *params[] = {tl_json_str(body, "site_id"), study_id};
-    json_t *site = tl_gw_query_json(gw, resp,
-                                    "SELECT to_json(id)::text FROM sites WHERE id = $1"
-                                    " AND study_id = $2",
-                                    2, params, &failed);
-    if (!site && !failed)
+    if (strcmp(tl_pg_get(check, 0, 3), "t")) {
         tl_problem(resp, 422, "unknown-site", "Site not in study",
                    "site_id is not a site of this study", NULL);
-    json_decref(site);
-    return site != NULL;
+        return false;
+    }
+    return true;
 }
 
 static json_t *enrol_payload(const json_t *body, const char *pid, const char *study_id)
@@ -112,8 +113,8 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     };
     tl_cmd_t cmd = {.type = "ParticipantEnrolled", .projection = TL_PROJECTION_PARTICIPANTS};
     json_t *body = tl_gw_body(req, resp, fields, sizeof fields / sizeof fields[0]);
-    json_t *study = NULL, *payload = NULL;
-    bool failed = false;
+    json_t *payload = NULL;
+    tl_uuid_t study;
     if (!body || !tl_cmd_init(gw, req, &cmd, resp))
         goto out;
     const char *code = tl_json_str(body, "participant_code");
@@ -124,35 +125,29 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
         goto out;
     }
-    if (!tl_uuid_valid(req->params[0]) ||
-        !(study = tl_gw_query_json(gw, resp, "SELECT to_json(id)::text FROM studies WHERE id = $1",
-                                   1, req->params, &failed))) {
-        if (!failed)
-            tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+    if (tl_uuid_parse(req->params[0], &study)) {
+        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
         goto out;
     }
-    const char *study_id = json_string_value(study);
-    if (!(payload = enrol_payload(body, cmd.resource_id.s, study_id))) {
+    if (!(payload = enrol_payload(body, cmd.resource_id.s, study.s))) {
         tl_problem_from_err(resp, TL_ERR_NOMEM);
         goto out;
     }
-    const enrol_ctx_t ctx = {body, study_id};
-    const char *dup[] = {study_id, code};
+    const char *check[] = {study.s, code, tl_json_str(body, "site_id")};
     const tl_create_t spec = {
         .read_sql = sql_participant,
-        .dup_sql = "SELECT to_json(id)::text FROM participants"
-                   " WHERE study_id = $1 AND participant_code = $2",
-        .dup_params = dup,
-        .ndup = 2,
+        .check_sql = sql_enrol_check,
+        .check_params = check,
+        .ncheck = 3,
         .dup_slug = "duplicate-participant-code",
         .dup_title = "Participant code already used",
         .dup_detail = "the study has a participant with this code",
         .dup_reason = "duplicate_participant_code",
         .rules = enrol_rules,
-        .ctx = &ctx,
+        .ctx = body,
     };
     char lock_key[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
-    snprintf(lock_key, sizeof lock_key, "%s|%s", study_id, code);
+    snprintf(lock_key, sizeof lock_key, "%s|%s", study.s, code);
     snprintf(cmd.location, sizeof cmd.location, "/v1/participants/%s", cmd.resource_id.s);
     cmd.meta.site_id = tl_json_str(body, "site_id");
     cmd.meta.stream_version = 1;
@@ -161,7 +156,6 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     tl_gw_create(gw, req, &cmd, &spec, tl_gw_stripe(gw, lock_key), resp);
 out:
     json_decref(payload);
-    json_decref(study);
     json_decref(body);
 }
 

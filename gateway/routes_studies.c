@@ -7,20 +7,20 @@
 #include "participants_store.h"
 #include "tl_json.h"
 
-static const char *const sql_study_json =
-    "SELECT json_build_object('id', s.id, 'protocol_id', s.protocol_id, 'name', s.name,"
-    "  'description', s.description, 'registered_at', s.registered_at,"
-    "  'sites', COALESCE((SELECT json_agg(json_build_object('id', x.id, 'code', x.code,"
-    "                     'name', x.name, 'added_at', x.added_at) ORDER BY x.code)"
-    "            FROM sites x WHERE x.study_id = s.id), '[]'::json),"
-    "  'participants', COALESCE((SELECT json_object_agg(status, n) FROM"
-    "            (SELECT status, count(*) AS n FROM participants p WHERE p.study_id = s.id"
-    "             GROUP BY status) c), '{}'::json))::text"
-    " FROM studies s WHERE s.id = $1";
+#define SQL_STUDY_JSON                                                                        \
+    "SELECT json_build_object('id', s.id, 'protocol_id', s.protocol_id, 'name', s.name," \
+    "  'description', s.description, 'registered_at', s.registered_at," \
+    "  'sites', COALESCE((SELECT json_agg(json_build_object('id', x.id, 'code', x.code," \
+    "                     'name', x.name, 'added_at', x.added_at) ORDER BY x.code)" \
+    "            FROM sites x WHERE x.study_id = s.id), '[]'::json)," \
+    "  'participants', COALESCE((SELECT json_object_agg(status, n) FROM" \
+    "            (SELECT status, count(*) AS n FROM participants p WHERE p.study_id = s.id" \
+    "             GROUP BY status) c), '{}'::json))::text" \
+    " FROM studies s WHERE s.id = $1"
 
-static const char *const sql_site_json =
-    "SELECT json_build_object('id', id, 'study_id', study_id, 'code', code, 'name', name,"
-    "  'added_at', added_at)::text FROM sites WHERE id = $1";
+#define SQL_SITE_JSON                                                                         \
+    "SELECT json_build_object('id', id, 'study_id', study_id, 'code', code, 'name', name,"   \
+    "  'added_at', added_at)::text FROM sites WHERE id = $1"
 
 void tl_h_healthz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
@@ -56,7 +56,7 @@ static json_t *study_or_404(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
         return NULL;
     }
-    json_t *j = tl_gw_query_json(gw, resp, sql_study_json, 1, req->params, &failed);
+    json_t *j = tl_gw_query_json(gw, resp, SQL_STUDY_JSON, 1, req->params, &failed);
     if (!j && !failed)
         tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
     return j;
@@ -85,10 +85,11 @@ void tl_h_study_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         goto out;
     const char *pid[] = {tl_json_str(body, "protocol_id")};
     const tl_create_t spec = {
-        .read_sql = sql_study_json,
-        .dup_sql = "SELECT to_json(id)::text FROM studies WHERE protocol_id = $1",
-        .dup_params = pid,
-        .ndup = 1,
+        .read_sql = SQL_STUDY_JSON,
+        .check_sql = "SELECT (" SQL_STUDY_JSON "),"
+                     " (SELECT id::text FROM studies WHERE protocol_id = $2)",
+        .check_params = pid,
+        .ncheck = 1,
         .dup_slug = "duplicate-protocol-id",
         .dup_title = "Protocol id already registered",
         .dup_detail = "a study with this protocol_id exists",
@@ -119,10 +120,11 @@ void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const char *study_id = tl_json_str(study, "id"); /* canonical form */
     const char *dup[] = {study_id, tl_json_str(body, "code")};
     const tl_create_t spec = {
-        .read_sql = sql_site_json,
-        .dup_sql = "SELECT to_json(id)::text FROM sites WHERE study_id = $1 AND code = $2",
-        .dup_params = dup,
-        .ndup = 2,
+        .read_sql = SQL_SITE_JSON,
+        .check_sql = "SELECT (" SQL_SITE_JSON "),"
+                     " (SELECT id::text FROM sites WHERE study_id = $2 AND code = $3)",
+        .check_params = dup,
+        .ncheck = 2,
         .dup_slug = "duplicate-site-code",
         .dup_title = "Site code already used",
         .dup_detail = "the study has a site with this code",
