@@ -37,7 +37,13 @@ static tl_err_t pg_reconnect(runtime_t *rt)
 {
     tl_pg_destroy(rt->pg);
     rt->pg = NULL;
-    return tl_pg_connect(rt->cfg->pg_dsn, rt->cfg->pg_schema, rt->proj->name, &rt->pg);
+    tl_err_t err = tl_pg_connect(rt->cfg->pg_dsn, rt->cfg->pg_schema, rt->proj->name, &rt->pg);
+    /* Batch statements take arrays whose length changes every batch: plan
+     * each run for its own arrays. (A generic plan, made while a table was
+     * still empty, scanned the whole table on every batch later.) */
+    if (!err)
+        err = tl_pg_exec(rt->pg, "SET plan_cache_mode = force_custom_plan", 0, NULL, NULL);
+    return err;
 }
 
 static tl_err_t start_offset(void *user, const char *topic, int32_t partition, int64_t *offset)

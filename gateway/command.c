@@ -103,12 +103,10 @@ static bool read_rejection(tl_gw_t *gw, tl_cmd_t *cmd, const char *topic,
     snprintf(off, sizeof off, "%lld", (long long)pos->offset);
     const char *params[] = {cmd->projection, topic, part, off};
     tl_pg_res_t *res = NULL;
-    tl_pg_t *pg = tl_gw_pg(gw);
-    *err = pg ? tl_pg_exec(pg,
-                           "SELECT reason FROM projection_rejections WHERE projection = $1"
-                           " AND topic = $2 AND partition = $3 AND \"offset\" = $4",
-                           4, params, &res)
-              : TL_ERR_UNAVAILABLE;
+    *err = tl_gw_exec(gw,
+                      "SELECT reason FROM projection_rejections WHERE projection = $1"
+                      " AND topic = $2 AND partition = $3 AND \"offset\" = $4",
+                      4, params, &res);
     const char *reason = tl_pg_get(res, 0, 0);
     if (reason)
         snprintf(cmd->reason, sizeof cmd->reason, "%s", reason);
@@ -170,8 +168,7 @@ json_t *tl_gw_query_json(tl_gw_t *gw, tl_resp_t *resp, const char *sql, int n,
                          const char *const *params, bool *failed)
 {
     tl_pg_res_t *res = NULL;
-    tl_pg_t *pg = tl_gw_pg(gw);
-    tl_err_t err = pg ? tl_pg_exec(pg, sql, n, params, &res) : TL_ERR_UNAVAILABLE;
+    tl_err_t err = tl_gw_exec(gw, sql, n, params, &res);
     *failed = err != TL_OK;
     if (err) {
         tl_problem_from_err(resp, err);
@@ -208,9 +205,7 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
     tl_pg_res_t *check = NULL;
     json_t *found = NULL;
     pthread_mutex_lock(lock);
-    tl_pg_t *pg = tl_gw_pg(gw);
-    tl_err_t err = pg ? tl_pg_exec(pg, spec->check_sql, 1 + spec->ncheck, params, &check)
-                      : TL_ERR_UNAVAILABLE;
+    tl_err_t err = tl_gw_exec(gw, spec->check_sql, 1 + spec->ncheck, params, &check);
     if (err) {
         tl_problem_from_err(resp, err);
         goto out;

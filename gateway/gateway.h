@@ -21,7 +21,8 @@
 
 typedef struct {
     long port;
-    long threads;
+    long max_connections;
+    long pg_pool;
     long ryw_timeout_ms;
     long produce_timeout_ms;
     long archive_max_lag;
@@ -39,7 +40,7 @@ typedef struct {
     tl_producer_t *producer;
     tl_waiter_t *waiter;
     tl_bp_t *bp;
-    pthread_key_t pg_key;
+    struct tl_gw_pool *pool;
     pthread_mutex_t stripes[TL_LOCK_STRIPES];
 } tl_gw_t;
 
@@ -94,11 +95,14 @@ void tl_problem_from_err(tl_resp_t *resp, tl_err_t err);
 /* The body of a problem response, as JSON text; caller frees. */
 char *tl_problem_render(const tl_resp_t *resp);
 
-/* Sets up the per-thread connection key and the command locks. */
-void tl_gw_init(tl_gw_t *gw);
-/* The calling thread's PostgreSQL connection (made on first use, remade when
- * broken). NULL when the database is unavailable. */
-tl_pg_t *tl_gw_pg(tl_gw_t *gw);
+/* Sets up the connection pool and the command locks; tl_gw_cleanup undoes it. */
+tl_err_t tl_gw_init(tl_gw_t *gw);
+void tl_gw_cleanup(tl_gw_t *gw);
+/* Runs one statement on a pooled PostgreSQL connection (cfg.pg_pool of them,
+ * made on first use, remade when broken; a request waits for a free one).
+ * TL_ERR_UNAVAILABLE when the database is. res as for tl_pg_exec. */
+tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *params,
+                    tl_pg_res_t **res);
 /* Serialises commands on one aggregate within this process. */
 pthread_mutex_t *tl_gw_stripe(tl_gw_t *gw, const char *key);
 

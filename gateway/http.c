@@ -146,13 +146,19 @@ tl_err_t tl_http_start(tl_gw_t *gw, tl_http_t **out)
     if (!h)
         return TL_ERR_NOMEM;
     h->gw = gw;
+    /* A thread per connection: a command handler blocks until the log (and,
+     * for read-your-writes, the projection) confirms, so a connection must
+     * never wait behind another one's command. The connection limit bounds
+     * the threads; their stacks are small. */
     h->d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+            MHD_USE_ERROR_LOG,
         (uint16_t)gw->cfg.port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_error, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, h, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)gw->cfg.threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
+        on_mhd_error, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw->cfg.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_THREAD_STACK_SIZE,
+        (size_t)(512 * 1024), MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_END);
     if (!h->d) {
         free(h);
         tl_log_error("http_start_failed", json_pack("{s:i}", "port", (int)gw->cfg.port));

@@ -19,8 +19,10 @@ int main(int argc, char **argv)
     tl_gw_config_t *c = &gw.cfg;
     const tl_config_var_t vars[] = {
         {"TRIALOG_HTTP_PORT", TL_CFG_INT, "8080", 1, 65535, false, "listening port", &c->port},
-        {"TRIALOG_HTTP_THREADS", TL_CFG_INT, "16", 1, 1024, false, "HTTP worker threads",
-         &c->threads},
+        {"TRIALOG_HTTP_MAX_CONNECTIONS", TL_CFG_INT, "1024", 1, 10000, false,
+         "concurrent HTTP connections (a thread each)", &c->max_connections},
+        {"TRIALOG_PG_POOL", TL_CFG_INT, "8", 1, 256, false,
+         "database connections shared by the request threads", &c->pg_pool},
         {"TRIALOG_RYW_TIMEOUT_MS", TL_CFG_INT, "5000", 0, 60000, false,
          "read-your-writes wait before answering 202", &c->ryw_timeout_ms},
         {"TRIALOG_PRODUCE_TIMEOUT_MS", TL_CFG_INT, "5000", 100, 300000, false,
@@ -59,8 +61,6 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this */
 
 
-    tl_gw_init(&gw);
-
     tl_pg_t *pg = NULL;
     tl_http_t *http = NULL;
     for (int attempt = 0; attempt < 60; attempt++) {
@@ -68,6 +68,8 @@ int main(int argc, char **argv)
             break;
         sleep(1);
     }
+    if (!err)
+        err = tl_gw_init(&gw);
     if (!err)
         err = tl_migrate(pg);
     if (!err)
@@ -84,8 +86,8 @@ int main(int argc, char **argv)
     if (!err)
         err = tl_http_start(&gw, &http);
     if (!err) {
-        tl_log_info("gateway_started", json_pack("{s:i, s:i}", "port", (int)c->port, "threads",
-                                                 (int)c->threads));
+        tl_log_info("gateway_started", json_pack("{s:i, s:i}", "port", (int)c->port,
+                                                 "max_connections", (int)c->max_connections));
         int sig = 0;
         sigwait(&sigs, &sig);
         tl_log_info("gateway_stopping", json_pack("{s:i}", "signal", sig));
@@ -98,5 +100,6 @@ int main(int argc, char **argv)
     tl_producer_destroy(gw.producer);
     tl_kafka_producer_destroy(gw.kafka);
     tl_registry_destroy(gw.registry);
+    tl_gw_cleanup(&gw);
     return err ? 1 : 0;
 }

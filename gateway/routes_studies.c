@@ -33,8 +33,7 @@ void tl_h_healthz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     (void)req;
-    tl_pg_t *pg = tl_gw_pg(gw);
-    bool db = pg && tl_pg_exec(pg, "SELECT 1", 0, NULL, NULL) == TL_OK;
+    bool db = tl_gw_exec(gw, "SELECT 1", 0, NULL, NULL) == TL_OK;
     bool log = tl_kafka_producer_ping(gw->kafka, 2000) == TL_OK;
     int64_t lag = 0;
     bool archive = !tl_bp_engaged(gw->bp, &lag);
