@@ -14,11 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
 #include "audit_store.h"
+#include "bench_util.h"
 #include "tl_consumer.h"
 #include "tl_batch.h"
 #include "tl_buf.h"
@@ -30,78 +30,20 @@
 #include "tl_schemas.h"
 #include "tl_uuid.h"
 
-#define BATCH 1000
 #define PARTITIONS 6
 #define ROUNDS 5
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
-
-static void check(tl_err_t err, const char *what)
-{
-    if (err) {
-        fprintf(stderr, "bench: %s failed: %s\n", what, tl_err_name(err));
-        exit(1);
-    }
-}
 
 /* Participant-shaped rows, upserted as the projection does. */
 static double bench_ceiling(tl_pg_t *pg, long n)
 {
-    check(tl_pg_exec(pg,
-                     "DROP TABLE IF EXISTS bench_participants;"
-                     " CREATE TABLE bench_participants (LIKE participants INCLUDING ALL)",
-                     0, NULL, NULL),
-          "create");
-    double t0 = now_s();
-    for (long done = 0; done < n; done += BATCH) {
-        tl_cols_t c;
-        tl_cols_init(&c, 13);
-        for (long i = done; i < done + BATCH && i < n; i++) {
-            tl_uuid_t id;
-            char code[32], ver[8] = "1";
-            tl_uuid_v7(&id);
-            snprintf(code, sizeof code, "B-%07ld", i);
-            const char *v[] = {id.s, "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
-                               "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", code, "enrolled", "1958",
-                               "F", "2026-01-01", "2026-01-01", "2026-01-01 10:00:00+00",
-                               "2026-01-01 10:00:00+00", ver, id.s};
-            for (int j = 0; j < 13; j++)
-                check(tl_cols_add(&c, j, v[j]), "cols");
-            tl_cols_row_done(&c);
-        }
-        const char *params[13];
-        for (int j = 0; j < 13; j++) {
-            tl_pg_array_end(&c.col[j]);
-            params[j] = c.col[j].data;
-        }
-        check(tl_pg_exec(pg,
-                         "INSERT INTO bench_participants SELECT * FROM unnest($1::uuid[],"
-                         " $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::text[],"
-                         " $8::date[], $9::date[], $10::timestamptz[], $11::timestamptz[],"
-                         " $12::bigint[], $13::uuid[]) ON CONFLICT (id) DO UPDATE SET"
-                         " status = EXCLUDED.status, version = EXCLUDED.version",
-                         13, params, NULL),
-              "upsert");
-        tl_cols_cleanup(&c);
-    }
-    return (double)n / (now_s() - t0);
+    tl_bench_check(tl_pg_exec(pg,
+                              "DROP TABLE IF EXISTS bench_participants;"
+                              " CREATE TABLE bench_participants (LIKE participants INCLUDING ALL)",
+                              0, NULL, NULL),
+                   "create");
+    double t0 = tl_bench_now_s();
+    tl_bench_check(tl_bench_upsert_array(pg, NULL, n, "1"), "upsert");
+    return (double)n / (tl_bench_now_s() - t0);
 }
 
 typedef struct {
@@ -122,21 +64,13 @@ static msg_t *make_messages(tl_registry_t *reg, long n)
         tl_uuid_v7(&pid);
         tl_uuid_v7(&eid);
         snprintf(code, sizeof code, "B-%07ld", i);
-        json_t *rec = json_pack(
-            "{s:s, s:I, s:I, s:s, s:s, s:s, s:n, s:s, s:n, s:s, s:i, s:s, s:s, s:s, s:i, s:s,"
-            " s:i, s:i}",
-            "event_id", eid.s, "occurred_at", (json_int_t)1767225600000000LL, "recorded_at",
-            (json_int_t)1767225600000000LL, "actor_id", "admin", "actor_role", "admin", "site_id",
-            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", "reason", "correlation_id", eid.s,
-            "causation_id", "source", "gateway", "stream_version", 1, "participant_id", pid.s,
-            "study_id", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "participant_code", code,
-            "birth_year", 1958, "sex", "F", "consent_date", 20454, "baseline_date", 20454);
+        json_t *rec = tl_bench_enrolled_record(eid.s, pid.s, code);
         tl_buf_t b;
         tl_buf_init(&b, 1 << 20);
         unsigned char hdr[TL_FRAME_HEADER_LEN];
         tl_frame_header(t->id, hdr);
-        check(tl_buf_append(&b, hdr, sizeof hdr), "frame");
-        check(tl_avro_encode(t->schema, rec, &b), "encode");
+        tl_bench_check(tl_buf_append(&b, hdr, sizeof hdr), "frame");
+        tl_bench_check(tl_avro_encode(t->schema, rec, &b), "encode");
         m[i].value = tl_buf_steal(&b, &m[i].len);
         memcpy(m[i].key, pid.s, TL_UUID_STRLEN);
         m[i].data = rec;
@@ -159,7 +93,7 @@ static double bench_archive_write(tl_pg_t *pg, msg_t *m, long n, const char *top
     const long ab = tl_projection_find(TL_PROJECTION_AUDIT)->batch_default;
     tl_event_t *evs = calloc((size_t)ab, sizeof *evs);
     int64_t next[PARTITIONS] = {0};
-    double t0 = now_s();
+    double t0 = tl_bench_now_s();
     for (long done = 0; done < n; done += ab) {
         size_t k = 0;
         for (long i = done; i < done + ab && i < n; i++, k++) {
@@ -173,27 +107,27 @@ static double bench_archive_write(tl_pg_t *pg, msg_t *m, long n, const char *top
         }
         tl_batch_t b;
         tl_batch_init(&b, evs, k);
-        check(tl_pg_exec(pg, "BEGIN", 0, NULL, NULL), "begin");
-        check(tl_audit_store_apply(pg, &b), "archive apply");
+        tl_bench_check(tl_pg_exec(pg, "BEGIN", 0, NULL, NULL), "begin");
+        tl_bench_check(tl_audit_store_apply(pg, &b), "archive apply");
         char offs[256];
         snprintf(offs, sizeof offs, "{%lld,%lld,%lld,%lld,%lld,%lld}", (long long)next[0],
                  (long long)next[1], (long long)next[2], (long long)next[3], (long long)next[4],
                  (long long)next[5]);
         const char *params[] = {offs, topic};
-        check(tl_batch_add(&b,
-                           "INSERT INTO projection_offsets (projection, topic, partition,"
-                           " next_offset) SELECT 'audit', $2, p - 1, o FROM"
-                           " unnest($1::bigint[]) WITH ORDINALITY AS x(o, p)"
-                           " ON CONFLICT (projection, topic, partition) DO UPDATE"
-                           " SET next_offset = EXCLUDED.next_offset",
-                           2, params),
-              "offsets");
-        check(tl_batch_add(&b, "COMMIT", 0, NULL), "commit");
-        check(tl_pg_pipeline(pg, b.stmts, b.nstmts), "pipeline");
+        tl_bench_check(tl_batch_add(&b,
+                                    "INSERT INTO projection_offsets (projection, topic, partition,"
+                                    " next_offset) SELECT 'audit', $2, p - 1, o FROM"
+                                    " unnest($1::bigint[]) WITH ORDINALITY AS x(o, p)"
+                                    " ON CONFLICT (projection, topic, partition) DO UPDATE"
+                                    " SET next_offset = EXCLUDED.next_offset",
+                                    2, params),
+                       "offsets");
+        tl_bench_check(tl_batch_add(&b, "COMMIT", 0, NULL), "commit");
+        tl_bench_check(tl_pg_pipeline(pg, b.stmts, b.nstmts), "pipeline");
         tl_batch_cleanup(&b);
     }
     free(evs);
-    return (double)n / (now_s() - t0);
+    return (double)n / (tl_bench_now_s() - t0);
 }
 
 static double bench_replay(tl_pg_t *pg, long n, const char *topic)
@@ -204,18 +138,19 @@ static double bench_replay(tl_pg_t *pg, long n, const char *topic)
     for (size_t i = 0; i < 2 * page; i++)
         tl_buf_init(&bytes[i], 1 << 20);
     long read = 0;
-    double t0 = now_s();
+    double t0 = tl_bench_now_s();
     for (int p = 0; p < PARTITIONS; p++) {
         for (int64_t at = 0;;) {
             size_t got = 0;
-            check(tl_audit_read(pg, topic, p, at, page, msgs, bytes, &got), "archive read");
+            tl_bench_check(tl_audit_read(pg, topic, p, at, page, msgs, bytes, &got),
+                           "archive read");
             read += (long)got;
             at += (int64_t)got;
             if (got < page)
                 break;
         }
     }
-    double rate = (double)read / (now_s() - t0);
+    double rate = (double)read / (tl_bench_now_s() - t0);
     if (read != n) {
         fprintf(stderr, "bench: read %ld of %ld archived messages\n", read, n);
         exit(1);
@@ -232,7 +167,7 @@ int main(int argc, char **argv)
     long n = argc > 1 ? strtol(argv[1], NULL, 10) : 60000;
     const char *dsn = getenv("TRIALOG_PG_DSN");
     char schema[64];
-    if (n < BATCH || !dsn) {
+    if (n < TL_BENCH_BATCH || !dsn) {
         fprintf(stderr, "usage: TRIALOG_PG_DSN=... trialog-bench-archive [events >= 1000]\n");
         return 2;
     }
@@ -240,9 +175,9 @@ int main(int argc, char **argv)
     snprintf(schema, sizeof schema, "bench_archive_%d", (int)getpid());
     tl_pg_t *pg = NULL;
     tl_registry_t *reg = NULL;
-    check(tl_pg_connect(dsn, schema, "bench", &pg), "connect");
-    check(tl_migrate(pg), "migrate");
-    check(tl_registry_open(pg, &reg), "registry");
+    tl_bench_check(tl_pg_connect(dsn, schema, "bench", &pg), "connect");
+    tl_bench_check(tl_migrate(pg), "migrate");
+    tl_bench_check(tl_registry_open(pg, &reg), "registry");
     msg_t *m = make_messages(reg, n);
     double ceilings[ROUNDS], writes[ROUNDS], replays[ROUNDS], ratios[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
@@ -253,8 +188,8 @@ int main(int argc, char **argv)
         replays[r] = bench_replay(pg, n, topic);
         ratios[r] = writes[r] / ceilings[r];
     }
-    double ceiling = median(ceilings, ROUNDS), write = median(writes, ROUNDS);
-    double replay = median(replays, ROUNDS), ratio = median(ratios, ROUNDS);
+    double ceiling = tl_bench_median(ceilings, ROUNDS), write = tl_bench_median(writes, ROUNDS);
+    double replay = tl_bench_median(replays, ROUNDS), ratio = tl_bench_median(ratios, ROUNDS);
     printf("%d rounds of %ld events, medians\n", ROUNDS, n);
     printf("%-40s %12s %8s\n", "stage", "rows/s", "ratio");
     printf("%-40s %12.0f %8s\n", "ceiling: array upsert (projection rows)", ceiling, "1.00");

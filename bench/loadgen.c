@@ -2,11 +2,14 @@
  * gateway, bounded in count and time, loopback only.
  *
  *   trialog-loadgen --url http://127.0.0.1:8080 --token T --study S --site X
- *                   [--conns 64] [--seconds 10] [--max N] [--async] [--mix enrol|read]
+ *                   [--conns 64] [--seconds 10] [--max N] [--async]
+ *                   [--mix enrol|read|ceiling]
  *
- * enrol: POST /v1/studies/S/participants with unique codes (201, or 202 with
- *        --async: Prefer: respond-async)
- * read:  GET /v1/participants/{id} over participants it enrols first
+ * enrol:   POST /v1/studies/S/participants with unique codes (201, or 202 with
+ *          --async: Prefer: respond-async)
+ * read:    GET /v1/participants/{id} over participants it enrols first
+ * ceiling: the enrol request's body POSTed to --url itself, for
+ *          trialog-bench-http (study and site are then any text)
  * Prints one JSON line: requests, ok, errors, rate, p50/p99/p999 in ms. */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -35,7 +38,7 @@ static struct {
     const char *base, *token, *study, *site;
     int conns, seconds;
     long max;
-    bool async, read;
+    bool async, read, ceiling;
     char run[16];
 } opt = {.conns = 64, .seconds = 10, .max = 1000000};
 
@@ -70,7 +73,11 @@ static void next_request(conn_t *c, long seq)
         snprintf(c->url, sizeof c->url, "%s/v1/participants/%s", opt.base, ids[seq % nids]);
         curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
     } else {
-        snprintf(c->url, sizeof c->url, "%s/v1/studies/%s/participants", opt.base, opt.study);
+        if (opt.ceiling)
+            snprintf(c->url, sizeof c->url, "%s/", opt.base);
+        else
+            snprintf(c->url, sizeof c->url, "%s/v1/studies/%s/participants", opt.base,
+                     opt.study);
         snprintf(c->body, sizeof c->body,
                  "{\"participant_code\":\"L%s-%08ld\",\"site_id\":\"%s\","
                  "\"consent_date\":\"2026-01-01\",\"baseline_date\":\"2026-01-01\"}",
@@ -183,14 +190,19 @@ int main(int argc, char **argv)
         case 'd': opt.seconds = (int)strtol(optarg, NULL, 10); break;
         case 'm': opt.max = strtol(optarg, NULL, 10); break;
         case 'a': opt.async = true; break;
-        case 'k': opt.read = !strcmp(optarg, "read"); break;
+        case 'k':
+            opt.read = !strcmp(optarg, "read");
+            opt.ceiling = !strcmp(optarg, "ceiling");
+            if (!opt.read && !opt.ceiling && strcmp(optarg, "enrol"))
+                return 2;
+            break;
         default: return 2;
         }
     }
     if (!opt.base || !opt.token || !opt.study || !opt.site || opt.conns < 1 ||
         opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1) {
         fprintf(stderr, "usage: trialog-loadgen --url U --token T --study S --site X [--conns 1..%d]"
-                        " [--seconds 1..%d] [--max N] [--async] [--mix enrol|read]\n",
+                        " [--seconds 1..%d] [--max N] [--async] [--mix enrol|read|ceiling]\n",
                 MAX_CONNS, MAX_SECONDS);
         return 2;
     }
@@ -222,7 +234,7 @@ int main(int argc, char **argv)
     printf("{\"mix\":\"%s\",\"async\":%s,\"conns\":%d,\"seconds\":%.1f,\"requests\":%ld,"
            "\"ok\":%ld,\"errors\":%ld,\"rate\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
            "\"p999_ms\":%.2f}\n",
-           opt.read ? "read" : "enrol", opt.async ? "true" : "false", opt.conns, secs, issued, ok,
+           opt.read ? "read" : opt.ceiling ? "ceiling" : "enrol", opt.async ? "true" : "false", opt.conns, secs, issued, ok,
            errors, (double)ok / secs, pct(0.50), pct(0.99), pct(0.999));
     free(lat);
     free(ids);

@@ -10,7 +10,8 @@
 
 struct tl_http {
     struct MHD_Daemon *d;
-    tl_gw_t *gw;
+    tl_http_handler_fn handler;
+    void *ctx;
 };
 
 typedef struct {
@@ -112,7 +113,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         .conn = c,
     };
     tl_resp_t resp = {.status = 500};
-    tl_gw_dispatch(h->gw, &req, &resp);
+    h->handler(h->ctx, &req, &resp);
     enum MHD_Result ret = send_resp(c, &resp);
     json_decref(resp.body);
     return ret;
@@ -140,12 +141,14 @@ static void on_mhd_error(void *cls, const char *fmt, va_list ap)
     tl_log_warn("http_error", json_pack("{s:s}", "message", msg));
 }
 
-tl_err_t tl_http_start(tl_gw_t *gw, tl_http_t **out)
+tl_err_t tl_http_start(int port, int max_connections, tl_http_handler_fn handler, void *ctx,
+                       tl_http_t **out)
 {
     tl_http_t *h = calloc(1, sizeof *h);
     if (!h)
         return TL_ERR_NOMEM;
-    h->gw = gw;
+    h->handler = handler;
+    h->ctx = ctx;
     /* A thread per connection: a command handler blocks until the log (and,
      * for read-your-writes, the projection) confirms, so a connection must
      * never wait behind another one's command. The connection limit bounds
@@ -153,15 +156,15 @@ tl_err_t tl_http_start(tl_gw_t *gw, tl_http_t **out)
     h->d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
             MHD_USE_ERROR_LOG,
-        (uint16_t)gw->cfg.port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+        (uint16_t)port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_error, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw->cfg.max_connections,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_THREAD_STACK_SIZE,
         (size_t)(512 * 1024), MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_END);
     if (!h->d) {
         free(h);
-        tl_log_error("http_start_failed", json_pack("{s:i}", "port", (int)gw->cfg.port));
+        tl_log_error("http_start_failed", json_pack("{s:i}", "port", port));
         return TL_ERR_IO;
     }
     *out = h;

@@ -1,5 +1,6 @@
 /* http: the only module that includes libmicrohttpd. It reads a request with
- * a bounded body, hands it to tl_gw_dispatch and writes the response. */
+ * a bounded body, hands it to a handler (the gateway's tl_gw_dispatch, or a
+ * benchmark's trivial one) and writes the response. */
 #ifndef TL_HTTP_H
 #define TL_HTTP_H
 
@@ -7,9 +8,13 @@
 
 typedef struct tl_http tl_http_t;
 
-/* Listens on 127.0.0.1 and the other interfaces at port with a pool of
- * threads. gw is borrowed. Caller frees with tl_http_stop. */
-tl_err_t tl_http_start(tl_gw_t *gw, tl_http_t **out);
+typedef void (*tl_http_handler_fn)(void *ctx, tl_req_t *req, tl_resp_t *resp);
+
+/* Listens on all interfaces at port, a thread per connection, at most
+ * max_connections of them. handler runs on those threads; ctx is borrowed.
+ * Caller frees with tl_http_stop. */
+tl_err_t tl_http_start(int port, int max_connections, tl_http_handler_fn handler, void *ctx,
+                       tl_http_t **out);
 void tl_http_stop(tl_http_t *h);
 
 #endif

@@ -11,7 +11,10 @@
 #include "tl_log.h"
 #include "tl_migrations.h"
 
-
+static void gateway_handler(void *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    tl_gw_dispatch(gw, req, resp);
+}
 
 int main(int argc, char **argv)
 {
@@ -84,7 +87,7 @@ int main(int argc, char **argv)
     if (!err)
         err = tl_bp_new(gw.kafka, c->pg_dsn, c->pg_schema, c->archive_max_lag, &gw.bp);
     if (!err)
-        err = tl_http_start(&gw, &http);
+        err = tl_http_start((int)c->port, (int)c->max_connections, gateway_handler, &gw, &http);
     if (!err) {
         tl_log_info("gateway_started", json_pack("{s:i, s:i}", "port", (int)c->port,
                                                  "max_connections", (int)c->max_connections));

@@ -25,7 +25,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 TL_PACKAGES="build-essential cmake pkg-config librdkafka-dev libavro-dev libmicrohttpd-dev
  libcmocka-dev libpq-dev libjansson-dev libcurl4-openssl-dev libssl-dev postgresql
- postgresql-contrib kcat curl"
+ postgresql-contrib kcat curl jq"
 
 tl_deps() {
     local missing=""
