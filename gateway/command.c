@@ -200,12 +200,13 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
 {
     bool failed = false;
     const char *params[1 + TL_CHECK_PARAMS_MAX] = {cmd->resource_id.s};
-    for (int i = 0; i < spec->ncheck && i < TL_CHECK_PARAMS_MAX; i++)
-        params[1 + i] = spec->check_params[i];
+    int nparams = 1 + (spec->ncheck < TL_CHECK_PARAMS_MAX ? spec->ncheck : TL_CHECK_PARAMS_MAX);
+    for (int i = 1; i < nparams; i++)
+        params[i] = spec->check_params[i - 1];
     tl_pg_res_t *check = NULL;
     json_t *found = NULL;
     pthread_mutex_lock(lock);
-    tl_err_t err = tl_gw_exec(gw, spec->check_sql, 1 + spec->ncheck, params, &check);
+    tl_err_t err = tl_gw_exec(gw, spec->check_sql, nparams, params, &check);
     if (err) {
         tl_problem_from_err(resp, err);
         goto out;

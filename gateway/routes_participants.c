@@ -52,12 +52,18 @@ static int current_year(void)
     return y;
 }
 
+static bool column_true(const tl_pg_res_t *res, int col)
+{
+    const char *v = tl_pg_get(res, 0, col);
+    return v && !strcmp(v, "t");
+}
+
 /* Domain rules of an enrolment, on the body and the check row (violations:
  * 422; an unknown study: 404). Returns false with resp set. */
 static bool enrol_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *resp)
 {
     const json_t *body = ctx;
-    if (strcmp(tl_pg_get(check, 0, 2), "t")) {
+    if (!column_true(check, 2)) {
         tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
         return false;
     }
@@ -80,7 +86,7 @@ static bool enrol_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *re
                    "baseline_date must be on or after consent_date", NULL);
         return false;
     }
-    if (strcmp(tl_pg_get(check, 0, 3), "t")) {
+    if (!column_true(check, 3)) {
         tl_problem(resp, 422, "unknown-site", "Site not in study",
                    "site_id is not a site of this study", NULL);
         return false;
