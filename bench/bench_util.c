@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "tl_batch.h"
@@ -21,8 +22,29 @@ static int cmp_double(const void *a, const void *b)
 
 double tl_bench_median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    tl_bench_sort(v, n);
     return v[n / 2];
+}
+
+void tl_bench_sort(double *v, long n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+}
+
+double tl_bench_percentile(const double *sorted, long n, double p, double scale)
+{
+    return n ? sorted[(long)(p * (double)(n - 1))] * scale : 0;
+}
+
+size_t tl_bench_body_write(char *data, size_t size, size_t n, void *user)
+{
+    tl_bench_body_t *b = user;
+    size_t len = size * n, room = sizeof b->data - 1 - b->len;
+    size_t take = len < room ? len : room;
+    memcpy(b->data + b->len, data, take);
+    b->len += take;
+    b->data[b->len] = '\0';
+    return len;
 }
 
 void tl_bench_check(tl_err_t err, const char *what)

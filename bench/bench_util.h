@@ -21,6 +21,19 @@
 double tl_bench_now_s(void);
 /* Median of v (sorted in place); n > 0. */
 double tl_bench_median(double *v, int n);
+/* Sorts v ascending (n may be 0). */
+void tl_bench_sort(double *v, long n);
+/* The p-quantile (0..1) of sorted v, scaled by scale; 0 when n is 0. */
+double tl_bench_percentile(const double *sorted, long n, double p, double scale);
+
+/* A response body kept up to its size (the rest is counted and dropped). */
+typedef struct {
+    char data[4096];
+    size_t len;
+} tl_bench_body_t;
+/* A libcurl write callback filling the tl_bench_body_t given as user. */
+size_t tl_bench_body_write(char *data, size_t size, size_t n, void *user);
+
 /* Prints what failed and exits with status 1 (atexit handlers run). */
 void tl_bench_check(tl_err_t err, const char *what);
 

@@ -28,28 +28,6 @@
 #define MAX_PROBES 100000
 #define WAIT_MS 10000
 
-typedef struct {
-    char data[4096];
-    size_t len;
-} body_t;
-
-static size_t on_body(char *data, size_t size, size_t n, void *user)
-{
-    body_t *b = user;
-    size_t len = size * n, room = sizeof b->data - 1 - b->len;
-    size_t take = len < room ? len : room;
-    memcpy(b->data + b->len, data, take);
-    b->len += take;
-    b->data[b->len] = '\0';
-    return len;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static long parse_long(const char *s, long lo, long hi)
 {
     char *end = NULL;
@@ -101,7 +79,7 @@ int main(int argc, char **argv)
     hdrs = curl_slist_append(hdrs, "Prefer: respond-async");
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, tl_bench_body_write);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
     double *lat = calloc(MAX_PROBES, sizeof *lat);
     long n = 0, timeouts = 0, failed = 0;
@@ -111,7 +89,7 @@ int main(int argc, char **argv)
     double end = tl_bench_now_s() + (double)seconds;
     for (long seq = 0; lat && tl_bench_now_s() < end && n < MAX_PROBES; seq++) {
         double t0 = tl_bench_now_s();
-        body_t resp = {.len = 0};
+        tl_bench_body_t resp = {.len = 0};
         snprintf(body, sizeof body,
                  "{\"participant_code\":\"LAG%s-%08ld\",\"site_id\":\"%s\","
                  "\"consent_date\":\"2026-01-01\",\"baseline_date\":\"2026-01-01\"}",
@@ -141,9 +119,10 @@ int main(int argc, char **argv)
             nanosleep(&ts, NULL);
         }
     }
-    qsort(lat, (size_t)n, sizeof *lat, cmp);
-    double p50 = n ? lat[(n - 1) / 2] * 1000 : 0, p99 = n ? lat[(long)(0.99 * (double)(n - 1))] * 1000 : 0;
-    double max = n ? lat[n - 1] * 1000 : 0;
+    tl_bench_sort(lat, n);
+    double p50 = tl_bench_percentile(lat, n, 0.50, 1000);
+    double p99 = tl_bench_percentile(lat, n, 0.99, 1000);
+    double max = tl_bench_percentile(lat, n, 1.0, 1000);
     printf("{\"probes\":%ld,\"p50_ms\":%.1f,\"p99_ms\":%.1f,\"max_ms\":%.1f,\"timeouts\":%ld,"
            "\"failed\":%ld}\n",
            n, p50, p99, max, timeouts, failed);

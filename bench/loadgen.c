@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define MAX_CONNS 1024
 #define MAX_SECONDS 600
 #define MAX_LATENCIES 5000000
@@ -29,8 +31,7 @@ typedef struct {
     struct curl_slist *headers;
     char url[512];
     char body[512];
-    char resp[4096];
-    size_t resp_len;
+    tl_bench_body_t resp;
     double started;
 } conn_t;
 
@@ -54,21 +55,11 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static size_t on_body(char *data, size_t size, size_t n, void *user)
-{
-    conn_t *c = user;
-    size_t len = size * n, room = sizeof c->resp - 1 - c->resp_len;
-    memcpy(c->resp + c->resp_len, data, len < room ? len : room);
-    c->resp_len += len < room ? len : room;
-    c->resp[c->resp_len] = '\0';
-    return len;
-}
-
 /* Prepares connection c's next request. */
 static void next_request(conn_t *c, long seq)
 {
-    c->resp_len = 0;
-    c->resp[0] = '\0';
+    c->resp.len = 0;
+    c->resp.data[0] = '\0';
     if (opt.read) {
         snprintf(c->url, sizeof c->url, "%s/v1/participants/%s", opt.base, ids[seq % nids]);
         curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
@@ -88,20 +79,6 @@ static void next_request(conn_t *c, long seq)
     c->started = now_s();
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pct(double p)
-{
-    if (!nlat)
-        return 0;
-    long i = (long)(p * (double)(nlat - 1));
-    return lat[i] * 1000.0;
-}
-
 /* Runs the load; when collect, keeps the ids answered (for reads later). */
 static void run(int conns, int seconds, long max, bool collect)
 {
@@ -119,8 +96,8 @@ static void run(int conns, int seconds, long max, bool collect)
         if (opt.async)
             c->headers = curl_slist_append(c->headers, "Prefer: respond-async");
         curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->headers);
-        curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+        curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, tl_bench_body_write);
+        curl_easy_setopt(c->h, CURLOPT_WRITEDATA, &c->resp);
         curl_easy_setopt(c->h, CURLOPT_PRIVATE, c);
         curl_easy_setopt(c->h, CURLOPT_TIMEOUT, 30L);
         next_request(c, issued++);
@@ -142,7 +119,7 @@ static void run(int conns, int seconds, long max, bool collect)
                 ok++;
                 if (nlat < MAX_LATENCIES)
                     lat[nlat++] = now_s() - c->started;
-                const char *id = strstr(c->resp, "\"id\":\"");
+                const char *id = strstr(c->resp.data, "\"id\":\"");
                 if (collect && id && nids < 100000)
                     snprintf(ids[nids++], 40, "%.36s", id + 6);
             } else {
@@ -230,12 +207,13 @@ int main(int argc, char **argv)
     double t0 = now_s();
     run(opt.conns, opt.seconds, opt.max, false);
     double secs = now_s() - t0;
-    qsort(lat, (size_t)nlat, sizeof *lat, cmp);
+    tl_bench_sort(lat, nlat);
     printf("{\"mix\":\"%s\",\"async\":%s,\"conns\":%d,\"seconds\":%.1f,\"requests\":%ld,"
            "\"ok\":%ld,\"errors\":%ld,\"rate\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
            "\"p999_ms\":%.2f}\n",
            opt.read ? "read" : opt.ceiling ? "ceiling" : "enrol", opt.async ? "true" : "false", opt.conns, secs, issued, ok,
-           errors, (double)ok / secs, pct(0.50), pct(0.99), pct(0.999));
+           errors, (double)ok / secs, tl_bench_percentile(lat, nlat, 0.50, 1000),
+           tl_bench_percentile(lat, nlat, 0.99, 1000), tl_bench_percentile(lat, nlat, 0.999, 1000));
     free(lat);
     free(ids);
     curl_global_cleanup();

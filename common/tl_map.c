@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t hash(const char *s)
+uint64_t tl_map_hash(const char *s)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     while (*s)
@@ -28,7 +28,7 @@ void tl_map_cleanup(tl_map_t *m)
 
 static size_t slot(const tl_map_t *m, const char *key)
 {
-    size_t i = hash(key) & (m->cap - 1);
+    size_t i = tl_map_hash(key) & (m->cap - 1);
     while (m->keys[i] && strcmp(m->keys[i], key))
         i = (i + 1) & (m->cap - 1);
     return i;

@@ -4,6 +4,7 @@
 #define TL_MAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tl_err.h"
 
@@ -18,5 +19,7 @@ void tl_map_cleanup(tl_map_t *m);
 void *tl_map_get(const tl_map_t *m, const char *key);
 /* Inserts or replaces. */
 tl_err_t tl_map_put(tl_map_t *m, const char *key, void *val);
+/* The map's string hash (64-bit FNV-1a), for other keyed lookups. */
+uint64_t tl_map_hash(const char *s);
 
 #endif

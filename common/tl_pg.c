@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tl_log.h"
+#include "tl_map.h"
 
 /* Parameterised statements are prepared on first use, per connection: the
  * hot ones (gateway checks, projection upserts) then skip parse and analysis
@@ -16,7 +17,7 @@
 
 typedef struct {
     char *sql;
-    uint32_t hash;
+    uint64_t hash;
 } prepared_t;
 
 struct tl_pg {
@@ -141,14 +142,6 @@ void tl_pg_destroy(tl_pg_t *pg)
     free(pg);
 }
 
-static uint32_t sql_hash(const char *sql)
-{
-    uint32_t h = 2166136261u;
-    for (const char *p = sql; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return h;
-}
-
 static void prepared_name(int i, char *name, size_t size)
 {
     snprintf(name, size, "tl_%d", i);
@@ -159,7 +152,7 @@ static void prepared_name(int i, char *name, size_t size)
  * unprepared run then reports whatever is wrong with the statement). */
 static void prepare(tl_pg_t *pg, const char *sql, int nparams, char *name, size_t size)
 {
-    uint32_t h = sql_hash(sql);
+    uint64_t h = tl_map_hash(sql);
     name[0] = '\0';
     for (int i = 0; i < pg->nprepared; i++) {
         if (pg->prepared[i].hash == h && !strcmp(pg->prepared[i].sql, sql)) {

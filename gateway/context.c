@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "gateway.h"
+#include "tl_map.h"
 
 #define POOL_WAIT_S 5 /* a request waits this long for a free connection, then 503 */
 
@@ -109,8 +110,5 @@ tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *para
 
 pthread_mutex_t *tl_gw_stripe(tl_gw_t *gw, const char *key)
 {
-    unsigned h = 2166136261u;
-    for (const char *p = key; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return &gw->stripes[h % TL_LOCK_STRIPES];
+    return &gw->stripes[tl_map_hash(key) % TL_LOCK_STRIPES];
 }
