@@ -204,9 +204,9 @@ static tl_err_t send_one(tl_producer_t *prod, const char *study, const char *sit
     meta.correlation_id = meta.event_id.s;
     snprintf(code, sizeof code, "BL%s-%08ld", tag, i);
     json_t *payload =
-        json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:i}", "participant_id", pid.s, "study_id", study,
+        json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:i, s:[]}", "participant_id", pid.s, "study_id", study,
                   "participant_code", code, "birth_year", 1940 + (int)(i % 60), "sex",
-                  i % 2 ? "M" : "F", "consent_date", (int)today, "baseline_date", (int)today);
+                  i % 2 ? "M" : "F", "consent_date", (int)today, "baseline_date", (int)today, "schedule");
     if (!payload)
         return TL_ERR_NOMEM;
     err = tl_producer_send(prod, "ParticipantEnrolled", pid.s, payload, &meta, NULL);

@@ -115,11 +115,11 @@ json_t *tl_bench_enrolled_record(const char *event_id, const char *participant_i
 {
     return json_pack(
         "{s:s, s:I, s:I, s:s, s:s, s:s, s:n, s:s, s:n, s:s, s:i, s:s, s:s, s:s, s:i, s:s,"
-        " s:i, s:i}",
+        " s:i, s:i, s:[]}",
         "event_id", event_id, "occurred_at", (json_int_t)1767225600000000LL, "recorded_at",
         (json_int_t)1767225600000000LL, "actor_id", "admin", "actor_role", "admin", "site_id",
         "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", "reason", "correlation_id", event_id,
         "causation_id", "source", "gateway", "stream_version", 1, "participant_id", participant_id,
         "study_id", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "participant_code", code, "birth_year",
-        1958, "sex", "F", "consent_date", 20454, "baseline_date", 20454);
+        1958, "sex", "F", "consent_date", 20454, "baseline_date", 20454, "schedule");
 }

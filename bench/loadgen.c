@@ -3,11 +3,16 @@
  *
  *   trialog-loadgen --url http://127.0.0.1:8080 --token T --study S --site X
  *                   [--conns 64] [--seconds 10] [--max N] [--async]
- *                   [--mix enrol|read|ceiling]
+ *                   [--mix enrol|read|visit|schedule|ceiling]
  *
  * enrol:   POST /v1/studies/S/participants with unique codes (201, or 202 with
  *          --async: Prefer: respond-async)
  * read:    GET /v1/participants/{id} over participants it enrols first
+ * visit:   POST /v1/participants/{id}/visits/{v}/complete, in window, over
+ *          participants it enrols first (the study needs the visit types
+ *          Baseline, Month 1, Month 3 and Month 6 at days 0, 30, 90, 180):
+ *          each participant's visits in order, at most 4 per participant
+ * schedule: GET /v1/participants/{id}/schedule over participants it enrols
  * ceiling: the enrol request's body POSTed to --url itself, for
  *          trialog-bench-http (study and site are then any text)
  * Prints one JSON line: requests, ok, errors, rate, p50/p99/p999 in ms. */
@@ -39,9 +44,14 @@ static struct {
     const char *base, *token, *study, *site;
     int conns, seconds;
     long max;
-    bool async, read, ceiling;
+    bool async, read, ceiling, visit, schedule;
     char run[16];
 } opt = {.conns = 64, .seconds = 10, .max = 1000000};
+
+/* the visits of the bench protocol, completed on their due dates (baseline
+ * 2026-01-01) */
+static const char *const visit_names[] = {"Baseline", "Month%201", "Month%203", "Month%206"};
+static const char *const visit_dates[] = {"2026-01-01", "2026-01-31", "2026-04-01", "2026-06-30"};
 
 static double *lat;
 static long nlat, issued, ok, errors;
@@ -60,9 +70,18 @@ static void next_request(conn_t *c, long seq)
 {
     c->resp.len = 0;
     c->resp.data[0] = '\0';
-    if (opt.read) {
-        snprintf(c->url, sizeof c->url, "%s/v1/participants/%s", opt.base, ids[seq % nids]);
+    if (opt.read || opt.schedule) {
+        snprintf(c->url, sizeof c->url, "%s/v1/participants/%s%s", opt.base, ids[seq % nids],
+                 opt.schedule ? "/schedule" : "");
         curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
+    } else if (opt.visit) {
+        /* participant seq % nids, its visit seq / nids: the one before was
+         * sent nids requests earlier, long done with nids >> connections */
+        long v = (seq / nids) % 4;
+        snprintf(c->url, sizeof c->url, "%s/v1/participants/%s/visits/%s/complete", opt.base,
+                 ids[seq % nids], visit_names[v]);
+        snprintf(c->body, sizeof c->body, "{\"actual_date\":\"%s\"}", visit_dates[v]);
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
     } else {
         if (opt.ceiling)
             snprintf(c->url, sizeof c->url, "%s/", opt.base);
@@ -170,7 +189,9 @@ int main(int argc, char **argv)
         case 'k':
             opt.read = !strcmp(optarg, "read");
             opt.ceiling = !strcmp(optarg, "ceiling");
-            if (!opt.read && !opt.ceiling && strcmp(optarg, "enrol"))
+            opt.visit = !strcmp(optarg, "visit");
+            opt.schedule = !strcmp(optarg, "schedule");
+            if (!opt.read && !opt.ceiling && !opt.visit && !opt.schedule && strcmp(optarg, "enrol"))
                 return 2;
             break;
         default: return 2;
@@ -179,7 +200,8 @@ int main(int argc, char **argv)
     if (!opt.base || !opt.token || !opt.study || !opt.site || opt.conns < 1 ||
         opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1) {
         fprintf(stderr, "usage: trialog-loadgen --url U --token T --study S --site X [--conns 1..%d]"
-                        " [--seconds 1..%d] [--max N] [--async] [--mix enrol|read|ceiling]\n",
+                        " [--seconds 1..%d] [--max N] [--async]"
+                        " [--mix enrol|read|visit|schedule|ceiling]\n",
                 MAX_CONNS, MAX_SECONDS);
         return 2;
     }
@@ -191,12 +213,15 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     lat = malloc(MAX_LATENCIES * sizeof *lat);
     ids = calloc(100000, sizeof *ids);
-    if (opt.read) { /* participants to read: enrol some first, not measured */
-        bool a = opt.async;
-        opt.read = false;
-        opt.async = false;
-        run(opt.conns < 16 ? opt.conns : 16, 60, 2000, true);
-        opt.read = true;
+    bool pre = opt.read || opt.visit || opt.schedule;
+    if (pre) { /* participants to act on: enrol them first, not measured */
+        bool a = opt.async, r = opt.read, v = opt.visit, sc = opt.schedule;
+        long n = opt.visit ? (opt.max + 3) / 4 : 2000;
+        opt.read = opt.visit = opt.schedule = opt.async = false;
+        run(opt.conns < 64 ? opt.conns : 64, 120, n < 20000 ? n : 20000, true);
+        opt.read = r;
+        opt.visit = v;
+        opt.schedule = sc;
         opt.async = a;
         nlat = issued = ok = errors = 0;
         if (!nids) {
@@ -205,13 +230,15 @@ int main(int argc, char **argv)
         }
     }
     double t0 = now_s();
-    run(opt.conns, opt.seconds, opt.max, false);
+    /* each participant's visits once */
+    run(opt.conns, opt.seconds, opt.visit && opt.max > 4 * nids ? 4 * nids : opt.max, false);
     double secs = now_s() - t0;
     tl_bench_sort(lat, nlat);
     printf("{\"mix\":\"%s\",\"async\":%s,\"conns\":%d,\"seconds\":%.1f,\"requests\":%ld,"
            "\"ok\":%ld,\"errors\":%ld,\"rate\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
            "\"p999_ms\":%.2f}\n",
-           opt.read ? "read" : opt.ceiling ? "ceiling" : "enrol", opt.async ? "true" : "false", opt.conns, secs, issued, ok,
+           opt.read ? "read" : opt.visit ? "visit" : opt.schedule ? "schedule"
+           : opt.ceiling ? "ceiling" : "enrol", opt.async ? "true" : "false", opt.conns, secs, issued, ok,
            errors, (double)ok / secs, tl_bench_percentile(lat, nlat, 0.50, 1000),
            tl_bench_percentile(lat, nlat, 0.99, 1000), tl_bench_percentile(lat, nlat, 0.999, 1000));
     free(lat);

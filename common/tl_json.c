@@ -78,6 +78,40 @@ static const tl_json_field_t *find_field(const tl_json_field_t *fields, size_t n
     return NULL;
 }
 
+bool tl_json_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (!n || n > TL_JSON_NAME_MAX)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
+static void check_names(const tl_json_field_t *f, const json_t *v, json_t *errors)
+{
+    char msg[160];
+    size_t n = json_array_size(v);
+    if (!json_is_array(v) || (long)n < f->min || (long)n > f->max) {
+        snprintf(msg, sizeof msg, "must be an array of %ld to %ld names", f->min, f->max);
+        tl_json_error(errors, f->name, msg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *s = json_string_value(json_array_get(v, i));
+        if (!tl_json_name_ok(s)) {
+            tl_json_error(errors, f->name, "names are 1 to 64 of a-z, 0-9 and _");
+            return;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(s, json_string_value(json_array_get(v, j)))) {
+                tl_json_error(errors, f->name, "names must not repeat");
+                return;
+            }
+    }
+}
+
 static void check_value(const tl_json_field_t *f, const json_t *v, json_t *errors)
 {
     char msg[160];
@@ -123,6 +157,13 @@ static void check_value(const tl_json_field_t *f, const json_t *v, json_t *error
         for (const char *const *o = f->options; *o && len < sizeof msg; o++)
             len += (size_t)snprintf(msg + len, sizeof msg - len, " %s", *o);
         tl_json_error(errors, f->name, msg);
+        return;
+    case TL_JF_BOOL:
+        if (!json_is_boolean(v))
+            tl_json_error(errors, f->name, "must be true or false");
+        return;
+    case TL_JF_NAMES:
+        check_names(f, v, errors);
         return;
     }
 }

@@ -17,6 +17,8 @@ typedef enum {
     TL_JF_DATE,    /* "YYYY-MM-DD", a real calendar day */
     TL_JF_UUID,
     TL_JF_ENUM,    /* one of options */
+    TL_JF_BOOL,
+    TL_JF_NAMES,   /* array of min..max distinct names: 1-64 of a-z 0-9 _ */
 } tl_jf_type_t;
 
 typedef struct {
@@ -38,6 +40,9 @@ tl_err_t tl_json_parse_object(const char *body, size_t len, json_t **out, char *
 size_t tl_json_check(const json_t *obj, const tl_json_field_t *fields, size_t n, json_t *errors);
 /* Adds {"field": field, "detail": detail} to errors. */
 void tl_json_error(json_t *errors, const char *field, const char *detail);
+#define TL_JSON_NAME_MAX 64
+/* A machine name: 1 to TL_JSON_NAME_MAX of a-z, 0-9 and _. */
+bool tl_json_name_ok(const char *s);
 /* Convenience getters for already checked objects: NULL/def when absent or null. */
 const char *tl_json_str(const json_t *obj, const char *key);
 long long tl_json_int(const json_t *obj, const char *key, long long def);

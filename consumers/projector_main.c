@@ -1,5 +1,5 @@
 /* trialog-projector: runs one projection's consumer.
- * Usage: trialog-projector [--print-config] participants|audit */
+ * Usage: trialog-projector [--print-config] participants|schedules|audit */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,7 +39,7 @@ int main(int argc, char **argv)
     const tl_projection_t *found = tl_projection_find(name);
     tl_projection_t proj = found ? *found : (tl_projection_t){0};
     if (!proj.name) {
-        fprintf(stderr, "usage: trialog-projector [--print-config] participants|audit\n");
+        fprintf(stderr, "usage: trialog-projector [--print-config] participants|schedules|audit\n");
         return 2;
     }
     if (tl_config_load(vars, nvars, NULL, stderr))

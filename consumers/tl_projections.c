@@ -5,13 +5,20 @@
 #include "audit.h"
 #include "audit_store.h"
 #include "participants_store.h"
+#include "schedules_store.h"
 #include "tl_consumer.h"
 #include "tl_topics.h"
 
 static const char *const participants_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
-static const char *const participants_tables[] = {"studies", "sites", "participants"};
-/* 2: projection_offsets and projection_rejections; 3: the tables above */
-static const int participants_migrations[] = {2, 3};
+static const char *const participants_tables[] = {"studies", "sites", "participants",
+                                                  "visit_types"};
+/* 2: projection_offsets and projection_rejections; 3 and 5: the tables above */
+static const int participants_migrations[] = {2, 3, 5};
+/* schedule dates travel in the participant events: the protocol topic is
+ * not needed (DESIGN.md §2) */
+static const char *const schedules_topics[] = {TL_TOPIC_PARTICIPANT};
+static const char *const schedules_tables[] = {"schedule_participants", "participant_visits"};
+static const int schedules_migrations[] = {2, 6};
 
 static const tl_projection_t projections[] = {
     {.name = TL_PROJECTION_PARTICIPANTS,
@@ -19,8 +26,17 @@ static const tl_projection_t projections[] = {
      .ntopics = 2,
      .apply = tl_participants_store_apply,
      .tables = participants_tables,
-     .ntables = 3,
+     .ntables = 4,
      .migrations = participants_migrations,
+     .nmigrations = 3,
+     .batch_default = 1000},
+    {.name = TL_PROJECTION_SCHEDULES,
+     .topics = schedules_topics,
+     .ntopics = 1,
+     .apply = tl_schedules_store_apply,
+     .tables = schedules_tables,
+     .ntables = 2,
+     .migrations = schedules_migrations,
      .nmigrations = 2,
      .batch_default = 1000},
     /* the archive takes every topic, dead letters included; it is the

@@ -7,7 +7,10 @@
 
 #include "gateway.h"
 #include "tl_json.h"
+#include "participants_store.h"
+#include "schedules_store.h"
 #include "tl_log.h"
+#include "tl_topics.h"
 
 #define TL_IDEMPOTENCY_KEY_MAX 200
 
@@ -114,6 +117,22 @@ static bool read_rejection(tl_gw_t *gw, tl_cmd_t *cmd, const char *topic,
     return reason != NULL;
 }
 
+/* Read-your-writes means every projection a client reads the event's topic
+ * from has it: after a 201 for an enrolment, the schedule is there too. */
+static bool wait_readers(tl_gw_t *gw, const char *projection, const char *topic,
+                         const tl_kafka_pos_t *pos)
+{
+    const char *readers[] = {projection, NULL};
+    if (!strcmp(topic, TL_TOPIC_PARTICIPANT))
+        readers[1] = strcmp(projection, TL_PROJECTION_SCHEDULES) ? TL_PROJECTION_SCHEDULES
+                                                                 : TL_PROJECTION_PARTICIPANTS;
+    for (int i = 0; i < 2 && readers[i]; i++)
+        if (tl_waiter_wait(gw->waiter, readers[i], topic, pos->partition, pos->offset,
+                           (int)gw->cfg.ryw_timeout_ms))
+            return false;
+    return true;
+}
+
 tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     tl_kafka_pos_t pos = {0};
@@ -149,8 +168,7 @@ tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t
         accepted(resp, cmd, t->topic, &pos);
         return TL_CMD_ANSWERED;
     }
-    if (tl_waiter_wait(gw->waiter, cmd->projection, t->topic, pos.partition, pos.offset,
-                       (int)gw->cfg.ryw_timeout_ms)) {
+    if (!wait_readers(gw, cmd->projection, t->topic, &pos)) {
         /* Durable in the log but not yet visible: say so, never fail it. */
         accepted(resp, cmd, t->topic, &pos);
         return TL_CMD_ANSWERED;
@@ -236,6 +254,56 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
     else if (!strcmp(cmd->reason, spec->dup_reason))
         duplicate(resp, spec);
     else
+        tl_problem(resp, 409, "conflict", "Command refused", cmd->reason, NULL);
+out:
+    pthread_mutex_unlock(lock);
+    tl_pg_res_free(check);
+}
+
+static void answer(tl_gw_t *gw, const tl_update_t *spec, tl_cmd_t *cmd, bool replayed,
+                   tl_resp_t *resp)
+{
+    bool failed = false;
+    json_t *j = tl_gw_query_json(gw, resp, spec->answer_sql, spec->nanswer, spec->answer_params,
+                                 &failed);
+    if (j) {
+        tl_gw_created(resp, j, cmd->location, replayed);
+        resp->status = spec->status;
+    } else if (!failed) {
+        tl_problem_from_err(resp, TL_ERR_INTERNAL);
+    } else {
+        accepted(resp, cmd, cmd->topic, &cmd->pos); /* durable; the read-back failed */
+    }
+}
+
+void tl_gw_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_update_t *spec,
+                  pthread_mutex_t *lock, tl_resp_t *resp)
+{
+    tl_pg_res_t *check = NULL;
+    pthread_mutex_lock(lock);
+    tl_err_t err = tl_gw_exec(gw, spec->check_sql, spec->ncheck, spec->check_params, &check);
+    if (err) {
+        tl_problem_from_err(resp, err);
+        goto out;
+    }
+    const char *last = tl_pg_get(check, 0, 0);
+    if (!last) {
+        tl_problem(resp, 404, "not-found", spec->not_found_title, NULL, NULL);
+        goto out;
+    }
+    if (!strcmp(last, cmd->meta.event_id.s)) {
+        answer(gw, spec, cmd, true, resp);
+        goto out;
+    }
+    if (!spec->decide(spec->ctx, check, cmd, resp))
+        goto out;
+    tl_cmd_outcome_t o = tl_cmd_run(gw, req, cmd, resp);
+    if (o == TL_CMD_APPLIED)
+        answer(gw, spec, cmd, false, resp);
+    else if (o == TL_CMD_REJECTED && !strcmp(cmd->reason, "version_conflict"))
+        tl_problem(resp, 409, "concurrent-change", "Changed meanwhile",
+                   "another command changed it first; read it again and retry", NULL);
+    else if (o == TL_CMD_REJECTED)
         tl_problem(resp, 409, "conflict", "Command refused", cmd->reason, NULL);
 out:
     pthread_mutex_unlock(lock);

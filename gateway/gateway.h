@@ -115,6 +115,37 @@ void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+/* protocol, schedules and visits (routes_visits.c) */
+void tl_h_visit_type_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_visit_type_amend(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_visit_type_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_visit_type_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_study_lock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_study_unlock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_visit_complete(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_visit_miss(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_baseline_change(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_participant_withdraw(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_participant_finish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_schedule_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_study_visits(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_study_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+
+/* A study's visit types as one JSON array text (or NULL when none), the
+ * study id being the SQL parameter `study` ("$2"). */
+#define TL_SQL_VISIT_TYPES_JSON(study)                                                           \
+    "SELECT json_agg(json_build_object('id', t.id, 'study_id', t.study_id, 'name', t.name,"      \
+    " 'target_day', t.target_day, 'window_before_days', t.window_before_days,"                   \
+    " 'window_after_days', t.window_after_days, 'required', t.required,"                         \
+    " 'form_templates', t.form_templates, 'revision', t.revision, 'defined_at', t.defined_at,"   \
+    " 'updated_at', t.updated_at) ORDER BY t.target_day, t.id)::text"                            \
+    " FROM visit_types t WHERE t.study_id = " study
+/* The schedule a participant with this baseline gets from visit types as
+ * TL_SQL_VISIT_TYPES_JSON gives them (NULL text: none), as the "schedule"
+ * of a ParticipantEnrolled event. New reference, NULL when out of memory. */
+json_t *tl_gw_plan_schedule(const char *visit_types_json, int32_t baseline);
+/* 422: the study is locked. */
+void tl_problem_locked(tl_resp_t *resp);
 
 
 /* ---- commands (command.c) ---- */
@@ -175,5 +206,29 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
 json_t *tl_gw_query_json(tl_gw_t *gw, tl_resp_t *resp, const char *sql, int n,
                          const char *const *params, bool *failed);
 void tl_gw_created(tl_resp_t *resp, json_t *body, const char *location, bool replayed);
+
+/* A command on an existing aggregate (a participant's stream, a study). */
+typedef struct {
+    /* One row: column 0 the aggregate's last event id (NULL: no such
+     * aggregate: 404 not_found_title), further columns for decide. */
+    const char *check_sql;
+    const char *const *check_params;
+    int ncheck;
+    const char *not_found_title;
+    /* Domain rules on the check row; completes cmd (payload, key, meta)
+     * or fills resp and returns false. */
+    bool (*decide)(void *ctx, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp);
+    void *ctx;
+    /* The answer: one JSON text column, status 200 or 201. */
+    const char *answer_sql;
+    const char *const *answer_params;
+    int nanswer;
+    int status;
+} tl_update_t;
+
+/* Runs it holding lock. A retried command (same Idempotency-Key) whose event
+ * is the aggregate's last answers as before; a refused event answers 409. */
+void tl_gw_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_update_t *spec,
+                  pthread_mutex_t *lock, tl_resp_t *resp);
 
 #endif

@@ -46,3 +46,10 @@ char *tl_problem_render(const tl_resp_t *resp)
 {
     return resp->body ? json_dumps(resp->body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 }
+
+void tl_problem_locked(tl_resp_t *resp)
+{
+    tl_problem(resp, 422, "study-locked", "Study locked",
+               "the study is locked: no data changes until an admin unlocks it with a reason",
+               NULL);
+}

@@ -16,6 +16,21 @@ static const tl_route_t routes[] = {
     {"POST", "/v1/studies/{study}/participants", tl_h_participant_enrol, false},
     {"GET", "/v1/studies/{study}/participants", tl_h_participant_list, false},
     {"GET", "/v1/participants/{participant}", tl_h_participant_get, false},
+    {"POST", "/v1/studies/{study}/visit-types", tl_h_visit_type_create, false},
+    {"GET", "/v1/studies/{study}/visit-types", tl_h_visit_type_list, false},
+    {"GET", "/v1/studies/{study}/visit-types/{visit_type}", tl_h_visit_type_get, false},
+    {"PATCH", "/v1/studies/{study}/visit-types/{visit_type}", tl_h_visit_type_amend, false},
+    {"POST", "/v1/studies/{study}/lock", tl_h_study_lock, false},
+    {"POST", "/v1/studies/{study}/unlock", tl_h_study_unlock, false},
+    {"GET", "/v1/studies/{study}/visits", tl_h_study_visits, false},
+    {"GET", "/v1/studies/{study}/metrics", tl_h_study_metrics, false},
+    {"GET", "/v1/participants/{participant}/schedule", tl_h_schedule_get, false},
+    {"POST", "/v1/participants/{participant}/visits/{visit_type}/complete", tl_h_visit_complete,
+     false},
+    {"POST", "/v1/participants/{participant}/visits/{visit_type}/miss", tl_h_visit_miss, false},
+    {"POST", "/v1/participants/{participant}/baseline", tl_h_baseline_change, false},
+    {"POST", "/v1/participants/{participant}/withdraw", tl_h_participant_withdraw, false},
+    {"POST", "/v1/participants/{participant}/complete", tl_h_participant_finish, false},
 };
 
 const tl_route_t *tl_gw_routes(size_t *n)
@@ -119,7 +134,8 @@ void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                    "send Authorization: Bearer <token>", NULL);
         return;
     }
-    if (!strcmp(req->method, "POST") && !json_content_type(req->content_type)) {
+    if ((!strcmp(req->method, "POST") || !strcmp(req->method, "PATCH")) &&
+        !json_content_type(req->content_type)) {
         tl_problem(resp, 415, "unsupported-media-type", "Unsupported media type",
                    "the body must be application/json", NULL);
         return;

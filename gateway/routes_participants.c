@@ -19,12 +19,16 @@
 #define SQL_PARTICIPANT "SELECT " PARTICIPANT_JSON "::text FROM participants p WHERE p.id = $1"
 static const char *const sql_participant = SQL_PARTICIPANT;
 
-/* An enrolment's checks, one row: $1 participant id, $2 study, $3 code, $4 site. */
+/* An enrolment's checks, one row: $1 participant id, $2 study, $3 code, $4
+ * site; then whether the study is locked, and its visit types (the
+ * schedule the participant gets). */
 static const char *const sql_enrol_check =
     "SELECT (" SQL_PARTICIPANT "),"
     " (SELECT id::text FROM participants WHERE study_id = $2 AND participant_code = $3),"
     " EXISTS (SELECT 1 FROM studies WHERE id = $2),"
-    " EXISTS (SELECT 1 FROM sites WHERE id = $4 AND study_id = $2)";
+    " EXISTS (SELECT 1 FROM sites WHERE id = $4 AND study_id = $2),"
+    " EXISTS (SELECT 1 FROM studies WHERE id = $2 AND locked),"
+    " (" TL_SQL_VISIT_TYPES_JSON("$2") ")";
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 500
@@ -60,11 +64,21 @@ static bool column_true(const tl_pg_res_t *res, int col)
 
 /* Domain rules of an enrolment, on the body and the check row (violations:
  * 422; an unknown study: 404). Returns false with resp set. */
-static bool enrol_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *resp)
+typedef struct {
+    const json_t *body;
+    json_t *payload; /* gets the schedule */
+} enrol_ctx_t;
+
+static bool enrol_rules(const void *ctx_in, const tl_pg_res_t *check, tl_resp_t *resp)
 {
-    const json_t *body = ctx;
+    const enrol_ctx_t *ctx = ctx_in;
+    const json_t *body = ctx->body;
     if (!column_true(check, 2)) {
         tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        return false;
+    }
+    if (column_true(check, 4)) {
+        tl_problem_locked(resp);
         return false;
     }
     int32_t consent = 0, baseline = 0;
@@ -89,6 +103,11 @@ static bool enrol_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *re
     if (!column_true(check, 3)) {
         tl_problem(resp, 422, "unknown-site", "Site not in study",
                    "site_id is not a site of this study", NULL);
+        return false;
+    }
+    json_t *schedule = tl_gw_plan_schedule(tl_pg_get(check, 0, 5), baseline);
+    if (!schedule || json_object_set_new(ctx->payload, "schedule", schedule)) {
+        tl_problem_from_err(resp, TL_ERR_INTERNAL);
         return false;
     }
     return true;
@@ -140,6 +159,7 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         goto out;
     }
     const char *check[] = {study.s, code, tl_json_str(body, "site_id")};
+    enrol_ctx_t ctx = {body, payload};
     const tl_create_t spec = {
         .read_sql = sql_participant,
         .check_sql = sql_enrol_check,
@@ -150,7 +170,7 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .dup_detail = "the study has a participant with this code",
         .dup_reason = "duplicate_participant_code",
         .rules = enrol_rules,
-        .ctx = body,
+        .ctx = &ctx,
     };
     char lock_key[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
     snprintf(lock_key, sizeof lock_key, "%s|%s", study.s, code);

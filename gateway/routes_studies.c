@@ -10,6 +10,7 @@
 #define SQL_STUDY_JSON                                                                        \
     "SELECT json_build_object('id', s.id, 'protocol_id', s.protocol_id, 'name', s.name," \
     "  'description', s.description, 'registered_at', s.registered_at," \
+    "  'locked', s.locked, 'lock_reason', s.lock_reason, 'lock_changed_at', s.lock_changed_at," \
     "  'sites', COALESCE((SELECT json_agg(json_build_object('id', x.id, 'code', x.code," \
     "                     'name', x.name, 'added_at', x.added_at) ORDER BY x.code)" \
     "            FROM sites x WHERE x.study_id = s.id), '[]'::json)," \
@@ -110,6 +111,17 @@ static const tl_json_field_t site_fields[] = {
     {"name", TL_JF_STRING, true, 1, TL_NAME_MAX, NULL},
 };
 
+static bool site_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *resp)
+{
+    (void)ctx;
+    const char *locked = tl_pg_get(check, 0, 2);
+    if (locked && !strcmp(locked, "t")) {
+        tl_problem_locked(resp);
+        return false;
+    }
+    return true;
+}
+
 void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     tl_cmd_t cmd = {.type = "SiteAdded", .projection = TL_PROJECTION_PARTICIPANTS};
@@ -121,9 +133,11 @@ void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const tl_create_t spec = {
         .read_sql = SQL_SITE_JSON,
         .check_sql = "SELECT (" SQL_SITE_JSON "),"
-                     " (SELECT id::text FROM sites WHERE study_id = $2 AND code = $3)",
+                     " (SELECT id::text FROM sites WHERE study_id = $2 AND code = $3),"
+                     " EXISTS (SELECT 1 FROM studies WHERE id = $2 AND locked)",
         .check_params = dup,
         .ncheck = 2,
+        .rules = site_rules,
         .dup_slug = "duplicate-site-code",
         .dup_title = "Site code already used",
         .dup_detail = "the study has a site with this code",

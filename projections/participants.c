@@ -1,77 +1,125 @@
 #include "participants.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "tl_date.h"
-
-static bool copy_str(char *dst, size_t size, const json_t *ev, const char *key)
-{
-    const char *s = json_string_value(json_object_get(ev, key));
-    if (!s || strlen(s) >= size)
-        return false;
-    memcpy(dst, s, strlen(s) + 1);
-    return true;
-}
-
-static bool copy_uuid(char dst[TL_UUID_STRLEN], const json_t *ev, const char *key)
-{
-    const char *s = json_string_value(json_object_get(ev, key));
-    tl_uuid_t u;
-    if (tl_uuid_parse(s, &u))
-        return false;
-    memcpy(dst, u.s, TL_UUID_STRLEN);
-    return true;
-}
-
-static int64_t get_int(const json_t *ev, const char *key)
-{
-    return json_integer_value(json_object_get(ev, key));
-}
-
-/* Times and dates an event carries must be real ones (tl_date.h), or the
- * event is refused: a projection never stores what it cannot format. */
-static bool times_ok(const json_t *ev)
-{
-    return tl_ts_valid(get_int(ev, "occurred_at")) && tl_ts_valid(get_int(ev, "recorded_at"));
-}
-
-static bool date_ok(const json_t *ev, const char *key)
-{
-    return json_is_integer(json_object_get(ev, key)) && tl_date_valid(get_int(ev, key));
-}
+#include "tl_json.h"
 
 const char *tl_participants_aggregate(const char *type, const json_t *ev)
 {
     if (!type)
         return NULL;
-    if (!strcmp(type, "StudyRegistered"))
+    if (!strcmp(type, "StudyRegistered") || !strcmp(type, "StudyLocked") ||
+        !strcmp(type, "StudyUnlocked"))
         return json_string_value(json_object_get(ev, "study_id"));
+    if (!strcmp(type, "VisitTypeDefined") || !strcmp(type, "VisitTypeAmended"))
+        return json_string_value(json_object_get(ev, "visit_type_id"));
     if (!strcmp(type, "SiteAdded"))
         return json_string_value(json_object_get(ev, "site_id"));
     return json_string_value(json_object_get(ev, "participant_id"));
 }
 
+/* A visit type's definition as a protocol event carries it. */
+static const char *read_visit_type(tl_visit_type_row_t *n, const json_t *ev)
+{
+    const json_t *forms = json_object_get(ev, "form_templates");
+    const json_t *req = json_object_get(ev, "required");
+    if (!tl_ev_copy_uuid(n->vt.id, ev, "visit_type_id") ||
+        !tl_ev_copy_uuid(n->study_id, ev, "study_id") ||
+        !tl_ev_copy_uuid(n->last_event_id, ev, "event_id") ||
+        !tl_ev_copy_str(n->vt.name, sizeof n->vt.name, ev, "name") || !n->vt.name[0] ||
+        !json_is_boolean(req) || !json_is_array(forms) ||
+        json_array_size(forms) > TL_FORMS_PER_VISIT_MAX || !tl_ev_times_ok(ev))
+        return "invalid_event";
+    const char *keys[] = {"target_day", "window_before_days", "window_after_days"};
+    int32_t *dst[] = {&n->vt.target_day, &n->vt.window_before, &n->vt.window_after};
+    for (int i = 0; i < 3; i++) {
+        const json_t *v = json_object_get(ev, keys[i]);
+        if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN ||
+            json_integer_value(v) > INT32_MAX)
+            return "invalid_event";
+        *dst[i] = (int32_t)json_integer_value(v);
+    }
+    n->vt.required = json_is_true(req);
+    if (tl_visit_type_check(&n->vt))
+        return "invalid_visit_type";
+    n->nforms = json_array_size(forms);
+    for (size_t i = 0; i < n->nforms; i++) {
+        const char *f = json_string_value(json_array_get(forms, i));
+        if (!tl_json_name_ok(f))
+            return "invalid_event";
+        snprintf(n->forms[i], sizeof n->forms[i], "%s", f);
+    }
+    n->updated_at_us = tl_ev_int(ev, "occurred_at");
+    return NULL;
+}
+
+const char *tl_visit_type_apply(tl_visit_type_row_t *r, const char *type, const json_t *ev)
+{
+    bool amend = !strcmp(type, "VisitTypeAmended");
+    if (!amend && strcmp(type, "VisitTypeDefined"))
+        return NULL;
+    if (amend && !r->exists)
+        return "unknown_visit_type";
+    if (!amend && r->exists)
+        return "duplicate_visit_type";
+    const char *reason = json_string_value(json_object_get(ev, "reason"));
+    if (amend && (!reason || !*reason))
+        return "reason_required";
+    tl_visit_type_row_t n = {.exists = true};
+    const char *why = read_visit_type(&n, ev);
+    if (why)
+        return why;
+    if (amend && (strcmp(n.study_id, r->study_id) || strcmp(n.vt.id, r->vt.id)))
+        return "wrong_study";
+    n.revision = amend ? r->revision + 1 : 1;
+    n.defined_at_us = amend ? r->defined_at_us : n.updated_at_us;
+    *r = n;
+    return NULL;
+}
+
+static const char *lock_change(tl_study_t *s, bool lock, const json_t *ev)
+{
+    if (!s->exists)
+        return "unknown_study";
+    if (!tl_ev_times_ok(ev))
+        return "invalid_event";
+    tl_study_t n = *s;
+    if (!tl_ev_copy_uuid(n.last_event_id, ev, "event_id") ||
+        !tl_ev_copy_str(n.lock_reason, sizeof n.lock_reason, ev, "reason") || !n.lock_reason[0])
+        return "reason_required";
+    if (s->locked == lock)
+        return lock ? "study_locked" : "study_not_locked";
+    n.locked = lock;
+    n.lock_changed_at_us = tl_ev_int(ev, "occurred_at");
+    *s = n;
+    return NULL;
+}
+
 const char *tl_study_apply(tl_study_t *s, const char *type, const json_t *ev)
 {
+    if (!strcmp(type, "StudyLocked") || !strcmp(type, "StudyUnlocked"))
+        return lock_change(s, !strcmp(type, "StudyLocked"), ev);
     if (strcmp(type, "StudyRegistered"))
         return NULL; /* other protocol events do not change this row */
     if (s->exists)
         return "duplicate_study";
-    if (!times_ok(ev))
+    if (!tl_ev_times_ok(ev))
         return "invalid_event";
     tl_study_t n = {.exists = true};
-    if (!copy_uuid(n.id, ev, "study_id") || !copy_uuid(n.last_event_id, ev, "event_id") ||
-        !copy_str(n.protocol_id, sizeof n.protocol_id, ev, "protocol_id") ||
-        !copy_str(n.name, sizeof n.name, ev, "name"))
+    if (!tl_ev_copy_uuid(n.id, ev, "study_id") || !tl_ev_copy_uuid(n.last_event_id, ev, "event_id") ||
+        !tl_ev_copy_str(n.protocol_id, sizeof n.protocol_id, ev, "protocol_id") ||
+        !tl_ev_copy_str(n.name, sizeof n.name, ev, "name"))
         return "invalid_event";
     const json_t *d = json_object_get(ev, "description");
     if (json_is_string(d)) {
-        if (!copy_str(n.description, sizeof n.description, ev, "description"))
+        if (!tl_ev_copy_str(n.description, sizeof n.description, ev, "description"))
             return "invalid_event";
         n.has_description = true;
     }
-    n.registered_at_us = get_int(ev, "occurred_at");
+    n.registered_at_us = tl_ev_int(ev, "occurred_at");
     *s = n;
     return NULL;
 }
@@ -82,84 +130,63 @@ const char *tl_site_apply(tl_site_t *s, const char *type, const json_t *ev)
         return NULL;
     if (s->exists)
         return "duplicate_site";
-    if (!times_ok(ev))
+    if (!tl_ev_times_ok(ev))
         return "invalid_event";
     tl_site_t n = {.exists = true};
-    if (!copy_uuid(n.id, ev, "site_id") || !copy_uuid(n.study_id, ev, "study_id") ||
-        !copy_uuid(n.last_event_id, ev, "event_id") ||
-        !copy_str(n.code, sizeof n.code, ev, "code") || !copy_str(n.name, sizeof n.name, ev, "name"))
+    if (!tl_ev_copy_uuid(n.id, ev, "site_id") || !tl_ev_copy_uuid(n.study_id, ev, "study_id") ||
+        !tl_ev_copy_uuid(n.last_event_id, ev, "event_id") ||
+        !tl_ev_copy_str(n.code, sizeof n.code, ev, "code") || !tl_ev_copy_str(n.name, sizeof n.name, ev, "name"))
         return "invalid_event";
-    n.added_at_us = get_int(ev, "occurred_at");
+    n.added_at_us = tl_ev_int(ev, "occurred_at");
     *s = n;
     return NULL;
 }
 
-/* DESIGN.md §2: an event applies only at exactly version + 1; a connector
- * event without a version takes the next one. */
-static const char *check_version(const tl_participant_t *p, const json_t *ev, int64_t *next)
+static void enrol(tl_participant_t *p, const json_t *ev, int64_t version)
 {
-    const json_t *v = json_object_get(ev, "stream_version");
-    *next = p->version + 1;
-    if (json_is_integer(v) && json_integer_value(v) != *next)
-        return "version_conflict";
-    return NULL;
-}
-
-static const char *enrol(tl_participant_t *p, const json_t *ev, int64_t version)
-{
-    if (p->exists)
-        return "version_conflict";
     tl_participant_t n = {.exists = true, .version = version};
-    if (!copy_uuid(n.id, ev, "participant_id") || !copy_uuid(n.study_id, ev, "study_id") ||
-        !copy_uuid(n.site_id, ev, "site_id") || !copy_uuid(n.last_event_id, ev, "event_id") ||
-        !copy_str(n.code, sizeof n.code, ev, "participant_code"))
-        return "invalid_event";
-    if (!json_is_integer(json_object_get(ev, "consent_date")))
-        return "consent_missing";
-    if (!times_ok(ev) || !date_ok(ev, "consent_date") || !date_ok(ev, "baseline_date"))
-        return "invalid_event";
+    tl_ev_copy_uuid(n.id, ev, "participant_id");
+    tl_ev_copy_uuid(n.study_id, ev, "study_id");
+    tl_ev_copy_uuid(n.site_id, ev, "site_id");
+    tl_ev_copy_uuid(n.last_event_id, ev, "event_id");
+    tl_ev_copy_str(n.code, sizeof n.code, ev, "participant_code");
     n.has_consent = true;
-    n.consent_date = (int32_t)get_int(ev, "consent_date");
-    n.baseline_date = (int32_t)get_int(ev, "baseline_date");
-    n.birth_year = (int32_t)get_int(ev, "birth_year");
+    n.consent_date = (int32_t)tl_ev_int(ev, "consent_date");
+    n.baseline_date = (int32_t)tl_ev_int(ev, "baseline_date");
+    n.birth_year = (int32_t)tl_ev_int(ev, "birth_year");
     const char *sex = json_string_value(json_object_get(ev, "sex"));
-    if (sex && (strlen(sex) != 1 || !strchr("MFOU", sex[0])))
-        return "invalid_event";
     snprintf(n.sex, sizeof n.sex, "%s", sex ? sex : "");
     snprintf(n.status, sizeof n.status, "enrolled");
-    n.enrolled_at_us = get_int(ev, "occurred_at");
-    n.updated_at_us = get_int(ev, "recorded_at");
+    n.enrolled_at_us = tl_ev_int(ev, "occurred_at");
+    n.updated_at_us = tl_ev_int(ev, "recorded_at");
     *p = n;
-    return NULL;
 }
 
 const char *tl_participant_apply(tl_participant_t *p, const char *type, const json_t *ev)
 {
     int64_t next;
-    const char *why = check_version(p, ev, &next);
+    tl_stream_state_t st = {p->exists, p->version, p->status, p->study_id};
+    const char *why = tl_stream_decide(&st, type, ev, &next);
     if (why)
         return why;
-    if (!strcmp(type, "ParticipantEnrolled"))
-        return enrol(p, ev, next);
-    if (!p->exists)
-        return "unknown_participant";
-    tl_participant_t n = *p;
-    if (!copy_uuid(n.last_event_id, ev, "event_id") || !times_ok(ev))
-        return "invalid_event";
-    n.version = next;
-    n.updated_at_us = get_int(ev, "recorded_at");
+    if (!strcmp(type, "ParticipantEnrolled")) {
+        enrol(p, ev, next);
+        return NULL;
+    }
+    p->version = next;
+    p->updated_at_us = tl_ev_int(ev, "recorded_at");
+    tl_ev_copy_uuid(p->last_event_id, ev, "event_id");
     if (!strcmp(type, "ConsentRecorded")) {
-        tl_uuid_t study;
-        if (!date_ok(ev, "consent_date") ||
-            tl_uuid_parse(json_string_value(json_object_get(ev, "study_id")), &study))
-            return "invalid_event";
-        if (strcmp(study.s, p->study_id))
-            return "wrong_study";
-        n.has_consent = true;
-        n.consent_date = (int32_t)get_int(ev, "consent_date");
+        p->has_consent = true;
+        p->consent_date = (int32_t)tl_ev_int(ev, "consent_date");
+    } else if (!strcmp(type, "BaselineChanged")) {
+        p->baseline_date = (int32_t)tl_ev_int(ev, "baseline_date");
+    } else if (!strcmp(type, "ParticipantWithdrawn")) {
+        snprintf(p->status, sizeof p->status, "withdrawn");
+    } else if (!strcmp(type, "ParticipantCompleted")) {
+        snprintf(p->status, sizeof p->status, "completed");
     }
     /* Event types this projection does not show still take their version,
      * so every projection of the stream makes the same decisions. */
-    *p = n;
     return NULL;
 }

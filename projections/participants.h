@@ -11,14 +11,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "schedules.h"
+#include "stream.h"
+#include "tl_json.h"
 #include "tl_uuid.h"
-
-#define TL_CODE_MAX 32        /* characters of a participant or site code */
-#define TL_PROTOCOL_ID_MAX 64 /* characters */
-#define TL_NAME_MAX 200
-#define TL_DESCRIPTION_MAX 2000
-/* Buffers hold up to 4 UTF-8 bytes per character. */
-#define TL_BYTES(chars) ((chars) * 4 + 1)
 
 typedef struct {
     bool exists;
@@ -28,6 +24,9 @@ typedef struct {
     char description[TL_BYTES(TL_DESCRIPTION_MAX)];
     bool has_description;
     int64_t registered_at_us;
+    bool locked;
+    char lock_reason[TL_BYTES(TL_REASON_MAX)]; /* of the last lock or unlock */
+    int64_t lock_changed_at_us;                /* 0: never locked */
     char last_event_id[TL_UUID_STRLEN];
 } tl_study_t;
 
@@ -59,6 +58,22 @@ typedef struct {
     char last_event_id[TL_UUID_STRLEN];
 } tl_participant_t;
 
+/* A visit type of a study's protocol, as the participants projection keeps
+ * it (the gateway plans schedules from these). */
+typedef struct {
+    bool exists;
+    tl_visit_type_t vt;
+    char study_id[TL_UUID_STRLEN];
+    char forms[TL_FORMS_PER_VISIT_MAX][TL_JSON_NAME_MAX + 1];
+    size_t nforms;
+    int32_t revision; /* 1 when defined, + 1 per amendment */
+    int64_t defined_at_us, updated_at_us;
+    char last_event_id[TL_UUID_STRLEN];
+} tl_visit_type_row_t;
+
+/* VisitTypeDefined / VisitTypeAmended. Unique names and the single baseline
+ * of a study are checked by the caller, which sees all its visit types. */
+const char *tl_visit_type_apply(tl_visit_type_row_t *r, const char *type, const json_t *ev);
 const char *tl_study_apply(tl_study_t *s, const char *type, const json_t *ev);
 const char *tl_site_apply(tl_site_t *s, const char *type, const json_t *ev);
 const char *tl_participant_apply(tl_participant_t *p, const char *type, const json_t *ev);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "participants.h"
 #include "tl_date.h"
@@ -13,6 +14,7 @@ typedef struct {
     tl_map_t studies, studies_by_protocol;
     tl_map_t sites, sites_by_code;
     tl_map_t parts, parts_by_code;
+    tl_map_t vtypes; /* id -> tl_visit_type_row_t */
     void **owned; /* every row allocated for this batch */
     size_t nowned, capowned;
 } state_t;
@@ -36,7 +38,7 @@ static void *state_alloc(state_t *st, size_t size)
 static void state_cleanup(state_t *st)
 {
     tl_map_t *maps[] = {&st->studies, &st->studies_by_protocol, &st->sites,
-                        &st->sites_by_code, &st->parts, &st->parts_by_code};
+                        &st->sites_by_code, &st->parts, &st->parts_by_code, &st->vtypes};
     for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
         tl_map_cleanup(maps[i]);
     for (size_t i = 0; i < st->nowned; i++)
@@ -63,8 +65,16 @@ static void copy_col(char *dst, size_t size, const char *v)
 
 static const char *const sql_load_studies =
     "SELECT id, protocol_id, name, description,"
-    "       (extract(epoch FROM registered_at) * 1000000)::bigint, last_event_id"
+    "       (extract(epoch FROM registered_at) * 1000000)::bigint, last_event_id, locked,"
+    "       lock_reason, (extract(epoch FROM lock_changed_at) * 1000000)::bigint"
     "  FROM studies WHERE id = ANY($1::uuid[]) OR protocol_id = ANY($2::text[])";
+/* every visit type of the studies a batch defines or amends one of: names
+ * and the baseline are unique per study */
+static const char *const sql_load_visit_types =
+    "SELECT id, study_id, name, target_day, window_before_days, window_after_days, required,"
+    "       form_templates::text, revision, (extract(epoch FROM defined_at) * 1000000)::bigint,"
+    "       (extract(epoch FROM updated_at) * 1000000)::bigint, last_event_id"
+    "  FROM visit_types WHERE study_id = ANY($1::uuid[])";
 /* Lookups by id or by (study, code) as a UNION of two index scans: an OR of
  * the two would make PostgreSQL scan the whole table for every batch. */
 #define SITE_COLS                                                                                \
@@ -107,6 +117,31 @@ static tl_err_t index_participant(state_t *st, tl_participant_t *p)
     return err ? err : tl_map_put(&st->parts_by_code, k, p);
 }
 
+static tl_err_t load_visit_type(state_t *st, const tl_pg_res_t *res, int r)
+{
+    tl_visit_type_row_t *v = state_alloc(st, sizeof *v);
+    if (!v)
+        return TL_ERR_NOMEM;
+    v->exists = true;
+    copy_col(v->vt.id, sizeof v->vt.id, tl_pg_get(res, r, 0));
+    copy_col(v->study_id, sizeof v->study_id, tl_pg_get(res, r, 1));
+    copy_col(v->vt.name, sizeof v->vt.name, tl_pg_get(res, r, 2));
+    v->vt.target_day = (int32_t)parse_i64(tl_pg_get(res, r, 3));
+    v->vt.window_before = (int32_t)parse_i64(tl_pg_get(res, r, 4));
+    v->vt.window_after = (int32_t)parse_i64(tl_pg_get(res, r, 5));
+    v->vt.required = !strcmp(tl_pg_get(res, r, 6), "t");
+    json_t *forms = json_loads(tl_pg_get(res, r, 7), 0, NULL);
+    for (size_t i = 0; i < json_array_size(forms) && i < TL_FORMS_PER_VISIT_MAX; i++)
+        copy_col(v->forms[v->nforms++], sizeof v->forms[0],
+                 json_string_value(json_array_get(forms, i)));
+    json_decref(forms);
+    v->revision = (int32_t)parse_i64(tl_pg_get(res, r, 8));
+    v->defined_at_us = parse_i64(tl_pg_get(res, r, 9));
+    v->updated_at_us = parse_i64(tl_pg_get(res, r, 10));
+    copy_col(v->last_event_id, sizeof v->last_event_id, tl_pg_get(res, r, 11));
+    return tl_map_put(&st->vtypes, v->vt.id, v);
+}
+
 static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
 {
     tl_err_t err = TL_OK;
@@ -122,6 +157,9 @@ static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
         copy_col(s->description, sizeof s->description, tl_pg_get(q[0].res, r, 3));
         s->registered_at_us = parse_i64(tl_pg_get(q[0].res, r, 4));
         copy_col(s->last_event_id, sizeof s->last_event_id, tl_pg_get(q[0].res, r, 5));
+        s->locked = !strcmp(tl_pg_get(q[0].res, r, 6), "t");
+        copy_col(s->lock_reason, sizeof s->lock_reason, tl_pg_get(q[0].res, r, 7));
+        s->lock_changed_at_us = parse_i64(tl_pg_get(q[0].res, r, 8));
         err = index_study(st, s);
     }
     for (int r = 0; r < tl_pg_nrows(q[1].res) && !err; r++) {
@@ -159,6 +197,8 @@ static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
         copy_col(p->last_event_id, sizeof p->last_event_id, tl_pg_get(res, r, 12));
         err = index_participant(st, p);
     }
+    for (int r = 0; r < tl_pg_nrows(q[3].res) && !err; r++)
+        err = load_visit_type(st, q[3].res, r);
     return err;
 }
 
@@ -177,10 +217,11 @@ static tl_err_t add_uuid(tl_cols_t *c, int i, const char *v)
 static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
 {
     tl_err_t err = TL_OK;
-    tl_cols_t sq, siq, pq;
+    tl_cols_t sq, siq, pq, vq;
     tl_cols_init(&sq, 2);
     tl_cols_init(&siq, 3);
     tl_cols_init(&pq, 3);
+    tl_cols_init(&vq, 1);
     for (size_t i = 0; i < b->n && !err; i++) {
         const tl_event_t *e = &b->events[i];
         if (!e->type)
@@ -189,6 +230,12 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
             err = add_uuid(&sq, 0, ev_str(e, "study_id"));
             if (!err && ev_str(e, "protocol_id"))
                 err = tl_cols_add(&sq, 1, ev_str(e, "protocol_id"));
+        } else if (!strcmp(e->type, "StudyLocked") || !strcmp(e->type, "StudyUnlocked")) {
+            err = add_uuid(&sq, 0, ev_str(e, "study_id"));
+        } else if (!strcmp(e->type, "VisitTypeDefined") || !strcmp(e->type, "VisitTypeAmended")) {
+            err = add_uuid(&sq, 0, ev_str(e, "study_id"));
+            if (!err)
+                err = add_uuid(&vq, 0, ev_str(e, "study_id"));
         } else if (!strcmp(e->type, "SiteAdded")) {
             err = add_uuid(&sq, 0, ev_str(e, "study_id"));
             if (!err)
@@ -207,27 +254,29 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
             }
         }
     }
-    for (int i = 0; i < 3 && !err; i++) {
-        tl_cols_t *c = i == 0 ? &sq : i == 1 ? &siq : &pq;
+    for (int i = 0; i < 4 && !err; i++) {
+        tl_cols_t *c = i == 0 ? &sq : i == 1 ? &siq : i == 2 ? &pq : &vq;
         for (int j = 0; j < c->ncols && !err; j++)
             err = tl_pg_array_end(&c->col[j]);
     }
-    tl_pg_stmt_t q[3] = {
+    tl_pg_stmt_t q[4] = {
         {sql_load_studies, 2, (const char *const[]){sq.col[0].data, sq.col[1].data}, NULL, true},
         {sql_load_sites, 3,
          (const char *const[]){siq.col[0].data, siq.col[1].data, siq.col[2].data}, NULL, true},
         {sql_load_participants, 3,
          (const char *const[]){pq.col[0].data, pq.col[1].data, pq.col[2].data}, NULL, true},
+        {sql_load_visit_types, 1, (const char *const[]){vq.col[0].data}, NULL, true},
     };
     if (!err)
-        err = tl_pg_pipeline(pg, q, 3);
+        err = tl_pg_pipeline(pg, q, 4);
     if (!err)
         err = load_rows(st, q);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         tl_pg_res_free(q[i].res);
     tl_cols_cleanup(&sq);
     tl_cols_cleanup(&siq);
     tl_cols_cleanup(&pq);
+    tl_cols_cleanup(&vq);
     return err;
 }
 
@@ -314,14 +363,69 @@ static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e
     return err ? err : tl_map_put(dirty, p->id, p);
 }
 
+/* The study's other visit types must keep names unique and one baseline. */
+static const char *protocol_conflict(const state_t *st, const tl_visit_type_row_t *n)
+{
+    size_t others = 0;
+    for (size_t i = 0; i < st->vtypes.cap; i++) {
+        const tl_visit_type_row_t *o = st->vtypes.vals[i];
+        if (!st->vtypes.keys[i] || strcmp(o->study_id, n->study_id) || !strcmp(o->vt.id, n->vt.id))
+            continue;
+        if (!strcasecmp(o->vt.name, n->vt.name))
+            return "duplicate_visit_type_name";
+        if (!o->vt.target_day && !n->vt.target_day)
+            return "second_baseline";
+        others++;
+    }
+    /* a schedule holds every visit type of its study */
+    return others >= TL_VISIT_TYPES_MAX ? "too_many_visit_types" : NULL;
+}
+
+static tl_err_t fold_visit_type(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *dirty)
+{
+    tl_uuid_t u, su;
+    const char *agg = norm_id(e, "visit_type_id", &u), *study = norm_id(e, "study_id", &su);
+    if (!study || !tl_map_get(&st->studies, study))
+        return tl_batch_reject(b, e, agg, "unknown_study");
+    tl_visit_type_row_t *v = agg ? tl_map_get(&st->vtypes, agg) : NULL;
+    tl_visit_type_row_t next = {0};
+    if (v)
+        next = *v;
+    const char *why = tl_visit_type_apply(&next, e->type, e->data);
+    if (!why)
+        why = protocol_conflict(st, &next);
+    if (why)
+        return tl_batch_reject(b, e, agg, why);
+    if (!v && !(v = state_alloc(st, sizeof *v)))
+        return TL_ERR_NOMEM;
+    *v = next;
+    tl_err_t err = tl_map_put(&st->vtypes, v->vt.id, v);
+    return err ? err : tl_map_put(dirty, v->vt.id, v);
+}
+
 /* ---- writing ---- */
 
 static const char *const sql_upsert_studies =
-    "INSERT INTO studies (id, protocol_id, name, description, registered_at, last_event_id)"
+    "INSERT INTO studies (id, protocol_id, name, description, registered_at, last_event_id,"
+    "   locked, lock_reason, lock_changed_at)"
     " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
-    "                      $6::uuid[])"
+    "                      $6::uuid[], $7::boolean[], $8::text[], $9::timestamptz[])"
     " ON CONFLICT (id) DO UPDATE SET protocol_id = EXCLUDED.protocol_id, name = EXCLUDED.name,"
-    "   description = EXCLUDED.description, last_event_id = EXCLUDED.last_event_id";
+    "   description = EXCLUDED.description, last_event_id = EXCLUDED.last_event_id,"
+    "   locked = EXCLUDED.locked, lock_reason = EXCLUDED.lock_reason,"
+    "   lock_changed_at = EXCLUDED.lock_changed_at";
+static const char *const sql_upsert_visit_types =
+    "INSERT INTO visit_types (id, study_id, name, target_day, window_before_days,"
+    "   window_after_days, required, form_templates, revision, defined_at, updated_at,"
+    "   last_event_id)"
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::int[], $6::int[],"
+    "   $7::boolean[], $8::jsonb[], $9::int[], $10::timestamptz[], $11::timestamptz[],"
+    "   $12::uuid[])"
+    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, target_day = EXCLUDED.target_day,"
+    "   window_before_days = EXCLUDED.window_before_days,"
+    "   window_after_days = EXCLUDED.window_after_days, required = EXCLUDED.required,"
+    "   form_templates = EXCLUDED.form_templates, revision = EXCLUDED.revision,"
+    "   updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id";
 static const char *const sql_upsert_sites =
     "INSERT INTO sites (id, study_id, code, name, added_at, last_event_id)"
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],"
@@ -344,16 +448,20 @@ static tl_err_t write_studies(tl_batch_t *b, const tl_map_t *m)
 {
     tl_cols_t c;
     tl_err_t err = TL_OK;
-    tl_cols_init(&c, 6);
+    tl_cols_init(&c, 9);
     for (size_t i = 0; i < m->cap && !err; i++) {
         const tl_study_t *s = m->vals[i];
-        char ts[40];
+        char ts[40], lts[40];
         if (!m->keys[i])
             continue;
         tl_ts_format(s->registered_at_us, ts);
+        if (s->lock_changed_at_us)
+            tl_ts_format(s->lock_changed_at_us, lts);
         const char *v[] = {s->id, s->protocol_id, s->name,
-                           s->has_description ? s->description : NULL, ts, s->last_event_id};
-        for (int j = 0; j < 6 && !err; j++)
+                           s->has_description ? s->description : NULL, ts, s->last_event_id,
+                           s->locked ? "t" : "f", s->lock_changed_at_us ? s->lock_reason : NULL,
+                           s->lock_changed_at_us ? lts : NULL};
+        for (int j = 0; j < 9 && !err; j++)
             err = tl_cols_add(&c, j, v[j]);
         tl_cols_row_done(&c);
     }
@@ -414,10 +522,49 @@ static tl_err_t write_participants(tl_batch_t *b, const tl_map_t *m)
     return err;
 }
 
+static tl_err_t write_visit_types(tl_batch_t *b, const tl_map_t *m)
+{
+    tl_cols_t c;
+    tl_err_t err = TL_OK;
+    tl_cols_init(&c, 12);
+    for (size_t i = 0; i < m->cap && !err; i++) {
+        const tl_visit_type_row_t *r = m->vals[i];
+        if (!m->keys[i])
+            continue;
+        char td[16], wb[16], wa[16], rev[16], da[40], ua[40];
+        snprintf(td, sizeof td, "%d", r->vt.target_day);
+        snprintf(wb, sizeof wb, "%d", r->vt.window_before);
+        snprintf(wa, sizeof wa, "%d", r->vt.window_after);
+        snprintf(rev, sizeof rev, "%d", r->revision);
+        tl_ts_format(r->defined_at_us, da);
+        tl_ts_format(r->updated_at_us, ua);
+        json_t *forms = json_array();
+        for (size_t f = 0; f < r->nforms; f++)
+            json_array_append_new(forms, json_string(r->forms[f]));
+        char *ft = json_dumps(forms, JSON_COMPACT);
+        json_decref(forms);
+        if (!ft) {
+            err = TL_ERR_NOMEM;
+            break;
+        }
+        const char *v[] = {r->vt.id, r->study_id, r->vt.name, td, wb, wa,
+                           r->vt.required ? "t" : "f", ft, rev, da, ua, r->last_event_id};
+        for (int j = 0; j < 12 && !err; j++)
+            err = tl_cols_add(&c, j, v[j]);
+        free(ft);
+        tl_cols_row_done(&c);
+    }
+    if (!err && c.nrows)
+        return tl_batch_add_cols(b, sql_upsert_visit_types, &c);
+    tl_cols_cleanup(&c);
+    return err;
+}
+
 tl_err_t tl_participants_store_apply(tl_pg_t *pg, tl_batch_t *b)
 {
     state_t st = {0};
-    tl_map_t dirty_studies, dirty_sites, dirty_parts;
+    tl_map_t dirty_studies, dirty_sites, dirty_parts, dirty_vtypes;
+    tl_map_init(&dirty_vtypes);
     tl_map_init(&dirty_studies);
     tl_map_init(&dirty_sites);
     tl_map_init(&dirty_parts);
@@ -428,8 +575,11 @@ tl_err_t tl_participants_store_apply(tl_pg_t *pg, tl_batch_t *b)
             continue;
         if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT))
             err = fold_participant(b, &st, e, &dirty_parts);
-        else if (!strcmp(e->type, "StudyRegistered"))
+        else if (!strcmp(e->type, "StudyRegistered") || !strcmp(e->type, "StudyLocked") ||
+                 !strcmp(e->type, "StudyUnlocked"))
             err = fold_study(b, &st, e, &dirty_studies);
+        else if (!strcmp(e->type, "VisitTypeDefined") || !strcmp(e->type, "VisitTypeAmended"))
+            err = fold_visit_type(b, &st, e, &dirty_vtypes);
         else if (!strcmp(e->type, "SiteAdded"))
             err = fold_site(b, &st, e, &dirty_sites);
     }
@@ -439,6 +589,9 @@ tl_err_t tl_participants_store_apply(tl_pg_t *pg, tl_batch_t *b)
         err = write_sites(b, &dirty_sites);
     if (!err)
         err = write_participants(b, &dirty_parts);
+    if (!err)
+        err = write_visit_types(b, &dirty_vtypes);
+    tl_map_cleanup(&dirty_vtypes);
     tl_map_cleanup(&dirty_studies);
     tl_map_cleanup(&dirty_sites);
     tl_map_cleanup(&dirty_parts);

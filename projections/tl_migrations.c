@@ -105,6 +105,63 @@ static const char *const migrations[] = {
     "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log"
     "  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();"
     "REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM PUBLIC, CURRENT_USER;",
+
+    /* 5: participants projection: study lock, visit types of the protocol.
+     * Names are unique per study by the fold; the index is not UNIQUE, so a
+     * batch that swaps two names in one upsert cannot fail on it. */
+    "ALTER TABLE studies ADD COLUMN locked boolean NOT NULL DEFAULT false,"
+    "  ADD COLUMN lock_reason text, ADD COLUMN lock_changed_at timestamptz;"
+    "CREATE TABLE visit_types ("
+    "  id uuid PRIMARY KEY,"
+    "  study_id uuid NOT NULL,"
+    "  name text NOT NULL,"
+    "  target_day int NOT NULL,"
+    "  window_before_days int NOT NULL,"
+    "  window_after_days int NOT NULL,"
+    "  required boolean NOT NULL,"
+    "  form_templates jsonb NOT NULL,"
+    "  revision int NOT NULL,"
+    "  defined_at timestamptz NOT NULL,"
+    "  updated_at timestamptz NOT NULL,"
+    "  last_event_id uuid NOT NULL);"
+    "CREATE INDEX visit_types_by_study ON visit_types (study_id, lower(name));",
+
+    /* 6: schedules projection: each participant's visits with their dates,
+     * state and version; indexes for the study-wide visit lists */
+    "CREATE TABLE schedule_participants ("
+    "  id uuid PRIMARY KEY,"
+    "  study_id uuid NOT NULL,"
+    "  site_id uuid NOT NULL,"
+    "  participant_code text NOT NULL,"
+    "  status text NOT NULL,"
+    "  baseline_date date NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  updated_at timestamptz NOT NULL,"
+    "  last_event_id uuid NOT NULL);"
+    "CREATE INDEX schedule_participants_by_study ON schedule_participants (study_id, status);"
+    "CREATE TABLE participant_visits ("
+    "  participant_id uuid NOT NULL,"
+    "  visit_type_id uuid NOT NULL,"
+    "  study_id uuid NOT NULL,"
+    "  site_id uuid NOT NULL,"
+    "  name text NOT NULL,"
+    "  target_day int NOT NULL,"
+    "  required boolean NOT NULL,"
+    "  due_date date NOT NULL,"
+    "  window_start date NOT NULL,"
+    "  window_end date NOT NULL,"
+    "  state text NOT NULL,"
+    "  actual_date date,"
+    "  in_window boolean,"
+    "  deviation_reason text,"
+    "  missed_reason text,"
+    "  notes text,"
+    "  version bigint NOT NULL,"
+    "  updated_at timestamptz NOT NULL,"
+    "  last_event_id uuid NOT NULL,"
+    "  PRIMARY KEY (participant_id, visit_type_id));"
+    "CREATE INDEX participant_visits_by_due ON participant_visits (study_id, due_date);"
+    "CREATE INDEX participant_visits_by_window ON participant_visits (study_id, state, window_end);",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

@@ -22,25 +22,70 @@ study=$(post /v1/studies study '{"protocol_id":"AMD-P2-2024","name":"AMD Progres
   "description":"Longitudinal study of age-related macular degeneration progression"}' | json_id)
 stl=$(post "/v1/studies/$study/sites" site-stl '{"code":"STL","name":"St. Louis Eye Center"}' | json_id)
 bos=$(post "/v1/studies/$study/sites" site-bos '{"code":"BOS","name":"Boston Retina Institute"}' | json_id)
+# The protocol: visit types with their windows (days before/after the target day).
+vt() {
+    post "/v1/studies/$study/visit-types" "vt-$1" "$2" >/dev/null
+}
+vt baseline '{"name":"Baseline","target_day":0,"window_before_days":0,"window_after_days":0,
+  "form_templates":["demographics","visual_acuity"]}'
+vt m1 '{"name":"Month 1","target_day":30,"window_before_days":7,"window_after_days":14,
+  "form_templates":["visual_acuity"]}'
+vt m3 '{"name":"Month 3","target_day":90,"window_before_days":14,"window_after_days":21,
+  "form_templates":["visual_acuity","oct"]}'
+vt m6 '{"name":"Month 6","target_day":180,"window_before_days":21,"window_after_days":30,
+  "required":false,"form_templates":["visual_acuity"]}'
+
+# A cohort whose visits are in every status today: baselines some days ago.
+day() { date -u -d "$1 days ago" +%F; }
+# act PATH KEY JSON: like post, but a command already applied by an earlier
+# run of this script (409: the visit is done) is fine.
+act() {
+    local code
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$API$1" -H "Authorization: Bearer $TOKEN" \
+        -H 'Content-Type: application/json' -H "Idempotency-Key: demo-$2" -d "$3")
+    case "$code" in 2??|409) ;; *) die "demo: POST $1 answered $code" ;; esac
+}
 i=0
-for row in "STL 1958 F 2026-01-05" "STL 1949 M 2026-01-12" "STL 1962 F 2026-02-02" \
-           "BOS 1955 M 2026-01-20" "BOS 1960 F 2026-02-16" "BOS 1951 O 2026-03-02"; do
+declare -a pids agos
+for row in "STL 1958 F 200" "STL 1949 M 185" "STL 1962 F 120" \
+           "BOS 1955 M 95" "BOS 1960 F 45" "BOS 1951 O 10" "BOS 1957 M 60"; do
     set -- $row
     i=$((i + 1))
     site=$stl; [ "$1" = BOS ] && site=$bos
     code=$(printf 'AMD-%05d' $((40 + i)))
-    post "/v1/studies/$study/participants" "p$i" "{\"participant_code\":\"$code\",\"site_id\":\"$site\",
-      \"birth_year\":$2,\"sex\":\"$3\",\"consent_date\":\"$4\",\"baseline_date\":\"$4\"}" >/dev/null
+    start=$(day "$4")
+    pids[$i]=$(post "/v1/studies/$study/participants" "p$i" "{\"participant_code\":\"$code\",\"site_id\":\"$site\",
+      \"birth_year\":$2,\"sex\":\"$3\",\"consent_date\":\"$start\",\"baseline_date\":\"$start\"}" | json_id)
+    agos[$i]=$4
+    act "/v1/participants/${pids[$i]}/visits/Baseline/complete" "p$i-base" "{\"actual_date\":\"$start\"}"
 done
+# visit VISIT PARTICIPANT DAYS-AFTER-BASELINE [deviation reason]
+visit() {
+    local when body
+    when=$(day $((agos[$2] - $3)))
+    body="{\"actual_date\":\"$when\"${4:+,\"deviation_reason\":\"$4\"}}"
+    act "/v1/participants/${pids[$2]}/visits/$1/complete" "p$2-$1" "$body"
+}
+visit Month%201 1 30
+visit Month%203 1 115 "participant unwell, rescheduled by site"   # out of window
+act "/v1/participants/${pids[2]}/visits/Month%201/miss" p2-m1-miss '{"reason":"travelling abroad"}'
+visit Month%203 2 92
+visit Month%206 2 183
+visit Month%201 3 33                                             # Month 3 is now overdue
+visit Month%201 4 28                                             # Month 3 is open
+act "/v1/participants/${pids[7]}/withdraw" p7-withdraw '{"reason":"moved out of the area"}'
 echo "$study" >"$TL_VAR/demo/study.id"
 cat <<TXT
 
 Trialog is running (gateway http://127.0.0.1:$PORT, logs in var/log, stop with 'make stop').
-Demo study: $study (6 participants at 2 sites)
+Demo study: $study (7 participants at 2 sites, 4 visit types, visits in every status)
 
   TOKEN=\$(cat var/demo/admin.token)   # admin token, mode 0600
   curl -s -H "Authorization: Bearer \$TOKEN" $API/v1/studies/$study
   curl -s -H "Authorization: Bearer \$TOKEN" "$API/v1/studies/$study/participants?site=$stl"
+  curl -s -H "Authorization: Bearer \$TOKEN" $API/v1/participants/${pids[1]}/schedule
+  curl -s -H "Authorization: Bearer \$TOKEN" "$API/v1/studies/$study/visits?status=overdue"
+  curl -s -H "Authorization: Bearer \$TOKEN" $API/v1/studies/$study/metrics
 
 The README walks through the rest of the API.
 TXT

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts or stops the whole local stack: PostgreSQL, the Kafka-protocol
-# broker (unless TRIALOG_KAFKA_BROKERS names a real one), the projector and
-# the gateway. Everything runs in the background; state lives under var/.
+# broker (unless TRIALOG_KAFKA_BROKERS names a real one), the projectors
+# (participants, schedules, the audit archive) and the gateway. Everything runs in the background; state lives under var/.
 #   scripts/stack.sh start   # returns once the gateway answers /readyz
 #   scripts/stack.sh stop
 source "$(dirname "$0")/lib.sh"
@@ -12,7 +12,8 @@ start() {
     local dsn brokers token
     dsn=$(tl_pg_start)
     # A second start restarts the programs (new build), keeping the broker.
-    tl_kill gateway; tl_kill projector-participants; tl_kill projector-audit
+    tl_kill gateway; tl_kill projector-participants; tl_kill projector-schedules
+    tl_kill projector-audit
     if [ -n "${TRIALOG_KAFKA_BROKERS:-}" ]; then
         brokers=$TRIALOG_KAFKA_BROKERS
     else
@@ -41,23 +42,31 @@ start() {
     printf 'export TRIALOG_PG_DSN=%q\nexport TRIALOG_KAFKA_BROKERS=%q\nexport TRIALOG_HTTP_PORT=%q\n' \
         "$dsn" "$brokers" "$PORT" >"$TL_VAR/env"
     export TRIALOG_PG_DSN="$dsn" TRIALOG_KAFKA_BROKERS="$brokers" TRIALOG_HTTP_PORT="$PORT"
-    say "starting the participants projector"
-    local assigned
-    assigned=$(grep -c partitions_assigned "$TL_VAR/log/projector-participants.log" 2>/dev/null || true)
-    tl_spawn projector-participants "$TL_BUILD/trialog-projector" participants
+    local p assigned=()
+    for p in participants schedules; do
+        assigned+=("$(grep -c partitions_assigned "$TL_VAR/log/projector-$p.log" 2>/dev/null || true)")
+        say "starting the $p projector"
+        tl_spawn "projector-$p" "$TL_BUILD/trialog-projector" "$p"
+    done
     say "starting the audit archive"
     tl_spawn projector-audit "$TL_BUILD/trialog-projector" audit
     say "starting the gateway on port $PORT"
     TRIALOG_ADMIN_TOKEN="$token" tl_spawn gateway "$TL_BUILD/trialog-gateway"
-    # The projector holds its partitions after the group join (~3 s).
-    for _ in $(seq 300); do
-        [ "$(grep -c partitions_assigned "$TL_VAR/log/projector-participants.log")" -gt "${assigned:-0}" ] && break
-        tl_alive projector-participants || die "the projector exited (see var/log/projector-participants.log)"
-        sleep 0.1
+    # The projectors hold their partitions after the group join (~3 s).
+    local i=0
+    for p in participants schedules; do
+        for _ in $(seq 300); do
+            [ "$(grep -c partitions_assigned "$TL_VAR/log/projector-$p.log")" -gt "${assigned[$i]:-0}" ] && break
+            tl_alive "projector-$p" || die "the $p projector exited (see var/log/projector-$p.log)"
+            sleep 0.1
+        done
+        i=$((i + 1))
     done
     for _ in $(seq 150); do
         if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
-            tl_alive projector-participants || die "the projector exited (see var/log/projector-participants.log)"
+            for p in participants schedules; do
+                tl_alive "projector-$p" || die "the $p projector exited (see var/log/projector-$p.log)"
+            done
             say "ready: http://127.0.0.1:$PORT"
             return 0
         fi
@@ -70,6 +79,7 @@ start() {
 stop() {
     tl_kill gateway
     tl_kill projector-participants
+    tl_kill projector-schedules
     tl_kill projector-audit
     tl_kill broker
     tl_pg_stop

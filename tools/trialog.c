@@ -211,7 +211,7 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
 {
     const tl_projection_t *p = tl_projection_find(name);
     if (!p || !p->ntables) {
-        fprintf(stderr, "rebuild: no projection '%s' to rebuild (participants)\n", name);
+        fprintf(stderr, "rebuild: no projection '%s' to rebuild (participants, schedules)\n", name);
         return 2;
     }
     char shadow[64], path[200];

@@ -138,30 +138,52 @@ static bool log_contains(tl_stack_t *s, const char *log, const char *needle, lon
     return n > 0;
 }
 
-static pid_t start_consumer(tl_stack_t *s, const char *name)
+/* Spawns a consumer; *before is how often its log said it got partitions. */
+static pid_t spawn_consumer(tl_stack_t *s, const char *name, long *before)
 {
     static char env[3][1200];
-    long before = 0, after = 0;
     common_env(s, env);
     const char *e[] = {env[0], env[1], env[2], "TRIALOG_DEBUG=false", NULL};
-    log_contains(s, name, "partitions_assigned", &before);
-    pid_t pid = spawn(s, name, "trialog-projector", name, e);
+    *before = 0;
+    log_contains(s, name, "partitions_assigned", before);
+    return spawn(s, name, "trialog-projector", name, e);
+}
+
+/* Waits until the consumer holds its partitions. */
+static void await_consumer(tl_stack_t *s, const char *name, pid_t pid, long before)
+{
+    long after = 0;
     /* The group join takes a few seconds on the mock broker (fixed delay). */
     for (int i = 0; i < 600; i++) {
         if (log_contains(s, name, "partitions_assigned", &after) && after > before)
-            return pid;
+            return;
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid)
             fail_msg("%s exited (status %d), see %s/%s.log", name, st, s->dir, name);
         tl_sleep_ms(50);
     }
     fail_msg("%s got no partitions in 30 s", name);
-    return -1;
+}
+
+static pid_t start_consumer(tl_stack_t *s, const char *name)
+{
+    long before;
+    pid_t pid = spawn_consumer(s, name, &before);
+    await_consumer(s, name, pid, before);
+    return pid;
 }
 
 void tl_stack_start_projector(tl_stack_t *s)
 {
-    s->projector = start_consumer(s, "participants");
+    /* the two join their groups at the same time */
+    long before_p, before_s = 0;
+    s->projector = spawn_consumer(s, "participants", &before_p);
+    bool sched = !s->schedules;
+    if (sched)
+        s->schedules = spawn_consumer(s, "schedules", &before_s);
+    await_consumer(s, "participants", s->projector, before_p);
+    if (sched)
+        await_consumer(s, "schedules", s->schedules, before_s);
 }
 
 void tl_stack_start_audit(tl_stack_t *s)
@@ -270,6 +292,7 @@ void tl_stack_stop(tl_stack_t *s)
      * no leak or error report (those make the exit code non-zero). */
     int gw = tl_stack_kill(&s->gateway, SIGTERM);
     int pr = tl_stack_kill(&s->projector, SIGTERM);
+    int sc = tl_stack_kill(&s->schedules, SIGTERM);
     int au = tl_stack_kill(&s->audit, SIGTERM);
     int br = tl_stack_kill(&s->broker, SIGTERM);
     if (s->pg) {
@@ -279,9 +302,10 @@ void tl_stack_stop(tl_stack_t *s)
         tl_pg_destroy(s->pg);
         s->pg = NULL;
     }
-    if (gw || pr || au || br)
-        fail_msg("unclean exit: gateway %d, projector %d, audit %d, broker %d (see %s)", gw, pr,
-                 au, br, s->dir);
+    if (gw || pr || sc || au || br)
+        fail_msg("unclean exit: gateway %d, projector %d, schedules %d, audit %d, broker %d"
+                 " (see %s)",
+                 gw, pr, sc, au, br, s->dir);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *user)

@@ -1,6 +1,6 @@
 /* The integration test harness: a whole stack of real processes per test
- * program — the Kafka-protocol broker, the participants projector and the
- * gateway — on loopback, with its own PostgreSQL schema, driven over real
+ * program — the Kafka-protocol broker, the participants and schedules
+ * projectors, the archive and the gateway — on loopback, with its own PostgreSQL schema, driven over real
  * HTTP (libcurl). Every helper asserts (cmocka) on failure. */
 #ifndef TL_HARNESS_H
 #define TL_HARNESS_H
@@ -22,7 +22,7 @@ typedef struct {
     char brokers[256];
     char token[80];
     int port;
-    pid_t broker, projector, gateway, audit;
+    pid_t broker, projector, schedules, gateway, audit;
     tl_pg_t *pg;
     char gateway_env[4][128]; /* extra NAME=value for the gateway */
 } tl_stack_t;
@@ -34,6 +34,7 @@ void tl_stack_start(tl_stack_t *s, const char *name);
 void tl_stack_stop(tl_stack_t *s);
 
 void tl_stack_start_broker(tl_stack_t *s);
+/* The participants projector, and the schedules projector unless it runs. */
 void tl_stack_start_projector(tl_stack_t *s);
 /* The archive consumer (trialog-projector audit), pid in s->audit. */
 void tl_stack_start_audit(tl_stack_t *s);

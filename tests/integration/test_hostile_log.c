@@ -28,10 +28,10 @@ static int teardown(void **state)
 static void send_event(tl_producer_t *prod, const char *pid, const char *event_id,
                        long long consent, long long stream_version)
 {
-    json_t *payload = json_pack("{s:s, s:s, s:s, s:n, s:n, s:I, s:i}", "participant_id", pid,
+    json_t *payload = json_pack("{s:s, s:s, s:s, s:n, s:n, s:I, s:i, s:[]}", "participant_id", pid,
                                 "study_id", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
                                 "participant_code", "HOSTILE", "birth_year", "sex",
-                                "consent_date", (json_int_t)consent, "baseline_date", 20454);
+                                "consent_date", (json_int_t)consent, "baseline_date", 20454, "schedule");
     tl_event_meta_t meta = {.actor_id = "connector-x", .actor_role = "connector",
                             .site_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c",
                             .correlation_id = "c", .stream_version = stream_version};
@@ -80,15 +80,28 @@ static void test_bad_events_are_refused_and_recorded(void **state)
                               " WHERE projection = 'participants'",
                               want, 20000));
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"
-                                        " WHERE reason = 'undecodable'"),
+                                        " WHERE reason = 'undecodable' AND projection = 'participants'"),
                      3);
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"
-                                        " WHERE reason = 'invalid_event'"),
+                                        " WHERE reason = 'invalid_event' AND projection = 'participants'"),
                      2);
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"
-                                        " WHERE reason = 'version_conflict'"),
+                                        " WHERE reason = 'version_conflict' AND projection = 'participants'"),
                      1);
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), 0);
+    /* the schedules projection refused exactly the same events, for the
+     * same reasons (one decision for every fold of the stream) */
+    assert_true(tl_wait_count(&stack,
+                              "SELECT count(*) FROM projection_rejections"
+                              " WHERE projection = 'schedules'",
+                              want, 20000));
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM (SELECT partition, \"offset\", reason"
+                                        " FROM projection_rejections WHERE projection = 'schedules'"
+                                        " EXCEPT SELECT partition, \"offset\", reason"
+                                        " FROM projection_rejections"
+                                        " WHERE projection = 'participants') d"),
+                     0);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM schedule_participants"), 0);
     /* the archive keeps every message, exactly */
     assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 20000));
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log WHERE event_type IS NULL"),

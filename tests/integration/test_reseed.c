@@ -46,6 +46,7 @@ static void test_broker_restart_with_reseed(void **state)
     /* the broker dies and comes back empty, on another port */
     assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.projector, SIGTERM), 0);
+    assert_int_equal(tl_stack_kill(&stack.schedules, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.audit, SIGTERM), 0);
     tl_stack_kill(&stack.broker, SIGKILL);
     tl_stack_start_broker(&stack);
@@ -83,6 +84,7 @@ static void test_reset_broker_without_reseed_is_refused(void **state)
     /* the projector must not start on a broker that lost what it applied */
     assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.projector, SIGTERM), 0);
+    assert_int_equal(tl_stack_kill(&stack.schedules, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.audit, SIGTERM), 0);
     tl_stack_kill(&stack.broker, SIGKILL);
     tl_stack_start_broker(&stack);

@@ -47,10 +47,10 @@ static void produce_enrolments(void)
         char code[32];
         tl_uuid_v7(&pid);
         snprintf(code, sizeof code, "T-%06d", i);
-        json_t *payload = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:i}", "participant_id",
+        json_t *payload = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:i, s:[]}", "participant_id",
                                     pid.s, "study_id", study, "participant_code", code,
                                     "birth_year", 1940 + i % 50, "sex", "F", "consent_date", 20454,
-                                    "baseline_date", 20454);
+                                    "baseline_date", 20454, "schedule");
         tl_event_meta_t meta = {.actor_id = "loader", .actor_role = "admin", .site_id = site,
                                 .correlation_id = pid.s, .stream_version = 1};
         tl_uuid_v7(&meta.event_id);

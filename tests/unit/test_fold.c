@@ -404,7 +404,7 @@ static void test_unknown_type_advances_version_only(void **state)
     json_object_set_new(ev, "consent_date", json_integer(day(2030, 1, 1)));
     json_object_set_new(ev, "participant_code", json_string("OTHER-1"));
     json_object_set_new(ev, "sex", json_string("M"));
-    assert_null(tl_participant_apply(&p, "VisitCompleted", ev));
+    assert_null(tl_participant_apply(&p, "ObservationNoted", ev));
     json_decref(ev);
 
     assert_int_equal(p.version, 2);
@@ -426,10 +426,10 @@ static void test_unknown_type_advances_version_only(void **state)
     /* and it obeys the version rule like every other event */
     ev = meta(EV3, 2);
     json_object_set_new(ev, "participant_id", json_string(PART));
-    assert_refused(&p, "VisitCompleted", ev, "version_conflict");
+    assert_refused(&p, "ObservationNoted", ev, "version_conflict");
     ev = meta(EV3, -1);
     json_object_set_new(ev, "participant_id", json_string(PART));
-    assert_null(tl_participant_apply(&p, "VisitCompleted", ev));
+    assert_null(tl_participant_apply(&p, "ObservationNoted", ev));
     json_decref(ev);
     assert_int_equal(p.version, 3);
 }
@@ -445,7 +445,7 @@ static void test_event_on_unknown_participant(void **state)
                    "unknown_participant");
     json_t *ev = meta(EV2, -1);
     json_object_set_new(ev, "participant_id", json_string(PART));
-    assert_refused(&p, "VisitCompleted", ev, "unknown_participant");
+    assert_refused(&p, "ObservationNoted", ev, "unknown_participant");
     assert_false(p.exists);
     assert_int_equal(p.version, 0);
 }
@@ -667,7 +667,7 @@ static void test_replay_is_deterministic(void **state)
     (void)state;
     static const char *const types[] = {
         "StudyRegistered", "SiteAdded",       "ParticipantEnrolled", "ConsentRecorded",
-        "ConsentRecorded", "StudyRegistered", "VisitCompleted",      "ParticipantEnrolled",
+        "ConsentRecorded", "StudyRegistered", "ObservationNoted",      "ParticipantEnrolled",
         "ConsentRecorded",
     };
     enum { N = sizeof types / sizeof types[0] };

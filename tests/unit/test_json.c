@@ -439,6 +439,46 @@ static void test_check_reports_everything(void **state)
     json_decref(o);
 }
 
+static void test_check_bool_and_names(void **state)
+{
+    (void)state;
+    const tl_json_field_t f[] = {{"required", TL_JF_BOOL, true, 0, 0, NULL},
+                                 {"forms", TL_JF_NAMES, false, 0, 2, NULL}};
+    const struct {
+        const char *body;
+        const char *field, *detail; /* NULL: valid */
+    } cases[] = {
+        {"{\"required\":true,\"forms\":[\"visual_acuity\",\"oct_2\"]}", NULL, NULL},
+        {"{\"required\":false,\"forms\":[]}", NULL, NULL},
+        {"{\"required\":1}", "required", "must be true or false"},
+        {"{\"required\":true,\"forms\":\"a\"}", "forms", "must be an array of 0 to 2 names"},
+        {"{\"required\":true,\"forms\":[\"a\",\"b\",\"c\"]}", "forms",
+         "must be an array of 0 to 2 names"},
+        {"{\"required\":true,\"forms\":[\"Visual\"]}", "forms",
+         "names are 1 to 64 of a-z, 0-9 and _"},
+        {"{\"required\":true,\"forms\":[\"\"]}", "forms", "names are 1 to 64 of a-z, 0-9 and _"},
+        {"{\"required\":true,\"forms\":[3]}", "forms", "names are 1 to 64 of a-z, 0-9 and _"},
+        {"{\"required\":true,\"forms\":[\"a\",\"a\"]}", "forms", "names must not repeat"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *o = obj(cases[i].body), *errors = json_array();
+        size_t n = tl_json_check(o, f, 2, errors);
+        assert_int_equal(n, cases[i].field ? 1 : 0);
+        if (cases[i].field)
+            assert_error(errors, 0, cases[i].field, cases[i].detail);
+        json_decref(errors);
+        json_decref(o);
+    }
+    char longest[TL_JSON_NAME_MAX + 2];
+    memset(longest, 'a', sizeof longest);
+    longest[TL_JSON_NAME_MAX] = '\0';
+    assert_true(tl_json_name_ok(longest));
+    longest[TL_JSON_NAME_MAX] = 'a';
+    longest[TL_JSON_NAME_MAX + 1] = '\0';
+    assert_false(tl_json_name_ok(longest));
+    assert_false(tl_json_name_ok(NULL));
+}
+
 static void test_getters(void **state)
 {
     (void)state;
@@ -466,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_parse_duplicate_keys),
         cmocka_unit_test(test_parse_depth_limit),
         cmocka_unit_test(test_check_valid),
+        cmocka_unit_test(test_check_bool_and_names),
         cmocka_unit_test(test_check_unknown_field),
         cmocka_unit_test(test_check_missing_required),
         cmocka_unit_test(test_check_wrong_types),

@@ -1,0 +1,1123 @@
+/* The protocol (visit types, lock), participants' schedules and visits:
+ * commands and queries of DESIGN.md §5. The gateway plans every date here,
+ * from the visit types it reads, and the events carry them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway.h"
+#include "participants.h"
+#include "participants_store.h"
+#include "schedules.h"
+#include "schedules_store.h"
+#include "tl_date.h"
+#include "tl_json.h"
+#include "tl_log.h"
+#include "tl_topics.h"
+
+#define VISITS_LIMIT_DEFAULT 200
+#define VISITS_LIMIT_MAX 1000
+#define FANOUT_ROUNDS 3 /* an amendment retries participants a concurrent command changed */
+
+/* ---- shared pieces ---- */
+
+static bool vt_from_json(const json_t *o, tl_visit_type_t *vt)
+{
+    memset(vt, 0, sizeof *vt);
+    const char *id = json_string_value(json_object_get(o, "id"));
+    const char *name = json_string_value(json_object_get(o, "name"));
+    if (!id || !name || strlen(id) >= sizeof vt->id || strlen(name) >= sizeof vt->name)
+        return false;
+    memcpy(vt->id, id, strlen(id) + 1);
+    memcpy(vt->name, name, strlen(name) + 1);
+    vt->target_day = (int32_t)json_integer_value(json_object_get(o, "target_day"));
+    vt->window_before = (int32_t)json_integer_value(json_object_get(o, "window_before_days"));
+    vt->window_after = (int32_t)json_integer_value(json_object_get(o, "window_after_days"));
+    vt->required = json_is_true(json_object_get(o, "required"));
+    return true;
+}
+
+json_t *tl_gw_plan_schedule(const char *visit_types_json, int32_t baseline)
+{
+    json_t *vts = visit_types_json ? json_loads(visit_types_json, 0, NULL) : json_array();
+    size_t n = json_array_size(vts);
+    tl_visit_t *visits = calloc(n + 1, sizeof *visits);
+    json_t *out = NULL;
+    size_t k = 0;
+    for (size_t i = 0; visits && i < n; i++) {
+        tl_visit_type_t vt;
+        if (vt_from_json(json_array_get(vts, i), &vt))
+            tl_visit_plan(&vt, baseline, &visits[k++]);
+    }
+    if (visits && vts)
+        out = tl_visits_event_json(visits, k);
+    free(visits);
+    json_decref(vts);
+    return out;
+}
+
+/* as_of: the query parameter or today (UTC). false: not a date. */
+static bool as_of_param(tl_req_t *req, char out[TL_DATE_STRLEN])
+{
+    const char *s = req->query(req->conn, "as_of");
+    int32_t d = tl_date_today();
+    if (s && tl_date_parse(s, &d))
+        return false;
+    tl_date_format(d, out);
+    return true;
+}
+
+static void query_problem(tl_resp_t *resp, json_t *errors)
+{
+    tl_problem(resp, 400, "invalid-query", "Invalid query parameters", NULL, errors);
+}
+
+static bool body_date(const json_t *body, const char *key, int32_t def, int32_t *out)
+{
+    const char *s = tl_json_str(body, key);
+    *out = def;
+    return !s || !tl_date_parse(s, out);
+}
+
+/* The status a visit shows as of a date (DESIGN.md §5), over
+ * participant_visits v. */
+#define VISIT_STATUS(asof)                                                                         \
+    "CASE v.state WHEN 'completed' THEN CASE WHEN v.in_window THEN 'completed'"                    \
+    " ELSE 'completed_out_of_window' END"                                                          \
+    " WHEN 'scheduled' THEN CASE WHEN " asof " < v.window_start THEN 'upcoming'"                   \
+    " WHEN " asof " <= v.window_end THEN 'open' ELSE 'overdue' END ELSE v.state END"
+#define VISIT_JSON(asof)                                                                           \
+    "json_build_object('visit_type_id', v.visit_type_id, 'name', v.name,"                          \
+    " 'target_day', v.target_day, 'required', v.required, 'due_date', v.due_date,"                 \
+    " 'window_start', v.window_start, 'window_end', v.window_end,"                                 \
+    " 'status', " VISIT_STATUS(                                                                    \
+        asof) ", 'actual_date', v.actual_date,"                                                    \
+              " 'in_window', v.in_window, 'protocol_deviation', v.state = 'completed' AND NOT "    \
+              "v.in_window,"                                                                       \
+              " 'deviation_reason', v.deviation_reason, 'missed_reason', v.missed_reason,"         \
+              " 'notes', v.notes, 'version', v.version, 'updated_at', v.updated_at)"
+
+/* ---- visit types ---- */
+
+#define SQL_VISIT_TYPE_JSON                                                                        \
+    "SELECT json_build_object('id', t.id, 'study_id', t.study_id, 'name', t.name,"                 \
+    " 'target_day', t.target_day, 'window_before_days', t.window_before_days,"                     \
+    " 'window_after_days', t.window_after_days, 'required', t.required,"                           \
+    " 'form_templates', t.form_templates, 'revision', t.revision, 'defined_at', t.defined_at,"     \
+    " 'updated_at', t.updated_at)::text FROM visit_types t WHERE t.id = $1"
+
+static const tl_json_field_t vt_fields[] = {
+    {"name", TL_JF_STRING, true, 1, TL_VISIT_NAME_MAX, NULL},
+    {"target_day", TL_JF_INTEGER, true, 0, TL_TARGET_DAY_MAX, NULL},
+    {"window_before_days", TL_JF_INTEGER, true, 0, TL_WINDOW_DAYS_MAX, NULL},
+    {"window_after_days", TL_JF_INTEGER, true, 0, TL_WINDOW_DAYS_MAX, NULL},
+    {"required", TL_JF_BOOL, false, 0, 0, NULL},
+    {"form_templates", TL_JF_NAMES, false, 0, TL_FORMS_PER_VISIT_MAX, NULL},
+};
+#define NVT_FIELDS (sizeof vt_fields / sizeof vt_fields[0])
+
+/* Whether vt fits among the study's other visit types (JSON text of
+ * TL_SQL_VISIT_TYPES_JSON); false with resp set. */
+static bool protocol_fits(const tl_visit_type_t *vt, const char *others_json, tl_resp_t *resp)
+{
+    const char *why = tl_visit_type_check(vt);
+    if (why) {
+        tl_problem(resp, 422, "invalid-visit-type", "Invalid visit type", why, NULL);
+        return false;
+    }
+    json_t *others = others_json ? json_loads(others_json, 0, NULL) : NULL;
+    bool ok = true;
+    size_t n = json_array_size(others);
+    bool is_new = true;
+    for (size_t i = 0; i < n; i++)
+        is_new =
+            is_new &&
+            strcmp(json_string_value(json_object_get(json_array_get(others, i), "id")), vt->id);
+    if (is_new && n >= TL_VISIT_TYPES_MAX) {
+        tl_problem(resp, 422, "too-many-visit-types", "Too many visit types",
+                   "a study has at most 64 visit types", NULL);
+        ok = false;
+    }
+    for (size_t i = 0; ok && i < json_array_size(others); i++) {
+        tl_visit_type_t o;
+        if (!vt_from_json(json_array_get(others, i), &o) || !strcmp(o.id, vt->id))
+            continue;
+        if (!strcasecmp(o.name, vt->name)) {
+            tl_problem(resp, 409, "duplicate-visit-type-name", "Visit type name already used",
+                       "the study has a visit type with this name", NULL);
+            ok = false;
+        } else if (!o.target_day && !vt->target_day) {
+            tl_problem(resp, 422, "second-baseline", "Study has a baseline visit",
+                       "a study has at most one baseline visit (target day 0)", NULL);
+            ok = false;
+        }
+    }
+    json_decref(others);
+    return ok;
+}
+
+/* Brings every enrolled participant's visit of vt in line with it: a
+ * VisitScheduleChanged per participant whose visit is missing or has other
+ * dates (completed visits stay). Runs again for participants a concurrent
+ * command changed first; counts what it changed and what is left. */
+static const char *const sql_fanout =
+    "SELECT p.id, p.site_id, p.baseline_date - date '1970-01-01', p.version, v.state,"
+    "       v.due_date - date '1970-01-01', v.window_start - date '1970-01-01',"
+    "       v.window_end - date '1970-01-01', v.name, v.target_day, v.required"
+    "  FROM schedule_participants p"
+    "  LEFT JOIN participant_visits v ON v.participant_id = p.id AND v.visit_type_id = $2"
+    " WHERE p.study_id = $1 AND p.status = 'enrolled' ORDER BY p.id";
+
+static bool visit_differs(const tl_pg_res_t *res, int r, const tl_visit_t *want)
+{
+    const char *state = tl_pg_get(res, r, 4);
+    if (!state)
+        return true;
+    if (!strcmp(state, "completed"))
+        return false;
+    return atoi(tl_pg_get(res, r, 5)) != want->due ||
+           atoi(tl_pg_get(res, r, 6)) != want->window_start ||
+           atoi(tl_pg_get(res, r, 7)) != want->window_end ||
+           strcmp(tl_pg_get(res, r, 8), want->name) ||
+           atoi(tl_pg_get(res, r, 9)) != want->target_day ||
+           !strcmp(tl_pg_get(res, r, 10), "t") != want->required;
+}
+
+static tl_err_t reschedule_one(tl_gw_t *gw, tl_req_t *req, const char *study_id,
+                               const tl_pg_res_t *res, int r, const tl_visit_t *want,
+                               const char *reason, const char *causation, tl_kafka_pos_t *pos)
+{
+    const char *pid = tl_pg_get(res, r, 0);
+    json_t *visits = tl_visits_event_json(want, 1);
+    json_t *payload =
+        json_pack("{s:s, s:s, s:o}", "participant_id", pid, "study_id", study_id, "visits", visits);
+    tl_event_meta_t meta = {.actor_id = req->actor_id,
+                            .actor_role = req->actor_role,
+                            .site_id = tl_pg_get(res, r, 1),
+                            .reason = reason,
+                            .correlation_id = causation,
+                            .causation_id = causation,
+                            .stream_version = strtoll(tl_pg_get(res, r, 3), NULL, 10) + 1};
+    tl_err_t err = payload ? tl_uuid_v7(&meta.event_id) : TL_ERR_NOMEM;
+    pthread_mutex_t *lock = tl_gw_stripe(gw, pid);
+    pthread_mutex_lock(lock);
+    if (!err)
+        err = tl_producer_send(gw->producer, "VisitScheduleChanged", pid, payload, &meta, pos);
+    pthread_mutex_unlock(lock);
+    json_decref(payload);
+    return err;
+}
+
+#define FANOUT_PARTITIONS 256 /* partitions of the participant topic it tracks */
+
+/* Waits until the schedules projection has every event of the round: past
+ * the last offset produced on each partition. */
+static tl_err_t await_round(tl_gw_t *gw, const char *topic, const int64_t *last)
+{
+    tl_err_t err = TL_OK;
+    for (int32_t p = 0; !err && p < FANOUT_PARTITIONS; p++)
+        if (last[p] >= 0)
+            err = tl_waiter_wait(gw->waiter, TL_PROJECTION_SCHEDULES, topic, p, last[p],
+                                 (int)gw->cfg.ryw_timeout_ms);
+    return err;
+}
+
+static tl_err_t reschedule(tl_gw_t *gw, tl_req_t *req, const char *study_id,
+                           const tl_visit_type_t *vt, const char *reason, const char *causation,
+                           long *changed, long *pending)
+{
+    const tl_event_type_t *t = tl_registry_type(gw->registry, "VisitScheduleChanged");
+    const char *params[] = {study_id, vt->id};
+    tl_err_t err = t ? TL_OK : TL_ERR_INTERNAL;
+    int64_t last[FANOUT_PARTITIONS];
+    *changed = *pending = 0;
+    /* each round produces for the participants whose visit differs; the
+     * last one only counts those still left */
+    for (int round = 0; !err && round <= FANOUT_ROUNDS; round++) {
+        tl_pg_res_t *res = NULL;
+        long differ = 0;
+        for (int p = 0; p < FANOUT_PARTITIONS; p++)
+            last[p] = -1;
+        err = tl_gw_exec(gw, sql_fanout, 2, params, &res);
+        for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
+            tl_visit_t want;
+            tl_kafka_pos_t pos = {0};
+            tl_visit_plan(vt, (int32_t)atoi(tl_pg_get(res, r, 2)), &want);
+            if (!visit_differs(res, r, &want))
+                continue;
+            differ++;
+            if (round == FANOUT_ROUNDS)
+                continue;
+            err = reschedule_one(gw, req, study_id, res, r, &want, reason, causation, &pos);
+            if (!err && (pos.partition < 0 || pos.partition >= FANOUT_PARTITIONS))
+                err = TL_ERR_INTERNAL;
+            if (!err && pos.offset > last[pos.partition])
+                last[pos.partition] = pos.offset;
+        }
+        tl_pg_res_free(res);
+        if (round == 0)
+            *changed = differ;
+        *pending = differ;
+        if (!differ || round == FANOUT_ROUNDS)
+            break;
+        /* read-your-writes for the whole round before looking again (a
+         * concurrent command may have taken a participant's version first) */
+        if (!err)
+            err = await_round(gw, t->topic, last);
+    }
+    return err;
+}
+
+/* Rescheduling after a protocol event: the answer says what it did. */
+static void fan_out(tl_gw_t *gw, tl_req_t *req, const char *study_id, const char *reason,
+                    const char *causation, tl_resp_t *resp)
+{
+    tl_visit_type_t vt;
+    long changed = 0, pending = 0;
+    if (resp->status >= 300 || !vt_from_json(resp->body, &vt))
+        return;
+    tl_err_t err = reschedule(gw, req, study_id, &vt, reason, causation, &changed, &pending);
+    if (err) {
+        tl_log_warn("reschedule_incomplete",
+                    json_pack("{s:s, s:s, s:s}", "study_id", study_id, "visit_type_id", vt.id,
+                              "error", tl_err_name(err)));
+        pending = pending ? pending : 1;
+    }
+    json_object_set_new(resp->body, "participants_rescheduled", json_integer(changed));
+    /* left for a later amendment (or the same one, sent again) to finish */
+    json_object_set_new(resp->body, "participants_pending", json_integer(err ? -1 : pending));
+}
+
+/* $1 visit type id, $2 study. Names are compared by protocol_fits, as the
+ * fold compares them, so the duplicate column stays NULL. */
+static const char *const sql_vt_check = "SELECT (" SQL_VISIT_TYPE_JSON "), NULL::text,"
+                                        " EXISTS (SELECT 1 FROM studies WHERE id = $2),"
+                                        " EXISTS (SELECT 1 FROM studies WHERE id = $2 AND locked),"
+                                        " (" TL_SQL_VISIT_TYPES_JSON("$2") ")";
+
+typedef struct {
+    tl_visit_type_t vt;
+} vt_ctx_t;
+
+static bool vt_create_rules(const void *ctx_in, const tl_pg_res_t *check, tl_resp_t *resp)
+{
+    const vt_ctx_t *ctx = ctx_in;
+    const char *exists = tl_pg_get(check, 0, 2), *locked = tl_pg_get(check, 0, 3);
+    if (!exists || strcmp(exists, "t")) {
+        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        return false;
+    }
+    if (locked && !strcmp(locked, "t")) {
+        tl_problem_locked(resp);
+        return false;
+    }
+    return protocol_fits(&ctx->vt, tl_pg_get(check, 0, 4), resp);
+}
+
+static bool study_param(tl_req_t *req, tl_uuid_t *study, tl_resp_t *resp)
+{
+    if (tl_uuid_parse(req->params[0], study)) {
+        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        return false;
+    }
+    return true;
+}
+
+void tl_h_visit_type_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    tl_cmd_t cmd = {.type = "VisitTypeDefined", .projection = TL_PROJECTION_PARTICIPANTS};
+    json_t *body = tl_gw_body(req, resp, vt_fields, NVT_FIELDS);
+    tl_uuid_t study;
+    vt_ctx_t ctx = {0};
+    if (!body || !tl_cmd_init(gw, req, &cmd, resp) || !study_param(req, &study, resp))
+        goto out;
+    if (!json_object_get(body, "required"))
+        json_object_set_new(body, "required", json_true());
+    if (!json_object_get(body, "form_templates"))
+        json_object_set_new(body, "form_templates", json_array());
+    json_object_set_new(body, "study_id", json_string(study.s));
+    json_object_set_new(body, "visit_type_id", json_string(cmd.resource_id.s));
+    json_object_set_new(body, "id", json_string(cmd.resource_id.s));
+    vt_from_json(body, &ctx.vt);
+    json_object_del(body, "id");
+    const char *check[] = {study.s};
+    const tl_create_t spec = {
+        .read_sql = SQL_VISIT_TYPE_JSON,
+        .check_sql = sql_vt_check,
+        .check_params = check,
+        .ncheck = 1,
+        .dup_slug = "duplicate-visit-type-name",
+        .dup_title = "Visit type name already used",
+        .dup_detail = "the study has a visit type with this name",
+        .dup_reason = "duplicate_visit_type_name",
+        .rules = vt_create_rules,
+        .ctx = &ctx,
+    };
+    snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s/visit-types/%s", study.s,
+             cmd.resource_id.s);
+    cmd.key = study.s;
+    cmd.payload = body;
+    req->prefer = NULL; /* protocol changes answer when the schedules follow them */
+    /* one protocol change of a study at a time */
+    tl_gw_create(gw, req, &cmd, &spec, tl_gw_stripe(gw, study.s), resp);
+    fan_out(gw, req, study.s, "protocol amendment: visit type added", cmd.meta.event_id.s, resp);
+out:
+    json_decref(body);
+}
+
+static const tl_json_field_t amend_fields[] = {
+    {"name", TL_JF_STRING, false, 1, TL_VISIT_NAME_MAX, NULL},
+    {"target_day", TL_JF_INTEGER, false, 0, TL_TARGET_DAY_MAX, NULL},
+    {"window_before_days", TL_JF_INTEGER, false, 0, TL_WINDOW_DAYS_MAX, NULL},
+    {"window_after_days", TL_JF_INTEGER, false, 0, TL_WINDOW_DAYS_MAX, NULL},
+    {"required", TL_JF_BOOL, false, 0, 0, NULL},
+    {"form_templates", TL_JF_NAMES, false, 0, TL_FORMS_PER_VISIT_MAX, NULL},
+    {"reason", TL_JF_STRING, true, 1, TL_REASON_MAX, NULL},
+};
+
+typedef struct {
+    const json_t *body;
+    json_t *payload;
+    const char *study_id;
+} amend_ctx_t;
+
+/* check: $1 visit type id, $2 study: last event, the type, locked, all types */
+static const char *const sql_amend_check =
+    "SELECT t.last_event_id::text, (" SQL_VISIT_TYPE_JSON "), s.locked,"
+    " (" TL_SQL_VISIT_TYPES_JSON("$2") ")"
+                                       " FROM visit_types t JOIN studies s ON s.id = t.study_id "
+                                       "WHERE t.id = $1 AND t.study_id = $2";
+
+static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    amend_ctx_t *ctx = ctx_in;
+    if (!strcmp(tl_pg_get(check, 0, 2), "t")) {
+        tl_problem_locked(resp);
+        return false;
+    }
+    json_t *cur = json_loads(tl_pg_get(check, 0, 1), 0, NULL);
+    if (!cur) {
+        tl_problem_from_err(resp, TL_ERR_INTERNAL);
+        return false;
+    }
+    const char *keys[] = {"name",     "target_day",    "window_before_days", "window_after_days",
+                          "required", "form_templates"};
+    bool changed = false;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *v = json_object_get(ctx->body, keys[i]);
+        if (v && !json_equal(v, json_object_get(cur, keys[i]))) {
+            json_object_set(cur, keys[i], v);
+            changed = true;
+        }
+    }
+    tl_visit_type_t vt;
+    bool ok = changed && vt_from_json(cur, &vt);
+    if (!changed)
+        tl_problem(resp, 422, "nothing-to-amend", "Nothing to amend",
+                   "the amendment changes none of the visit type's fields", NULL);
+    else if (ok)
+        ok = protocol_fits(&vt, tl_pg_get(check, 0, 3), resp);
+    if (ok) {
+        json_t *p = ctx->payload;
+        json_object_set_new(p, "study_id", json_string(ctx->study_id));
+        json_object_set_new(p, "visit_type_id", json_string(vt.id));
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            json_object_set(p, keys[i], json_object_get(cur, keys[i]));
+        cmd->meta.reason = tl_json_str(ctx->body, "reason");
+    }
+    json_decref(cur);
+    return ok;
+}
+
+void tl_h_visit_type_amend(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    tl_cmd_t cmd = {.type = "VisitTypeAmended", .projection = TL_PROJECTION_PARTICIPANTS};
+    json_t *body =
+        tl_gw_body(req, resp, amend_fields, sizeof amend_fields / sizeof amend_fields[0]);
+    json_t *payload = json_object();
+    tl_uuid_t study, vt;
+    if (!body || !tl_cmd_init(gw, req, &cmd, resp) || !study_param(req, &study, resp))
+        goto out;
+    if (tl_uuid_parse(req->params[1], &vt)) {
+        tl_problem(resp, 404, "not-found", "Visit type not found", NULL, NULL);
+        goto out;
+    }
+    amend_ctx_t ctx = {body, payload, study.s};
+    const char *check[] = {vt.s, study.s};
+    const char *ans[] = {vt.s};
+    const tl_update_t spec = {.check_sql = sql_amend_check,
+                              .check_params = check,
+                              .ncheck = 2,
+                              .not_found_title = "Visit type not found",
+                              .decide = amend_decide,
+                              .ctx = &ctx,
+                              .answer_sql = SQL_VISIT_TYPE_JSON,
+                              .answer_params = ans,
+                              .nanswer = 1,
+                              .status = 200};
+    snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s/visit-types/%s", study.s, vt.s);
+    cmd.key = study.s;
+    cmd.payload = payload;
+    req->prefer = NULL; /* protocol changes answer when the schedules follow them */
+    tl_gw_update(gw, req, &cmd, &spec, tl_gw_stripe(gw, study.s), resp);
+    fan_out(gw, req, study.s, tl_json_str(body, "reason"), cmd.meta.event_id.s, resp);
+out:
+    json_decref(payload);
+    json_decref(body);
+}
+
+void tl_h_visit_type_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    bool failed = false;
+    tl_uuid_t study, vt;
+    json_t *j = NULL;
+    if (!tl_uuid_parse(req->params[0], &study) && !tl_uuid_parse(req->params[1], &vt)) {
+        const char *params[] = {vt.s, study.s};
+        j = tl_gw_query_json(gw, resp, SQL_VISIT_TYPE_JSON " AND t.study_id = $2", 2, params,
+                             &failed);
+    }
+    if (j) {
+        resp->status = 200;
+        resp->body = j;
+    } else if (!failed) {
+        tl_problem(resp, 404, "not-found", "Visit type not found", NULL, NULL);
+    }
+}
+
+void tl_h_visit_type_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    bool failed = false;
+    tl_uuid_t study;
+    if (!study_param(req, &study, resp))
+        return;
+    const char *params[] = {study.s};
+    json_t *j =
+        tl_gw_query_json(gw, resp,
+                         "SELECT json_build_object('items', COALESCE((" TL_SQL_VISIT_TYPES_JSON(
+                             "s.id") ")::json, '[]'::json))::text FROM studies s"
+                                     " WHERE s.id = $1",
+                         1, params, &failed);
+    if (j) {
+        resp->status = 200;
+        resp->body = j;
+    } else if (!failed) {
+        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+    }
+}
+
+/* ---- lock ---- */
+
+static const tl_json_field_t reason_fields[] = {
+    {"reason", TL_JF_STRING, true, 1, TL_REASON_MAX, NULL},
+};
+
+typedef struct {
+    bool lock;
+    const json_t *body;
+    json_t *payload;
+} lock_ctx_t;
+
+static bool lock_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    lock_ctx_t *ctx = ctx_in;
+    bool locked = !strcmp(tl_pg_get(check, 0, 1), "t");
+    if (locked == ctx->lock) {
+        tl_problem(resp, 409, locked ? "already-locked" : "not-locked",
+                   locked ? "Study already locked" : "Study not locked", NULL, NULL);
+        return false;
+    }
+    cmd->meta.reason = tl_json_str(ctx->body, "reason");
+    return true;
+}
+
+static void lock_command(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, bool lock)
+{
+    tl_cmd_t cmd = {.type = lock ? "StudyLocked" : "StudyUnlocked",
+                    .projection = TL_PROJECTION_PARTICIPANTS};
+    json_t *body = tl_gw_body(req, resp, reason_fields, 1), *payload = NULL;
+    tl_uuid_t study;
+    if (!body || !tl_cmd_init(gw, req, &cmd, resp) || !study_param(req, &study, resp))
+        goto out;
+    payload = json_pack("{s:s}", "study_id", study.s);
+    lock_ctx_t ctx = {lock, body, payload};
+    const char *params[] = {study.s};
+    const tl_update_t spec = {
+        .check_sql = "SELECT last_event_id::text, locked FROM studies WHERE id = $1",
+        .check_params = params,
+        .ncheck = 1,
+        .not_found_title = "Study not found",
+        .decide = lock_decide,
+        .ctx = &ctx,
+        .answer_sql = "SELECT json_build_object('id', id, 'locked', locked, 'lock_reason',"
+                      " lock_reason, 'lock_changed_at', lock_changed_at)::text"
+                      " FROM studies WHERE id = $1",
+        .answer_params = params,
+        .nanswer = 1,
+        .status = 200};
+    snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s", study.s);
+    cmd.key = study.s;
+    cmd.payload = payload;
+    tl_gw_update(gw, req, &cmd, &spec, tl_gw_stripe(gw, study.s), resp);
+out:
+    json_decref(payload);
+    json_decref(body);
+}
+
+void tl_h_study_lock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    lock_command(gw, req, resp, true);
+}
+
+void tl_h_study_unlock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    lock_command(gw, req, resp, false);
+}
+
+/* ---- the participant's stream: visits, baseline, withdraw, complete ---- */
+
+/* $1 participant: its last event, then its state as JSON */
+static const char *const sql_stream_state =
+    "SELECT p.last_event_id::text, json_build_object('study_id', p.study_id,"
+    " 'site_id', p.site_id, 'status', p.status, 'baseline_date', p.baseline_date,"
+    " 'version', p.version, 'locked', COALESCE(s.locked, false),"
+    " 'consent_date', pp.consent_date,"
+    " 'visits', COALESCE((SELECT json_agg(json_build_object('visit_type_id', v.visit_type_id,"
+    "   'name', v.name, 'target_day', v.target_day, 'required', v.required,"
+    "   'due_date', v.due_date, 'window_start', v.window_start, 'window_end', v.window_end,"
+    "   'state', v.state) ORDER BY v.target_day, v.visit_type_id)"
+    "   FROM participant_visits v WHERE v.participant_id = p.id), '[]'::json))::text"
+    " FROM schedule_participants p LEFT JOIN studies s ON s.id = p.study_id"
+    " LEFT JOIN participants pp ON pp.id = p.id WHERE p.id = $1";
+
+static int32_t json_date(const json_t *o, const char *key)
+{
+    int32_t d = 0;
+    tl_date_parse(json_string_value(json_object_get(o, key)), &d);
+    return d;
+}
+
+typedef struct stream_ctx stream_ctx_t;
+typedef bool (*stream_rule_fn)(stream_ctx_t *c, tl_resp_t *resp);
+
+struct stream_ctx {
+    tl_req_t *req;
+    const json_t *body;
+    json_t *payload;
+    stream_rule_fn rule;
+    tl_schedule_t s; /* the participant as the check read it */
+    bool locked;
+    int32_t consent_date;
+    tl_visit_t *visit; /* the visit the route names, if any */
+    char as_of[TL_DATE_STRLEN];
+};
+
+static bool load_state(stream_ctx_t *c, const char *text)
+{
+    json_t *j = json_loads(text, 0, NULL);
+    const json_t *visits = json_object_get(j, "visits");
+    size_t n = json_array_size(visits);
+    bool ok = j && (c->s.visits = calloc(n + 1, sizeof *c->s.visits));
+    if (ok) {
+        snprintf(c->s.study_id, sizeof c->s.study_id, "%s", tl_json_str(j, "study_id"));
+        snprintf(c->s.site_id, sizeof c->s.site_id, "%s", tl_json_str(j, "site_id"));
+        snprintf(c->s.status, sizeof c->s.status, "%s", tl_json_str(j, "status"));
+        c->s.baseline_date = json_date(j, "baseline_date");
+        c->s.version = json_integer_value(json_object_get(j, "version"));
+        c->locked = json_is_true(json_object_get(j, "locked"));
+        c->consent_date = json_date(j, "consent_date");
+    }
+    for (size_t i = 0; ok && i < n; i++) {
+        const json_t *o = json_array_get(visits, i);
+        tl_visit_t *v = &c->s.visits[c->s.nvisits++];
+        snprintf(v->visit_type_id, sizeof v->visit_type_id, "%s", tl_json_str(o, "visit_type_id"));
+        snprintf(v->name, sizeof v->name, "%s", tl_json_str(o, "name"));
+        v->target_day = (int32_t)json_integer_value(json_object_get(o, "target_day"));
+        v->required = json_is_true(json_object_get(o, "required"));
+        v->due = json_date(o, "due_date");
+        v->window_start = json_date(o, "window_start");
+        v->window_end = json_date(o, "window_end");
+        int st = tl_visit_state_parse(tl_json_str(o, "state"));
+        v->state = st < 0 ? TL_VISIT_SCHEDULED : (tl_visit_state_t)st;
+    }
+    json_decref(j);
+    return ok;
+}
+
+/* The visit a route names: its id or its name (any case). */
+static tl_visit_t *find_visit(tl_schedule_t *s, const char *ref)
+{
+    tl_visit_t *v = tl_schedule_visit(s, ref);
+    for (size_t i = 0; !v && ref && i < s->nvisits; i++)
+        if (!strcasecmp(s->visits[i].name, ref))
+            v = &s->visits[i];
+    return v;
+}
+
+static bool stream_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    stream_ctx_t *c = ctx_in;
+    if (!load_state(c, tl_pg_get(check, 0, 1))) {
+        tl_problem_from_err(resp, TL_ERR_NOMEM);
+        return false;
+    }
+    if (c->locked) {
+        tl_problem_locked(resp);
+        return false;
+    }
+    if (strcmp(c->s.status, "enrolled")) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "the participant is %s: nothing changes any more",
+                 c->s.status);
+        tl_problem(resp, 422, "participant-not-active", "Participant not active", detail, NULL);
+        return false;
+    }
+    if (c->req->params[1]) {
+        if (!(c->visit = find_visit(&c->s, c->req->params[1]))) {
+            tl_problem(resp, 404, "not-found", "Visit not found",
+                       "no visit of this participant has this visit type id or name", NULL);
+            return false;
+        }
+        json_object_set_new(c->payload, "visit_type_id", json_string(c->visit->visit_type_id));
+    }
+    if (!c->rule(c, resp))
+        return false;
+    json_object_set_new(c->payload, "participant_id", json_string(cmd->key));
+    json_object_set_new(c->payload, "study_id", json_string(c->s.study_id));
+    cmd->meta.stream_version = c->s.version + 1;
+    cmd->meta.site_id = c->s.site_id;
+    if (!cmd->meta.reason)
+        cmd->meta.reason = tl_json_str(c->body, "reason");
+    return true;
+}
+
+static bool date_not_future(int32_t d, const char *field, tl_resp_t *resp)
+{
+    if (d <= tl_date_today() + 1) /* a day of slack for time zones east of UTC */
+        return true;
+    char detail[80];
+    snprintf(detail, sizeof detail, "%s is in the future", field);
+    tl_problem(resp, 422, "date-in-future", "Date in the future", detail, NULL);
+    return false;
+}
+
+static bool visit_open(const tl_visit_t *v, tl_resp_t *resp)
+{
+    if (v->state == TL_VISIT_SCHEDULED)
+        return true;
+    if (v->state == TL_VISIT_COMPLETED)
+        tl_problem(resp, 409, "visit-already-completed", "Visit already completed",
+                   "a completed visit is corrected with its own command and a reason", NULL);
+    else
+        tl_problem(resp, 409, "visit-not-scheduled", "Visit not scheduled",
+                   v->state == TL_VISIT_MISSED ? "the visit was recorded as missed"
+                                               : "the visit was cancelled",
+                   NULL);
+    return false;
+}
+
+static bool complete_rule(stream_ctx_t *c, tl_resp_t *resp)
+{
+    const tl_visit_t *v = c->visit;
+    int32_t actual = 0;
+    body_date(c->body, "actual_date", 0, &actual);
+    if (!visit_open(v, resp) || !date_not_future(actual, "actual_date", resp))
+        return false;
+    if (v->target_day > 0)
+        for (size_t i = 0; i < c->s.nvisits; i++)
+            if (!c->s.visits[i].target_day && c->s.visits[i].state != TL_VISIT_COMPLETED) {
+                tl_problem(resp, 422, "baseline-not-completed", "Baseline not completed",
+                           "the baseline visit must be completed before any follow-up", NULL);
+                return false;
+            }
+    if (!tl_visit_in_window(v, actual) && !tl_json_str(c->body, "deviation_reason")) {
+        char ws[TL_DATE_STRLEN], we[TL_DATE_STRLEN], detail[160];
+        tl_date_format(v->window_start, ws);
+        tl_date_format(v->window_end, we);
+        snprintf(detail, sizeof detail,
+                 "actual_date is outside the visit window %s to %s: a protocol deviation needs a"
+                 " deviation_reason",
+                 ws, we);
+        tl_problem(resp, 422, "deviation-reason-required", "Outside the visit window", detail,
+                   NULL);
+        return false;
+    }
+    json_object_set_new(c->payload, "actual_date", json_integer(actual));
+    const char *optional[] = {"deviation_reason", "notes"};
+    for (int i = 0; i < 2; i++) {
+        json_t *o = json_object_get(c->body, optional[i]);
+        json_object_set_new(c->payload, optional[i], o ? json_incref(o) : json_null());
+    }
+    return true;
+}
+
+static bool miss_rule(stream_ctx_t *c, tl_resp_t *resp)
+{
+    return visit_open(c->visit, resp);
+}
+
+static bool baseline_rule(stream_ctx_t *c, tl_resp_t *resp)
+{
+    int32_t nb = 0;
+    body_date(c->body, "baseline_date", 0, &nb);
+    if (nb == c->s.baseline_date) {
+        tl_problem(resp, 422, "baseline-unchanged", "Baseline unchanged",
+                   "baseline_date is the current baseline", NULL);
+        return false;
+    }
+    if (c->consent_date && nb < c->consent_date) {
+        tl_problem(resp, 422, "baseline-before-consent", "Baseline before consent",
+                   "baseline_date must be on or after consent_date", NULL);
+        return false;
+    }
+    /* every visit moves with the baseline, keeping its own window */
+    for (size_t i = 0; i < c->s.nvisits; i++) {
+        tl_visit_t *v = &c->s.visits[i];
+        int32_t before = v->due - v->window_start, after = v->window_end - v->due;
+        v->due = nb + v->target_day;
+        v->window_start = v->due - before;
+        v->window_end = v->due + after;
+    }
+    json_t *visits = tl_visits_event_json(c->s.visits, c->s.nvisits);
+    json_object_set_new(c->payload, "baseline_date", json_integer(nb));
+    json_object_set_new(c->payload, "previous_baseline_date", json_integer(c->s.baseline_date));
+    return visits && !json_object_set_new(c->payload, "visits", visits);
+}
+
+static bool withdraw_rule(stream_ctx_t *c, tl_resp_t *resp)
+{
+    int32_t d = 0;
+    body_date(c->body, "withdrawal_date", tl_date_today(), &d);
+    json_object_set_new(c->payload, "withdrawal_date", json_integer(d));
+    return date_not_future(d, "withdrawal_date", resp);
+}
+
+static bool finish_rule(stream_ctx_t *c, tl_resp_t *resp)
+{
+    int32_t d = 0;
+    body_date(c->body, "completion_date", tl_date_today(), &d);
+    json_t *open = json_array();
+    for (size_t i = 0; i < c->s.nvisits; i++)
+        if (c->s.visits[i].required && c->s.visits[i].state == TL_VISIT_SCHEDULED)
+            tl_json_error(open, "visits", c->s.visits[i].name);
+    if (json_array_size(open)) {
+        tl_problem(resp, 422, "required-visits-open", "Required visits still open",
+                   "every required visit must be completed or marked missed first", open);
+        return false;
+    }
+    json_decref(open);
+    json_object_set_new(c->payload, "completion_date", json_integer(d));
+    return date_not_future(d, "completion_date", resp);
+}
+
+/* $2: the visit type's id or name, as in the route */
+static const char *const sql_visit_answer = "SELECT " VISIT_JSON(
+    "$3::date") "::text FROM participant_visits v"
+                " WHERE v.participant_id = $1"
+                "   AND (v.visit_type_id::text = lower($2) OR lower(v.name) = lower($2))"
+                " ORDER BY v.visit_type_id::text = lower($2) DESC LIMIT 1";
+static const char *const sql_participant_answer =
+    "SELECT json_build_object('id', p.id, 'study_id', p.study_id, 'site_id', p.site_id,"
+    " 'participant_code', p.participant_code, 'status', p.status,"
+    " 'baseline_date', p.baseline_date, 'version', p.version, 'updated_at', p.updated_at)::text"
+    " FROM schedule_participants p WHERE p.id = $1";
+
+static void stream_command(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, const char *type,
+                           const tl_json_field_t *fields, size_t nfields, stream_rule_fn rule,
+                           int status)
+{
+    tl_cmd_t cmd = {.type = type, .projection = TL_PROJECTION_SCHEDULES};
+    stream_ctx_t ctx = {.req = req, .rule = rule, .payload = json_object()};
+    json_t *body = tl_gw_body(req, resp, fields, nfields);
+    tl_uuid_t pid;
+    ctx.body = body;
+    if (!body || !ctx.payload || !tl_cmd_init(gw, req, &cmd, resp))
+        goto out;
+    if (tl_uuid_parse(req->params[0], &pid)) {
+        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+        goto out;
+    }
+    tl_date_format(tl_date_today(), ctx.as_of);
+    const char *check[] = {pid.s};
+    const char *ans[] = {pid.s, req->params[1], ctx.as_of};
+    bool visit = req->params[1] != NULL;
+    const tl_update_t spec = {.check_sql = sql_stream_state,
+                              .check_params = check,
+                              .ncheck = 1,
+                              .not_found_title = "Participant not found",
+                              .decide = stream_decide,
+                              .ctx = &ctx,
+                              .answer_sql = visit ? sql_visit_answer : sql_participant_answer,
+                              .answer_params = ans,
+                              .nanswer = visit ? 3 : 1,
+                              .status = status};
+    snprintf(cmd.location, sizeof cmd.location, "/v1/participants/%s/schedule", pid.s);
+    cmd.key = pid.s;
+    cmd.payload = ctx.payload;
+    tl_gw_update(gw, req, &cmd, &spec, tl_gw_stripe(gw, pid.s), resp);
+out:
+    tl_schedule_cleanup(&ctx.s);
+    json_decref(ctx.payload);
+    json_decref(body);
+}
+
+void tl_h_visit_complete(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    static const tl_json_field_t f[] = {
+        {"actual_date", TL_JF_DATE, true, 0, 0, NULL},
+        {"deviation_reason", TL_JF_STRING, false, 1, TL_REASON_MAX, NULL},
+        {"notes", TL_JF_STRING, false, 1, TL_NOTES_MAX, NULL},
+    };
+    stream_command(gw, req, resp, "VisitCompleted", f, 3, complete_rule, 201);
+}
+
+void tl_h_visit_miss(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    stream_command(gw, req, resp, "VisitMissed", reason_fields, 1, miss_rule, 201);
+}
+
+void tl_h_baseline_change(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    static const tl_json_field_t f[] = {
+        {"baseline_date", TL_JF_DATE, true, 0, 0, NULL},
+        {"reason", TL_JF_STRING, true, 1, TL_REASON_MAX, NULL},
+    };
+    stream_command(gw, req, resp, "BaselineChanged", f, 2, baseline_rule, 200);
+}
+
+void tl_h_participant_withdraw(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    static const tl_json_field_t f[] = {
+        {"withdrawal_date", TL_JF_DATE, false, 0, 0, NULL},
+        {"reason", TL_JF_STRING, true, 1, TL_REASON_MAX, NULL},
+    };
+    stream_command(gw, req, resp, "ParticipantWithdrawn", f, 2, withdraw_rule, 200);
+}
+
+void tl_h_participant_finish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    static const tl_json_field_t f[] = {
+        {"completion_date", TL_JF_DATE, false, 0, 0, NULL},
+        {"reason", TL_JF_STRING, false, 1, TL_REASON_MAX, NULL},
+    };
+    stream_command(gw, req, resp, "ParticipantCompleted", f, 2, finish_rule, 200);
+}
+
+/* ---- queries ---- */
+
+void tl_h_schedule_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    char as_of[TL_DATE_STRLEN];
+    bool failed = false;
+    if (!as_of_param(req, as_of)) {
+        json_t *errors = json_array();
+        tl_json_error(errors, "as_of", "must be a calendar date YYYY-MM-DD");
+        query_problem(resp, errors);
+        return;
+    }
+    const char *params[] = {req->params[0], as_of};
+    json_t *j = tl_uuid_valid(req->params[0])
+                    ? tl_gw_query_json(
+                          gw, resp,
+                          "SELECT json_build_object('participant_id', p.id,"
+                          " 'participant_code', p.participant_code, 'study_id', p.study_id,"
+                          " 'site_id', p.site_id, 'status', p.status,"
+                          " 'baseline_date', p.baseline_date, 'version', p.version,"
+                          " 'as_of', $2::date,"
+                          " 'visits', COALESCE((SELECT json_agg(" VISIT_JSON(
+                              "$2::date") " ORDER BY v.target_day, v.visit_type_id) FROM "
+                                          "participant_visits v"
+                                          "  WHERE v.participant_id = p.id), '[]'::json))::text"
+                                          " FROM schedule_participants p WHERE p.id = $1",
+                          2, params, &failed)
+                    : NULL;
+    if (j) {
+        resp->status = 200;
+        resp->body = j;
+    } else if (!failed) {
+        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+    }
+}
+
+static const char *const visit_statuses[] = {
+    "upcoming", "open",      "overdue", "completed", "completed_out_of_window",
+    "missed",   "cancelled", NULL};
+
+/* $1 study $2 as_of $3 status $4 from $5 to $6 site $7 limit $8-$10 cursor */
+static const char *const sql_visits =
+    "SELECT json_build_object('as_of', $2::date,"
+    " 'items', COALESCE(json_agg(x.j ORDER BY x.due, x.pid, x.vt), '[]'::json),"
+    " 'next', CASE WHEN count(*) = $7::int"
+    "   THEN max(x.due::text || ',' || x.pid || ',' || x.vt) END)::text"
+    " FROM (SELECT " VISIT_JSON(
+        "$2::date") "::jsonb"
+                    "   || jsonb_build_object('participant_id', p.id, 'participant_code', "
+                    "p.participant_code,"
+                    "      'site_id', p.site_id) AS j, v.due_date AS due, v.participant_id::text "
+                    "AS pid,"
+                    "      v.visit_type_id::text AS vt"
+                    "   FROM participant_visits v JOIN schedule_participants p ON p.id = "
+                    "v.participant_id"
+                    "  WHERE v.study_id = $1"
+                    "    AND ($3::text IS NULL OR " VISIT_STATUS(
+                        "$2::date") " = $3)"
+                                    "    AND ($4::date IS NULL OR v.due_date >= $4::date)"
+                                    "    AND ($5::date IS NULL OR v.due_date <= $5::date)"
+                                    "    AND ($6::uuid IS NULL OR v.site_id = $6::uuid)"
+                                    "    AND ($8::date IS NULL OR (v.due_date, v.participant_id, "
+                                    "v.visit_type_id)"
+                                    "         > ($8::date, $9::uuid, $10::uuid))"
+                                    "  ORDER BY v.due_date, v.participant_id, v.visit_type_id "
+                                    "LIMIT $7::int) x";
+
+/* "after" is the "next" of the page before: due date, participant, visit type */
+static bool parse_cursor(const char *s, char *due, char *pid, char *vt)
+{
+    int32_t d;
+    if (!s || strlen(s) != 10 + 1 + 36 + 1 + 36 || s[10] != ',' || s[47] != ',')
+        return false;
+    memcpy(due, s, 10);
+    due[10] = '\0';
+    memcpy(pid, s + 11, 36);
+    pid[36] = '\0';
+    memcpy(vt, s + 48, 36);
+    vt[36] = '\0';
+    return !tl_date_parse(due, &d) && tl_uuid_valid(pid) && tl_uuid_valid(vt);
+}
+
+static bool study_exists(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    bool failed = false;
+    json_t *j =
+        tl_uuid_valid(req->params[0])
+            ? tl_gw_query_json(gw, resp, "SELECT to_json(id)::text FROM studies WHERE id = $1", 1,
+                               req->params, &failed)
+            : NULL;
+    if (!j && !failed)
+        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+    json_decref(j);
+    return j != NULL;
+}
+
+void tl_h_study_visits(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    const char *status = req->query(req->conn, "status"), *from = req->query(req->conn, "from");
+    const char *to = req->query(req->conn, "to"), *site = req->query(req->conn, "site");
+    const char *limit_s = req->query(req->conn, "limit"), *after = req->query(req->conn, "after");
+    char as_of[TL_DATE_STRLEN], lim[16], due[11], pid[37], vt[37];
+    json_t *errors = json_array();
+    int32_t d;
+    long limit = VISITS_LIMIT_DEFAULT;
+    bool failed = false;
+    if (!as_of_param(req, as_of))
+        tl_json_error(errors, "as_of", "must be a calendar date YYYY-MM-DD");
+    if (status) {
+        bool ok = false;
+        for (const char *const *o = visit_statuses; *o; o++)
+            ok = ok || !strcmp(*o, status);
+        if (!ok)
+            tl_json_error(errors, "status", "is not a visit status");
+    }
+    if (from && tl_date_parse(from, &d))
+        tl_json_error(errors, "from", "must be a calendar date YYYY-MM-DD");
+    if (to && tl_date_parse(to, &d))
+        tl_json_error(errors, "to", "must be a calendar date YYYY-MM-DD");
+    if (site && !tl_uuid_valid(site))
+        tl_json_error(errors, "site", "must be a UUID");
+    if (limit_s) {
+        char *end = NULL;
+        limit = strtol(limit_s, &end, 10);
+        if (!*limit_s || *end || limit < 1 || limit > VISITS_LIMIT_MAX)
+            tl_json_error(errors, "limit", "must be from 1 to 1000");
+    }
+    if (after && !parse_cursor(after, due, pid, vt))
+        tl_json_error(errors, "after", "is not a cursor");
+    if (json_array_size(errors)) {
+        query_problem(resp, errors);
+        return;
+    }
+    json_decref(errors);
+    if (!study_exists(gw, req, resp))
+        return;
+    snprintf(lim, sizeof lim, "%ld", limit);
+    const char *params[] = {req->params[0],
+                            as_of,
+                            status,
+                            from,
+                            to,
+                            site,
+                            lim,
+                            after ? due : NULL,
+                            after ? pid : NULL,
+                            after ? vt : NULL};
+    json_t *j = tl_gw_query_json(gw, resp, sql_visits, 10, params, &failed);
+    if (j) {
+        resp->status = 200;
+        resp->body = j;
+    }
+}
+
+/* Counts over participant_visits v as of $2. */
+#define VISIT_COUNTS                                                                               \
+    "'expected', count(*) FILTER (WHERE v.state <> 'cancelled' AND v.due_date <= $2::date),"       \
+    " 'completed', count(*) FILTER (WHERE v.state = 'completed'),"                                 \
+    " 'completed_in_window', count(*) FILTER (WHERE v.state = 'completed' AND v.in_window),"       \
+    " 'in_window_rate', round(count(*) FILTER (WHERE v.state = 'completed' AND v.in_window)"       \
+    "   ::numeric / NULLIF(count(*) FILTER (WHERE v.state = 'completed'), 0), 4),"                 \
+    " 'missed', count(*) FILTER (WHERE v.state = 'missed'),"                                       \
+    " 'overdue', count(*) FILTER (WHERE v.state = 'scheduled' AND v.window_end < $2::date),"       \
+    " 'open', count(*) FILTER (WHERE v.state = 'scheduled'"                                        \
+    "   AND $2::date BETWEEN v.window_start AND v.window_end),"                                    \
+    " 'upcoming', count(*) FILTER (WHERE v.state = 'scheduled' AND v.window_start > $2::date)"
+#define BY_STATUS(where)                                                                           \
+    "(SELECT COALESCE(json_object_agg(c.status, c.n), '{}'::json) FROM"                            \
+    " (SELECT status, count(*) AS n FROM participants WHERE " where " GROUP BY status) c)"
+
+static const char *const sql_metrics =
+    "SELECT json_build_object('study_id', s.id, 'as_of', $2::date,"
+    " 'participants', " BY_STATUS(
+        "study_id = s.id") ","
+                           " 'visits', (SELECT json_build_object(" VISIT_COUNTS ")"
+                           "   FROM participant_visits v WHERE v.study_id = s.id),"
+                           " 'visit_types', (SELECT COALESCE(json_agg(q.j ORDER BY q.td, q.id), "
+                           "'[]'::json) FROM"
+                           "   (SELECT t.id, t.target_day AS td, "
+                           "json_build_object('visit_type_id', t.id,"
+                           "      'name', t.name, 'target_day', t.target_day, 'required', "
+                           "t.required, " VISIT_COUNTS ") AS j"
+                           "    FROM visit_types t LEFT JOIN participant_visits v"
+                           "      ON v.visit_type_id = t.id AND v.study_id = t.study_id"
+                           "    WHERE t.study_id = s.id GROUP BY t.id) q),"
+                           " 'sites', (SELECT COALESCE(json_agg(q.j ORDER BY q.code), '[]'::json) "
+                           "FROM"
+                           "   (SELECT si.code, json_build_object('site_id', si.id, 'code', "
+                           "si.code,"
+                           "      'participants', " BY_STATUS(
+                               "site_id = si.id") ", " VISIT_COUNTS ") AS j"
+                                                  "    FROM sites si LEFT JOIN participant_visits "
+                                                  "v ON v.site_id = si.id"
+                                                  "    WHERE si.study_id = s.id GROUP BY si.id) "
+                                                  "q))::text"
+                                                  " FROM studies s WHERE s.id = $1";
+
+void tl_h_study_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    char as_of[TL_DATE_STRLEN];
+    bool failed = false;
+    if (!as_of_param(req, as_of)) {
+        json_t *errors = json_array();
+        tl_json_error(errors, "as_of", "must be a calendar date YYYY-MM-DD");
+        query_problem(resp, errors);
+        return;
+    }
+    const char *params[] = {req->params[0], as_of};
+    json_t *j = tl_uuid_valid(req->params[0])
+                    ? tl_gw_query_json(gw, resp, sql_metrics, 2, params, &failed)
+                    : NULL;
+    if (j) {
+        resp->status = 200;
+        resp->body = j;
+    } else if (!failed) {
+        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+    }
+}
