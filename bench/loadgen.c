@@ -11,7 +11,9 @@
  * visit:   POST /v1/participants/{id}/visits/{v}/complete, in window, over
  *          participants it enrols first (the study needs the visit types
  *          Baseline, Month 1, Month 3 and Month 6 at days 0, 30, 90, 180):
- *          each participant's visits in order, at most 4 per participant
+ *          each participant's visits in order, at most 4 per participant;
+ *          with --async only the baseline visits: a follow-up sent before its
+ *          baseline is projected is refused (422), as it would be for a client
  * schedule: GET /v1/participants/{id}/schedule over participants it enrols
  * ceiling: the enrol request's body POSTed to --url itself, for
  *          trialog-bench-http (study and site are then any text)
@@ -65,6 +67,11 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static long visits_per_participant(void)
+{
+    return opt.async ? 1 : 4;
+}
+
 /* Prepares connection c's next request. */
 static void next_request(conn_t *c, long seq)
 {
@@ -77,7 +84,7 @@ static void next_request(conn_t *c, long seq)
     } else if (opt.visit) {
         /* participant seq % nids, its visit seq / nids: the one before was
          * sent nids requests earlier, long done with nids >> connections */
-        long v = (seq / nids) % 4;
+        long v = (seq / nids) % visits_per_participant();
         snprintf(c->url, sizeof c->url, "%s/v1/participants/%s/visits/%s/complete", opt.base,
                  ids[seq % nids], visit_names[v]);
         snprintf(c->body, sizeof c->body, "{\"actual_date\":\"%s\"}", visit_dates[v]);
@@ -216,7 +223,8 @@ int main(int argc, char **argv)
     bool pre = opt.read || opt.visit || opt.schedule;
     if (pre) { /* participants to act on: enrol them first, not measured */
         bool a = opt.async, r = opt.read, v = opt.visit, sc = opt.schedule;
-        long n = opt.visit ? (opt.max + 3) / 4 : 2000;
+        long per = visits_per_participant();
+        long n = opt.visit ? (opt.max + per - 1) / per : 2000;
         opt.read = opt.visit = opt.schedule = opt.async = false;
         run(opt.conns < 64 ? opt.conns : 64, 120, n < 20000 ? n : 20000, true);
         opt.read = r;
@@ -231,7 +239,8 @@ int main(int argc, char **argv)
     }
     double t0 = now_s();
     /* each participant's visits once */
-    run(opt.conns, opt.seconds, opt.visit && opt.max > 4 * nids ? 4 * nids : opt.max, false);
+    long most = opt.visit ? visits_per_participant() * nids : opt.max;
+    run(opt.conns, opt.seconds, most < opt.max ? most : opt.max, false);
     double secs = now_s() - t0;
     tl_bench_sort(lat, nlat);
     printf("{\"mix\":\"%s\",\"async\":%s,\"conns\":%d,\"seconds\":%.1f,\"requests\":%ld,"
