@@ -16,6 +16,9 @@
 #include "waiter.h"
 
 #define TL_BODY_MAX (1024 * 1024)
+/* How answers are written: 15 significant digits print the decimals
+ * PostgreSQL computed (0.9231) as they are, not as their nearest double. */
+#define TL_JSON_DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
 #define TL_ROUTE_PARAMS 4
 #define TL_LOCK_STRIPES 256
 

@@ -32,7 +32,7 @@ static const char *header(struct MHD_Connection *c, const char *name)
 static enum MHD_Result send_resp(struct MHD_Connection *c, tl_resp_t *r)
 {
     char *text = r->problem ? tl_problem_render(r)
-                            : (r->body ? json_dumps(r->body, JSON_COMPACT | JSON_PRESERVE_ORDER)
+                            : (r->body ? json_dumps(r->body, TL_JSON_DUMP_FLAGS)
                                        : NULL);
     size_t len = text ? strlen(text) : 0;
     struct MHD_Response *resp =

@@ -44,7 +44,7 @@ void tl_problem_from_err(tl_resp_t *resp, tl_err_t err)
 
 char *tl_problem_render(const tl_resp_t *resp)
 {
-    return resp->body ? json_dumps(resp->body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    return resp->body ? json_dumps(resp->body, TL_JSON_DUMP_FLAGS) : NULL;
 }
 
 void tl_problem_locked(tl_resp_t *resp)

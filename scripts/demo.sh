@@ -37,16 +37,31 @@ vt m6 '{"name":"Month 6","target_day":180,"window_before_days":21,"window_after_
 
 # A cohort whose visits are in every status today: baselines some days ago.
 day() { date -u -d "$1 days ago" +%F; }
-# act PATH KEY JSON: like post, but a command already applied by an earlier
-# run of this script (409: the visit is done) is fine.
+# act PATH KEY JSON: like post, but a command an earlier run of this script
+# applied already is fine (409: the visit is done; 422 participant-not-active:
+# the participant was withdrawn).
 act() {
-    local code
-    code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$API$1" -H "Authorization: Bearer $TOKEN" \
+    local answer code
+    answer=$(curl -sS -w '\n%{http_code}' -X POST "$API$1" -H "Authorization: Bearer $TOKEN" \
         -H 'Content-Type: application/json' -H "Idempotency-Key: demo-$2" -d "$3")
-    case "$code" in 2??|409) ;; *) die "demo: POST $1 answered $code" ;; esac
+    code=${answer##*$'\n'}
+    case "$code" in
+    2??|409) ;;
+    422) [[ "$answer" == *participant-not-active* ]] || die "demo: POST $1 answered 422" ;;
+    *) die "demo: POST $1 answered $code" ;;
+    esac
+}
+# visit VISIT PARTICIPANT DAYS-AFTER-BASELINE [deviation reason]: completes it
+# on that day, unless that day is still to come
+visit() {
+    local when body
+    when=$(date -u -d "${bases[$2]} + $3 days" +%F)
+    [[ "$when" > "$(date -u +%F)" ]] && return 0
+    body="{\"actual_date\":\"$when\"${4:+,\"deviation_reason\":\"$4\"}}"
+    act "/v1/participants/${pids[$2]}/visits/$1/complete" "p$2-$1" "$body"
 }
 i=0
-declare -a pids agos
+declare -a pids bases
 for row in "STL 1958 F 200" "STL 1949 M 185" "STL 1962 F 120" \
            "BOS 1955 M 95" "BOS 1960 F 45" "BOS 1951 O 10" "BOS 1957 M 60"; do
     set -- $row
@@ -54,18 +69,13 @@ for row in "STL 1958 F 200" "STL 1949 M 185" "STL 1962 F 120" \
     site=$stl; [ "$1" = BOS ] && site=$bos
     code=$(printf 'AMD-%05d' $((40 + i)))
     start=$(day "$4")
-    pids[$i]=$(post "/v1/studies/$study/participants" "p$i" "{\"participant_code\":\"$code\",\"site_id\":\"$site\",
-      \"birth_year\":$2,\"sex\":\"$3\",\"consent_date\":\"$start\",\"baseline_date\":\"$start\"}" | json_id)
-    agos[$i]=$4
-    act "/v1/participants/${pids[$i]}/visits/Baseline/complete" "p$i-base" "{\"actual_date\":\"$start\"}"
+    answer=$(post "/v1/studies/$study/participants" "p$i" "{\"participant_code\":\"$code\",\"site_id\":\"$site\",
+      \"birth_year\":$2,\"sex\":\"$3\",\"consent_date\":\"$start\",\"baseline_date\":\"$start\"}")
+    pids[$i]=$(echo "$answer" | json_id)
+    # a second run gets the first run's participant (and baseline) back
+    bases[$i]=$(echo "$answer" | grep -o '"baseline_date":"[^"]*"' | cut -d'"' -f4)
+    visit Baseline "$i" 0
 done
-# visit VISIT PARTICIPANT DAYS-AFTER-BASELINE [deviation reason]
-visit() {
-    local when body
-    when=$(day $((agos[$2] - $3)))
-    body="{\"actual_date\":\"$when\"${4:+,\"deviation_reason\":\"$4\"}}"
-    act "/v1/participants/${pids[$2]}/visits/$1/complete" "p$2-$1" "$body"
-}
 visit Month%201 1 30
 visit Month%203 1 115 "participant unwell, rescheduled by site"   # out of window
 act "/v1/participants/${pids[2]}/visits/Month%201/miss" p2-m1-miss '{"reason":"travelling abroad"}'
