@@ -127,6 +127,7 @@ void tl_h_study_lock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_study_unlock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_visit_complete(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_visit_miss(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_visit_correct(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_baseline_change(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_withdraw(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_finish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);

@@ -28,6 +28,8 @@ static const tl_route_t routes[] = {
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/complete", tl_h_visit_complete,
      false},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/miss", tl_h_visit_miss, false},
+    {"POST", "/v1/participants/{participant}/visits/{visit_type}/correct", tl_h_visit_correct,
+     false},
     {"POST", "/v1/participants/{participant}/baseline", tl_h_baseline_change, false},
     {"POST", "/v1/participants/{participant}/withdraw", tl_h_participant_withdraw, false},
     {"POST", "/v1/participants/{participant}/complete", tl_h_participant_finish, false},

@@ -716,20 +716,15 @@ static bool visit_open(const tl_visit_t *v, tl_resp_t *resp)
     return false;
 }
 
-static bool complete_rule(stream_ctx_t *c, tl_resp_t *resp)
+/* The actual date of a completion or correction: not in the future, and
+ * outside the window only with a deviation reason; fills the payload. */
+static bool visit_date_fits(stream_ctx_t *c, tl_resp_t *resp)
 {
     const tl_visit_t *v = c->visit;
     int32_t actual = 0;
     body_date(c->body, "actual_date", 0, &actual);
-    if (!visit_open(v, resp) || !date_not_future(actual, "actual_date", resp))
+    if (!date_not_future(actual, "actual_date", resp))
         return false;
-    if (v->target_day > 0)
-        for (size_t i = 0; i < c->s.nvisits; i++)
-            if (!c->s.visits[i].target_day && c->s.visits[i].state != TL_VISIT_COMPLETED) {
-                tl_problem(resp, 422, "baseline-not-completed", "Baseline not completed",
-                           "the baseline visit must be completed before any follow-up", NULL);
-                return false;
-            }
     if (!tl_visit_in_window(v, actual) && !tl_json_str(c->body, "deviation_reason")) {
         char ws[TL_DATE_STRLEN], we[TL_DATE_STRLEN], detail[160];
         tl_date_format(v->window_start, ws);
@@ -749,6 +744,33 @@ static bool complete_rule(stream_ctx_t *c, tl_resp_t *resp)
         json_object_set_new(c->payload, optional[i], o ? json_incref(o) : json_null());
     }
     return true;
+}
+
+static bool complete_rule(stream_ctx_t *c, tl_resp_t *resp)
+{
+    const tl_visit_t *v = c->visit;
+    if (!visit_open(v, resp))
+        return false;
+    if (v->target_day > 0)
+        for (size_t i = 0; i < c->s.nvisits; i++)
+            if (!c->s.visits[i].target_day && c->s.visits[i].state != TL_VISIT_COMPLETED) {
+                tl_problem(resp, 422, "baseline-not-completed", "Baseline not completed",
+                           "the baseline visit must be completed before any follow-up", NULL);
+                return false;
+            }
+    return visit_date_fits(c, resp);
+}
+
+/* A correction: of a completed visit, a new actual date (with a deviation
+ * reason when outside the window), and a reason for the change. */
+static bool correct_rule(stream_ctx_t *c, tl_resp_t *resp)
+{
+    if (c->visit->state != TL_VISIT_COMPLETED) {
+        tl_problem(resp, 409, "visit-not-completed", "Visit not completed",
+                   "only a completed visit is corrected; complete it instead", NULL);
+        return false;
+    }
+    return visit_date_fits(c, resp);
 }
 
 static bool miss_rule(stream_ctx_t *c, tl_resp_t *resp)
@@ -869,6 +891,17 @@ void tl_h_visit_complete(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         {"notes", TL_JF_STRING, false, 1, TL_NOTES_MAX, NULL},
     };
     stream_command(gw, req, resp, "VisitCompleted", f, 3, complete_rule, 201);
+}
+
+void tl_h_visit_correct(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    static const tl_json_field_t f[] = {
+        {"actual_date", TL_JF_DATE, true, 0, 0, NULL},
+        {"reason", TL_JF_STRING, true, 1, TL_REASON_MAX, NULL},
+        {"deviation_reason", TL_JF_STRING, false, 1, TL_REASON_MAX, NULL},
+        {"notes", TL_JF_STRING, false, 1, TL_NOTES_MAX, NULL},
+    };
+    stream_command(gw, req, resp, "VisitCorrected", f, 4, correct_rule, 200);
 }
 
 void tl_h_visit_miss(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)

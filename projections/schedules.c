@@ -251,11 +251,36 @@ static void cancel_open(tl_schedule_t *s)
         }
 }
 
+/* A correction of a completed visit: the new date (judged against the
+ * window again) and deviation reason; the notes only when it brings some. */
+static const char *correct(tl_schedule_t *s, tl_visit_t *v, const json_t *ev)
+{
+    const char *notes = json_string_value(json_object_get(ev, "notes"));
+    char *dev = NULL, *nn = NULL;
+    if (!dup_str(&dev, json_string_value(json_object_get(ev, "deviation_reason"))) ||
+        !dup_str(&nn, notes)) {
+        free(dev);
+        return "out_of_memory";
+    }
+    free(v->deviation_reason);
+    v->deviation_reason = dev;
+    if (notes) {
+        free(v->notes);
+        v->notes = nn;
+    }
+    v->actual_date = (int32_t)tl_ev_int(ev, "actual_date");
+    v->in_window = tl_visit_in_window(v, v->actual_date);
+    stamp(v, s);
+    return NULL;
+}
+
 static const char *visit_change(tl_schedule_t *s, const char *type, const json_t *ev)
 {
     tl_visit_t *v = tl_schedule_visit(s, json_string_value(json_object_get(ev, "visit_type_id")));
     if (!v)
         return "unknown_visit";
+    if (!strcmp(type, "VisitCorrected"))
+        return v->state == TL_VISIT_COMPLETED ? correct(s, v, ev) : "visit_not_completed";
     if (v->state != TL_VISIT_SCHEDULED)
         return v->state == TL_VISIT_COMPLETED ? "visit_already_completed" : "visit_not_scheduled";
     if (!strcmp(type, "VisitCompleted")) {
@@ -308,7 +333,8 @@ const char *tl_schedule_apply(tl_schedule_t *s, const char *type, const json_t *
     tl_ev_copy_uuid(n.last_event_id, ev, "event_id");
     if (enrolment) {
         enrol(&n, ev);
-    } else if (!strcmp(type, "VisitCompleted") || !strcmp(type, "VisitMissed")) {
+    } else if (!strcmp(type, "VisitCompleted") || !strcmp(type, "VisitMissed") ||
+               !strcmp(type, "VisitCorrected")) {
         /* a visit that cannot take it stays as it was; the stream moves on */
         *skipped = visit_change(&n, type, ev);
         if (*skipped && !strcmp(*skipped, "out_of_memory")) {

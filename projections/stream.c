@@ -89,12 +89,13 @@ static const char *decide_fields(const char *type, const json_t *ev, bool *known
     *known = true;
     if (!strcmp(type, "ConsentRecorded"))
         return tl_ev_date_ok(ev, "consent_date") ? NULL : "invalid_event";
-    if (!strcmp(type, "VisitCompleted"))
-        return uuid_ok(ev, "visit_type_id") && tl_ev_date_ok(ev, "actual_date") &&
-                       text_ok(ev, "deviation_reason", TL_BYTES(TL_REASON_MAX) - 1) &&
-                       text_ok(ev, "notes", TL_BYTES(TL_NOTES_MAX) - 1)
-                   ? NULL
-                   : "invalid_event";
+    if (!strcmp(type, "VisitCompleted") || !strcmp(type, "VisitCorrected")) {
+        if (!uuid_ok(ev, "visit_type_id") || !tl_ev_date_ok(ev, "actual_date") ||
+            !text_ok(ev, "deviation_reason", TL_BYTES(TL_REASON_MAX) - 1) ||
+            !text_ok(ev, "notes", TL_BYTES(TL_NOTES_MAX) - 1))
+            return "invalid_event";
+        return strcmp(type, "VisitCorrected") || has_reason(ev) ? NULL : "reason_required";
+    }
     if (!strcmp(type, "VisitMissed")) {
         if (!uuid_ok(ev, "visit_type_id"))
             return "invalid_event";

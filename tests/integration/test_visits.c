@@ -231,6 +231,22 @@ static void test_visits_windows_and_deviations(void **state)
     problem_is(&r, "visit-already-completed");
     tl_http_free(&r);
 
+    /* corrections are their own command, with a reason */
+    r = call(400, "POST", "{\"actual_date\":\"2026-02-10\"}",
+             "/v1/participants/%s/visits/%s/correct", p, vt_m1);
+    tl_http_free(&r);
+    r = call(409, "POST", "{\"actual_date\":\"2026-06-30\",\"reason\":\"x\"}",
+             "/v1/participants/%s/visits/%s/correct", p, vt_m6);
+    problem_is(&r, "visit-not-completed");
+    tl_http_free(&r);
+    r = call(200, "POST", "{\"actual_date\":\"2026-02-10\",\"reason\":\"transcription error\"}",
+             "/v1/participants/%s/visits/%s/correct", p, vt_m1);
+    assert_string_equal(str(r.body, "status"), "completed");
+    assert_string_equal(str(r.body, "actual_date"), "2026-02-10");
+    assert_false(json_is_true(json_object_get(r.body, "protocol_deviation")));
+    assert_true(json_is_null(json_object_get(r.body, "deviation_reason")));
+    tl_http_free(&r);
+
     /* in window, by id; Month 6 missed */
     r = call(201, "POST", "{\"actual_date\":\"2026-03-18\",\"notes\":\"OCT done\"}",
              "/v1/participants/%s/visits/%s/complete", p, vt_m3);
@@ -248,11 +264,11 @@ static void test_visits_windows_and_deviations(void **state)
 
     s = schedule(p, "2026-08-01");
     assert_visit(s, "Baseline", "2026-01-01", "2026-01-01", "2026-01-01", "completed");
-    assert_visit(s, "Month 1", "2026-01-31", "2026-01-24", "2026-02-14", "completed_out_of_window");
+    assert_visit(s, "Month 1", "2026-01-31", "2026-01-24", "2026-02-14", "completed");
     assert_visit(s, "Month 3", "2026-04-01", "2026-03-18", "2026-04-22", "completed");
     assert_visit(s, "Month 6", "2026-06-30", "2026-06-09", "2026-07-30", "missed");
     assert_string_equal(str(visit_named(s, "Month 3"), "notes"), "OCT done");
-    assert_int_equal(num(s, "version"), 5);
+    assert_int_equal(num(s, "version"), 6);
     json_decref(s);
 
     /* all required visits done: the participant completes */

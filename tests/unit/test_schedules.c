@@ -1093,6 +1093,49 @@ static void test_version_rule(void **state)
     tl_schedule_cleanup(&s);
 }
 
+/* VisitCorrected: a completed visit's date (judged against the window
+ * again), deviation reason replaced, notes kept unless sent; a reason is
+ * required; a visit not completed is skipped. */
+static void test_correction(void **state)
+{
+    (void)state;
+    int32_t baseline = day(2026, 1, 1);
+    tl_schedule_t s;
+    enrolled_schedule(&s, baseline);
+    apply_ok(&s, "VisitCompleted",
+             completed_ev(EV2, 2, VT_M1, day(2026, 2, 15), "participant travelling", "first"));
+    assert_false(visit(&s, VT_M1)->in_window);
+
+    json_t *ev = completed_ev(EV3, 3, VT_M1, day(2026, 2, 10), NULL, NULL);
+    assert_refused(&s, "VisitCorrected", ev, "reason_required");
+    ev = completed_ev(EV3, 3, VT_M1, day(2026, 2, 10), NULL, NULL);
+    set_reason(ev, "transcription error");
+    apply_ok(&s, "VisitCorrected", ev);
+    const tl_visit_t *v = visit(&s, VT_M1);
+    assert_int_equal(v->state, TL_VISIT_COMPLETED);
+    assert_date(v->actual_date, "2026-02-10");
+    assert_true(v->in_window);
+    assert_null(v->deviation_reason);
+    assert_string_equal(v->notes, "first");
+    assert_int_equal(v->version, 3);
+
+    ev = completed_ev(EV4, 4, VT_M1, day(2026, 2, 16), "snow", "second");
+    set_reason(ev, "wrong date");
+    apply_ok(&s, "VisitCorrected", ev);
+    v = visit(&s, VT_M1);
+    assert_false(v->in_window);
+    assert_string_equal(v->deviation_reason, "snow");
+    assert_string_equal(v->notes, "second");
+
+    /* a scheduled visit is not corrected: skipped, the version advances */
+    ev = completed_ev(EV5, 5, VT_M3, day(2026, 4, 1), NULL, NULL);
+    set_reason(ev, "x");
+    apply_skipped(&s, "VisitCorrected", ev, "visit_not_completed");
+    assert_int_equal(s.version, 5);
+    assert_int_equal(visit(&s, VT_M3)->state, TL_VISIT_SCHEDULED);
+    tl_schedule_cleanup(&s);
+}
+
 static void test_skipped_visit_events(void **state)
 {
     (void)state;
@@ -1487,6 +1530,7 @@ int main(void)
         cmocka_unit_test(test_completion_cancels_open_visits),
         cmocka_unit_test(test_version_rule),
         cmocka_unit_test(test_skipped_visit_events),
+        cmocka_unit_test(test_correction),
         cmocka_unit_test(test_reason_required),
         cmocka_unit_test(test_invalid_visits_arrays),
         cmocka_unit_test(test_visits_event_json_round_trip),
