@@ -282,7 +282,10 @@ static tl_err_t add_bookkeeping(runtime_t *rt, tl_batch_t *b, tl_buf_t *notify)
         &o);
     const char *np[] = {TL_NOTIFY_CHANNEL, notify->data};
     if (!err)
-        err = tl_batch_add(b, "SELECT pg_notify($1, $2)", 2, np);
+        /* tagged with the schema written to: other deployments (and a
+         * rebuild's shadow schema) in the same database notify on the same
+         * channel, and their offsets are not ours */
+        err = tl_batch_add(b, "SELECT pg_notify($1, current_schema() || ' ' || $2)", 2, np);
     if (!err)
         err = tl_batch_add(b, "COMMIT", 0, NULL);
     return err;

@@ -5,8 +5,9 @@
  * PostgreSQL transaction together with the next offsets (DESIGN.md §2); at
  * every assignment the consumer seeks to the stored offsets. Kafka's
  * committed offsets are informational. After each commit a NOTIFY on
- * TL_NOTIFY_CHANNEL ("<projection> <topic>:<partition>:<next_offset> ...")
- * wakes the gateway's read-your-writes waiters. */
+ * TL_NOTIFY_CHANNEL ("<schema> <projection> <topic>:<partition>:<next_offset>
+ * ...", schema being the one the batch was written to) wakes the gateway's
+ * read-your-writes waiters. */
 #ifndef TL_CONSUMER_H
 #define TL_CONSUMER_H
 

@@ -29,14 +29,19 @@ static void set_next(tl_waiter_t *w, const char *key, int64_t next)
         tl_map_put(&w->next, key, (void *)(intptr_t)next);
 }
 
-/* payload: "<projection> <topic>:<partition>:<next> ..." */
+/* payload: "<schema> <projection> <topic>:<partition>:<next> ..."; the
+ * progress of projections in other schemas of the database is not ours */
 static void on_notify(void *user, const char *channel, const char *payload)
 {
     tl_waiter_t *w = user;
     (void)channel;
-    char proj[64], item[300];
+    char schema[64], proj[64], item[300];
     int used = 0;
-    if (sscanf(payload, "%63s%n", proj, &used) != 1)
+    if (sscanf(payload, "%63s %63s%n", schema, proj, &used) != 2)
+        return;
+    /* our schema: the first of the configured search path */
+    size_t len = strcspn(w->schema, ",");
+    if (strlen(schema) != len || strncmp(schema, w->schema, len))
         return;
     const char *p = payload + used;
     pthread_mutex_lock(&w->lock);
