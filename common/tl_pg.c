@@ -294,6 +294,12 @@ const char *tl_pg_get(const tl_pg_res_t *res, int row, int col)
     return PQgetvalue(r, row, col);
 }
 
+int64_t tl_pg_get_int(const tl_pg_res_t *res, int row, int col)
+{
+    const char *v = tl_pg_get(res, row, col);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
 void tl_pg_res_free(tl_pg_res_t *res)
 {
     PQclear((PGresult *)res);

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tl_buf.h"
 #include "tl_err.h"
@@ -44,6 +45,9 @@ tl_err_t tl_pg_pipeline(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n);
 int tl_pg_nrows(const tl_pg_res_t *res);
 /* Value as text, or NULL for SQL NULL or out of range. Borrowed from res. */
 const char *tl_pg_get(const tl_pg_res_t *res, int row, int col);
+/* The value as an integer; 0 when NULL or absent (decimal text as
+ * PostgreSQL writes integers). */
+int64_t tl_pg_get_int(const tl_pg_res_t *res, int row, int col);
 void tl_pg_res_free(tl_pg_res_t *res);
 /* SQLSTATE of the last failure on pg ("" if none). */
 const char *tl_pg_sqlstate(const tl_pg_t *pg);

@@ -25,7 +25,10 @@
 static bool vt_from_json(const json_t *o, tl_visit_type_t *vt)
 {
     memset(vt, 0, sizeof *vt);
+    /* "id" in rows; "visit_type_id" in a command body */
     const char *id = json_string_value(json_object_get(o, "id"));
+    if (!id)
+        id = json_string_value(json_object_get(o, "visit_type_id"));
     const char *name = json_string_value(json_object_get(o, "name"));
     if (!id || !name || strlen(id) >= sizeof vt->id || strlen(name) >= sizeof vt->name)
         return false;
@@ -176,11 +179,11 @@ static bool visit_differs(const tl_pg_res_t *res, int r, const tl_visit_t *want)
         return true;
     if (!strcmp(state, "completed"))
         return false;
-    return atoi(tl_pg_get(res, r, 5)) != want->due ||
-           atoi(tl_pg_get(res, r, 6)) != want->window_start ||
-           atoi(tl_pg_get(res, r, 7)) != want->window_end ||
+    return tl_pg_get_int(res, r, 5) != want->due ||
+           tl_pg_get_int(res, r, 6) != want->window_start ||
+           tl_pg_get_int(res, r, 7) != want->window_end ||
            strcmp(tl_pg_get(res, r, 8), want->name) ||
-           atoi(tl_pg_get(res, r, 9)) != want->target_day ||
+           tl_pg_get_int(res, r, 9) != want->target_day ||
            !strcmp(tl_pg_get(res, r, 10), "t") != want->required;
 }
 
@@ -198,7 +201,7 @@ static tl_err_t reschedule_one(tl_gw_t *gw, tl_req_t *req, const char *study_id,
                             .reason = reason,
                             .correlation_id = causation,
                             .causation_id = causation,
-                            .stream_version = strtoll(tl_pg_get(res, r, 3), NULL, 10) + 1};
+                            .stream_version = tl_pg_get_int(res, r, 3) + 1};
     tl_err_t err = payload ? tl_uuid_v7(&meta.event_id) : TL_ERR_NOMEM;
     pthread_mutex_t *lock = tl_gw_stripe(gw, pid);
     pthread_mutex_lock(lock);
@@ -243,7 +246,7 @@ static tl_err_t reschedule(tl_gw_t *gw, tl_req_t *req, const char *study_id,
         for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
             tl_visit_t want;
             tl_kafka_pos_t pos = {0};
-            tl_visit_plan(vt, (int32_t)atoi(tl_pg_get(res, r, 2)), &want);
+            tl_visit_plan(vt, (int32_t)tl_pg_get_int(res, r, 2), &want);
             if (!visit_differs(res, r, &want))
                 continue;
             differ++;
@@ -338,9 +341,7 @@ void tl_h_visit_type_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         json_object_set_new(body, "form_templates", json_array());
     json_object_set_new(body, "study_id", json_string(study.s));
     json_object_set_new(body, "visit_type_id", json_string(cmd.resource_id.s));
-    json_object_set_new(body, "id", json_string(cmd.resource_id.s));
     vt_from_json(body, &ctx.vt);
-    json_object_del(body, "id");
     const char *check[] = {study.s};
     const tl_create_t spec = {
         .read_sql = SQL_VISIT_TYPE_JSON,

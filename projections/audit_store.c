@@ -276,7 +276,7 @@ tl_err_t tl_audit_read(tl_pg_t *pg, const char *topic, int32_t partition, int64_
         }
         msgs[r] = (tl_kafka_msg_t){.topic = topic,
                                    .partition = partition,
-                                   .offset = strtoll(tl_pg_get(res, r, 0), NULL, 10),
+                                   .offset = tl_pg_get_int(res, r, 0),
                                    .key = k ? (kb->data ? kb->data : "") : NULL,
                                    .key_len = kb->len,
                                    .value = v ? (vb->data ? vb->data : "") : NULL,

@@ -51,11 +51,6 @@ static void code_key(char *out, size_t size, const char *study_id, const char *c
     snprintf(out, size, "%s|%s", study_id, code);
 }
 
-static int64_t parse_i64(const char *s)
-{
-    return s ? strtoll(s, NULL, 10) : 0;
-}
-
 static void copy_col(char *dst, size_t size, const char *v)
 {
     snprintf(dst, size, "%s", v ? v : "");
@@ -126,18 +121,18 @@ static tl_err_t load_visit_type(state_t *st, const tl_pg_res_t *res, int r)
     copy_col(v->vt.id, sizeof v->vt.id, tl_pg_get(res, r, 0));
     copy_col(v->study_id, sizeof v->study_id, tl_pg_get(res, r, 1));
     copy_col(v->vt.name, sizeof v->vt.name, tl_pg_get(res, r, 2));
-    v->vt.target_day = (int32_t)parse_i64(tl_pg_get(res, r, 3));
-    v->vt.window_before = (int32_t)parse_i64(tl_pg_get(res, r, 4));
-    v->vt.window_after = (int32_t)parse_i64(tl_pg_get(res, r, 5));
+    v->vt.target_day = (int32_t)tl_pg_get_int(res, r, 3);
+    v->vt.window_before = (int32_t)tl_pg_get_int(res, r, 4);
+    v->vt.window_after = (int32_t)tl_pg_get_int(res, r, 5);
     v->vt.required = !strcmp(tl_pg_get(res, r, 6), "t");
     json_t *forms = json_loads(tl_pg_get(res, r, 7), 0, NULL);
     for (size_t i = 0; i < json_array_size(forms) && i < TL_FORMS_PER_VISIT_MAX; i++)
         copy_col(v->forms[v->nforms++], sizeof v->forms[0],
                  json_string_value(json_array_get(forms, i)));
     json_decref(forms);
-    v->revision = (int32_t)parse_i64(tl_pg_get(res, r, 8));
-    v->defined_at_us = parse_i64(tl_pg_get(res, r, 9));
-    v->updated_at_us = parse_i64(tl_pg_get(res, r, 10));
+    v->revision = (int32_t)tl_pg_get_int(res, r, 8);
+    v->defined_at_us = tl_pg_get_int(res, r, 9);
+    v->updated_at_us = tl_pg_get_int(res, r, 10);
     copy_col(v->last_event_id, sizeof v->last_event_id, tl_pg_get(res, r, 11));
     return tl_map_put(&st->vtypes, v->vt.id, v);
 }
@@ -155,11 +150,11 @@ static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
         copy_col(s->name, sizeof s->name, tl_pg_get(q[0].res, r, 2));
         s->has_description = tl_pg_get(q[0].res, r, 3) != NULL;
         copy_col(s->description, sizeof s->description, tl_pg_get(q[0].res, r, 3));
-        s->registered_at_us = parse_i64(tl_pg_get(q[0].res, r, 4));
+        s->registered_at_us = tl_pg_get_int(q[0].res, r, 4);
         copy_col(s->last_event_id, sizeof s->last_event_id, tl_pg_get(q[0].res, r, 5));
         s->locked = !strcmp(tl_pg_get(q[0].res, r, 6), "t");
         copy_col(s->lock_reason, sizeof s->lock_reason, tl_pg_get(q[0].res, r, 7));
-        s->lock_changed_at_us = parse_i64(tl_pg_get(q[0].res, r, 8));
+        s->lock_changed_at_us = tl_pg_get_int(q[0].res, r, 8);
         err = index_study(st, s);
     }
     for (int r = 0; r < tl_pg_nrows(q[1].res) && !err; r++) {
@@ -171,7 +166,7 @@ static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
         copy_col(s->study_id, sizeof s->study_id, tl_pg_get(q[1].res, r, 1));
         copy_col(s->code, sizeof s->code, tl_pg_get(q[1].res, r, 2));
         copy_col(s->name, sizeof s->name, tl_pg_get(q[1].res, r, 3));
-        s->added_at_us = parse_i64(tl_pg_get(q[1].res, r, 4));
+        s->added_at_us = tl_pg_get_int(q[1].res, r, 4);
         copy_col(s->last_event_id, sizeof s->last_event_id, tl_pg_get(q[1].res, r, 5));
         err = index_site(st, s);
     }
@@ -186,14 +181,14 @@ static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
         copy_col(p->site_id, sizeof p->site_id, tl_pg_get(res, r, 2));
         copy_col(p->code, sizeof p->code, tl_pg_get(res, r, 3));
         copy_col(p->status, sizeof p->status, tl_pg_get(res, r, 4));
-        p->birth_year = (int32_t)parse_i64(tl_pg_get(res, r, 5));
+        p->birth_year = (int32_t)tl_pg_get_int(res, r, 5);
         copy_col(p->sex, sizeof p->sex, tl_pg_get(res, r, 6));
         p->has_consent = tl_pg_get(res, r, 7) != NULL;
-        p->consent_date = (int32_t)parse_i64(tl_pg_get(res, r, 7));
-        p->baseline_date = (int32_t)parse_i64(tl_pg_get(res, r, 8));
-        p->enrolled_at_us = parse_i64(tl_pg_get(res, r, 9));
-        p->updated_at_us = parse_i64(tl_pg_get(res, r, 10));
-        p->version = parse_i64(tl_pg_get(res, r, 11));
+        p->consent_date = (int32_t)tl_pg_get_int(res, r, 7);
+        p->baseline_date = (int32_t)tl_pg_get_int(res, r, 8);
+        p->enrolled_at_us = tl_pg_get_int(res, r, 9);
+        p->updated_at_us = tl_pg_get_int(res, r, 10);
+        p->version = tl_pg_get_int(res, r, 11);
         copy_col(p->last_event_id, sizeof p->last_event_id, tl_pg_get(res, r, 12));
         err = index_participant(st, p);
     }

@@ -47,11 +47,6 @@ static void state_cleanup(state_t *st)
     tl_map_cleanup(&st->parts);
 }
 
-static int64_t parse_i64(const char *s)
-{
-    return s ? strtoll(s, NULL, 10) : 0;
-}
-
 static void copy_col(char *dst, size_t size, const char *v)
 {
     snprintf(dst, size, "%s", v ? v : "");
@@ -90,9 +85,9 @@ static tl_err_t load_participant(state_t *st, const tl_pg_res_t *res, int r)
     copy_col(s->site_id, sizeof s->site_id, tl_pg_get(res, r, 2));
     copy_col(s->code, sizeof s->code, tl_pg_get(res, r, 3));
     copy_col(s->status, sizeof s->status, tl_pg_get(res, r, 4));
-    s->baseline_date = (int32_t)parse_i64(tl_pg_get(res, r, 5));
-    s->version = e->loaded_version = parse_i64(tl_pg_get(res, r, 6));
-    s->updated_at_us = parse_i64(tl_pg_get(res, r, 7));
+    s->baseline_date = (int32_t)tl_pg_get_int(res, r, 5);
+    s->version = e->loaded_version = tl_pg_get_int(res, r, 6);
+    s->updated_at_us = tl_pg_get_int(res, r, 7);
     copy_col(s->last_event_id, sizeof s->last_event_id, tl_pg_get(res, r, 8));
     return tl_map_put(&st->parts, s->id, e);
 }
@@ -114,22 +109,22 @@ static tl_err_t load_visits(state_t *st, const tl_pg_res_t *res)
                 tl_visit_t *v = &e->s.visits[e->s.nvisits++];
                 copy_col(v->visit_type_id, sizeof v->visit_type_id, tl_pg_get(res, i, 1));
                 copy_col(v->name, sizeof v->name, tl_pg_get(res, i, 2));
-                v->target_day = (int32_t)parse_i64(tl_pg_get(res, i, 3));
+                v->target_day = (int32_t)tl_pg_get_int(res, i, 3);
                 v->required = !strcmp(tl_pg_get(res, i, 4), "t");
-                v->due = (int32_t)parse_i64(tl_pg_get(res, i, 5));
-                v->window_start = (int32_t)parse_i64(tl_pg_get(res, i, 6));
-                v->window_end = (int32_t)parse_i64(tl_pg_get(res, i, 7));
+                v->due = (int32_t)tl_pg_get_int(res, i, 5);
+                v->window_start = (int32_t)tl_pg_get_int(res, i, 6);
+                v->window_end = (int32_t)tl_pg_get_int(res, i, 7);
                 int state = tl_visit_state_parse(tl_pg_get(res, i, 8));
                 v->state = state < 0 ? TL_VISIT_SCHEDULED : (tl_visit_state_t)state;
-                v->actual_date = (int32_t)parse_i64(tl_pg_get(res, i, 9));
+                v->actual_date = (int32_t)tl_pg_get_int(res, i, 9);
                 const char *iw = tl_pg_get(res, i, 10);
                 v->in_window = iw && !strcmp(iw, "t");
                 if (!dup_col(&v->deviation_reason, tl_pg_get(res, i, 11)) ||
                     !dup_col(&v->missed_reason, tl_pg_get(res, i, 12)) ||
                     !dup_col(&v->notes, tl_pg_get(res, i, 13)))
                     return TL_ERR_NOMEM;
-                v->version = parse_i64(tl_pg_get(res, i, 14));
-                v->updated_at_us = parse_i64(tl_pg_get(res, i, 15));
+                v->version = tl_pg_get_int(res, i, 14);
+                v->updated_at_us = tl_pg_get_int(res, i, 15);
                 copy_col(v->last_event_id, sizeof v->last_event_id, tl_pg_get(res, i, 16));
             }
         }
