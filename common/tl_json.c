@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tl_date.h"
 #include "tl_uuid.h"
@@ -89,24 +90,29 @@ bool tl_json_name_ok(const char *s)
     return true;
 }
 
-static void check_names(const tl_json_field_t *f, const json_t *v, json_t *errors)
+/* TL_JF_NAMES and TL_JF_UUIDS: arrays of distinct items. */
+static void check_list(const tl_json_field_t *f, const json_t *v, json_t *errors)
 {
+    bool uuids = f->type == TL_JF_UUIDS;
+    const char *what = uuids ? "ids" : "names";
     char msg[160];
     size_t n = json_array_size(v);
     if (!json_is_array(v) || (long)n < f->min || (long)n > f->max) {
-        snprintf(msg, sizeof msg, "must be an array of %ld to %ld names", f->min, f->max);
+        snprintf(msg, sizeof msg, "must be an array of %ld to %ld %s", f->min, f->max, what);
         tl_json_error(errors, f->name, msg);
         return;
     }
     for (size_t i = 0; i < n; i++) {
         const char *s = json_string_value(json_array_get(v, i));
-        if (!tl_json_name_ok(s)) {
-            tl_json_error(errors, f->name, "names are 1 to 64 of a-z, 0-9 and _");
+        if (uuids ? !tl_uuid_valid(s) : !tl_json_name_ok(s)) {
+            tl_json_error(errors, f->name,
+                          uuids ? "ids are UUIDs" : "names are 1 to 64 of a-z, 0-9 and _");
             return;
         }
         for (size_t j = 0; j < i; j++)
-            if (!strcmp(s, json_string_value(json_array_get(v, j)))) {
-                tl_json_error(errors, f->name, "names must not repeat");
+            if (!strcasecmp(s, json_string_value(json_array_get(v, j)))) {
+                snprintf(msg, sizeof msg, "%s must not repeat", what);
+                tl_json_error(errors, f->name, msg);
                 return;
             }
     }
@@ -163,7 +169,8 @@ static void check_value(const tl_json_field_t *f, const json_t *v, json_t *error
             tl_json_error(errors, f->name, "must be true or false");
         return;
     case TL_JF_NAMES:
-        check_names(f, v, errors);
+    case TL_JF_UUIDS:
+        check_list(f, v, errors);
         return;
     }
 }

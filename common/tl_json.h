@@ -19,6 +19,7 @@ typedef enum {
     TL_JF_ENUM,    /* one of options */
     TL_JF_BOOL,
     TL_JF_NAMES,   /* array of min..max distinct names: 1-64 of a-z 0-9 _ */
+    TL_JF_UUIDS,   /* array of min..max distinct UUIDs */
 } tl_jf_type_t;
 
 typedef struct {

@@ -370,6 +370,39 @@ tl_err_t tl_pg_array_end(tl_buf_t *b)
     return tl_buf_append(b, "}", 1);
 }
 
+size_t tl_pg_uuids_parse(const char *text, char (*out)[TL_UUID_STRLEN], size_t max)
+{
+    size_t n = 0;
+    if (!text || *text != '{')
+        return 0;
+    for (const char *s = text + 1; *s && *s != '}' && n < max;) {
+        size_t len = strcspn(s, ",}");
+        if (len == TL_UUID_STRLEN - 1) {
+            memcpy(out[n], s, len);
+            out[n++][len] = '\0';
+        }
+        s += len + (s[len] == ',');
+    }
+    return n;
+}
+
+bool tl_pg_uuids_format(const char (*ids)[TL_UUID_STRLEN], size_t n, char *buf, size_t size)
+{
+    if (size < n * TL_UUID_STRLEN + 3)
+        return false;
+    size_t len = 0;
+    buf[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf[len++] = ',';
+        memcpy(buf + len, ids[i], TL_UUID_STRLEN - 1);
+        len += TL_UUID_STRLEN - 1;
+    }
+    buf[len++] = '}';
+    buf[len] = '\0';
+    return true;
+}
+
 tl_err_t tl_pg_ident(tl_pg_t *pg, const char *name, tl_buf_t *out)
 {
     char *q = PQescapeIdentifier(pg->conn, name, strlen(name));

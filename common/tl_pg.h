@@ -13,6 +13,7 @@
 
 #include "tl_buf.h"
 #include "tl_err.h"
+#include "tl_uuid.h"
 
 typedef struct tl_pg tl_pg_t;
 typedef struct tl_pg_res tl_pg_res_t;
@@ -74,5 +75,10 @@ tl_err_t tl_pg_ident(tl_pg_t *pg, const char *name, tl_buf_t *out);
 tl_err_t tl_pg_array_begin(tl_buf_t *b);
 tl_err_t tl_pg_array_add(tl_buf_t *b, const char *value);
 tl_err_t tl_pg_array_end(tl_buf_t *b);
+/* A uuid[] as PostgreSQL prints it ("{a,b}") into out, at most max of them;
+ * returns how many. */
+size_t tl_pg_uuids_parse(const char *text, char (*out)[TL_UUID_STRLEN], size_t max);
+/* n ids as a uuid[] literal into buf; false when it does not fit. */
+bool tl_pg_uuids_format(const char (*ids)[TL_UUID_STRLEN], size_t n, char *buf, size_t size);
 
 #endif

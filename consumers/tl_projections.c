@@ -2,6 +2,7 @@
  * how it folds, and what a rebuild replaces. */
 #include <string.h>
 
+#include "access_store.h"
 #include "audit.h"
 #include "audit_store.h"
 #include "participants_store.h"
@@ -20,6 +21,12 @@ static const char *const schedules_topics[] = {TL_TOPIC_PARTICIPANT};
 static const char *const schedules_tables[] = {"schedule_participants", "participant_visits"};
 static const int schedules_migrations[] = {2, 6};
 
+/* who may do what (docs/SECURITY.md); signing_credentials is not a
+ * projection (migration 8) and a rebuild leaves it alone */
+static const char *const access_topics[] = {TL_TOPIC_ACCESS};
+static const char *const access_tables[] = {"principals", "access_tokens"};
+static const int access_migrations[] = {2, 7};
+
 static const tl_projection_t projections[] = {
     {.name = TL_PROJECTION_PARTICIPANTS,
      .topics = participants_topics,
@@ -37,6 +44,15 @@ static const tl_projection_t projections[] = {
      .tables = schedules_tables,
      .ntables = 2,
      .migrations = schedules_migrations,
+     .nmigrations = 2,
+     .batch_default = 1000},
+    {.name = TL_PROJECTION_ACCESS,
+     .topics = access_topics,
+     .ntopics = 1,
+     .apply = tl_access_store_apply,
+     .tables = access_tables,
+     .ntables = 2,
+     .migrations = access_migrations,
      .nmigrations = 2,
      .batch_default = 1000},
     /* the archive takes every topic, dead letters included; it is the

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "access.h"
 #include "tl_err.h"
 #include "tl_pg.h"
 #include "tl_producer.h"
@@ -32,7 +33,6 @@ typedef struct {
     const char *brokers;
     const char *pg_dsn;
     const char *pg_schema;
-    const char *admin_token;
     bool debug;
 } tl_gw_config_t;
 
@@ -44,8 +44,17 @@ typedef struct {
     tl_waiter_t *waiter;
     tl_bp_t *bp;
     struct tl_gw_pool *pool;
+    struct tl_auth_cache *auth; /* authenticated tokens (auth.c) */
     pthread_mutex_t stripes[TL_LOCK_STRIPES];
 } tl_gw_t;
+
+/* Who sends a request: the principal its bearer token belongs to. */
+typedef struct {
+    char id[TL_UUID_STRLEN];
+    int role; /* tl_role_t */
+    size_t nsites;
+    char sites[TL_PRINCIPAL_SITES_MAX][TL_UUID_STRLEN];
+} tl_actor_t;
 
 typedef struct {
     const char *method;
@@ -62,8 +71,9 @@ typedef struct {
     const char *(*query)(void *conn, const char *key);
     void *conn;
     /* set by authentication */
-    const char *actor_id;
-    const char *actor_role;
+    const char *actor_id;   /* actor.id */
+    const char *actor_role; /* actor.role's name */
+    tl_actor_t actor;
 } tl_req_t;
 
 typedef struct {
@@ -78,14 +88,30 @@ typedef struct {
 
 typedef void (*tl_handler_fn)(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 
+/* What a route's first {x} segment is, for site scoping (docs/SECURITY.md):
+ * a coordinator, clinician or monitor reaches only studies where it has a
+ * site and participants of its sites, and a non-admin only itself among
+ * principals; anything else answers 404, as if it did not exist. */
+typedef enum {
+    TL_SCOPE_NONE,        /* nothing to scope */
+    TL_SCOPE_STUDY,       /* {study} */
+    TL_SCOPE_PARTICIPANT, /* {participant} */
+    TL_SCOPE_SELF,        /* {principal} */
+} tl_scope_t;
+
+#define TL_PUBLIC 0u /* roles of a route anyone may call, unauthenticated */
+
 typedef struct {
     const char *method;
     const char *pattern; /* "/v1/studies/{id}/sites" */
     tl_handler_fn handler;
-    bool public;         /* no authentication */
+    unsigned roles;      /* TL_ROLE_BIT()s allowed; TL_PUBLIC: no authentication */
+    tl_scope_t scope;
 } tl_route_t;
 
-/* The route table (routes.c); tl_gw_dispatch matches and authenticates. */
+/* The route table (routes.c), which is also the permission table: every
+ * route names its roles and scope. tl_gw_dispatch matches, authenticates,
+ * authorises, then calls the handler. */
 const tl_route_t *tl_gw_routes(size_t *n);
 void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 
@@ -109,7 +135,35 @@ tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *para
 /* Serialises commands on one aggregate within this process. */
 pthread_mutex_t *tl_gw_stripe(tl_gw_t *gw, const char *key);
 
+/* ---- authentication and authorisation (auth.c) ---- */
+
+tl_err_t tl_auth_init(tl_gw_t *gw);
+void tl_auth_cleanup(tl_gw_t *gw);
+/* Fills req->actor from its bearer token; false: resp holds the 401 (or a
+ * 503 when the database is unavailable). */
+bool tl_auth_authenticate(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+/* Whether the actor may reach the resource route->scope names in
+ * req->params[0]; false: resp holds the 404 (or 503). */
+bool tl_auth_in_scope(tl_gw_t *gw, const tl_route_t *route, tl_req_t *req, tl_resp_t *resp);
+/* The actor's sites as a uuid[] literal into buf, or NULL when it is not
+ * site-scoped (it sees every site): a parameter for "site_id = ANY($n)". */
+const char *tl_auth_sites_param(const tl_req_t *req, char *buf, size_t size);
+/* Whether a site-scoped actor works at site (always true otherwise). */
+bool tl_auth_has_site(const tl_req_t *req, const char *site_id);
+#define TL_SITES_PARAM_LEN (TL_PRINCIPAL_SITES_MAX * TL_UUID_STRLEN + 3)
+
 /* handlers */
+/* principals, tokens, signing credentials (routes_access.c) */
+void tl_h_me(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_principal_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_principal_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_principal_change(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_principal_disable(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_token_issue(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_token_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_token_revoke(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_signing_credential_set(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_healthz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_study_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);

@@ -39,16 +39,10 @@ int main(int argc, char **argv)
          "libpq connection string", &c->pg_dsn},
         {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
          &c->pg_schema},
-        {"TRIALOG_ADMIN_TOKEN", TL_CFG_STR, NULL, 0, 512, true,
-         "bootstrap admin bearer token (at least 32 characters)", &c->admin_token},
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &c->debug},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
     tl_err_t err = tl_config_load(vars, nvars, NULL, stderr);
-    if (!err && strlen(c->admin_token) < 32) {
-        fprintf(stderr, "config: TRIALOG_ADMIN_TOKEN must be at least 32 characters\n");
-        err = TL_ERR_CONFIG;
-    }
     if (err)
         return 2;
     if (argc > 1 && !strcmp(argv[1], "--print-config")) {
@@ -62,7 +56,6 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this */
-
 
     tl_pg_t *pg = NULL;
     tl_http_t *http = NULL;

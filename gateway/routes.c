@@ -7,32 +7,69 @@
 #include "gateway.h"
 #include "tl_log.h"
 
+/* Roles, for the table below. */
+#define ADMIN TL_ROLE_BIT(TL_ROLE_ADMIN)
+#define COORD TL_ROLE_BIT(TL_ROLE_COORDINATOR)
+#define CLIN TL_ROLE_BIT(TL_ROLE_CLINICIAN)
+#define MON TL_ROLE_BIT(TL_ROLE_MONITOR)
+#define ANALYST TL_ROLE_BIT(TL_ROLE_ANALYST)
+#define CONN TL_ROLE_BIT(TL_ROLE_CONNECTOR)
+#define STAFF (ADMIN | COORD | CLIN | MON)    /* identified data of their sites */
+#define STUDY_READERS (STAFF | ANALYST)       /* study definitions and aggregates */
+#define EVERYONE (STAFF | ANALYST | CONN)
+
+/* The routes and the permission table in one (docs/SECURITY.md): who may
+ * call each route, and what its first {x} is for site scoping. Analysts see
+ * study definitions and aggregate metrics only (no participant-level data:
+ * that reaches them de-identified through the research topics); connectors
+ * publish to ingest topics and call nothing here but /v1/me. */
 static const tl_route_t routes[] = {
-    {"GET", "/healthz", tl_h_healthz, true},
-    {"GET", "/readyz", tl_h_readyz, true},
-    {"POST", "/v1/studies", tl_h_study_create, false},
-    {"GET", "/v1/studies/{study}", tl_h_study_get, false},
-    {"POST", "/v1/studies/{study}/sites", tl_h_site_create, false},
-    {"POST", "/v1/studies/{study}/participants", tl_h_participant_enrol, false},
-    {"GET", "/v1/studies/{study}/participants", tl_h_participant_list, false},
-    {"GET", "/v1/participants/{participant}", tl_h_participant_get, false},
-    {"POST", "/v1/studies/{study}/visit-types", tl_h_visit_type_create, false},
-    {"GET", "/v1/studies/{study}/visit-types", tl_h_visit_type_list, false},
-    {"GET", "/v1/studies/{study}/visit-types/{visit_type}", tl_h_visit_type_get, false},
-    {"PATCH", "/v1/studies/{study}/visit-types/{visit_type}", tl_h_visit_type_amend, false},
-    {"POST", "/v1/studies/{study}/lock", tl_h_study_lock, false},
-    {"POST", "/v1/studies/{study}/unlock", tl_h_study_unlock, false},
-    {"GET", "/v1/studies/{study}/visits", tl_h_study_visits, false},
-    {"GET", "/v1/studies/{study}/metrics", tl_h_study_metrics, false},
-    {"GET", "/v1/participants/{participant}/schedule", tl_h_schedule_get, false},
+    {"GET", "/healthz", tl_h_healthz, TL_PUBLIC, TL_SCOPE_NONE},
+    {"GET", "/readyz", tl_h_readyz, TL_PUBLIC, TL_SCOPE_NONE},
+    {"GET", "/v1/me", tl_h_me, EVERYONE, TL_SCOPE_NONE},
+    {"POST", "/v1/principals", tl_h_principal_create, ADMIN, TL_SCOPE_NONE},
+    {"GET", "/v1/principals", tl_h_principal_list, ADMIN, TL_SCOPE_NONE},
+    {"GET", "/v1/principals/{principal}", tl_h_principal_get, EVERYONE, TL_SCOPE_SELF},
+    {"PATCH", "/v1/principals/{principal}", tl_h_principal_change, ADMIN, TL_SCOPE_NONE},
+    {"POST", "/v1/principals/{principal}/disable", tl_h_principal_disable, ADMIN, TL_SCOPE_NONE},
+    {"POST", "/v1/principals/{principal}/tokens", tl_h_token_issue, ADMIN, TL_SCOPE_NONE},
+    {"GET", "/v1/principals/{principal}/tokens", tl_h_token_list, EVERYONE, TL_SCOPE_SELF},
+    {"POST", "/v1/principals/{principal}/tokens/{token}/revoke", tl_h_token_revoke, EVERYONE,
+     TL_SCOPE_SELF},
+    {"POST", "/v1/principals/{principal}/signing-credential", tl_h_signing_credential_set,
+     ADMIN | CLIN, TL_SCOPE_SELF},
+    {"POST", "/v1/studies", tl_h_study_create, ADMIN, TL_SCOPE_NONE},
+    {"GET", "/v1/studies/{study}", tl_h_study_get, STUDY_READERS, TL_SCOPE_STUDY},
+    {"POST", "/v1/studies/{study}/sites", tl_h_site_create, ADMIN, TL_SCOPE_NONE},
+    {"POST", "/v1/studies/{study}/participants", tl_h_participant_enrol, ADMIN | COORD,
+     TL_SCOPE_STUDY},
+    {"GET", "/v1/studies/{study}/participants", tl_h_participant_list, STAFF, TL_SCOPE_STUDY},
+    {"GET", "/v1/participants/{participant}", tl_h_participant_get, STAFF, TL_SCOPE_PARTICIPANT},
+    {"POST", "/v1/studies/{study}/visit-types", tl_h_visit_type_create, ADMIN, TL_SCOPE_NONE},
+    {"GET", "/v1/studies/{study}/visit-types", tl_h_visit_type_list, STUDY_READERS,
+     TL_SCOPE_STUDY},
+    {"GET", "/v1/studies/{study}/visit-types/{visit_type}", tl_h_visit_type_get, STUDY_READERS,
+     TL_SCOPE_STUDY},
+    {"PATCH", "/v1/studies/{study}/visit-types/{visit_type}", tl_h_visit_type_amend, ADMIN,
+     TL_SCOPE_NONE},
+    {"POST", "/v1/studies/{study}/lock", tl_h_study_lock, ADMIN, TL_SCOPE_NONE},
+    {"POST", "/v1/studies/{study}/unlock", tl_h_study_unlock, ADMIN, TL_SCOPE_NONE},
+    {"GET", "/v1/studies/{study}/visits", tl_h_study_visits, STAFF, TL_SCOPE_STUDY},
+    {"GET", "/v1/studies/{study}/metrics", tl_h_study_metrics, STUDY_READERS, TL_SCOPE_STUDY},
+    {"GET", "/v1/participants/{participant}/schedule", tl_h_schedule_get, STAFF,
+     TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/complete", tl_h_visit_complete,
-     false},
-    {"POST", "/v1/participants/{participant}/visits/{visit_type}/miss", tl_h_visit_miss, false},
+     ADMIN | COORD, TL_SCOPE_PARTICIPANT},
+    {"POST", "/v1/participants/{participant}/visits/{visit_type}/miss", tl_h_visit_miss,
+     ADMIN | COORD, TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/correct", tl_h_visit_correct,
-     false},
-    {"POST", "/v1/participants/{participant}/baseline", tl_h_baseline_change, false},
-    {"POST", "/v1/participants/{participant}/withdraw", tl_h_participant_withdraw, false},
-    {"POST", "/v1/participants/{participant}/complete", tl_h_participant_finish, false},
+     ADMIN | COORD, TL_SCOPE_PARTICIPANT},
+    {"POST", "/v1/participants/{participant}/baseline", tl_h_baseline_change, ADMIN | COORD,
+     TL_SCOPE_PARTICIPANT},
+    {"POST", "/v1/participants/{participant}/withdraw", tl_h_participant_withdraw, ADMIN | COORD,
+     TL_SCOPE_PARTICIPANT},
+    {"POST", "/v1/participants/{participant}/complete", tl_h_participant_finish, ADMIN | COORD,
+     TL_SCOPE_PARTICIPANT},
 };
 
 const tl_route_t *tl_gw_routes(size_t *n)
@@ -72,29 +109,6 @@ static bool route_match(const char *pattern, const char *path, char store[][TL_S
     return !*pattern && !*path;
 }
 
-static bool token_equal(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char diff = (unsigned char)(la != lb);
-    for (size_t i = 0; i < la; i++)
-        diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
-    return diff == 0;
-}
-
-/* Until principals land (access-control issue) there is one bootstrap admin
- * token from the configuration. */
-static bool authenticate(tl_gw_t *gw, tl_req_t *req)
-{
-    const char *a = req->authorization;
-    if (!a || strncasecmp(a, "Bearer ", 7) || !gw->cfg.admin_token[0])
-        return false;
-    if (!token_equal(a + 7, gw->cfg.admin_token))
-        return false;
-    req->actor_id = "admin";
-    req->actor_role = "admin";
-    return true;
-}
-
 static bool json_content_type(const char *ct)
 {
     if (!ct || strncasecmp(ct, "application/json", 16))
@@ -131,10 +145,16 @@ void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             tl_problem(resp, 404, "not-found", "Not found", "no such route", NULL);
         return;
     }
-    if (!found->public && !authenticate(gw, req)) {
-        tl_problem(resp, 401, "unauthorized", "Authentication required",
-                   "send Authorization: Bearer <token>", NULL);
-        return;
+    if (found->roles != TL_PUBLIC) {
+        if (!tl_auth_authenticate(gw, req, resp))
+            return;
+        if (!(found->roles & TL_ROLE_BIT(req->actor.role))) {
+            tl_problem(resp, 403, "forbidden", "Not allowed",
+                       "the principal's role may not do this", NULL);
+            return;
+        }
+        if (!tl_auth_in_scope(gw, found, req, resp))
+            return;
     }
     if ((!strcmp(req->method, "POST") || !strcmp(req->method, "PATCH")) &&
         !json_content_type(req->content_type)) {

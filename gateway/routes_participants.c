@@ -154,6 +154,11 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
         goto out;
     }
+    if (!tl_auth_has_site(req, tl_json_str(body, "site_id"))) {
+        tl_problem(resp, 403, "site-not-allowed", "Site not allowed",
+                   "you enrol participants at your own sites only", NULL);
+        goto out;
+    }
     if (!(payload = enrol_payload(body, cmd.resource_id.s, study.s))) {
         tl_problem_from_err(resp, TL_ERR_NOMEM);
         goto out;
@@ -207,6 +212,7 @@ static const char *const sql_list =
     "        AND ($2::uuid IS NULL OR p.site_id = $2::uuid)"
     "        AND ($3::text IS NULL OR p.status = $3)"
     "        AND ($4::text IS NULL OR p.participant_code COLLATE \"C\" > $4)"
+    "        AND ($6::uuid[] IS NULL OR p.site_id = ANY($6::uuid[]))"
     "       ORDER BY p.participant_code COLLATE \"C\" LIMIT $5::int) x";
 
 void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -250,8 +256,10 @@ void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_decref(study);
     char lim[16];
     snprintf(lim, sizeof lim, "%ld", limit);
-    const char *params[] = {req->params[0], site, status, after, lim};
-    json_t *j = tl_gw_query_json(gw, resp, sql_list, 5, params, &failed);
+    char sites[TL_SITES_PARAM_LEN];
+    const char *params[] = {req->params[0], site, status, after, lim,
+                            tl_auth_sites_param(req, sites, sizeof sites)};
+    json_t *j = tl_gw_query_json(gw, resp, sql_list, 6, params, &failed);
     if (j) {
         resp->status = 200;
         resp->body = j;

@@ -998,6 +998,7 @@ static const char *const sql_visits =
                                     "    AND ($4::date IS NULL OR v.due_date >= $4::date)"
                                     "    AND ($5::date IS NULL OR v.due_date <= $5::date)"
                                     "    AND ($6::uuid IS NULL OR v.site_id = $6::uuid)"
+                                    "    AND ($11::uuid[] IS NULL OR v.site_id = ANY($11::uuid[]))"
                                     "    AND ($8::date IS NULL OR (v.due_date, v.participant_id, "
                                     "v.visit_type_id)"
                                     "         > ($8::date, $9::uuid, $10::uuid))"
@@ -1074,6 +1075,7 @@ void tl_h_study_visits(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!study_exists(gw, req, resp))
         return;
     snprintf(lim, sizeof lim, "%ld", limit);
+    char sites[TL_SITES_PARAM_LEN];
     const char *params[] = {req->params[0],
                             as_of,
                             status,
@@ -1083,8 +1085,9 @@ void tl_h_study_visits(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                             lim,
                             after ? due : NULL,
                             after ? pid : NULL,
-                            after ? vt : NULL};
-    json_t *j = tl_gw_query_json(gw, resp, sql_visits, 10, params, &failed);
+                            after ? vt : NULL,
+                            tl_auth_sites_param(req, sites, sizeof sites)};
+    json_t *j = tl_gw_query_json(gw, resp, sql_visits, 11, params, &failed);
     if (j) {
         resp->status = 200;
         resp->body = j;
@@ -1107,32 +1110,28 @@ void tl_h_study_visits(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     "(SELECT COALESCE(json_object_agg(c.status, c.n), '{}'::json) FROM"                            \
     " (SELECT status, count(*) AS n FROM participants WHERE " where " GROUP BY status) c)"
 
+/* $3: the caller's sites (NULL: every site) */
+#define MINE(col) "($3::uuid[] IS NULL OR " col " = ANY($3::uuid[]))"
+/* clang-format off */
 static const char *const sql_metrics =
     "SELECT json_build_object('study_id', s.id, 'as_of', $2::date,"
-    " 'participants', " BY_STATUS(
-        "study_id = s.id") ","
-                           " 'visits', (SELECT json_build_object(" VISIT_COUNTS ")"
-                           "   FROM participant_visits v WHERE v.study_id = s.id),"
-                           " 'visit_types', (SELECT COALESCE(json_agg(q.j ORDER BY q.td, q.id), "
-                           "'[]'::json) FROM"
-                           "   (SELECT t.id, t.target_day AS td, "
-                           "json_build_object('visit_type_id', t.id,"
-                           "      'name', t.name, 'target_day', t.target_day, 'required', "
-                           "t.required, " VISIT_COUNTS ") AS j"
-                           "    FROM visit_types t LEFT JOIN participant_visits v"
-                           "      ON v.visit_type_id = t.id AND v.study_id = t.study_id"
-                           "    WHERE t.study_id = s.id GROUP BY t.id) q),"
-                           " 'sites', (SELECT COALESCE(json_agg(q.j ORDER BY q.code), '[]'::json) "
-                           "FROM"
-                           "   (SELECT si.code, json_build_object('site_id', si.id, 'code', "
-                           "si.code,"
-                           "      'participants', " BY_STATUS(
-                               "site_id = si.id") ", " VISIT_COUNTS ") AS j"
-                                                  "    FROM sites si LEFT JOIN participant_visits "
-                                                  "v ON v.site_id = si.id"
-                                                  "    WHERE si.study_id = s.id GROUP BY si.id) "
-                                                  "q))::text"
-                                                  " FROM studies s WHERE s.id = $1";
+    " 'participants', " BY_STATUS("study_id = s.id AND " MINE("site_id")) ","
+    " 'visits', (SELECT json_build_object(" VISIT_COUNTS ")"
+    "   FROM participant_visits v WHERE v.study_id = s.id AND " MINE("v.site_id") "),"
+    " 'visit_types', (SELECT COALESCE(json_agg(q.j ORDER BY q.td, q.id), '[]'::json) FROM"
+    "   (SELECT t.id, t.target_day AS td, json_build_object('visit_type_id', t.id,"
+    "      'name', t.name, 'target_day', t.target_day, 'required', t.required, "
+    VISIT_COUNTS ") AS j"
+    "    FROM visit_types t LEFT JOIN participant_visits v"
+    "      ON v.visit_type_id = t.id AND v.study_id = t.study_id AND " MINE("v.site_id")
+    "    WHERE t.study_id = s.id GROUP BY t.id) q),"
+    " 'sites', (SELECT COALESCE(json_agg(q.j ORDER BY q.code), '[]'::json) FROM"
+    "   (SELECT si.code, json_build_object('site_id', si.id, 'code', si.code,"
+    "      'participants', " BY_STATUS("site_id = si.id") ", " VISIT_COUNTS ") AS j"
+    "    FROM sites si LEFT JOIN participant_visits v ON v.site_id = si.id"
+    "    WHERE si.study_id = s.id AND " MINE("si.id") " GROUP BY si.id) q))::text"
+    " FROM studies s WHERE s.id = $1";
+/* clang-format on */
 
 void tl_h_study_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
@@ -1144,9 +1143,10 @@ void tl_h_study_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         query_problem(resp, errors);
         return;
     }
-    const char *params[] = {req->params[0], as_of};
+    char sites[TL_SITES_PARAM_LEN];
+    const char *params[] = {req->params[0], as_of, tl_auth_sites_param(req, sites, sizeof sites)};
     json_t *j = tl_uuid_valid(req->params[0])
-                    ? tl_gw_query_json(gw, resp, sql_metrics, 2, params, &failed)
+                    ? tl_gw_query_json(gw, resp, sql_metrics, 3, params, &failed)
                     : NULL;
     if (j) {
         resp->status = 200;

@@ -163,3 +163,18 @@ tl_err_t tl_waiter_wait(tl_waiter_t *w, const char *projection, const char *topi
     pthread_mutex_unlock(&w->lock);
     return err;
 }
+
+int64_t tl_waiter_epoch(tl_waiter_t *w, const char *projection)
+{
+    if (!w)
+        return 0;
+    size_t len = strlen(projection);
+    int64_t sum = 0;
+    pthread_mutex_lock(&w->lock);
+    for (size_t i = 0; i < w->next.cap; i++)
+        if (w->next.keys[i] && !strncmp(w->next.keys[i], projection, len) &&
+            w->next.keys[i][len] == ' ')
+            sum += (intptr_t)w->next.vals[i];
+    pthread_mutex_unlock(&w->lock);
+    return sum;
+}

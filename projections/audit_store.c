@@ -48,8 +48,8 @@ static tl_err_t load_links(tl_pg_t *pg, tl_batch_t *b, tl_map_t *links, link_t *
             err = tl_cols_add(&q, 2, off);
         want++;
     }
-    for (int j = 0; j < 3 && !err; j++)
-        err = tl_pg_array_end(&q.col[j]);
+    if (!err)
+        err = tl_cols_end(&q);
     tl_pg_res_t *res = NULL;
     const char *params[] = {q.col[0].data, q.col[1].data, q.col[2].data};
     if (!err && want)

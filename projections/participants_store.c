@@ -15,25 +15,8 @@ typedef struct {
     tl_map_t sites, sites_by_code;
     tl_map_t parts, parts_by_code;
     tl_map_t vtypes; /* id -> tl_visit_type_row_t */
-    void **owned; /* every row allocated for this batch */
-    size_t nowned, capowned;
+    tl_arena_t rows; /* every row loaded or made for this batch */
 } state_t;
-
-static void *state_alloc(state_t *st, size_t size)
-{
-    if (st->nowned == st->capowned) {
-        size_t cap = st->capowned ? st->capowned * 2 : 64;
-        void **o = realloc(st->owned, cap * sizeof *o);
-        if (!o)
-            return NULL;
-        st->owned = o;
-        st->capowned = cap;
-    }
-    void *p = calloc(1, size);
-    if (p)
-        st->owned[st->nowned++] = p;
-    return p;
-}
 
 static void state_cleanup(state_t *st)
 {
@@ -41,19 +24,12 @@ static void state_cleanup(state_t *st)
                         &st->sites_by_code, &st->parts, &st->parts_by_code, &st->vtypes};
     for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
         tl_map_cleanup(maps[i]);
-    for (size_t i = 0; i < st->nowned; i++)
-        free(st->owned[i]);
-    free(st->owned);
+    tl_arena_cleanup(&st->rows);
 }
 
 static void code_key(char *out, size_t size, const char *study_id, const char *code)
 {
     snprintf(out, size, "%s|%s", study_id, code);
-}
-
-static void copy_col(char *dst, size_t size, const char *v)
-{
-    snprintf(dst, size, "%s", v ? v : "");
 }
 
 /* ---- loading ---- */
@@ -114,26 +90,26 @@ static tl_err_t index_participant(state_t *st, tl_participant_t *p)
 
 static tl_err_t load_visit_type(state_t *st, const tl_pg_res_t *res, int r)
 {
-    tl_visit_type_row_t *v = state_alloc(st, sizeof *v);
+    tl_visit_type_row_t *v = tl_arena_calloc(&st->rows, sizeof *v);
     if (!v)
         return TL_ERR_NOMEM;
     v->exists = true;
-    copy_col(v->vt.id, sizeof v->vt.id, tl_pg_get(res, r, 0));
-    copy_col(v->study_id, sizeof v->study_id, tl_pg_get(res, r, 1));
-    copy_col(v->vt.name, sizeof v->vt.name, tl_pg_get(res, r, 2));
+    tl_col_copy(v->vt.id, sizeof v->vt.id, tl_pg_get(res, r, 0));
+    tl_col_copy(v->study_id, sizeof v->study_id, tl_pg_get(res, r, 1));
+    tl_col_copy(v->vt.name, sizeof v->vt.name, tl_pg_get(res, r, 2));
     v->vt.target_day = (int32_t)tl_pg_get_int(res, r, 3);
     v->vt.window_before = (int32_t)tl_pg_get_int(res, r, 4);
     v->vt.window_after = (int32_t)tl_pg_get_int(res, r, 5);
     v->vt.required = !strcmp(tl_pg_get(res, r, 6), "t");
     json_t *forms = json_loads(tl_pg_get(res, r, 7), 0, NULL);
     for (size_t i = 0; i < json_array_size(forms) && i < TL_FORMS_PER_VISIT_MAX; i++)
-        copy_col(v->forms[v->nforms++], sizeof v->forms[0],
+        tl_col_copy(v->forms[v->nforms++], sizeof v->forms[0],
                  json_string_value(json_array_get(forms, i)));
     json_decref(forms);
     v->revision = (int32_t)tl_pg_get_int(res, r, 8);
     v->defined_at_us = tl_pg_get_int(res, r, 9);
     v->updated_at_us = tl_pg_get_int(res, r, 10);
-    copy_col(v->last_event_id, sizeof v->last_event_id, tl_pg_get(res, r, 11));
+    tl_col_copy(v->last_event_id, sizeof v->last_event_id, tl_pg_get(res, r, 11));
     return tl_map_put(&st->vtypes, v->vt.id, v);
 }
 
@@ -141,55 +117,55 @@ static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
 {
     tl_err_t err = TL_OK;
     for (int r = 0; r < tl_pg_nrows(q[0].res) && !err; r++) {
-        tl_study_t *s = state_alloc(st, sizeof *s);
+        tl_study_t *s = tl_arena_calloc(&st->rows, sizeof *s);
         if (!s)
             return TL_ERR_NOMEM;
         s->exists = true;
-        copy_col(s->id, sizeof s->id, tl_pg_get(q[0].res, r, 0));
-        copy_col(s->protocol_id, sizeof s->protocol_id, tl_pg_get(q[0].res, r, 1));
-        copy_col(s->name, sizeof s->name, tl_pg_get(q[0].res, r, 2));
+        tl_col_copy(s->id, sizeof s->id, tl_pg_get(q[0].res, r, 0));
+        tl_col_copy(s->protocol_id, sizeof s->protocol_id, tl_pg_get(q[0].res, r, 1));
+        tl_col_copy(s->name, sizeof s->name, tl_pg_get(q[0].res, r, 2));
         s->has_description = tl_pg_get(q[0].res, r, 3) != NULL;
-        copy_col(s->description, sizeof s->description, tl_pg_get(q[0].res, r, 3));
+        tl_col_copy(s->description, sizeof s->description, tl_pg_get(q[0].res, r, 3));
         s->registered_at_us = tl_pg_get_int(q[0].res, r, 4);
-        copy_col(s->last_event_id, sizeof s->last_event_id, tl_pg_get(q[0].res, r, 5));
+        tl_col_copy(s->last_event_id, sizeof s->last_event_id, tl_pg_get(q[0].res, r, 5));
         s->locked = !strcmp(tl_pg_get(q[0].res, r, 6), "t");
-        copy_col(s->lock_reason, sizeof s->lock_reason, tl_pg_get(q[0].res, r, 7));
+        tl_col_copy(s->lock_reason, sizeof s->lock_reason, tl_pg_get(q[0].res, r, 7));
         s->lock_changed_at_us = tl_pg_get_int(q[0].res, r, 8);
         err = index_study(st, s);
     }
     for (int r = 0; r < tl_pg_nrows(q[1].res) && !err; r++) {
-        tl_site_t *s = state_alloc(st, sizeof *s);
+        tl_site_t *s = tl_arena_calloc(&st->rows, sizeof *s);
         if (!s)
             return TL_ERR_NOMEM;
         s->exists = true;
-        copy_col(s->id, sizeof s->id, tl_pg_get(q[1].res, r, 0));
-        copy_col(s->study_id, sizeof s->study_id, tl_pg_get(q[1].res, r, 1));
-        copy_col(s->code, sizeof s->code, tl_pg_get(q[1].res, r, 2));
-        copy_col(s->name, sizeof s->name, tl_pg_get(q[1].res, r, 3));
+        tl_col_copy(s->id, sizeof s->id, tl_pg_get(q[1].res, r, 0));
+        tl_col_copy(s->study_id, sizeof s->study_id, tl_pg_get(q[1].res, r, 1));
+        tl_col_copy(s->code, sizeof s->code, tl_pg_get(q[1].res, r, 2));
+        tl_col_copy(s->name, sizeof s->name, tl_pg_get(q[1].res, r, 3));
         s->added_at_us = tl_pg_get_int(q[1].res, r, 4);
-        copy_col(s->last_event_id, sizeof s->last_event_id, tl_pg_get(q[1].res, r, 5));
+        tl_col_copy(s->last_event_id, sizeof s->last_event_id, tl_pg_get(q[1].res, r, 5));
         err = index_site(st, s);
     }
     for (int r = 0; r < tl_pg_nrows(q[2].res) && !err; r++) {
         const tl_pg_res_t *res = q[2].res;
-        tl_participant_t *p = state_alloc(st, sizeof *p);
+        tl_participant_t *p = tl_arena_calloc(&st->rows, sizeof *p);
         if (!p)
             return TL_ERR_NOMEM;
         p->exists = true;
-        copy_col(p->id, sizeof p->id, tl_pg_get(res, r, 0));
-        copy_col(p->study_id, sizeof p->study_id, tl_pg_get(res, r, 1));
-        copy_col(p->site_id, sizeof p->site_id, tl_pg_get(res, r, 2));
-        copy_col(p->code, sizeof p->code, tl_pg_get(res, r, 3));
-        copy_col(p->status, sizeof p->status, tl_pg_get(res, r, 4));
+        tl_col_copy(p->id, sizeof p->id, tl_pg_get(res, r, 0));
+        tl_col_copy(p->study_id, sizeof p->study_id, tl_pg_get(res, r, 1));
+        tl_col_copy(p->site_id, sizeof p->site_id, tl_pg_get(res, r, 2));
+        tl_col_copy(p->code, sizeof p->code, tl_pg_get(res, r, 3));
+        tl_col_copy(p->status, sizeof p->status, tl_pg_get(res, r, 4));
         p->birth_year = (int32_t)tl_pg_get_int(res, r, 5);
-        copy_col(p->sex, sizeof p->sex, tl_pg_get(res, r, 6));
+        tl_col_copy(p->sex, sizeof p->sex, tl_pg_get(res, r, 6));
         p->has_consent = tl_pg_get(res, r, 7) != NULL;
         p->consent_date = (int32_t)tl_pg_get_int(res, r, 7);
         p->baseline_date = (int32_t)tl_pg_get_int(res, r, 8);
         p->enrolled_at_us = tl_pg_get_int(res, r, 9);
         p->updated_at_us = tl_pg_get_int(res, r, 10);
         p->version = tl_pg_get_int(res, r, 11);
-        copy_col(p->last_event_id, sizeof p->last_event_id, tl_pg_get(res, r, 12));
+        tl_col_copy(p->last_event_id, sizeof p->last_event_id, tl_pg_get(res, r, 12));
         err = index_participant(st, p);
     }
     for (int r = 0; r < tl_pg_nrows(q[3].res) && !err; r++)
@@ -200,13 +176,6 @@ static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
 static const char *ev_str(const tl_event_t *e, const char *key)
 {
     return json_string_value(json_object_get(e->data, key));
-}
-
-/* Adds v to column i only when it is a valid UUID: a hostile event must not
- * make the whole batch fail on a cast. */
-static tl_err_t add_uuid(tl_cols_t *c, int i, const char *v)
-{
-    return tl_cols_add(c, i, tl_uuid_valid(v) ? v : "00000000-0000-0000-0000-000000000000");
 }
 
 static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
@@ -222,38 +191,36 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
         if (!e->type)
             continue;
         if (!strcmp(e->type, "StudyRegistered")) {
-            err = add_uuid(&sq, 0, ev_str(e, "study_id"));
+            err = tl_cols_add_uuid(&sq, 0, ev_str(e, "study_id"));
             if (!err && ev_str(e, "protocol_id"))
                 err = tl_cols_add(&sq, 1, ev_str(e, "protocol_id"));
         } else if (!strcmp(e->type, "StudyLocked") || !strcmp(e->type, "StudyUnlocked")) {
-            err = add_uuid(&sq, 0, ev_str(e, "study_id"));
+            err = tl_cols_add_uuid(&sq, 0, ev_str(e, "study_id"));
         } else if (!strcmp(e->type, "VisitTypeDefined") || !strcmp(e->type, "VisitTypeAmended")) {
-            err = add_uuid(&sq, 0, ev_str(e, "study_id"));
+            err = tl_cols_add_uuid(&sq, 0, ev_str(e, "study_id"));
             if (!err)
-                err = add_uuid(&vq, 0, ev_str(e, "study_id"));
+                err = tl_cols_add_uuid(&vq, 0, ev_str(e, "study_id"));
         } else if (!strcmp(e->type, "SiteAdded")) {
-            err = add_uuid(&sq, 0, ev_str(e, "study_id"));
+            err = tl_cols_add_uuid(&sq, 0, ev_str(e, "study_id"));
             if (!err)
-                err = add_uuid(&siq, 0, ev_str(e, "site_id"));
+                err = tl_cols_add_uuid(&siq, 0, ev_str(e, "site_id"));
             if (!err && ev_str(e, "code")) {
-                err = add_uuid(&siq, 1, ev_str(e, "study_id"));
+                err = tl_cols_add_uuid(&siq, 1, ev_str(e, "study_id"));
                 if (!err)
                     err = tl_cols_add(&siq, 2, ev_str(e, "code"));
             }
         } else if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT)) {
-            err = add_uuid(&pq, 0, ev_str(e, "participant_id"));
+            err = tl_cols_add_uuid(&pq, 0, ev_str(e, "participant_id"));
             if (!err && !strcmp(e->type, "ParticipantEnrolled") && ev_str(e, "participant_code")) {
-                err = add_uuid(&pq, 1, ev_str(e, "study_id"));
+                err = tl_cols_add_uuid(&pq, 1, ev_str(e, "study_id"));
                 if (!err)
                     err = tl_cols_add(&pq, 2, ev_str(e, "participant_code"));
             }
         }
     }
-    for (int i = 0; i < 4 && !err; i++) {
-        tl_cols_t *c = i == 0 ? &sq : i == 1 ? &siq : i == 2 ? &pq : &vq;
-        for (int j = 0; j < c->ncols && !err; j++)
-            err = tl_pg_array_end(&c->col[j]);
-    }
+    tl_cols_t *all[] = {&sq, &siq, &pq, &vq};
+    for (int i = 0; i < 4 && !err; i++)
+        err = tl_cols_end(all[i]);
     tl_pg_stmt_t q[4] = {
         {sql_load_studies, 2, (const char *const[]){sq.col[0].data, sq.col[1].data}, NULL, true},
         {sql_load_sites, 3,
@@ -296,7 +263,7 @@ static tl_err_t fold_study(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_m
     const char *why = other && other != s ? "duplicate_protocol_id" : tl_study_apply(&next, e->type, e->data);
     if (why)
         return tl_batch_reject(b, e, id, why);
-    if (!s && !(s = state_alloc(st, sizeof *s)))
+    if (!s && !(s = tl_arena_calloc(&st->rows, sizeof *s)))
         return TL_ERR_NOMEM;
     *s = next;
     tl_err_t err = index_study(st, s);
@@ -320,7 +287,7 @@ static tl_err_t fold_site(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_ma
     const char *why = other && other != s ? "duplicate_site_code" : tl_site_apply(&next, e->type, e->data);
     if (why)
         return tl_batch_reject(b, e, agg, why);
-    if (!s && !(s = state_alloc(st, sizeof *s)))
+    if (!s && !(s = tl_arena_calloc(&st->rows, sizeof *s)))
         return TL_ERR_NOMEM;
     *s = next;
     tl_err_t err = index_site(st, s);
@@ -351,7 +318,7 @@ static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e
         why = tl_participant_apply(&next, e->type, e->data);
     if (why)
         return tl_batch_reject(b, e, agg, why);
-    if (!p && !(p = state_alloc(st, sizeof *p)))
+    if (!p && !(p = tl_arena_calloc(&st->rows, sizeof *p)))
         return TL_ERR_NOMEM;
     *p = next;
     tl_err_t err = index_participant(st, p);
@@ -391,7 +358,7 @@ static tl_err_t fold_visit_type(tl_batch_t *b, state_t *st, const tl_event_t *e,
         why = protocol_conflict(st, &next);
     if (why)
         return tl_batch_reject(b, e, agg, why);
-    if (!v && !(v = state_alloc(st, sizeof *v)))
+    if (!v && !(v = tl_arena_calloc(&st->rows, sizeof *v)))
         return TL_ERR_NOMEM;
     *v = next;
     tl_err_t err = tl_map_put(&st->vtypes, v->vt.id, v);

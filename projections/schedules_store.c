@@ -16,40 +16,16 @@ typedef struct {
 } entry_t;
 
 typedef struct {
-    tl_map_t parts; /* participant id -> entry_t */
-    entry_t **all;
-    size_t n, cap;
+    tl_map_t parts;  /* participant id -> entry_t */
+    tl_arena_t rows; /* every entry_t of the batch */
 } state_t;
-
-static entry_t *entry_new(state_t *st)
-{
-    if (st->n == st->cap) {
-        size_t cap = st->cap ? st->cap * 2 : 64;
-        entry_t **a = realloc(st->all, cap * sizeof *a);
-        if (!a)
-            return NULL;
-        st->all = a;
-        st->cap = cap;
-    }
-    entry_t *e = calloc(1, sizeof *e);
-    if (e)
-        st->all[st->n++] = e;
-    return e;
-}
 
 static void state_cleanup(state_t *st)
 {
-    for (size_t i = 0; i < st->n; i++) {
-        tl_schedule_cleanup(&st->all[i]->s);
-        free(st->all[i]);
-    }
-    free(st->all);
+    for (size_t i = 0; i < st->rows.n; i++)
+        tl_schedule_cleanup(&((entry_t *)st->rows.ptrs[i])->s);
+    tl_arena_cleanup(&st->rows);
     tl_map_cleanup(&st->parts);
-}
-
-static void copy_col(char *dst, size_t size, const char *v)
-{
-    snprintf(dst, size, "%s", v ? v : "");
 }
 
 static bool dup_col(char **dst, const char *v)
@@ -75,20 +51,20 @@ static const char *const sql_load_visits =
 
 static tl_err_t load_participant(state_t *st, const tl_pg_res_t *res, int r)
 {
-    entry_t *e = entry_new(st);
+    entry_t *e = tl_arena_calloc(&st->rows, sizeof(entry_t));
     if (!e)
         return TL_ERR_NOMEM;
     tl_schedule_t *s = &e->s;
     s->exists = true;
-    copy_col(s->id, sizeof s->id, tl_pg_get(res, r, 0));
-    copy_col(s->study_id, sizeof s->study_id, tl_pg_get(res, r, 1));
-    copy_col(s->site_id, sizeof s->site_id, tl_pg_get(res, r, 2));
-    copy_col(s->code, sizeof s->code, tl_pg_get(res, r, 3));
-    copy_col(s->status, sizeof s->status, tl_pg_get(res, r, 4));
+    tl_col_copy(s->id, sizeof s->id, tl_pg_get(res, r, 0));
+    tl_col_copy(s->study_id, sizeof s->study_id, tl_pg_get(res, r, 1));
+    tl_col_copy(s->site_id, sizeof s->site_id, tl_pg_get(res, r, 2));
+    tl_col_copy(s->code, sizeof s->code, tl_pg_get(res, r, 3));
+    tl_col_copy(s->status, sizeof s->status, tl_pg_get(res, r, 4));
     s->baseline_date = (int32_t)tl_pg_get_int(res, r, 5);
     s->version = e->loaded_version = tl_pg_get_int(res, r, 6);
     s->updated_at_us = tl_pg_get_int(res, r, 7);
-    copy_col(s->last_event_id, sizeof s->last_event_id, tl_pg_get(res, r, 8));
+    tl_col_copy(s->last_event_id, sizeof s->last_event_id, tl_pg_get(res, r, 8));
     return tl_map_put(&st->parts, s->id, e);
 }
 
@@ -107,8 +83,8 @@ static tl_err_t load_visits(state_t *st, const tl_pg_res_t *res)
                 return TL_ERR_NOMEM;
             for (int i = r; i < end; i++) {
                 tl_visit_t *v = &e->s.visits[e->s.nvisits++];
-                copy_col(v->visit_type_id, sizeof v->visit_type_id, tl_pg_get(res, i, 1));
-                copy_col(v->name, sizeof v->name, tl_pg_get(res, i, 2));
+                tl_col_copy(v->visit_type_id, sizeof v->visit_type_id, tl_pg_get(res, i, 1));
+                tl_col_copy(v->name, sizeof v->name, tl_pg_get(res, i, 2));
                 v->target_day = (int32_t)tl_pg_get_int(res, i, 3);
                 v->required = !strcmp(tl_pg_get(res, i, 4), "t");
                 v->due = (int32_t)tl_pg_get_int(res, i, 5);
@@ -125,7 +101,7 @@ static tl_err_t load_visits(state_t *st, const tl_pg_res_t *res)
                     return TL_ERR_NOMEM;
                 v->version = tl_pg_get_int(res, i, 14);
                 v->updated_at_us = tl_pg_get_int(res, i, 15);
-                copy_col(v->last_event_id, sizeof v->last_event_id, tl_pg_get(res, i, 16));
+                tl_col_copy(v->last_event_id, sizeof v->last_event_id, tl_pg_get(res, i, 16));
             }
         }
         r = end;
@@ -149,7 +125,7 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
             err = tl_cols_add(&ids, 0, ev_str(e, "participant_id"));
     }
     if (!err)
-        err = tl_pg_array_end(&ids.col[0]);
+        err = tl_cols_end(&ids);
     const char *const params[] = {ids.col[0].data};
     tl_pg_stmt_t q[2] = {{sql_load_participants, 1, params, NULL, true},
                          {sql_load_visits, 1, params, NULL, true}};
@@ -189,7 +165,7 @@ static tl_err_t fold(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *
                               "partition", e->partition, "offset", (json_int_t)e->offset, "reason",
                               skipped));
     if (!en) {
-        if (!(en = entry_new(st))) {
+        if (!(en = tl_arena_calloc(&st->rows, sizeof(entry_t)))) {
             tl_schedule_cleanup(&none);
             return TL_ERR_NOMEM;
         }

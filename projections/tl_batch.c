@@ -37,6 +37,48 @@ void tl_cols_row_done(tl_cols_t *c)
     c->nrows++;
 }
 
+tl_err_t tl_cols_add_uuid(tl_cols_t *c, int i, const char *v)
+{
+    return tl_cols_add(c, i, tl_uuid_valid(v) ? v : "00000000-0000-0000-0000-000000000000");
+}
+
+tl_err_t tl_cols_end(tl_cols_t *c)
+{
+    tl_err_t err = TL_OK;
+    for (int j = 0; j < c->ncols && !err; j++)
+        err = tl_pg_array_end(&c->col[j]);
+    return err;
+}
+
+void *tl_arena_calloc(tl_arena_t *a, size_t size)
+{
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        void **p = realloc(a->ptrs, cap * sizeof *p);
+        if (!p)
+            return NULL;
+        a->ptrs = p;
+        a->cap = cap;
+    }
+    void *m = calloc(1, size);
+    if (m)
+        a->ptrs[a->n++] = m;
+    return m;
+}
+
+void tl_arena_cleanup(tl_arena_t *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->ptrs[i]);
+    free(a->ptrs);
+    memset(a, 0, sizeof *a);
+}
+
+void tl_col_copy(char *dst, size_t size, const char *v)
+{
+    snprintf(dst, size, "%s", v ? v : "");
+}
+
 void tl_batch_init(tl_batch_t *b, tl_event_t *events, size_t n)
 {
     memset(b, 0, sizeof *b);

@@ -54,6 +54,24 @@ void tl_cols_cleanup(tl_cols_t *c);
 tl_err_t tl_cols_add(tl_cols_t *c, int i, const char *value);
 /* Completes a row, after every column got its value. */
 void tl_cols_row_done(tl_cols_t *c);
+/* Adds v to column i only when it is a valid UUID (else the nil UUID): a
+ * hostile event must not make a whole batch fail on a cast. */
+tl_err_t tl_cols_add_uuid(tl_cols_t *c, int i, const char *v);
+/* Ends every column's array literal, before the columns become parameters
+ * of a lookup (tl_batch_add_cols ends them itself). */
+tl_err_t tl_cols_end(tl_cols_t *c);
+
+/* The rows a store loads and folds for one batch, freed together. */
+typedef struct {
+    void **ptrs;
+    size_t n, cap;
+} tl_arena_t;
+
+/* Zeroed memory that lives until tl_arena_cleanup; NULL when out of memory. */
+void *tl_arena_calloc(tl_arena_t *a, size_t size);
+void tl_arena_cleanup(tl_arena_t *a);
+/* Copies a query result's text column (NULL: "") into a fixed buffer. */
+void tl_col_copy(char *dst, size_t size, const char *v);
 
 void tl_batch_init(tl_batch_t *b, tl_event_t *events, size_t n);
 void tl_batch_cleanup(tl_batch_t *b);

@@ -162,6 +162,40 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (participant_id, visit_type_id));"
     "CREATE INDEX participant_visits_by_due ON participant_visits (study_id, due_date);"
     "CREATE INDEX participant_visits_by_window ON participant_visits (study_id, state, window_end);",
+
+    /* 7: access projection (principals and their bearer tokens; only a
+     * token's SHA-256 is kept, never the token) */
+    "CREATE TABLE principals ("
+    "  id uuid PRIMARY KEY,"
+    "  name text NOT NULL UNIQUE,"
+    "  role text NOT NULL,"
+    "  site_ids uuid[] NOT NULL,"
+    "  active boolean NOT NULL,"
+    "  signing_credential_id uuid,"
+    "  created_at timestamptz NOT NULL,"
+    "  updated_at timestamptz NOT NULL,"
+    "  last_event_id uuid NOT NULL);"
+    "CREATE TABLE access_tokens ("
+    "  id uuid PRIMARY KEY,"
+    "  principal_id uuid NOT NULL,"
+    "  token_sha256 text NOT NULL UNIQUE,"
+    "  label text,"
+    "  issued_at timestamptz NOT NULL,"
+    "  expires_at timestamptz NOT NULL,"
+    "  revoked_at timestamptz,"
+    "  revoke_reason text,"
+    "  last_event_id uuid NOT NULL);"
+    "CREATE INDEX access_tokens_by_principal ON access_tokens (principal_id);",
+
+    /* 8: signing credentials' slow hashes, written by whoever sets one (the
+     * gateway, the CLI) before its SigningCredentialSet event: a password
+     * hash never enters the immutable log. A row counts only once the
+     * principal's projected signing_credential_id names it. */
+    "CREATE TABLE signing_credentials ("
+    "  credential_id uuid PRIMARY KEY,"
+    "  principal_id uuid NOT NULL,"
+    "  hash text NOT NULL,"
+    "  created_at timestamptz NOT NULL DEFAULT now());",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

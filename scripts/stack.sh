@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts or stops the whole local stack: PostgreSQL, the Kafka-protocol
 # broker (unless TRIALOG_KAFKA_BROKERS names a real one), the projectors
-# (participants, schedules, the audit archive) and the gateway. Everything runs in the background; state lives under var/.
+# (participants, schedules, access, the audit archive) and the gateway, and
+# writes a fresh admin token to var/demo/admin.token (mode 0600).
+# Everything runs in the background; state lives under var/.
 #   scripts/stack.sh start   # returns once the gateway answers /readyz
 #   scripts/stack.sh stop
 source "$(dirname "$0")/lib.sh"
@@ -9,11 +11,11 @@ source "$(dirname "$0")/lib.sh"
 PORT="${TRIALOG_HTTP_PORT:-8080}"
 
 start() {
-    local dsn brokers token
+    local dsn brokers
     dsn=$(tl_pg_start)
     # A second start restarts the programs (new build), keeping the broker.
     tl_kill gateway; tl_kill projector-participants; tl_kill projector-schedules
-    tl_kill projector-audit
+    tl_kill projector-access; tl_kill projector-audit
     if [ -n "${TRIALOG_KAFKA_BROKERS:-}" ]; then
         brokers=$TRIALOG_KAFKA_BROKERS
     else
@@ -34,16 +36,11 @@ start() {
         fi
     fi
     mkdir -p "$TL_VAR/demo"
-    if [ ! -s "$TL_VAR/demo/admin.token" ]; then
-        (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TL_VAR/demo/admin.token")
-    fi
-    chmod 600 "$TL_VAR/demo/admin.token"
-    token=$(cat "$TL_VAR/demo/admin.token")
     printf 'export TRIALOG_PG_DSN=%q\nexport TRIALOG_KAFKA_BROKERS=%q\nexport TRIALOG_HTTP_PORT=%q\n' \
         "$dsn" "$brokers" "$PORT" >"$TL_VAR/env"
     export TRIALOG_PG_DSN="$dsn" TRIALOG_KAFKA_BROKERS="$brokers" TRIALOG_HTTP_PORT="$PORT"
     local p assigned=()
-    for p in participants schedules; do
+    for p in participants schedules access; do
         assigned+=("$(grep -c partitions_assigned "$TL_VAR/log/projector-$p.log" 2>/dev/null || true)")
         say "starting the $p projector"
         tl_spawn "projector-$p" "$TL_BUILD/trialog-projector" "$p"
@@ -51,10 +48,10 @@ start() {
     say "starting the audit archive"
     tl_spawn projector-audit "$TL_BUILD/trialog-projector" audit
     say "starting the gateway on port $PORT"
-    TRIALOG_ADMIN_TOKEN="$token" tl_spawn gateway "$TL_BUILD/trialog-gateway"
+    tl_spawn gateway "$TL_BUILD/trialog-gateway"
     # The projectors hold their partitions after the group join (~3 s).
     local i=0
-    for p in participants schedules; do
+    for p in participants schedules access; do
         for _ in $(seq 300); do
             [ "$(grep -c partitions_assigned "$TL_VAR/log/projector-$p.log")" -gt "${assigned[$i]:-0}" ] && break
             tl_alive "projector-$p" || die "the $p projector exited (see var/log/projector-$p.log)"
@@ -64,9 +61,13 @@ start() {
     done
     for _ in $(seq 150); do
         if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
-            for p in participants schedules; do
+            for p in participants schedules access; do
                 tl_alive "projector-$p" || die "the $p projector exited (see var/log/projector-$p.log)"
             done
+            # the first administrator: nobody could ask the API for it
+            "$TL_BUILD/trialog" admin bootstrap demo-admin --out "$TL_VAR/demo/admin.token" \
+                >>"$TL_VAR/log/admin.log" 2>&1 || die "could not issue the admin token (see var/log/admin.log)"
+            say "admin token (valid 30 days, mode 0600): var/demo/admin.token"
             say "ready: http://127.0.0.1:$PORT"
             return 0
         fi
@@ -80,6 +81,7 @@ stop() {
     tl_kill gateway
     tl_kill projector-participants
     tl_kill projector-schedules
+    tl_kill projector-access
     tl_kill projector-audit
     tl_kill broker
     tl_pg_stop

@@ -8,6 +8,8 @@
  *   trialog rebuild NAME    replay projection NAME from offset 0 (archive, then
  *                           broker) into fresh tables beside the live ones, and
  *                           swap them in atomically once caught up
+ *   trialog admin ...       principals, bearer tokens, signing credentials
+ *                           (tools/admin.c; `trialog admin` lists them)
  */
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "audit.h"
 #include "tl_codec.h"
 #include "tl_config.h"
@@ -40,7 +43,8 @@ typedef struct {
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: trialog [--print-config] audit verify | reseed | rebuild NAME\n");
+    fprintf(stderr, "usage: trialog [--print-config] audit verify | reseed | rebuild NAME |"
+                    " admin ...\n");
     return 2;
 }
 
@@ -528,7 +532,7 @@ int main(int argc, char **argv)
          "libpq connection string", &dsn},
         {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema", &schema},
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, "", 0, 1000, false,
-         "Kafka bootstrap servers (reseed)", &brokers},
+         "Kafka bootstrap servers (reseed, admin)", &brokers},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
     tl_log_init("cli", TL_LOG_WARN);
@@ -541,7 +545,8 @@ int main(int argc, char **argv)
     bool verify = argc == 3 && !strcmp(argv[1], "audit") && !strcmp(argv[2], "verify");
     bool seed = argc == 2 && !strcmp(argv[1], "reseed");
     bool re = argc == 3 && !strcmp(argv[1], "rebuild");
-    if (!verify && !seed && !re)
+    bool admin = argc >= 2 && !strcmp(argv[1], "admin");
+    if (!verify && !seed && !re && !admin)
         return usage();
     tl_pg_t *pg = NULL;
     if (tl_pg_connect(dsn, schema, "trialog-cli", &pg)) {
@@ -552,6 +557,7 @@ int main(int argc, char **argv)
         tl_log_init("rebuild", TL_LOG_INFO);
     int rc = verify ? audit_verify(pg)
              : seed ? reseed(pg, brokers)
+             : admin ? tl_admin_main(pg, brokers, argc - 2, argv + 2)
                     : rebuild(pg, dsn, schema, brokers, argv[2]);
     tl_pg_destroy(pg);
     return rc;

@@ -175,15 +175,19 @@ static pid_t start_consumer(tl_stack_t *s, const char *name)
 
 void tl_stack_start_projector(tl_stack_t *s)
 {
-    /* the two join their groups at the same time */
-    long before_p, before_s = 0;
+    /* they join their groups at the same time */
+    long before_p, before_s = 0, before_a = 0;
     s->projector = spawn_consumer(s, "participants", &before_p);
-    bool sched = !s->schedules;
+    bool sched = !s->schedules, access = !s->access;
     if (sched)
         s->schedules = spawn_consumer(s, "schedules", &before_s);
+    if (access)
+        s->access = spawn_consumer(s, "access", &before_a);
     await_consumer(s, "participants", s->projector, before_p);
     if (sched)
         await_consumer(s, "schedules", s->schedules, before_s);
+    if (access)
+        await_consumer(s, "access", s->access, before_a);
 }
 
 void tl_stack_start_audit(tl_stack_t *s)
@@ -226,11 +230,10 @@ bool tl_stack_log_contains(tl_stack_t *s, const char *log, const char *needle)
 
 void tl_stack_start_gateway(tl_stack_t *s)
 {
-    static char env[3][1200], port[64], token[128];
+    static char env[3][1200], port[64];
     common_env(s, env);
     snprintf(port, sizeof port, "TRIALOG_HTTP_PORT=%d", s->port);
-    snprintf(token, sizeof token, "TRIALOG_ADMIN_TOKEN=%s", s->token);
-    const char *e[] = {env[0], env[1], env[2], port, token,
+    const char *e[] = {env[0], env[1], env[2], port,
                        s->gateway_env[0][0] ? s->gateway_env[0] : NULL,
                        s->gateway_env[1][0] ? s->gateway_env[1] : NULL, NULL};
     s->gateway = spawn(s, "gateway", "trialog-gateway", NULL, e);
@@ -258,13 +261,38 @@ void tl_stack_start(tl_stack_t *s, const char *name)
     snprintf(mk, sizeof mk, "%s/tests/logs", TL_BIN_DIR);
     mkdir(mk, 0755);
     mkdir(s->dir, 0755);
-    snprintf(s->token, sizeof s->token, "test-token-%d-0123456789abcdef0123456789", (int)getpid());
     s->port = free_port();
     assert_int_equal(tl_pg_connect(pg_dsn(), s->schema, "test", &s->pg), TL_OK);
     tl_stack_start_broker(s);
     tl_stack_start_projector(s);
     tl_stack_start_audit(s);
     tl_stack_start_gateway(s);
+    tl_stack_token(s, "admin", NULL, s->token);
+}
+
+void tl_stack_token(tl_stack_t *s, const char *role, const char *site, char token[80])
+{
+    char args[1400], path[700], *out = NULL;
+    snprintf(path, sizeof path, "%s/%s.token", s->dir, role);
+    if (!strcmp(role, "admin")) {
+        snprintf(args, sizeof args, "admin bootstrap test-admin --out %s", path);
+    } else {
+        snprintf(args, sizeof args, "admin create-principal test-%s%s%s %s %s", role,
+                 site ? "-" : "", site ? site : "", role, site ? site : "");
+        if (tl_stack_cli(s, args, &out))
+            fail_msg("trialog %s: %s", args, out);
+        free(out);
+        snprintf(args, sizeof args, "admin issue-token test-%s%s%s --out %s", role,
+                 site ? "-" : "", site ? site : "", path);
+    }
+    if (tl_stack_cli(s, args, &out))
+        fail_msg("trialog %s: %s", args, out);
+    free(out);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(token, 80, f));
+    fclose(f);
+    token[strcspn(token, "\n")] = '\0';
 }
 
 int tl_stack_kill(pid_t *pid, int sig)
@@ -293,6 +321,7 @@ void tl_stack_stop(tl_stack_t *s)
     int gw = tl_stack_kill(&s->gateway, SIGTERM);
     int pr = tl_stack_kill(&s->projector, SIGTERM);
     int sc = tl_stack_kill(&s->schedules, SIGTERM);
+    int ac = tl_stack_kill(&s->access, SIGTERM);
     int au = tl_stack_kill(&s->audit, SIGTERM);
     int br = tl_stack_kill(&s->broker, SIGTERM);
     if (s->pg) {
@@ -302,10 +331,10 @@ void tl_stack_stop(tl_stack_t *s)
         tl_pg_destroy(s->pg);
         s->pg = NULL;
     }
-    if (gw || pr || sc || au || br)
-        fail_msg("unclean exit: gateway %d, projector %d, schedules %d, audit %d, broker %d"
-                 " (see %s)",
-                 gw, pr, sc, au, br, s->dir);
+    if (gw || pr || sc || ac || au || br)
+        fail_msg("unclean exit: gateway %d, projector %d, schedules %d, access %d, audit %d,"
+                 " broker %d (see %s)",
+                 gw, pr, sc, ac, au, br, s->dir);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *user)
@@ -327,6 +356,12 @@ static size_t on_header(char *data, size_t size, size_t n, void *user)
 tl_http_resp_t tl_http(tl_stack_t *s, const char *method, const char *path, const char *body,
                        const char *const *headers, bool auth)
 {
+    return tl_http_as(s, auth ? s->token : NULL, method, path, body, headers);
+}
+
+tl_http_resp_t tl_http_as(tl_stack_t *s, const char *token, const char *method, const char *path,
+                          const char *body, const char *const *headers)
+{
     tl_http_resp_t r = {0};
     char url[1024], authz[200];
     tl_buf_t buf;
@@ -334,8 +369,8 @@ tl_http_resp_t tl_http(tl_stack_t *s, const char *method, const char *path, cons
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
-    if (auth) {
-        snprintf(authz, sizeof authz, "Authorization: Bearer %s", s->token);
+    if (token) {
+        snprintf(authz, sizeof authz, "Authorization: Bearer %s", token);
         h = curl_slist_append(h, authz);
         if (body)
             h = curl_slist_append(h, "Content-Type: application/json");

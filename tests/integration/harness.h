@@ -1,5 +1,5 @@
 /* The integration test harness: a whole stack of real processes per test
- * program — the Kafka-protocol broker, the participants and schedules
+ * program — the Kafka-protocol broker, the participants, schedules and access
  * projectors, the archive and the gateway — on loopback, with its own PostgreSQL schema, driven over real
  * HTTP (libcurl). Every helper asserts (cmocka) on failure. */
 #ifndef TL_HARNESS_H
@@ -22,7 +22,7 @@ typedef struct {
     char brokers[256];
     char token[80];
     int port;
-    pid_t broker, projector, schedules, gateway, audit;
+    pid_t broker, projector, schedules, access, gateway, audit;
     tl_pg_t *pg;
     char gateway_env[4][128]; /* extra NAME=value for the gateway */
 } tl_stack_t;
@@ -30,6 +30,13 @@ typedef struct {
 /* Starts broker, projector, archive and gateway; returns when the gateway is
  * ready and the consumers hold their partitions. */
 void tl_stack_start(tl_stack_t *s, const char *name);
+/* A fresh bearer token (at most 79 characters) into token: "admin" runs
+ * `trialog admin bootstrap`; another role gets a principal of its own,
+ * named after role and site (a site id, or NULL for none). */
+void tl_stack_token(tl_stack_t *s, const char *role, const char *site, char token[80]);
+/* Events tl_stack_start puts in the log before any test's: the admin's
+ * PrincipalCreated and TokenIssued (trialog.access.v1). */
+#define TL_STACK_BOOT_EVENTS 2
 /* Stops every process and drops the schema. */
 void tl_stack_stop(tl_stack_t *s);
 
@@ -62,6 +69,9 @@ typedef struct {
  * auth is false. Free with tl_http_free. */
 tl_http_resp_t tl_http(tl_stack_t *s, const char *method, const char *path, const char *body,
                        const char *const *headers, bool auth);
+/* The same with another bearer token (NULL: none). */
+tl_http_resp_t tl_http_as(tl_stack_t *s, const char *token, const char *method, const char *path,
+                          const char *body, const char *const *headers);
 void tl_http_free(tl_http_resp_t *r);
 
 /* Registers a study (protocol_id) with one site "S1" over HTTP, asserting 201s;

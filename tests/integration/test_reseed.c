@@ -40,20 +40,21 @@ static void test_broker_restart_with_reseed(void **state)
     tl_stack_study(&stack, "RS-1", study, site);
     for (int i = 0; i < N; i++)
         assert_int_equal(enrol(i), 201);
-    long long want = N + 2;
+    long long want = N + 2 + TL_STACK_BOOT_EVENTS;
     assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 20000));
 
     /* the broker dies and comes back empty, on another port */
     assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.projector, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.schedules, SIGTERM), 0);
+    assert_int_equal(tl_stack_kill(&stack.access, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.audit, SIGTERM), 0);
     tl_stack_kill(&stack.broker, SIGKILL);
     tl_stack_start_broker(&stack);
 
     char *out = NULL;
     assert_int_equal(tl_stack_cli(&stack, "reseed", &out), 0);
-    if (!strstr(out, "reseed done: 32 messages re-produced"))
+    if (!strstr(out, "reseed done: 34 messages re-produced"))
         fail_msg("unexpected reseed output:\n%s", out);
     free(out);
     /* a second run finds nothing to do */
@@ -65,10 +66,11 @@ static void test_broker_restart_with_reseed(void **state)
     tl_stack_start_audit(&stack);
     tl_stack_start_gateway(&stack);
     assert_int_equal(enrol(N), 201);
-    want = N + 3;
+    want = N + 3 + TL_STACK_BOOT_EVENTS;
     assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 20000));
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), N + 1);
-    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log"), N + 3);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log"),
+                     N + 3 + TL_STACK_BOOT_EVENTS);
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM projection_rejections"), 0);
     assert_int_equal(tl_sql_int(&stack, "SELECT sum(next_offset) FROM projection_offsets"
                                         " WHERE projection = 'participants'"

@@ -59,7 +59,7 @@ static void produce_enrolments(void)
         json_decref(payload);
         if ((i + 1) % CHUNK == 0) {
             assert_int_equal(tl_kafka_producer_flush(kafka, 60000), TL_OK);
-            long long want = i + 1 + 2;
+            long long want = i + 1 + 2 + TL_STACK_BOOT_EVENTS;
             assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 120000));
         }
     }

@@ -1,5 +1,6 @@
-/* docs/openapi.yaml describes every route of the gateway's table: a route
- * added without its documentation fails here. */
+/* docs/openapi.yaml describes every route of the gateway's table, with the
+ * roles the permission table gives it (x-roles): a route added or changed
+ * without its documentation fails here. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,6 +44,23 @@ static void test_every_route_is_documented(void **state)
         const char *m = strstr(at, method);
         if (!m || (next && m > next))
             fail_msg("%s %s is not in docs/openapi.yaml", routes[i].method, routes[i].pattern);
+        /* the operation's first line says who may call it */
+        char want[200] = "      security: []\n";
+        if (routes[i].roles != TL_PUBLIC) {
+            size_t len = (size_t)snprintf(want, sizeof want, "      x-roles: [");
+            for (int r = 0; r < TL_ROLE_COUNT; r++)
+                if (routes[i].roles & TL_ROLE_BIT(r))
+                    len += (size_t)snprintf(want + len, sizeof want - len, "%s%s",
+                                            want[len - 1] == '[' ? "" : ", ", tl_role_name(r));
+            snprintf(want + len, sizeof want - len, "]\n");
+        }
+        const char *op = m + strlen(method) + 1;
+        const char *line_end = strchr(op, '\n');
+        const char *found = strstr(op, want);
+        const char *second = line_end ? strchr(line_end + 1, '\n') : NULL;
+        if (!found || (second && found > second))
+            fail_msg("%s %s: docs/openapi.yaml should say %s", routes[i].method,
+                     routes[i].pattern, want);
     }
 }
 

@@ -1,0 +1,118 @@
+#include "tl_secret.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define SALT_LEN 16
+#define KEY_LEN 32
+#define ITERATIONS_MAX 10000000u
+
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static bool unhex(const char *s, size_t len, unsigned char *out)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = s[2 * i + k];
+            unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                         : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                                : 16;
+            if (d == 16)
+                return false;
+            v = v * 16 + d;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return true;
+}
+
+static bool random_bytes(unsigned char *b, size_t n)
+{
+    return getrandom(b, n, 0) == (ssize_t)n;
+}
+
+tl_err_t tl_token_new(char out[TL_TOKEN_STRLEN])
+{
+    unsigned char b[32];
+    if (!random_bytes(b, sizeof b))
+        return TL_ERR_INTERNAL;
+    memcpy(out, TL_TOKEN_PREFIX, 4);
+    hex(b, sizeof b, out + 4);
+    OPENSSL_cleanse(b, sizeof b);
+    return TL_OK;
+}
+
+void tl_secret_wipe(void *p, size_t len)
+{
+    OPENSSL_cleanse(p, len);
+}
+
+tl_err_t tl_sha256_hex(const void *data, size_t len, char out[TL_SHA256_STRLEN])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+        return TL_ERR_INTERNAL;
+    hex(md, 32, out);
+    return TL_OK;
+}
+
+static bool derive(const char *password, const unsigned char *salt, unsigned iterations,
+                   unsigned char key[KEY_LEN])
+{
+    return PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, SALT_LEN, (int)iterations,
+                             EVP_sha256(), KEY_LEN, key) == 1;
+}
+
+tl_err_t tl_password_hash(const char *password, unsigned iterations,
+                          char out[TL_PASSWORD_HASH_STRLEN])
+{
+    size_t len = password ? strlen(password) : 0;
+    if (len < TL_PASSWORD_MIN || len > TL_PASSWORD_MAX || iterations > ITERATIONS_MAX)
+        return TL_ERR_INVALID;
+    if (!iterations)
+        iterations = TL_PASSWORD_ITERATIONS;
+    unsigned char salt[SALT_LEN], key[KEY_LEN];
+    char salt_hex[2 * SALT_LEN + 1], key_hex[2 * KEY_LEN + 1];
+    if (!random_bytes(salt, sizeof salt) || !derive(password, salt, iterations, key))
+        return TL_ERR_INTERNAL;
+    hex(salt, sizeof salt, salt_hex);
+    hex(key, sizeof key, key_hex);
+    OPENSSL_cleanse(key, sizeof key);
+    snprintf(out, TL_PASSWORD_HASH_STRLEN, "pbkdf2-sha256$%u$%s$%s", iterations, salt_hex, key_hex);
+    return TL_OK;
+}
+
+bool tl_password_verify(const char *password, const char *stored)
+{
+    static const char scheme[] = "pbkdf2-sha256$";
+    if (!password || !stored || strncmp(stored, scheme, sizeof scheme - 1))
+        return false;
+    size_t plen = strlen(password);
+    if (plen < TL_PASSWORD_MIN || plen > TL_PASSWORD_MAX)
+        return false;
+    char *end = NULL;
+    unsigned long iterations = strtoul(stored + sizeof scheme - 1, &end, 10);
+    unsigned char salt[SALT_LEN], want[KEY_LEN], got[KEY_LEN];
+    if (!iterations || iterations > ITERATIONS_MAX || *end != '$' ||
+        strlen(end + 1) != 2 * SALT_LEN + 1 + 2 * KEY_LEN || end[1 + 2 * SALT_LEN] != '$' ||
+        !unhex(end + 1, SALT_LEN, salt) || !unhex(end + 2 + 2 * SALT_LEN, KEY_LEN, want) ||
+        !derive(password, salt, (unsigned)iterations, got))
+        return false;
+    bool ok = CRYPTO_memcmp(got, want, KEY_LEN) == 0;
+    OPENSSL_cleanse(got, sizeof got);
+    return ok;
+}

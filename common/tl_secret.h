@@ -1,0 +1,38 @@
+/* tl_secret: bearer tokens and signing credentials (docs/SECURITY.md).
+ *
+ * A bearer token is 256 random bits, shown once; only its SHA-256 is kept
+ * (a token is not guessable, so a fast hash is enough). A signing credential
+ * is a password the signer types again at each e-signature; it is kept as a
+ * slow, salted PBKDF2-HMAC-SHA256 hash, and never in the event log. */
+#ifndef TL_SECRET_H
+#define TL_SECRET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tl_err.h"
+
+#define TL_TOKEN_PREFIX "tlk_"
+#define TL_TOKEN_STRLEN (4 + 64 + 1) /* prefix, 64 hex digits, NUL */
+#define TL_SHA256_STRLEN 65
+#define TL_PASSWORD_MIN 12            /* bytes */
+#define TL_PASSWORD_MAX 256           /* bytes */
+#define TL_PASSWORD_ITERATIONS 600000 /* OWASP's figure for PBKDF2-HMAC-SHA256 */
+#define TL_PASSWORD_HASH_STRLEN 160
+
+/* A fresh token from the kernel's random source. */
+tl_err_t tl_token_new(char out[TL_TOKEN_STRLEN]);
+/* Overwrites a secret in memory (not optimised away). */
+void tl_secret_wipe(void *p, size_t len);
+/* Lowercase hex SHA-256 of len bytes. */
+tl_err_t tl_sha256_hex(const void *data, size_t len, char out[TL_SHA256_STRLEN]);
+/* "pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>" of password, with a
+ * fresh 128-bit salt; iterations 0 means TL_PASSWORD_ITERATIONS.
+ * TL_ERR_INVALID when the password is outside TL_PASSWORD_MIN..MAX bytes. */
+tl_err_t tl_password_hash(const char *password, unsigned iterations,
+                          char out[TL_PASSWORD_HASH_STRLEN]);
+/* Whether password matches a tl_password_hash result, compared in constant
+ * time; false for anything malformed. */
+bool tl_password_verify(const char *password, const char *stored);
+
+#endif

@@ -1,0 +1,518 @@
+/* Access control over real HTTP: the whole permission matrix (every route of
+ * the table x every role x own/other site, generated from the table), site
+ * scoping of lists, tokens that stop working on the next request (revoked,
+ * expired, principal disabled or regranted), and signing credentials. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access.h"
+#include "gateway.h"
+#include "harness.h"
+#include "tl_kafka.h"
+#include "tl_producer.h"
+#include "tl_schemas.h"
+#include "tl_secret.h"
+
+static tl_stack_t stack;
+static char study1[40], study2[40], site_a[40], site_b[40], site_c[40];
+static char part_a[40], part_b[40], vt1[40], vt2[40]; /* the studies' baselines */
+static char tokens[TL_ROLE_COUNT][80];
+static char principals[TL_ROLE_COUNT][40];
+
+static void sql_str(const char *sql, char out[40])
+{
+    tl_pg_res_t *res = NULL;
+    assert_int_equal(tl_pg_exec(stack.pg, sql, 0, NULL, &res), TL_OK);
+    assert_non_null(tl_pg_get(res, 0, 0));
+    snprintf(out, 40, "%s", tl_pg_get(res, 0, 0));
+    tl_pg_res_free(res);
+}
+
+static long status_as(const char *token, const char *method, const char *path, const char *body)
+{
+    tl_http_resp_t r = tl_http_as(&stack, token, method, path, body,
+                                  (const char *const[]){"Content-Type: application/json", NULL});
+    long st = r.status;
+    tl_http_free(&r);
+    return st;
+}
+
+static void expect(const char *token, const char *method, const char *path, const char *body,
+                   long want)
+{
+    long got = status_as(token, method, path, body);
+    if (got != want)
+        fail_msg("%s %s: %ld, want %ld", method, path, got, want);
+}
+
+/* The id of the principal a token belongs to. */
+static void whoami(const char *token, char out[40])
+{
+    tl_http_resp_t r = tl_http_as(&stack, token, "GET", "/v1/me", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    snprintf(out, 40, "%s", json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
+}
+
+static void post_ok(const char *path, const char *body)
+{
+    tl_http_resp_t r = tl_http(&stack, "POST", path, body, NULL, true);
+    if (r.status != 201 && r.status != 200)
+        fail_msg("POST %s: %ld", path, r.status);
+    tl_http_free(&r);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char path[200];
+    tl_stack_start(&stack, "authz");
+    tl_stack_study(&stack, "AZ-1", study1, site_a);
+    tl_stack_study(&stack, "AZ-2", study2, site_c);
+    snprintf(path, sizeof path, "/v1/studies/%s/sites", study1);
+    tl_http_resp_t r =
+        tl_http(&stack, "POST", path, "{\"code\":\"S2\",\"name\":\"Site two\"}", NULL, true);
+    assert_int_equal(r.status, 201);
+    snprintf(site_b, sizeof site_b, "%s", json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
+    const char *studies[] = {study1, study2};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/v1/studies/%s/visit-types", studies[i]);
+        post_ok(path, "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
+                      "\"window_after_days\":0,\"required\":true}");
+    }
+    assert_int_equal(tl_stack_enrol(&stack, study1, site_a, "AZ-A", false), 201);
+    assert_int_equal(tl_stack_enrol(&stack, study1, site_b, "AZ-B", false), 201);
+    sql_str("SELECT id FROM participants WHERE participant_code = 'AZ-A'", part_a);
+    sql_str("SELECT id FROM participants WHERE participant_code = 'AZ-B'", part_b);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT id FROM visit_types WHERE study_id = '%s'", study1);
+    sql_str(sql, vt1);
+    snprintf(sql, sizeof sql, "SELECT id FROM visit_types WHERE study_id = '%s'", study2);
+    sql_str(sql, vt2);
+    /* a principal of every role; those with sites work at site A */
+    for (int role = 0; role < TL_ROLE_COUNT; role++) {
+        if (role == TL_ROLE_ADMIN)
+            snprintf(tokens[role], sizeof tokens[role], "%s", stack.token);
+        else
+            tl_stack_token(&stack, tl_role_name(role), tl_role_site_scoped(role) ? site_a : NULL,
+                           tokens[role]);
+        whoami(tokens[role], principals[role]);
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tl_stack_stop(&stack);
+    return 0;
+}
+
+/* The route's path for role, its {x} filled with a resource of the role's
+ * own sites (own) or of another site, study or principal. */
+static void fill(const char *pattern, int role, bool own, char *out, size_t size)
+{
+    size_t len = 0;
+    for (const char *p = pattern; *p && len + 1 < size;) {
+        if (*p != '{') {
+            out[len++] = *p++;
+            continue;
+        }
+        const char *end = strchr(p, '}');
+        assert_non_null(end);
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
+        const char *v =
+            !strcmp(name, "study")         ? (own ? study1 : study2)
+            : !strcmp(name, "participant") ? (own ? part_a : part_b)
+            /* of the study in the path; participants are in study 1 */
+            : !strcmp(name, "visit_type") ? (own || !strstr(pattern, "{study}") ? vt1 : vt2)
+            : !strcmp(name, "principal")
+                ? (own ? principals[role]
+                       : principals[role == TL_ROLE_ADMIN ? TL_ROLE_CLINICIAN : TL_ROLE_ADMIN])
+            : !strcmp(name, "token") ? "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a99"
+                                     : NULL;
+        if (!v)
+            fail_msg("route %s: no test value for {%s}; teach test_authz.c", pattern, name);
+        len += (size_t)snprintf(out + len, size - len, "%s", v);
+        p = end + 1;
+    }
+    out[len < size ? len : size - 1] = '\0';
+}
+
+/* Does the route's scope keep this role to its own resources? */
+static bool scoped(const tl_route_t *route, int role)
+{
+    if (route->scope == TL_SCOPE_SELF)
+        return role != TL_ROLE_ADMIN;
+    if (route->scope == TL_SCOPE_STUDY || route->scope == TL_SCOPE_PARTICIPANT)
+        return tl_role_site_scoped(role);
+    return false;
+}
+
+static void test_permission_matrix(void **state)
+{
+    (void)state;
+    size_t n = 0;
+    const tl_route_t *routes = tl_gw_routes(&n);
+    int checked = 0;
+    for (size_t i = 0; i < n; i++) {
+        const tl_route_t *rt = &routes[i];
+        char path[400];
+        if (rt->roles == TL_PUBLIC) {
+            /* public by decision only: a route left without roles fails */
+            if (strcmp(rt->pattern, "/healthz") && strcmp(rt->pattern, "/readyz"))
+                fail_msg("%s %s has no roles: add it to the permission table", rt->method,
+                         rt->pattern);
+            expect(NULL, rt->method, rt->pattern, NULL, 200);
+            continue;
+        }
+        /* a body with nothing in it: an allowed command stops at validation */
+        const char *body = strcmp(rt->method, "GET") ? "{}" : NULL;
+        fill(rt->pattern, TL_ROLE_ADMIN, true, path, sizeof path);
+        expect(NULL, rt->method, path, body, 401);
+        expect("tlk_0000000000000000000000000000000000000000000000000000000000000000", rt->method,
+               path, body, 401);
+        for (int role = 0; role < TL_ROLE_COUNT; role++) {
+            for (int own = 1; own >= 0; own--) {
+                fill(rt->pattern, role, own, path, sizeof path);
+                long got = status_as(tokens[role], rt->method, path, body);
+                long want = !(rt->roles & TL_ROLE_BIT(role)) ? 403
+                            : !own && scoped(rt, role)       ? 404
+                                                             : 0;
+                if (want && got != want)
+                    fail_msg("%s %s as %s (%s): %ld, want %ld", rt->method, path,
+                             tl_role_name(role), own ? "own" : "other", got, want);
+                if (!want && (got == 401 || got == 403 || got == 404 || got >= 500))
+                    fail_msg("%s %s as %s (%s): %ld, want it allowed", rt->method, path,
+                             tl_role_name(role), own ? "own" : "other", got);
+                checked++;
+            }
+        }
+    }
+    assert_true(checked >= 30 * TL_ROLE_COUNT * 2);
+}
+
+/* Roles the table must keep as they are, whatever else changes. */
+static void test_key_decisions(void **state)
+{
+    (void)state;
+    char path[200];
+    const char *coord = tokens[TL_ROLE_COORDINATOR], *analyst = tokens[TL_ROLE_ANALYST];
+    expect(coord, "POST", "/v1/studies", "{\"protocol_id\":\"X\",\"name\":\"X\"}", 403);
+    expect(tokens[TL_ROLE_CLINICIAN], "POST", "/v1/principals", "{}", 403);
+    snprintf(path, sizeof path, "/v1/participants/%s", part_a);
+    expect(analyst, "GET", path, NULL, 403); /* identified data */
+    expect(tokens[TL_ROLE_CONNECTOR], "GET", path, NULL, 403);
+    expect(tokens[TL_ROLE_MONITOR], "GET", path, NULL, 200);
+    snprintf(path, sizeof path, "/v1/participants/%s", part_b);
+    expect(tokens[TL_ROLE_MONITOR], "GET", path, NULL, 404); /* other site: not there */
+    expect(tokens[TL_ROLE_ADMIN], "GET", path, NULL, 200);
+    snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/complete", part_a);
+    expect(tokens[TL_ROLE_CLINICIAN], "POST", path, "{\"actual_date\":\"2026-01-01\"}", 403);
+    expect(tokens[TL_ROLE_MONITOR], "POST", path, "{\"actual_date\":\"2026-01-01\"}", 403);
+    snprintf(path, sizeof path, "/v1/studies/%s/metrics", study1);
+    expect(analyst, "GET", path, NULL, 200);
+}
+
+static void test_lists_show_own_sites_only(void **state)
+{
+    (void)state;
+    char path[300];
+    const char *coord = tokens[TL_ROLE_COORDINATOR];
+    snprintf(path, sizeof path, "/v1/studies/%s/participants", study1);
+    tl_http_resp_t r = tl_http_as(&stack, coord, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *items = json_object_get(r.body, "items");
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "id")), part_a);
+    tl_http_free(&r);
+    r = tl_http(&stack, "GET", path, NULL, NULL, true); /* the admin sees both */
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 2);
+    tl_http_free(&r);
+    snprintf(path, sizeof path, "/v1/studies/%s/participants?site=%s", study1, site_b);
+    r = tl_http_as(&stack, coord, "GET", path, NULL, NULL);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 0);
+    tl_http_free(&r);
+    snprintf(path, sizeof path, "/v1/studies/%s/visits?as_of=2026-06-01", study1);
+    r = tl_http_as(&stack, coord, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    items = json_object_get(r.body, "items");
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "site_id")),
+                        site_a);
+    tl_http_free(&r);
+    snprintf(path, sizeof path, "/v1/studies/%s/metrics?as_of=2026-06-01", study1);
+    r = tl_http_as(&stack, coord, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *sites = json_object_get(r.body, "sites");
+    assert_int_equal(json_array_size(sites), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(sites, 0), "site_id")),
+                        site_a);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r.body, "visits"), "expected")), 1);
+    tl_http_free(&r);
+    r = tl_http_as(&stack, tokens[TL_ROLE_ANALYST], "GET", path, NULL, NULL);
+    assert_int_equal(json_array_size(json_object_get(r.body, "sites")), 2);
+    tl_http_free(&r);
+    /* enrolling: at its own sites only */
+    char body[300];
+    snprintf(path, sizeof path, "/v1/studies/%s/participants", study1);
+    snprintf(body, sizeof body,
+             "{\"participant_code\":\"AZ-C\",\"site_id\":\"%s\",\"consent_date\":\"2026-01-01\","
+             "\"baseline_date\":\"2026-01-01\"}",
+             site_b);
+    r = tl_http_as(&stack, coord, "POST", path, body,
+                   (const char *const[]){"Content-Type: application/json", NULL});
+    assert_int_equal(r.status, 403);
+    assert_string_equal(json_string_value(json_object_get(r.body, "type")),
+                        "/problems/site-not-allowed");
+    tl_http_free(&r);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"
+                                        " WHERE participant_code = 'AZ-C'"),
+                     0);
+    snprintf(body, sizeof body,
+             "{\"participant_code\":\"AZ-C\",\"site_id\":\"%s\",\"consent_date\":\"2026-01-01\","
+             "\"baseline_date\":\"2026-01-01\"}",
+             site_a);
+    expect(coord, "POST", path, body, 201);
+    /* the event names who did it */
+    assert_int_equal(tl_sql_int(&stack,
+                                "SELECT count(*) FROM audit_log a JOIN principals p"
+                                " ON a.actor_id = p.id::text AND a.actor_role = 'coordinator'"
+                                " WHERE a.event_type = 'org.trialog.ParticipantEnrolled'"),
+                     1);
+}
+
+/* Creates a principal over the API; returns its id in out. */
+static long create_principal(const char *body, char out[40])
+{
+    tl_http_resp_t r = tl_http(&stack, "POST", "/v1/principals", body, NULL, true);
+    long st = r.status;
+    if (out && st == 201)
+        snprintf(out, 40, "%s", json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
+    return st;
+}
+
+static void issue(const char *principal, char token[80], char token_id[40])
+{
+    char path[200];
+    snprintf(path, sizeof path, "/v1/principals/%s/tokens", principal);
+    tl_http_resp_t r =
+        tl_http(&stack, "POST", path, "{\"expires_in_days\":1,\"label\":\"t\"}", NULL, true);
+    assert_int_equal(r.status, 201);
+    const char *t = json_string_value(json_object_get(r.body, "token"));
+    assert_non_null(t);
+    assert_int_equal(strlen(t), TL_TOKEN_STRLEN - 1);
+    snprintf(token, 80, "%s", t);
+    snprintf(token_id, 40, "%s", json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
+}
+
+static void test_tokens_stop_on_the_next_request(void **state)
+{
+    (void)state;
+    char id[40], token[80], token_id[40], path[300], body[300];
+    snprintf(body, sizeof body,
+             "{\"name\":\"coord-x\",\"role\":\"coordinator\",\"site_ids\":[\"%s\"]}", site_a);
+    assert_int_equal(create_principal(body, id), 201);
+    assert_int_equal(create_principal(body, NULL), 409); /* the name is taken */
+    issue(id, token, token_id);
+    expect(token, "GET", "/v1/me", NULL, 200);
+    /* the token is shown once: never listed, never stored */
+    snprintf(path, sizeof path, "/v1/principals/%s/tokens", id);
+    tl_http_resp_t r = tl_http(&stack, "GET", path, NULL, NULL, true);
+    char *text = json_dumps(r.body, 0);
+    assert_null(strstr(text, token));
+    assert_null(strstr(text, "sha256"));
+    assert_non_null(strstr(text, token_id));
+    free(text);
+    tl_http_free(&r);
+    char sha[TL_SHA256_STRLEN], sql[300];
+    tl_sha256_hex(token, strlen(token), sha);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM audit_log WHERE position(convert_to('%s',"
+             " 'UTF8') in value) > 0",
+             token);
+    assert_int_equal(tl_sql_int(&stack, sql), 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM access_tokens WHERE token_sha256 = '%s'", sha);
+    assert_int_equal(tl_sql_int(&stack, sql), 1);
+
+    /* revoked by an admin: the next request fails */
+    snprintf(path, sizeof path, "/v1/principals/%s/tokens/%s/revoke", id, token_id);
+    expect(stack.token, "POST", path, "{}", 400); /* a reason is required */
+    expect(stack.token, "POST", path, "{\"reason\":\"laptop lost\"}", 200);
+    expect(token, "GET", "/v1/me", NULL, 401);
+    expect(stack.token, "POST", path, "{\"reason\":\"again\"}", 409);
+
+    /* a regrant applies on the next request */
+    issue(id, token, token_id);
+    snprintf(path, sizeof path, "/v1/participants/%s", part_a);
+    expect(token, "GET", path, NULL, 200);
+    char pp[200];
+    snprintf(pp, sizeof pp, "/v1/principals/%s", id);
+    expect(stack.token, "PATCH", pp, "{\"role\":\"monitor\",\"reason\":\"no sites\"}", 400);
+    expect(stack.token, "PATCH", pp,
+           "{\"role\":\"analyst\",\"site_ids\":[],\"reason\":\"now analyses\"}", 200);
+    expect(token, "GET", path, NULL, 403);
+
+    /* a principal revokes its own token */
+    snprintf(path, sizeof path, "/v1/principals/%s/tokens/%s/revoke", id, token_id);
+    expect(token, "POST", path, "{\"reason\":\"done here\"}", 200);
+    expect(token, "GET", "/v1/me", NULL, 401);
+
+    /* disabling ends every token of it */
+    issue(id, token, token_id);
+    expect(token, "GET", "/v1/me", NULL, 200);
+    snprintf(path, sizeof path, "/v1/principals/%s/disable", id);
+    expect(stack.token, "POST", path, "{\"reason\":\"left the study\"}", 200);
+    expect(token, "GET", "/v1/me", NULL, 401);
+    expect(stack.token, "POST", path, "{\"reason\":\"again\"}", 409);
+    snprintf(path, sizeof path, "/v1/principals/%s/tokens", id);
+    expect(stack.token, "POST", path, "{}", 409);
+
+    /* nobody changes their own access */
+    snprintf(path, sizeof path, "/v1/principals/%s/disable", principals[TL_ROLE_ADMIN]);
+    expect(stack.token, "POST", path, "{\"reason\":\"oops\"}", 422);
+    /* grants are checked */
+    assert_int_equal(create_principal("{\"name\":\"c2\",\"role\":\"coordinator\"}", NULL), 400);
+    assert_int_equal(create_principal("{\"name\":\"a2\",\"role\":\"analyst\",\"site_ids\":"
+                                      "[\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a99\"]}",
+                                      NULL),
+                     400);
+    assert_int_equal(create_principal("{\"name\":\"c3\",\"role\":\"monitor\",\"site_ids\":"
+                                      "[\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a99\"]}",
+                                      NULL),
+                     422);
+    assert_int_equal(create_principal("{\"name\":\"bad name\",\"role\":\"admin\"}", NULL), 400);
+    assert_int_equal(create_principal("{\"name\":\"r\",\"role\":\"root\"}", NULL), 400);
+}
+
+static void test_cli_revocation(void **state)
+{
+    (void)state;
+    char token[80], args[200], *out = NULL;
+    tl_stack_token(&stack, "monitor", site_b, token);
+    expect(token, "GET", "/v1/me", NULL, 200);
+    tl_pg_res_t *res = NULL;
+    assert_int_equal(tl_pg_exec(stack.pg,
+                                "SELECT t.id FROM access_tokens t JOIN principals p"
+                                " ON p.id = t.principal_id WHERE p.name = 'test-monitor-' || $1",
+                                1, (const char *const[]){site_b}, &res),
+                     TL_OK);
+    snprintf(args, sizeof args, "admin revoke-token test-monitor-%s %s", site_b,
+             tl_pg_get(res, 0, 0));
+    tl_pg_res_free(res);
+    assert_int_equal(tl_stack_cli(&stack, args, &out), 2); /* no reason */
+    free(out);
+    char with_reason[300];
+    snprintf(with_reason, sizeof with_reason, "%s --reason rotated", args);
+    if (tl_stack_cli(&stack, with_reason, &out))
+        fail_msg("%s", out);
+    free(out);
+    expect(token, "GET", "/v1/me", NULL, 401);
+    assert_int_equal(tl_stack_cli(&stack, "admin list", &out), 0);
+    assert_non_null(strstr(out, "test-admin"));
+    assert_non_null(strstr(out, "monitor"));
+    free(out);
+}
+
+static void test_token_expiry(void **state)
+{
+    (void)state;
+    /* a token that expires in 2 s, as an operator tool could issue it */
+    char token[TL_TOKEN_STRLEN], sha[TL_SHA256_STRLEN];
+    tl_uuid_t token_id;
+    assert_int_equal(tl_token_new(token), TL_OK);
+    assert_int_equal(tl_sha256_hex(token, strlen(token), sha), TL_OK);
+    assert_int_equal(tl_uuid_v7(&token_id), TL_OK);
+    tl_registry_t *reg = NULL;
+    tl_kafka_producer_t *kafka = NULL;
+    tl_producer_t *prod = NULL;
+    assert_int_equal(tl_registry_open(stack.pg, &reg), TL_OK);
+    assert_int_equal(tl_kafka_producer_new(stack.brokers, 10000, &kafka), TL_OK);
+    assert_int_equal(tl_producer_new(kafka, reg, &prod), TL_OK);
+    int64_t expires = tl_now_us() + 2000000;
+    json_t *payload = json_pack("{s:s, s:s, s:s, s:n, s:I}", "principal_id",
+                                principals[TL_ROLE_MONITOR], "token_id", token_id.s, "token_sha256",
+                                sha, "label", "expires_at", (json_int_t)expires);
+    tl_event_meta_t meta = {
+        .actor_id = "test", .actor_role = "operator", .correlation_id = "c", .source = "cli"};
+    assert_int_equal(tl_uuid_v7(&meta.event_id), TL_OK);
+    tl_kafka_pos_t pos;
+    assert_int_equal(
+        tl_producer_send(prod, "TokenIssued", principals[TL_ROLE_MONITOR], payload, &meta, &pos),
+        TL_OK);
+    json_decref(payload);
+    tl_producer_destroy(prod);
+    tl_kafka_producer_destroy(kafka);
+    tl_registry_destroy(reg);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM access_tokens WHERE id = '%s'", token_id.s);
+    assert_true(tl_wait_count(&stack, sql, 1, 10000));
+    expect(token, "GET", "/v1/me", NULL, 200);
+    while (tl_now_us() < expires + 200000)
+        tl_sleep_ms(100);
+    tl_http_resp_t r = tl_http_as(&stack, token, "GET", "/v1/me", NULL, NULL);
+    assert_int_equal(r.status, 401);
+    assert_string_equal(json_string_value(json_object_get(r.body, "type")),
+                        "/problems/token-expired");
+    tl_http_free(&r);
+}
+
+static void test_signing_credentials(void **state)
+{
+    (void)state;
+    char path[300];
+    const char *clin = principals[TL_ROLE_CLINICIAN];
+    snprintf(path, sizeof path, "/v1/principals/%s/signing-credential", clin);
+    expect(stack.token, "POST", path, "{\"password\":\"short\"}", 400);
+    tl_http_resp_t r = tl_http(&stack, "POST", path,
+                               "{\"password\":\"correct horse battery staple\"}", NULL, true);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(r.body, "has_signing_credential")));
+    tl_http_free(&r);
+    /* a clinician sets its own, not another's; a coordinator none */
+    expect(tokens[TL_ROLE_CLINICIAN], "POST", path, "{\"password\":\"my own secret words\"}", 200);
+    snprintf(path, sizeof path, "/v1/principals/%s/signing-credential",
+             principals[TL_ROLE_MONITOR]);
+    expect(tokens[TL_ROLE_CLINICIAN], "POST", path, "{\"password\":\"my own secret words\"}", 404);
+    expect(tokens[TL_ROLE_COORDINATOR], "POST", path, "{\"password\":\"my own secret words\"}",
+           403);
+    /* the credential in force is the last one set, kept as a slow hash */
+    tl_pg_res_t *res = NULL;
+    assert_int_equal(tl_pg_exec(stack.pg,
+                                "SELECT c.hash FROM principals p JOIN signing_credentials c"
+                                " ON c.credential_id = p.signing_credential_id WHERE p.id = $1",
+                                1, (const char *const[]){clin}, &res),
+                     TL_OK);
+    assert_int_equal(tl_pg_nrows(res), 1);
+    assert_true(tl_password_verify("my own secret words", tl_pg_get(res, 0, 0)));
+    assert_false(tl_password_verify("correct horse battery staple", tl_pg_get(res, 0, 0)));
+    tl_pg_res_free(res);
+    /* and never in the log */
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log WHERE"
+                                        " position(convert_to('secret words', 'UTF8') in value) > 0"
+                                        " OR position(convert_to('pbkdf2', 'UTF8') in value) > 0"),
+                     0);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM audit_log"
+                                        " WHERE event_type = 'org.trialog.SigningCredentialSet'"),
+                     2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_permission_matrix),
+        cmocka_unit_test(test_key_decisions),
+        cmocka_unit_test(test_lists_show_own_sites_only),
+        cmocka_unit_test(test_tokens_stop_on_the_next_request),
+        cmocka_unit_test(test_cli_revocation),
+        cmocka_unit_test(test_token_expiry),
+        cmocka_unit_test(test_signing_credentials),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

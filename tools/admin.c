@@ -1,0 +1,397 @@
+/* trialog admin: principals and tokens from the operator's shell.
+ *
+ * The first administrator has nobody to ask for a token, so the operator,
+ * who can reach the broker and the database anyway, makes it here. Every
+ * change is the same event the API produces (source "cli", actor
+ * "cli:<login>"), answered once the access projection has applied it. */
+#include "admin.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "access.h"
+#include "access_store.h"
+#include "tl_migrations.h"
+#include "tl_producer.h"
+#include "tl_secret.h"
+#include "tl_topics.h"
+
+#define APPLY_WAIT_S 30
+#define DAYS_DEFAULT 30
+#define DAYS_MAX 365
+
+typedef struct {
+    tl_pg_t *pg;
+    tl_registry_t *registry;
+    tl_kafka_producer_t *kafka;
+    tl_producer_t *producer;
+    char actor[80];
+} admin_t;
+
+static int admin_usage(void)
+{
+    fprintf(stderr, "usage: trialog admin bootstrap NAME [--days N] [--out FILE]\n"
+                    "       trialog admin create-principal NAME ROLE [SITE_ID ...]\n"
+                    "       trialog admin issue-token NAME [--days N] [--label TEXT] [--out FILE]\n"
+                    "       trialog admin revoke-token NAME TOKEN_ID --reason TEXT\n"
+                    "       trialog admin disable NAME --reason TEXT\n"
+                    "       trialog admin set-signing-credential NAME   (the password on stdin)\n"
+                    "       trialog admin list\n");
+    return 2;
+}
+
+/* Produces one access event and waits until the projection applied or
+ * refused it. 0: applied; 1: refused (said why); 2: failed. */
+static int send_event(admin_t *a, const char *type, const char *principal, json_t *payload,
+                      const char *reason, const tl_uuid_t *event_id)
+{
+    tl_event_meta_t meta = {.event_id = *event_id,
+                            .actor_id = a->actor,
+                            .actor_role = "operator",
+                            .reason = reason,
+                            .correlation_id = event_id->s,
+                            .source = "cli"};
+    tl_kafka_pos_t pos = {0};
+    tl_err_t err = tl_producer_send(a->producer, type, principal, payload, &meta, &pos);
+    if (err) {
+        fprintf(stderr, "trialog admin: could not write %s to the log (%s)\n", type,
+                tl_err_name(err));
+        return 2;
+    }
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", pos.partition);
+    snprintf(off, sizeof off, "%lld", (long long)pos.offset);
+    const char *params[] = {TL_PROJECTION_ACCESS, TL_TOPIC_ACCESS, part, off};
+    for (int i = 0; i < APPLY_WAIT_S * 10; i++) {
+        tl_pg_res_t *res = NULL;
+        err = tl_pg_exec(a->pg,
+                         "SELECT (SELECT next_offset > $4::bigint FROM projection_offsets"
+                         "  WHERE projection = $1 AND topic = $2 AND partition = $3::int),"
+                         " (SELECT reason FROM projection_rejections WHERE projection = $1"
+                         "  AND topic = $2 AND partition = $3::int AND \"offset\" = $4::bigint)",
+                         4, params, &res);
+        const char *done = err ? NULL : tl_pg_get(res, 0, 0);
+        int rc = -1;
+        if (done && !strcmp(done, "t")) {
+            const char *why = tl_pg_get(res, 0, 1);
+            if (why)
+                fprintf(stderr, "trialog admin: %s refused: %s\n", type, why);
+            rc = why ? 1 : 0;
+        }
+        tl_pg_res_free(res);
+        if (rc >= 0)
+            return rc;
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr,
+            "trialog admin: %s is in the log (partition %s, offset %s) but the access "
+            "projection did not apply it within %d s; is trialog-projector access running?\n",
+            type, part, off, APPLY_WAIT_S);
+    return 2;
+}
+
+/* The principal named name: id, role, active. false when there is none. */
+static bool find_principal(admin_t *a, const char *name, tl_uuid_t *id, int *role, bool *active)
+{
+    const char *params[] = {name};
+    tl_pg_res_t *res = NULL;
+    bool found = !tl_pg_exec(a->pg, "SELECT id, role, active FROM principals WHERE name = $1", 1,
+                             params, &res) &&
+                 tl_pg_nrows(res) == 1;
+    if (found) {
+        tl_uuid_parse(tl_pg_get(res, 0, 0), id);
+        *role = tl_role_parse(tl_pg_get(res, 0, 1));
+        *active = !strcmp(tl_pg_get(res, 0, 2), "t");
+    }
+    tl_pg_res_free(res);
+    return found;
+}
+
+static int need_principal(admin_t *a, const char *name, tl_uuid_t *id)
+{
+    int role = -1;
+    bool active = false;
+    if (!find_principal(a, name, id, &role, &active)) {
+        fprintf(stderr, "trialog admin: no principal named \"%s\"\n", name);
+        return 1;
+    }
+    if (!active) {
+        fprintf(stderr, "trialog admin: principal \"%s\" is disabled\n", name);
+        return 1;
+    }
+    return 0;
+}
+
+static int create_principal(admin_t *a, const char *name, const char *role, char **sites,
+                            int nsites, tl_uuid_t *id)
+{
+    if (!tl_principal_name_ok(name)) {
+        fprintf(stderr, "trialog admin: a name is 1 to 64 letters, digits and . _ @ -\n");
+        return 2;
+    }
+    const char *why = tl_access_grant_check(role, (size_t)nsites);
+    if (why) {
+        fprintf(stderr, "trialog admin: role \"%s\" with %d site(s): %s\n", role, nsites, why);
+        return 2;
+    }
+    json_t *ids = json_array();
+    for (int i = 0; i < nsites; i++) {
+        tl_uuid_t s;
+        const char *params[] = {sites[i]};
+        tl_pg_res_t *res = NULL;
+        bool known = !tl_uuid_parse(sites[i], &s) &&
+                     !tl_pg_exec(a->pg, "SELECT 1 FROM sites WHERE id = $1", 1, params, &res) &&
+                     tl_pg_nrows(res) == 1;
+        tl_pg_res_free(res);
+        if (!known) {
+            fprintf(stderr, "trialog admin: \"%s\" is not a site\n", sites[i]);
+            json_decref(ids);
+            return 2;
+        }
+        json_array_append_new(ids, json_string(s.s));
+    }
+    tl_uuid_t event_id;
+    tl_uuid_v7(id);
+    tl_uuid_v7(&event_id);
+    json_t *payload = json_pack("{s:s, s:s, s:s, s:o}", "principal_id", id->s, "name", name, "role",
+                                role, "site_ids", ids);
+    int rc = send_event(a, "PrincipalCreated", id->s, payload, NULL, &event_id);
+    json_decref(payload);
+    if (!rc)
+        printf("principal %s \"%s\" (%s)\n", id->s, name, role);
+    return rc;
+}
+
+/* Writes the token to path, readable by its owner only, or to stdout. */
+static int write_token(const char *token, const char *path)
+{
+    if (!path) {
+        printf("%s\n", token);
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && fchmod(fd, 0600) == 0;
+    size_t len = strlen(token);
+    ok = ok && write(fd, token, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
+    if (fd >= 0 && close(fd))
+        ok = false;
+    if (!ok)
+        fprintf(stderr, "trialog admin: could not write the token to %s\n", path);
+    return ok ? 0 : 2;
+}
+
+static int issue_token(admin_t *a, const tl_uuid_t *principal, long days, const char *label,
+                       const char *out)
+{
+    char token[TL_TOKEN_STRLEN], sha[TL_SHA256_STRLEN];
+    tl_uuid_t token_id, event_id;
+    if (tl_token_new(token) || tl_sha256_hex(token, strlen(token), sha))
+        return 2;
+    tl_uuid_v7(&token_id);
+    tl_uuid_v7(&event_id);
+    int64_t expires = tl_now_us() + (int64_t)days * 86400LL * 1000000LL;
+    json_t *payload = json_pack("{s:s, s:s, s:s, s:s?, s:I}", "principal_id", principal->s,
+                                "token_id", token_id.s, "token_sha256", sha, "label", label,
+                                "expires_at", (json_int_t)expires);
+    int rc = send_event(a, "TokenIssued", principal->s, payload, NULL, &event_id);
+    json_decref(payload);
+    if (!rc) {
+        fprintf(stderr, "token %s for principal %s, valid %ld days%s%s\n", token_id.s, principal->s,
+                days, out ? ", written to " : "", out ? out : "");
+        rc = write_token(token, out);
+    }
+    tl_secret_wipe(token, sizeof token);
+    return rc;
+}
+
+/* --days N, --label TEXT, --out FILE, --reason TEXT after the positional
+ * arguments. false on anything else. */
+typedef struct {
+    long days;
+    const char *label, *out, *reason;
+} opts_t;
+
+static bool parse_opts(int argc, char **argv, int first, opts_t *o)
+{
+    o->days = DAYS_DEFAULT;
+    for (int i = first; i < argc; i += 2) {
+        if (i + 1 >= argc)
+            return false;
+        if (!strcmp(argv[i], "--days")) {
+            char *end = NULL;
+            o->days = strtol(argv[i + 1], &end, 10);
+            if (*end || o->days < 1 || o->days > DAYS_MAX)
+                return false;
+        } else if (!strcmp(argv[i], "--label")) {
+            o->label = argv[i + 1];
+        } else if (!strcmp(argv[i], "--out")) {
+            o->out = argv[i + 1];
+        } else if (!strcmp(argv[i], "--reason")) {
+            o->reason = argv[i + 1];
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int bootstrap(admin_t *a, const char *name, const opts_t *o)
+{
+    tl_uuid_t id;
+    int role = -1;
+    bool active = false;
+    if (find_principal(a, name, &id, &role, &active)) {
+        if (role != TL_ROLE_ADMIN || !active) {
+            fprintf(stderr, "trialog admin: \"%s\" exists and is not an active admin\n", name);
+            return 1;
+        }
+    } else {
+        int rc = create_principal(a, name, "admin", NULL, 0, &id);
+        if (rc)
+            return rc;
+    }
+    return issue_token(a, &id, o->days, o->label ? o->label : "bootstrap", o->out);
+}
+
+static int simple_change(admin_t *a, const char *type, const char *name, json_t *payload,
+                         const char *reason)
+{
+    tl_uuid_t id, event_id;
+    int rc = need_principal(a, name, &id);
+    if (!rc && (!reason || !*reason)) {
+        fprintf(stderr, "trialog admin: --reason is required\n");
+        rc = 2;
+    }
+    if (!rc) {
+        json_object_set_new(payload, "principal_id", json_string(id.s));
+        tl_uuid_v7(&event_id);
+        rc = send_event(a, type, id.s, payload, reason, &event_id);
+    }
+    json_decref(payload);
+    if (!rc)
+        printf("%s: done\n", type);
+    return rc;
+}
+
+static int set_signing(admin_t *a, const char *name)
+{
+    tl_uuid_t id, cred, event_id;
+    char password[TL_PASSWORD_MAX + 2] = "", hash[TL_PASSWORD_HASH_STRLEN];
+    int rc = need_principal(a, name, &id);
+    if (rc)
+        return rc;
+    if (!fgets(password, sizeof password, stdin))
+        password[0] = '\0';
+    password[strcspn(password, "\r\n")] = '\0';
+    if (tl_password_hash(password, 0, hash)) {
+        fprintf(stderr, "trialog admin: a signing password is %d to %d bytes\n", TL_PASSWORD_MIN,
+                TL_PASSWORD_MAX);
+        rc = 2;
+    }
+    tl_secret_wipe(password, sizeof password);
+    tl_uuid_v7(&cred);
+    tl_uuid_v7(&event_id);
+    const char *params[] = {cred.s, id.s, hash};
+    if (!rc && tl_pg_exec(a->pg,
+                          "INSERT INTO signing_credentials (credential_id, principal_id, hash)"
+                          " VALUES ($1, $2, $3)",
+                          3, params, NULL)) {
+        fprintf(stderr, "trialog admin: could not store the credential\n");
+        rc = 2;
+    }
+    if (!rc) {
+        json_t *payload = json_pack("{s:s, s:s}", "principal_id", id.s, "credential_id", cred.s);
+        rc = send_event(a, "SigningCredentialSet", id.s, payload, NULL, &event_id);
+        json_decref(payload);
+    }
+    if (!rc)
+        printf("signing credential set for \"%s\"\n", name);
+    return rc;
+}
+
+static int list(admin_t *a)
+{
+    tl_pg_res_t *res = NULL;
+    if (tl_pg_exec(a->pg,
+                   "SELECT p.id, p.name, p.role, p.active, array_to_string(p.site_ids, ','),"
+                   " (SELECT count(*) FROM access_tokens t WHERE t.principal_id = p.id"
+                   "   AND t.revoked_at IS NULL AND t.expires_at > now())"
+                   " FROM principals p ORDER BY p.name",
+                   0, NULL, &res))
+        return 2;
+    printf("%-36s  %-24s  %-11s  %-8s  %s  %s\n", "id", "name", "role", "state", "tokens", "sites");
+    for (int r = 0; r < tl_pg_nrows(res); r++)
+        printf("%-36s  %-24s  %-11s  %-8s  %6s  %s\n", tl_pg_get(res, r, 0), tl_pg_get(res, r, 1),
+               tl_pg_get(res, r, 2), !strcmp(tl_pg_get(res, r, 3), "t") ? "active" : "disabled",
+               tl_pg_get(res, r, 5), tl_pg_get(res, r, 4));
+    tl_pg_res_free(res);
+    return 0;
+}
+
+static int run(admin_t *a, int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    opts_t o = {0};
+    tl_uuid_t id;
+    if (!strcmp(cmd, "list") && argc == 1)
+        return list(a);
+    if (argc < 2)
+        return admin_usage();
+    if (!strcmp(cmd, "create-principal") && argc >= 3)
+        return create_principal(a, argv[1], argv[2], argv + 3, argc - 3, &id);
+    if (!strcmp(cmd, "set-signing-credential") && argc == 2)
+        return set_signing(a, argv[1]);
+    int first = !strcmp(cmd, "revoke-token") ? 3 : 2;
+    if (argc < first || !parse_opts(argc, argv, first, &o))
+        return admin_usage();
+    if (!strcmp(cmd, "bootstrap"))
+        return bootstrap(a, argv[1], &o);
+    if (!strcmp(cmd, "issue-token")) {
+        int rc = need_principal(a, argv[1], &id);
+        return rc ? rc : issue_token(a, &id, o.days, o.label, o.out);
+    }
+    if (!strcmp(cmd, "disable"))
+        return simple_change(a, "PrincipalDisabled", argv[1], json_object(), o.reason);
+    if (!strcmp(cmd, "revoke-token")) {
+        tl_uuid_t token;
+        if (tl_uuid_parse(argv[2], &token))
+            return admin_usage();
+        return simple_change(a, "TokenRevoked", argv[1], json_pack("{s:s}", "token_id", token.s),
+                             o.reason);
+    }
+    return admin_usage();
+}
+
+int tl_admin_main(tl_pg_t *pg, const char *brokers, int argc, char **argv)
+{
+    admin_t a = {.pg = pg};
+    const char *login = getenv("USER");
+    snprintf(a.actor, sizeof a.actor, "cli:%s",
+             login && tl_principal_name_ok(login) ? login : "operator");
+    if (argc < 1)
+        return admin_usage();
+    bool writes = strcmp(argv[0], "list") != 0;
+    int rc = 0;
+    if (tl_migrate(pg)) {
+        fprintf(stderr, "trialog admin: could not bring the database schema up to date\n");
+        return 2;
+    }
+    if (writes &&
+        (tl_registry_open(pg, &a.registry) || tl_kafka_producer_new(brokers, 10000, &a.kafka) ||
+         tl_producer_new(a.kafka, a.registry, &a.producer))) {
+        fprintf(stderr, "trialog admin: could not reach the event log (TRIALOG_KAFKA_BROKERS)\n");
+        rc = 2;
+    }
+    if (!rc)
+        rc = run(&a, argc, argv);
+    tl_producer_destroy(a.producer);
+    tl_kafka_producer_destroy(a.kafka);
+    tl_registry_destroy(a.registry);
+    return rc;
+}
