@@ -109,6 +109,17 @@ tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *para
     return err;
 }
 
+tl_err_t tl_gw_decode(tl_gw_t *gw, const void *msg, size_t len, json_t **out,
+                      const char **fullname)
+{
+    tl_pg_t *pg = pool_get(gw);
+    if (!pg)
+        return TL_ERR_UNAVAILABLE;
+    tl_err_t err = tl_registry_decode(gw->registry, pg, msg, len, out, fullname);
+    pool_put(gw, pg);
+    return err;
+}
+
 pthread_mutex_t *tl_gw_stripe(tl_gw_t *gw, const char *key)
 {
     return &gw->stripes[tl_map_hash(key) % TL_LOCK_STRIPES];

@@ -132,6 +132,10 @@ void tl_gw_cleanup(tl_gw_t *gw);
  * TL_ERR_UNAVAILABLE when the database is. res as for tl_pg_exec. */
 tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *params,
                     tl_pg_res_t **res);
+/* Decodes a framed event from the log (tl_registry_decode on a pooled
+ * connection); caller json_decref()s *out. */
+tl_err_t tl_gw_decode(tl_gw_t *gw, const void *msg, size_t len, json_t **out,
+                      const char **fullname);
 /* Serialises commands on one aggregate within this process. */
 pthread_mutex_t *tl_gw_stripe(tl_gw_t *gw, const char *key);
 
@@ -153,6 +157,9 @@ bool tl_auth_has_site(const tl_req_t *req, const char *site_id);
 #define TL_SITES_PARAM_LEN (TL_PRINCIPAL_SITES_MAX * TL_UUID_STRLEN + 3)
 
 /* handlers */
+/* history and the audit list (routes_history.c) */
+void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_audit_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 /* principals, tokens, signing credentials (routes_access.c) */
 void tl_h_me(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);

@@ -70,6 +70,9 @@ static const tl_route_t routes[] = {
      TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/complete", tl_h_participant_finish, ADMIN | COORD,
      TL_SCOPE_PARTICIPANT},
+    {"GET", "/v1/participants/{participant}/history", tl_h_participant_history, ADMIN | MON,
+     TL_SCOPE_PARTICIPANT},
+    {"GET", "/v1/audit", tl_h_audit_list, ADMIN | MON, TL_SCOPE_NONE},
 };
 
 const tl_route_t *tl_gw_routes(size_t *n)

@@ -196,6 +196,12 @@ static const char *const migrations[] = {
     "  principal_id uuid NOT NULL,"
     "  hash text NOT NULL,"
     "  created_at timestamptz NOT NULL DEFAULT now());",
+
+    /* 9: the history API's reads of the archive: a participant's stream, an
+     * actor's deeds, everything in a period */
+    "CREATE INDEX audit_log_by_key ON audit_log (topic, key);"
+    "CREATE INDEX audit_log_by_actor ON audit_log (actor_id, recorded_at);"
+    "CREATE INDEX audit_log_by_time ON audit_log (recorded_at, topic, partition, \"offset\");",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

@@ -503,6 +503,142 @@ static void test_signing_credentials(void **state)
                      2);
 }
 
+/* The change of one field in a history item, or NULL. */
+static const json_t *change_of(const json_t *item, const char *field, const char *what)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(item, "changes"), i, c)
+    {
+        if (!strcmp(json_string_value(json_object_get(c, "field")), field))
+            return json_object_get(c, what);
+    }
+    return NULL;
+}
+
+static void test_history_shows_before_after_and_why(void **state)
+{
+    (void)state;
+    char path[300];
+    snprintf(path, sizeof path, "/v1/participants/%s/baseline", part_a);
+    expect(stack.token, "POST", path,
+           "{\"baseline_date\":\"2026-01-08\",\"reason\":\"baseline visit rescheduled\"}", 200);
+    assert_true(tl_wait_count(&stack,
+                              "SELECT count(*) FROM audit_log"
+                              " WHERE event_type = 'org.trialog.BaselineChanged'",
+                              1, 10000));
+    snprintf(path, sizeof path, "/v1/participants/%s/history", part_a);
+    tl_http_resp_t r = tl_http_as(&stack, tokens[TL_ROLE_MONITOR], "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *items = json_object_get(r.body, "items");
+    assert_int_equal(json_array_size(items), 2);
+    const json_t *enrolled = json_array_get(items, 0), *changed = json_array_get(items, 1);
+    assert_string_equal(json_string_value(json_object_get(enrolled, "type")),
+                        "ParticipantEnrolled");
+    assert_true(json_is_null(change_of(enrolled, "status", "before")));
+    assert_string_equal(json_string_value(change_of(enrolled, "status", "after")), "enrolled");
+    assert_string_equal(json_string_value(json_object_get(changed, "type")), "BaselineChanged");
+    assert_string_equal(json_string_value(json_object_get(changed, "reason")),
+                        "baseline visit rescheduled");
+    assert_true(json_is_true(json_object_get(changed, "applied")));
+    assert_string_equal(json_string_value(change_of(changed, "baseline_date", "before")),
+                        "2026-01-01");
+    assert_string_equal(json_string_value(change_of(changed, "baseline_date", "after")),
+                        "2026-01-08");
+    assert_string_equal(json_string_value(change_of(changed, "visits.Baseline.due_date", "after")),
+                        "2026-01-08");
+    assert_null(change_of(changed, "status", "after")); /* unchanged fields are not listed */
+    const json_t *actor = json_object_get(changed, "actor");
+    assert_string_equal(json_string_value(json_object_get(actor, "name")), "test-admin");
+    assert_string_equal(json_string_value(json_object_get(actor, "role")), "admin");
+    assert_int_equal(json_integer_value(json_object_get(changed, "version")), 2);
+    tl_http_free(&r);
+    /* pages */
+    snprintf(path, sizeof path, "/v1/participants/%s/history?limit=1", part_a);
+    r = tl_http(&stack, "GET", path, NULL, NULL, true);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 1);
+    const char *next = json_string_value(json_object_get(r.body, "next"));
+    assert_non_null(next);
+    char page2[300];
+    snprintf(page2, sizeof page2, "/v1/participants/%s/history?limit=1&after=%s", part_a, next);
+    tl_http_free(&r);
+    r = tl_http(&stack, "GET", page2, NULL, NULL, true);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(r.body, "items"), 0), "type")),
+                        "BaselineChanged");
+    assert_true(json_is_null(json_object_get(r.body, "next")));
+    tl_http_free(&r);
+    /* other sites' histories are not there; coordinators have none */
+    snprintf(path, sizeof path, "/v1/participants/%s/history", part_b);
+    expect(tokens[TL_ROLE_MONITOR], "GET", path, NULL, 404);
+    expect(tokens[TL_ROLE_COORDINATOR], "GET", path, NULL, 403);
+    snprintf(path, sizeof path, "/v1/participants/%s/history?limit=0", part_a);
+    expect(stack.token, "GET", path, NULL, 400);
+}
+
+static void test_audit_list(void **state)
+{
+    (void)state;
+    char path[300];
+    snprintf(path, sizeof path, "/v1/audit?participant=%s", part_a);
+    tl_http_resp_t r = tl_http(&stack, "GET", path, NULL, NULL, true);
+    assert_int_equal(r.status, 200);
+    json_t *items = json_object_get(r.body, "items");
+    assert_int_equal(json_array_size(items), 2);
+    const json_t *last = json_array_get(items, 1);
+    assert_string_equal(json_string_value(json_object_get(last, "type")), "BaselineChanged");
+    assert_string_equal(json_string_value(json_object_get(last, "reason")),
+                        "baseline visit rescheduled");
+    assert_string_equal(json_string_value(json_object_get(last, "participant_id")), part_a);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(last, "actor"), "name")),
+                        "test-admin");
+    assert_null(json_object_get(last, "value")); /* metadata only */
+    tl_http_free(&r);
+    /* by type, by actor, by day; keyset pages */
+    r = tl_http(&stack, "GET", "/v1/audit?type=TokenRevoked", NULL, NULL, true);
+    assert_true(json_array_size(json_object_get(r.body, "items")) >= 2);
+    tl_http_free(&r);
+    snprintf(path, sizeof path, "/v1/audit?actor=%s&type=ParticipantEnrolled",
+             principals[TL_ROLE_COORDINATOR]);
+    r = tl_http(&stack, "GET", path, NULL, NULL, true);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 1);
+    tl_http_free(&r);
+    r = tl_http(&stack, "GET", "/v1/audit?to=2000-01-01", NULL, NULL, true);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 0);
+    tl_http_free(&r);
+    long long total = tl_sql_int(&stack, "SELECT count(*) FROM audit_log");
+    char after[400] = "";
+    long long seen = 0;
+    for (int page = 0; page < 1000; page++) {
+        snprintf(path, sizeof path, "/v1/audit?limit=7%s%s", after[0] ? "&after=" : "", after);
+        r = tl_http(&stack, "GET", path, NULL, NULL, true);
+        assert_int_equal(r.status, 200);
+        seen += (long long)json_array_size(json_object_get(r.body, "items"));
+        const char *next = json_string_value(json_object_get(r.body, "next"));
+        snprintf(after, sizeof after, "%s", next ? next : "");
+        tl_http_free(&r);
+        if (!after[0])
+            break;
+    }
+    assert_true(seen >= total - 2 && seen <= total); /* the newest may still be archiving */
+    /* monitors: their sites' events only */
+    snprintf(path, sizeof path, "/v1/audit?participant=%s", part_b);
+    r = tl_http_as(&stack, tokens[TL_ROLE_MONITOR], "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 0);
+    tl_http_free(&r);
+    r = tl_http_as(&stack, tokens[TL_ROLE_MONITOR], "GET", "/v1/audit", NULL, NULL);
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(r.body, "items"), i, it)
+        assert_string_equal(json_string_value(json_object_get(it, "site_id")), site_a);
+    assert_true(json_array_size(json_object_get(r.body, "items")) >= 2);
+    tl_http_free(&r);
+    expect(stack.token, "GET", "/v1/audit?type=NoSuchEvent", NULL, 400);
+    expect(stack.token, "GET", "/v1/audit?after=garbage", NULL, 400);
+    expect(tokens[TL_ROLE_ANALYST], "GET", "/v1/audit", NULL, 403);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -513,6 +649,8 @@ int main(void)
         cmocka_unit_test(test_cli_revocation),
         cmocka_unit_test(test_token_expiry),
         cmocka_unit_test(test_signing_credentials),
+        cmocka_unit_test(test_history_shows_before_after_and_why),
+        cmocka_unit_test(test_audit_list),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

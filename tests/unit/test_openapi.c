@@ -12,6 +12,43 @@
 
 #include "gateway.h"
 
+static char *read_file(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, size - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* docs/SECURITY.md shows the permission table too: its rows must be the
+ * route table's. */
+static void test_security_doc_has_the_table(void **state)
+{
+    (void)state;
+    static char buf[128 * 1024];
+    const char *doc = read_file(TL_SCHEMA_DIR "/../docs/SECURITY.md", buf, sizeof buf);
+    static const char *const scope[] = {"", "study", "participant", "self"};
+    size_t n = 0;
+    const tl_route_t *routes = tl_gw_routes(&n);
+    for (size_t i = 0; i < n; i++) {
+        char row[400];
+        size_t len = (size_t)snprintf(row, sizeof row, "| `%s %s` |", routes[i].method,
+                                      routes[i].pattern);
+        if (routes[i].roles == TL_PUBLIC) {
+            snprintf(row + len, sizeof row - len, " anyone, no token |");
+        } else {
+            for (int r = 0; r < TL_ROLE_COUNT; r++)
+                len += (size_t)snprintf(row + len, sizeof row - len, " %s|",
+                                        routes[i].roles & TL_ROLE_BIT(r) ? "✓ " : "");
+            snprintf(row + len, sizeof row - len, " %s |\n", scope[routes[i].scope]);
+        }
+        if (!strstr(doc, row))
+            fail_msg("docs/SECURITY.md should have the row\n%s", row);
+    }
+}
+
 static char *read_doc(void)
 {
     FILE *f = fopen(TL_SCHEMA_DIR "/../docs/openapi.yaml", "r");
@@ -66,6 +103,7 @@ static void test_every_route_is_documented(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_route_is_documented)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_route_is_documented),
+                                       cmocka_unit_test(test_security_doc_has_the_table)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
