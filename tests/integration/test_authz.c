@@ -579,7 +579,7 @@ static void test_history_shows_before_after_and_why(void **state)
 static void test_audit_list(void **state)
 {
     (void)state;
-    char path[300];
+    char path[800];
     snprintf(path, sizeof path, "/v1/audit?participant=%s", part_a);
     tl_http_resp_t r = tl_http(&stack, "GET", path, NULL, NULL, true);
     assert_int_equal(r.status, 200);
