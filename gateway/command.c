@@ -37,6 +37,22 @@ json_t *tl_gw_body(tl_req_t *req, tl_resp_t *resp, const void *fields, size_t nf
     return obj;
 }
 
+long tl_gw_query_limit(tl_req_t *req, long def, long max, json_t *errors)
+{
+    const char *s = req->query(req->conn, "limit");
+    if (!s)
+        return def;
+    char *end = NULL;
+    long n = strtol(s, &end, 10);
+    if (!*s || *end || n < 1 || n > max) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "must be from 1 to %ld", max);
+        tl_json_error(errors, "limit", msg);
+        return def;
+    }
+    return n;
+}
+
 static bool printable_ascii(const char *s)
 {
     for (; *s; s++)

@@ -119,6 +119,8 @@ void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
  * field errors or NULL (taken over). */
 void tl_problem(tl_resp_t *resp, int status, const char *type, const char *title,
                 const char *detail, json_t *errors);
+/* 400 invalid-query with the field errors of a query string (taken over). */
+void tl_problem_query(tl_resp_t *resp, json_t *errors);
 /* Maps an internal error to 503 / 500 etc. */
 void tl_problem_from_err(tl_resp_t *resp, tl_err_t err);
 /* The body of a problem response, as JSON text; caller frees. */
@@ -233,6 +235,9 @@ typedef struct {
 /* Parses and validates a JSON body against fields; on failure fills resp
  * (400) and returns NULL. Caller json_decref()s the result. */
 json_t *tl_gw_body(tl_req_t *req, tl_resp_t *resp, const void *fields, size_t nfields);
+/* The "limit" query parameter: def when absent; 1 to max, else a field
+ * error in errors (and def). */
+long tl_gw_query_limit(tl_req_t *req, long def, long max, json_t *errors);
 /* Event and resource ids: derived from the Idempotency-Key (UUIDv5 over
  * principal, route and key) or fresh. false: resp holds a 400. */
 bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);

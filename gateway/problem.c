@@ -53,3 +53,8 @@ void tl_problem_locked(tl_resp_t *resp)
                "the study is locked: no data changes until an admin unlocks it with a reason",
                NULL);
 }
+
+void tl_problem_query(tl_resp_t *resp, json_t *errors)
+{
+    tl_problem(resp, 400, "invalid-query", "Invalid query parameters", NULL, errors);
+}

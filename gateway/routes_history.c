@@ -23,20 +23,6 @@
 #define PAGE_DEFAULT 100
 #define PAGE_MAX 500
 
-static long page_limit(tl_req_t *req, json_t *errors)
-{
-    const char *s = req->query(req->conn, "limit");
-    if (!s)
-        return PAGE_DEFAULT;
-    char *end = NULL;
-    long n = strtol(s, &end, 10);
-    if (!*s || *end || n < 1 || n > PAGE_MAX) {
-        tl_json_error(errors, "limit", "must be from 1 to 500");
-        return PAGE_DEFAULT;
-    }
-    return n;
-}
-
 /* ---- participant history ---- */
 
 static void set_date(json_t *o, const char *k, int32_t d, bool present)
@@ -212,7 +198,7 @@ out:
 void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     json_t *errors = json_array(), *items = NULL;
-    long limit = page_limit(req, errors);
+    long limit = tl_gw_query_limit(req, PAGE_DEFAULT, PAGE_MAX, errors);
     const char *after_s = req->query(req->conn, "after");
     long long after = -1;
     if (after_s) {
@@ -222,7 +208,7 @@ void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             tl_json_error(errors, "after", "is not a cursor");
     }
     if (json_array_size(errors)) {
-        tl_problem(resp, 400, "invalid-query", "Invalid query parameters", NULL, errors);
+        tl_problem_query(resp, errors);
         return;
     }
     json_decref(errors);
@@ -335,7 +321,7 @@ void tl_h_audit_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const char *after = req->query(req->conn, "after");
     char us[24], part[16], off[24], topic[256], lim[16], sites[TL_SITES_PARAM_LEN];
     json_t *errors = json_array();
-    long limit = page_limit(req, errors);
+    long limit = tl_gw_query_limit(req, PAGE_DEFAULT, PAGE_MAX, errors);
     int32_t d;
     if (participant && !tl_uuid_valid(participant))
         tl_json_error(errors, "participant", "must be a UUID");
@@ -350,7 +336,7 @@ void tl_h_audit_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (after && !parse_audit_cursor(after, us, part, off, topic))
         tl_json_error(errors, "after", "is not a cursor");
     if (json_array_size(errors)) {
-        tl_problem(resp, 400, "invalid-query", "Invalid query parameters", NULL, errors);
+        tl_problem_query(resp, errors);
         return;
     }
     json_decref(errors);

@@ -220,10 +220,8 @@ void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const char *site = req->query(req->conn, "site");
     const char *status = req->query(req->conn, "status");
     const char *after = req->query(req->conn, "after");
-    const char *limit_s = req->query(req->conn, "limit");
     json_t *errors = json_array(), *study = NULL;
     bool failed = false;
-    long limit = LIST_DEFAULT;
     if (site && !tl_uuid_valid(site))
         tl_json_error(errors, "site", "must be a UUID");
     if (status) {
@@ -235,14 +233,9 @@ void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     }
     if (after && (strlen(after) > TL_CODE_MAX || !*after || !code_chars_ok(after)))
         tl_json_error(errors, "after", "is not a cursor");
-    if (limit_s) {
-        char *end = NULL;
-        limit = strtol(limit_s, &end, 10);
-        if (!*limit_s || *end || limit < 1 || limit > LIST_MAX)
-            tl_json_error(errors, "limit", "must be from 1 to 500");
-    }
+    long limit = tl_gw_query_limit(req, LIST_DEFAULT, LIST_MAX, errors);
     if (json_array_size(errors)) {
-        tl_problem(resp, 400, "invalid-query", "Invalid query parameters", NULL, errors);
+        tl_problem_query(resp, errors);
         return;
     }
     json_decref(errors);

@@ -71,11 +71,6 @@ static bool as_of_param(tl_req_t *req, char out[TL_DATE_STRLEN])
     return true;
 }
 
-static void query_problem(tl_resp_t *resp, json_t *errors)
-{
-    tl_problem(resp, 400, "invalid-query", "Invalid query parameters", NULL, errors);
-}
-
 static bool body_date(const json_t *body, const char *key, int32_t def, int32_t *out)
 {
     const char *s = tl_json_str(body, key);
@@ -946,7 +941,7 @@ void tl_h_schedule_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!as_of_param(req, as_of)) {
         json_t *errors = json_array();
         tl_json_error(errors, "as_of", "must be a calendar date YYYY-MM-DD");
-        query_problem(resp, errors);
+        tl_problem_query(resp, errors);
         return;
     }
     const char *params[] = {req->params[0], as_of};
@@ -1038,11 +1033,10 @@ void tl_h_study_visits(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     const char *status = req->query(req->conn, "status"), *from = req->query(req->conn, "from");
     const char *to = req->query(req->conn, "to"), *site = req->query(req->conn, "site");
-    const char *limit_s = req->query(req->conn, "limit"), *after = req->query(req->conn, "after");
+    const char *after = req->query(req->conn, "after");
     char as_of[TL_DATE_STRLEN], lim[16], due[11], pid[37], vt[37];
     json_t *errors = json_array();
     int32_t d;
-    long limit = VISITS_LIMIT_DEFAULT;
     bool failed = false;
     if (!as_of_param(req, as_of))
         tl_json_error(errors, "as_of", "must be a calendar date YYYY-MM-DD");
@@ -1059,16 +1053,11 @@ void tl_h_study_visits(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         tl_json_error(errors, "to", "must be a calendar date YYYY-MM-DD");
     if (site && !tl_uuid_valid(site))
         tl_json_error(errors, "site", "must be a UUID");
-    if (limit_s) {
-        char *end = NULL;
-        limit = strtol(limit_s, &end, 10);
-        if (!*limit_s || *end || limit < 1 || limit > VISITS_LIMIT_MAX)
-            tl_json_error(errors, "limit", "must be from 1 to 1000");
-    }
+    long limit = tl_gw_query_limit(req, VISITS_LIMIT_DEFAULT, VISITS_LIMIT_MAX, errors);
     if (after && !parse_cursor(after, due, pid, vt))
         tl_json_error(errors, "after", "is not a cursor");
     if (json_array_size(errors)) {
-        query_problem(resp, errors);
+        tl_problem_query(resp, errors);
         return;
     }
     json_decref(errors);
@@ -1140,7 +1129,7 @@ void tl_h_study_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!as_of_param(req, as_of)) {
         json_t *errors = json_array();
         tl_json_error(errors, "as_of", "must be a calendar date YYYY-MM-DD");
-        query_problem(resp, errors);
+        tl_problem_query(resp, errors);
         return;
     }
     char sites[TL_SITES_PARAM_LEN];
