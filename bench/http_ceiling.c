@@ -44,8 +44,8 @@ static void produce(void *ctx, tl_req_t *req, tl_resp_t *resp)
     tl_err_t err = tl_kafka_produce_sync(producer, TOPIC, key, (size_t)klen, req->body,
                                          req->body_len, NULL, 0, &pos);
     resp->status = err ? 503 : 202;
-    resp->body = json_pack("{s:i, s:I}", "partition", pos.partition, "offset",
-                           (json_int_t)pos.offset);
+    resp->body =
+        json_pack("{s:i, s:I}", "partition", pos.partition, "offset", (json_int_t)pos.offset);
 }
 
 int main(int argc, char **argv)
@@ -83,7 +83,8 @@ int main(int argc, char **argv)
             err = tl_kafka_producer_new(tl_kafka_mock_bootstraps(mock), 5000, &producer);
     }
     if (!err)
-        err = tl_http_start((int)port, 1024, handler, NULL, &http);
+        err = tl_http_start(&(tl_http_opts_t){.port = (int)port, .max_connections = 1024}, handler,
+                            NULL, &http);
     if (!err) {
         printf("bench-http %s on port %ld\n", mode, port);
         fflush(stdout);

@@ -7,28 +7,48 @@
 #include "tl_date.h"
 #include "tl_uuid.h"
 
-/* Nesting depth; stops descending once past the limit. */
-static size_t json_depth(const json_t *j)
+/* The shape of a body before jansson builds it: nesting and the number of
+ * values, counted in one pass over the bytes (outside strings), so a hostile
+ * body costs neither deep recursion nor a large tree. NULL when within limits. */
+static const char *shape_problem(const char *b, size_t len)
 {
-    if (!json_is_object(j) && !json_is_array(j))
-        return 0;
-    size_t max = 0, n = json_is_array(j) ? json_array_size(j) : 0;
-    void *it = json_object_iter((json_t *)j); /* NULL for arrays */
-    for (size_t i = 0; (it || i < n) && max <= TL_JSON_MAX_DEPTH; i++) {
-        size_t d = json_depth(it ? json_object_iter_value(it) : json_array_get(j, i));
-        if (d > max)
-            max = d;
-        if (it)
-            it = json_object_iter_next((json_t *)j, it);
+    size_t depth = 0, values = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = b[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+            continue;
+        }
+        if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > TL_JSON_MAX_DEPTH)
+                return "body nests deeper than 16 levels";
+            values++;
+        } else if (c == ']' || c == '}') {
+            depth -= depth > 0;
+        } else if (c == ',') {
+            values++;
+        }
+        if (values > TL_JSON_MAX_VALUES)
+            return "body has more than 4096 values";
     }
-    return max + 1;
+    return NULL;
 }
 
-tl_err_t tl_json_parse_object(const char *body, size_t len, json_t **out, char *why,
-                              size_t why_len)
+tl_err_t tl_json_parse_object(const char *body, size_t len, json_t **out, char *why, size_t why_len)
 {
     json_error_t je;
     *out = NULL;
+    const char *shape = shape_problem(body, len);
+    if (shape) {
+        snprintf(why, why_len, "%s", shape);
+        return TL_ERR_MALFORMED;
+    }
     /* jansson rejects invalid UTF-8 and, without JSON_ALLOW_NUL, NUL bytes. */
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
@@ -40,11 +60,6 @@ tl_err_t tl_json_parse_object(const char *body, size_t len, json_t **out, char *
         json_decref(j);
         return TL_ERR_MALFORMED;
     }
-    if (json_depth(j) > TL_JSON_MAX_DEPTH) {
-        snprintf(why, why_len, "body nests deeper than %d levels", TL_JSON_MAX_DEPTH);
-        json_decref(j);
-        return TL_ERR_MALFORMED;
-    }
     *out = j;
     return TL_OK;
 }
@@ -52,6 +67,31 @@ tl_err_t tl_json_parse_object(const char *body, size_t len, json_t **out, char *
 void tl_json_error(json_t *errors, const char *field, const char *detail)
 {
     json_array_append_new(errors, json_pack("{s:s, s:s}", "field", field, "detail", detail));
+}
+
+bool tl_text_ok(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        unsigned c = *p++;
+        if (c < 0x20 || c == 0x7f)
+            return false;
+        if (c < 0x80)
+            continue;
+        size_t more = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 ? 1 : 0;
+        if (!more || c > 0xf4 || (size_t)(end - p) < more)
+            return false; /* a stray continuation byte, an overlong lead, past U+10FFFF */
+        unsigned cp = c & (0x3f >> more);
+        for (size_t k = 0; k < more; k++, p++) {
+            if ((*p & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (*p & 0x3fu);
+        }
+        if ((more == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0x80 && cp <= 0x9f))
+            return false; /* overlong, a surrogate, out of range, a C1 control */
+    }
+    return true;
 }
 
 static size_t utf8_chars(const char *s)

@@ -31,12 +31,17 @@ typedef struct {
 } tl_json_field_t;
 
 #define TL_JSON_MAX_DEPTH 16
+#define TL_JSON_MAX_VALUES 4096
 
-/* Parses a request body: valid UTF-8 JSON, an object at the top, nesting at
- * most TL_JSON_MAX_DEPTH. Caller json_decref()s *out. On failure writes a
- * short reason (no input echoed) to why. */
+/* Parses a request body: valid UTF-8 JSON without NUL, an object at the top,
+ * nesting at most TL_JSON_MAX_DEPTH, at most TL_JSON_MAX_VALUES values (array
+ * elements and object members). Caller json_decref()s *out. On failure writes
+ * a short reason (no input echoed) to why. */
 tl_err_t tl_json_parse_object(const char *body, size_t len, json_t **out, char *why,
                               size_t why_len);
+/* len bytes of strict UTF-8 (no overlong forms, surrogates or code points
+ * past U+10FFFF) without C0 or C1 control characters. */
+bool tl_text_ok(const char *s, size_t len);
 /* Appends one error per problem to errors (a JSON array); returns how many. */
 size_t tl_json_check(const json_t *obj, const tl_json_field_t *fields, size_t n, json_t *errors);
 /* Adds {"field": field, "detail": detail} to errors. */

@@ -26,6 +26,7 @@
 typedef struct {
     long port;
     long max_connections;
+    long http_timeout_s;
     long pg_pool;
     long ryw_timeout_ms;
     long produce_timeout_ms;

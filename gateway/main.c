@@ -24,6 +24,8 @@ int main(int argc, char **argv)
         {"TRIALOG_HTTP_PORT", TL_CFG_INT, "8080", 1, 65535, false, "listening port", &c->port},
         {"TRIALOG_HTTP_MAX_CONNECTIONS", TL_CFG_INT, "1024", 1, 10000, false,
          "concurrent HTTP connections (a thread each)", &c->max_connections},
+        {"TRIALOG_HTTP_TIMEOUT_S", TL_CFG_INT, "30", 1, 3600, false,
+         "idle connections close; a request body must arrive within it", &c->http_timeout_s},
         {"TRIALOG_PG_POOL", TL_CFG_INT, "8", 1, 256, false,
          "database connections shared by the request threads", &c->pg_pool},
         {"TRIALOG_RYW_TIMEOUT_MS", TL_CFG_INT, "5000", 0, 60000, false,
@@ -35,8 +37,8 @@ int main(int argc, char **argv)
          &c->archive_max_lag},
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 0, 1000, false, "Kafka bootstrap servers",
          &c->brokers},
-        {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true,
-         "libpq connection string", &c->pg_dsn},
+        {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true, "libpq connection string",
+         &c->pg_dsn},
         {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
          &c->pg_schema},
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &c->debug},
@@ -80,7 +82,10 @@ int main(int argc, char **argv)
     if (!err)
         err = tl_bp_new(gw.kafka, c->pg_dsn, c->pg_schema, c->archive_max_lag, &gw.bp);
     if (!err)
-        err = tl_http_start((int)c->port, (int)c->max_connections, gateway_handler, &gw, &http);
+        err = tl_http_start(&(tl_http_opts_t){.port = (int)c->port,
+                                              .max_connections = (int)c->max_connections,
+                                              .timeout_s = (int)c->http_timeout_s},
+                            gateway_handler, &gw, &http);
     if (!err) {
         tl_log_info("gateway_started", json_pack("{s:i, s:i}", "port", (int)c->port,
                                                  "max_connections", (int)c->max_connections));

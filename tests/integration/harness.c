@@ -235,7 +235,9 @@ void tl_stack_start_gateway(tl_stack_t *s)
     snprintf(port, sizeof port, "TRIALOG_HTTP_PORT=%d", s->port);
     const char *e[] = {env[0], env[1], env[2], port,
                        s->gateway_env[0][0] ? s->gateway_env[0] : NULL,
-                       s->gateway_env[1][0] ? s->gateway_env[1] : NULL, NULL};
+                       s->gateway_env[1][0] ? s->gateway_env[1] : NULL,
+                       s->gateway_env[2][0] ? s->gateway_env[2] : NULL,
+                       s->gateway_env[3][0] ? s->gateway_env[3] : NULL, NULL};
     s->gateway = spawn(s, "gateway", "trialog-gateway", NULL, e);
     for (int i = 0; i < 300; i++) {
         tl_http_resp_t r = tl_http(s, "GET", "/readyz", NULL, NULL, false);

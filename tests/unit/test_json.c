@@ -187,6 +187,57 @@ static void test_parse_depth_limit(void **state)
     free(s);
 }
 
+/* values counts array elements and object members, not brackets in strings */
+static void test_parse_value_limit(void **state)
+{
+    (void)state;
+    tl_buf_t b;
+    tl_buf_init(&b, 1u << 20);
+    assert_int_equal(tl_buf_printf(&b, "{\"a\":[1"), TL_OK);
+    for (int i = 1; i < TL_JSON_MAX_VALUES - 1; i++) /* the object and array are values too */
+        assert_int_equal(tl_buf_printf(&b, ",1"), TL_OK);
+    assert_int_equal(tl_buf_printf(&b, "]}"), TL_OK);
+    json_decref(parse_ok(b.data));
+    b.len -= 2;
+    assert_int_equal(tl_buf_printf(&b, ",1]}"), TL_OK);
+    assert_malformed(b.data);
+    tl_buf_cleanup(&b);
+    /* brackets, commas and escaped quotes inside strings are text */
+    json_decref(parse_ok("{\"a\":\"[[[[[[[[[[[[[[[[[[[[,,,,\\\"{{{{{{{{{{{{{{{{{{{{{{\"}"));
+}
+
+static void test_text_ok(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        bool ok;
+    } cases[] = {
+        {"plain ascii /v1/studies?x=1", true},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", true}, /* é € 😀 */
+        {"\xef\xbf\xbd", true},                            /* U+FFFD */
+        {"\xf4\x8f\xbf\xbf", true},                       /* U+10FFFF */
+        {"tab\there", false},
+        {"new\nline", false},
+        {"del\x7f", false},
+        {"\xc2\x85", false},             /* C1 control NEL */
+        {"\xc0\xaf", false},             /* overlong / */
+        {"\xe0\x80\xaf", false},         /* overlong / */
+        {"\xf0\x80\x80\xaf", false},     /* overlong / */
+        {"\xed\xa0\x80", false},         /* a surrogate */
+        {"\xf4\x90\x80\x80", false},     /* past U+10FFFF */
+        {"\xf8\x88\x80\x80\x80", false}, /* five bytes */
+        {"\x80", false},                 /* a stray continuation byte */
+        {"\xe2\x82", false},             /* cut short */
+        {"\xe2(\xa1", false},            /* not a continuation */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (tl_text_ok(cases[i].s, strlen(cases[i].s)) != cases[i].ok)
+            fail_msg("case %zu: want %s", i, cases[i].ok ? "ok" : "refused");
+    assert_false(tl_text_ok("a\0b", 3)); /* NUL */
+    assert_true(tl_text_ok("", 0));
+}
+
 /* ---- tl_json_check ---- */
 
 static const char *const sexes[] = {"M", "F", "O", "U", NULL};
@@ -505,6 +556,8 @@ int main(void)
         cmocka_unit_test(test_parse_invalid_utf8),
         cmocka_unit_test(test_parse_duplicate_keys),
         cmocka_unit_test(test_parse_depth_limit),
+        cmocka_unit_test(test_parse_value_limit),
+        cmocka_unit_test(test_text_ok),
         cmocka_unit_test(test_check_valid),
         cmocka_unit_test(test_check_bool_and_names),
         cmocka_unit_test(test_check_unknown_field),
