@@ -1,0 +1,243 @@
+/* Logs never hold payloads, tokens or PHI. This test runs last (a ctest
+ * fixture cleanup of every integration test): it loads the demo study through
+ * the API with the demo's own script, sends hostile requests carrying
+ * sentinel values, then scans the logs of every integration test of the run
+ * — and its own — for the demo's field values, the sentinels, the passwords
+ * the tests set and every token any test was given. */
+#include <dirent.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "tl_buf.h"
+#include "tl_schemas.h"
+
+static tl_stack_t stack;
+
+static int setup(void **state)
+{
+    (void)state;
+    tl_stack_start(&stack, "log_scan");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tl_stack_stop(&stack);
+    return 0;
+}
+
+#define SENTINEL_NAME "Jane Sentinel-Doe"
+#define SENTINEL_TOKEN "tlk_5555555555555555555555555555555555555555555555555555555555555555"
+#define SENTINEL_PASSWORD "sentinel signing words"
+
+typedef struct {
+    char *items[512];
+    size_t n;
+} needles_t;
+
+/* A whole file, NUL-terminated. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    tl_buf_t b;
+    tl_buf_init(&b, (size_t)1 << 30);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        assert_int_equal(tl_buf_append(&b, chunk, n), TL_OK);
+    fclose(f);
+    assert_int_equal(tl_buf_append(&b, "", 1), TL_OK);
+    *len = b.len - 1;
+    return b.data; /* the caller frees */
+}
+
+static void add(needles_t *nd, const char *s, size_t len)
+{
+    if (nd->n < sizeof nd->items / sizeof nd->items[0])
+        nd->items[nd->n++] = strndup(s, len);
+}
+
+/* The values the demo sends: every literal JSON string value in its script
+ * of at least 5 characters (shorter ones, like site codes, are not
+ * distinctive) that is not part of an event type's name (which logs name by
+ * design), and its participant codes' prefix. */
+static void demo_values(needles_t *nd)
+{
+    size_t len = 0;
+    char *script = slurp(TL_SOURCE_DIR "/scripts/demo-seed.sh", &len);
+    regex_t re;
+    assert_int_equal(regcomp(&re, "\"[a-z_]+\":\"([^\"$\\\\]{5,})\"", REG_EXTENDED), 0);
+    regmatch_t m[2];
+    size_t before = nd->n;
+    for (const char *p = script; !regexec(&re, p, 2, m, 0); p += m[0].rm_eo) {
+        char *v = strndup(p + m[1].rm_so, (size_t)(m[1].rm_eo - m[1].rm_so));
+        bool vocabulary = false; /* "Baseline" is in the event type BaselineChanged */
+        for (size_t i = 0; i < tl_schema_source_count; i++)
+            vocabulary |= strstr(tl_schema_sources[i].name, v) != NULL;
+        if (!vocabulary)
+            add(nd, v, strlen(v));
+        free(v);
+    }
+    regfree(&re);
+    free(script);
+    assert_true(nd->n - before >= 10); /* names, descriptions, reasons */
+    add(nd, "AMD-000", 7);
+}
+
+/* Every token a test of this run was given (its <role>.token files). */
+static void tokens(needles_t *nd, const char *root)
+{
+    DIR *d = opendir(root);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
+        DIR *sub = opendir(dir);
+        if (!sub)
+            continue;
+        struct dirent *f;
+        while ((f = readdir(sub))) {
+            size_t n = strlen(f->d_name);
+            if (n < 7 || strcmp(f->d_name + n - 6, ".token"))
+                continue;
+            char path[1400], tok[128];
+            snprintf(path, sizeof path, "%s/%s", dir, f->d_name);
+            FILE *fp = fopen(path, "r");
+            if (fp && fgets(tok, sizeof tok, fp))
+                add(nd, tok, strcspn(tok, "\n"));
+            if (fp)
+                fclose(fp);
+        }
+        closedir(sub);
+    }
+    closedir(d);
+}
+
+/* Fails naming the log and the kind of value found in it (not the value). */
+static size_t scan(const needles_t *nd, const char *root)
+{
+    size_t logs = 0;
+    DIR *d = opendir(root);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
+        DIR *sub = opendir(dir);
+        if (!sub)
+            continue;
+        struct dirent *f;
+        while ((f = readdir(sub))) {
+            size_t n = strlen(f->d_name);
+            if (n < 5 || strcmp(f->d_name + n - 4, ".log"))
+                continue;
+            char path[1400];
+            snprintf(path, sizeof path, "%s/%s", dir, f->d_name);
+            size_t len = 0;
+            char *text = slurp(path, &len);
+            logs++;
+            if (memmem(text, len, "tlk_", 4) || memmem(text, len, "Bearer", 6))
+                fail_msg("%s holds a bearer token", path);
+            for (size_t i = 0; i < nd->n; i++)
+                if (memmem(text, len, nd->items[i], strlen(nd->items[i])))
+                    fail_msg("%s holds needle %zu (%zu characters)", path, i, strlen(nd->items[i]));
+            free(text);
+        }
+        closedir(sub);
+    }
+    closedir(d);
+    return logs;
+}
+
+static long post(const char *path, const char *body, const char *const *headers)
+{
+    tl_http_resp_t r = tl_http(&stack, "POST", path, body, headers, true);
+    long st = r.status;
+    tl_http_free(&r);
+    return st;
+}
+
+static void test_logs_hold_no_payloads_tokens_or_phi(void **state)
+{
+    (void)state;
+    /* the demo, through its own script */
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "%s/scripts/demo-seed.sh http://127.0.0.1:%d %s/admin.token 2>&1",
+             TL_SOURCE_DIR, stack.port, stack.dir);
+    size_t len = 0;
+    char *out = tl_run(cmd, &len);
+    assert_non_null(out);
+    char study[40] = "";
+    while (len && out[len - 1] == '\n')
+        out[--len] = '\0';
+    const char *last = strrchr(out, '\n'); /* the script's answer: STUDY SITE PARTICIPANT */
+    sscanf(last ? last + 1 : out, "%39[0-9a-f-] ", study);
+    free(out);
+    assert_int_equal(strlen(study), 36);
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM participants", 7, 30000));
+
+    /* hostile requests carrying sentinels: refused, and never logged */
+    assert_int_equal(post("/v1/studies",
+                          "{\"protocol_id\":\"S-1\",\"name\":\"" SENTINEL_NAME "\",\"x\":1}", NULL),
+                     400);
+    assert_int_equal(post("/v1/studies", "{\"name\":\"" SENTINEL_NAME "\",", NULL), 400);
+    char path[200];
+    snprintf(path, sizeof path, "/v1/studies/%s/participants", study);
+    assert_int_equal(post(path,
+                          "{\"participant_code\":\"" SENTINEL_NAME "\",\"site_id\":\"nope\","
+                          "\"consent_date\":\"2026-02-30\",\"baseline_date\":\"x\"}",
+                          NULL),
+                     400);
+    tl_http_resp_t r =
+        tl_http(&stack, "GET", "/v1/audit?type=Jane%20Sentinel-Doe", NULL, NULL, true);
+    assert_int_equal(r.status, 400);
+    tl_http_free(&r);
+    r = tl_http_as(&stack, SENTINEL_TOKEN, "GET", "/v1/me", NULL, NULL);
+    assert_int_equal(r.status, 401);
+    tl_http_free(&r);
+    r = tl_http(&stack, "GET", "/v1/me", NULL, NULL, true);
+    char cred[200];
+    snprintf(cred, sizeof cred, "/v1/principals/%s/signing-credential",
+             json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
+    assert_int_equal(post(cred, "{\"password\":\"" SENTINEL_PASSWORD "\"}", NULL), 200);
+    /* everything settled in every consumer */
+    assert_true(tl_wait_count(&stack,
+                              "SELECT count(*) FROM audit_log"
+                              " WHERE event_type = 'org.trialog.SigningCredentialSet'",
+                              1, 20000));
+
+    needles_t nd = {0};
+    demo_values(&nd);
+    add(&nd, SENTINEL_NAME, strlen(SENTINEL_NAME));
+    add(&nd, SENTINEL_PASSWORD, strlen(SENTINEL_PASSWORD));
+    add(&nd, "correct horse battery staple", 28); /* test_authz's credentials */
+    add(&nd, "my own secret words", 19);
+    char root[700];
+    snprintf(root, sizeof root, "%s/tests/logs", TL_BIN_DIR);
+    tokens(&nd, root);
+    size_t logs = scan(&nd, root);
+    assert_true(logs >= 6); /* at least this stack's broker, consumers and gateway */
+    print_message("scanned %zu logs for %zu values\n", logs, nd.n);
+    for (size_t i = 0; i < nd.n; i++)
+        free(nd.items[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_logs_hold_no_payloads_tokens_or_phi),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
