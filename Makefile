@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: demo test test-sanitize stop build clean
+.PHONY: demo test test-sanitize fuzz stop build clean
 
 demo:
 	@scripts/demo.sh
@@ -10,6 +10,9 @@ test:
 test-sanitize:
 	@scripts/test.sh --sanitize
 
+fuzz:
+	@scripts/fuzz.sh
+
 stop:
 	@scripts/stack.sh stop
 
@@ -17,4 +20,4 @@ build:
 	@bash -c 'source scripts/lib.sh && tl_build'
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

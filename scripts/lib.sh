@@ -27,9 +27,10 @@ TL_PACKAGES="build-essential cmake pkg-config librdkafka-dev libavro-dev libmicr
  libcmocka-dev libpq-dev libjansson-dev libcurl4-openssl-dev libssl-dev postgresql
  postgresql-contrib kcat curl jq"
 
+# tl_deps [EXTRA-PACKAGE...]: installs whatever of TL_PACKAGES (and the extras) is missing.
 tl_deps() {
     local missing=""
-    for p in $TL_PACKAGES; do
+    for p in $TL_PACKAGES "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
             missing="$missing $p"
     done
