@@ -6,6 +6,8 @@
  *   archive   the audit consumer's write path: tl_audit_store_apply + the
  *             offsets bookkeeping, one transaction per batch of its default size
  *   replay    the archive tier's read path (tl_audit_read), 2,000 a page
+ *   bare      the archive write again, into a second schema without the
+ *             indexes the history API reads by (migration 9): their cost
  *
  * Usage: TRIALOG_PG_DSN=... trialog-bench-archive [events]   (default 60000)
  * The stages alternate over 5 rounds (the machine is shared and noisy) and
@@ -177,9 +179,19 @@ int main(int argc, char **argv)
     tl_registry_t *reg = NULL;
     tl_bench_check(tl_pg_connect(dsn, schema, "bench", &pg), "connect");
     tl_bench_check(tl_migrate(pg), "migrate");
+    char bare_schema[80];
+    snprintf(bare_schema, sizeof bare_schema, "%s_bare", schema);
+    tl_pg_t *bare = NULL;
+    tl_bench_check(tl_pg_connect(dsn, bare_schema, "bench", &bare), "connect");
+    tl_bench_check(tl_migrate(bare), "migrate");
+    tl_bench_check(tl_pg_exec(bare,
+                              "DROP INDEX audit_log_by_key, audit_log_by_actor, audit_log_by_time",
+                              0, NULL, NULL),
+                   "drop the history indexes");
     tl_bench_check(tl_registry_open(pg, &reg), "registry");
     msg_t *m = make_messages(reg, n);
-    double ceilings[ROUNDS], writes[ROUNDS], replays[ROUNDS], ratios[ROUNDS];
+    double ceilings[ROUNDS], writes[ROUNDS], replays[ROUNDS], ratios[ROUNDS], bares[ROUNDS],
+        index_costs[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
         char topic[64];
         snprintf(topic, sizeof topic, "bench.round%d", r);
@@ -187,7 +199,11 @@ int main(int argc, char **argv)
         writes[r] = bench_archive_write(pg, m, n, topic);
         replays[r] = bench_replay(pg, n, topic);
         ratios[r] = writes[r] / ceilings[r];
+        bares[r] = bench_archive_write(bare, m, n, topic);
+        index_costs[r] = writes[r] / bares[r];
     }
+    double bare_write = tl_bench_median(bares, ROUNDS);
+    double index_cost = tl_bench_median(index_costs, ROUNDS);
     double ceiling = tl_bench_median(ceilings, ROUNDS), write = tl_bench_median(writes, ROUNDS);
     double replay = tl_bench_median(replays, ROUNDS), ratio = tl_bench_median(ratios, ROUNDS);
     printf("%d rounds of %ld events, medians\n", ROUNDS, n);
@@ -195,13 +211,20 @@ int main(int argc, char **argv)
     printf("%-40s %12.0f %8s\n", "ceiling: array upsert (projection rows)", ceiling, "1.00");
     printf("%-40s %12.0f %8.2f\n", "archive write (audit consumer path)", write, ratio);
     printf("%-40s %12.0f %8s\n", "archive replay read (tiered path)", replay, "-");
+    printf("%-40s %12.0f %8.2f\n", "archive write without history indexes", bare_write,
+           bare_write / ceiling);
+    printf("(with / without the history indexes: %.2f)\n", index_cost);
     printf("{\"events\":%ld,\"rounds\":%d,\"ceiling_upsert_rows_s\":%.0f,"
            "\"archive_write_rows_s\":%.0f,\"archive_write_ratio\":%.2f,"
-           "\"archive_replay_rows_s\":%.0f}\n",
-           n, ROUNDS, ceiling, write, ratio, replay);
+           "\"archive_replay_rows_s\":%.0f,\"archive_write_bare_rows_s\":%.0f,"
+           "\"history_index_ratio\":%.2f}\n",
+           n, ROUNDS, ceiling, write, ratio, replay, bare_write, index_cost);
     char drop[128];
     snprintf(drop, sizeof drop, "DROP SCHEMA %s CASCADE", schema);
     tl_pg_exec(pg, drop, 0, NULL, NULL);
+    snprintf(drop, sizeof drop, "DROP SCHEMA %s CASCADE", bare_schema);
+    tl_pg_exec(bare, drop, 0, NULL, NULL);
+    tl_pg_destroy(bare);
     for (long i = 0; i < n; i++) {
         free(m[i].value);
         json_decref(m[i].data);

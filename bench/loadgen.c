@@ -3,7 +3,8 @@
  *
  *   trialog-loadgen --url http://127.0.0.1:8080 --token T --study S --site X
  *                   [--conns 64] [--seconds 10] [--max N] [--async]
- *                   [--mix enrol|read|visit|schedule|ceiling]
+ *                   [--mix enrol|read|visit|schedule|me|history|token|ceiling]
+ *                   [--principal P]
  *
  * enrol:   POST /v1/studies/S/participants with unique codes (201, or 202 with
  *          --async: Prefer: respond-async)
@@ -15,6 +16,11 @@
  *          with --async only the baseline visits: a follow-up sent before its
  *          baseline is projected is refused (422), as it would be for a client
  * schedule: GET /v1/participants/{id}/schedule over participants it enrols
+ * me:      GET /v1/me: an authenticated request and nothing else
+ * history: GET /v1/participants/{id}/history over participants it enrols
+ *          (folded from the audit archive)
+ * token:   POST /v1/principals/P/tokens (an admin issuing tokens: TokenIssued
+ *          on trialog.access.v1, 201 once the access projection has it)
  * ceiling: the enrol request's body POSTed to --url itself, for
  *          trialog-bench-http (study and site are then any text)
  * Prints one JSON line: requests, ok, errors, rate, p50/p99/p999 in ms. */
@@ -42,13 +48,25 @@ typedef struct {
     double started;
 } conn_t;
 
+typedef enum { MIX_ENROL, MIX_READ, MIX_VISIT, MIX_SCHEDULE, MIX_ME, MIX_HISTORY, MIX_TOKEN,
+               MIX_CEILING, MIX_COUNT } mix_t;
+static const char *const mix_names[MIX_COUNT] = {"enrol", "read", "visit", "schedule",
+                                                 "me", "history", "token", "ceiling"};
+
 static struct {
-    const char *base, *token, *study, *site;
+    const char *base, *token, *study, *site, *principal;
     int conns, seconds;
     long max;
-    bool async, read, ceiling, visit, schedule;
+    bool async;
+    mix_t mix;
     char run[16];
 } opt = {.conns = 64, .seconds = 10, .max = 1000000};
+
+/* Mixes that act on participants: enrolled first, not measured. */
+static bool over_participants(mix_t m)
+{
+    return m == MIX_READ || m == MIX_VISIT || m == MIX_SCHEDULE || m == MIX_HISTORY;
+}
 
 /* the visits of the bench protocol, completed on their due dates (baseline
  * 2026-01-01) */
@@ -77,11 +95,21 @@ static void next_request(conn_t *c, long seq)
 {
     c->resp.len = 0;
     c->resp.data[0] = '\0';
-    if (opt.read || opt.schedule) {
+    static const char *const read_suffix[MIX_COUNT] = {
+        [MIX_READ] = "", [MIX_SCHEDULE] = "/schedule", [MIX_HISTORY] = "/history?limit=50"};
+    if (read_suffix[opt.mix]) {
         snprintf(c->url, sizeof c->url, "%s/v1/participants/%s%s", opt.base, ids[seq % nids],
-                 opt.schedule ? "/schedule" : "");
+                 read_suffix[opt.mix]);
         curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
-    } else if (opt.visit) {
+    } else if (opt.mix == MIX_ME) {
+        snprintf(c->url, sizeof c->url, "%s/v1/me", opt.base);
+        curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
+    } else if (opt.mix == MIX_TOKEN) {
+        snprintf(c->url, sizeof c->url, "%s/v1/principals/%s/tokens", opt.base, opt.principal);
+        snprintf(c->body, sizeof c->body, "{\"expires_in_days\":1,\"label\":\"bench %ld\"}",
+                 seq);
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
+    } else if (opt.mix == MIX_VISIT) {
         /* participant seq % nids, its visit seq / nids: the one before was
          * sent nids requests earlier, long done with nids >> connections */
         long v = (seq / nids) % visits_per_participant();
@@ -90,7 +118,7 @@ static void next_request(conn_t *c, long seq)
         snprintf(c->body, sizeof c->body, "{\"actual_date\":\"%s\"}", visit_dates[v]);
         curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
     } else {
-        if (opt.ceiling)
+        if (opt.mix == MIX_CEILING)
             snprintf(c->url, sizeof c->url, "%s/", opt.base);
         else
             snprintf(c->url, sizeof c->url, "%s/v1/studies/%s/participants", opt.base,
@@ -181,7 +209,7 @@ int main(int argc, char **argv)
         {"url", 1, NULL, 'u'},   {"token", 1, NULL, 't'}, {"study", 1, NULL, 's'},
         {"site", 1, NULL, 'x'},  {"conns", 1, NULL, 'c'}, {"seconds", 1, NULL, 'd'},
         {"max", 1, NULL, 'm'},   {"async", 0, NULL, 'a'}, {"mix", 1, NULL, 'k'},
-        {NULL, 0, NULL, 0}};
+        {"principal", 1, NULL, 'p'}, {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
@@ -193,22 +221,23 @@ int main(int argc, char **argv)
         case 'd': opt.seconds = (int)strtol(optarg, NULL, 10); break;
         case 'm': opt.max = strtol(optarg, NULL, 10); break;
         case 'a': opt.async = true; break;
+        case 'p': opt.principal = optarg; break;
         case 'k':
-            opt.read = !strcmp(optarg, "read");
-            opt.ceiling = !strcmp(optarg, "ceiling");
-            opt.visit = !strcmp(optarg, "visit");
-            opt.schedule = !strcmp(optarg, "schedule");
-            if (!opt.read && !opt.ceiling && !opt.visit && !opt.schedule && strcmp(optarg, "enrol"))
+            for (opt.mix = 0; opt.mix < MIX_COUNT && strcmp(optarg, mix_names[opt.mix]); opt.mix++)
+                ;
+            if (opt.mix == MIX_COUNT)
                 return 2;
             break;
         default: return 2;
         }
     }
     if (!opt.base || !opt.token || !opt.study || !opt.site || opt.conns < 1 ||
-        opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1) {
+        opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1 ||
+        (opt.mix == MIX_TOKEN && !opt.principal)) {
         fprintf(stderr, "usage: trialog-loadgen --url U --token T --study S --site X [--conns 1..%d]"
                         " [--seconds 1..%d] [--max N] [--async]"
-                        " [--mix enrol|read|visit|schedule|ceiling]\n",
+                        " [--mix enrol|read|visit|schedule|me|history|token|ceiling]"
+                        " [--principal P]\n",
                 MAX_CONNS, MAX_SECONDS);
         return 2;
     }
@@ -220,16 +249,15 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     lat = malloc(MAX_LATENCIES * sizeof *lat);
     ids = calloc(100000, sizeof *ids);
-    bool pre = opt.read || opt.visit || opt.schedule;
-    if (pre) { /* participants to act on: enrol them first, not measured */
-        bool a = opt.async, r = opt.read, v = opt.visit, sc = opt.schedule;
+    if (over_participants(opt.mix)) { /* participants to act on: enrol them first, not measured */
+        mix_t mix = opt.mix;
+        bool a = opt.async;
         long per = visits_per_participant();
-        long n = opt.visit ? (opt.max + per - 1) / per : 2000;
-        opt.read = opt.visit = opt.schedule = opt.async = false;
+        long n = mix == MIX_VISIT ? (opt.max + per - 1) / per : 2000;
+        opt.mix = MIX_ENROL;
+        opt.async = false;
         run(opt.conns < 64 ? opt.conns : 64, 120, n < 20000 ? n : 20000, true);
-        opt.read = r;
-        opt.visit = v;
-        opt.schedule = sc;
+        opt.mix = mix;
         opt.async = a;
         nlat = issued = ok = errors = 0;
         if (!nids) {
@@ -239,15 +267,14 @@ int main(int argc, char **argv)
     }
     double t0 = now_s();
     /* each participant's visits once */
-    long most = opt.visit ? visits_per_participant() * nids : opt.max;
+    long most = opt.mix == MIX_VISIT ? visits_per_participant() * nids : opt.max;
     run(opt.conns, opt.seconds, most < opt.max ? most : opt.max, false);
     double secs = now_s() - t0;
     tl_bench_sort(lat, nlat);
     printf("{\"mix\":\"%s\",\"async\":%s,\"conns\":%d,\"seconds\":%.1f,\"requests\":%ld,"
            "\"ok\":%ld,\"errors\":%ld,\"rate\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
            "\"p999_ms\":%.2f}\n",
-           opt.read ? "read" : opt.visit ? "visit" : opt.schedule ? "schedule"
-           : opt.ceiling ? "ceiling" : "enrol", opt.async ? "true" : "false", opt.conns, secs, issued, ok,
+           mix_names[opt.mix], opt.async ? "true" : "false", opt.conns, secs, issued, ok,
            errors, (double)ok / secs, tl_bench_percentile(lat, nlat, 0.50, 1000),
            tl_bench_percentile(lat, nlat, 0.99, 1000), tl_bench_percentile(lat, nlat, 0.999, 1000));
     free(lat);
