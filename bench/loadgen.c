@@ -4,7 +4,6 @@
  *   trialog-loadgen --url http://127.0.0.1:8080 --token T --study S --site X
  *                   [--conns 64] [--seconds 10] [--max N] [--async]
  *                   [--mix enrol|read|visit|schedule|me|history|token|ceiling]
- *                   [--principal P]
  *
  * enrol:   POST /v1/studies/S/participants with unique codes (201, or 202 with
  *          --async: Prefer: respond-async)
@@ -19,8 +18,10 @@
  * me:      GET /v1/me: an authenticated request and nothing else
  * history: GET /v1/participants/{id}/history over participants it enrols
  *          (folded from the audit archive)
- * token:   POST /v1/principals/P/tokens (an admin issuing tokens: TokenIssued
- *          on trialog.access.v1, 201 once the access projection has it)
+ * token:   POST /v1/principals/{id}/tokens over principals it creates first
+ *          (an admin issuing tokens: TokenIssued on trialog.access.v1, 201
+ *          once the access projection has it; one principal's commands are
+ *          serialised like one participant's, so they are spread over many)
  * ceiling: the enrol request's body POSTed to --url itself, for
  *          trialog-bench-http (study and site are then any text)
  * Prints one JSON line: requests, ok, errors, rate, p50/p99/p999 in ms. */
@@ -49,12 +50,13 @@ typedef struct {
 } conn_t;
 
 typedef enum { MIX_ENROL, MIX_READ, MIX_VISIT, MIX_SCHEDULE, MIX_ME, MIX_HISTORY, MIX_TOKEN,
-               MIX_CEILING, MIX_COUNT } mix_t;
+               MIX_CEILING, MIX_PRINCIPAL, MIX_COUNT } mix_t;
+/* MIX_PRINCIPAL: creating the principals of the token mix (not a mix of its own) */
 static const char *const mix_names[MIX_COUNT] = {"enrol", "read", "visit", "schedule",
-                                                 "me", "history", "token", "ceiling"};
+                                                 "me", "history", "token", "ceiling", ""};
 
 static struct {
-    const char *base, *token, *study, *site, *principal;
+    const char *base, *token, *study, *site;
     int conns, seconds;
     long max;
     bool async;
@@ -104,8 +106,13 @@ static void next_request(conn_t *c, long seq)
     } else if (opt.mix == MIX_ME) {
         snprintf(c->url, sizeof c->url, "%s/v1/me", opt.base);
         curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
+    } else if (opt.mix == MIX_PRINCIPAL) {
+        snprintf(c->url, sizeof c->url, "%s/v1/principals", opt.base);
+        snprintf(c->body, sizeof c->body, "{\"name\":\"bench-%s-%ld\",\"role\":\"analyst\"}",
+                 opt.run, seq);
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
     } else if (opt.mix == MIX_TOKEN) {
-        snprintf(c->url, sizeof c->url, "%s/v1/principals/%s/tokens", opt.base, opt.principal);
+        snprintf(c->url, sizeof c->url, "%s/v1/principals/%s/tokens", opt.base, ids[seq % nids]);
         snprintf(c->body, sizeof c->body, "{\"expires_in_days\":1,\"label\":\"bench %ld\"}",
                  seq);
         curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
@@ -209,7 +216,7 @@ int main(int argc, char **argv)
         {"url", 1, NULL, 'u'},   {"token", 1, NULL, 't'}, {"study", 1, NULL, 's'},
         {"site", 1, NULL, 'x'},  {"conns", 1, NULL, 'c'}, {"seconds", 1, NULL, 'd'},
         {"max", 1, NULL, 'm'},   {"async", 0, NULL, 'a'}, {"mix", 1, NULL, 'k'},
-        {"principal", 1, NULL, 'p'}, {NULL, 0, NULL, 0}};
+        {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
@@ -221,23 +228,20 @@ int main(int argc, char **argv)
         case 'd': opt.seconds = (int)strtol(optarg, NULL, 10); break;
         case 'm': opt.max = strtol(optarg, NULL, 10); break;
         case 'a': opt.async = true; break;
-        case 'p': opt.principal = optarg; break;
         case 'k':
             for (opt.mix = 0; opt.mix < MIX_COUNT && strcmp(optarg, mix_names[opt.mix]); opt.mix++)
                 ;
-            if (opt.mix == MIX_COUNT)
+            if (opt.mix >= MIX_CEILING + 1)
                 return 2;
             break;
         default: return 2;
         }
     }
     if (!opt.base || !opt.token || !opt.study || !opt.site || opt.conns < 1 ||
-        opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1 ||
-        (opt.mix == MIX_TOKEN && !opt.principal)) {
+        opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1) {
         fprintf(stderr, "usage: trialog-loadgen --url U --token T --study S --site X [--conns 1..%d]"
                         " [--seconds 1..%d] [--max N] [--async]"
-                        " [--mix enrol|read|visit|schedule|me|history|token|ceiling]"
-                        " [--principal P]\n",
+                        " [--mix enrol|read|visit|schedule|me|history|token|ceiling]\n",
                 MAX_CONNS, MAX_SECONDS);
         return 2;
     }
@@ -249,12 +253,13 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     lat = malloc(MAX_LATENCIES * sizeof *lat);
     ids = calloc(100000, sizeof *ids);
-    if (over_participants(opt.mix)) { /* participants to act on: enrol them first, not measured */
+    if (over_participants(opt.mix) || opt.mix == MIX_TOKEN) {
+        /* participants (principals) to act on: enrolled (created) first, not measured */
         mix_t mix = opt.mix;
         bool a = opt.async;
         long per = visits_per_participant();
-        long n = mix == MIX_VISIT ? (opt.max + per - 1) / per : 2000;
-        opt.mix = MIX_ENROL;
+        long n = mix == MIX_VISIT ? (opt.max + per - 1) / per : mix == MIX_TOKEN ? 256 : 2000;
+        opt.mix = mix == MIX_TOKEN ? MIX_PRINCIPAL : MIX_ENROL;
         opt.async = false;
         run(opt.conns < 64 ? opt.conns : 64, 120, n < 20000 ? n : 20000, true);
         opt.mix = mix;
