@@ -90,74 +90,58 @@ static void demo_values(needles_t *nd)
     add(nd, "AMD-000", 7);
 }
 
-/* Every token a test of this run was given (its <role>.token files). */
-static void tokens(needles_t *nd, const char *root)
+/* Calls fn on every file root/<test>/<name><suffix>; returns how many. */
+static size_t each_file(const char *root, const char *suffix,
+                        void (*fn)(const char *path, needles_t *nd), needles_t *nd)
 {
+    size_t files = 0, slen = strlen(suffix);
     DIR *d = opendir(root);
     assert_non_null(d);
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
         char dir[1024];
         snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
-        DIR *sub = opendir(dir);
+        DIR *sub = e->d_name[0] == '.' ? NULL : opendir(dir);
         if (!sub)
             continue;
         struct dirent *f;
         while ((f = readdir(sub))) {
             size_t n = strlen(f->d_name);
-            if (n < 7 || strcmp(f->d_name + n - 6, ".token"))
-                continue;
-            char path[1400], tok[128];
-            snprintf(path, sizeof path, "%s/%s", dir, f->d_name);
-            FILE *fp = fopen(path, "r");
-            if (fp && fgets(tok, sizeof tok, fp))
-                add(nd, tok, strcspn(tok, "\n"));
-            if (fp)
-                fclose(fp);
-        }
-        closedir(sub);
-    }
-    closedir(d);
-}
-
-/* Fails naming the log and the kind of value found in it (not the value). */
-static size_t scan(const needles_t *nd, const char *root)
-{
-    size_t logs = 0;
-    DIR *d = opendir(root);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
-        DIR *sub = opendir(dir);
-        if (!sub)
-            continue;
-        struct dirent *f;
-        while ((f = readdir(sub))) {
-            size_t n = strlen(f->d_name);
-            if (n < 5 || strcmp(f->d_name + n - 4, ".log"))
+            if (n <= slen || strcmp(f->d_name + n - slen, suffix))
                 continue;
             char path[1400];
             snprintf(path, sizeof path, "%s/%s", dir, f->d_name);
-            size_t len = 0;
-            char *text = slurp(path, &len);
-            logs++;
-            if (memmem(text, len, "tlk_", 4) || memmem(text, len, "Bearer", 6))
-                fail_msg("%s holds a bearer token", path);
-            for (size_t i = 0; i < nd->n; i++)
-                if (memmem(text, len, nd->items[i], strlen(nd->items[i])))
-                    fail_msg("%s holds needle %zu (%zu characters)", path, i, strlen(nd->items[i]));
-            free(text);
+            fn(path, nd);
+            files++;
         }
         closedir(sub);
     }
     closedir(d);
-    return logs;
+    return files;
+}
+
+/* A token a test was given (its <role>.token file) becomes a needle. */
+static void add_token(const char *path, needles_t *nd)
+{
+    char tok[128];
+    FILE *fp = fopen(path, "r");
+    if (fp && fgets(tok, sizeof tok, fp))
+        add(nd, tok, strcspn(tok, "\n"));
+    if (fp)
+        fclose(fp);
+}
+
+/* Fails naming the log and the kind of value found in it (not the value). */
+static void scan_log(const char *path, needles_t *nd)
+{
+    size_t len = 0;
+    char *text = slurp(path, &len);
+    if (memmem(text, len, "tlk_", 4) || memmem(text, len, "Bearer", 6))
+        fail_msg("%s holds a bearer token", path);
+    for (size_t i = 0; i < nd->n; i++)
+        if (memmem(text, len, nd->items[i], strlen(nd->items[i])))
+            fail_msg("%s holds needle %zu (%zu characters)", path, i, strlen(nd->items[i]));
+    free(text);
 }
 
 static long post(const char *path, const char *body, const char *const *headers)
@@ -226,8 +210,8 @@ static void test_logs_hold_no_payloads_tokens_or_phi(void **state)
     add(&nd, "my own secret words", 19);
     char root[700];
     snprintf(root, sizeof root, "%s/tests/logs", TL_BIN_DIR);
-    tokens(&nd, root);
-    size_t logs = scan(&nd, root);
+    each_file(root, ".token", add_token, &nd);
+    size_t logs = each_file(root, ".log", scan_log, &nd);
     assert_true(logs >= 6); /* at least this stack's broker, consumers and gateway */
     print_message("scanned %zu logs for %zu values\n", logs, nd.n);
     for (size_t i = 0; i < nd.n; i++)
