@@ -7,6 +7,9 @@
 #include "tl_date.h"
 #include "tl_uuid.h"
 
+_Static_assert(TL_JSON_MAX_DEPTH == 16 && TL_JSON_MAX_VALUES == 4096,
+               "shape_problem() spells out the limits");
+
 /* The shape of a body before jansson builds it: nesting and the number of
  * values, counted in one pass over the bytes (outside strings), so a hostile
  * body costs neither deep recursion nor a large tree. NULL when within limits. */

@@ -65,6 +65,12 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, tl_resp_t *r)
     return ret;
 }
 
+/* The answers below spell the limits out; these keep them true. */
+_Static_assert(TL_BODY_MAX == 1024 * 1024, "too_large() says 1 MiB");
+_Static_assert(TL_HTTP_URL_MAX == 2048 && TL_HTTP_HEADER_COUNT_MAX == 64 &&
+                   TL_HTTP_HEADER_MAX == 8 * 1024 && TL_HTTP_HEADERS_MAX == 16 * 1024,
+               "check_head() spells out the URL and header limits");
+
 /* Answers a request with a problem before (or instead of) reading its body. */
 static enum MHD_Result reject(struct MHD_Connection *c, int status, const char *type,
                               const char *title, const char *detail)
