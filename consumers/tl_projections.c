@@ -5,6 +5,7 @@
 #include "access_store.h"
 #include "audit.h"
 #include "audit_store.h"
+#include "forms_store.h"
 #include "participants_store.h"
 #include "schedules_store.h"
 #include "tl_consumer.h"
@@ -26,6 +27,13 @@ static const int schedules_migrations[] = {2, 6};
 static const char *const access_topics[] = {TL_TOPIC_ACCESS};
 static const char *const access_tables[] = {"principals", "access_tokens"};
 static const int access_migrations[] = {2, 7};
+
+/* case report forms: template versions come from the protocol topic, forms
+ * from the participant stream; the fold of one never reads the other */
+static const char *const forms_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
+static const char *const forms_tables[] = {"form_templates", "form_participants", "forms",
+                                           "form_field_history"};
+static const int forms_migrations[] = {2, 10};
 
 static const tl_projection_t projections[] = {
     {.name = TL_PROJECTION_PARTICIPANTS,
@@ -53,6 +61,15 @@ static const tl_projection_t projections[] = {
      .tables = access_tables,
      .ntables = 2,
      .migrations = access_migrations,
+     .nmigrations = 2,
+     .batch_default = 1000},
+    {.name = TL_PROJECTION_FORMS,
+     .topics = forms_topics,
+     .ntopics = 2,
+     .apply = tl_forms_store_apply,
+     .tables = forms_tables,
+     .ntables = 4,
+     .migrations = forms_migrations,
      .nmigrations = 2,
      .batch_default = 1000},
     /* the archive takes every topic, dead letters included; it is the

@@ -204,15 +204,6 @@ static const char *const sql_upsert_visits =
     "   notes = EXCLUDED.notes, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,"
     "   last_event_id = EXCLUDED.last_event_id";
 
-static tl_err_t add_row(tl_cols_t *c, const char *const *v, int n)
-{
-    tl_err_t err = TL_OK;
-    for (int j = 0; j < n && !err; j++)
-        err = tl_cols_add(c, j, v[j]);
-    tl_cols_row_done(c);
-    return err;
-}
-
 static tl_err_t add_visit(tl_cols_t *c, const tl_schedule_t *s, const tl_visit_t *v)
 {
     char td[16], due[TL_DATE_STRLEN], ws[TL_DATE_STRLEN], we[TL_DATE_STRLEN];
@@ -245,7 +236,7 @@ static tl_err_t add_visit(tl_cols_t *c, const tl_schedule_t *s, const tl_visit_t
                          ver,
                          ua,
                          v->last_event_id};
-    return add_row(c, row, 19);
+    return tl_cols_add_row(c, row, 19);
 }
 
 static tl_err_t write(tl_batch_t *b, const tl_map_t *dirty)
@@ -265,7 +256,7 @@ static tl_err_t write(tl_batch_t *b, const tl_map_t *dirty)
         tl_ts_format(s->updated_at_us, ua);
         const char *row[] = {s->id, s->study_id, s->site_id, s->code,         s->status,
                              bd,    ver,         ua,         s->last_event_id};
-        err = add_row(&p, row, 9);
+        err = tl_cols_add_row(&p, row, 9);
         for (size_t j = 0; j < s->nvisits && !err; j++)
             if (s->visits[j].version > e->loaded_version)
                 err = add_visit(&v, s, &s->visits[j]);

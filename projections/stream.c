@@ -1,5 +1,6 @@
 #include "stream.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "schedules.h"
@@ -119,6 +120,22 @@ static const char *decide_fields(const char *type, const json_t *ev, bool *known
     }
     if (!strcmp(type, "ParticipantCompleted"))
         return tl_ev_date_ok(ev, "completion_date") ? NULL : "invalid_event";
+    /* forms (forms.h): what the form itself can take is each fold's own
+     * business; the stream only needs the form's id and, for a change, why */
+    if (!strcmp(type, "FormSubmitted"))
+        return uuid_ok(ev, "form_id") && uuid_ok(ev, "visit_type_id") &&
+                       uuid_ok(ev, "template_id") && json_is_object(json_object_get(ev, "answers"))
+                   ? NULL
+                   : "invalid_event";
+    if (!strcmp(type, "FormAmended")) {
+        if (!uuid_ok(ev, "form_id") || !json_array_size(json_object_get(ev, "changes")))
+            return "invalid_event";
+        return has_reason(ev) ? NULL : "reason_required";
+    }
+    if (!strcmp(type, "FormSigned"))
+        return uuid_ok(ev, "form_id") && json_is_string(json_object_get(ev, "meaning"))
+                   ? NULL
+                   : "invalid_event";
     *known = false;
     return NULL;
 }
@@ -147,9 +164,36 @@ const char *tl_stream_decide(const tl_stream_state_t *st, const char *type, cons
         return "invalid_event";
     if (strcmp(study.s, st->study_id))
         return "wrong_study";
-    /* consent can be recorded again whatever the status; nothing else
-     * changes a participant who left or finished */
-    if (strcmp(type, "ConsentRecorded") && strcmp(st->status, "enrolled"))
+    /* consent can be recorded again whatever the status, and the forms of
+     * visits that took place are entered, amended and signed after the
+     * participant left or finished; nothing else changes such a participant */
+    if (strcmp(type, "ConsentRecorded") && strncmp(type, "Form", 4) &&
+        strcmp(st->status, "enrolled"))
         return "participant_not_active";
+    return NULL;
+}
+
+const char *tl_stream_row_apply(tl_stream_row_t *r, const char *type, const json_t *ev)
+{
+    int64_t next;
+    tl_stream_state_t st = {r->exists, r->version, r->status, r->study_id};
+    const char *why = tl_stream_decide(&st, type, ev, &next);
+    if (why)
+        return why;
+    if (!strcmp(type, "ParticipantEnrolled")) {
+        tl_stream_row_t n = {.exists = true};
+        tl_ev_copy_uuid(n.id, ev, "participant_id");
+        tl_ev_copy_uuid(n.study_id, ev, "study_id");
+        tl_ev_copy_uuid(n.site_id, ev, "site_id");
+        snprintf(n.status, sizeof n.status, "enrolled");
+        *r = n;
+    } else if (!strcmp(type, "ParticipantWithdrawn")) {
+        snprintf(r->status, sizeof r->status, "withdrawn");
+    } else if (!strcmp(type, "ParticipantCompleted")) {
+        snprintf(r->status, sizeof r->status, "completed");
+    }
+    r->version = next;
+    r->updated_at_us = tl_ev_int(ev, "recorded_at");
+    tl_ev_copy_uuid(r->last_event_id, ev, "event_id");
     return NULL;
 }

@@ -44,6 +44,23 @@ typedef struct {
 const char *tl_stream_decide(const tl_stream_state_t *st, const char *type, const json_t *ev,
                              int64_t *next);
 
+/* The stream alone, for a fold that keeps nothing else of the participant
+ * (forms): whether it exists, where it belongs, its status and version. */
+typedef struct {
+    bool exists;
+    char id[TL_UUID_STRLEN];
+    char study_id[TL_UUID_STRLEN];
+    char site_id[TL_UUID_STRLEN];
+    char status[16];
+    int64_t version;
+    int64_t updated_at_us;
+    char last_event_id[TL_UUID_STRLEN];
+} tl_stream_row_t;
+
+/* Applies ev to r if tl_stream_decide accepts it (NULL), else leaves r
+ * alone and returns the reason. */
+const char *tl_stream_row_apply(tl_stream_row_t *r, const char *type, const json_t *ev);
+
 /* Helpers for folds, over an already accepted event. */
 bool tl_ev_copy_str(char *dst, size_t size, const json_t *ev, const char *key);
 bool tl_ev_copy_uuid(char dst[TL_UUID_STRLEN], const json_t *ev, const char *key);

@@ -37,6 +37,15 @@ void tl_cols_row_done(tl_cols_t *c)
     c->nrows++;
 }
 
+tl_err_t tl_cols_add_row(tl_cols_t *c, const char *const *values, int n)
+{
+    tl_err_t err = TL_OK;
+    for (int i = 0; i < n && !err; i++)
+        err = tl_cols_add(c, i, values[i]);
+    tl_cols_row_done(c);
+    return err;
+}
+
 tl_err_t tl_cols_add_uuid(tl_cols_t *c, int i, const char *v)
 {
     return tl_cols_add(c, i, tl_uuid_valid(v) ? v : "00000000-0000-0000-0000-000000000000");

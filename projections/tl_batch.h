@@ -54,6 +54,8 @@ void tl_cols_cleanup(tl_cols_t *c);
 tl_err_t tl_cols_add(tl_cols_t *c, int i, const char *value);
 /* Completes a row, after every column got its value. */
 void tl_cols_row_done(tl_cols_t *c);
+/* Adds a whole row: values[i] (NULL -> SQL NULL) to column i, n of them. */
+tl_err_t tl_cols_add_row(tl_cols_t *c, const char *const *values, int n);
 /* Adds v to column i only when it is a valid UUID (else the nil UUID): a
  * hostile event must not make a whole batch fail on a cast. */
 tl_err_t tl_cols_add_uuid(tl_cols_t *c, int i, const char *v);

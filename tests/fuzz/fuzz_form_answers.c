@@ -1,0 +1,102 @@
+/* libFuzzer target: form templates and answers as the gateway checks them
+ * (projections/forms.c). The bytes are a request body; its "fields" are
+ * checked as a template and its "answers" against that template when it
+ * passes, and the whole body is checked as answers to a fixed template with
+ * a field of every type and merged into a form as an amendment would be.
+ * Whatever the bytes: no crash, no leak, and these hold:
+ * - a template that passes passes again unchanged once normalised;
+ * - the validators report exactly the errors they count, each with a
+ *   field, a code and a detail;
+ * - a merge changes only the members the patch names and records each. */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forms.h"
+#include "tl_json.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const every_type =
+    "[{\"name\":\"n\",\"type\":\"number\",\"min\":-1.5,\"max\":1e6,\"decimals\":2,\"unit\":\"u\"},"
+    " {\"name\":\"i\",\"type\":\"integer\",\"required\":true,\"min\":0,\"max\":100},"
+    " {\"name\":\"t\",\"type\":\"text\",\"max_length\":20},"
+    " {\"name\":\"d\",\"type\":\"date\",\"min\":\"2000-01-01\",\"max\":\"2030-12-31\"},"
+    " {\"name\":\"c\",\"type\":\"choice\",\"options\":[\"L\",\"R\"]},"
+    " {\"name\":\"x\",\"type\":\"checkbox\",\"required\":true,\"options\":[\"a\",\"b\",\"c\"]}]";
+
+static void errors_sane(const json_t *errors, size_t n)
+{
+    size_t i;
+    json_t *e;
+    if (n != json_array_size(errors))
+        abort();
+    json_array_foreach(errors, i, e)
+    {
+        if (!json_string_value(json_object_get(e, "field")) ||
+            !json_string_value(json_object_get(e, "code")) ||
+            !json_string_value(json_object_get(e, "detail")))
+            abort();
+    }
+}
+
+static void answers(const json_t *fields, const json_t *a)
+{
+    json_t *errors = json_array();
+    errors_sane(errors, tl_answers_check(fields, a, errors));
+    json_decref(errors);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    json_t *body = NULL;
+    char why[160];
+    if (tl_json_parse_object((const char *)data, size, &body, why, sizeof why))
+        return 0;
+    static json_t *fixed;
+    if (!fixed) {
+        json_t *in = json_loads(every_type, 0, NULL), *errors = json_array();
+        fixed = tl_template_fields_check(in, errors);
+        if (!fixed || json_array_size(errors))
+            abort();
+        json_decref(in);
+        json_decref(errors);
+    }
+    json_t *errors = json_array();
+    json_t *norm = tl_template_fields_check(json_object_get(body, "fields"), errors);
+    if ((norm != NULL) != (json_array_size(errors) == 0))
+        abort();
+    errors_sane(errors, json_array_size(errors));
+    if (norm) {
+        json_t *again_errors = json_array();
+        json_t *again = tl_template_fields_check(norm, again_errors);
+        if (!again || !json_equal(again, norm))
+            abort();
+        json_decref(again);
+        json_decref(again_errors);
+        answers(norm, json_object_get(body, "answers"));
+    }
+    answers(fixed, body);
+    json_t *current = json_pack("{s:i, s:s, s:[s]}", "i", 5, "c", "L", "x", "a"), *changes = NULL;
+    json_t *merged = tl_answers_merge(current, body, &changes);
+    if (!merged || json_array_size(changes) > json_object_size(body))
+        abort();
+    size_t i;
+    json_t *c;
+    json_array_foreach(changes, i, c)
+    {
+        const char *f = json_string_value(json_object_get(c, "field"));
+        json_t *after = json_object_get(c, "after");
+        json_t *now = json_object_get(merged, f);
+        if (!f || !after || (json_is_null(after) ? now != NULL : !json_equal(now, after)))
+            abort();
+    }
+    json_decref(merged);
+    json_decref(changes);
+    json_decref(current);
+    json_decref(norm);
+    json_decref(errors);
+    json_decref(body);
+    return 0;
+}
