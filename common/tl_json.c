@@ -215,6 +215,22 @@ static void check_value(const tl_json_field_t *f, const json_t *v, json_t *error
     case TL_JF_UUIDS:
         check_list(f, v, errors);
         return;
+    case TL_JF_NAME:
+        if (!tl_json_name_ok(json_string_value(v)))
+            tl_json_error(errors, f->name, "must be 1 to 64 of a-z, 0-9 and _");
+        return;
+    case TL_JF_ARRAY:
+    case TL_JF_OBJECT: {
+        bool array = f->type == TL_JF_ARRAY;
+        size_t n = array ? json_array_size(v) : json_object_size(v);
+        if ((array ? json_is_array(v) : json_is_object(v)) && (long)n >= f->min &&
+            (long)n <= f->max)
+            return;
+        snprintf(msg, sizeof msg, "must be an %s of %ld to %ld %s", array ? "array" : "object",
+                 f->min, f->max, array ? "items" : "members");
+        tl_json_error(errors, f->name, msg);
+        return;
+    }
     }
 }
 

@@ -20,6 +20,9 @@ typedef enum {
     TL_JF_BOOL,
     TL_JF_NAMES,   /* array of min..max distinct names: 1-64 of a-z 0-9 _ */
     TL_JF_UUIDS,   /* array of min..max distinct UUIDs */
+    TL_JF_NAME,    /* one name: 1-64 of a-z 0-9 _ */
+    TL_JF_ARRAY,   /* array of min..max items; the caller checks the items */
+    TL_JF_OBJECT,  /* object of min..max members; the caller checks the members */
 } tl_jf_type_t;
 
 typedef struct {

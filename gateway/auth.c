@@ -182,6 +182,7 @@ const char *tl_auth_sites_param(const tl_req_t *req, char *buf, size_t size)
 static const char *const sql_study_scope =
     "SELECT EXISTS (SELECT 1 FROM sites WHERE study_id = $1 AND id = ANY($2::uuid[]))";
 static const char *const sql_participant_site = "SELECT site_id FROM participants WHERE id = $1";
+static const char *const sql_form_site = "SELECT site_id FROM forms WHERE id = $1";
 
 bool tl_auth_in_scope(tl_gw_t *gw, const tl_route_t *route, tl_req_t *req, tl_resp_t *resp)
 {
@@ -204,17 +205,22 @@ bool tl_auth_in_scope(tl_gw_t *gw, const tl_route_t *route, tl_req_t *req, tl_re
     if (tl_uuid_valid(id)) {
         tl_pg_res_t *res = NULL;
         const char *params[] = {id, sp};
-        err = tl_gw_exec(gw, study ? sql_study_scope : sql_participant_site, study ? 2 : 1, params,
-                         &res);
+        const char *sql = study                                ? sql_study_scope
+                          : route->scope == TL_SCOPE_FORM ? sql_form_site
+                                                          : sql_participant_site;
+        err = tl_gw_exec(gw, sql, study ? 2 : 1, params, &res);
         const char *v = err ? NULL : tl_pg_get(res, 0, 0);
-        /* an unknown participant is the handler's 404 */
+        /* an unknown participant or form is the handler's 404 */
         ok = study ? v && !strcmp(v, "t") : !err && (!tl_pg_nrows(res) || tl_auth_has_site(req, v));
         tl_pg_res_free(res);
     }
     if (err)
         tl_problem_from_err(resp, err);
     else if (!ok)
-        tl_problem(resp, 404, "not-found", study ? "Study not found" : "Participant not found",
+        tl_problem(resp, 404, "not-found",
+                   study                                ? "Study not found"
+                   : route->scope == TL_SCOPE_FORM ? "Form not found"
+                                                   : "Participant not found",
                    NULL, NULL);
     return ok;
 }

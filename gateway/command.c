@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "forms_store.h"
 #include "gateway.h"
 #include "tl_json.h"
 #include "participants_store.h"
@@ -134,15 +135,20 @@ static bool read_rejection(tl_gw_t *gw, tl_cmd_t *cmd, const char *topic,
 }
 
 /* Read-your-writes means every projection a client reads the event's topic
- * from has it: after a 201 for an enrolment, the schedule is there too. */
+ * from has it: after a 201 for an enrolment, the schedule and the forms
+ * projection's stream state are there too (the next command of the
+ * participant is checked against them). */
 static bool wait_readers(tl_gw_t *gw, const char *projection, const char *topic,
                          const tl_kafka_pos_t *pos)
 {
-    const char *readers[] = {projection, NULL};
-    if (!strcmp(topic, TL_TOPIC_PARTICIPANT))
-        readers[1] = strcmp(projection, TL_PROJECTION_SCHEDULES) ? TL_PROJECTION_SCHEDULES
-                                                                 : TL_PROJECTION_PARTICIPANTS;
-    for (int i = 0; i < 2 && readers[i]; i++)
+    static const char *const stream_readers[] = {
+        TL_PROJECTION_PARTICIPANTS, TL_PROJECTION_SCHEDULES, TL_PROJECTION_FORMS};
+    const char *readers[4] = {projection};
+    size_t n = 1;
+    for (size_t i = 0; !strcmp(topic, TL_TOPIC_PARTICIPANT) && i < 3; i++)
+        if (strcmp(stream_readers[i], projection))
+            readers[n++] = stream_readers[i];
+    for (size_t i = 0; i < n; i++)
         if (tl_waiter_wait(gw->waiter, readers[i], topic, pos->partition, pos->offset,
                            (int)gw->cfg.ryw_timeout_ms))
             return false;

@@ -98,6 +98,7 @@ typedef enum {
     TL_SCOPE_STUDY,       /* {study} */
     TL_SCOPE_PARTICIPANT, /* {participant} */
     TL_SCOPE_SELF,        /* {principal} */
+    TL_SCOPE_FORM,        /* {form}: its participant's site */
 } tl_scope_t;
 
 #define TL_PUBLIC 0u /* roles of a route anyone may call, unauthenticated */
@@ -198,6 +199,15 @@ void tl_h_participant_finish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_schedule_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_study_visits(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_study_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+/* case report forms (routes_forms.c) */
+void tl_h_form_template_publish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_form_template_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_form_template_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_form_submit(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_form_amend(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_form_sign(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_form_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_participant_forms(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 
 /* A study's visit types as one JSON array text (or NULL when none), the
  * study id being the SQL parameter `study` ("$2"). */

@@ -72,6 +72,21 @@ static const tl_route_t routes[] = {
      TL_SCOPE_PARTICIPANT},
     {"GET", "/v1/participants/{participant}/history", tl_h_participant_history, ADMIN | MON,
      TL_SCOPE_PARTICIPANT},
+    /* case report forms: clinicians enter and sign them, coordinators
+     * enter them, monitors read them (docs/SECURITY.md) */
+    {"POST", "/v1/studies/{study}/form-templates", tl_h_form_template_publish, ADMIN,
+     TL_SCOPE_NONE},
+    {"GET", "/v1/studies/{study}/form-templates", tl_h_form_template_list, STUDY_READERS,
+     TL_SCOPE_STUDY},
+    {"GET", "/v1/studies/{study}/form-templates/{template}", tl_h_form_template_get,
+     STUDY_READERS, TL_SCOPE_STUDY},
+    {"POST", "/v1/participants/{participant}/visits/{visit_type}/forms", tl_h_form_submit,
+     ADMIN | COORD | CLIN, TL_SCOPE_PARTICIPANT},
+    {"GET", "/v1/participants/{participant}/forms", tl_h_participant_forms, STAFF,
+     TL_SCOPE_PARTICIPANT},
+    {"GET", "/v1/forms/{form}", tl_h_form_get, STAFF, TL_SCOPE_FORM},
+    {"PATCH", "/v1/forms/{form}", tl_h_form_amend, ADMIN | COORD | CLIN, TL_SCOPE_FORM},
+    {"POST", "/v1/forms/{form}/sign", tl_h_form_sign, ADMIN | CLIN, TL_SCOPE_FORM},
     {"GET", "/v1/audit", tl_h_audit_list, ADMIN | MON, TL_SCOPE_NONE},
 };
 

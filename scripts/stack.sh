@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts or stops the whole local stack: PostgreSQL, the Kafka-protocol
 # broker (unless TRIALOG_KAFKA_BROKERS names a real one), the projectors
-# (participants, schedules, access, the audit archive) and the gateway, and
+# (participants, schedules, access, forms, the audit archive) and the gateway, and
 # writes a fresh admin token to var/demo/admin.token (mode 0600).
 # Everything runs in the background; state lives under var/.
 #   scripts/stack.sh start   # returns once the gateway answers /readyz
@@ -15,7 +15,7 @@ start() {
     dsn=$(tl_pg_start)
     # A second start restarts the programs (new build), keeping the broker.
     tl_kill gateway; tl_kill projector-participants; tl_kill projector-schedules
-    tl_kill projector-access; tl_kill projector-audit
+    tl_kill projector-access; tl_kill projector-forms; tl_kill projector-audit
     if [ -n "${TRIALOG_KAFKA_BROKERS:-}" ]; then
         brokers=$TRIALOG_KAFKA_BROKERS
     else
@@ -40,7 +40,7 @@ start() {
         "$dsn" "$brokers" "$PORT" >"$TL_VAR/env"
     export TRIALOG_PG_DSN="$dsn" TRIALOG_KAFKA_BROKERS="$brokers" TRIALOG_HTTP_PORT="$PORT"
     local p assigned=()
-    for p in participants schedules access; do
+    for p in participants schedules access forms; do
         assigned+=("$(grep -c partitions_assigned "$TL_VAR/log/projector-$p.log" 2>/dev/null || true)")
         say "starting the $p projector"
         tl_spawn "projector-$p" "$TL_BUILD/trialog-projector" "$p"
@@ -51,7 +51,7 @@ start() {
     tl_spawn gateway "$TL_BUILD/trialog-gateway"
     # The projectors hold their partitions after the group join (~3 s).
     local i=0
-    for p in participants schedules access; do
+    for p in participants schedules access forms; do
         for _ in $(seq 300); do
             [ "$(grep -c partitions_assigned "$TL_VAR/log/projector-$p.log")" -gt "${assigned[$i]:-0}" ] && break
             tl_alive "projector-$p" || die "the $p projector exited (see var/log/projector-$p.log)"
@@ -61,7 +61,7 @@ start() {
     done
     for _ in $(seq 150); do
         if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
-            for p in participants schedules access; do
+            for p in participants schedules access forms; do
                 tl_alive "projector-$p" || die "the $p projector exited (see var/log/projector-$p.log)"
             done
             # the first administrator: nobody could ask the API for it
@@ -82,6 +82,7 @@ stop() {
     tl_kill projector-participants
     tl_kill projector-schedules
     tl_kill projector-access
+    tl_kill projector-forms
     tl_kill projector-audit
     tl_kill broker
     tl_pg_stop

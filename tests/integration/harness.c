@@ -176,18 +176,22 @@ static pid_t start_consumer(tl_stack_t *s, const char *name)
 void tl_stack_start_projector(tl_stack_t *s)
 {
     /* they join their groups at the same time */
-    long before_p, before_s = 0, before_a = 0;
+    long before_p, before_s = 0, before_a = 0, before_f = 0;
     s->projector = spawn_consumer(s, "participants", &before_p);
-    bool sched = !s->schedules, access = !s->access;
+    bool sched = !s->schedules, access = !s->access, forms = !s->forms;
     if (sched)
         s->schedules = spawn_consumer(s, "schedules", &before_s);
     if (access)
         s->access = spawn_consumer(s, "access", &before_a);
+    if (forms)
+        s->forms = spawn_consumer(s, "forms", &before_f);
     await_consumer(s, "participants", s->projector, before_p);
     if (sched)
         await_consumer(s, "schedules", s->schedules, before_s);
     if (access)
         await_consumer(s, "access", s->access, before_a);
+    if (forms)
+        await_consumer(s, "forms", s->forms, before_f);
 }
 
 void tl_stack_start_audit(tl_stack_t *s)
@@ -324,6 +328,7 @@ void tl_stack_stop(tl_stack_t *s)
     int pr = tl_stack_kill(&s->projector, SIGTERM);
     int sc = tl_stack_kill(&s->schedules, SIGTERM);
     int ac = tl_stack_kill(&s->access, SIGTERM);
+    int fo = tl_stack_kill(&s->forms, SIGTERM);
     int au = tl_stack_kill(&s->audit, SIGTERM);
     int br = tl_stack_kill(&s->broker, SIGTERM);
     if (s->pg) {
@@ -333,10 +338,10 @@ void tl_stack_stop(tl_stack_t *s)
         tl_pg_destroy(s->pg);
         s->pg = NULL;
     }
-    if (gw || pr || sc || ac || au || br)
-        fail_msg("unclean exit: gateway %d, projector %d, schedules %d, access %d, audit %d,"
-                 " broker %d (see %s)",
-                 gw, pr, sc, ac, au, br, s->dir);
+    if (gw || pr || sc || ac || fo || au || br)
+        fail_msg("unclean exit: gateway %d, projector %d, schedules %d, access %d, forms %d,"
+                 " audit %d, broker %d (see %s)",
+                 gw, pr, sc, ac, fo, au, br, s->dir);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *user)

@@ -1,5 +1,5 @@
 /* The integration test harness: a whole stack of real processes per test
- * program — the Kafka-protocol broker, the participants, schedules and access
+ * program — the Kafka-protocol broker, the participants, schedules, access, forms
  * projectors, the archive and the gateway — on loopback, with its own PostgreSQL schema, driven over real
  * HTTP (libcurl). Every helper asserts (cmocka) on failure. */
 #ifndef TL_HARNESS_H
@@ -22,7 +22,7 @@ typedef struct {
     char brokers[256];
     char token[80];
     int port;
-    pid_t broker, projector, schedules, access, gateway, audit;
+    pid_t broker, projector, schedules, access, forms, gateway, audit;
     tl_pg_t *pg;
     char gateway_env[4][128]; /* extra NAME=value for the gateway */
 } tl_stack_t;
@@ -41,7 +41,8 @@ void tl_stack_token(tl_stack_t *s, const char *role, const char *site, char toke
 void tl_stack_stop(tl_stack_t *s);
 
 void tl_stack_start_broker(tl_stack_t *s);
-/* The participants projector, and the schedules projector unless it runs. */
+/* The participants projector, and the schedules, access and forms
+ * projectors unless they run. */
 void tl_stack_start_projector(tl_stack_t *s);
 /* The archive consumer (trialog-projector audit), pid in s->audit. */
 void tl_stack_start_audit(tl_stack_t *s);

@@ -17,6 +17,7 @@
 static tl_stack_t stack;
 static char study1[40], study2[40], site_a[40], site_b[40], site_c[40];
 static char part_a[40], part_b[40], vt1[40], vt2[40]; /* the studies' baselines */
+static char form_a[40], form_b[40];                   /* the participants' baseline forms */
 static char tokens[TL_ROLE_COUNT][80];
 static char principals[TL_ROLE_COUNT][40];
 
@@ -91,6 +92,31 @@ static int setup(void **state)
     sql_str(sql, vt1);
     snprintf(sql, sizeof sql, "SELECT id FROM visit_types WHERE study_id = '%s'", study2);
     sql_str(sql, vt2);
+    /* a form template in each study, and a form of each participant */
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/v1/studies/%s/form-templates", studies[i]);
+        post_ok(path, "{\"name\":\"authz_form\",\"fields\":[{\"name\":\"score\","
+                      "\"type\":\"integer\"}]}");
+    }
+    /* of participants of their own: the history tests follow part_a's stream */
+    char fpart_a[40], fpart_b[40];
+    assert_int_equal(tl_stack_enrol(&stack, study1, site_a, "AZ-FA", false), 201);
+    assert_int_equal(tl_stack_enrol(&stack, study1, site_b, "AZ-FB", false), 201);
+    sql_str("SELECT id FROM participants WHERE participant_code = 'AZ-FA'", fpart_a);
+    sql_str("SELECT id FROM participants WHERE participant_code = 'AZ-FB'", fpart_b);
+    const char *parts[] = {fpart_a, fpart_b};
+    char *forms[] = {form_a, form_b};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/complete", parts[i]);
+        post_ok(path, "{\"actual_date\":\"2026-01-01\"}");
+        snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/forms", parts[i]);
+        tl_http_resp_t f = tl_http(&stack, "POST", path,
+                                   "{\"template\":\"authz_form\",\"answers\":{\"score\":1}}",
+                                   NULL, true);
+        assert_int_equal(f.status, 201);
+        snprintf(forms[i], 40, "%s", json_string_value(json_object_get(f.body, "id")));
+        tl_http_free(&f);
+    }
     /* a principal of every role; those with sites work at site A */
     for (int role = 0; role < TL_ROLE_COUNT; role++) {
         if (role == TL_ROLE_ADMIN)
@@ -132,8 +158,10 @@ static void fill(const char *pattern, int role, bool own, char *out, size_t size
             : !strcmp(name, "principal")
                 ? (own ? principals[role]
                        : principals[role == TL_ROLE_ADMIN ? TL_ROLE_CLINICIAN : TL_ROLE_ADMIN])
-            : !strcmp(name, "token") ? "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a99"
-                                     : NULL;
+            : !strcmp(name, "token")    ? "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a99"
+            : !strcmp(name, "template") ? "authz_form"
+            : !strcmp(name, "form")     ? (own ? form_a : form_b)
+                                        : NULL;
         if (!v)
             fail_msg("route %s: no test value for {%s}; teach test_authz.c", pattern, name);
         len += (size_t)snprintf(out + len, size - len, "%s", v);
@@ -147,7 +175,8 @@ static bool scoped(const tl_route_t *route, int role)
 {
     if (route->scope == TL_SCOPE_SELF)
         return role != TL_ROLE_ADMIN;
-    if (route->scope == TL_SCOPE_STUDY || route->scope == TL_SCOPE_PARTICIPANT)
+    if (route->scope == TL_SCOPE_STUDY || route->scope == TL_SCOPE_PARTICIPANT ||
+        route->scope == TL_SCOPE_FORM)
         return tl_role_site_scoped(role);
     return false;
 }
@@ -225,12 +254,19 @@ static void test_lists_show_own_sites_only(void **state)
     snprintf(path, sizeof path, "/v1/studies/%s/participants", study1);
     tl_http_resp_t r = tl_http_as(&stack, coord, "GET", path, NULL, NULL);
     assert_int_equal(r.status, 200);
+    /* site A has part_a and the participant whose form the matrix uses */
     json_t *items = json_object_get(r.body, "items");
-    assert_int_equal(json_array_size(items), 1);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "id")), part_a);
+    assert_int_equal(json_array_size(items), 2);
+    bool has_a = false;
+    for (size_t i = 0; i < 2; i++) {
+        const json_t *it = json_array_get(items, i);
+        assert_string_equal(json_string_value(json_object_get(it, "site_id")), site_a);
+        has_a = has_a || !strcmp(json_string_value(json_object_get(it, "id")), part_a);
+    }
+    assert_true(has_a);
     tl_http_free(&r);
-    r = tl_http(&stack, "GET", path, NULL, NULL, true); /* the admin sees both */
-    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 2);
+    r = tl_http(&stack, "GET", path, NULL, NULL, true); /* the admin sees all four */
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 4);
     tl_http_free(&r);
     snprintf(path, sizeof path, "/v1/studies/%s/participants?site=%s", study1, site_b);
     r = tl_http_as(&stack, coord, "GET", path, NULL, NULL);
@@ -240,9 +276,10 @@ static void test_lists_show_own_sites_only(void **state)
     r = tl_http_as(&stack, coord, "GET", path, NULL, NULL);
     assert_int_equal(r.status, 200);
     items = json_object_get(r.body, "items");
-    assert_int_equal(json_array_size(items), 1);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "site_id")),
-                        site_a);
+    assert_int_equal(json_array_size(items), 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(items, i), "site_id")), site_a);
     tl_http_free(&r);
     snprintf(path, sizeof path, "/v1/studies/%s/metrics?as_of=2026-06-01", study1);
     r = tl_http_as(&stack, coord, "GET", path, NULL, NULL);
@@ -252,7 +289,7 @@ static void test_lists_show_own_sites_only(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(sites, 0), "site_id")),
                         site_a);
     assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(r.body, "visits"), "expected")), 1);
+        json_integer_value(json_object_get(json_object_get(r.body, "visits"), "expected")), 2);
     tl_http_free(&r);
     r = tl_http_as(&stack, tokens[TL_ROLE_ANALYST], "GET", path, NULL, NULL);
     assert_int_equal(json_array_size(json_object_get(r.body, "sites")), 2);

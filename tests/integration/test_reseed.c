@@ -47,6 +47,7 @@ static void test_broker_restart_with_reseed(void **state)
     assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.projector, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.schedules, SIGTERM), 0);
+    assert_int_equal(tl_stack_kill(&stack.forms, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.access, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.audit, SIGTERM), 0);
     tl_stack_kill(&stack.broker, SIGKILL);
@@ -87,6 +88,7 @@ static void test_reset_broker_without_reseed_is_refused(void **state)
     assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.projector, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.schedules, SIGTERM), 0);
+    assert_int_equal(tl_stack_kill(&stack.forms, SIGTERM), 0);
     assert_int_equal(tl_stack_kill(&stack.audit, SIGTERM), 0);
     tl_stack_kill(&stack.broker, SIGKILL);
     tl_stack_start_broker(&stack);

@@ -530,6 +530,39 @@ static void test_check_bool_and_names(void **state)
     assert_false(tl_json_name_ok(NULL));
 }
 
+/* A name, and arrays and objects whose items the caller checks. */
+static void test_check_name_array_object(void **state)
+{
+    (void)state;
+    const tl_json_field_t f[] = {{"name", TL_JF_NAME, true, 0, 0, NULL},
+                                 {"fields", TL_JF_ARRAY, false, 1, 2, NULL},
+                                 {"answers", TL_JF_OBJECT, false, 0, 1, NULL}};
+    const struct {
+        const char *body;
+        const char *field, *detail; /* NULL: valid */
+    } cases[] = {
+        {"{\"name\":\"eye_exam\",\"fields\":[{},3],\"answers\":{\"a\":[1]}}", NULL, NULL},
+        {"{\"name\":\"eye_exam\",\"answers\":{}}", NULL, NULL},
+        {"{\"name\":\"Eye Exam\"}", "name", "must be 1 to 64 of a-z, 0-9 and _"},
+        {"{\"name\":7}", "name", "must be 1 to 64 of a-z, 0-9 and _"},
+        {"{\"name\":\"e\",\"fields\":[]}", "fields", "must be an array of 1 to 2 items"},
+        {"{\"name\":\"e\",\"fields\":[1,2,3]}", "fields", "must be an array of 1 to 2 items"},
+        {"{\"name\":\"e\",\"fields\":{}}", "fields", "must be an array of 1 to 2 items"},
+        {"{\"name\":\"e\",\"answers\":[]}", "answers", "must be an object of 0 to 1 members"},
+        {"{\"name\":\"e\",\"answers\":{\"a\":1,\"b\":2}}", "answers",
+         "must be an object of 0 to 1 members"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *o = obj(cases[i].body), *errors = json_array();
+        size_t n = tl_json_check(o, f, 3, errors);
+        assert_int_equal(n, cases[i].field ? 1 : 0);
+        if (cases[i].field)
+            assert_error(errors, 0, cases[i].field, cases[i].detail);
+        json_decref(errors);
+        json_decref(o);
+    }
+}
+
 static void test_getters(void **state)
 {
     (void)state;
@@ -560,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_text_ok),
         cmocka_unit_test(test_check_valid),
         cmocka_unit_test(test_check_bool_and_names),
+        cmocka_unit_test(test_check_name_array_object),
         cmocka_unit_test(test_check_unknown_field),
         cmocka_unit_test(test_check_missing_required),
         cmocka_unit_test(test_check_wrong_types),

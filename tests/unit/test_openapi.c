@@ -29,7 +29,7 @@ static void test_security_doc_has_the_table(void **state)
     (void)state;
     static char buf[128 * 1024];
     const char *doc = read_file(TL_SCHEMA_DIR "/../docs/SECURITY.md", buf, sizeof buf);
-    static const char *const scope[] = {"", "study", "participant", "self"};
+    static const char *const scope[] = {"", "study", "participant", "self", "form"};
     size_t n = 0;
     const tl_route_t *routes = tl_gw_routes(&n);
     for (size_t i = 0; i < n; i++) {

@@ -1,0 +1,615 @@
+/* Case report forms (DESIGN.md §5 Forms): templates, responses, amendments
+ * with a reason, e-signatures, and the queries over them. The checks of
+ * templates and answers are forms.c's; here they meet the projections and
+ * the log. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forms.h"
+#include "forms_store.h"
+#include "gateway.h"
+#include "tl_json.h"
+#include "tl_log.h"
+#include "tl_secret.h"
+
+/* ---- shared pieces ---- */
+
+#define SQL_TEMPLATE_JSON                                                                          \
+    "json_build_object('id', t.id, 'study_id', t.study_id, 'name', t.name,"                        \
+    " 'version', t.version, 'title', t.title, 'fields', t.fields,"                                 \
+    " 'published_at', t.published_at)"
+
+/* A form over forms f, its visit's name from participant_visits v. */
+#define SQL_FORM_JSON                                                                              \
+    "json_build_object('id', f.id, 'participant_id', f.participant_id,"                            \
+    " 'study_id', f.study_id, 'site_id', f.site_id, 'visit_type_id', f.visit_type_id,"             \
+    " 'visit', v.name, 'template', f.template_name, 'template_id', f.template_id,"                 \
+    " 'template_version', f.template_version, 'answers', f.answers, 'status', f.status,"           \
+    " 'revision', f.revision, 'signature', CASE WHEN f.signed_by IS NULL THEN NULL"                \
+    "   ELSE json_build_object('signed_by', f.signed_by, 'signer_name', f.signer_name,"            \
+    "   'meaning', f.signature_meaning, 'signed_at', f.signed_at) END,"                            \
+    " 'submitted_by', f.submitted_by, 'submitted_at', f.submitted_at,"                             \
+    " 'updated_at', f.updated_at, 'version', f.version)"
+#define SQL_FORM_FROM                                                                              \
+    " FROM forms f LEFT JOIN participant_visits v"                                                 \
+    "   ON v.participant_id = f.participant_id AND v.visit_type_id = f.visit_type_id"
+
+static const char *const sql_form =
+    "SELECT " SQL_FORM_JSON "::text" SQL_FORM_FROM " WHERE f.id = $1";
+
+static void ok_json(tl_resp_t *resp, json_t *j, bool failed, const char *not_found)
+{
+    if (j) {
+        resp->status = 200;
+        resp->body = j;
+    } else if (!failed) {
+        tl_problem(resp, 404, "not-found", not_found, NULL, NULL);
+    }
+}
+
+static void invalid(tl_resp_t *resp, const char *type, const char *title, json_t *errors)
+{
+    tl_problem(resp, 422, type, title, "see errors: every problem is listed", errors);
+}
+
+static bool is_true(const tl_pg_res_t *res, int col)
+{
+    const char *v = tl_pg_get(res, 0, col);
+    return v && !strcmp(v, "t");
+}
+
+/* ---- templates ---- */
+
+static const tl_json_field_t template_fields[] = {
+    {"name", TL_JF_NAME, true, 0, 0, NULL},
+    {"title", TL_JF_STRING, false, 1, TL_TEMPLATE_TITLE_MAX, NULL},
+    {"fields", TL_JF_ARRAY, true, 1, TL_TEMPLATE_FIELDS_MAX, NULL},
+};
+
+/* $1 study, $2 name: column 0 the latest version's event (or the study's
+ * id: there is none yet); the study's lock; the latest version. */
+static const char *const sql_template_check =
+    "SELECT COALESCE(l.last_event_id::text, s.id::text), s.locked, l.id, l.version, l.title,"
+    "       l.fields::text"
+    "  FROM studies s LEFT JOIN LATERAL (SELECT * FROM form_templates t"
+    "    WHERE t.study_id = s.id AND t.name = $2 ORDER BY t.version DESC LIMIT 1) l ON true"
+    " WHERE s.id = $1";
+static const char *const sql_template_version =
+    "SELECT " SQL_TEMPLATE_JSON "::text FROM form_templates t"
+    " WHERE t.study_id = $1 AND t.name = $2 AND t.version = $3::int";
+
+typedef struct {
+    tl_gw_t *gw;
+    const json_t *body;
+    json_t *fields; /* normalised */
+    json_t *payload;
+    const char *study_id;
+    char version[16]; /* the answer's */
+    const char *id;   /* the template's id when it is new */
+} publish_ctx_t;
+
+static bool publish_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    publish_ctx_t *c = ctx_in;
+    if (is_true(check, 1)) {
+        tl_problem_locked(resp);
+        return false;
+    }
+    tl_template_t latest = {.exists = tl_pg_get(check, 0, 2) != NULL};
+    const char *title = tl_json_str(c->body, "title");
+    if (latest.exists) {
+        latest.version = (int32_t)tl_pg_get_int(check, 0, 3);
+        snprintf(latest.title, sizeof latest.title, "%s",
+                 tl_pg_get(check, 0, 4) ? tl_pg_get(check, 0, 4) : "");
+        latest.fields = json_loads(tl_pg_get(check, 0, 5), 0, NULL);
+    }
+    int32_t v = tl_template_next_version(&latest, title, c->fields);
+    snprintf(c->version, sizeof c->version, "%d", (int)v);
+    json_decref(latest.fields);
+    if (latest.exists && v == latest.version) {
+        /* nothing changed: the template as it is, no new version */
+        const char *params[] = {c->study_id, tl_json_str(c->body, "name"), c->version};
+        bool failed = false;
+        json_t *j = tl_gw_query_json(c->gw, resp, sql_template_version, 3, params, &failed);
+        if (j) {
+            resp->status = 200;
+            resp->body = j;
+        } else if (!failed) {
+            tl_problem_from_err(resp, TL_ERR_INTERNAL);
+        }
+        return false;
+    }
+    if (v > TL_TEMPLATE_VERSIONS_MAX) {
+        tl_problem(resp, 422, "too-many-versions", "Too many template versions",
+                   "a template has at most 1000 versions", NULL);
+        return false;
+    }
+    json_object_set_new(c->payload, "study_id", json_string(c->study_id));
+    json_object_set_new(c->payload, "template_id",
+                        json_string(latest.exists ? tl_pg_get(check, 0, 2) : c->id));
+    json_object_set(c->payload, "name", json_object_get(c->body, "name"));
+    json_object_set_new(c->payload, "title", title ? json_string(title) : json_null());
+    json_object_set_new(c->payload, "version", json_integer(v));
+    json_object_set(c->payload, "fields", c->fields);
+    (void)cmd;
+    return true;
+}
+
+void tl_h_form_template_publish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    tl_cmd_t cmd = {.type = "FormTemplatePublished", .projection = TL_PROJECTION_FORMS};
+    json_t *body = tl_gw_body(req, resp, template_fields, 3), *errors = json_array();
+    publish_ctx_t ctx = {.gw = gw, .body = body, .payload = json_object()};
+    tl_uuid_t study;
+    if (!body || !tl_cmd_init(gw, req, &cmd, resp))
+        goto out;
+    if (tl_uuid_parse(req->params[0], &study)) {
+        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        goto out;
+    }
+    if (!(ctx.fields = tl_template_fields_check(json_object_get(body, "fields"), errors))) {
+        invalid(resp, "invalid-template", "Invalid form template", errors);
+        errors = NULL;
+        goto out;
+    }
+    ctx.study_id = study.s;
+    ctx.id = cmd.resource_id.s;
+    const char *name = tl_json_str(body, "name");
+    const char *check[] = {study.s, name};
+    const char *ans[] = {study.s, name, ctx.version};
+    const tl_update_t spec = {.check_sql = sql_template_check,
+                              .check_params = check,
+                              .ncheck = 2,
+                              .not_found_title = "Study not found",
+                              .decide = publish_decide,
+                              .ctx = &ctx,
+                              .answer_sql = sql_template_version,
+                              .answer_params = ans,
+                              .nanswer = 3,
+                              .status = 201};
+    snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s/form-templates/%s", study.s, name);
+    cmd.key = study.s;
+    cmd.payload = ctx.payload;
+    /* one protocol change of a study at a time */
+    tl_gw_update(gw, req, &cmd, &spec, tl_gw_stripe(gw, study.s), resp);
+out:
+    json_decref(errors);
+    json_decref(ctx.fields);
+    json_decref(ctx.payload);
+    json_decref(body);
+}
+
+void tl_h_form_template_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    bool failed = false;
+    json_t *j = NULL;
+    if (tl_uuid_valid(req->params[0]))
+        j = tl_gw_query_json(
+            gw, resp,
+            "SELECT json_build_object('items', COALESCE((SELECT json_agg(" SQL_TEMPLATE_JSON
+            " ORDER BY t.name) FROM (SELECT DISTINCT ON (name) * FROM form_templates"
+            "   WHERE study_id = s.id ORDER BY name, version DESC) t), '[]'::json))::text"
+            " FROM studies s WHERE s.id = $1",
+            1, req->params, &failed);
+    ok_json(resp, j, failed, "Study not found");
+}
+
+void tl_h_form_template_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    const char *version = req->query(req->conn, "version");
+    char *end = NULL;
+    long v = version ? strtol(version, &end, 10) : 0;
+    if (version && (!*version || *end || v < 1 || v > TL_TEMPLATE_VERSIONS_MAX)) {
+        json_t *errors = json_array();
+        tl_json_error(errors, "version", "must be a version number from 1 to 1000");
+        tl_problem_query(resp, errors);
+        return;
+    }
+    bool failed = false;
+    json_t *j = NULL;
+    const char *params[] = {req->params[0], req->params[1], version};
+    if (tl_uuid_valid(req->params[0]) && tl_json_name_ok(req->params[1]))
+        j = tl_gw_query_json(gw, resp,
+                             "SELECT (" SQL_TEMPLATE_JSON "::jsonb || jsonb_build_object("
+                             "'latest_version', max(t.version) OVER ()))::text"
+                             " FROM form_templates t WHERE t.study_id = $1 AND t.name = $2"
+                             " ORDER BY ($3::int IS NOT NULL AND t.version = $3::int) DESC,"
+                             " t.version DESC LIMIT 1",
+                             3, params, &failed);
+    /* a version that does not exist is not the latest one */
+    if (j && version && json_integer_value(json_object_get(j, "version")) != v) {
+        json_decref(j);
+        j = NULL;
+    }
+    ok_json(resp, j, failed, "Form template not found");
+}
+
+/* ---- responses ---- */
+
+static const tl_json_field_t submit_fields[] = {
+    {"template", TL_JF_NAME, true, 0, 0, NULL},
+    {"answers", TL_JF_OBJECT, true, 0, TL_TEMPLATE_FIELDS_MAX, NULL},
+};
+
+/* $1 participant, $2 the visit's id or name, $3 template name, $4 the new
+ * form's id: the stream (last event, version, study, site), the lock, the
+ * visit, the template's latest version, a form the visit has of it, and
+ * the form itself when this is a retry. */
+static const char *const sql_submit_check =
+    "SELECT p.last_event_id::text, p.version, p.study_id, p.site_id, COALESCE(s.locked, false),"
+    "       v.visit_type_id, v.state, t.id, t.version, t.fields::text,"
+    "       (SELECT f.id FROM forms f WHERE f.participant_id = p.id"
+    "          AND f.visit_type_id = v.visit_type_id AND f.template_name = $3 LIMIT 1),"
+    "       (SELECT (" SQL_FORM_JSON ")::text" SQL_FORM_FROM " WHERE f.id = $4)"
+    "  FROM schedule_participants p LEFT JOIN studies s ON s.id = p.study_id"
+    "  LEFT JOIN LATERAL (SELECT * FROM participant_visits v WHERE v.participant_id = p.id"
+    "    AND (v.visit_type_id::text = lower($2) OR lower(v.name) = lower($2))"
+    "    ORDER BY v.visit_type_id::text = lower($2) DESC LIMIT 1) v ON true"
+    "  LEFT JOIN LATERAL (SELECT * FROM form_templates t WHERE t.study_id = p.study_id"
+    "    AND t.name = $3 ORDER BY t.version DESC LIMIT 1) t ON true"
+    " WHERE p.id = $1";
+
+typedef struct {
+    const json_t *body;
+    json_t *payload;
+} submit_ctx_t;
+
+static bool stream_meta(const tl_pg_res_t *check, tl_cmd_t *cmd)
+{
+    cmd->meta.stream_version = tl_pg_get_int(check, 0, 1) + 1;
+    cmd->meta.site_id = tl_pg_get(check, 0, 3);
+    return true;
+}
+
+static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    submit_ctx_t *c = ctx_in;
+    const char *retried = tl_pg_get(check, 0, 11);
+    if (retried) { /* the same Idempotency-Key: the form it made */
+        json_t *j = json_loads(retried, 0, NULL);
+        if (j)
+            tl_gw_created(resp, j, cmd->location, true);
+        else
+            tl_problem_from_err(resp, TL_ERR_INTERNAL);
+        return false;
+    }
+    if (is_true(check, 4)) {
+        tl_problem_locked(resp);
+        return false;
+    }
+    const char *state = tl_pg_get(check, 0, 6);
+    if (!tl_pg_get(check, 0, 5)) {
+        tl_problem(resp, 404, "not-found", "Visit not found",
+                   "no visit of this participant has this visit type id or name", NULL);
+        return false;
+    }
+    if (strcmp(state, "completed")) {
+        tl_problem(resp, 422, "visit-not-completed", "Visit not completed",
+                   "forms are entered for a completed visit: complete the visit first", NULL);
+        return false;
+    }
+    if (!tl_pg_get(check, 0, 7)) {
+        json_t *errors = json_array();
+        tl_json_error(errors, "template", "the study has no form template of this name");
+        invalid(resp, "unknown-template", "Unknown form template", errors);
+        return false;
+    }
+    const char *existing = tl_pg_get(check, 0, 10);
+    if (existing) {
+        char detail[160];
+        snprintf(detail, sizeof detail,
+                 "the visit has this form already (/v1/forms/%s): amend it with a reason",
+                 existing);
+        tl_problem(resp, 409, "form-already-submitted", "Form already submitted", detail, NULL);
+        snprintf(resp->location, sizeof resp->location, "/v1/forms/%s", existing);
+        return false;
+    }
+    json_t *fields = json_loads(tl_pg_get(check, 0, 9), 0, NULL), *errors = json_array();
+    const json_t *answers = json_object_get(c->body, "answers");
+    size_t n = fields && errors ? tl_answers_check(fields, answers, errors) : 1;
+    json_decref(fields);
+    if (n) {
+        if (json_array_size(errors))
+            invalid(resp, "invalid-answers", "Invalid answers", errors);
+        else
+            tl_problem_from_err(resp, TL_ERR_NOMEM);
+        if (!json_array_size(errors))
+            json_decref(errors);
+        return false;
+    }
+    json_decref(errors);
+    json_t *p = c->payload;
+    json_object_set_new(p, "participant_id", json_string(cmd->key));
+    json_object_set_new(p, "study_id", json_string(tl_pg_get(check, 0, 2)));
+    json_object_set_new(p, "visit_type_id", json_string(tl_pg_get(check, 0, 5)));
+    json_object_set_new(p, "form_id", json_string(cmd->resource_id.s));
+    json_object_set_new(p, "template_id", json_string(tl_pg_get(check, 0, 7)));
+    json_object_set(p, "template_name", json_object_get(c->body, "template"));
+    json_object_set_new(p, "template_version", json_integer(tl_pg_get_int(check, 0, 8)));
+    json_object_set_new(p, "answers", tl_answers_compact(answers));
+    return stream_meta(check, cmd);
+}
+
+void tl_h_form_submit(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    tl_cmd_t cmd = {.type = "FormSubmitted", .projection = TL_PROJECTION_FORMS};
+    json_t *body = tl_gw_body(req, resp, submit_fields, 2);
+    submit_ctx_t ctx = {.body = body, .payload = json_object()};
+    tl_uuid_t pid;
+    if (!body || !tl_cmd_init(gw, req, &cmd, resp))
+        goto out;
+    if (tl_uuid_parse(req->params[0], &pid)) {
+        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+        goto out;
+    }
+    const char *check[] = {pid.s, req->params[1], tl_json_str(body, "template"), cmd.resource_id.s};
+    const char *ans[] = {cmd.resource_id.s};
+    const tl_update_t spec = {.check_sql = sql_submit_check,
+                              .check_params = check,
+                              .ncheck = 4,
+                              .not_found_title = "Participant not found",
+                              .decide = submit_decide,
+                              .ctx = &ctx,
+                              .answer_sql = sql_form,
+                              .answer_params = ans,
+                              .nanswer = 1,
+                              .status = 201};
+    snprintf(cmd.location, sizeof cmd.location, "/v1/forms/%s", cmd.resource_id.s);
+    cmd.key = pid.s;
+    cmd.payload = ctx.payload;
+    tl_gw_update(gw, req, &cmd, &spec, tl_gw_stripe(gw, pid.s), resp);
+out:
+    json_decref(ctx.payload);
+    json_decref(body);
+}
+
+/* ---- amendments and signatures: commands on a form ---- */
+
+/* $1 form: its participant's stream (last event, version, study, site),
+ * the lock, and the form (participant, status, revision, answers, the
+ * fields of its template version). */
+static const char *const sql_form_check =
+    "SELECT p.last_event_id::text, p.version, f.study_id, f.site_id, COALESCE(s.locked, false),"
+    "       f.participant_id, f.status, f.revision, f.answers::text, t.fields::text"
+    "  FROM forms f JOIN schedule_participants p ON p.id = f.participant_id"
+    "  LEFT JOIN studies s ON s.id = f.study_id"
+    "  JOIN form_templates t ON t.id = f.template_id AND t.version = f.template_version"
+    " WHERE f.id = $1";
+
+typedef struct {
+    const json_t *body;
+    json_t *payload;
+    const char *form_id;
+    /* signatures */
+    const char *signer_name, *credential_id;
+} form_ctx_t;
+
+/* What every command on a form checks and carries. */
+static bool form_common(form_ctx_t *c, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    if (is_true(check, 4)) {
+        tl_problem_locked(resp);
+        return false;
+    }
+    json_object_set_new(c->payload, "participant_id", json_string(tl_pg_get(check, 0, 5)));
+    json_object_set_new(c->payload, "study_id", json_string(tl_pg_get(check, 0, 2)));
+    json_object_set_new(c->payload, "form_id", json_string(c->form_id));
+    return stream_meta(check, cmd);
+}
+
+static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    form_ctx_t *c = ctx_in;
+    json_t *current = json_loads(tl_pg_get(check, 0, 8), 0, NULL);
+    json_t *fields = json_loads(tl_pg_get(check, 0, 9), 0, NULL);
+    json_t *changes = NULL, *errors = json_array(), *merged = NULL;
+    bool ok = false;
+    if (is_true(check, 4)) {
+        tl_problem_locked(resp);
+        goto out;
+    }
+    if (!current || !fields || !errors ||
+        !(merged = tl_answers_merge(current, json_object_get(c->body, "answers"), &changes))) {
+        tl_problem_from_err(resp, TL_ERR_NOMEM);
+        goto out;
+    }
+    if (!json_array_size(changes)) {
+        tl_problem(resp, 422, "nothing-to-amend", "Nothing to amend",
+                   "the amendment changes none of the form's answers", NULL);
+        goto out;
+    }
+    /* against the version the form was entered with, which it keeps */
+    if (tl_answers_check(fields, merged, errors)) {
+        invalid(resp, "invalid-answers", "Invalid answers", errors);
+        errors = NULL;
+        goto out;
+    }
+    json_object_set(c->payload, "changes", changes);
+    json_object_set_new(c->payload, "signature_removed",
+                        json_boolean(!strcmp(tl_pg_get(check, 0, 6), "signed")));
+    cmd->meta.reason = tl_json_str(c->body, "reason");
+    ok = form_common(c, check, cmd, resp);
+out:
+    json_decref(current);
+    json_decref(fields);
+    json_decref(changes);
+    json_decref(merged);
+    json_decref(errors);
+    return ok;
+}
+
+static bool sign_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    form_ctx_t *c = ctx_in;
+    if (is_true(check, 4)) {
+        tl_problem_locked(resp);
+        return false;
+    }
+    if (!strcmp(tl_pg_get(check, 0, 6), "signed")) {
+        tl_problem(resp, 409, "already-signed", "Form already signed",
+                   "the form is signed as it is; an amendment removes the signature", NULL);
+        return false;
+    }
+    json_object_set_new(c->payload, "form_revision", json_integer(tl_pg_get_int(check, 0, 7)));
+    json_object_set(c->payload, "meaning", json_object_get(c->body, "meaning"));
+    json_object_set_new(c->payload, "signer_name", json_string(c->signer_name));
+    json_object_set_new(c->payload, "credential_id", json_string(c->credential_id));
+    return form_common(c, check, cmd, resp);
+}
+
+/* Runs a command on the form {form}: the participant's stream is locked,
+ * and the answer is the form. */
+static void form_command(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, form_ctx_t *ctx,
+                         bool (*decide)(void *, const tl_pg_res_t *, tl_cmd_t *, tl_resp_t *),
+                         int status, tl_resp_t *resp)
+{
+    tl_uuid_t form;
+    tl_pg_res_t *res = NULL;
+    if (tl_uuid_parse(req->params[0], &form)) {
+        tl_problem(resp, 404, "not-found", "Form not found", NULL, NULL);
+        return;
+    }
+    /* the stream to lock: the form's participant */
+    const char *params[] = {form.s};
+    tl_err_t err =
+        tl_gw_exec(gw, "SELECT participant_id FROM forms WHERE id = $1", 1, params, &res);
+    const char *pid = err ? NULL : tl_pg_get(res, 0, 0);
+    if (err)
+        tl_problem_from_err(resp, err);
+    else if (!pid)
+        tl_problem(resp, 404, "not-found", "Form not found", NULL, NULL);
+    if (!pid)
+        goto out;
+    ctx->form_id = form.s;
+    const tl_update_t spec = {.check_sql = sql_form_check,
+                              .check_params = params,
+                              .ncheck = 1,
+                              .not_found_title = "Form not found",
+                              .decide = decide,
+                              .ctx = ctx,
+                              .answer_sql = sql_form,
+                              .answer_params = params,
+                              .nanswer = 1,
+                              .status = status};
+    snprintf(cmd->location, sizeof cmd->location, "/v1/forms/%s", form.s);
+    cmd->key = pid;
+    cmd->payload = ctx->payload;
+    tl_gw_update(gw, req, cmd, &spec, tl_gw_stripe(gw, pid), resp);
+out:
+    tl_pg_res_free(res);
+}
+
+void tl_h_form_amend(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    static const tl_json_field_t f[] = {
+        {"answers", TL_JF_OBJECT, true, 1, TL_TEMPLATE_FIELDS_MAX, NULL},
+        {"reason", TL_JF_STRING, false, 1, TL_REASON_MAX, NULL},
+    };
+    tl_cmd_t cmd = {.type = "FormAmended", .projection = TL_PROJECTION_FORMS};
+    json_t *body = tl_gw_body(req, resp, f, 2);
+    form_ctx_t ctx = {.body = body, .payload = json_object()};
+    if (body && !tl_json_str(body, "reason")) {
+        /* well formed, but a change of clinical data without a reason is a
+         * rule broken (21 CFR 11.10(e)), not a malformed request */
+        json_t *errors = json_array();
+        tl_json_error(errors, "reason", "a reason for change is required");
+        invalid(resp, "reason-required", "Reason for change required", errors);
+    } else if (body && tl_cmd_init(gw, req, &cmd, resp)) {
+        form_command(gw, req, &cmd, &ctx, amend_decide, 200, resp);
+    }
+    json_decref(ctx.payload);
+    json_decref(body);
+}
+
+/* The signer's credential: re-authentication separate from the bearer
+ * token (21 CFR 11.200). false: resp holds why not. */
+static bool signer_verified(tl_gw_t *gw, tl_req_t *req, const char *password, char *name,
+                            size_t name_size, char *credential, tl_resp_t *resp)
+{
+    const char *params[] = {req->actor.id};
+    tl_pg_res_t *res = NULL;
+    tl_err_t err = tl_gw_exec(gw,
+                              "SELECT p.name, p.signing_credential_id, c.hash FROM principals p"
+                              " LEFT JOIN signing_credentials c"
+                              "   ON c.credential_id = p.signing_credential_id"
+                              " WHERE p.id = $1",
+                              1, params, &res);
+    bool ok = false;
+    if (err) {
+        tl_problem_from_err(resp, err);
+    } else if (!tl_pg_get(res, 0, 1) || !tl_pg_get(res, 0, 2)) {
+        tl_problem(resp, 422, "no-signing-credential", "No signing credential",
+                   "set a signing credential (POST /v1/principals/{id}/signing-credential)"
+                   " before signing",
+                   NULL);
+    } else if (!tl_password_verify(password, tl_pg_get(res, 0, 2))) {
+        tl_problem(resp, 401, "signing-credential-invalid", "Signing credential not accepted",
+                   "re-authentication failed: the form is not signed", NULL);
+        tl_log_warn("signature_refused", json_pack("{s:s}", "actor_id", req->actor.id));
+    } else {
+        snprintf(name, name_size, "%s", tl_pg_get(res, 0, 0));
+        snprintf(credential, TL_UUID_STRLEN, "%s", tl_pg_get(res, 0, 1));
+        ok = true;
+    }
+    tl_pg_res_free(res);
+    return ok;
+}
+
+void tl_h_form_sign(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    static const tl_json_field_t f[] = {
+        {"meaning", TL_JF_ENUM, true, 0, 0, tl_signature_meanings},
+        {"password", TL_JF_STRING, true, 1, TL_PASSWORD_MAX, NULL},
+    };
+    tl_cmd_t cmd = {.type = "FormSigned", .projection = TL_PROJECTION_FORMS};
+    json_t *body = tl_gw_body(req, resp, f, 2);
+    form_ctx_t ctx = {.body = body, .payload = json_object()};
+    char name[TL_BYTES(TL_SIGNER_NAME_MAX)], credential[TL_UUID_STRLEN];
+    /* the slow hash is checked before the participant's stream is locked */
+    if (!body || !tl_cmd_init(gw, req, &cmd, resp) ||
+        !signer_verified(gw, req, tl_json_str(body, "password"), name, sizeof name, credential,
+                         resp))
+        goto out;
+    ctx.signer_name = name;
+    ctx.credential_id = credential;
+    form_command(gw, req, &cmd, &ctx, sign_decide, 201, resp);
+out:
+    json_decref(ctx.payload);
+    json_decref(body);
+}
+
+/* ---- queries ---- */
+
+void tl_h_form_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    bool failed = false;
+    json_t *j = NULL;
+    if (tl_uuid_valid(req->params[0]))
+        j = tl_gw_query_json(
+            gw, resp,
+            "SELECT (" SQL_FORM_JSON "::jsonb || jsonb_build_object('history',"
+            " COALESCE((SELECT json_agg(json_build_object('revision', h.revision,"
+            "   'field', h.field, 'before', h.before, 'after', h.after,"
+            "   'event_type', h.event_type, 'actor_id', h.actor_id, 'actor_role', h.actor_role,"
+            "   'reason', h.reason, 'recorded_at', h.recorded_at, 'event_id', h.event_id)"
+            "   ORDER BY h.revision, h.field) FROM form_field_history h WHERE h.form_id = f.id),"
+            "  '[]'::json)))::text" SQL_FORM_FROM " WHERE f.id = $1",
+            1, req->params, &failed);
+    ok_json(resp, j, failed, "Form not found");
+}
+
+void tl_h_participant_forms(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    bool failed = false;
+    json_t *j = NULL;
+    if (tl_uuid_valid(req->params[0]))
+        j = tl_gw_query_json(gw, resp,
+                             "SELECT json_build_object('participant_id', p.id, 'items',"
+                             " COALESCE((SELECT json_agg(" SQL_FORM_JSON
+                             " ORDER BY v.target_day, f.template_name)" SQL_FORM_FROM
+                             "   WHERE f.participant_id = p.id), '[]'::json))::text"
+                             " FROM participants p WHERE p.id = $1",
+                             1, req->params, &failed);
+    ok_json(resp, j, failed, "Participant not found");
+}
