@@ -254,7 +254,8 @@ json_t *tl_template_fields_check(const json_t *fields, json_t *errors)
         const json_t *f = json_array_get(fields, i);
         snprintf(c.path, sizeof c.path, "fields[%zu]", i);
         json_t *norm = field_check(&c, f);
-        const char *name = json_string_value(json_object_get(norm, "name"));
+        /* a repeated name is reported even when the field has other errors */
+        const char *name = json_is_object(f) && tl_json_name_ok(name_of(f)) ? name_of(f) : NULL;
         for (size_t j = 0; name && j < i; j++)
             if (!strcmp(name, name_of(json_array_get(fields, j)))) {
                 terr(&c, "name", "duplicate_name", "another field has this name");
