@@ -408,9 +408,11 @@ static json_t *meta(const char *type_ev, int64_t version)
 static json_t *submitted(int64_t version, const char *answers)
 {
     json_t *ev = meta(EV(2), version);
-    json_object_update(ev, json_pack("{s:s, s:s, s:s, s:s, s:i, s:o}", "form_id", FORM,
-                                     "visit_type_id", VT, "template_id", TPL, "template_name",
-                                     "eye_exam", "template_version", 1, "answers", load(answers)));
+    json_t *own = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o}", "form_id", FORM, "visit_type_id",
+                            VT, "template_id", TPL, "template_name", "eye_exam",
+                            "template_version", 1, "answers", load(answers));
+    json_object_update(ev, own);
+    json_decref(own);
     return ev;
 }
 
