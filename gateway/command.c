@@ -220,6 +220,16 @@ json_t *tl_gw_query_json(tl_gw_t *gw, tl_resp_t *resp, const char *sql, int n,
     return j;
 }
 
+void tl_gw_found(tl_resp_t *resp, json_t *j, bool failed, const char *not_found)
+{
+    if (j) {
+        resp->status = 200;
+        resp->body = j;
+    } else if (!failed) {
+        tl_problem(resp, 404, "not-found", not_found, NULL, NULL);
+    }
+}
+
 void tl_gw_created(tl_resp_t *resp, json_t *body, const char *location, bool replayed)
 {
     json_decref(resp->body);

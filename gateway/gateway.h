@@ -287,6 +287,9 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
 json_t *tl_gw_query_json(tl_gw_t *gw, tl_resp_t *resp, const char *sql, int n,
                          const char *const *params, bool *failed);
 void tl_gw_created(tl_resp_t *resp, json_t *body, const char *location, bool replayed);
+/* The answer of a read: 200 with j (taken over), or, when there was no row
+ * and no failure (a failure's 503 is in resp already), 404 not_found. */
+void tl_gw_found(tl_resp_t *resp, json_t *j, bool failed, const char *not_found);
 
 /* A command on an existing aggregate (a participant's stream, a study). */
 typedef struct {

@@ -36,12 +36,7 @@ static void principal_answer(tl_gw_t *gw, const char *id, tl_resp_t *resp)
     json_t *j = tl_uuid_valid(id)
                     ? tl_gw_query_json(gw, resp, SQL_PRINCIPAL_JSON, 1, params, &failed)
                     : NULL;
-    if (j) {
-        resp->status = 200;
-        resp->body = j;
-    } else if (!failed) {
-        tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
-    }
+    tl_gw_found(resp, j, failed, "Principal not found");
 }
 
 void tl_h_me(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)

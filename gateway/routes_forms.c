@@ -38,16 +38,6 @@
 static const char *const sql_form =
     "SELECT " SQL_FORM_JSON "::text" SQL_FORM_FROM " WHERE f.id = $1";
 
-static void ok_json(tl_resp_t *resp, json_t *j, bool failed, const char *not_found)
-{
-    if (j) {
-        resp->status = 200;
-        resp->body = j;
-    } else if (!failed) {
-        tl_problem(resp, 404, "not-found", not_found, NULL, NULL);
-    }
-}
-
 static void invalid(tl_resp_t *resp, const char *type, const char *title, json_t *errors)
 {
     tl_problem(resp, 422, type, title, "see errors: every problem is listed", errors);
@@ -192,7 +182,7 @@ void tl_h_form_template_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             "   WHERE study_id = s.id ORDER BY name, version DESC) t), '[]'::json))::text"
             " FROM studies s WHERE s.id = $1",
             1, req->params, &failed);
-    ok_json(resp, j, failed, "Study not found");
+    tl_gw_found(resp, j, failed, "Study not found");
 }
 
 void tl_h_form_template_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -222,7 +212,7 @@ void tl_h_form_template_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         json_decref(j);
         j = NULL;
     }
-    ok_json(resp, j, failed, "Form template not found");
+    tl_gw_found(resp, j, failed, "Form template not found");
 }
 
 /* ---- responses ---- */
@@ -596,7 +586,7 @@ void tl_h_form_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             "   ORDER BY h.revision, h.field) FROM form_field_history h WHERE h.form_id = f.id),"
             "  '[]'::json)))::text" SQL_FORM_FROM " WHERE f.id = $1",
             1, req->params, &failed);
-    ok_json(resp, j, failed, "Form not found");
+    tl_gw_found(resp, j, failed, "Form not found");
 }
 
 void tl_h_participant_forms(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -611,5 +601,5 @@ void tl_h_participant_forms(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                              "   WHERE f.participant_id = p.id), '[]'::json))::text"
                              " FROM participants p WHERE p.id = $1",
                              1, req->params, &failed);
-    ok_json(resp, j, failed, "Participant not found");
+    tl_gw_found(resp, j, failed, "Participant not found");
 }

@@ -196,12 +196,7 @@ void tl_h_participant_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *j = tl_uuid_valid(req->params[0])
                     ? tl_gw_query_json(gw, resp, sql_participant, 1, req->params, &failed)
                     : NULL;
-    if (j) {
-        resp->status = 200;
-        resp->body = j;
-    } else if (!failed) {
-        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
-    }
+    tl_gw_found(resp, j, failed, "Participant not found");
 }
 
 static const char *const sql_list =

@@ -473,12 +473,7 @@ void tl_h_visit_type_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         j = tl_gw_query_json(gw, resp, SQL_VISIT_TYPE_JSON " AND t.study_id = $2", 2, params,
                              &failed);
     }
-    if (j) {
-        resp->status = 200;
-        resp->body = j;
-    } else if (!failed) {
-        tl_problem(resp, 404, "not-found", "Visit type not found", NULL, NULL);
-    }
+    tl_gw_found(resp, j, failed, "Visit type not found");
 }
 
 void tl_h_visit_type_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -494,12 +489,7 @@ void tl_h_visit_type_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                              "s.id") ")::json, '[]'::json))::text FROM studies s"
                                      " WHERE s.id = $1",
                          1, params, &failed);
-    if (j) {
-        resp->status = 200;
-        resp->body = j;
-    } else if (!failed) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
-    }
+    tl_gw_found(resp, j, failed, "Study not found");
 }
 
 /* ---- lock ---- */
@@ -960,12 +950,7 @@ void tl_h_schedule_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                                           " FROM schedule_participants p WHERE p.id = $1",
                           2, params, &failed)
                     : NULL;
-    if (j) {
-        resp->status = 200;
-        resp->body = j;
-    } else if (!failed) {
-        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
-    }
+    tl_gw_found(resp, j, failed, "Participant not found");
 }
 
 static const char *const visit_statuses[] = {
@@ -1137,10 +1122,5 @@ void tl_h_study_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *j = tl_uuid_valid(req->params[0])
                     ? tl_gw_query_json(gw, resp, sql_metrics, 3, params, &failed)
                     : NULL;
-    if (j) {
-        resp->status = 200;
-        resp->body = j;
-    } else if (!failed) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
-    }
+    tl_gw_found(resp, j, failed, "Study not found");
 }
