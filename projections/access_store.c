@@ -223,9 +223,7 @@ static tl_err_t write_principals(tl_batch_t *b, const tl_map_t *m)
                            ca,
                            ua,
                            p->last_event_id};
-        for (int j = 0; j < 9 && !err; j++)
-            err = tl_cols_add(&c, j, v[j]);
-        tl_cols_row_done(&c);
+        err = tl_cols_add_row(&c, v, 9);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_principals, &c);
@@ -255,9 +253,7 @@ static tl_err_t write_tokens(tl_batch_t *b, const tl_map_t *m)
                            t->revoked_at_us ? ra : NULL,
                            t->revoked_at_us ? t->revoke_reason : NULL,
                            t->last_event_id};
-        for (int j = 0; j < 9 && !err; j++)
-            err = tl_cols_add(&c, j, v[j]);
-        tl_cols_row_done(&c);
+        err = tl_cols_add_row(&c, v, 9);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_tokens, &c);

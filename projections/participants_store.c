@@ -423,9 +423,7 @@ static tl_err_t write_studies(tl_batch_t *b, const tl_map_t *m)
                            s->has_description ? s->description : NULL, ts, s->last_event_id,
                            s->locked ? "t" : "f", s->lock_changed_at_us ? s->lock_reason : NULL,
                            s->lock_changed_at_us ? lts : NULL};
-        for (int j = 0; j < 9 && !err; j++)
-            err = tl_cols_add(&c, j, v[j]);
-        tl_cols_row_done(&c);
+        err = tl_cols_add_row(&c, v, 9);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_studies, &c);
@@ -445,9 +443,7 @@ static tl_err_t write_sites(tl_batch_t *b, const tl_map_t *m)
             continue;
         tl_ts_format(s->added_at_us, ts);
         const char *v[] = {s->id, s->study_id, s->code, s->name, ts, s->last_event_id};
-        for (int j = 0; j < 6 && !err; j++)
-            err = tl_cols_add(&c, j, v[j]);
-        tl_cols_row_done(&c);
+        err = tl_cols_add_row(&c, v, 6);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_sites, &c);
@@ -474,9 +470,7 @@ static tl_err_t write_participants(tl_batch_t *b, const tl_map_t *m)
         const char *v[] = {p->id, p->study_id, p->site_id, p->code, p->status,
                            p->birth_year ? by : NULL, p->sex[0] ? p->sex : NULL,
                            p->has_consent ? cd : NULL, bd, ea, ua, ver, p->last_event_id};
-        for (int j = 0; j < 13 && !err; j++)
-            err = tl_cols_add(&c, j, v[j]);
-        tl_cols_row_done(&c);
+        err = tl_cols_add_row(&c, v, 13);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_participants, &c);
@@ -511,10 +505,8 @@ static tl_err_t write_visit_types(tl_batch_t *b, const tl_map_t *m)
         }
         const char *v[] = {r->vt.id, r->study_id, r->vt.name, td, wb, wa,
                            r->vt.required ? "t" : "f", ft, rev, da, ua, r->last_event_id};
-        for (int j = 0; j < 12 && !err; j++)
-            err = tl_cols_add(&c, j, v[j]);
+        err = tl_cols_add_row(&c, v, 12);
         free(ft);
-        tl_cols_row_done(&c);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_visit_types, &c);
