@@ -97,7 +97,7 @@ bool tl_text_ok(const char *s, size_t len)
     return true;
 }
 
-static size_t utf8_chars(const char *s)
+size_t tl_text_chars(const char *s)
 {
     size_t n = 0;
     for (; *s; s++)
@@ -170,7 +170,7 @@ static void check_value(const tl_json_field_t *f, const json_t *v, json_t *error
             tl_json_error(errors, f->name, "must be a string");
             return;
         }
-        size_t n = utf8_chars(json_string_value(v));
+        size_t n = tl_text_chars(json_string_value(v));
         if ((long)n < f->min || (long)n > f->max) {
             snprintf(msg, sizeof msg, "must be %ld to %ld characters long", f->min, f->max);
             tl_json_error(errors, f->name, msg);

@@ -45,6 +45,8 @@ tl_err_t tl_json_parse_object(const char *body, size_t len, json_t **out, char *
 /* len bytes of strict UTF-8 (no overlong forms, surrogates or code points
  * past U+10FFFF) without C0 or C1 control characters. */
 bool tl_text_ok(const char *s, size_t len);
+/* Code points of NUL-terminated UTF-8 text (continuation bytes not counted). */
+size_t tl_text_chars(const char *s);
 /* Appends one error per problem to errors (a JSON array); returns how many. */
 size_t tl_json_check(const json_t *obj, const tl_json_field_t *fields, size_t n, json_t *errors);
 /* Adds {"field": field, "detail": detail} to errors. */

@@ -199,15 +199,13 @@ bool tl_auth_in_scope(tl_gw_t *gw, const tl_route_t *route, tl_req_t *req, tl_re
     const char *sp = tl_auth_sites_param(req, sites, sizeof sites);
     if (!sp)
         return true; /* sees every site */
-    bool study = route->scope == TL_SCOPE_STUDY;
+    bool study = route->scope == TL_SCOPE_STUDY, form = route->scope == TL_SCOPE_FORM;
     bool ok = false;
     tl_err_t err = TL_OK;
     if (tl_uuid_valid(id)) {
         tl_pg_res_t *res = NULL;
         const char *params[] = {id, sp};
-        const char *sql = study                                ? sql_study_scope
-                          : route->scope == TL_SCOPE_FORM ? sql_form_site
-                                                          : sql_participant_site;
+        const char *sql = study ? sql_study_scope : form ? sql_form_site : sql_participant_site;
         err = tl_gw_exec(gw, sql, study ? 2 : 1, params, &res);
         const char *v = err ? NULL : tl_pg_get(res, 0, 0);
         /* an unknown participant or form is the handler's 404 */
@@ -218,9 +216,7 @@ bool tl_auth_in_scope(tl_gw_t *gw, const tl_route_t *route, tl_req_t *req, tl_re
         tl_problem_from_err(resp, err);
     else if (!ok)
         tl_problem(resp, 404, "not-found",
-                   study                                ? "Study not found"
-                   : route->scope == TL_SCOPE_FORM ? "Form not found"
-                                                   : "Participant not found",
+                   study ? "Study not found" : form ? "Form not found" : "Participant not found",
                    NULL, NULL);
     return ok;
 }

@@ -245,11 +245,12 @@ typedef struct {
     json_t *payload;
 } submit_ctx_t;
 
-static bool stream_meta(const tl_pg_res_t *check, tl_cmd_t *cmd)
+/* The participant's next stream version and site, from columns 1 and 3 of
+ * a check row. */
+static void stream_meta(const tl_pg_res_t *check, tl_cmd_t *cmd)
 {
     cmd->meta.stream_version = tl_pg_get_int(check, 0, 1) + 1;
     cmd->meta.site_id = tl_pg_get(check, 0, 3);
-    return true;
 }
 
 static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
@@ -318,7 +319,8 @@ static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
     json_object_set(p, "template_name", json_object_get(c->body, "template"));
     json_object_set_new(p, "template_version", json_integer(tl_pg_get_int(check, 0, 8)));
     json_object_set_new(p, "answers", tl_answers_compact(answers));
-    return stream_meta(check, cmd);
+    stream_meta(check, cmd);
+    return true;
 }
 
 void tl_h_form_submit(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -375,17 +377,13 @@ typedef struct {
     const char *signer_name, *credential_id;
 } form_ctx_t;
 
-/* What every command on a form checks and carries. */
-static bool form_common(form_ctx_t *c, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+/* What every event on a form carries (its decide checked the lock first). */
+static void form_common(form_ctx_t *c, const tl_pg_res_t *check, tl_cmd_t *cmd)
 {
-    if (is_true(check, 4)) {
-        tl_problem_locked(resp);
-        return false;
-    }
     json_object_set_new(c->payload, "participant_id", json_string(tl_pg_get(check, 0, 5)));
     json_object_set_new(c->payload, "study_id", json_string(tl_pg_get(check, 0, 2)));
     json_object_set_new(c->payload, "form_id", json_string(c->form_id));
-    return stream_meta(check, cmd);
+    stream_meta(check, cmd);
 }
 
 static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
@@ -419,7 +417,8 @@ static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, 
     json_object_set_new(c->payload, "signature_removed",
                         json_boolean(!strcmp(tl_pg_get(check, 0, 6), "signed")));
     cmd->meta.reason = tl_json_str(c->body, "reason");
-    ok = form_common(c, check, cmd, resp);
+    form_common(c, check, cmd);
+    ok = true;
 out:
     json_decref(current);
     json_decref(fields);
@@ -445,7 +444,8 @@ static bool sign_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, t
     json_object_set(c->payload, "meaning", json_object_get(c->body, "meaning"));
     json_object_set_new(c->payload, "signer_name", json_string(c->signer_name));
     json_object_set_new(c->payload, "credential_id", json_string(c->credential_id));
-    return form_common(c, check, cmd, resp);
+    form_common(c, check, cmd);
+    return true;
 }
 
 /* Runs a command on the form {form}: the participant's stream is locked,

@@ -39,10 +39,7 @@ static long text_chars(const json_t *v, bool multiline)
             return -1;
         start = i + 1;
     }
-    long n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return n;
+    return (long)tl_text_chars(s); /* no NUL inside: tl_text_ok refuses control characters */
 }
 
 static bool string_ok(const json_t *v, long min, long max)

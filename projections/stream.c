@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "forms.h"
 #include "schedules.h"
 #include "tl_date.h"
 
@@ -167,8 +168,7 @@ const char *tl_stream_decide(const tl_stream_state_t *st, const char *type, cons
     /* consent can be recorded again whatever the status, and the forms of
      * visits that took place are entered, amended and signed after the
      * participant left or finished; nothing else changes such a participant */
-    if (strcmp(type, "ConsentRecorded") && strncmp(type, "Form", 4) &&
-        strcmp(st->status, "enrolled"))
+    if (strcmp(type, "ConsentRecorded") && !tl_form_event(type) && strcmp(st->status, "enrolled"))
         return "participant_not_active";
     return NULL;
 }
