@@ -2,6 +2,8 @@
  * how it folds, and what a rebuild replaces. */
 #include <string.h>
 
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
 #include "access_store.h"
 #include "audit.h"
 #include "audit_store.h"
@@ -33,44 +35,44 @@ static const int access_migrations[] = {2, 7};
 static const char *const forms_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
 static const char *const forms_tables[] = {"form_templates", "form_participants", "forms",
                                            "form_field_history"};
-static const int forms_migrations[] = {2, 10};
+static const int forms_migrations[] = {2, 10, 11};
 
 static const tl_projection_t projections[] = {
     {.name = TL_PROJECTION_PARTICIPANTS,
      .topics = participants_topics,
-     .ntopics = 2,
+     .ntopics = N(participants_topics),
      .apply = tl_participants_store_apply,
      .tables = participants_tables,
-     .ntables = 4,
+     .ntables = N(participants_tables),
      .migrations = participants_migrations,
-     .nmigrations = 3,
+     .nmigrations = N(participants_migrations),
      .batch_default = 1000},
     {.name = TL_PROJECTION_SCHEDULES,
      .topics = schedules_topics,
-     .ntopics = 1,
+     .ntopics = N(schedules_topics),
      .apply = tl_schedules_store_apply,
      .tables = schedules_tables,
-     .ntables = 2,
+     .ntables = N(schedules_tables),
      .migrations = schedules_migrations,
-     .nmigrations = 2,
+     .nmigrations = N(schedules_migrations),
      .batch_default = 1000},
     {.name = TL_PROJECTION_ACCESS,
      .topics = access_topics,
-     .ntopics = 1,
+     .ntopics = N(access_topics),
      .apply = tl_access_store_apply,
      .tables = access_tables,
-     .ntables = 2,
+     .ntables = N(access_tables),
      .migrations = access_migrations,
-     .nmigrations = 2,
+     .nmigrations = N(access_migrations),
      .batch_default = 1000},
     {.name = TL_PROJECTION_FORMS,
      .topics = forms_topics,
-     .ntopics = 2,
+     .ntopics = N(forms_topics),
      .apply = tl_forms_store_apply,
      .tables = forms_tables,
-     .ntables = 4,
+     .ntables = N(forms_tables),
      .migrations = forms_migrations,
-     .nmigrations = 2,
+     .nmigrations = N(forms_migrations),
      .batch_default = 1000},
     /* the archive takes every topic, dead letters included; it is the
      * source of rebuilds, so it has none itself. Its rows are wide and its
@@ -82,7 +84,7 @@ static const tl_projection_t projections[] = {
 
 const tl_projection_t *tl_projection_find(const char *name)
 {
-    for (size_t i = 0; name && i < sizeof projections / sizeof projections[0]; i++)
+    for (size_t i = 0; name && i < N(projections); i++)
         if (!strcmp(projections[i].name, name))
             return &projections[i];
     return NULL;

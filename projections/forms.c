@@ -625,8 +625,8 @@ static const char *submit(tl_form_t *f, const json_t *ev, json_t *history)
         !tl_json_name_ok(n.template_name) || ver < 1 || ver > TL_TEMPLATE_VERSIONS_MAX ||
         !answers_shape_ok(answers))
         return "invalid_event";
-    tl_ev_copy_uuid(n.site_id, ev, "site_id");
-    tl_ev_copy_str(n.submitted_by, sizeof n.submitted_by, ev, "actor_id");
+    if (!tl_ev_copy_str(n.submitted_by, sizeof n.submitted_by, ev, "actor_id"))
+        return "invalid_event";
     n.template_version = (int32_t)ver;
     n.submitted_at_us = tl_ev_int(ev, "recorded_at");
     if (!(n.answers = tl_answers_compact(answers)))

@@ -44,6 +44,7 @@
 #define TL_FIELD_OPTION_MAX 100  /* characters of one option */
 #define TL_TEXT_ANSWER_MAX 4000  /* characters of a text answer */
 #define TL_NUMBER_ABS_MAX 1e12   /* bounds and answers of number fields */
+#define TL_ACTOR_ID_MAX 100      /* bytes of an event's actor_id a form keeps */
 
 /* Checks a template's field list (a JSON array) and appends one error per
  * problem to errors ({"field": "fields[2].max", "code", "detail"}): unique
@@ -117,6 +118,8 @@ typedef struct {
     char id[TL_UUID_STRLEN];
     char participant_id[TL_UUID_STRLEN];
     char study_id[TL_UUID_STRLEN];
+    /* not the event's: the caller sets the participant's site, the one
+     * source of a participant's site for every projection */
     char site_id[TL_UUID_STRLEN];
     char visit_type_id[TL_UUID_STRLEN];
     char template_id[TL_UUID_STRLEN];
@@ -130,7 +133,8 @@ typedef struct {
     char signer_name[TL_BYTES(TL_SIGNER_NAME_MAX)];
     char meaning[TL_MEANING_MAX];
     int64_t signed_at_us;
-    char submitted_by[TL_UUID_STRLEN];
+    /* the actor: a principal's id, or a connector's name */
+    char submitted_by[TL_ACTOR_ID_MAX + 1];
     int64_t submitted_at_us, updated_at_us;
     int64_t version; /* the stream version of the event that last changed it */
     char last_event_id[TL_UUID_STRLEN];

@@ -391,7 +391,7 @@ static const char *const sql_upsert_forms =
     "   last_event_id)"
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],"
     "   $6::uuid[], $7::text[], $8::int[], $9::jsonb[], $10::text[], $11::int[], $12::uuid[],"
-    "   $13::text[], $14::text[], $15::timestamptz[], $16::uuid[], $17::timestamptz[],"
+    "   $13::text[], $14::text[], $15::timestamptz[], $16::text[], $17::timestamptz[],"
     "   $18::timestamptz[], $19::bigint[], $20::uuid[])"
     " ON CONFLICT (id) DO UPDATE SET answers = EXCLUDED.answers, status = EXCLUDED.status,"
     "   revision = EXCLUDED.revision, signed_by = EXCLUDED.signed_by,"

@@ -261,6 +261,10 @@ static const char *const migrations[] = {
     "  recorded_at timestamptz NOT NULL,"
     "  event_id uuid NOT NULL,"
     "  PRIMARY KEY (form_id, revision, field));",
+
+    /* 11: a form's submitter is the event's actor, which a connector names
+     * in its own words, not always a principal's uuid */
+    "ALTER TABLE forms ALTER COLUMN submitted_by TYPE text;",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

@@ -215,7 +215,8 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
 {
     const tl_projection_t *p = tl_projection_find(name);
     if (!p || !p->ntables) {
-        fprintf(stderr, "rebuild: no projection '%s' to rebuild (participants, schedules)\n", name);
+        fprintf(stderr, "rebuild: no projection '%s' to rebuild (participants, schedules, access,"
+                " forms)\n", name);
         return 2;
     }
     char shadow[64], path[200];
@@ -286,6 +287,8 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
                (long long)prev, secs, (double)prev / (secs > 0 ? secs : 1));
         rc = 0;
     } else {
+        if (sq.len) /* what it built so far is of no use to anyone */
+            exec_fmt(pg, NULL, "DROP SCHEMA IF EXISTS %s CASCADE", sq.data);
         fprintf(stderr, "rebuild %s: failed (%s); the live projection is unchanged\n", p->name,
                 tl_err_name(err));
     }
