@@ -1,7 +1,7 @@
 /* History: who did what, when and why, from the audit archive.
  *
  * A participant's history folds its stream from the archive with the same
- * pure folds the projections use (participants, schedules), so each event's
+ * pure folds the projections use (participants, schedules, forms), so each event's
  * "before -> after" per field is exactly what the projections saw. The
  * audit list answers from the archive's metadata columns only: it never
  * decodes payloads. */
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "forms.h"
 #include "gateway.h"
 #include "participants.h"
 #include "schedules.h"
@@ -38,8 +39,58 @@ static void set_text(json_t *o, const char *k, const char *v)
     json_object_set_new(o, k, v && *v ? json_string(v) : json_null());
 }
 
-/* The state the history compares, flat: "status", "visits.Month 1.due_date". */
-static json_t *flatten(const tl_participant_t *p, const tl_schedule_t *s)
+/* The participant's forms, as the fold of its stream makes them. */
+typedef struct {
+    tl_form_t *v;
+    size_t n, cap;
+} forms_t;
+
+static void forms_cleanup(forms_t *fs)
+{
+    for (size_t i = 0; i < fs->n; i++)
+        tl_form_cleanup(&fs->v[i]);
+    free(fs->v);
+}
+
+static const char *visit_name(const tl_schedule_t *s, const char *visit_type_id)
+{
+    for (size_t i = 0; i < s->nvisits; i++)
+        if (!strcmp(s->visits[i].visit_type_id, visit_type_id))
+            return s->visits[i].name;
+    return visit_type_id;
+}
+
+/* "forms.Month 1.visual_acuity.answers.va_right", ".status", ... */
+static void flatten_forms(json_t *o, const tl_schedule_t *s, const forms_t *fs)
+{
+    char k[TL_BYTES(TL_VISIT_NAME_MAX) + 3 * TL_JSON_NAME_MAX + 32];
+    for (size_t i = 0; i < fs->n; i++) {
+        const tl_form_t *f = &fs->v[i];
+        bool is_signed = f->status == TL_FORM_SIGNED;
+        int pre = snprintf(k, sizeof k, "forms.%s.%s.", visit_name(s, f->visit_type_id),
+                           f->template_name);
+        if (pre < 0 || (size_t)pre >= sizeof k - TL_JSON_NAME_MAX - 16)
+            continue; /* cannot happen: names are bounded */
+#define FK(member) (snprintf(k + pre, sizeof k - (size_t)pre, "%s", member), k)
+        set_text(o, FK("status"), tl_form_status_name(f->status));
+        json_object_set_new(o, FK("revision"), json_integer(f->revision));
+        json_object_set_new(o, FK("template_version"), json_integer(f->template_version));
+        set_text(o, FK("signed_by"), is_signed ? f->signer_name : NULL);
+        set_text(o, FK("signature_meaning"), is_signed ? f->meaning : NULL);
+#undef FK
+        const char *field;
+        json_t *v;
+        json_object_foreach(f->answers, field, v)
+        {
+            snprintf(k + pre, sizeof k - (size_t)pre, "answers.%s", field);
+            json_object_set(o, k, v);
+        }
+    }
+}
+
+/* The state the history compares, flat: "status", "visits.Month 1.due_date",
+ * "forms.Month 1.visual_acuity.answers.va_right". */
+static json_t *flatten(const tl_participant_t *p, const tl_schedule_t *s, const forms_t *fs)
 {
     json_t *o = json_object();
     if (!p->exists)
@@ -66,6 +117,7 @@ static json_t *flatten(const tl_participant_t *p, const tl_schedule_t *s)
         set_text(o, VK("notes"), v->notes);
 #undef VK
     }
+    flatten_forms(o, s, fs);
     return o;
 }
 
@@ -160,9 +212,38 @@ static const char *const sql_stream =
     "   AND a.value IS NOT NULL"
     " ORDER BY a.partition, a.\"offset\" LIMIT " STR(STREAM_MAX);
 
-/* Folds one archived event into p and s; the item says what it changed. */
+/* Folds a form event the stream accepted into the form it names, as the
+ * forms projection does; one the form cannot take changes nothing. */
+static void fold_form(forms_t *fs, const char *type, const json_t *ev)
+{
+    const char *id = json_string_value(json_object_get(ev, "form_id"));
+    tl_form_t *f = NULL, none = {0};
+    bool submit = !strcmp(type, "FormSubmitted");
+    for (size_t i = 0; id && i < fs->n && !f; i++)
+        if (!strcmp(fs->v[i].id, id))
+            f = &fs->v[i];
+    const char *vt = json_string_value(json_object_get(ev, "visit_type_id"));
+    const char *tn = json_string_value(json_object_get(ev, "template_name"));
+    for (size_t i = 0; submit && vt && tn && i < fs->n; i++)
+        if (!strcmp(fs->v[i].visit_type_id, vt) && !strcmp(fs->v[i].template_name, tn))
+            return; /* the visit has this form already */
+    if (!f && fs->n == fs->cap) {
+        size_t cap = fs->cap ? fs->cap * 2 : 8;
+        tl_form_t *v = realloc(fs->v, cap * sizeof *v);
+        if (!v)
+            return;
+        fs->v = v;
+        fs->cap = cap;
+    }
+    json_t *history = json_array();
+    if (history && !tl_form_apply(f ? f : &none, type, ev, history) && !f)
+        fs->v[fs->n++] = none;
+    json_decref(history);
+}
+
+/* Folds one archived event into p, s and fs; the item says what it changed. */
 static json_t *fold_one(tl_gw_t *gw, const char *b64, const char *refused, long long offset,
-                        tl_participant_t *p, tl_schedule_t *s)
+                        tl_participant_t *p, tl_schedule_t *s, forms_t *fs)
 {
     tl_buf_t raw;
     json_t *ev = NULL, *item = NULL;
@@ -171,7 +252,7 @@ static json_t *fold_one(tl_gw_t *gw, const char *b64, const char *refused, long 
     if (tl_b64_decode(&raw, b64) || tl_gw_decode(gw, raw.data, raw.len, &ev, &fullname))
         goto out; /* undecodable: the projections refused it too; nothing to show */
     const char *type = strrchr(fullname, '.') ? strrchr(fullname, '.') + 1 : fullname;
-    json_t *before = flatten(p, s);
+    json_t *before = flatten(p, s, fs);
     const char *why = refused;
     if (!why) {
         tl_participant_t next = *p;
@@ -180,9 +261,11 @@ static json_t *fold_one(tl_gw_t *gw, const char *b64, const char *refused, long 
             const char *skipped = NULL;
             *p = next;
             tl_schedule_apply(s, type, ev, &skipped);
+            if (tl_form_event(type))
+                fold_form(fs, type, ev);
         }
     }
-    json_t *after = flatten(p, s);
+    json_t *after = flatten(p, s, fs);
     item = event_item(ev, type, offset);
     json_object_set_new(item, "applied", json_boolean(!why));
     json_object_set_new(item, "refused", why ? json_string(why) : json_null());
@@ -216,6 +299,7 @@ void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     tl_pg_res_t *res = NULL;
     tl_participant_t p = {0};
     tl_schedule_t s = {0};
+    forms_t fs = {0};
     bool more = false;
     if (tl_uuid_parse(req->params[0], &id)) {
         tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
@@ -240,7 +324,7 @@ void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     items = json_array();
     for (int r = 0; r < tl_pg_nrows(res) && !more; r++) {
         long long off = tl_pg_get_int(res, r, 0);
-        json_t *item = fold_one(gw, tl_pg_get(res, r, 1), tl_pg_get(res, r, 2), off, &p, &s);
+        json_t *item = fold_one(gw, tl_pg_get(res, r, 1), tl_pg_get(res, r, 2), off, &p, &s, &fs);
         if (item && off > after && (long)json_array_size(items) == limit)
             more = true;
         if (item && off > after && !more)
@@ -259,6 +343,7 @@ void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                            more ? json_string(next) : json_null());
 out:
     json_decref(items);
+    forms_cleanup(&fs);
     tl_schedule_cleanup(&s);
     tl_pg_res_free(res);
 }

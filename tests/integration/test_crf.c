@@ -334,6 +334,46 @@ static void test_amend_and_sign(void **state)
     /* 6 answers submitted, 2 then 1 changed */
     assert_int_equal(json_array_size(h), 9);
     json_decref(p);
+
+    /* the participant's history tells the same story, field by field, once
+     * the archive has the last signature */
+    assert_true(tl_wait_count(
+        &stack, "SELECT count(*) FROM audit_log WHERE event_type = 'org.trialog.FormSigned'", 2,
+        20000));
+    snprintf(path, sizeof path, "/v1/participants/%s/history", part);
+    p = call(monitor, "GET", path, NULL, 200);
+    int amended = 0, signatures = 0;
+    json_array_foreach(json_object_get(p, "items"), i, e)
+    {
+        const char *type = str(e, "type");
+        json_t *c;
+        size_t j;
+        json_array_foreach(json_object_get(e, "changes"), j, c)
+        {
+            const char *f = str(c, "field");
+            if (!strcmp(type, "FormAmended") &&
+                !strcmp(f, "forms.Baseline.eye_exam.answers.va_right")) {
+                assert_int_equal(json_integer_value(json_object_get(c, "before")), 80);
+                assert_int_equal(json_integer_value(json_object_get(c, "after")), 78);
+                assert_string_equal(str(e, "reason"), "transcription error");
+                amended++;
+            }
+            if (!strcmp(type, "FormAmended") &&
+                !strcmp(f, "forms.Baseline.eye_exam.signature_meaning")) {
+                /* the amendment removed the signature */
+                assert_string_equal(str(c, "before"), "approved");
+                assert_true(json_is_null(json_object_get(c, "after")));
+                amended++;
+            }
+            if (!strcmp(type, "FormSigned") && !strcmp(f, "forms.Baseline.eye_exam.status")) {
+                assert_string_equal(str(c, "after"), "signed");
+                signatures++;
+            }
+        }
+    }
+    assert_int_equal(amended, 2);
+    assert_int_equal(signatures, 2);
+    json_decref(p);
 }
 
 static void test_template_change_keeps_old_version(void **state)
