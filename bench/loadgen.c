@@ -3,7 +3,7 @@
  *
  *   trialog-loadgen --url http://127.0.0.1:8080 --token T --study S --site X
  *                   [--conns 64] [--seconds 10] [--max N] [--async]
- *                   [--mix enrol|read|visit|schedule|me|history|token|ceiling]
+ *                   [--mix enrol|read|visit|schedule|me|history|token|form|ceiling]
  *
  * enrol:   POST /v1/studies/S/participants with unique codes (201, or 202 with
  *          --async: Prefer: respond-async)
@@ -22,6 +22,10 @@
  *          (an admin issuing tokens: TokenIssued on trialog.access.v1, 201
  *          once the access projection has it; one principal's commands are
  *          serialised like one participant's, so they are spread over many)
+ * form:    POST /v1/participants/{id}/visits/Baseline/forms, one form of the
+ *          template bench_form (the study must have it: six typed fields)
+ *          per participant, over participants it enrols and whose baselines
+ *          it completes first
  * ceiling: the enrol request's body POSTed to --url itself, for
  *          trialog-bench-http (study and site are then any text)
  * Prints one JSON line: requests, ok, errors, rate, p50/p99/p999 in ms. */
@@ -50,10 +54,11 @@ typedef struct {
 } conn_t;
 
 typedef enum { MIX_ENROL, MIX_READ, MIX_VISIT, MIX_SCHEDULE, MIX_ME, MIX_HISTORY, MIX_TOKEN,
-               MIX_CEILING, MIX_PRINCIPAL, MIX_COUNT } mix_t;
-/* MIX_PRINCIPAL: creating the principals of the token mix (not a mix of its own) */
-static const char *const mix_names[MIX_COUNT] = {"enrol", "read", "visit", "schedule",
-                                                 "me", "history", "token", "ceiling", ""};
+               MIX_FORM, MIX_CEILING, MIX_PRINCIPAL, MIX_BASELINE, MIX_COUNT } mix_t;
+/* MIX_PRINCIPAL: creating the principals of the token mix; MIX_BASELINE:
+ * completing the baselines of the form mix (neither is a mix of its own) */
+static const char *const mix_names[MIX_COUNT] = {
+    "enrol", "read", "visit", "schedule", "me", "history", "token", "form", "ceiling", "", ""};
 
 static struct {
     const char *base, *token, *study, *site;
@@ -67,7 +72,8 @@ static struct {
 /* Mixes that act on participants: enrolled first, not measured. */
 static bool over_participants(mix_t m)
 {
-    return m == MIX_READ || m == MIX_VISIT || m == MIX_SCHEDULE || m == MIX_HISTORY;
+    return m == MIX_READ || m == MIX_VISIT || m == MIX_SCHEDULE || m == MIX_HISTORY ||
+           m == MIX_FORM;
 }
 
 /* the visits of the bench protocol, completed on their due dates (baseline
@@ -116,10 +122,19 @@ static void next_request(conn_t *c, long seq)
         snprintf(c->body, sizeof c->body, "{\"expires_in_days\":1,\"label\":\"bench %ld\"}",
                  seq);
         curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
-    } else if (opt.mix == MIX_VISIT) {
+    } else if (opt.mix == MIX_FORM) {
+        snprintf(c->url, sizeof c->url, "%s/v1/participants/%s/visits/Baseline/forms", opt.base,
+                 ids[seq % nids]);
+        snprintf(c->body, sizeof c->body,
+                 "{\"template\":\"bench_form\",\"answers\":{\"va_od\":%ld,\"va_os\":%ld,"
+                 "\"iop_od\":%ld.5,\"lens\":\"phakic\",\"findings\":[\"drusen\"],"
+                 "\"exam_date\":\"2026-01-01\"}}",
+                 40 + seq % 50, 45 + seq % 50, 10 + seq % 20);
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
+    } else if (opt.mix == MIX_VISIT || opt.mix == MIX_BASELINE) {
         /* participant seq % nids, its visit seq / nids: the one before was
          * sent nids requests earlier, long done with nids >> connections */
-        long v = (seq / nids) % visits_per_participant();
+        long v = opt.mix == MIX_BASELINE ? 0 : (seq / nids) % visits_per_participant();
         snprintf(c->url, sizeof c->url, "%s/v1/participants/%s/visits/%s/complete", opt.base,
                  ids[seq % nids], visit_names[v]);
         snprintf(c->body, sizeof c->body, "{\"actual_date\":\"%s\"}", visit_dates[v]);
@@ -241,7 +256,7 @@ int main(int argc, char **argv)
         opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1) {
         fprintf(stderr, "usage: trialog-loadgen --url U --token T --study S --site X [--conns 1..%d]"
                         " [--seconds 1..%d] [--max N] [--async]"
-                        " [--mix enrol|read|visit|schedule|me|history|token|ceiling]\n",
+                        " [--mix enrol|read|visit|schedule|me|history|token|form|ceiling]\n",
                 MAX_CONNS, MAX_SECONDS);
         return 2;
     }
@@ -258,10 +273,18 @@ int main(int argc, char **argv)
         mix_t mix = opt.mix;
         bool a = opt.async;
         long per = visits_per_participant();
-        long n = mix == MIX_VISIT ? (opt.max + per - 1) / per : mix == MIX_TOKEN ? 256 : 2000;
+        long n = mix == MIX_VISIT  ? (opt.max + per - 1) / per
+                 : mix == MIX_FORM ? opt.max
+                 : mix == MIX_TOKEN ? 256
+                                    : 2000;
         opt.mix = mix == MIX_TOKEN ? MIX_PRINCIPAL : MIX_ENROL;
         opt.async = false;
         run(opt.conns < 64 ? opt.conns : 64, 120, n < 20000 ? n : 20000, true);
+        if (mix == MIX_FORM) { /* forms are entered for completed visits */
+            opt.mix = MIX_BASELINE;
+            issued = 0;
+            run(opt.conns < 64 ? opt.conns : 64, 120, nids, false);
+        }
         opt.mix = mix;
         opt.async = a;
         nlat = issued = ok = errors = 0;
@@ -272,7 +295,9 @@ int main(int argc, char **argv)
     }
     double t0 = now_s();
     /* each participant's visits once */
-    long most = opt.mix == MIX_VISIT ? visits_per_participant() * nids : opt.max;
+    long most = opt.mix == MIX_VISIT  ? visits_per_participant() * nids
+                : opt.mix == MIX_FORM ? nids /* one form per participant's baseline */
+                                      : opt.max;
     run(opt.conns, opt.seconds, most < opt.max ? most : opt.max, false);
     double secs = now_s() - t0;
     tl_bench_sort(lat, nlat);

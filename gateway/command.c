@@ -7,6 +7,7 @@
 
 #include "forms_store.h"
 #include "gateway.h"
+#include "tl_date.h"
 #include "tl_json.h"
 #include "participants_store.h"
 #include "schedules_store.h"
@@ -38,20 +39,36 @@ json_t *tl_gw_body(tl_req_t *req, tl_resp_t *resp, const void *fields, size_t nf
     return obj;
 }
 
-long tl_gw_query_limit(tl_req_t *req, long def, long max, json_t *errors)
+long tl_gw_query_long(tl_req_t *req, const char *name, long def, long min, long max,
+                      json_t *errors)
 {
-    const char *s = req->query(req->conn, "limit");
+    const char *s = req->query(req->conn, name);
     if (!s)
         return def;
     char *end = NULL;
     long n = strtol(s, &end, 10);
-    if (!*s || *end || n < 1 || n > max) {
+    if (!*s || *end || n < min || n > max) {
         char msg[64];
-        snprintf(msg, sizeof msg, "must be from 1 to %ld", max);
-        tl_json_error(errors, "limit", msg);
+        snprintf(msg, sizeof msg, "must be from %ld to %ld", min, max);
+        tl_json_error(errors, name, msg);
         return def;
     }
     return n;
+}
+
+long tl_gw_query_limit(tl_req_t *req, long def, long max, json_t *errors)
+{
+    return tl_gw_query_long(req, "limit", def, 1, max, errors);
+}
+
+bool tl_gw_query_as_of(tl_req_t *req, char out[TL_DATE_STRLEN])
+{
+    const char *s = req->query(req->conn, "as_of");
+    int32_t d = tl_date_today();
+    if (s && tl_date_parse(s, &d))
+        return false;
+    tl_date_format(d, out);
+    return true;
 }
 
 static bool printable_ascii(const char *s)

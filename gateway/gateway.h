@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "access.h"
+#include "tl_date.h"
 #include "tl_err.h"
 #include "tl_pg.h"
 #include "tl_producer.h"
@@ -208,6 +209,8 @@ void tl_h_form_amend(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_form_sign(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_form_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_forms(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+/* data quality (routes_quality.c) */
+void tl_h_study_data_quality(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 
 /* A study's visit types as one JSON array text (or NULL when none), the
  * study id being the SQL parameter `study` ("$2"). */
@@ -249,6 +252,13 @@ json_t *tl_gw_body(tl_req_t *req, tl_resp_t *resp, const void *fields, size_t nf
 /* The "limit" query parameter: def when absent; 1 to max, else a field
  * error in errors (and def). */
 long tl_gw_query_limit(tl_req_t *req, long def, long max, json_t *errors);
+/* The integer query parameter name: def when absent; min to max, else a
+ * field error in errors (and def). */
+long tl_gw_query_long(tl_req_t *req, const char *name, long def, long min, long max,
+                      json_t *errors);
+/* The "as_of" query parameter (default today) as YYYY-MM-DD into out;
+ * false when it is no calendar date. */
+bool tl_gw_query_as_of(tl_req_t *req, char out[TL_DATE_STRLEN]);
 /* Event and resource ids: derived from the Idempotency-Key (UUIDv5 over
  * principal, route and key) or fresh. false: resp holds a 400. */
 bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
@@ -294,7 +304,9 @@ void tl_gw_found(tl_resp_t *resp, json_t *j, bool failed, const char *not_found)
 /* A command on an existing aggregate (a participant's stream, a study). */
 typedef struct {
     /* One row: column 0 the aggregate's last event id (NULL: no such
-     * aggregate: 404 not_found_title), further columns for decide. */
+     * aggregate: 404 not_found_title), or the command's own event id when
+     * the check can tell that event was applied before, later ones
+     * notwithstanding (a retry); further columns for decide. */
     const char *check_sql;
     const char *const *check_params;
     int ncheck;
@@ -311,7 +323,8 @@ typedef struct {
 } tl_update_t;
 
 /* Runs it holding lock. A retried command (same Idempotency-Key) whose event
- * is the aggregate's last answers as before; a refused event answers 409. */
+ * is the aggregate's last, or that check_sql knows, answers with the
+ * resource as it is now; a refused event answers 409. */
 void tl_gw_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_update_t *spec,
                   pthread_mutex_t *lock, tl_resp_t *resp);
 

@@ -56,6 +56,7 @@ static const tl_route_t routes[] = {
     {"POST", "/v1/studies/{study}/unlock", tl_h_study_unlock, ADMIN, TL_SCOPE_NONE},
     {"GET", "/v1/studies/{study}/visits", tl_h_study_visits, STAFF, TL_SCOPE_STUDY},
     {"GET", "/v1/studies/{study}/metrics", tl_h_study_metrics, STUDY_READERS, TL_SCOPE_STUDY},
+    {"GET", "/v1/studies/{study}/data-quality", tl_h_study_data_quality, STAFF, TL_SCOPE_STUDY},
     {"GET", "/v1/participants/{participant}/schedule", tl_h_schedule_get, STAFF,
      TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/complete", tl_h_visit_complete,

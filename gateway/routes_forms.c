@@ -57,17 +57,23 @@ static const tl_json_field_t template_fields[] = {
     {"fields", TL_JF_ARRAY, true, 1, TL_TEMPLATE_FIELDS_MAX, NULL},
 };
 
-/* $1 study, $2 name: column 0 the latest version's event (or the study's
- * id: there is none yet); the study's lock; the latest version. */
+/* $1 study, $2 name, $3 the command's event: column 0 that event when a
+ * version came of it (a retry), else the latest version's event (or the
+ * study's id: there is none yet); the study's lock; the latest version. */
 static const char *const sql_template_check =
-    "SELECT COALESCE(l.last_event_id::text, s.id::text), s.locked, l.id, l.version, l.title,"
-    "       l.fields::text"
+    "SELECT COALESCE((SELECT r.last_event_id::text FROM form_templates r"
+    "    WHERE r.study_id = s.id AND r.name = $2 AND r.last_event_id = $3::uuid),"
+    "    l.last_event_id::text, s.id::text), s.locked, l.id, l.version, l.title, l.fields::text"
     "  FROM studies s LEFT JOIN LATERAL (SELECT * FROM form_templates t"
     "    WHERE t.study_id = s.id AND t.name = $2 ORDER BY t.version DESC LIMIT 1) l ON true"
     " WHERE s.id = $1";
+/* $3 the version decided, $4 the command's event: a retry answers with the
+ * version its event made */
 static const char *const sql_template_version =
     "SELECT " SQL_TEMPLATE_JSON "::text FROM form_templates t"
-    " WHERE t.study_id = $1 AND t.name = $2 AND t.version = $3::int";
+    " WHERE t.study_id = $1 AND t.name = $2 AND t.version = COALESCE((SELECT r.version"
+    "   FROM form_templates r WHERE r.study_id = $1 AND r.name = $2"
+    "   AND r.last_event_id = $4::uuid), NULLIF($3, '')::int)";
 
 typedef struct {
     tl_gw_t *gw;
@@ -99,9 +105,10 @@ static bool publish_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
     json_decref(latest.fields);
     if (latest.exists && v == latest.version) {
         /* nothing changed: the template as it is, no new version */
-        const char *params[] = {c->study_id, tl_json_str(c->body, "name"), c->version};
+        const char *params[] = {c->study_id, tl_json_str(c->body, "name"), c->version,
+                                cmd->meta.event_id.s};
         bool failed = false;
-        json_t *j = tl_gw_query_json(c->gw, resp, sql_template_version, 3, params, &failed);
+        json_t *j = tl_gw_query_json(c->gw, resp, sql_template_version, 4, params, &failed);
         if (j) {
             resp->status = 200;
             resp->body = j;
@@ -122,7 +129,6 @@ static bool publish_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
     json_object_set_new(c->payload, "title", title ? json_string(title) : json_null());
     json_object_set_new(c->payload, "version", json_integer(v));
     json_object_set(c->payload, "fields", c->fields);
-    (void)cmd;
     return true;
 }
 
@@ -146,17 +152,17 @@ void tl_h_form_template_publish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     ctx.study_id = study.s;
     ctx.id = cmd.resource_id.s;
     const char *name = tl_json_str(body, "name");
-    const char *check[] = {study.s, name};
-    const char *ans[] = {study.s, name, ctx.version};
+    const char *check[] = {study.s, name, cmd.meta.event_id.s};
+    const char *ans[] = {study.s, name, ctx.version, cmd.meta.event_id.s};
     const tl_update_t spec = {.check_sql = sql_template_check,
                               .check_params = check,
-                              .ncheck = 2,
+                              .ncheck = 3,
                               .not_found_title = "Study not found",
                               .decide = publish_decide,
                               .ctx = &ctx,
                               .answer_sql = sql_template_version,
                               .answer_params = ans,
-                              .nanswer = 3,
+                              .nanswer = 4,
                               .status = 201};
     snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s/form-templates/%s", study.s, name);
     cmd.key = study.s;
@@ -358,11 +364,14 @@ out:
 
 /* ---- amendments and signatures: commands on a form ---- */
 
-/* $1 form: its participant's stream (last event, version, study, site),
- * the lock, and the form (participant, status, revision, answers, the
- * fields of its template version). */
+/* $1 form, $2 the command's event: its participant's stream (last event,
+ * or the command's own when an amendment of the form came of it: a retry;
+ * version, study, site), the lock, and the form (participant, status,
+ * revision, answers, the fields of its template version). */
 static const char *const sql_form_check =
-    "SELECT p.last_event_id::text, p.version, f.study_id, f.site_id, COALESCE(s.locked, false),"
+    "SELECT CASE WHEN EXISTS (SELECT 1 FROM form_field_history h WHERE h.form_id = f.id"
+    "         AND h.event_id = $2::uuid) THEN $2::uuid::text ELSE p.last_event_id::text END,"
+    "       p.version, f.study_id, f.site_id, COALESCE(s.locked, false),"
     "       f.participant_id, f.status, f.revision, f.answers::text, t.fields::text"
     "  FROM forms f JOIN schedule_participants p ON p.id = f.participant_id"
     "  LEFT JOIN studies s ON s.id = f.study_id"
@@ -461,7 +470,7 @@ static void form_command(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, form_ctx_t *
         return;
     }
     /* the stream to lock: the form's participant */
-    const char *params[] = {form.s};
+    const char *params[] = {form.s, cmd->meta.event_id.s};
     tl_err_t err =
         tl_gw_exec(gw, "SELECT participant_id FROM forms WHERE id = $1", 1, params, &res);
     const char *pid = err ? NULL : tl_pg_get(res, 0, 0);
@@ -474,7 +483,7 @@ static void form_command(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, form_ctx_t *
     ctx->form_id = form.s;
     const tl_update_t spec = {.check_sql = sql_form_check,
                               .check_params = params,
-                              .ncheck = 1,
+                              .ncheck = 2,
                               .not_found_title = "Form not found",
                               .decide = decide,
                               .ctx = ctx,

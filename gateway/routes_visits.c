@@ -61,16 +61,6 @@ json_t *tl_gw_plan_schedule(const char *visit_types_json, int32_t baseline)
 }
 
 /* as_of: the query parameter or today (UTC). false: not a date. */
-static bool as_of_param(tl_req_t *req, char out[TL_DATE_STRLEN])
-{
-    const char *s = req->query(req->conn, "as_of");
-    int32_t d = tl_date_today();
-    if (s && tl_date_parse(s, &d))
-        return false;
-    tl_date_format(d, out);
-    return true;
-}
-
 static bool body_date(const json_t *body, const char *key, int32_t def, int32_t *out)
 {
     const char *s = tl_json_str(body, key);
@@ -928,7 +918,7 @@ void tl_h_schedule_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     char as_of[TL_DATE_STRLEN];
     bool failed = false;
-    if (!as_of_param(req, as_of)) {
+    if (!tl_gw_query_as_of(req, as_of)) {
         json_t *errors = json_array();
         tl_json_error(errors, "as_of", "must be a calendar date YYYY-MM-DD");
         tl_problem_query(resp, errors);
@@ -1023,7 +1013,7 @@ void tl_h_study_visits(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *errors = json_array();
     int32_t d;
     bool failed = false;
-    if (!as_of_param(req, as_of))
+    if (!tl_gw_query_as_of(req, as_of))
         tl_json_error(errors, "as_of", "must be a calendar date YYYY-MM-DD");
     if (status) {
         bool ok = false;
@@ -1111,7 +1101,7 @@ void tl_h_study_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     char as_of[TL_DATE_STRLEN];
     bool failed = false;
-    if (!as_of_param(req, as_of)) {
+    if (!tl_gw_query_as_of(req, as_of)) {
         json_t *errors = json_array();
         tl_json_error(errors, "as_of", "must be a calendar date YYYY-MM-DD");
         tl_problem_query(resp, errors);

@@ -14,7 +14,8 @@ echo "$study" >"$TL_VAR/demo/study.id"
 cat <<TXT
 
 Trialog is running (gateway http://127.0.0.1:$PORT, logs in var/log, stop with 'make stop').
-Demo study: $study (7 participants at 2 sites, 4 visit types, visits in every status)
+Demo study: $study (7 participants at 2 sites, 4 visit types, visits in every status,
+forms for visual acuity, IOP, OCT, adverse events and medication changes, some amended and signed)
 
   TOKEN=\$(cat var/demo/admin.token)   # admin token, mode 0600
   curl -s -H "Authorization: Bearer \$TOKEN" $API/v1/studies/$study
@@ -22,6 +23,8 @@ Demo study: $study (7 participants at 2 sites, 4 visit types, visits in every st
   curl -s -H "Authorization: Bearer \$TOKEN" $API/v1/participants/$p1/schedule
   curl -s -H "Authorization: Bearer \$TOKEN" "$API/v1/studies/$study/visits?status=overdue"
   curl -s -H "Authorization: Bearer \$TOKEN" $API/v1/studies/$study/metrics
+  curl -s -H "Authorization: Bearer \$TOKEN" $API/v1/participants/$p1/forms
+  curl -s -H "Authorization: Bearer \$TOKEN" $API/v1/studies/$study/data-quality
 
 The README walks through the rest of the API.
 TXT

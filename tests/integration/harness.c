@@ -426,9 +426,27 @@ char *tl_run(const char *cmd, size_t *len)
 {
     char *out = NULL;
     int st = read_command(cmd, 64 * 1024, &out, len);
-    if (st != 0)
-        fail_msg("command failed (%d): %s", st, cmd);
+    if (st != 0) /* its last words say why */
+        fail_msg("command failed (%d): %s\n%.*s", st, cmd,
+                 (int)(out && *len > 2000 ? 2000 : out ? *len : 0),
+                 out ? out + (*len > 2000 ? *len - 2000 : 0) : "");
     return out;
+}
+
+void tl_stack_demo_seed(tl_stack_t *s, char *study, char *site)
+{
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "%s/scripts/demo-seed.sh http://127.0.0.1:%d %s/admin.token 2>&1",
+             TL_SOURCE_DIR, s->port, s->dir);
+    size_t len = 0;
+    char *out = tl_run(cmd, &len);
+    while (len && out[len - 1] == '\n')
+        out[--len] = '\0';
+    const char *last = strrchr(out, '\n'); /* the script's answer: STUDY SITE PARTICIPANT */
+    if (sscanf(last ? last + 1 : out, "%39[0-9a-f-] %39[0-9a-f-]", study, site) != 2 ||
+        strlen(study) != 36 || strlen(site) != 36)
+        fail_msg("demo-seed.sh said no study and site");
+    free(out);
 }
 
 bool tl_wait_for(bool (*fn)(tl_stack_t *s, void *arg), tl_stack_t *s, void *arg, int timeout_ms)

@@ -83,6 +83,10 @@ void tl_stack_study(tl_stack_t *s, const char *protocol_id, char *study, char *s
 long tl_stack_enrol(tl_stack_t *s, const char *study, const char *site, const char *code,
                     bool async);
 
+/* Loads the README's demo study with scripts/demo-seed.sh (the stack's admin
+ * token); its study and first site ids go to study and site (40 bytes each). */
+void tl_stack_demo_seed(tl_stack_t *s, char *study, char *site);
+
 /* First column of the first row as an integer (0 if no row). */
 long long tl_sql_int(tl_stack_t *s, const char *sql);
 /* Output of a shell command (first 64 KiB); asserts it exits 0. Caller frees. */

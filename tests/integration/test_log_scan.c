@@ -156,19 +156,8 @@ static void test_logs_hold_no_payloads_tokens_or_phi(void **state)
 {
     (void)state;
     /* the demo, through its own script */
-    char cmd[2000];
-    snprintf(cmd, sizeof cmd, "%s/scripts/demo-seed.sh http://127.0.0.1:%d %s/admin.token 2>&1",
-             TL_SOURCE_DIR, stack.port, stack.dir);
-    size_t len = 0;
-    char *out = tl_run(cmd, &len);
-    assert_non_null(out);
-    char study[40] = "";
-    while (len && out[len - 1] == '\n')
-        out[--len] = '\0';
-    const char *last = strrchr(out, '\n'); /* the script's answer: STUDY SITE PARTICIPANT */
-    sscanf(last ? last + 1 : out, "%39[0-9a-f-] ", study);
-    free(out);
-    assert_int_equal(strlen(study), 36);
+    char study[40], site[40];
+    tl_stack_demo_seed(&stack, study, site);
     assert_true(tl_wait_count(&stack, "SELECT count(*) FROM participants", 7, 30000));
 
     /* hostile requests carrying sentinels: refused, and never logged */
