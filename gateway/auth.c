@@ -16,6 +16,7 @@
 
 #include "access_store.h"
 #include "gateway.h"
+#include "tl_codec.h"
 #include "tl_map.h"
 #include "tl_producer.h"
 #include "tl_secret.h"
@@ -115,15 +116,37 @@ static tl_err_t lookup(tl_gw_t *gw, const char *sha, slot_t *v, bool *found)
     return err;
 }
 
+/* The token of "Bearer <token>", or of "Basic base64(<any user>:<token>)",
+ * which Kafka clients' schema registry settings send
+ * (basic.auth.user.info), into buf; NULL when neither. */
+static const char *token_of(const char *a, char *buf, size_t size)
+{
+    if (a && !strncasecmp(a, "Bearer ", 7))
+        return a + 7;
+    if (!a || strncasecmp(a, "Basic ", 6) || strlen(a + 6) > 4 * size / 3)
+        return NULL;
+    tl_buf_t raw;
+    tl_buf_init(&raw, size);
+    const char *colon = NULL, *token = NULL;
+    if (!tl_b64_decode(&raw, a + 6) && !tl_buf_append(&raw, "", 1) &&
+        strlen(raw.data) == raw.len - 1 && (colon = strchr(raw.data, ':')) &&
+        strlen(colon + 1) < size) {
+        snprintf(buf, size, "%s", colon + 1);
+        token = buf;
+    }
+    tl_buf_cleanup(&raw);
+    return token;
+}
+
 bool tl_auth_authenticate(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
-    const char *a = req->authorization;
-    if (!a || strncasecmp(a, "Bearer ", 7)) {
+    char basic[256];
+    const char *token = token_of(req->authorization, basic, sizeof basic);
+    if (!token) {
         unauthorized(resp, "unauthorized", "Authentication required",
-                     "send Authorization: Bearer <token>");
+                     "send Authorization: Bearer <token> (or Basic with the token as password)");
         return false;
     }
-    const char *token = a + 7;
     slot_t v = {0};
     if (!token_shaped(token) || tl_sha256_hex(token, strlen(token), v.sha256)) {
         unauthorized(resp, "invalid-token", "Invalid token",

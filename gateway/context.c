@@ -98,6 +98,17 @@ static void pool_put(tl_gw_t *gw, tl_pg_t *pg)
         tl_pg_destroy(pg);
 }
 
+tl_pg_t *tl_gw_pg_acquire(tl_gw_t *gw)
+{
+    return pool_get(gw);
+}
+
+void tl_gw_pg_release(tl_gw_t *gw, tl_pg_t *pg)
+{
+    if (pg)
+        pool_put(gw, pg);
+}
+
 tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *params,
                     tl_pg_res_t **res)
 {

@@ -86,6 +86,7 @@ typedef struct {
     int retry_after;           /* seconds; 0: none */
     bool replayed;             /* Idempotent-Replayed: true */
     char allow[64];            /* Allow, with 405 */
+    const char *content_type;  /* static; NULL: application/json or problem+json */
 } tl_resp_t;
 
 typedef void (*tl_handler_fn)(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
@@ -137,6 +138,10 @@ void tl_gw_cleanup(tl_gw_t *gw);
  * TL_ERR_UNAVAILABLE when the database is. res as for tl_pg_exec. */
 tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *params,
                     tl_pg_res_t **res);
+/* A pooled connection for work of several statements (a transaction):
+ * NULL when none is to be had; give it back with tl_gw_pg_release. */
+tl_pg_t *tl_gw_pg_acquire(tl_gw_t *gw);
+void tl_gw_pg_release(tl_gw_t *gw, tl_pg_t *pg);
 /* Decodes a framed event from the log (tl_registry_decode on a pooled
  * connection); caller json_decref()s *out. */
 tl_err_t tl_gw_decode(tl_gw_t *gw, const void *msg, size_t len, json_t **out,
@@ -211,6 +216,18 @@ void tl_h_form_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_forms(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 /* data quality (routes_quality.c) */
 void tl_h_study_data_quality(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+/* the schema registry API (routes_registry.c) */
+void tl_h_registry_subjects(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_registry_versions(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_registry_version(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_registry_schema(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_registry_lookup(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_registry_register(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_registry_compatibility(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_registry_config_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_registry_config_put(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+/* A problem answer on a /registry route in Confluent's error shape. */
+void tl_registry_api_error(tl_resp_t *resp);
 
 /* A study's visit types as one JSON array text (or NULL when none), the
  * study id being the SQL parameter `study` ("$2"). */

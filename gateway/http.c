@@ -48,7 +48,9 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, tl_resp_t *r)
     }
     if (text)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                r->problem ? "application/problem+json" : "application/json");
+                                r->content_type ? r->content_type
+                                : r->problem    ? "application/problem+json"
+                                                : "application/json");
     if (r->location[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
     if (r->retry_after) {

@@ -57,6 +57,23 @@ static const tl_route_t routes[] = {
     {"GET", "/v1/studies/{study}/visits", tl_h_study_visits, STAFF, TL_SCOPE_STUDY},
     {"GET", "/v1/studies/{study}/metrics", tl_h_study_metrics, STUDY_READERS, TL_SCOPE_STUDY},
     {"GET", "/v1/studies/{study}/data-quality", tl_h_study_data_quality, STAFF, TL_SCOPE_STUDY},
+    /* the schema registry API (Confluent REST subset, DESIGN.md §4): every
+     * principal reads schemas; connectors register their ingest topics' */
+    {"GET", "/registry/subjects", tl_h_registry_subjects, EVERYONE, TL_SCOPE_NONE},
+    {"POST", "/registry/subjects/{subject}", tl_h_registry_lookup, EVERYONE, TL_SCOPE_NONE},
+    {"GET", "/registry/subjects/{subject}/versions", tl_h_registry_versions, EVERYONE,
+     TL_SCOPE_NONE},
+    {"POST", "/registry/subjects/{subject}/versions", tl_h_registry_register, ADMIN | CONN,
+     TL_SCOPE_NONE},
+    {"GET", "/registry/subjects/{subject}/versions/{version}", tl_h_registry_version, EVERYONE,
+     TL_SCOPE_NONE},
+    {"GET", "/registry/schemas/ids/{id}", tl_h_registry_schema, EVERYONE, TL_SCOPE_NONE},
+    {"POST", "/registry/compatibility/subjects/{subject}/versions/{version}",
+     tl_h_registry_compatibility, ADMIN | CONN, TL_SCOPE_NONE},
+    {"GET", "/registry/config", tl_h_registry_config_get, EVERYONE, TL_SCOPE_NONE},
+    {"PUT", "/registry/config", tl_h_registry_config_put, ADMIN, TL_SCOPE_NONE},
+    {"GET", "/registry/config/{subject}", tl_h_registry_config_get, EVERYONE, TL_SCOPE_NONE},
+    {"PUT", "/registry/config/{subject}", tl_h_registry_config_put, ADMIN, TL_SCOPE_NONE},
     {"GET", "/v1/participants/{participant}/schedule", tl_h_schedule_get, STAFF,
      TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/complete", tl_h_visit_complete,
@@ -97,7 +114,7 @@ const tl_route_t *tl_gw_routes(size_t *n)
     return routes;
 }
 
-#define TL_SEGMENT_MAX 128
+#define TL_SEGMENT_MAX 256 /* a registry subject: up to 255 */
 
 /* Matches path against pattern, capturing {x} segments into params (copied
  * into store). */
@@ -128,14 +145,36 @@ static bool route_match(const char *pattern, const char *path, char store[][TL_S
     return !*pattern && !*path;
 }
 
+/* application/json, or the schema registry's own JSON types (Confluent
+ * clients send those) */
 static bool json_content_type(const char *ct)
 {
-    if (!ct || strncasecmp(ct, "application/json", 16))
-        return false;
-    return ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ';
+    static const char *const types[] = {"application/json",
+                                        "application/vnd.schemaregistry.v1+json",
+                                        "application/vnd.schemaregistry+json"};
+    for (size_t i = 0; ct && i < sizeof types / sizeof types[0]; i++) {
+        size_t n = strlen(types[i]);
+        if (!strncasecmp(ct, types[i], n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' '))
+            return true;
+    }
+    return false;
 }
 
+static bool registry_path(const char *path)
+{
+    return !strncmp(path, "/registry/", 10) || !strcmp(path, "/registry");
+}
+
+static void dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+
 void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    dispatch(gw, req, resp);
+    if (registry_path(req->path))
+        tl_registry_api_error(resp); /* Confluent's error shape there */
+}
+
+static void dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     char store[TL_ROUTE_PARAMS][TL_SEGMENT_MAX];
     const tl_route_t *found = NULL;
@@ -175,7 +214,8 @@ void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         if (!tl_auth_in_scope(gw, found, req, resp))
             return;
     }
-    if ((!strcmp(req->method, "POST") || !strcmp(req->method, "PATCH")) &&
+    if ((!strcmp(req->method, "POST") || !strcmp(req->method, "PATCH") ||
+         !strcmp(req->method, "PUT")) &&
         !json_content_type(req->content_type)) {
         tl_problem(resp, 415, "unsupported-media-type", "Unsupported media type",
                    "the body must be application/json", NULL);

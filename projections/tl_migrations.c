@@ -265,6 +265,13 @@ static const char *const migrations[] = {
     /* 11: a form's submitter is the event's actor, which a connector names
      * in its own words, not always a principal's uuid */
     "ALTER TABLE forms ALTER COLUMN submitted_by TYPE text;",
+
+    /* 12: the schema registry API's compatibility levels: '' is the
+     * registry's own, any other subject its own */
+    "CREATE TABLE registry_config ("
+    "  subject text PRIMARY KEY,"
+    "  compatibility text NOT NULL,"
+    "  updated_at timestamptz NOT NULL DEFAULT now());",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

@@ -3,7 +3,9 @@
 #include <avro.h>
 #include <float.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,6 +91,9 @@ static tl_err_t check_schema(avro_schema_t s, int depth)
         return check_schema(avro_schema_array_items(s), depth + 1);
     case AVRO_MAP:
         return check_schema(avro_schema_map_values(s), depth + 1);
+    case AVRO_BYTES:
+    case AVRO_FIXED:
+        return TL_ERR_INVALID; /* no JSON mapping (see tl_avro.h) */
     default:
         return TL_OK;
     }
@@ -106,6 +111,100 @@ static char *make_fullname(avro_schema_t s)
     return tl_buf_steal(&b, NULL);
 }
 
+/* An Avro name: [A-Za-z_][A-Za-z0-9_]*; dotted: such names joined by dots. */
+static bool avro_name_ok(const char *s, bool dotted)
+{
+    bool start = true;
+    for (; s && *s; s++) {
+        char ch = *s;
+        bool letter = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '_';
+        if (dotted && ch == '.' && !start) {
+            start = true;
+            continue;
+        }
+        if (!letter && (start || ch < '0' || ch > '9'))
+            return false;
+        start = false;
+    }
+    return s && !start;
+}
+
+typedef struct {
+    char *names[256];
+    size_t n;
+} name_set_t;
+
+/* What avro-c's parser mishandles on its error paths (it leaks, or worse),
+ * refused before it sees the text: names and namespaces that are not Avro
+ * names, a name defined twice, more named types than 256, nesting past
+ * MAX_DEPTH. Duplicate JSON keys are refused by the caller. */
+static bool names_ok(const json_t *schema, const char *ns, name_set_t *set, int depth)
+{
+    size_t i;
+    json_t *b;
+    if (depth > MAX_DEPTH)
+        return false;
+    if (json_is_array(schema)) {
+        json_array_foreach(schema, i, b)
+        {
+            if (!names_ok(b, ns, set, depth + 1))
+                return false;
+        }
+        return true;
+    }
+    if (!json_is_object(schema))
+        return true;
+    const json_t *type = json_object_get(schema, "type");
+    const char *t = json_string_value(type);
+    bool named = t && (!strcmp(t, "record") || !strcmp(t, "enum") || !strcmp(t, "fixed") ||
+                       !strcmp(t, "error"));
+    const char *name = json_string_value(json_object_get(schema, "name"));
+    const json_t *nsv = json_object_get(schema, "namespace");
+    if (named) {
+        if (!name || !avro_name_ok(name, true) ||
+            (nsv && !json_is_null(nsv) &&
+             (!json_is_string(nsv) ||
+              (*json_string_value(nsv) && !avro_name_ok(json_string_value(nsv), true)))))
+            return false;
+        if (nsv && json_is_string(nsv))
+            ns = json_string_value(nsv);
+        char full[512];
+        if (snprintf(full, sizeof full, "%s%s%s", strchr(name, '.') || !ns || !*ns ? "" : ns,
+                     strchr(name, '.') || !ns || !*ns ? "" : ".", name) >= (int)sizeof full)
+            return false;
+        for (size_t k = 0; k < set->n; k++)
+            if (!strcmp(set->names[k], full))
+                return false; /* redefined */
+        if (set->n == sizeof set->names / sizeof set->names[0] ||
+            !(set->names[set->n] = strdup(full)))
+            return false;
+        set->n++;
+        if (strchr(name, '.')) /* a dotted name sets the namespace of what it holds */
+            ns = NULL;
+    }
+    json_array_foreach(json_object_get(schema, "fields"), i, b)
+    {
+        const char *fname = json_string_value(json_object_get(b, "name"));
+        if (!fname || !avro_name_ok(fname, false) ||
+            !names_ok(json_object_get(b, "type"), ns, set, depth + 1))
+            return false;
+    }
+    return (json_is_string(type) || names_ok(type, ns, set, depth + 1)) &&
+           names_ok(json_object_get(schema, "items"), ns, set, depth + 1) &&
+           names_ok(json_object_get(schema, "values"), ns, set, depth + 1);
+}
+
+static bool sane_for_avro_c(const char *json, size_t len)
+{
+    json_t *j = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+    name_set_t set = {.n = 0};
+    bool ok = j && names_ok(j, NULL, &set, 0);
+    for (size_t i = 0; i < set.n; i++)
+        free(set.names[i]);
+    json_decref(j);
+    return ok;
+}
+
 tl_err_t tl_avro_schema_parse(const char *json, size_t len, tl_avro_schema_t **out)
 {
     avro_schema_t raw = NULL;
@@ -113,7 +212,7 @@ tl_err_t tl_avro_schema_parse(const char *json, size_t len, tl_avro_schema_t **o
     tl_err_t err;
 
     *out = NULL;
-    if (!json)
+    if (!json || !sane_for_avro_c(json, len))
         return TL_ERR_INVALID;
     /* On failure avro-c may leave a dangling pointer in raw: only use it on
      * success. Its error text stays inside avro-c on purpose. */
@@ -635,8 +734,7 @@ static tl_err_t decode(avro_schema_t s, reader_t *r, int depth, json_t **out)
     return TL_OK;
 }
 
-tl_err_t tl_avro_decode(const tl_avro_schema_t *s, const void *data, size_t len,
-                        json_t **out)
+tl_err_t tl_avro_decode(const tl_avro_schema_t *s, const void *data, size_t len, json_t **out)
 {
     static const unsigned char empty[1];
     json_t *v = NULL;
@@ -657,6 +755,255 @@ tl_err_t tl_avro_decode(const tl_avro_schema_t *s, const void *data, size_t len,
     return err;
 }
 
+/* ---- schema resolution ------------------------------------------------ */
+
+/* The Avro specification's resolution rules ("Schema Resolution"), over the
+ * two schemas' JSON. avro-c has a resolver (avro_resolved_writer_new), but
+ * the one in Debian 12 (1.11) ignores field defaults and crashes on some
+ * incompatible nested records, so it cannot judge what a connector sends. */
+
+#define NAMES_MAX 256
+
+typedef struct {
+    const char *name; /* full name as written, or with its namespace */
+    const json_t *def;
+} named_t;
+
+typedef struct {
+    named_t names[2][NAMES_MAX]; /* [0] writer's, [1] reader's */
+    size_t n[2];
+    /* pairs being compared (a recursive type meets itself again); a union
+     * against a union takes two steps per level of the schemas */
+    const json_t *stack[2][2 * MAX_DEPTH + 4];
+    int depth;
+    char *why;
+    size_t why_size;
+} resolve_t;
+
+static const char *last_dot(const char *s)
+{
+    const char *d = s ? strrchr(s, '.') : NULL;
+    return d ? d + 1 : s;
+}
+
+/* Collects the named types defined in schema into the side's table. */
+static void collect(resolve_t *c, int side, const json_t *schema, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return;
+    size_t i;
+    json_t *b;
+    if (json_is_array(schema)) {
+        json_array_foreach(schema, i, b)
+        {
+            collect(c, side, b, depth + 1);
+        }
+        return;
+    }
+    if (!json_is_object(schema))
+        return;
+    const char *name = json_string_value(json_object_get(schema, "name"));
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    if (name && type && c->n[side] < NAMES_MAX &&
+        (!strcmp(type, "record") || !strcmp(type, "enum") || !strcmp(type, "fixed")))
+        c->names[side][c->n[side]++] = (named_t){name, schema};
+    collect(c, side, json_object_get(schema, "items"), depth + 1);
+    collect(c, side, json_object_get(schema, "values"), depth + 1);
+    json_array_foreach(json_object_get(schema, "fields"), i, b)
+    {
+        collect(c, side, json_object_get(b, "type"), depth + 1);
+    }
+    if (json_is_array(json_object_get(schema, "type")) ||
+        json_is_object(json_object_get(schema, "type")))
+        collect(c, side, json_object_get(schema, "type"), depth + 1);
+}
+
+static const char *const primitives[] = {"null",  "boolean", "int",    "long",
+                                         "float", "double",  "string", "bytes"};
+
+/* The schema a reference names, or the schema itself; {"type": "int"} is
+ * "int". */
+static const json_t *deref(const resolve_t *c, int side, const json_t *s)
+{
+    for (int hops = 0; hops < 4; hops++) {
+        const json_t *t = json_object_get(s, "type");
+        if (json_is_object(s) && json_is_string(t) && !json_object_get(s, "name") &&
+            !json_object_get(s, "items") && !json_object_get(s, "values"))
+            s = t; /* a primitive with attributes (a logical type) */
+        if (!json_is_string(s))
+            return s;
+        const char *ref = json_string_value(s);
+        for (size_t i = 0; i < sizeof primitives / sizeof primitives[0]; i++)
+            if (!strcmp(ref, primitives[i]))
+                return s;
+        const json_t *found = NULL; /* the name as written, else by its last part */
+        for (size_t i = 0; i < c->n[side] && !found; i++)
+            if (!strcmp(c->names[side][i].name, ref))
+                found = c->names[side][i].def;
+        for (size_t i = 0; i < c->n[side] && !found; i++)
+            if (!strcmp(last_dot(c->names[side][i].name), last_dot(ref)))
+                found = c->names[side][i].def;
+        if (!found)
+            return s;
+        s = found;
+    }
+    return s;
+}
+
+static const char *kind(const json_t *s)
+{
+    if (json_is_string(s))
+        return json_string_value(s);
+    if (json_is_array(s))
+        return "union";
+    const char *t = json_string_value(json_object_get(s, "type"));
+    return t ? t : "?";
+}
+
+__attribute__((format(printf, 2, 3))) static bool fail(resolve_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (c->why_size)
+        vsnprintf(c->why, c->why_size, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static bool promotes(const char *w, const char *r)
+{
+    return (!strcmp(w, "int") &&
+            (!strcmp(r, "long") || !strcmp(r, "float") || !strcmp(r, "double"))) ||
+           (!strcmp(w, "long") && (!strcmp(r, "float") || !strcmp(r, "double"))) ||
+           (!strcmp(w, "float") && !strcmp(r, "double")) ||
+           (!strcmp(w, "string") && !strcmp(r, "bytes")) ||
+           (!strcmp(w, "bytes") && !strcmp(r, "string"));
+}
+
+static bool readable(resolve_t *c, const json_t *w, const json_t *r);
+
+static bool records_readable(resolve_t *c, const json_t *w, const json_t *r)
+{
+    size_t i, j;
+    json_t *rf, *wf, *a;
+    json_array_foreach(json_object_get(r, "fields"), i, rf)
+    {
+        const char *rn = json_string_value(json_object_get(rf, "name"));
+        const json_t *match = NULL;
+        json_array_foreach(json_object_get(w, "fields"), j, wf)
+        {
+            const char *wn = json_string_value(json_object_get(wf, "name"));
+            bool same = wn && rn && !strcmp(wn, rn);
+            size_t k;
+            json_array_foreach(json_object_get(rf, "aliases"), k, a)
+            {
+                same = same || (wn && json_is_string(a) && !strcmp(wn, json_string_value(a)));
+            }
+            if (same && !match)
+                match = wf;
+        }
+        if (!match && !json_object_get(rf, "default"))
+            return fail(c, "reader field %s of %s has no default, and the writer lacks it",
+                        rn ? rn : "?", json_string_value(json_object_get(r, "name")));
+        if (match && !readable(c, json_object_get(match, "type"), json_object_get(rf, "type")))
+            return false;
+    }
+    return true;
+}
+
+static bool readable(resolve_t *c, const json_t *w, const json_t *r)
+{
+    w = deref(c, 0, w);
+    r = deref(c, 1, r);
+    for (int i = 0; i < c->depth; i++)
+        if (c->stack[0][i] == w && c->stack[1][i] == r)
+            return true; /* a recursive type, being compared already */
+    if (c->depth >= 2 * MAX_DEPTH + 4)
+        return fail(c, "schemas nest deeper than %d", MAX_DEPTH);
+    size_t i;
+    json_t *b;
+    bool ok = true;
+    c->stack[0][c->depth] = w;
+    c->stack[1][c->depth] = r;
+    c->depth++;
+    const char *tw = kind(w), *tr = kind(r);
+    if (!strcmp(tw, "union")) { /* every branch the writer may have written */
+        json_array_foreach(w, i, b)
+        {
+            ok = ok && readable(c, b, r);
+        }
+    } else if (!strcmp(tr, "union")) { /* the first branch that reads it */
+        ok = false;
+        json_array_foreach(r, i, b)
+        {
+            ok = ok || readable(c, w, b);
+        }
+        if (!ok)
+            fail(c, "no branch of the reader's union reads the writer's %s", tw);
+    } else if (strcmp(tw, tr)) {
+        ok = promotes(tw, tr) || fail(c, "the writer's %s cannot be read as %s", tw, tr);
+    } else if (!strcmp(tw, "record") || !strcmp(tw, "enum") || !strcmp(tw, "fixed")) {
+        const char *wn = json_string_value(json_object_get(w, "name"));
+        const char *rn = json_string_value(json_object_get(r, "name"));
+        if (!wn || !rn || strcmp(last_dot(wn), last_dot(rn)))
+            ok = fail(c, "the writer's %s is not the reader's %s", wn ? wn : "?", rn ? rn : "?");
+        else if (!strcmp(tw, "record"))
+            ok = records_readable(c, w, r);
+        else if (!strcmp(tw, "fixed"))
+            ok = json_equal(json_object_get(w, "size"), json_object_get(r, "size")) ||
+                 fail(c, "fixed %s changed its size", wn);
+        else { /* enum: every symbol the writer has, or the reader's default */
+            json_array_foreach(json_object_get(w, "symbols"), i, b)
+            {
+                bool known = json_object_get(r, "default") != NULL;
+                size_t j;
+                json_t *rs;
+                json_array_foreach(json_object_get(r, "symbols"), j, rs)
+                {
+                    known = known || json_equal(b, rs);
+                }
+                if (ok && !known)
+                    ok = fail(c, "the reader's enum %s lacks the symbol %s", rn,
+                              json_is_string(b) ? json_string_value(b) : "?");
+            }
+        }
+    } else if (!strcmp(tw, "array")) {
+        ok = readable(c, json_object_get(w, "items"), json_object_get(r, "items"));
+    } else if (!strcmp(tw, "map")) {
+        ok = readable(c, json_object_get(w, "values"), json_object_get(r, "values"));
+    }
+    c->depth--;
+    return ok;
+}
+
+tl_err_t tl_avro_can_read(const char *reader, size_t rlen, const char *writer, size_t wlen,
+                          char *why, size_t why_size)
+{
+    json_t *r = json_loadb(reader, rlen, JSON_DECODE_ANY, NULL);
+    json_t *w = json_loadb(writer, wlen, JSON_DECODE_ANY, NULL);
+    tl_avro_schema_t *rs = NULL, *ws = NULL;
+    resolve_t *c = calloc(1, sizeof *c);
+    tl_err_t err = TL_ERR_INVALID;
+    if (why_size)
+        why[0] = '\0';
+    /* both must be schemas first: the rules below assume well-formed ones */
+    if (!c || !r || !w || tl_avro_schema_parse(reader, rlen, &rs) ||
+        tl_avro_schema_parse(writer, wlen, &ws))
+        goto out;
+    c->why = why;
+    c->why_size = why_size;
+    collect(c, 0, w, 0);
+    collect(c, 1, r, 0);
+    err = readable(c, w, r) ? TL_OK : TL_ERR_CONFLICT;
+out:
+    tl_avro_schema_destroy(rs);
+    tl_avro_schema_destroy(ws);
+    free(c);
+    json_decref(r);
+    json_decref(w);
+    return err;
+}
+
 /* ---- framing --------------------------------------------------------- */
 
 void tl_frame_header(uint32_t schema_id, unsigned char out[TL_FRAME_HEADER_LEN])
@@ -666,8 +1013,8 @@ void tl_frame_header(uint32_t schema_id, unsigned char out[TL_FRAME_HEADER_LEN])
         out[1 + i] = (unsigned char)(schema_id >> (24 - 8 * i));
 }
 
-tl_err_t tl_frame_parse(const void *msg, size_t len, uint32_t *schema_id,
-                        const void **datum, size_t *datum_len)
+tl_err_t tl_frame_parse(const void *msg, size_t len, uint32_t *schema_id, const void **datum,
+                        size_t *datum_len)
 {
     const unsigned char *p = msg;
     if (!p || len < TL_FRAME_HEADER_LEN || p[0] != 0)

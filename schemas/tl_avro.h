@@ -24,7 +24,8 @@
 typedef struct tl_avro_schema tl_avro_schema_t; /* opaque, wraps avro_schema_t */
 
 /* Parse an Avro schema from JSON text (need not be NUL-terminated). Caller
- * frees *out with tl_avro_schema_destroy. TL_ERR_INVALID for a bad schema. */
+ * frees *out with tl_avro_schema_destroy. TL_ERR_INVALID for a bad schema,
+ * or one with bytes or fixed (they have no JSON mapping). */
 tl_err_t tl_avro_schema_parse(const char *json, size_t len, tl_avro_schema_t **out);
 void tl_avro_schema_destroy(tl_avro_schema_t *s); /* NULL is a no-op */
 
@@ -40,6 +41,13 @@ tl_err_t tl_avro_encode(const tl_avro_schema_t *s, const json_t *value, tl_buf_t
  * JSON value; caller json_decref()s *out, which is NULL on error. */
 tl_err_t tl_avro_decode(const tl_avro_schema_t *s, const void *data, size_t len,
                         json_t **out);
+
+/* Whether data written with writer can be read with reader (both schema
+ * JSON texts), by Avro's resolution rules: TL_OK, TL_ERR_CONFLICT (why says
+ * what, naming schema members only), TL_ERR_INVALID when either does not
+ * parse. A reader field the writer lacks needs a default. */
+tl_err_t tl_avro_can_read(const char *reader, size_t rlen, const char *writer, size_t wlen,
+                          char *why, size_t why_size);
 
 /* Confluent wire format V0: magic 0x00, big-endian schema id, datum. */
 #define TL_FRAME_HEADER_LEN 5

@@ -201,3 +201,174 @@ tl_err_t tl_registry_decode(tl_registry_t *r, tl_pg_t *pg, const void *msg, size
         *fullname = tl_avro_schema_fullname(schema);
     return err;
 }
+
+/* ---- the registry API's store: registration, compatibility, config ---- */
+
+static const char *const levels[] = {"NONE",    "BACKWARD",           "BACKWARD_TRANSITIVE",
+                                     "FORWARD", "FORWARD_TRANSITIVE", "FULL",
+                                     "FULL_TRANSITIVE"};
+
+bool tl_compat_level_valid(const char *level)
+{
+    for (size_t i = 0; level && i < sizeof levels / sizeof levels[0]; i++)
+        if (!strcmp(levels[i], level))
+            return true;
+    return false;
+}
+
+tl_err_t tl_registry_level(tl_pg_t *pg, const char *subject, char level[TL_COMPAT_LEVEL_MAX],
+                           bool *own)
+{
+    const char *params[] = {subject ? subject : ""};
+    tl_pg_res_t *res = NULL;
+    tl_err_t err = tl_pg_exec(pg,
+                              "SELECT compatibility, subject <> '' FROM registry_config"
+                              " WHERE subject IN ($1, '') ORDER BY subject DESC LIMIT 1",
+                              1, params, &res);
+    const char *v = err ? NULL : tl_pg_get(res, 0, 0);
+    snprintf(level, TL_COMPAT_LEVEL_MAX, "%s", v ? v : TL_COMPAT_DEFAULT);
+    if (own)
+        *own = v && subject && *subject && !strcmp(tl_pg_get(res, 0, 1), "t");
+    tl_pg_res_free(res);
+    return err;
+}
+
+tl_err_t tl_registry_set_level(tl_pg_t *pg, const char *subject, const char *level)
+{
+    if (!tl_compat_level_valid(level))
+        return TL_ERR_INVALID;
+    const char *params[] = {subject ? subject : "", level};
+    return tl_pg_exec(pg,
+                      "INSERT INTO registry_config (subject, compatibility) VALUES ($1, $2)"
+                      " ON CONFLICT (subject) DO UPDATE SET compatibility = EXCLUDED.compatibility,"
+                      " updated_at = now()",
+                      2, params, NULL);
+}
+
+/* Whether candidate may follow each of the schemas in res (column 0) under
+ * level: backward (candidate reads them), forward (they read candidate).
+ * The rows are in version order; a non-transitive level checks the last. */
+static tl_err_t compatible_with(const char *level, const char *candidate, const tl_pg_res_t *res,
+                                char *why, size_t why_size)
+{
+    bool backward = strstr(level, "BACKWARD") || strstr(level, "FULL");
+    bool forward = strstr(level, "FORWARD") || strstr(level, "FULL");
+    bool transitive = strstr(level, "TRANSITIVE") != NULL;
+    int n = tl_pg_nrows(res);
+    tl_err_t err = TL_OK;
+    for (int i = transitive ? 0 : n - 1; i >= 0 && i < n && !err; i++) {
+        const char *old = tl_pg_get(res, i, 0);
+        if (backward)
+            err = tl_avro_can_read(candidate, strlen(candidate), old, strlen(old), why, why_size);
+        if (!err && forward)
+            err = tl_avro_can_read(old, strlen(old), candidate, strlen(candidate), why, why_size);
+    }
+    return err;
+}
+
+/* Parses text as a schema the platform can use, into its normal form
+ * (caller frees); NULL with why filled when it cannot. */
+static char *usable_schema(const char *text, size_t len, char *why, size_t why_size)
+{
+    char *normal = schema_normal_form(text, len);
+    tl_avro_schema_t *s = NULL;
+    if (!normal || tl_avro_schema_parse(normal, strlen(normal), &s)) {
+        snprintf(why, why_size, "%s",
+                 normal ? "not an Avro schema this platform reads (bytes and fixed are not)"
+                        : "not JSON");
+        free(normal);
+        return NULL;
+    }
+    tl_avro_schema_destroy(s);
+    return normal;
+}
+
+static const char *const sql_versions =
+    "SELECT s.schema, v.version, s.id FROM registry_subjects v"
+    " JOIN registry_schemas s ON s.id = v.schema_id WHERE v.subject = $1 ORDER BY v.version";
+
+tl_err_t tl_registry_register(tl_pg_t *pg, const char *subject, const char *text, size_t len,
+                              tl_registered_t *out, char *why, size_t why_size)
+{
+    char level[TL_COMPAT_LEVEL_MAX], fp[65] = {0};
+    char *normal = usable_schema(text, len, why, why_size);
+    tl_pg_res_t *res = NULL;
+    bool in_tx = false;
+    tl_err_t err = normal ? TL_OK : TL_ERR_INVALID;
+    memset(out, 0, sizeof *out);
+    if (err)
+        goto out;
+    sha256_hex(normal, fp);
+    const char *lock[] = {subject};
+    /* one registration of a subject at a time, so versions stay dense and
+     * every new one was checked against all before it */
+    if ((err = tl_pg_exec(pg, "BEGIN", 0, NULL, NULL)))
+        goto out;
+    in_tx = true;
+    err = tl_pg_exec(pg, "SELECT pg_advisory_xact_lock(7201002, hashtext($1))", 1, lock, NULL);
+    if (!err)
+        err = tl_registry_level(pg, subject, level, NULL);
+    if (!err)
+        err = tl_pg_exec(pg, sql_versions, 1, lock, &res);
+    for (int i = 0; !err && i < tl_pg_nrows(res); i++) {
+        if (!strcmp(tl_pg_get(res, i, 0), normal)) { /* registered already */
+            out->version = (int)tl_pg_get_int(res, i, 1);
+            out->id = (uint32_t)tl_pg_get_int(res, i, 2);
+            out->existed = true;
+            goto out;
+        }
+    }
+    if (!err && strcmp(level, "NONE"))
+        err = compatible_with(level, normal, res, why, why_size);
+    if (!err) {
+        const char *params[] = {normal, fp, subject};
+        tl_pg_res_t *ins = NULL;
+        err = tl_pg_exec(pg, sql_register, 3, params, &ins);
+        out->id = err ? 0 : (uint32_t)tl_pg_get_int(ins, 0, 0);
+        out->version = tl_pg_nrows(res) + 1;
+        tl_pg_res_free(ins);
+    }
+    if (!err) {
+        err = tl_pg_exec(pg, "COMMIT", 0, NULL, NULL);
+        in_tx = err != TL_OK;
+    }
+out:
+    if (in_tx)
+        tl_pg_exec(pg, "ROLLBACK", 0, NULL, NULL);
+    tl_pg_res_free(res);
+    free(normal);
+    return err;
+}
+
+tl_err_t tl_registry_check(tl_pg_t *pg, const char *subject, int version, const char *text,
+                           size_t len, char *why, size_t why_size)
+{
+    char level[TL_COMPAT_LEVEL_MAX], v[16];
+    char *normal = usable_schema(text, len, why, why_size);
+    tl_pg_res_t *res = NULL;
+    if (!normal)
+        return TL_ERR_INVALID;
+    snprintf(v, sizeof v, "%d", version);
+    const char *params[] = {subject, v};
+    /* the version asked for (0: the latest), as the only row */
+    tl_err_t err = tl_registry_level(pg, subject, level, NULL);
+    if (!err)
+        err = tl_pg_exec(pg,
+                         "SELECT s.schema FROM registry_subjects v"
+                         " JOIN registry_schemas s ON s.id = v.schema_id WHERE v.subject = $1"
+                         " AND ($2::int = 0 OR v.version = $2::int)"
+                         " ORDER BY v.version DESC LIMIT 1",
+                         2, params, &res);
+    if (!err && !tl_pg_nrows(res))
+        err = TL_ERR_NOT_FOUND;
+    if (!err && strcmp(level, "NONE")) {
+        /* against that one version, whatever the level's transitivity */
+        char *one = strstr(level, "_TRANSITIVE");
+        if (one)
+            *one = '\0';
+        err = compatible_with(level, normal, res, why, why_size);
+    }
+    tl_pg_res_free(res);
+    free(normal);
+    return err;
+}

@@ -7,6 +7,7 @@
 #ifndef TL_SCHEMAS_H
 #define TL_SCHEMAS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,5 +53,39 @@ tl_err_t tl_registry_resolve(tl_registry_t *r, tl_pg_t *pg, uint32_t id,
  * json_decref()s *out. *fullname is borrowed from the schema. */
 tl_err_t tl_registry_decode(tl_registry_t *r, tl_pg_t *pg, const void *msg, size_t len,
                             json_t **out, const char **fullname);
+
+/* ---- the schema registry API's store (docs/ANALYSTS.md, DESIGN.md §4) ---- */
+
+/* Compatibility levels, as Confluent names them; the default when neither
+ * the subject nor the registry sets one. */
+#define TL_COMPAT_DEFAULT "BACKWARD_TRANSITIVE"
+#define TL_COMPAT_LEVEL_MAX 32
+bool tl_compat_level_valid(const char *level);
+/* The level that applies to subject (NULL: the registry's own) into level;
+ * *own (may be NULL) tells whether the subject sets it itself. */
+tl_err_t tl_registry_level(tl_pg_t *pg, const char *subject, char level[TL_COMPAT_LEVEL_MAX],
+                           bool *own);
+/* Sets subject's level (NULL: the registry's). TL_ERR_INVALID: no level. */
+tl_err_t tl_registry_set_level(tl_pg_t *pg, const char *subject, const char *level);
+
+typedef struct {
+    uint32_t id;  /* registry-global */
+    int version;  /* within the subject */
+    bool existed; /* the subject had the schema already */
+} tl_registered_t;
+
+/* Registers schema text under subject, unless it is there already (then
+ * its id and version). It must parse as a schema the platform reads and be
+ * compatible with the subject's versions as the subject's level says.
+ * TL_ERR_INVALID: not such a schema; TL_ERR_CONFLICT: incompatible. why
+ * (may be empty) says which, naming schema members only. pg is borrowed and
+ * must not be in a transaction. */
+tl_err_t tl_registry_register(tl_pg_t *pg, const char *subject, const char *text, size_t len,
+                              tl_registered_t *out, char *why, size_t why_size);
+/* Whether text could follow version (0: the latest) of subject under its
+ * level, judged against that version alone: TL_OK, TL_ERR_CONFLICT,
+ * TL_ERR_INVALID, TL_ERR_NOT_FOUND (no such subject or version). */
+tl_err_t tl_registry_check(tl_pg_t *pg, const char *subject, int version, const char *text,
+                           size_t len, char *why, size_t why_size);
 
 #endif

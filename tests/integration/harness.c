@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -376,10 +377,13 @@ tl_http_resp_t tl_http_as(tl_stack_t *s, const char *token, const char *method, 
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
+    bool own_type = false; /* the caller's Content-Type, if any, instead of JSON's */
+    for (const char *const *x = headers; x && *x; x++)
+        own_type = own_type || !strncasecmp(*x, "Content-Type:", 13);
     if (token) {
         snprintf(authz, sizeof authz, "Authorization: Bearer %s", token);
         h = curl_slist_append(h, authz);
-        if (body)
+        if (body && !own_type)
             h = curl_slist_append(h, "Content-Type: application/json");
     }
     for (const char *const *x = headers; x && *x; x++)

@@ -14,6 +14,7 @@
 #include "tl_schemas.h"
 #include "tl_secret.h"
 
+#define AUTHZ_SUBJECT "trialog.ingest.authz.v1-org.example.Reading"
 static tl_stack_t stack;
 static char study1[40], study2[40], site_a[40], site_b[40], site_c[40];
 static char part_a[40], part_b[40], vt1[40], vt2[40]; /* the studies' baselines */
@@ -117,6 +118,14 @@ static int setup(void **state)
         snprintf(forms[i], 40, "%s", json_string_value(json_object_get(f.body, "id")));
         tl_http_free(&f);
     }
+    /* a connector's subject in the schema registry, with a level of its own */
+    post_ok("/registry/subjects/" AUTHZ_SUBJECT "/versions",
+            "{\"schema\":\"{\\\"type\\\":\\\"record\\\",\\\"name\\\":\\\"Reading\\\","
+            "\\\"fields\\\":[{\\\"name\\\":\\\"v\\\",\\\"type\\\":\\\"int\\\"}]}\"}");
+    tl_http_resp_t cfg = tl_http(&stack, "PUT", "/registry/config/" AUTHZ_SUBJECT,
+                                 "{\"compatibility\":\"FULL\"}", NULL, true);
+    assert_int_equal(cfg.status, 200);
+    tl_http_free(&cfg);
     /* a principal of every role; those with sites work at site A */
     for (int role = 0; role < TL_ROLE_COUNT; role++) {
         if (role == TL_ROLE_ADMIN)
@@ -161,6 +170,9 @@ static void fill(const char *pattern, int role, bool own, char *out, size_t size
             : !strcmp(name, "token")    ? "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a99"
             : !strcmp(name, "template") ? "authz_form"
             : !strcmp(name, "form")     ? (own ? form_a : form_b)
+            : !strcmp(name, "subject")  ? AUTHZ_SUBJECT
+            : !strcmp(name, "version")  ? "latest"
+            : !strcmp(name, "id")       ? "1"
                                         : NULL;
         if (!v)
             fail_msg("route %s: no test value for {%s}; teach test_authz.c", pattern, name);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "tl_avro.h"
+#include "tl_schemas.h"
 
 #ifndef TL_SCHEMA_DIR
 #error "define TL_SCHEMA_DIR as the path of the schemas directory"
@@ -842,6 +843,80 @@ static void test_schema_parse(void **state)
     tl_avro_schema_destroy(NULL);
 }
 
+/* ---- schema resolution (the registry's compatibility checks) ---- */
+
+static tl_err_t can_read(const char *reader, const char *writer)
+{
+    char why[256];
+    return tl_avro_can_read(reader, strlen(reader), writer, strlen(writer), why, sizeof why);
+}
+
+#define REC(fields) "{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"org.x\",\"fields\":[" fields "]}"
+#define F_A "{\"name\":\"a\",\"type\":\"int\"}"
+#define F_B_OPT "{\"name\":\"b\",\"type\":[\"null\",\"string\"],\"default\":null}"
+#define F_B_REQ "{\"name\":\"b\",\"type\":\"string\"}"
+
+static void test_can_read(void **state)
+{
+    (void)state;
+    /* a reader field the writer lacks: fine with a default, not without */
+    assert_int_equal(can_read(REC(F_A "," F_B_OPT), REC(F_A)), TL_OK);
+    assert_int_equal(can_read(REC(F_A "," F_B_REQ), REC(F_A)), TL_ERR_CONFLICT);
+    /* a writer field the reader lacks is skipped */
+    assert_int_equal(can_read(REC(F_A), REC(F_A "," F_B_REQ)), TL_OK);
+    /* promotion int -> long yes, int -> string no */
+    assert_int_equal(can_read(REC("{\"name\":\"a\",\"type\":\"long\"}"), REC(F_A)), TL_OK);
+    assert_int_equal(can_read(REC("{\"name\":\"a\",\"type\":\"string\"}"), REC(F_A)),
+                     TL_ERR_CONFLICT);
+    /* an alias names the writer's field */
+    assert_int_equal(can_read(REC("{\"name\":\"z\",\"aliases\":[\"a\"],\"type\":\"int\"}"),
+                              REC(F_A)),
+                     TL_OK);
+    /* defaults count inside nested records, in arrays and in unions */
+    const char *w = REC("{\"name\":\"items\",\"type\":{\"type\":\"array\",\"items\":{\"type\":"
+                        "\"record\",\"name\":\"I\",\"fields\":[" F_A "]}}}");
+    const char *r_opt = REC("{\"name\":\"items\",\"type\":{\"type\":\"array\",\"items\":{\"type\":"
+                            "\"record\",\"name\":\"I\",\"fields\":[" F_A "," F_B_OPT "]}}}");
+    const char *r_req = REC("{\"name\":\"items\",\"type\":{\"type\":\"array\",\"items\":{\"type\":"
+                            "\"record\",\"name\":\"I\",\"fields\":[" F_A "," F_B_REQ "]}}}");
+    assert_int_equal(can_read(r_opt, w), TL_OK);
+    assert_int_equal(can_read(r_req, w), TL_ERR_CONFLICT);
+    const char *wu = REC("{\"name\":\"u\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"I\","
+                         "\"fields\":[" F_A "]}],\"default\":null}");
+    const char *ru = REC("{\"name\":\"u\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"I\","
+                         "\"fields\":[" F_A "," F_B_OPT "]}],\"default\":null}");
+    assert_int_equal(can_read(ru, wu), TL_OK);
+    /* another record name is another type */
+    assert_int_equal(can_read("{\"type\":\"record\",\"name\":\"S\",\"namespace\":\"org.x\","
+                              "\"fields\":[" F_A "]}",
+                              REC(F_A)),
+                     TL_ERR_CONFLICT);
+    /* enums: the reader may add symbols, not drop one the writer has */
+#define ENUM(syms) REC("{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[" syms "]}}")
+    assert_int_equal(can_read(ENUM("\"A\",\"B\",\"C\""), ENUM("\"A\",\"B\"")), TL_OK);
+    assert_int_equal(can_read(ENUM("\"A\""), ENUM("\"A\",\"B\"")), TL_ERR_CONFLICT);
+    /* unions: a plain writer into a reader's union; every writer branch must be read */
+    assert_int_equal(can_read(REC("{\"name\":\"a\",\"type\":[\"null\",\"long\"]}"), REC(F_A)),
+                     TL_OK);
+    assert_int_equal(can_read(REC(F_A), REC("{\"name\":\"a\",\"type\":[\"null\",\"int\"]}")),
+                     TL_ERR_CONFLICT);
+    /* a recursive type ends */
+    const char *list = "{\"type\":\"record\",\"name\":\"Node\",\"fields\":[{\"name\":\"v\","
+                       "\"type\":\"int\"},{\"name\":\"next\",\"type\":[\"null\",\"Node\"]}]}";
+    assert_int_equal(can_read(list, list), TL_OK);
+    /* not schemas, or not ones the platform reads */
+    assert_int_equal(can_read("{", REC(F_A)), TL_ERR_INVALID);
+    assert_int_equal(can_read(REC("{\"name\":\"a\",\"type\":\"bytes\"}"), REC(F_A)),
+                     TL_ERR_INVALID);
+    assert_int_equal(can_read(REC(F_A), "{\"type\":\"nope\"}"), TL_ERR_INVALID);
+    /* every built-in event reads itself */
+    for (size_t i = 0; i < tl_schema_source_count; i++) {
+        const tl_schema_source_t *src = &tl_schema_sources[i];
+        assert_int_equal(tl_avro_can_read(src->avsc, src->len, src->avsc, src->len, NULL, 0),
+                         TL_OK);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -858,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_depth_is_bounded),
         cmocka_unit_test(test_encode_errors),
         cmocka_unit_test(test_schema_parse),
+        cmocka_unit_test(test_can_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
