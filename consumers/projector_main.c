@@ -31,6 +31,7 @@ int main(int argc, char **argv)
          "messages per transaction (0: the projection's default)", &cfg.batch_max},
         {"TRIALOG_POLL_MS", TL_CFG_INT, "100", 1, 10000, false, "wait for a first message",
          &cfg.poll_ms},
+        TL_REGISTRY_CONFIG_VARS(&cfg.registry),
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &debug},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];

@@ -457,7 +457,7 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
     if (!err && !cfg->no_migrate)
         err = tl_migrate(rt.pg);
     if (!err)
-        err = tl_registry_open(rt.pg, &rt.registry);
+        err = tl_registry_open_with(rt.pg, &cfg->registry, &rt.registry);
     if (!err)
         err = tl_kafka_consumer_new(cfg->brokers, group, proj->topics, proj->ntopics,
                                     !proj->raw, start_offset, &rt, &rt.kafka);

@@ -17,6 +17,7 @@
 #include "tl_batch.h"
 #include "tl_err.h"
 #include "tl_pg.h"
+#include "tl_schemas.h"
 
 #define TL_NOTIFY_CHANNEL "trialog_projected"
 
@@ -48,6 +49,7 @@ typedef struct {
     long poll_ms;
     const char *group;     /* NULL: "trialog-<projection>" */
     bool no_migrate;       /* a rebuild's shadow tables are made by the rebuild */
+    tl_registry_cfg_t registry;
 } tl_consumer_cfg_t;
 
 /* Runs until *stop becomes non-zero (returns TL_OK) or a fatal error. */

@@ -35,6 +35,7 @@ typedef struct {
     const char *brokers;
     const char *pg_dsn;
     const char *pg_schema;
+    tl_registry_cfg_t registry;
     bool debug;
 } tl_gw_config_t;
 

@@ -41,6 +41,7 @@ int main(int argc, char **argv)
          &c->pg_dsn},
         {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
          &c->pg_schema},
+        TL_REGISTRY_CONFIG_VARS(&c->registry),
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &c->debug},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
@@ -71,7 +72,7 @@ int main(int argc, char **argv)
     if (!err)
         err = tl_migrate(pg);
     if (!err)
-        err = tl_registry_open(pg, &gw.registry);
+        err = tl_registry_open_with(pg, &c->registry, &gw.registry);
     tl_pg_destroy(pg);
     if (!err)
         err = tl_kafka_producer_new(c->brokers, (int)c->produce_timeout_ms, &gw.kafka);

@@ -6,10 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tl_codec.h"
+#include "tl_http_client.h"
 #include "tl_log.h"
 #include "tl_map.h"
 
 struct tl_registry {
+    char *url;           /* an external registry's base URL; NULL: the store */
+    char *authorization; /* its Authorization header value, or NULL */
     tl_event_type_t *types;
     size_t ntypes;
     pthread_mutex_t lock; /* guards by_id */
@@ -60,7 +64,48 @@ static tl_err_t register_one(tl_pg_t *pg, tl_event_type_t *t, const char *normal
     return err;
 }
 
+#define REGISTRY_TIMEOUT_MS 10000
+
+/* "<url><before><arg><after>" into buf; false when it does not fit. */
+static bool registry_url(const tl_registry_t *r, char *buf, size_t size, const char *before,
+                         const char *arg, const char *after)
+{
+    int n = snprintf(buf, size, "%s%s%s%s", r->url, before, arg, after);
+    return n >= 0 && (size_t)n < size;
+}
+
+/* A built-in's registration with the external registry: its id. */
+static tl_err_t register_remote(tl_registry_t *r, tl_event_type_t *t, const char *normal)
+{
+    char subject[256], url[1200];
+    long status = 0;
+    json_t *answer = NULL, *body = json_pack("{s:s}", "schema", normal);
+    snprintf(subject, sizeof subject, "%s-%s", t->topic, t->fullname);
+    tl_err_t err = body && registry_url(r, url, sizeof url, "/subjects/", subject, "/versions")
+                       ? tl_http_client_json("POST", url, body, r->authorization,
+                                             REGISTRY_TIMEOUT_MS, &status, &answer)
+                       : TL_ERR_NOMEM;
+    json_int_t id = json_integer_value(json_object_get(answer, "id"));
+    if (!err && (status != 200 || id < 1 || id > INT32_MAX)) {
+        /* a refusal (409 incompatible, 401/403) is no passing failure */
+        tl_log_error("schema_register_refused",
+                     json_pack("{s:s, s:i, s:I}", "subject", subject, "status", (int)status,
+                               "error_code", json_integer_value(json_object_get(answer, "error_code"))));
+        err = status >= 500 ? TL_ERR_UNAVAILABLE : TL_ERR_CONFLICT;
+    }
+    if (!err)
+        t->id = (uint32_t)id;
+    json_decref(body);
+    json_decref(answer);
+    return err;
+}
+
 tl_err_t tl_registry_open(tl_pg_t *pg, tl_registry_t **out)
+{
+    return tl_registry_open_with(pg, NULL, out);
+}
+
+tl_err_t tl_registry_open_with(tl_pg_t *pg, const tl_registry_cfg_t *cfg, tl_registry_t **out)
 {
     tl_err_t err = TL_OK;
     bool in_tx = false;
@@ -74,10 +119,33 @@ tl_err_t tl_registry_open(tl_pg_t *pg, tl_registry_t **out)
         err = TL_ERR_NOMEM;
         goto out;
     }
+    if (cfg && cfg->url && *cfg->url) {
+        size_t len = strlen(cfg->url);
+        while (len && cfg->url[len - 1] == '/')
+            len--;
+        if (!(r->url = strndup(cfg->url, len))) {
+            err = TL_ERR_NOMEM;
+            goto out;
+        }
+        if (cfg->user_info && *cfg->user_info) { /* Confluent's basic.auth.user.info */
+            tl_buf_t b;
+            tl_buf_init(&b, 4096);
+            err = tl_buf_puts(&b, "Basic ");
+            if (!err)
+                err = tl_b64_encode(&b, cfg->user_info, strlen(cfg->user_info));
+            if (!err)
+                err = tl_buf_append(&b, "", 1);
+            r->authorization = err ? NULL : tl_buf_steal(&b, NULL);
+            tl_buf_cleanup(&b);
+            if (err)
+                goto out;
+        }
+    }
     /* Serialise registrations across programs starting together. */
-    if ((err = tl_pg_exec(pg, "BEGIN; SELECT pg_advisory_xact_lock(7201001)", 0, NULL, NULL)))
+    if (!r->url &&
+        (err = tl_pg_exec(pg, "BEGIN; SELECT pg_advisory_xact_lock(7201001)", 0, NULL, NULL)))
         goto out;
-    in_tx = true;
+    in_tx = !r->url;
     for (size_t i = 0; i < tl_schema_source_count; i++) {
         const tl_schema_source_t *src = &tl_schema_sources[i];
         tl_event_type_t *t = &r->types[r->ntypes++];
@@ -87,7 +155,7 @@ tl_err_t tl_registry_open(tl_pg_t *pg, tl_registry_t **out)
         err = normal ? tl_avro_schema_parse(normal, strlen(normal), &t->schema) : TL_ERR_MALFORMED;
         if (!err) {
             t->fullname = tl_avro_schema_fullname(t->schema);
-            err = register_one(pg, t, normal);
+            err = r->url ? register_remote(r, t, normal) : register_one(pg, t, normal);
         }
         free(normal);
         if (err) {
@@ -95,7 +163,8 @@ tl_err_t tl_registry_open(tl_pg_t *pg, tl_registry_t **out)
             goto out;
         }
     }
-    err = tl_pg_exec(pg, "COMMIT", 0, NULL, NULL);
+    if (in_tx)
+        err = tl_pg_exec(pg, "COMMIT", 0, NULL, NULL);
     in_tx = false;
     /* the built-ins resolve by id without a query */
     for (size_t i = 0; !err && i < r->ntypes; i++) {
@@ -133,6 +202,8 @@ void tl_registry_destroy(tl_registry_t *r)
     tl_map_cleanup(&r->by_id);
     pthread_mutex_destroy(&r->lock);
     free(r->types);
+    free(r->url);
+    free(r->authorization);
     free(r);
 }
 
@@ -142,6 +213,40 @@ const tl_event_type_t *tl_registry_type(const tl_registry_t *r, const char *name
         if (!strcmp(r->types[i].name, name))
             return &r->types[i];
     return NULL;
+}
+
+static tl_err_t fetch_stored(tl_pg_t *pg, const char *key, tl_avro_schema_t **s)
+{
+    const char *params[] = {key};
+    tl_pg_res_t *res = NULL;
+    tl_err_t err =
+        tl_pg_exec(pg, "SELECT schema FROM registry_schemas WHERE id = $1", 1, params, &res);
+    if (!err) {
+        const char *text = tl_pg_get(res, 0, 0);
+        err = text ? tl_avro_schema_parse(text, strlen(text), s) : TL_ERR_UNKNOWN_SCHEMA;
+    }
+    tl_pg_res_free(res);
+    return err;
+}
+
+/* GET <url>/schemas/ids/<id>: 404 is an unknown id; no answer, or a 5xx,
+ * is the registry unavailable (retriable) */
+static tl_err_t fetch_remote(const tl_registry_t *r, const char *key, tl_avro_schema_t **s)
+{
+    char url[1200];
+    long status = 0;
+    json_t *answer = NULL;
+    tl_err_t err = registry_url(r, url, sizeof url, "/schemas/ids/", key, "")
+                       ? tl_http_client_json("GET", url, NULL, r->authorization,
+                                             REGISTRY_TIMEOUT_MS, &status, &answer)
+                       : TL_ERR_NOMEM;
+    const char *text = json_string_value(json_object_get(answer, "schema"));
+    if (!err && status == 200 && text)
+        err = tl_avro_schema_parse(text, strlen(text), s);
+    else if (!err)
+        err = status == 404 ? TL_ERR_UNKNOWN_SCHEMA : TL_ERR_UNAVAILABLE;
+    json_decref(answer);
+    return err;
 }
 
 tl_err_t tl_registry_resolve(tl_registry_t *r, tl_pg_t *pg, uint32_t id,
@@ -158,15 +263,7 @@ tl_err_t tl_registry_resolve(tl_registry_t *r, tl_pg_t *pg, uint32_t id,
         *schema = s;
         return TL_OK;
     }
-    const char *params[] = {key};
-    tl_pg_res_t *res = NULL;
-    tl_err_t err =
-        tl_pg_exec(pg, "SELECT schema FROM registry_schemas WHERE id = $1", 1, params, &res);
-    if (!err) {
-        const char *text = tl_pg_get(res, 0, 0);
-        err = text ? tl_avro_schema_parse(text, strlen(text), &s) : TL_ERR_UNKNOWN_SCHEMA;
-    }
-    tl_pg_res_free(res);
+    tl_err_t err = r->url ? fetch_remote(r, key, &s) : fetch_stored(pg, key, &s);
     if (err)
         return err;
     pthread_mutex_lock(&r->lock);

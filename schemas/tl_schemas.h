@@ -40,6 +40,31 @@ typedef struct tl_registry tl_registry_t;
  * safe to run from several programs at once). Caller frees with
  * tl_registry_destroy. pg is borrowed for this call only. */
 tl_err_t tl_registry_open(tl_pg_t *pg, tl_registry_t **out);
+/* Where the schemas live: an external Confluent-compatible registry
+ * (TRIALOG_SCHEMA_REGISTRY_URL, e.g. http://host:8081 or another Trialog's
+ * http://host:8080/registry) instead of the store. Borrowed. */
+typedef struct {
+    const char *url;       /* NULL or "": the store in PostgreSQL */
+    const char *user_info; /* "user:password" for HTTP Basic (Confluent's
+                            * basic.auth.user.info; Trialog takes its token as
+                            * the password); NULL: none */
+} tl_registry_cfg_t;
+/* tl_registry_open with the built-ins registered in, and ids resolved
+ * through, the registry cfg names (NULL: the store): one code path for
+ * both, so every component frames and decodes with the same ids. A
+ * registration the external registry refuses (incompatible, not allowed)
+ * is TL_ERR_CONFLICT, one it cannot answer TL_ERR_UNAVAILABLE. */
+/* The two settings every program that frames or decodes events takes
+ * (entries of its tl_config_var_t table; cfgp a tl_registry_cfg_t *). */
+#define TL_REGISTRY_CONFIG_VARS(cfgp)                                                            \
+    {"TRIALOG_SCHEMA_REGISTRY_URL", TL_CFG_STR, "", 0, 1000, false,                              \
+     "an external Confluent-compatible schema registry (empty: the store in PostgreSQL)",        \
+     &(cfgp)->url},                                                                              \
+    {                                                                                            \
+        "TRIALOG_SCHEMA_REGISTRY_USER_INFO", TL_CFG_STR, "", 0, 1000, true,                      \
+            "user:password for the external registry (HTTP Basic)", &(cfgp)->user_info          \
+    }
+tl_err_t tl_registry_open_with(tl_pg_t *pg, const tl_registry_cfg_t *cfg, tl_registry_t **out);
 void tl_registry_destroy(tl_registry_t *r);
 /* Built-in type by short name, or NULL. Borrowed; thread-safe. */
 const tl_event_type_t *tl_registry_type(const tl_registry_t *r, const char *name);

@@ -368,7 +368,8 @@ static int run(admin_t *a, int argc, char **argv)
     return admin_usage();
 }
 
-int tl_admin_main(tl_pg_t *pg, const char *brokers, int argc, char **argv)
+int tl_admin_main(tl_pg_t *pg, const char *brokers, const tl_registry_cfg_t *registry, int argc,
+                  char **argv)
 {
     admin_t a = {.pg = pg};
     const char *login = getenv("USER");
@@ -383,7 +384,7 @@ int tl_admin_main(tl_pg_t *pg, const char *brokers, int argc, char **argv)
         return 2;
     }
     if (writes &&
-        (tl_registry_open(pg, &a.registry) || tl_kafka_producer_new(brokers, 10000, &a.kafka) ||
+        (tl_registry_open_with(pg, registry, &a.registry) || tl_kafka_producer_new(brokers, 10000, &a.kafka) ||
          tl_producer_new(a.kafka, a.registry, &a.producer))) {
         fprintf(stderr, "trialog admin: could not reach the event log (TRIALOG_KAFKA_BROKERS)\n");
         rc = 2;

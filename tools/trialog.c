@@ -211,7 +211,7 @@ static tl_err_t swap_in(tl_pg_t *pg, rebuilder_t *rb, const char *shadow_q, cons
 }
 
 static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char *brokers,
-                   const char *name)
+                   const tl_registry_cfg_t *registry, const char *name)
 {
     const tl_projection_t *p = tl_projection_find(name);
     if (!p || !p->ntables) {
@@ -230,7 +230,8 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
     tl_buf_init(&mq, 256);
     rebuilder_t rb = {.proj = p,
                       .cfg = {.brokers = brokers, .pg_dsn = dsn, .pg_schema = path,
-                              .batch_max = 2000, .poll_ms = 100, .no_migrate = true}};
+                              .batch_max = 2000, .poll_ms = 100, .no_migrate = true,
+                              .registry = *registry}};
     char group[128];
     snprintf(group, sizeof group, "trialog-%s-rebuild", p->name);
     rb.cfg.group = group;
@@ -530,12 +531,14 @@ static int audit_verify(tl_pg_t *pg)
 int main(int argc, char **argv)
 {
     const char *dsn = NULL, *schema = NULL, *brokers = NULL;
+    tl_registry_cfg_t registry = {0};
     const tl_config_var_t vars[] = {
         {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true,
          "libpq connection string", &dsn},
         {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema", &schema},
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, "", 0, 1000, false,
          "Kafka bootstrap servers (reseed, admin)", &brokers},
+        TL_REGISTRY_CONFIG_VARS(&registry),
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
     tl_log_init("cli", TL_LOG_WARN);
@@ -560,8 +563,8 @@ int main(int argc, char **argv)
         tl_log_init("rebuild", TL_LOG_INFO);
     int rc = verify ? audit_verify(pg)
              : seed ? reseed(pg, brokers)
-             : admin ? tl_admin_main(pg, brokers, argc - 2, argv + 2)
-                    : rebuild(pg, dsn, schema, brokers, argv[2]);
+             : admin ? tl_admin_main(pg, brokers, &registry, argc - 2, argv + 2)
+                    : rebuild(pg, dsn, schema, brokers, &registry, argv[2]);
     tl_pg_destroy(pg);
     return rc;
 }

@@ -233,6 +233,11 @@ bool tl_stack_log_contains(tl_stack_t *s, const char *log, const char *needle)
     return log_contains(s, log, needle, NULL);
 }
 
+int tl_free_port(void)
+{
+    return free_port();
+}
+
 void tl_stack_start_gateway(tl_stack_t *s)
 {
     static char env[3][1200], port[64];

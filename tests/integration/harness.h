@@ -24,7 +24,7 @@ typedef struct {
     int port;
     pid_t broker, projector, schedules, access, forms, gateway, audit;
     tl_pg_t *pg;
-    char gateway_env[4][128]; /* extra NAME=value for the gateway */
+    char gateway_env[4][256]; /* extra NAME=value for the gateway */
 } tl_stack_t;
 
 /* Starts broker, projector, archive and gateway; returns when the gateway is
@@ -50,6 +50,8 @@ void tl_stack_start_audit(tl_stack_t *s);
  * output (standard output and error) in *out (caller frees). */
 int tl_stack_cli(tl_stack_t *s, const char *args, char **out);
 void tl_stack_start_gateway(tl_stack_t *s);
+/* A loopback TCP port nobody listens on, for another process of a test. */
+int tl_free_port(void);
 /* Runs a projector that is expected to stop by itself; returns its exit code. */
 int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms);
 /* True when dir/<log>.log has a line containing needle. */

@@ -4,7 +4,9 @@
  * per-subject levels, and Confluent's error codes. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 #include "tl_codec.h"
@@ -261,6 +263,75 @@ static void test_basic_auth(void **state)
     tl_http_free(&r);
 }
 
+/* TRIALOG_SCHEMA_REGISTRY_URL: a second gateway on the same database and
+ * log, whose schemas come from the first one's registry API over HTTP; and
+ * the registry client itself, with its failures. */
+static void test_external_registry(void **state)
+{
+    (void)state;
+    char url[128], info[128], sub[600];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/registry", stack.port);
+    snprintf(info, sizeof info, "trialog:%s", stack.token);
+    tl_registry_cfg_t cfg = {.url = url, .user_info = info};
+    tl_registry_t *reg = NULL;
+    assert_int_equal(tl_registry_open_with(NULL, &cfg, &reg), TL_OK);
+    /* the same ids as the store's */
+    const tl_event_type_t *t = tl_registry_type(reg, "StudyRegistered");
+    assert_non_null(t);
+    assert_int_equal(t->id, tl_sql_int(&stack, "SELECT v.schema_id FROM registry_subjects v"
+                                               " WHERE v.subject = 'trialog.protocol.v1-"
+                                               "org.trialog.StudyRegistered'"));
+    /* an id it has not seen: fetched; one nobody has: unknown */
+    long id = register_schema(connector, "trialog.ingest.ext.v1-org.example.OctScan",
+                              REC(F_CODE "," F_CST), 200, NULL);
+    const tl_avro_schema_t *s = NULL;
+    assert_int_equal(tl_registry_resolve(reg, NULL, (uint32_t)id, &s), TL_OK);
+    assert_string_equal(tl_avro_schema_fullname(s), "org.example.OctScan");
+    assert_int_equal(tl_registry_resolve(reg, NULL, 999999, &s), TL_ERR_UNKNOWN_SCHEMA);
+    tl_registry_destroy(reg);
+    /* a registry that refuses (no such token), or is not there */
+    tl_registry_cfg_t bad = {.url = url, .user_info = "trialog:tlk_nope"};
+    assert_int_equal(tl_registry_open_with(NULL, &bad, &reg), TL_ERR_CONFLICT);
+    assert_null(reg);
+    char closed[64];
+    snprintf(closed, sizeof closed, "http://127.0.0.1:%d/registry", tl_free_port());
+    tl_registry_cfg_t gone = {.url = closed};
+    assert_int_equal(tl_registry_open_with(NULL, &gone, &reg), TL_ERR_UNAVAILABLE);
+
+    /* a whole gateway so configured: commands and reads end to end */
+    tl_stack_t b = stack;
+    b.port = tl_free_port();
+    snprintf(b.dir + strlen(b.dir), sizeof b.dir - strlen(b.dir), "/external");
+    mkdir(b.dir, 0755);
+    snprintf(b.gateway_env[0], sizeof b.gateway_env[0], "TRIALOG_SCHEMA_REGISTRY_URL=%s", url);
+    snprintf(b.gateway_env[1], sizeof b.gateway_env[1], "TRIALOG_SCHEMA_REGISTRY_USER_INFO=%s",
+             info);
+    tl_stack_start_gateway(&b);
+    char study[40], site[40];
+    tl_stack_study(&b, "EXT-1", study, site);
+    assert_int_equal(tl_stack_enrol(&b, study, site, "EXT-00001", false), 201);
+    snprintf(sub, sizeof sub,
+             "SELECT count(*) FROM audit_log WHERE event_type = 'org.trialog.ParticipantEnrolled'"
+             " AND key = convert_to((SELECT id::text FROM participants"
+             " WHERE participant_code = 'EXT-00001'), 'UTF8')");
+    assert_true(tl_wait_count(&stack, sub, 1, 20000));
+    char path[200], pid[40];
+    tl_pg_res_t *res = NULL;
+    assert_int_equal(tl_pg_exec(stack.pg,
+                                "SELECT id::text FROM participants WHERE participant_code ="
+                                " 'EXT-00001'",
+                                0, NULL, &res),
+                     TL_OK);
+    snprintf(pid, sizeof pid, "%s", tl_pg_get(res, 0, 0));
+    tl_pg_res_free(res);
+    snprintf(path, sizeof path, "/v1/participants/%s/history", pid);
+    tl_http_resp_t r = tl_http(&b, "GET", path, NULL, NULL, true);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 1);
+    tl_http_free(&r);
+    assert_int_equal(tl_stack_kill(&b.gateway, SIGTERM), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_register_and_evolve),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_basic_auth),
+        cmocka_unit_test(test_external_registry),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
