@@ -32,7 +32,10 @@ static void send_event(tl_producer_t *prod, const char *pid, const char *event_i
 {
     json_t *payload = json_pack("{s:s, s:s, s:s, s:n, s:n, s:I, s:i, s:[]}", "participant_id", pid,
                                 "study_id", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
-                                "participant_code", "HOSTILE", "birth_year", "sex",
+                                /* a code of its own: the partitions are consumed in
+                                 * any order, and a shared code would make one
+                                 * participant's enrolment refuse the other's */
+                                "participant_code", pid + 24, "birth_year", "sex",
                                 "consent_date", (json_int_t)consent, "baseline_date", 20454, "schedule");
     tl_event_meta_t meta = {.actor_id = "connector-x", .actor_role = "connector",
                             .site_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c",
