@@ -222,11 +222,9 @@ static void fold_form(forms_t *fs, const char *type, const json_t *ev)
     for (size_t i = 0; id && i < fs->n && !f; i++)
         if (!strcmp(fs->v[i].id, id))
             f = &fs->v[i];
-    const char *vt = json_string_value(json_object_get(ev, "visit_type_id"));
-    const char *tn = json_string_value(json_object_get(ev, "template_name"));
-    for (size_t i = 0; submit && vt && tn && i < fs->n; i++)
-        if (!strcmp(fs->v[i].visit_type_id, vt) && !strcmp(fs->v[i].template_name, tn))
-            return; /* the visit has this form already */
+    for (size_t i = 0; submit && i < fs->n; i++)
+        if (&fs->v[i] != f && tl_form_same_slot(&fs->v[i], ev))
+            return; /* the visit has this form already, as the forms projection sees it */
     if (!f && fs->n == fs->cap) {
         size_t cap = fs->cap ? fs->cap * 2 : 8;
         tl_form_t *v = realloc(fs->v, cap * sizeof *v);

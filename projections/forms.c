@@ -609,6 +609,17 @@ static void clear_signature(tl_form_t *f)
     f->signed_at_us = 0;
 }
 
+bool tl_form_same_slot(const tl_form_t *f, const json_t *submitted)
+{
+    tl_uuid_t pid, vt;
+    const char *tn = json_string_value(json_object_get(submitted, "template_name"));
+    return f->exists && tn &&
+           !tl_uuid_parse(json_string_value(json_object_get(submitted, "participant_id")), &pid) &&
+           !tl_uuid_parse(json_string_value(json_object_get(submitted, "visit_type_id")), &vt) &&
+           !strcmp(f->participant_id, pid.s) && !strcmp(f->visit_type_id, vt.s) &&
+           !strcmp(f->template_name, tn);
+}
+
 static const char *submit(tl_form_t *f, const json_t *ev, json_t *history)
 {
     tl_form_t n = {.exists = true, .status = TL_FORM_SUBMITTED, .revision = 1};

@@ -144,6 +144,11 @@ void tl_form_cleanup(tl_form_t *f);
 /* Whether type is one of the form events. */
 bool tl_form_event(const char *type);
 
+/* Whether f (an existing form) holds the place a FormSubmitted event would
+ * fill: the same participant, visit and template (a visit has one form of
+ * a template). Ids are compared canonically. */
+bool tl_form_same_slot(const tl_form_t *f, const json_t *submitted);
+
 /* Applies a form event the participant stream accepted (tl_stream_decide)
  * to f, the form the event names (exists false when there is none yet).
  * NULL: applied, and history (a JSON array) got one {field, before, after}

@@ -252,15 +252,9 @@ static tl_err_t fold_template(tl_batch_t *b, state_t *st, const tl_event_t *e)
  * template (the gateway lets a visit have one form of a template). */
 static bool duplicate(const state_t *st, const tl_form_t *self, const json_t *ev)
 {
-    tl_uuid_t pid, vt;
-    const char *tn = json_string_value(json_object_get(ev, "template_name"));
-    if (tl_uuid_parse(json_string_value(json_object_get(ev, "participant_id")), &pid) ||
-        tl_uuid_parse(json_string_value(json_object_get(ev, "visit_type_id")), &vt) || !tn)
-        return false;
     for (size_t i = 0; i < st->form_rows.n; i++) {
         const tl_form_t *f = st->form_rows.ptrs[i];
-        if (f != self && f->exists && !strcmp(f->participant_id, pid.s) &&
-            !strcmp(f->visit_type_id, vt.s) && !strcmp(f->template_name, tn))
+        if (f != self && tl_form_same_slot(f, ev))
             return true;
     }
     return false;
