@@ -142,6 +142,7 @@ static bool names_ok(const json_t *schema, const char *ns, name_set_t *set, int 
 {
     size_t i;
     json_t *b;
+    char inner[512];
     if (depth > MAX_DEPTH)
         return false;
     if (json_is_array(schema)) {
@@ -179,8 +180,11 @@ static bool names_ok(const json_t *schema, const char *ns, name_set_t *set, int 
             !(set->names[set->n] = strdup(full)))
             return false;
         set->n++;
-        if (strchr(name, '.')) /* a dotted name sets the namespace of what it holds */
-            ns = NULL;
+        /* what it holds is in its namespace: its full name's, whether that
+         * came from a "namespace", a dotted name or the enclosing type */
+        char *dot = strrchr(full, '.');
+        snprintf(inner, sizeof inner, "%.*s", dot ? (int)(dot - full) : 0, full);
+        ns = inner;
     }
     json_array_foreach(json_object_get(schema, "fields"), i, b)
     {
