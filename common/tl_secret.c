@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,4 +116,14 @@ bool tl_password_verify(const char *password, const char *stored)
     bool ok = CRYPTO_memcmp(got, want, KEY_LEN) == 0;
     OPENSSL_cleanse(got, sizeof got);
     return ok;
+}
+
+tl_err_t tl_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                        unsigned char out[TL_HMAC_LEN])
+{
+    unsigned int n = 0;
+    if (key_len > INT32_MAX ||
+        !HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &n) || n != TL_HMAC_LEN)
+        return TL_ERR_INTERNAL;
+    return TL_OK;
 }

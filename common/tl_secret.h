@@ -26,6 +26,10 @@ tl_err_t tl_token_new(char out[TL_TOKEN_STRLEN]);
 void tl_secret_wipe(void *p, size_t len);
 /* Lowercase hex SHA-256 of len bytes. */
 tl_err_t tl_sha256_hex(const void *data, size_t len, char out[TL_SHA256_STRLEN]);
+/* HMAC-SHA256 of len bytes under key (the research pseudonyms). */
+#define TL_HMAC_LEN 32
+tl_err_t tl_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                        unsigned char out[TL_HMAC_LEN]);
 /* "pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>" of password, with a
  * fresh 128-bit salt; iterations 0 means TL_PASSWORD_ITERATIONS.
  * TL_ERR_INVALID when the password is outside TL_PASSWORD_MIN..MAX bytes. */

@@ -8,8 +8,19 @@
 #define TL_TOPIC_PARTICIPANT "trialog.participant.v1"
 #define TL_TOPIC_ACCESS "trialog.access.v1"
 
-/* Every topic the local broker creates, including the dead-letter topics. */
+/* The de-identified topics of the research export (docs/ANALYSTS.md); the
+ * built-in schemas under schemas/research.<name>/ are registered for them. */
+#define TL_TOPIC_RESEARCH_PARTICIPANTS "trialog.research.participants.v1"
+#define TL_TOPIC_RESEARCH_VISITS "trialog.research.visits.v1"
+#define TL_TOPIC_RESEARCH_FORMS "trialog.research.forms.v1"
+
+/* The log: every topic the archive keeps, including the dead-letter topics. */
 extern const char *const tl_topics_all[];
 extern const size_t tl_topics_count;
+
+/* Every topic the local broker creates: the log and the research topics,
+ * which are derived from it and replayable, so the archive leaves them out. */
+extern const char *const tl_topics_broker[];
+extern const size_t tl_topics_broker_count;
 
 #endif

@@ -1,5 +1,5 @@
 /* trialog-projector: runs one projection's consumer.
- * Usage: trialog-projector [--print-config] participants|schedules|audit */
+ * Usage: trialog-projector [--print-config] participants|schedules|access|forms|research|audit */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +32,7 @@ int main(int argc, char **argv)
         {"TRIALOG_POLL_MS", TL_CFG_INT, "100", 1, 10000, false, "wait for a first message",
          &cfg.poll_ms},
         TL_REGISTRY_CONFIG_VARS(&cfg.registry),
+        TL_RESEARCH_CONFIG_VARS(&cfg),
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &debug},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
     const tl_projection_t *found = tl_projection_find(name);
     tl_projection_t proj = found ? *found : (tl_projection_t){0};
     if (!proj.name) {
-        fprintf(stderr, "usage: trialog-projector [--print-config] participants|schedules|audit\n");
+        fprintf(stderr, "usage: trialog-projector [--print-config] participants|schedules|access|forms|research|audit\n");
         return 2;
     }
     if (tl_config_load(vars, nvars, NULL, stderr))

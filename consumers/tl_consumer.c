@@ -24,6 +24,7 @@ typedef struct {
     tl_registry_t *registry;
     tl_kafka_consumer_t *kafka;
     tl_buf_t *bytes; /* 2 per message: key and value of archive reads */
+    void *ctx;       /* the projection's (tl_projection_t.open) */
     volatile sig_atomic_t *stop;
 } runtime_t;
 
@@ -310,6 +311,7 @@ static tl_err_t apply_batch(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_ev
     else
         free_events(evs, n);
     tl_batch_init(&b, evs, kept);
+    b.ctx = rt->ctx;
     if (!err && kept) {
         /* the archive keeps what is not an event too; projections refuse it */
         for (size_t i = 0; i < kept && !err && !rt->proj->raw; i++)
@@ -458,6 +460,8 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
         err = tl_migrate(rt.pg);
     if (!err)
         err = tl_registry_open_with(rt.pg, &cfg->registry, &rt.registry);
+    if (!err && proj->open)
+        err = proj->open(cfg, rt.registry, &rt.ctx);
     if (!err)
         err = tl_kafka_consumer_new(cfg->brokers, group, proj->topics, proj->ntopics,
                                     !proj->raw, start_offset, &rt, &rt.kafka);
@@ -486,6 +490,8 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
         tl_log_error("consumer_stopped", json_pack("{s:s, s:s}", "projection", proj->name, "error",
                                                    tl_err_name(err)));
     tl_kafka_consumer_destroy(rt.kafka);
+    if (proj->close)
+        proj->close(rt.ctx);
     tl_registry_destroy(rt.registry);
     tl_pg_destroy(rt.pg);
     for (size_t i = 0; rt.bytes && i < 2 * (size_t)cfg->batch_max; i++)

@@ -21,6 +21,8 @@
 
 #define TL_NOTIFY_CHANNEL "trialog_projected"
 
+typedef struct tl_consumer_cfg tl_consumer_cfg_t;
+
 typedef struct {
     const char *name; /* projection name, also in projection_offsets */
     const char *const *topics;
@@ -35,13 +37,19 @@ typedef struct {
     size_t ntables;
     const int *migrations;
     size_t nmigrations;
+    /* A projection that needs more than the database (the research export
+     * publishes): open makes its context, which apply finds in b->ctx, from
+     * the settings and the registry (borrowed, outlives it); close frees it.
+     * NULL for the others. */
+    tl_err_t (*open)(const tl_consumer_cfg_t *cfg, const tl_registry_t *registry, void **ctx);
+    void (*close)(void *ctx);
 } tl_projection_t;
 
 /* The projections this build knows, by name ("participants", "audit"), or
  * NULL. A projection with ntopics 0 reads every topic of tl_topics_all. */
 const tl_projection_t *tl_projection_find(const char *name);
 
-typedef struct {
+struct tl_consumer_cfg {
     const char *brokers;
     const char *pg_dsn;
     const char *pg_schema; /* a search path: "shadow,main" for a rebuild */
@@ -50,7 +58,22 @@ typedef struct {
     const char *group;     /* NULL: "trialog-<projection>" */
     bool no_migrate;       /* a rebuild's shadow tables are made by the rebuild */
     tl_registry_cfg_t registry;
-} tl_consumer_cfg_t;
+    /* the research export (docs/ANALYSTS.md) */
+    const char *research_key_file;
+    const char *research_dates; /* "study_days" or "shifted" */
+};
+
+/* The research export's settings (entries of a tl_config_var_t table; cfgp
+ * a tl_consumer_cfg_t *): the projector's, and the CLI's for a rebuild. */
+#define TL_RESEARCH_CONFIG_VARS(cfgp)                                                            \
+    {"TRIALOG_RESEARCH_KEY_FILE", TL_CFG_STR, "", 0, 4000, false,                                \
+     "research: the pseudonym key's file (mode 0600, at least 32 bytes)",                        \
+     &(cfgp)->research_key_file},                                                                \
+    {                                                                                            \
+        "TRIALOG_RESEARCH_DATES", TL_CFG_STR, "study_days", 0, 16, false,                        \
+            "research: study_days, or shifted (also real dates moved per participant)",          \
+            &(cfgp)->research_dates                                                              \
+    }
 
 /* Runs until *stop becomes non-zero (returns TL_OK) or a fatal error. */
 tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *proj,

@@ -1,5 +1,6 @@
 /* The catalog of projections: one place that says what each one reads,
  * how it folds, and what a rebuild replaces. */
+#include <stdlib.h>
 #include <string.h>
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -9,8 +10,11 @@
 #include "audit_store.h"
 #include "forms_store.h"
 #include "participants_store.h"
+#include "research_store.h"
 #include "schedules_store.h"
 #include "tl_consumer.h"
+#include "tl_log.h"
+#include "tl_secret.h"
 #include "tl_topics.h"
 
 static const char *const participants_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
@@ -36,6 +40,67 @@ static const char *const forms_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPA
 static const char *const forms_tables[] = {"form_templates", "form_participants", "forms",
                                            "form_field_history"};
 static const int forms_migrations[] = {2, 10, 11};
+
+/* the research export: its own copy of what the participant stream and
+ * the template versions say (migration 13), and a producer for the
+ * research topics */
+static const char *const research_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
+static const char *const research_tables[] = {"research_participants", "research_forms",
+                                              "research_templates"};
+static const int research_migrations[] = {2, 13};
+
+typedef struct {
+    tl_kafka_producer_t *kafka;
+    tl_producer_t *producer;
+    tl_research_store_t *store;
+} research_ctx_t;
+
+static void research_close(void *p)
+{
+    research_ctx_t *c = p;
+    if (!c)
+        return;
+    tl_research_store_destroy(c->store);
+    tl_producer_destroy(c->producer);
+    tl_kafka_producer_destroy(c->kafka);
+    free(c);
+}
+
+static tl_err_t research_open(const tl_consumer_cfg_t *cfg, const tl_registry_t *registry,
+                              void **out)
+{
+    tl_research_cfg_t rc = {0};
+    research_ctx_t *c = calloc(1, sizeof *c);
+    tl_err_t err = c ? TL_OK : TL_ERR_NOMEM;
+    if (!err && !tl_research_dates_parse(cfg->research_dates, &rc.dates)) {
+        tl_log_error("research_dates_invalid", json_pack("{s:s}", "expected", "study_days|shifted"));
+        err = TL_ERR_CONFIG;
+    }
+    if (!err)
+        err = tl_research_key_load(cfg->research_key_file, &rc);
+    if (!err)
+        err = tl_kafka_producer_new(cfg->brokers, TL_RESEARCH_FLUSH_MS, &c->kafka);
+    if (!err)
+        err = tl_producer_new(c->kafka, registry, &c->producer);
+    if (!err)
+        err = tl_research_store_new(&rc, c->producer, &c->store);
+    tl_secret_wipe(&rc, sizeof rc);
+    if (err) {
+        research_close(c);
+        c = NULL;
+    }
+    *out = c;
+    return err;
+}
+
+static tl_err_t research_apply(tl_pg_t *pg, tl_batch_t *b)
+{
+    research_ctx_t *c = b->ctx;
+    b->ctx = c ? c->store : NULL;
+    tl_err_t err = tl_research_store_apply(pg, b);
+    b->ctx = c;
+    return err;
+}
 
 static const tl_projection_t projections[] = {
     {.name = TL_PROJECTION_PARTICIPANTS,
@@ -73,6 +138,17 @@ static const tl_projection_t projections[] = {
      .ntables = N(forms_tables),
      .migrations = forms_migrations,
      .nmigrations = N(forms_migrations),
+     .batch_default = 1000},
+    {.name = TL_PROJECTION_RESEARCH,
+     .topics = research_topics,
+     .ntopics = N(research_topics),
+     .apply = research_apply,
+     .tables = research_tables,
+     .ntables = N(research_tables),
+     .migrations = research_migrations,
+     .nmigrations = N(research_migrations),
+     .open = research_open,
+     .close = research_close,
      .batch_default = 1000},
     /* the archive takes every topic, dead letters included; it is the
      * source of rebuilds, so it has none itself. Its rows are wide and its

@@ -58,11 +58,13 @@ static const tl_json_field_t template_fields[] = {
 };
 
 /* $1 study, $2 name, $3 the command's event: column 0 that event when a
- * version came of it (a retry), else the latest version's event (or the
+ * version came of it (a retry; the first, should a log written before retries
+ * were recognised hold it twice), else the latest version's event (or the
  * study's id: there is none yet); the study's lock; the latest version. */
 static const char *const sql_template_check =
     "SELECT COALESCE((SELECT r.last_event_id::text FROM form_templates r"
-    "    WHERE r.study_id = s.id AND r.name = $2 AND r.last_event_id = $3::uuid),"
+    "    WHERE r.study_id = s.id AND r.name = $2 AND r.last_event_id = $3::uuid"
+    "    ORDER BY r.version LIMIT 1),"
     "    l.last_event_id::text, s.id::text), s.locked, l.id, l.version, l.title, l.fields::text"
     "  FROM studies s LEFT JOIN LATERAL (SELECT * FROM form_templates t"
     "    WHERE t.study_id = s.id AND t.name = $2 ORDER BY t.version DESC LIMIT 1) l ON true"
@@ -73,7 +75,7 @@ static const char *const sql_template_version =
     "SELECT " SQL_TEMPLATE_JSON "::text FROM form_templates t"
     " WHERE t.study_id = $1 AND t.name = $2 AND t.version = COALESCE((SELECT r.version"
     "   FROM form_templates r WHERE r.study_id = $1 AND r.name = $2"
-    "   AND r.last_event_id = $4::uuid), NULLIF($3, '')::int)";
+    "   AND r.last_event_id = $4::uuid ORDER BY r.version LIMIT 1), NULLIF($3, '')::int)";
 
 typedef struct {
     tl_gw_t *gw;

@@ -72,13 +72,32 @@ static void iso_time(int64_t us, char out[32])
     snprintf(out + n, 32 - n, ".%06ldZ", (long)(us % 1000000));
 }
 
+/* Frames rec as type t (Confluent V0) and produces it with headers: waiting
+ * for its delivery when pos is given. */
+static tl_err_t send_framed(tl_producer_t *p, const tl_event_type_t *t, const char *key,
+                            const json_t *rec, const tl_kafka_header_t *headers, size_t nh,
+                            tl_kafka_pos_t *pos)
+{
+    tl_buf_t buf;
+    tl_buf_init(&buf, TL_EVENT_MAX_BYTES);
+    unsigned char hdr[TL_FRAME_HEADER_LEN];
+    tl_frame_header(t->id, hdr);
+    tl_err_t err = tl_buf_append(&buf, hdr, sizeof hdr);
+    if (!err)
+        err = tl_avro_encode(t->schema, rec, &buf);
+    if (!err)
+        err = pos ? tl_kafka_produce_sync(p->kafka, t->topic, key, strlen(key), buf.data,
+                                          buf.len, headers, nh, pos)
+                  : tl_kafka_produce_async(p->kafka, t->topic, -1, key, strlen(key), buf.data,
+                                           buf.len, headers, nh);
+    tl_buf_cleanup(&buf);
+    return err;
+}
+
 tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
                           const json_t *payload, const tl_event_meta_t *meta,
                           tl_kafka_pos_t *pos)
 {
-    tl_err_t err = TL_OK;
-    tl_buf_t buf;
-    tl_buf_init(&buf, TL_EVENT_MAX_BYTES);
     const tl_event_type_t *t = tl_registry_type(p->registry, type);
     if (!t || !meta->actor_id || !meta->actor_role || !meta->correlation_id)
         return TL_ERR_INVALID;
@@ -86,13 +105,6 @@ tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
     json_t *rec = event_record(payload, meta, now);
     if (!rec)
         return TL_ERR_NOMEM;
-    unsigned char hdr[TL_FRAME_HEADER_LEN];
-    tl_frame_header(t->id, hdr);
-    err = tl_buf_append(&buf, hdr, sizeof hdr);
-    if (!err)
-        err = tl_avro_encode(t->schema, rec, &buf);
-    if (err)
-        goto out;
     char when[32];
     iso_time(meta->occurred_at_us ? meta->occurred_at_us : now, when);
     const char *src = meta->source ? meta->source : "gateway";
@@ -105,13 +117,28 @@ tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
         {"content-type", "application/avro", 16},
         {"trialog_correlation_id", meta->correlation_id, strlen(meta->correlation_id)},
     };
-    const size_t nh = sizeof headers / sizeof headers[0];
-    err = pos ? tl_kafka_produce_sync(p->kafka, t->topic, key, strlen(key), buf.data, buf.len,
-                                      headers, nh, pos)
-              : tl_kafka_produce_async(p->kafka, t->topic, -1, key, strlen(key), buf.data,
-                                       buf.len, headers, nh);
-out:
+    tl_err_t err = send_framed(p, t, key, rec, headers, sizeof headers / sizeof headers[0], pos);
     json_decref(rec);
-    tl_buf_cleanup(&buf);
     return err;
+}
+
+tl_err_t tl_producer_send_record(tl_producer_t *p, const char *type, const char *key,
+                                 const json_t *record, const char *ce_id, const char *source)
+{
+    const tl_event_type_t *t = tl_registry_type(p->registry, type);
+    if (!t || !ce_id || !source)
+        return TL_ERR_INVALID;
+    const tl_kafka_header_t headers[] = {
+        {"ce_specversion", "1.0", 3},
+        {"ce_id", ce_id, strlen(ce_id)},
+        {"ce_type", t->fullname, strlen(t->fullname)},
+        {"ce_source", source, strlen(source)},
+        {"content-type", "application/avro", 16},
+    };
+    return send_framed(p, t, key, record, headers, sizeof headers / sizeof headers[0], NULL);
+}
+
+tl_err_t tl_producer_flush(tl_producer_t *p, int timeout_ms)
+{
+    return tl_kafka_producer_flush(p->kafka, timeout_ms);
 }

@@ -43,6 +43,16 @@ tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
                           const json_t *payload, const tl_event_meta_t *meta,
                           tl_kafka_pos_t *pos);
 
+/* Produces a record that is not an event (a research record, whose type
+ * carries no event metadata) without waiting: CloudEvents headers without
+ * ce_time, so the same record makes the same message. Flush with
+ * tl_producer_flush. Borrowed arguments. */
+tl_err_t tl_producer_send_record(tl_producer_t *p, const char *type, const char *key,
+                                 const json_t *record, const char *ce_id, const char *source);
+/* Waits until every message sent without waiting arrived; fails if one did
+ * not (tl_kafka_producer_flush). */
+tl_err_t tl_producer_flush(tl_producer_t *p, int timeout_ms);
+
 /* Current time in microseconds since the Unix epoch. */
 int64_t tl_now_us(void);
 

@@ -85,6 +85,7 @@ static const struct {
     {"min", T(F_NUMBER) | T(F_INTEGER) | T(F_DATE)},
     {"max", T(F_NUMBER) | T(F_INTEGER) | T(F_DATE)},
     {"max_length", T(F_TEXT)},
+    {"research_safe", T(F_TEXT)},
     {"options", T(F_CHOICE) | T(F_CHECKBOX)},
 };
 #define NMEMBERS (sizeof members / sizeof members[0])
@@ -217,6 +218,8 @@ static json_t *field_check(tcheck_t *c, const json_t *f)
     if (ml && (!json_is_integer(ml) || json_integer_value(ml) < 1 ||
                json_integer_value(ml) > TL_TEXT_ANSWER_MAX))
         terr(c, "max_length", "out_of_bounds", "must be an integer from 1 to 4000");
+    if (get(f, "research_safe") && !json_is_boolean(get(f, "research_safe")))
+        terr(c, "research_safe", "not_a_boolean", "must be true or false");
     double lo = 0, hi = 0;
     bool has_lo = get(f, "min") && bound_ok(c, type, "min", get(f, "min"), &lo);
     bool has_hi = get(f, "max") && bound_ok(c, type, "max", get(f, "max"), &hi);
@@ -229,6 +232,10 @@ static json_t *field_check(tcheck_t *c, const json_t *f)
     json_t *out = json_object();
     for (size_t m = 0; out && m < NMEMBERS; m++) {
         const json_t *mv = get(f, members[m].key);
+        /* research_safe false is the default: the same template with and
+         * without it is the same version */
+        if (mv && !strcmp(members[m].key, "research_safe") && !json_is_true(mv))
+            continue;
         if (mv)
             json_object_set_new(out, members[m].key, json_deep_copy(mv));
         else if (!strcmp(members[m].key, "required"))

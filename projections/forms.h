@@ -14,7 +14,9 @@
  *   field:  {"name", "label"?, "type", "required"?, ...type's own keys}
  *     number   "unit"?, "decimals"? (0-6), "min"?, "max"? (numbers)
  *     integer  "unit"?, "min"?, "max"? (integers)
- *     text     "max_length"? (1-TL_TEXT_ANSWER_MAX characters)
+ *     text     "max_length"? (1-TL_TEXT_ANSWER_MAX characters), "research_safe"?
+ *              (true: the research topics export its answers; free text is
+ *              withheld otherwise, docs/ANALYSTS.md)
  *     date     "min"?, "max"? ("YYYY-MM-DD")
  *     choice   "options" (one answer of them)
  *     checkbox "options" (any number of distinct answers of them)

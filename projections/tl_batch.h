@@ -39,6 +39,7 @@ typedef struct {
     /* rejection columns: topic, partition, offset, event_id, event_type, aggregate_id, reason */
     tl_buf_t rej[7];
     size_t nrej;
+    void *ctx; /* the projection's own context (tl_projection_t.open), borrowed */
 } tl_batch_t;
 
 /* Column-wise text arrays for INSERT ... SELECT FROM unnest($1::t[], ...). */

@@ -272,6 +272,27 @@ static const char *const migrations[] = {
     "  subject text PRIMARY KEY,"
     "  compatibility text NOT NULL,"
     "  updated_at timestamptz NOT NULL DEFAULT now());",
+
+    /* 13: the research export's own state (research_store.c): what it
+     * needs to make full rows, as the fold's structs in JSON; the template
+     * versions it has read; forms it holds back until their template
+     * version arrives (pending) */
+    "CREATE TABLE research_participants ("
+    "  participant_id uuid PRIMARY KEY,"
+    "  state jsonb NOT NULL);"
+    "CREATE TABLE research_forms ("
+    "  form_id uuid PRIMARY KEY,"
+    "  participant_id uuid NOT NULL,"
+    "  template_id uuid NOT NULL,"
+    "  pending boolean NOT NULL,"
+    "  state jsonb NOT NULL);"
+    "CREATE INDEX research_forms_participant ON research_forms (participant_id);"
+    "CREATE INDEX research_forms_pending ON research_forms (template_id) WHERE pending;"
+    "CREATE TABLE research_templates ("
+    "  template_id uuid NOT NULL,"
+    "  version int NOT NULL,"
+    "  fields jsonb NOT NULL,"
+    "  PRIMARY KEY (template_id, version));",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
 
     tl_kafka_mock_t *mock = NULL;
-    if (tl_kafka_mock_new((int)partitions, tl_topics_all, tl_topics_count, &mock)) {
+    if (tl_kafka_mock_new((int)partitions, tl_topics_broker, tl_topics_broker_count, &mock)) {
         tl_log_error("broker_start_failed", NULL);
         return 1;
     }

@@ -211,12 +211,13 @@ static tl_err_t swap_in(tl_pg_t *pg, rebuilder_t *rb, const char *shadow_q, cons
 }
 
 static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char *brokers,
-                   const tl_registry_cfg_t *registry, const char *name)
+                   const tl_registry_cfg_t *registry, const tl_consumer_cfg_t *research,
+                   const char *name)
 {
     const tl_projection_t *p = tl_projection_find(name);
     if (!p || !p->ntables) {
         fprintf(stderr, "rebuild: no projection '%s' to rebuild (participants, schedules, access,"
-                " forms)\n", name);
+                " forms, research)\n", name);
         return 2;
     }
     char shadow[64], path[200];
@@ -231,7 +232,9 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
     rebuilder_t rb = {.proj = p,
                       .cfg = {.brokers = brokers, .pg_dsn = dsn, .pg_schema = path,
                               .batch_max = 2000, .poll_ms = 100, .no_migrate = true,
-                              .registry = *registry}};
+                              .registry = *registry,
+                              .research_key_file = research->research_key_file,
+                              .research_dates = research->research_dates}};
     char group[128];
     snprintf(group, sizeof group, "trialog-%s-rebuild", p->name);
     rb.cfg.group = group;
@@ -532,6 +535,7 @@ int main(int argc, char **argv)
 {
     const char *dsn = NULL, *schema = NULL, *brokers = NULL;
     tl_registry_cfg_t registry = {0};
+    tl_consumer_cfg_t research = {0};
     const tl_config_var_t vars[] = {
         {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true,
          "libpq connection string", &dsn},
@@ -539,6 +543,7 @@ int main(int argc, char **argv)
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, "", 0, 1000, false,
          "Kafka bootstrap servers (reseed, admin)", &brokers},
         TL_REGISTRY_CONFIG_VARS(&registry),
+        TL_RESEARCH_CONFIG_VARS(&research),
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
     tl_log_init("cli", TL_LOG_WARN);
@@ -564,7 +569,7 @@ int main(int argc, char **argv)
     int rc = verify ? audit_verify(pg)
              : seed ? reseed(pg, brokers)
              : admin ? tl_admin_main(pg, brokers, &registry, argc - 2, argv + 2)
-                    : rebuild(pg, dsn, schema, brokers, &registry, argv[2]);
+                    : rebuild(pg, dsn, schema, brokers, &registry, &research, argv[2]);
     tl_pg_destroy(pg);
     return rc;
 }

@@ -1,0 +1,80 @@
+/* research: the de-identified records of the research topics (DESIGN.md §3,
+ * docs/ANALYSTS.md), pure.
+ *
+ * Analysts get one full row per participant, visit and form, keyed by a
+ * pseudonym, so a sink can upsert them. What makes them de-identified is
+ * decided here and nowhere else:
+ *
+ *   - the participant id becomes a pseudonym: HMAC-SHA256 of the canonical
+ *     id under a key kept outside the log, the first 128 bits in hex. The
+ *     participant code never leaves;
+ *   - dates become study days (days from the baseline, day 0); with
+ *     TL_RESEARCH_SHIFTED they are also given as real dates moved by a
+ *     per-participant offset of -182..182 days, derived from the same key;
+ *   - the birth year becomes the age at baseline, 90 meaning 90 or older
+ *     (HIPAA's Safe Harbor aggregates ages over 89);
+ *   - free text is dropped: deviation reasons, notes, reasons for change,
+ *     and every text answer unless its template field is research_safe;
+ *     the record names the withheld fields instead.
+ *
+ * Every function is a function of its arguments alone, so replaying the log
+ * makes the same records byte for byte. */
+#ifndef TL_RESEARCH_H
+#define TL_RESEARCH_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "forms.h"
+#include "schedules.h"
+
+#define TL_RESEARCH_KEY_MIN 32  /* bytes of the pseudonym key */
+#define TL_RESEARCH_KEY_MAX 256
+#define TL_PSEUDONYM_STRLEN 33  /* 32 hex digits and NUL */
+#define TL_RESEARCH_SHIFT_MAX 182
+#define TL_RESEARCH_AGE_CAP 90
+
+typedef enum { TL_RESEARCH_STUDY_DAYS, TL_RESEARCH_SHIFTED } tl_research_dates_t;
+
+typedef struct {
+    unsigned char key[TL_RESEARCH_KEY_MAX];
+    size_t key_len;
+    tl_research_dates_t dates;
+} tl_research_cfg_t;
+
+/* "study_days" or "shifted" into *out; false for anything else. */
+bool tl_research_dates_parse(const char *s, tl_research_dates_t *out);
+
+/* The pseudonym of a participant id (any spelling of a UUID); false when
+ * id is not one. */
+bool tl_research_pseudonym(const tl_research_cfg_t *c, const char *participant_id,
+                           char out[TL_PSEUDONYM_STRLEN]);
+/* The participant's date offset in days, -TL_RESEARCH_SHIFT_MAX to
+ * TL_RESEARCH_SHIFT_MAX (0 when id is not a UUID). */
+int32_t tl_research_shift(const tl_research_cfg_t *c, const char *participant_id);
+
+/* What the research records keep of a participant besides the schedule
+ * (the fold of tl_schedules.h): the demographics of the enrolment, and the
+ * stream version of the last event that changed the participant's row. */
+typedef struct {
+    int32_t birth_year; /* 0: not given */
+    char sex[2];        /* "": not given */
+    int64_t row_version;
+} tl_research_person_t;
+
+/* The records, as JSON shaped like org.trialog.research.<Name> for
+ * tl_avro_encode. New references; NULL when out of memory or the ids are not
+ * UUIDs. */
+json_t *tl_research_participant(const tl_research_cfg_t *c, const tl_schedule_t *s,
+                                const tl_research_person_t *p);
+json_t *tl_research_visit(const tl_research_cfg_t *c, const tl_schedule_t *s,
+                          const tl_visit_t *v);
+/* A form against fields, its template version's normalised field list, with
+ * study days counted from baseline (days since 1970-01-01) and site the
+ * participant's. */
+json_t *tl_research_form(const tl_research_cfg_t *c, const tl_form_t *f, const char *site_id,
+                         int32_t baseline, const json_t *fields);
+
+#endif
