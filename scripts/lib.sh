@@ -23,9 +23,11 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# python3-confluent-kafka (+ avro, requests): the third-party client the
+# research export's test reads the research topics with, as an analyst would.
 TL_PACKAGES="build-essential cmake pkg-config librdkafka-dev libavro-dev libmicrohttpd-dev
  libcmocka-dev libpq-dev libjansson-dev libcurl4-openssl-dev libssl-dev postgresql
- postgresql-contrib kcat curl jq"
+ postgresql-contrib kcat curl jq python3-confluent-kafka python3-avro python3-requests"
 
 # tl_deps [EXTRA-PACKAGE...]: installs whatever of TL_PACKAGES (and the extras) is missing.
 tl_deps() {

@@ -195,6 +195,25 @@ void tl_stack_start_projector(tl_stack_t *s)
         await_consumer(s, "forms", s->forms, before_f);
 }
 
+void tl_stack_start_research(tl_stack_t *s, const char *dates)
+{
+    char cmd[1200], keyenv[700], datesenv[64];
+    static char env[3][1200];
+    snprintf(cmd, sizeof cmd,
+             "umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > %s/research.key",
+             s->dir);
+    size_t len = 0;
+    free(tl_run(cmd, &len));
+    common_env(s, env);
+    snprintf(keyenv, sizeof keyenv, "TRIALOG_RESEARCH_KEY_FILE=%s/research.key", s->dir);
+    snprintf(datesenv, sizeof datesenv, "TRIALOG_RESEARCH_DATES=%s", dates);
+    const char *e[] = {env[0], env[1], env[2], keyenv, datesenv, NULL};
+    long before = 0;
+    log_contains(s, "research", "partitions_assigned", &before);
+    s->research = spawn(s, "research", "trialog-projector", "research", e);
+    await_consumer(s, "research", s->research, before);
+}
+
 void tl_stack_start_audit(tl_stack_t *s)
 {
     s->audit = start_consumer(s, "audit");
@@ -204,9 +223,9 @@ int tl_stack_cli(tl_stack_t *s, const char *args, char **out)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s' %s/trialog %s"
-             " 2>&1",
-             pg_dsn(), s->schema, s->brokers, TL_BIN_DIR, args);
+             "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s'"
+             " TRIALOG_RESEARCH_KEY_FILE='%s/research.key' %s/trialog %s 2>&1",
+             pg_dsn(), s->schema, s->brokers, s->dir, TL_BIN_DIR, args);
     int st = read_command(cmd, 1024 * 1024, out, NULL);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -335,6 +354,7 @@ void tl_stack_stop(tl_stack_t *s)
     int sc = tl_stack_kill(&s->schedules, SIGTERM);
     int ac = tl_stack_kill(&s->access, SIGTERM);
     int fo = tl_stack_kill(&s->forms, SIGTERM);
+    int re = tl_stack_kill(&s->research, SIGTERM);
     int au = tl_stack_kill(&s->audit, SIGTERM);
     int br = tl_stack_kill(&s->broker, SIGTERM);
     if (s->pg) {
@@ -344,10 +364,10 @@ void tl_stack_stop(tl_stack_t *s)
         tl_pg_destroy(s->pg);
         s->pg = NULL;
     }
-    if (gw || pr || sc || ac || fo || au || br)
+    if (gw || pr || sc || ac || fo || re || au || br)
         fail_msg("unclean exit: gateway %d, projector %d, schedules %d, access %d, forms %d,"
-                 " audit %d, broker %d (see %s)",
-                 gw, pr, sc, ac, fo, au, br, s->dir);
+                 " research %d, audit %d, broker %d (see %s)",
+                 gw, pr, sc, ac, fo, re, au, br, s->dir);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *user)

@@ -23,6 +23,7 @@ typedef struct {
     char token[80];
     int port;
     pid_t broker, projector, schedules, access, forms, gateway, audit;
+    pid_t research; /* only tl_stack_start_research starts it */
     tl_pg_t *pg;
     char gateway_env[4][256]; /* extra NAME=value for the gateway */
 } tl_stack_t;
@@ -46,7 +47,11 @@ void tl_stack_start_broker(tl_stack_t *s);
 void tl_stack_start_projector(tl_stack_t *s);
 /* The archive consumer (trialog-projector audit), pid in s->audit. */
 void tl_stack_start_audit(tl_stack_t *s);
-/* Runs build/trialog with the stack's settings; returns its exit code, its
+/* The research export (trialog-projector research), pid in s->research,
+ * with a fresh pseudonym key at dir/research.key (mode 0600) and dates
+ * "study_days" or "shifted" (TRIALOG_RESEARCH_DATES). */
+void tl_stack_start_research(tl_stack_t *s, const char *dates);
+/* Runs build/trialog with the stack's settings (the research key too); returns its exit code, its
  * output (standard output and error) in *out (caller frees). */
 int tl_stack_cli(tl_stack_t *s, const char *args, char **out);
 void tl_stack_start_gateway(tl_stack_t *s);
