@@ -1,14 +1,13 @@
 #include "tl_topics.h"
 
-const char *const tl_topics_all[] = {
-    TL_TOPIC_PROTOCOL,          TL_TOPIC_PARTICIPANT,          TL_TOPIC_ACCESS,
-    TL_TOPIC_PROTOCOL ".dlq",   TL_TOPIC_PARTICIPANT ".dlq",   TL_TOPIC_ACCESS ".dlq",
-};
+/* the log: the archive keeps it whole */
+#define LOG_TOPICS                                                                               \
+    TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT, TL_TOPIC_ACCESS, TL_TOPIC_PROTOCOL ".dlq",           \
+        TL_TOPIC_PARTICIPANT ".dlq", TL_TOPIC_ACCESS ".dlq"
+
+const char *const tl_topics_all[] = {LOG_TOPICS};
 const size_t tl_topics_count = sizeof tl_topics_all / sizeof tl_topics_all[0];
 
-const char *const tl_topics_broker[] = {
-    TL_TOPIC_PROTOCOL,          TL_TOPIC_PARTICIPANT,          TL_TOPIC_ACCESS,
-    TL_TOPIC_PROTOCOL ".dlq",   TL_TOPIC_PARTICIPANT ".dlq",   TL_TOPIC_ACCESS ".dlq",
-    TL_TOPIC_RESEARCH_PARTICIPANTS, TL_TOPIC_RESEARCH_VISITS, TL_TOPIC_RESEARCH_FORMS,
-};
+const char *const tl_topics_broker[] = {LOG_TOPICS, TL_TOPIC_RESEARCH_PARTICIPANTS,
+                                        TL_TOPIC_RESEARCH_VISITS, TL_TOPIC_RESEARCH_FORMS};
 const size_t tl_topics_broker_count = sizeof tl_topics_broker / sizeof tl_topics_broker[0];

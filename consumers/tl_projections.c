@@ -96,10 +96,7 @@ static tl_err_t research_open(const tl_consumer_cfg_t *cfg, const tl_registry_t 
 static tl_err_t research_apply(tl_pg_t *pg, tl_batch_t *b)
 {
     research_ctx_t *c = b->ctx;
-    b->ctx = c ? c->store : NULL;
-    tl_err_t err = tl_research_store_apply(pg, b);
-    b->ctx = c;
-    return err;
+    return tl_research_store_apply(c->store, pg, b);
 }
 
 static const tl_projection_t projections[] = {

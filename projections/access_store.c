@@ -86,11 +86,6 @@ static tl_err_t load_rows(state_t *st, const tl_pg_res_t *pr, const tl_pg_res_t 
     return err;
 }
 
-static const char *ev_str(const tl_event_t *e, const char *key)
-{
-    return json_string_value(json_object_get(e->data, key));
-}
-
 static tl_err_t load(tl_pg_t *pg, const tl_batch_t *b, state_t *st)
 {
     tl_cols_t pq, tq;
@@ -101,13 +96,13 @@ static tl_err_t load(tl_pg_t *pg, const tl_batch_t *b, state_t *st)
         const tl_event_t *e = &b->events[i];
         if (!e->type)
             continue;
-        err = tl_cols_add_uuid(&pq, 0, ev_str(e, "principal_id"));
-        if (!err && !strcmp(e->type, "PrincipalCreated") && ev_str(e, "name"))
-            err = tl_cols_add(&pq, 1, ev_str(e, "name"));
-        if (!err && ev_str(e, "token_id"))
-            err = tl_cols_add_uuid(&tq, 0, ev_str(e, "token_id"));
-        if (!err && ev_str(e, "token_sha256"))
-            err = tl_cols_add(&tq, 1, ev_str(e, "token_sha256"));
+        err = tl_cols_add_uuid(&pq, 0, tl_event_str(e, "principal_id"));
+        if (!err && !strcmp(e->type, "PrincipalCreated") && tl_event_str(e, "name"))
+            err = tl_cols_add(&pq, 1, tl_event_str(e, "name"));
+        if (!err && tl_event_str(e, "token_id"))
+            err = tl_cols_add_uuid(&tq, 0, tl_event_str(e, "token_id"));
+        if (!err && tl_event_str(e, "token_sha256"))
+            err = tl_cols_add(&tq, 1, tl_event_str(e, "token_sha256"));
     }
     if (!err)
         err = tl_cols_end(&pq);
@@ -130,7 +125,7 @@ static tl_err_t load(tl_pg_t *pg, const tl_batch_t *b, state_t *st)
 
 static const char *norm_id(const tl_event_t *e, const char *key, tl_uuid_t *u)
 {
-    return tl_uuid_parse(ev_str(e, key), u) ? NULL : u->s;
+    return tl_uuid_parse(tl_event_str(e, key), u) ? NULL : u->s;
 }
 
 static tl_err_t fold_principal(tl_batch_t *b, state_t *st, const tl_event_t *e)
@@ -142,7 +137,7 @@ static tl_err_t fold_principal(tl_batch_t *b, state_t *st, const tl_event_t *e)
     tl_principal_t *p = tl_map_get(&st->principals, id), next = {0};
     if (p)
         next = *p;
-    const char *name = ev_str(e, "name");
+    const char *name = tl_event_str(e, "name");
     tl_principal_t *other =
         name && !strcmp(e->type, "PrincipalCreated") ? tl_map_get(&st->by_name, name) : NULL;
     const char *why = other && other != p ? "duplicate_principal_name"
@@ -169,7 +164,7 @@ static tl_err_t fold_token(tl_batch_t *b, state_t *st, const tl_event_t *e)
     tl_token_t *t = tl_map_get(&st->tokens, tid), next = {0};
     if (t)
         next = *t;
-    const char *hash = ev_str(e, "token_sha256");
+    const char *hash = tl_event_str(e, "token_sha256");
     tl_token_t *other =
         hash && !strcmp(e->type, "TokenIssued") ? tl_map_get(&st->by_hash, hash) : NULL;
     const char *why = other && other != t ? "duplicate_token"

@@ -60,11 +60,6 @@ static tl_template_t *new_template(state_t *st)
     return tl_arena_calloc(&st->template_rows, sizeof(tl_template_t));
 }
 
-static const char *ev_str(const tl_event_t *e, const char *key)
-{
-    return json_string_value(json_object_get(e->data, key));
-}
-
 static void template_key(char *out, size_t size, const char *study, const char *name)
 {
     snprintf(out, size, "%s/%s", study, name);
@@ -173,17 +168,17 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
         if (!e->type)
             continue;
         if (!strcmp(e->topic, TL_TOPIC_PROTOCOL)) {
-            if (!strcmp(e->type, "FormTemplatePublished") && tl_uuid_valid(ev_str(e, "study_id")) &&
-                ev_str(e, "name")) {
-                err = tl_cols_add(&tk, 0, ev_str(e, "study_id"));
+            if (!strcmp(e->type, "FormTemplatePublished") && tl_uuid_valid(tl_event_str(e, "study_id")) &&
+                tl_event_str(e, "name")) {
+                err = tl_cols_add(&tk, 0, tl_event_str(e, "study_id"));
                 if (!err)
-                    err = tl_cols_add(&tk, 1, ev_str(e, "name"));
+                    err = tl_cols_add(&tk, 1, tl_event_str(e, "name"));
                 tl_cols_row_done(&tk);
             }
-        } else if (tl_uuid_valid(ev_str(e, "participant_id"))) {
-            err = tl_cols_add(&ids, 0, ev_str(e, "participant_id"));
+        } else if (tl_uuid_valid(tl_event_str(e, "participant_id"))) {
+            err = tl_cols_add(&ids, 0, tl_event_str(e, "participant_id"));
             if (!err && tl_form_event(e->type))
-                err = tl_cols_add(&fids, 0, ev_str(e, "participant_id"));
+                err = tl_cols_add(&fids, 0, tl_event_str(e, "participant_id"));
         }
     }
     if (!err)
@@ -218,7 +213,7 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
 
 static tl_err_t fold_template(tl_batch_t *b, state_t *st, const tl_event_t *e)
 {
-    const char *study = ev_str(e, "study_id"), *name = ev_str(e, "name");
+    const char *study = tl_event_str(e, "study_id"), *name = tl_event_str(e, "name");
     tl_uuid_t su;
     char key[TEMPLATE_KEY_LEN];
     if (tl_uuid_parse(study, &su) || !name || !tl_json_name_ok(name))
@@ -236,7 +231,7 @@ static tl_err_t fold_template(tl_batch_t *b, state_t *st, const tl_event_t *e)
     if (why && !strcmp(why, "out_of_memory"))
         return TL_ERR_NOMEM;
     if (why)
-        return tl_batch_reject(b, e, ev_str(e, "template_id"), why);
+        return tl_batch_reject(b, e, tl_event_str(e, "template_id"), why);
     char ver[16], ts[TL_TS_STRLEN];
     char *fields = json_dumps(t->fields, JSON_COMPACT | JSON_PRESERVE_ORDER);
     snprintf(ver, sizeof ver, "%d", t->version);
@@ -279,9 +274,9 @@ static tl_err_t add_history(state_t *st, const tl_event_t *e, const tl_form_t *f
                              before,
                              after,
                              e->type,
-                             ev_str(e, "actor_id"),
-                             ev_str(e, "actor_role"),
-                             ev_str(e, "reason"),
+                             tl_event_str(e, "actor_id"),
+                             tl_event_str(e, "actor_role"),
+                             tl_event_str(e, "reason"),
                              ts,
                              f->last_event_id};
         err = before && after ? tl_cols_add_row(&st->history, row, 11) : TL_ERR_NOMEM;
@@ -296,7 +291,7 @@ static tl_err_t add_history(state_t *st, const tl_event_t *e, const tl_form_t *f
 static tl_err_t fold_form(state_t *st, const tl_event_t *e, tl_stream_row_t *p)
 {
     tl_uuid_t fid;
-    if (tl_uuid_parse(ev_str(e, "form_id"), &fid))
+    if (tl_uuid_parse(tl_event_str(e, "form_id"), &fid))
         return TL_OK; /* the stream checked it; nothing to do */
     tl_form_t *f = tl_map_get(&st->forms, fid.s), none = {0};
     json_t *history = json_array();
@@ -342,7 +337,7 @@ static tl_err_t fold_form(state_t *st, const tl_event_t *e, tl_stream_row_t *p)
 static tl_err_t fold_stream(tl_batch_t *b, state_t *st, const tl_event_t *e)
 {
     tl_uuid_t u;
-    if (tl_uuid_parse(ev_str(e, "participant_id"), &u))
+    if (tl_uuid_parse(tl_event_str(e, "participant_id"), &u))
         return tl_batch_reject(b, e, NULL, "invalid_event");
     tl_stream_row_t *p = tl_map_get(&st->parts, u.s), none = {0};
     tl_stream_row_t next = p ? *p : none;

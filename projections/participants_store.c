@@ -173,11 +173,6 @@ static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
     return err;
 }
 
-static const char *ev_str(const tl_event_t *e, const char *key)
-{
-    return json_string_value(json_object_get(e->data, key));
-}
-
 static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
 {
     tl_err_t err = TL_OK;
@@ -191,30 +186,30 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
         if (!e->type)
             continue;
         if (!strcmp(e->type, "StudyRegistered")) {
-            err = tl_cols_add_uuid(&sq, 0, ev_str(e, "study_id"));
-            if (!err && ev_str(e, "protocol_id"))
-                err = tl_cols_add(&sq, 1, ev_str(e, "protocol_id"));
+            err = tl_cols_add_uuid(&sq, 0, tl_event_str(e, "study_id"));
+            if (!err && tl_event_str(e, "protocol_id"))
+                err = tl_cols_add(&sq, 1, tl_event_str(e, "protocol_id"));
         } else if (!strcmp(e->type, "StudyLocked") || !strcmp(e->type, "StudyUnlocked")) {
-            err = tl_cols_add_uuid(&sq, 0, ev_str(e, "study_id"));
+            err = tl_cols_add_uuid(&sq, 0, tl_event_str(e, "study_id"));
         } else if (!strcmp(e->type, "VisitTypeDefined") || !strcmp(e->type, "VisitTypeAmended")) {
-            err = tl_cols_add_uuid(&sq, 0, ev_str(e, "study_id"));
+            err = tl_cols_add_uuid(&sq, 0, tl_event_str(e, "study_id"));
             if (!err)
-                err = tl_cols_add_uuid(&vq, 0, ev_str(e, "study_id"));
+                err = tl_cols_add_uuid(&vq, 0, tl_event_str(e, "study_id"));
         } else if (!strcmp(e->type, "SiteAdded")) {
-            err = tl_cols_add_uuid(&sq, 0, ev_str(e, "study_id"));
+            err = tl_cols_add_uuid(&sq, 0, tl_event_str(e, "study_id"));
             if (!err)
-                err = tl_cols_add_uuid(&siq, 0, ev_str(e, "site_id"));
-            if (!err && ev_str(e, "code")) {
-                err = tl_cols_add_uuid(&siq, 1, ev_str(e, "study_id"));
+                err = tl_cols_add_uuid(&siq, 0, tl_event_str(e, "site_id"));
+            if (!err && tl_event_str(e, "code")) {
+                err = tl_cols_add_uuid(&siq, 1, tl_event_str(e, "study_id"));
                 if (!err)
-                    err = tl_cols_add(&siq, 2, ev_str(e, "code"));
+                    err = tl_cols_add(&siq, 2, tl_event_str(e, "code"));
             }
         } else if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT)) {
-            err = tl_cols_add_uuid(&pq, 0, ev_str(e, "participant_id"));
-            if (!err && !strcmp(e->type, "ParticipantEnrolled") && ev_str(e, "participant_code")) {
-                err = tl_cols_add_uuid(&pq, 1, ev_str(e, "study_id"));
+            err = tl_cols_add_uuid(&pq, 0, tl_event_str(e, "participant_id"));
+            if (!err && !strcmp(e->type, "ParticipantEnrolled") && tl_event_str(e, "participant_code")) {
+                err = tl_cols_add_uuid(&pq, 1, tl_event_str(e, "study_id"));
                 if (!err)
-                    err = tl_cols_add(&pq, 2, ev_str(e, "participant_code"));
+                    err = tl_cols_add(&pq, 2, tl_event_str(e, "participant_code"));
             }
         }
     }
@@ -247,7 +242,7 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
 /* Ids are compared in their canonical lowercase form. */
 static const char *norm_id(const tl_event_t *e, const char *key, tl_uuid_t *u)
 {
-    return tl_uuid_parse(ev_str(e, key), u) ? NULL : u->s;
+    return tl_uuid_parse(tl_event_str(e, key), u) ? NULL : u->s;
 }
 
 static tl_err_t fold_study(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *dirty)
@@ -258,7 +253,7 @@ static tl_err_t fold_study(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_m
     tl_study_t next = {0};
     if (s)
         next = *s;
-    const char *pid = ev_str(e, "protocol_id");
+    const char *pid = tl_event_str(e, "protocol_id");
     tl_study_t *other = pid ? tl_map_get(&st->studies_by_protocol, pid) : NULL;
     const char *why = other && other != s ? "duplicate_protocol_id" : tl_study_apply(&next, e->type, e->data);
     if (why)
@@ -274,7 +269,7 @@ static tl_err_t fold_site(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_ma
 {
     tl_uuid_t u, su;
     const char *agg = norm_id(e, "site_id", &u), *study = norm_id(e, "study_id", &su);
-    const char *code = ev_str(e, "code");
+    const char *code = tl_event_str(e, "code");
     if (!study || !tl_map_get(&st->studies, study))
         return tl_batch_reject(b, e, agg, "unknown_study");
     tl_site_t *s = agg ? tl_map_get(&st->sites, agg) : NULL;
@@ -308,7 +303,7 @@ static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e
     const char *why = NULL;
     if (!strcmp(e->type, "ParticipantEnrolled")) {
         char k[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
-        const char *study = norm_id(e, "study_id", &su), *code = ev_str(e, "participant_code");
+        const char *study = norm_id(e, "study_id", &su), *code = tl_event_str(e, "participant_code");
         code_key(k, sizeof k, study ? study : "", code ? code : "");
         tl_participant_t *other = tl_map_get(&st->parts_by_code, k);
         if (other && other != p)

@@ -166,19 +166,10 @@ static tl_err_t attach_form(part_t *p, form_t *f)
 
 /* ---- the structs as the state columns keep them ---- */
 
-static int64_t jint(const json_t *o, const char *key)
-{
-    return json_integer_value(json_object_get(o, key));
-}
-
-static void jstr(char *dst, size_t size, const json_t *o, const char *key)
-{
-    const char *v = json_string_value(json_object_get(o, key));
-    snprintf(dst, size, "%s", v ? v : "");
-}
-
 /* What the folds read back: ids, dates, states and versions; never the
- * participant code or free text, which no research record carries. */
+ * participant code or free text, which no research record carries. The
+ * _from_json functions fill zeroed structs: a member the state lacks stays
+ * empty (tl_ev_copy_str leaves dst alone). */
 static json_t *part_json(const part_t *p)
 {
     json_t *visits = json_array();
@@ -203,15 +194,15 @@ static tl_err_t part_from_json(part_t *p, const json_t *j)
 {
     tl_schedule_t *s = &p->s;
     s->exists = true;
-    jstr(s->id, sizeof s->id, j, "id");
-    jstr(s->study_id, sizeof s->study_id, j, "study_id");
-    jstr(s->site_id, sizeof s->site_id, j, "site_id");
-    jstr(s->status, sizeof s->status, j, "status");
-    s->baseline_date = (int32_t)jint(j, "baseline_date");
-    s->version = jint(j, "version");
-    p->person.birth_year = (int32_t)jint(j, "birth_year");
-    jstr(p->person.sex, sizeof p->person.sex, j, "sex");
-    p->person.row_version = jint(j, "row_version");
+    (void)tl_ev_copy_str(s->id, sizeof s->id, j, "id");
+    (void)tl_ev_copy_str(s->study_id, sizeof s->study_id, j, "study_id");
+    (void)tl_ev_copy_str(s->site_id, sizeof s->site_id, j, "site_id");
+    (void)tl_ev_copy_str(s->status, sizeof s->status, j, "status");
+    s->baseline_date = (int32_t)tl_ev_int(j, "baseline_date");
+    s->version = tl_ev_int(j, "version");
+    p->person.birth_year = (int32_t)tl_ev_int(j, "birth_year");
+    (void)tl_ev_copy_str(p->person.sex, sizeof p->person.sex, j, "sex");
+    p->person.row_version = tl_ev_int(j, "row_version");
     const json_t *visits = json_object_get(j, "visits");
     size_t n = json_array_size(visits);
     if (n && !(s->visits = calloc(n, sizeof *s->visits)))
@@ -219,20 +210,20 @@ static tl_err_t part_from_json(part_t *p, const json_t *j)
     for (size_t i = 0; i < n; i++) {
         const json_t *vj = json_array_get(visits, i);
         tl_visit_t *v = &s->visits[s->nvisits++];
-        jstr(v->visit_type_id, sizeof v->visit_type_id, vj, "id");
-        jstr(v->name, sizeof v->name, vj, "name");
-        v->target_day = (int32_t)jint(vj, "target_day");
+        (void)tl_ev_copy_str(v->visit_type_id, sizeof v->visit_type_id, vj, "id");
+        (void)tl_ev_copy_str(v->name, sizeof v->name, vj, "name");
+        v->target_day = (int32_t)tl_ev_int(vj, "target_day");
         v->required = json_is_true(json_object_get(vj, "required"));
-        v->due = (int32_t)jint(vj, "due");
-        v->window_start = (int32_t)jint(vj, "window_start");
-        v->window_end = (int32_t)jint(vj, "window_end");
-        int state = (int)jint(vj, "state");
+        v->due = (int32_t)tl_ev_int(vj, "due");
+        v->window_start = (int32_t)tl_ev_int(vj, "window_start");
+        v->window_end = (int32_t)tl_ev_int(vj, "window_end");
+        int state = (int)tl_ev_int(vj, "state");
         v->state = state >= TL_VISIT_SCHEDULED && state <= TL_VISIT_CANCELLED
                        ? (tl_visit_state_t)state
                        : TL_VISIT_SCHEDULED;
-        v->actual_date = (int32_t)jint(vj, "actual_date");
+        v->actual_date = (int32_t)tl_ev_int(vj, "actual_date");
         v->in_window = json_is_true(json_object_get(vj, "in_window"));
-        v->version = jint(vj, "version");
+        v->version = tl_ev_int(vj, "version");
     }
     return TL_OK;
 }
@@ -240,28 +231,28 @@ static tl_err_t part_from_json(part_t *p, const json_t *j)
 static json_t *form_json(const tl_form_t *f)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:O, s:i, s:i, s:I}", "id", f->id,
-                     "participant_id", f->participant_id, "study_id", f->study_id,
-                     "visit_type_id", f->visit_type_id, "template_id", f->template_id,
-                     "template_name", f->template_name, "template_version",
-                     (int)f->template_version, "answers", f->answers, "status", (int)f->status,
-                     "revision", (int)f->revision, "version", (json_int_t)f->version);
+                     "participant_id", f->participant_id, "study_id", f->study_id, "visit_type_id",
+                     f->visit_type_id, "template_id", f->template_id, "template_name",
+                     f->template_name, "template_version", (int)f->template_version, "answers",
+                     f->answers, "status", (int)f->status, "revision", (int)f->revision, "version",
+                     (json_int_t)f->version);
 }
 
 static tl_err_t form_from_json(tl_form_t *f, const json_t *j)
 {
     f->exists = true;
-    jstr(f->id, sizeof f->id, j, "id");
-    jstr(f->participant_id, sizeof f->participant_id, j, "participant_id");
-    jstr(f->study_id, sizeof f->study_id, j, "study_id");
-    jstr(f->visit_type_id, sizeof f->visit_type_id, j, "visit_type_id");
-    jstr(f->template_id, sizeof f->template_id, j, "template_id");
-    jstr(f->template_name, sizeof f->template_name, j, "template_name");
-    f->template_version = (int32_t)jint(j, "template_version");
-    int status = (int)jint(j, "status");
+    (void)tl_ev_copy_str(f->id, sizeof f->id, j, "id");
+    (void)tl_ev_copy_str(f->participant_id, sizeof f->participant_id, j, "participant_id");
+    (void)tl_ev_copy_str(f->study_id, sizeof f->study_id, j, "study_id");
+    (void)tl_ev_copy_str(f->visit_type_id, sizeof f->visit_type_id, j, "visit_type_id");
+    (void)tl_ev_copy_str(f->template_id, sizeof f->template_id, j, "template_id");
+    (void)tl_ev_copy_str(f->template_name, sizeof f->template_name, j, "template_name");
+    f->template_version = (int32_t)tl_ev_int(j, "template_version");
+    int status = (int)tl_ev_int(j, "status");
     f->status = status >= TL_FORM_SUBMITTED && status <= TL_FORM_SIGNED ? (tl_form_status_t)status
                                                                         : TL_FORM_SUBMITTED;
-    f->revision = (int32_t)jint(j, "revision");
-    f->version = jint(j, "version");
+    f->revision = (int32_t)tl_ev_int(j, "revision");
+    f->version = tl_ev_int(j, "version");
     const json_t *a = json_object_get(j, "answers");
     f->answers = json_is_object(a) ? json_deep_copy(a) : json_object();
     return f->answers ? TL_OK : TL_ERR_NOMEM;
@@ -280,11 +271,6 @@ static const char *const sql_load_forms =
 static const char *const sql_load_templates =
     "SELECT template_id, version, fields FROM research_templates"
     " WHERE template_id = ANY($1::uuid[])";
-
-static const char *ev_str(const tl_event_t *e, const char *key)
-{
-    return json_string_value(json_object_get(e->data, key));
-}
 
 static json_t *parse_col(const char *v)
 {
@@ -365,13 +351,14 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
         if (!e->type)
             continue;
         if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT) &&
-            tl_uuid_valid(ev_str(e, "participant_id")))
-            err = tl_cols_add(&ids, 0, ev_str(e, "participant_id"));
+            tl_uuid_valid(tl_event_str(e, "participant_id")))
+            err = tl_cols_add(&ids, 0, tl_event_str(e, "participant_id"));
         else if (!strcmp(e->type, "FormTemplatePublished") &&
-                 tl_uuid_valid(ev_str(e, "template_id")))
-            err = tl_cols_add(&ids, 1, ev_str(e, "template_id"));
-        if (!err && !strcmp(e->type, "FormSubmitted") && tl_uuid_valid(ev_str(e, "template_id")))
-            err = tl_cols_add(&tids, 0, ev_str(e, "template_id"));
+                 tl_uuid_valid(tl_event_str(e, "template_id")))
+            err = tl_cols_add(&ids, 1, tl_event_str(e, "template_id"));
+        if (!err && !strcmp(e->type, "FormSubmitted") &&
+            tl_uuid_valid(tl_event_str(e, "template_id")))
+            err = tl_cols_add(&tids, 0, tl_event_str(e, "template_id"));
     }
     if (!err)
         err = tl_cols_end(&ids);
@@ -433,7 +420,7 @@ static tl_err_t release_form(state_t *st, form_t *f, const json_t *fields)
                        json_string_value(json_object_get(row, "event_id")), snap.participant_id,
                        tl_research_form(st->cfg, &snap,
                                         json_string_value(json_object_get(row, "site_id")),
-                                        (int32_t)jint(row, "baseline_date"), fields));
+                                        (int32_t)tl_ev_int(row, "baseline_date"), fields));
         tl_form_cleanup(&snap);
         if (err)
             return err;
@@ -457,9 +444,9 @@ static tl_err_t emit_form(state_t *st, form_t *f, const part_t *p, const char *e
         return TL_ERR_NOMEM;
     if (json_array_size(f->pending) >= TL_RESEARCH_PENDING_MAX)
         json_array_remove(f->pending, 0);
-    json_t *row = json_pack("{s:s, s:s, s:i, s:o}", "event_id", event_id ? event_id : "",
-                            "site_id", p->s.site_id, "baseline_date", (int)p->s.baseline_date,
-                            "form", form_json(&f->f));
+    json_t *row =
+        json_pack("{s:s, s:s, s:i, s:o}", "event_id", event_id ? event_id : "", "site_id",
+                  p->s.site_id, "baseline_date", (int)p->s.baseline_date, "form", form_json(&f->f));
     return row && !json_array_append_new(f->pending, row) ? TL_OK : TL_ERR_NOMEM;
 }
 
@@ -483,7 +470,7 @@ static tl_err_t fold_template(state_t *st, const tl_event_t *e)
 {
     tl_uuid_t t;
     json_int_t version = tl_ev_int(e->data, "version");
-    if (tl_uuid_parse(ev_str(e, "template_id"), &t) || version < 1 ||
+    if (tl_uuid_parse(tl_event_str(e, "template_id"), &t) || version < 1 ||
         version > TL_TEMPLATE_VERSIONS_MAX)
         return TL_OK; /* the forms projection records why; no form can use it */
     char key[64];
@@ -491,8 +478,8 @@ static tl_err_t fold_template(state_t *st, const tl_event_t *e)
     if (tl_map_get(&st->templates, key))
         return TL_OK; /* a version is written once; the first one stands */
     json_t *errors = json_array();
-    json_t *fields = errors ? tl_template_fields_check(json_object_get(e->data, "fields"), errors)
-                            : NULL;
+    json_t *fields =
+        errors ? tl_template_fields_check(json_object_get(e->data, "fields"), errors) : NULL;
     json_decref(errors);
     if (!fields)
         return TL_OK;
@@ -521,7 +508,7 @@ static bool duplicate(const part_t *p, const form_t *self, const json_t *ev)
 static tl_err_t fold_form(state_t *st, const tl_event_t *e, part_t *p)
 {
     tl_uuid_t fid;
-    if (tl_uuid_parse(ev_str(e, "form_id"), &fid))
+    if (tl_uuid_parse(tl_event_str(e, "form_id"), &fid))
         return TL_OK;
     form_t *f = tl_map_get(&st->forms, fid.s);
     tl_form_t none = {0};
@@ -548,7 +535,7 @@ static tl_err_t fold_form(state_t *st, const tl_event_t *e, part_t *p)
             return err;
     }
     err = tl_map_put(&st->dirty_forms, f->f.id, f);
-    return err ? err : emit_form(st, f, p, ev_str(e, "event_id"));
+    return err ? err : emit_form(st, f, p, tl_event_str(e, "event_id"));
 }
 
 static bool changes_participant_row(const char *type)
@@ -560,7 +547,7 @@ static bool changes_participant_row(const char *type)
 static tl_err_t fold_stream(tl_batch_t *b, state_t *st, const tl_event_t *e)
 {
     tl_uuid_t u;
-    if (tl_uuid_parse(ev_str(e, "participant_id"), &u))
+    if (tl_uuid_parse(tl_event_str(e, "participant_id"), &u))
         return tl_batch_reject(b, e, NULL, "invalid_event");
     part_t *p = tl_map_get(&st->parts, u.s);
     tl_schedule_t none = {0};
@@ -581,13 +568,13 @@ static tl_err_t fold_stream(tl_batch_t *b, state_t *st, const tl_event_t *e)
             return err;
     }
     tl_err_t err = tl_map_put(&st->dirty_parts, p->s.id, p);
-    const char *event_id = ev_str(e, "event_id");
+    const char *event_id = tl_event_str(e, "event_id");
     int64_t v = p->s.version;
     bool rebased = !strcmp(e->type, "BaselineChanged");
     if (!strcmp(e->type, "ParticipantEnrolled")) {
         json_int_t by = tl_ev_int(e->data, "birth_year");
         p->person.birth_year = by > 0 && by < 10000 ? (int32_t)by : 0;
-        const char *sex = ev_str(e, "sex");
+        const char *sex = tl_event_str(e, "sex");
         snprintf(p->person.sex, sizeof p->person.sex, "%s", sex && strlen(sex) == 1 ? sex : "");
     }
     if (!err && changes_participant_row(e->type)) {
@@ -647,8 +634,8 @@ static tl_err_t write_state(tl_batch_t *b, state_t *st)
         if (j && f->pending)
             json_object_set(j, "pending", f->pending);
         char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        const char *row[] = {f->f.id, f->f.participant_id, f->f.template_id,
-                             f->pending ? "t" : "f", text};
+        const char *row[] = {f->f.id, f->f.participant_id, f->f.template_id, f->pending ? "t" : "f",
+                             text};
         err = text ? tl_cols_add_row(&forms, row, 5) : TL_ERR_NOMEM;
         free(text);
         json_decref(j);
@@ -671,28 +658,23 @@ static tl_err_t publish(tl_research_store_t *rs, const json_t *outbox)
     tl_err_t err = TL_OK;
     json_array_foreach(outbox, i, m)
     {
-        err = tl_producer_send_record(
-            rs->producer, json_string_value(json_array_get(m, 0)),
-            json_string_value(json_array_get(m, 1)), json_array_get(m, 2),
-            json_string_value(json_array_get(m, 3)), TL_RESEARCH_SOURCE);
+        err = tl_producer_send_record(rs->producer, json_string_value(json_array_get(m, 0)),
+                                      json_string_value(json_array_get(m, 1)), json_array_get(m, 2),
+                                      json_string_value(json_array_get(m, 3)), TL_RESEARCH_SOURCE);
         if (err)
             break;
     }
     if (!err && json_array_size(outbox))
         err = tl_producer_flush(rs->producer, TL_RESEARCH_FLUSH_MS);
     if (err)
-        tl_log_error("research_publish_failed",
-                     json_pack("{s:s, s:i}", "error", tl_err_name(err), "records",
-                               (int)json_array_size(outbox)));
+        tl_log_error("research_publish_failed", json_pack("{s:s, s:i}", "error", tl_err_name(err),
+                                                          "records", (int)json_array_size(outbox)));
     /* records are identical when the batch runs again: at least once */
     return err == TL_ERR_INVALID ? TL_ERR_INTERNAL : err ? TL_ERR_UNAVAILABLE : TL_OK;
 }
 
-tl_err_t tl_research_store_apply(tl_pg_t *pg, tl_batch_t *b)
+tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_t *b)
 {
-    tl_research_store_t *rs = b->ctx;
-    if (!rs)
-        return TL_ERR_INTERNAL;
     state_t st;
     state_init(&st, &rs->cfg);
     tl_err_t err = st.outbox ? load(pg, b, &st) : TL_ERR_NOMEM;

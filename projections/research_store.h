@@ -40,7 +40,8 @@ void tl_research_store_destroy(tl_research_store_t *s);
  * the key). */
 tl_err_t tl_research_key_load(const char *path, tl_research_cfg_t *cfg);
 
-/* The projection's apply; b->ctx is the store. */
-tl_err_t tl_research_store_apply(tl_pg_t *pg, tl_batch_t *b);
+/* Folds b and publishes its records (the projection's apply, with the store
+ * the catalog keeps in b->ctx). */
+tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_t *b);
 
 #endif

@@ -109,11 +109,6 @@ static tl_err_t load_visits(state_t *st, const tl_pg_res_t *res)
     return TL_OK;
 }
 
-static const char *ev_str(const tl_event_t *e, const char *key)
-{
-    return json_string_value(json_object_get(e->data, key));
-}
-
 static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
 {
     tl_cols_t ids;
@@ -121,8 +116,8 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
     tl_err_t err = TL_OK;
     for (size_t i = 0; i < b->n && !err; i++) {
         const tl_event_t *e = &b->events[i];
-        if (e->type && tl_uuid_valid(ev_str(e, "participant_id")))
-            err = tl_cols_add(&ids, 0, ev_str(e, "participant_id"));
+        if (e->type && tl_uuid_valid(tl_event_str(e, "participant_id")))
+            err = tl_cols_add(&ids, 0, tl_event_str(e, "participant_id"));
     }
     if (!err)
         err = tl_cols_end(&ids);
@@ -146,7 +141,7 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
 static tl_err_t fold(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *dirty)
 {
     tl_uuid_t u;
-    if (tl_uuid_parse(ev_str(e, "participant_id"), &u))
+    if (tl_uuid_parse(tl_event_str(e, "participant_id"), &u))
         return tl_batch_reject(b, e, NULL, "invalid_event");
     entry_t *en = tl_map_get(&st->parts, u.s);
     tl_schedule_t none = {0};

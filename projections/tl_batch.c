@@ -88,6 +88,11 @@ void tl_col_copy(char *dst, size_t size, const char *v)
     snprintf(dst, size, "%s", v ? v : "");
 }
 
+const char *tl_event_str(const tl_event_t *e, const char *key)
+{
+    return json_string_value(json_object_get(e->data, key));
+}
+
 void tl_batch_init(tl_batch_t *b, tl_event_t *events, size_t n)
 {
     memset(b, 0, sizeof *b);

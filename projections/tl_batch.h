@@ -27,6 +27,9 @@ typedef struct {
     json_t *headers; /* [{"name","value"(base64)}]; owned; only for raw projections */
 } tl_event_t;
 
+/* A string member of e's decoded record, or NULL (absent, not a string). */
+const char *tl_event_str(const tl_event_t *e, const char *key);
+
 #define TL_BATCH_MAX_STMTS 16
 #define TL_COLS_MAX 24
 
