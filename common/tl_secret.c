@@ -71,6 +71,45 @@ tl_err_t tl_sha256_hex(const void *data, size_t len, char out[TL_SHA256_STRLEN])
     return TL_OK;
 }
 
+struct tl_sha256 {
+    EVP_MD_CTX *md;
+};
+
+tl_err_t tl_sha256_new(tl_sha256_t **out)
+{
+    tl_sha256_t *h = calloc(1, sizeof *h);
+    if (h && (h->md = EVP_MD_CTX_new()) && EVP_DigestInit_ex(h->md, EVP_sha256(), NULL)) {
+        *out = h;
+        return TL_OK;
+    }
+    tl_sha256_destroy(h);
+    *out = NULL;
+    return TL_ERR_NOMEM;
+}
+
+tl_err_t tl_sha256_update(tl_sha256_t *h, const void *data, size_t len)
+{
+    return !len || EVP_DigestUpdate(h->md, data, len) ? TL_OK : TL_ERR_INTERNAL;
+}
+
+tl_err_t tl_sha256_final(tl_sha256_t *h, char out[TL_SHA256_STRLEN])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    tl_err_t err = EVP_DigestFinal_ex(h->md, md, &mdlen) && mdlen == 32 ? TL_OK : TL_ERR_INTERNAL;
+    if (!err)
+        hex(md, 32, out);
+    tl_sha256_destroy(h);
+    return err;
+}
+
+void tl_sha256_destroy(tl_sha256_t *h)
+{
+    if (h)
+        EVP_MD_CTX_free(h->md);
+    free(h);
+}
+
 static bool derive(const char *password, const unsigned char *salt, unsigned iterations,
                    unsigned char key[KEY_LEN])
 {

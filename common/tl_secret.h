@@ -26,6 +26,14 @@ tl_err_t tl_token_new(char out[TL_TOKEN_STRLEN]);
 void tl_secret_wipe(void *p, size_t len);
 /* Lowercase hex SHA-256 of len bytes. */
 tl_err_t tl_sha256_hex(const void *data, size_t len, char out[TL_SHA256_STRLEN]);
+/* SHA-256 over data that arrives in pieces (a release's files as they are
+ * written). _final writes the lowercase hex digest and frees h; _destroy
+ * (NULL is a no-op) frees it unfinished. */
+typedef struct tl_sha256 tl_sha256_t;
+tl_err_t tl_sha256_new(tl_sha256_t **out);
+tl_err_t tl_sha256_update(tl_sha256_t *h, const void *data, size_t len);
+tl_err_t tl_sha256_final(tl_sha256_t *h, char out[TL_SHA256_STRLEN]);
+void tl_sha256_destroy(tl_sha256_t *h);
 /* HMAC-SHA256 of len bytes under key (the research pseudonyms). */
 #define TL_HMAC_LEN 32
 tl_err_t tl_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,

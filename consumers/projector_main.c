@@ -1,5 +1,5 @@
 /* trialog-projector: runs one projection's consumer.
- * Usage: trialog-projector [--print-config] participants|schedules|access|forms|research|audit */
+ * Usage: trialog-projector [--print-config] participants|schedules|access|forms|research|release-export|audit */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,7 +41,7 @@ int main(int argc, char **argv)
     const tl_projection_t *found = tl_projection_find(name);
     tl_projection_t proj = found ? *found : (tl_projection_t){0};
     if (!proj.name) {
-        fprintf(stderr, "usage: trialog-projector [--print-config] participants|schedules|access|forms|research|audit\n");
+        fprintf(stderr, "usage: trialog-projector [--print-config] participants|schedules|access|forms|research|release-export|audit\n");
         return 2;
     }
     if (tl_config_load(vars, nvars, NULL, stderr))

@@ -41,7 +41,7 @@ typedef struct {
      * publishes): open makes its context, which apply finds in b->ctx, from
      * the settings and the registry (borrowed, outlives it); close frees it.
      * NULL for the others. */
-    tl_err_t (*open)(const tl_consumer_cfg_t *cfg, const tl_registry_t *registry, void **ctx);
+    tl_err_t (*open)(const tl_consumer_cfg_t *cfg, tl_registry_t *registry, void **ctx);
     void (*close)(void *ctx);
 } tl_projection_t;
 
@@ -61,6 +61,7 @@ struct tl_consumer_cfg {
     /* the research export (docs/ANALYSTS.md) */
     const char *research_key_file;
     const char *research_dates; /* "study_days" or "shifted" */
+    const char *release_dir;    /* dataset releases' files (release_export.h) */
 };
 
 /* The research export's settings (entries of a tl_config_var_t table; cfgp
@@ -69,10 +70,14 @@ struct tl_consumer_cfg {
     {"TRIALOG_RESEARCH_KEY_FILE", TL_CFG_STR, "", 0, 4000, false,                                \
      "research: the pseudonym key's file (mode 0600, at least 32 bytes)",                        \
      &(cfgp)->research_key_file},                                                                \
+    {"TRIALOG_RESEARCH_DATES", TL_CFG_STR, "study_days", 0, 16, false,                        \
+     "research and releases: study_days, or shifted (also real dates moved per participant)",    \
+     &(cfgp)->research_dates},                                                                   \
     {                                                                                            \
-        "TRIALOG_RESEARCH_DATES", TL_CFG_STR, "study_days", 0, 16, false,                        \
-            "research: study_days, or shifted (also real dates moved per participant)",          \
-            &(cfgp)->research_dates                                                              \
+        "TRIALOG_RELEASE_DIR", TL_CFG_STR, "var/releases", 1, 3000, false,                       \
+            "releases: the directory the release files are written to (the gateway serves "      \
+            "them from it)",                                                                     \
+            &(cfgp)->release_dir                                                                 \
     }
 
 /* Runs until *stop becomes non-zero (returns TL_OK) or a fatal error. */

@@ -10,6 +10,8 @@
 #include "audit_store.h"
 #include "forms_store.h"
 #include "participants_store.h"
+#include "release_export.h"
+#include "releases_store.h"
 #include "research_store.h"
 #include "schedules_store.h"
 #include "tl_consumer.h"
@@ -19,9 +21,17 @@
 
 static const char *const participants_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
 static const char *const participants_tables[] = {"studies", "sites", "participants",
-                                                  "visit_types"};
-/* 2: projection_offsets and projection_rejections; 3 and 5: the tables above */
-static const int participants_migrations[] = {2, 3, 5};
+                                                  "visit_types", "releases"};
+/* 2: projection_offsets and projection_rejections; 3, 5 and 14: the tables
+ * above */
+static const int participants_migrations[] = {2, 3, 5, 14};
+
+/* the studies' dataset releases ride along (releases_store.h) */
+static tl_err_t participants_apply(tl_pg_t *pg, tl_batch_t *b)
+{
+    tl_err_t err = tl_participants_store_apply(pg, b);
+    return err ? err : tl_releases_store_apply(pg, b);
+}
 /* schedule dates travel in the participant events: the protocol topic is
  * not needed (DESIGN.md §2) */
 static const char *const schedules_topics[] = {TL_TOPIC_PARTICIPANT};
@@ -49,6 +59,8 @@ static const char *const research_tables[] = {"research_participants", "research
                                               "research_templates"};
 static const int research_migrations[] = {2, 13};
 
+static const char *const release_topics[] = {TL_TOPIC_PROTOCOL};
+
 typedef struct {
     tl_kafka_producer_t *kafka;
     tl_producer_t *producer;
@@ -66,7 +78,7 @@ static void research_close(void *p)
     free(c);
 }
 
-static tl_err_t research_open(const tl_consumer_cfg_t *cfg, const tl_registry_t *registry,
+static tl_err_t research_open(const tl_consumer_cfg_t *cfg, tl_registry_t *registry,
                               void **out)
 {
     tl_research_cfg_t rc = {0};
@@ -103,7 +115,7 @@ static const tl_projection_t projections[] = {
     {.name = TL_PROJECTION_PARTICIPANTS,
      .topics = participants_topics,
      .ntopics = N(participants_topics),
-     .apply = tl_participants_store_apply,
+     .apply = participants_apply,
      .tables = participants_tables,
      .ntables = N(participants_tables),
      .migrations = participants_migrations,
@@ -147,6 +159,15 @@ static const tl_projection_t projections[] = {
      .open = research_open,
      .close = research_close,
      .batch_default = 1000},
+    /* the dataset release worker: reads the release requests of the
+     * protocol topic and cuts the files from the archive; no tables */
+    {.name = TL_PROJECTION_RELEASE_EXPORT,
+     .topics = release_topics,
+     .ntopics = N(release_topics),
+     .apply = tl_release_export_apply,
+     .open = tl_release_export_open,
+     .close = tl_release_export_close,
+     .batch_default = 100},
     /* the archive takes every topic, dead letters included; it is the
      * source of rebuilds, so it has none itself. Its rows are wide and its
      * COPY has a fixed cost per transaction: larger batches keep it well

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "access.h"
 #include "tl_date.h"
@@ -35,6 +36,7 @@ typedef struct {
     const char *brokers;
     const char *pg_dsn;
     const char *pg_schema;
+    const char *release_dir; /* where the release export writes (release_export.h) */
     tl_registry_cfg_t registry;
     bool debug;
 } tl_gw_config_t;
@@ -88,6 +90,11 @@ typedef struct {
     bool replayed;             /* Idempotent-Replayed: true */
     char allow[64];            /* Allow, with 405 */
     const char *content_type;  /* static; NULL: application/json or problem+json */
+    /* a file as the body (a release's files): file_fd + 1, so that a zeroed
+     * response has none; the fd is owned and closed once sent */
+    int file_fd1;
+    uint64_t file_size;
+    char disposition[192]; /* Content-Disposition, or "" */
 } tl_resp_t;
 
 typedef void (*tl_handler_fn)(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
@@ -227,6 +234,10 @@ void tl_h_registry_register(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_registry_compatibility(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_registry_config_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_registry_config_put(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_release_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_release_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_release_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_release_file(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 /* A problem answer on a /registry route in Confluent's error shape. */
 void tl_registry_api_error(tl_resp_t *resp);
 

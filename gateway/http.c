@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tl_buf.h"
 #include "tl_json.h"
@@ -34,8 +35,30 @@ static const char *header(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
+static enum MHD_Result send_file(struct MHD_Connection *c, tl_resp_t *r)
+{
+    int fd = r->file_fd1 - 1;
+    struct MHD_Response *resp = MHD_create_response_from_fd64(r->file_size, fd);
+    r->file_fd1 = 0; /* the response owns it now, or it is closed below */
+    if (!resp) {
+        close(fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    if (r->disposition[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, r->disposition);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result send_resp(struct MHD_Connection *c, tl_resp_t *r)
 {
+    if (r->file_fd1 > 0 && !r->problem && r->content_type)
+        return send_file(c, r);
+    if (r->file_fd1 > 0)
+        close(r->file_fd1 - 1);
+    r->file_fd1 = 0;
     char *text = r->problem ? tl_problem_render(r)
                             : (r->body ? json_dumps(r->body, TL_JSON_DUMP_FLAGS) : NULL);
     size_t len = text ? strlen(text) : 0;

@@ -42,6 +42,8 @@ int main(int argc, char **argv)
         {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
          &c->pg_schema},
         TL_REGISTRY_CONFIG_VARS(&c->registry),
+        {"TRIALOG_RELEASE_DIR", TL_CFG_STR, "var/releases", 1, 3000, false,
+         "the dataset releases' files, as the release export writes them", &c->release_dir},
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &c->debug},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];

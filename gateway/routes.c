@@ -106,6 +106,13 @@ static const tl_route_t routes[] = {
     {"PATCH", "/v1/forms/{form}", tl_h_form_amend, ADMIN | COORD | CLIN, TL_SCOPE_FORM},
     {"POST", "/v1/forms/{form}/sign", tl_h_form_sign, ADMIN | CLIN, TL_SCOPE_FORM},
     {"GET", "/v1/audit", tl_h_audit_list, ADMIN | MON, TL_SCOPE_NONE},
+    /* dataset releases: de-identified files for analysts (docs/ANALYSTS.md) */
+    {"POST", "/v1/studies/{study}/releases", tl_h_release_create, ADMIN | ANALYST,
+     TL_SCOPE_STUDY},
+    {"GET", "/v1/studies/{study}/releases", tl_h_release_list, ADMIN | ANALYST, TL_SCOPE_STUDY},
+    {"GET", "/v1/releases/{release}", tl_h_release_get, ADMIN | ANALYST, TL_SCOPE_NONE},
+    {"GET", "/v1/releases/{release}/files/{file}", tl_h_release_file, ADMIN | ANALYST,
+     TL_SCOPE_NONE},
 };
 
 const tl_route_t *tl_gw_routes(size_t *n)

@@ -432,6 +432,8 @@ static tl_err_t release_form(state_t *st, form_t *f, const json_t *fields)
 
 static tl_err_t emit_form(state_t *st, form_t *f, const part_t *p, const char *event_id)
 {
+    if (!st->outbox)
+        return TL_OK; /* folding for a release: the final rows only */
     const json_t *fields = template_fields(st, &f->f);
     tl_err_t err = fields && f->pending ? release_form(st, f, fields) : TL_OK;
     if (fields)
@@ -544,11 +546,17 @@ static bool changes_participant_row(const char *type)
            !strcmp(type, "ParticipantWithdrawn") || !strcmp(type, "ParticipantCompleted");
 }
 
+/* A refusal goes to the batch, when there is one (a release has none). */
+static tl_err_t refuse(tl_batch_t *b, const tl_event_t *e, const char *id, const char *why)
+{
+    return b ? tl_batch_reject(b, e, id, why) : TL_OK;
+}
+
 static tl_err_t fold_stream(tl_batch_t *b, state_t *st, const tl_event_t *e)
 {
     tl_uuid_t u;
     if (tl_uuid_parse(tl_event_str(e, "participant_id"), &u))
-        return tl_batch_reject(b, e, NULL, "invalid_event");
+        return refuse(b, e, NULL, "invalid_event");
     part_t *p = tl_map_get(&st->parts, u.s);
     tl_schedule_t none = {0};
     const char *skipped = NULL;
@@ -556,7 +564,7 @@ static tl_err_t fold_stream(tl_batch_t *b, state_t *st, const tl_event_t *e)
     if (why && !strcmp(why, "out_of_memory"))
         return TL_ERR_NOMEM;
     if (why)
-        return tl_batch_reject(b, e, u.s, why);
+        return refuse(b, e, u.s, why);
     if (!p) {
         if (!(p = tl_arena_calloc(&st->rows, sizeof *p))) {
             tl_schedule_cleanup(&none);
@@ -577,19 +585,21 @@ static tl_err_t fold_stream(tl_batch_t *b, state_t *st, const tl_event_t *e)
         const char *sex = tl_event_str(e, "sex");
         snprintf(p->person.sex, sizeof p->person.sex, "%s", sex && strlen(sex) == 1 ? sex : "");
     }
-    if (!err && changes_participant_row(e->type)) {
+    bool publish = st->outbox != NULL;
+    if (!err && changes_participant_row(e->type))
         p->person.row_version = v;
+    if (!err && publish && changes_participant_row(e->type)) {
         err = emit(st, "ResearchParticipant", p->s.id, event_id, p->s.id,
                    tl_research_participant(st->cfg, &p->s, &p->person));
     }
     /* study days count from the baseline: a new one moves every row */
-    for (size_t i = 0; !err && i < p->s.nvisits; i++)
+    for (size_t i = 0; !err && publish && i < p->s.nvisits; i++)
         if (rebased || p->s.visits[i].version == v)
             err = emit(st, "ResearchVisit", p->s.visits[i].visit_type_id, event_id, p->s.id,
                        tl_research_visit(st->cfg, &p->s, &p->s.visits[i]));
     if (!err && tl_form_event(e->type))
         err = fold_form(st, e, p);
-    for (size_t i = 0; !err && rebased && i < p->nforms; i++)
+    for (size_t i = 0; !err && publish && rebased && i < p->nforms; i++)
         err = emit_form(st, p->forms[i], p, event_id);
     return err;
 }
@@ -692,5 +702,117 @@ tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_
     if (!err)
         err = write_state(b, &st);
     state_cleanup(&st);
+    return err;
+}
+
+/* ---- in memory, for releases ---- */
+
+struct tl_research_fold {
+    tl_research_cfg_t cfg;
+    state_t st; /* no outbox: nothing is published */
+};
+
+tl_err_t tl_research_fold_new(const tl_research_cfg_t *cfg, tl_research_fold_t **out)
+{
+    tl_research_fold_t *f = calloc(1, sizeof *f);
+    *out = f;
+    if (!f)
+        return TL_ERR_NOMEM;
+    f->cfg = *cfg;
+    state_init(&f->st, &f->cfg);
+    json_decref(f->st.outbox);
+    f->st.outbox = NULL;
+    return TL_OK;
+}
+
+void tl_research_fold_destroy(tl_research_fold_t *f)
+{
+    if (!f)
+        return;
+    state_cleanup(&f->st);
+    tl_secret_wipe(&f->cfg, sizeof f->cfg);
+    free(f);
+}
+
+tl_err_t tl_research_fold_event(tl_research_fold_t *f, const tl_event_t *e)
+{
+    state_t *st = &f->st;
+    tl_err_t err = TL_OK;
+    if (!e->type)
+        return TL_OK;
+    if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT))
+        err = fold_stream(NULL, st, e);
+    else if (!strcmp(e->type, "FormTemplatePublished"))
+        err = fold_template(st, e);
+    /* the release's rows are made from the state at the end; nothing
+     * needs writing back */
+    tl_cols_cleanup(&st->new_templates);
+    tl_cols_init(&st->new_templates, 3);
+    return err;
+}
+
+static int part_cmp(const void *a, const void *b)
+{
+    return strcmp((*(part_t *const *)a)->s.id, (*(part_t *const *)b)->s.id);
+}
+
+static const char *visit_name(const part_t *p, const char *visit_type_id)
+{
+    for (size_t i = 0; i < p->s.nvisits; i++)
+        if (!strcmp(p->s.visits[i].visit_type_id, visit_type_id))
+            return p->s.visits[i].name;
+    return "";
+}
+
+static tl_err_t hand_over(state_t *st, const part_t *p, tl_research_record_fn fn, void *user,
+                          size_t *held)
+{
+    json_t *r = tl_research_participant(st->cfg, &p->s, &p->person);
+    tl_err_t err = r ? fn(user, "ResearchParticipant", r, NULL) : TL_ERR_NOMEM;
+    json_decref(r);
+    for (size_t i = 0; !err && i < p->s.nvisits; i++) {
+        r = tl_research_visit(st->cfg, &p->s, &p->s.visits[i]);
+        err = r ? fn(user, "ResearchVisit", r, NULL) : TL_ERR_NOMEM;
+        json_decref(r);
+    }
+    for (size_t i = 0; !err && i < p->nforms; i++) {
+        const tl_form_t *form = &p->forms[i]->f;
+        const json_t *fields = template_fields(st, form);
+        if (!fields) {
+            (*held)++;
+            continue;
+        }
+        r = tl_research_form(st->cfg, form, p->s.site_id, p->s.baseline_date, fields);
+        err = r ? fn(user, "ResearchForm", r, visit_name(p, form->visit_type_id)) : TL_ERR_NOMEM;
+        json_decref(r);
+    }
+    return err;
+}
+
+tl_err_t tl_research_fold_flush(tl_research_fold_t *f, const char *study_id,
+                                tl_research_record_fn fn, void *user, size_t *held)
+{
+    state_t *st = &f->st;
+    part_t **parts = st->parts.len ? calloc(st->parts.len, sizeof *parts) : NULL;
+    size_t n = 0;
+    tl_err_t err = st->parts.len && !parts ? TL_ERR_NOMEM : TL_OK;
+    for (size_t i = 0; !err && i < st->parts.cap; i++)
+        if (st->parts.keys[i] && n < st->parts.len)
+            parts[n++] = st->parts.vals[i];
+    if (n > 1)
+        qsort(parts, n, sizeof *parts, part_cmp);
+    for (size_t i = 0; !err && i < n; i++)
+        if (parts[i]->s.exists && !strcmp(parts[i]->s.study_id, study_id))
+            err = hand_over(st, parts[i], fn, user, held);
+    free(parts);
+    /* forget the participants and their forms; keep the template versions */
+    tl_map_t templates = st->templates;
+    st->templates = (tl_map_t){0};
+    state_cleanup(st);
+    state_init(st, &f->cfg);
+    tl_map_cleanup(&st->templates);
+    st->templates = templates;
+    json_decref(st->outbox);
+    st->outbox = NULL;
     return err;
 }

@@ -44,4 +44,34 @@ tl_err_t tl_research_key_load(const char *path, tl_research_cfg_t *cfg);
  * the catalog keeps in b->ctx). */
 tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_t *b);
 
+/* ---- the same fold in memory, for dataset releases ----
+ *
+ * consumers/release_export.c folds the log up to a release's cut with it:
+ * the template versions first, then each participant's stream in turn. It
+ * needs neither the database nor a producer, and it holds one participant
+ * at a time besides the template versions, so memory stays flat whatever
+ * the study's size. */
+typedef struct tl_research_fold tl_research_fold_t;
+
+/* cfg is copied. Caller frees with tl_research_fold_destroy. */
+tl_err_t tl_research_fold_new(const tl_research_cfg_t *cfg, tl_research_fold_t **out);
+void tl_research_fold_destroy(tl_research_fold_t *f); /* NULL is a no-op */
+/* Folds a template version (protocol topic) or a participant stream event;
+ * what the projections refuse changes nothing here either. e is borrowed. */
+tl_err_t tl_research_fold_event(tl_research_fold_t *f, const tl_event_t *e);
+
+/* One record of a participant folded: type is "ResearchParticipant",
+ * "ResearchVisit" or "ResearchForm"; visit_name the form's visit's (NULL for
+ * the others). Borrowed; returning an error stops the walk. */
+typedef tl_err_t (*tl_research_record_fn)(void *user, const char *type, const json_t *record,
+                                          const char *visit_name);
+/* Hands over the final records of the participants folded since the last
+ * call that belong to study_id (ordered by participant id; the
+ * participant, its visits in schedule order, its forms in the order they
+ * were first submitted), then forgets them; the template versions stay.
+ * *held counts the forms left out because their template version is not
+ * known (added to). */
+tl_err_t tl_research_fold_flush(tl_research_fold_t *f, const char *study_id,
+                                tl_research_record_fn fn, void *user, size_t *held);
+
 #endif

@@ -293,6 +293,23 @@ static const char *const migrations[] = {
     "  version int NOT NULL,"
     "  fields jsonb NOT NULL,"
     "  PRIMARY KEY (template_id, version));",
+
+    /* 14: dataset releases (releases_store.c, part of the participants
+     * projection): one row per release with its status; the manifest is
+     * kept as the text of manifest.json */
+    "CREATE TABLE releases ("
+    "  id uuid PRIMARY KEY,"
+    "  study_id uuid NOT NULL,"
+    "  name text NOT NULL,"
+    "  status text NOT NULL,"
+    "  cut jsonb NOT NULL,"
+    "  requested_by text NOT NULL,"
+    "  requested_at timestamptz NOT NULL,"
+    "  started_at timestamptz,"
+    "  finished_at timestamptz,"
+    "  manifest text,"
+    "  error text);"
+    "CREATE INDEX releases_by_study ON releases (study_id, requested_at, id);",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

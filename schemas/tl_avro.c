@@ -1028,3 +1028,51 @@ tl_err_t tl_frame_parse(const void *msg, size_t len, uint32_t *schema_id, const 
     *datum_len = len - TL_FRAME_HEADER_LEN;
     return TL_OK;
 }
+
+/* ---- object container files ----------------------------------------- */
+
+static tl_err_t put_bytes(tl_buf_t *b, const void *data, size_t len)
+{
+    tl_err_t err = put_long(b, (int64_t)len);
+    return err ? err : tl_buf_append(b, data, len);
+}
+
+tl_err_t tl_avro_ocf_header(const char *schema_json, const unsigned char sync[TL_AVRO_SYNC_LEN],
+                            tl_buf_t *out)
+{
+    static const char magic[] = {'O', 'b', 'j', 1};
+    size_t before = out->len;
+    tl_err_t err = tl_buf_append(out, magic, sizeof magic);
+    /* the file's metadata: a map of two entries in one block, then the end */
+    if (!err)
+        err = put_long(out, 2);
+    if (!err)
+        err = put_bytes(out, "avro.schema", 11);
+    if (!err)
+        err = put_bytes(out, schema_json, strlen(schema_json));
+    if (!err)
+        err = put_bytes(out, "avro.codec", 10);
+    if (!err)
+        err = put_bytes(out, "null", 4);
+    if (!err)
+        err = put_long(out, 0);
+    if (!err)
+        err = tl_buf_append(out, sync, TL_AVRO_SYNC_LEN);
+    if (err)
+        buf_truncate(out, before);
+    return err;
+}
+
+tl_err_t tl_avro_ocf_block(size_t count, const void *data, size_t len,
+                           const unsigned char sync[TL_AVRO_SYNC_LEN], tl_buf_t *out)
+{
+    size_t before = out->len;
+    tl_err_t err = put_long(out, (int64_t)count);
+    if (!err)
+        err = put_bytes(out, data, len);
+    if (!err)
+        err = tl_buf_append(out, sync, TL_AVRO_SYNC_LEN);
+    if (err)
+        buf_truncate(out, before);
+    return err;
+}

@@ -49,6 +49,17 @@ tl_err_t tl_avro_decode(const tl_avro_schema_t *s, const void *data, size_t len,
 tl_err_t tl_avro_can_read(const char *reader, size_t rlen, const char *writer, size_t wlen,
                           char *why, size_t why_size);
 
+/* Avro object container files (the spec's "Object Container Files"),
+ * uncompressed: the header (magic, the schema's JSON text as avro.schema,
+ * avro.codec "null", the sync marker) and one block of count datums that
+ * were encoded one after another into data. Both append to out. The caller
+ * chooses the sync marker, so the same records make the same file. */
+#define TL_AVRO_SYNC_LEN 16
+tl_err_t tl_avro_ocf_header(const char *schema_json, const unsigned char sync[TL_AVRO_SYNC_LEN],
+                            tl_buf_t *out);
+tl_err_t tl_avro_ocf_block(size_t count, const void *data, size_t len,
+                           const unsigned char sync[TL_AVRO_SYNC_LEN], tl_buf_t *out);
+
 /* Confluent wire format V0: magic 0x00, big-endian schema id, datum. */
 #define TL_FRAME_HEADER_LEN 5
 void tl_frame_header(uint32_t schema_id, unsigned char out[TL_FRAME_HEADER_LEN]);

@@ -195,23 +195,45 @@ void tl_stack_start_projector(tl_stack_t *s)
         await_consumer(s, "forms", s->forms, before_f);
 }
 
-void tl_stack_start_research(tl_stack_t *s, const char *dates)
+/* The pseudonym key both exports use, made once per stack (mode 0600). */
+static void research_key(tl_stack_t *s, char env[700])
 {
-    char cmd[1200], keyenv[700], datesenv[64];
-    static char env[3][1200];
+    char cmd[1200];
     snprintf(cmd, sizeof cmd,
-             "umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > %s/research.key",
-             s->dir);
+             "test -s %s/research.key || (umask 077 && head -c 32 /dev/urandom | od -An -tx1"
+             " | tr -d ' \\n' > %s/research.key)",
+             s->dir, s->dir);
     size_t len = 0;
     free(tl_run(cmd, &len));
+    snprintf(env, 700, "TRIALOG_RESEARCH_KEY_FILE=%s/research.key", s->dir);
+}
+
+void tl_stack_start_research(tl_stack_t *s, const char *dates)
+{
+    char keyenv[700], datesenv[64];
+    static char env[3][1200];
+    research_key(s, keyenv);
     common_env(s, env);
-    snprintf(keyenv, sizeof keyenv, "TRIALOG_RESEARCH_KEY_FILE=%s/research.key", s->dir);
     snprintf(datesenv, sizeof datesenv, "TRIALOG_RESEARCH_DATES=%s", dates);
     const char *e[] = {env[0], env[1], env[2], keyenv, datesenv, NULL};
     long before = 0;
     log_contains(s, "research", "partitions_assigned", &before);
     s->research = spawn(s, "research", "trialog-projector", "research", e);
     await_consumer(s, "research", s->research, before);
+}
+
+void tl_stack_start_releases(tl_stack_t *s)
+{
+    char keyenv[700], direnv[700];
+    static char env[3][1200];
+    research_key(s, keyenv);
+    common_env(s, env);
+    snprintf(direnv, sizeof direnv, "TRIALOG_RELEASE_DIR=%s/releases", s->dir);
+    const char *e[] = {env[0], env[1], env[2], keyenv, direnv, NULL};
+    long before = 0;
+    log_contains(s, "release-export", "partitions_assigned", &before);
+    s->releases = spawn(s, "release-export", "trialog-projector", "release-export", e);
+    await_consumer(s, "release-export", s->releases, before);
 }
 
 void tl_stack_start_audit(tl_stack_t *s)
@@ -259,10 +281,11 @@ int tl_free_port(void)
 
 void tl_stack_start_gateway(tl_stack_t *s)
 {
-    static char env[3][1200], port[64];
+    static char env[3][1200], port[64], releases[700];
     common_env(s, env);
     snprintf(port, sizeof port, "TRIALOG_HTTP_PORT=%d", s->port);
-    const char *e[] = {env[0], env[1], env[2], port,
+    snprintf(releases, sizeof releases, "TRIALOG_RELEASE_DIR=%s/releases", s->dir);
+    const char *e[] = {env[0], env[1], env[2], port, releases,
                        s->gateway_env[0][0] ? s->gateway_env[0] : NULL,
                        s->gateway_env[1][0] ? s->gateway_env[1] : NULL,
                        s->gateway_env[2][0] ? s->gateway_env[2] : NULL,
@@ -355,6 +378,7 @@ void tl_stack_stop(tl_stack_t *s)
     int ac = tl_stack_kill(&s->access, SIGTERM);
     int fo = tl_stack_kill(&s->forms, SIGTERM);
     int re = tl_stack_kill(&s->research, SIGTERM);
+    int rl = tl_stack_kill(&s->releases, SIGTERM);
     int au = tl_stack_kill(&s->audit, SIGTERM);
     int br = tl_stack_kill(&s->broker, SIGTERM);
     if (s->pg) {
@@ -364,10 +388,10 @@ void tl_stack_stop(tl_stack_t *s)
         tl_pg_destroy(s->pg);
         s->pg = NULL;
     }
-    if (gw || pr || sc || ac || fo || re || au || br)
+    if (gw || pr || sc || ac || fo || re || rl || au || br)
         fail_msg("unclean exit: gateway %d, projector %d, schedules %d, access %d, forms %d,"
-                 " research %d, audit %d, broker %d (see %s)",
-                 gw, pr, sc, ac, fo, re, au, br, s->dir);
+                 " research %d, release-export %d, audit %d, broker %d (see %s)",
+                 gw, pr, sc, ac, fo, re, rl, au, br, s->dir);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *user)
@@ -533,4 +557,14 @@ bool tl_wait_count(tl_stack_t *s, const char *sql, long long want, int timeout_m
             return false;
         tl_sleep_ms(50);
     }
+}
+
+void tl_stack_post(tl_stack_t *s, const char *path, const char *body, long want, char *id_out)
+{
+    tl_http_resp_t r = tl_http(s, "POST", path, body, NULL, true);
+    if (r.status != want)
+        fail_msg("POST %s answered %ld, not %ld", path, r.status, want);
+    if (id_out)
+        snprintf(id_out, 40, "%s", json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
 }

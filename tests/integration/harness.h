@@ -24,6 +24,7 @@ typedef struct {
     int port;
     pid_t broker, projector, schedules, access, forms, gateway, audit;
     pid_t research; /* only tl_stack_start_research starts it */
+    pid_t releases; /* only tl_stack_start_releases starts it */
     tl_pg_t *pg;
     char gateway_env[4][256]; /* extra NAME=value for the gateway */
 } tl_stack_t;
@@ -51,6 +52,10 @@ void tl_stack_start_audit(tl_stack_t *s);
  * with a fresh pseudonym key at dir/research.key (mode 0600) and dates
  * "study_days" or "shifted" (TRIALOG_RESEARCH_DATES). */
 void tl_stack_start_research(tl_stack_t *s, const char *dates);
+/* The dataset release worker (trialog-projector release-export), pid in
+ * s->releases, with the same key and its files under dir/releases (where
+ * the gateway serves them from). */
+void tl_stack_start_releases(tl_stack_t *s);
 /* Runs build/trialog with the stack's settings (the research key too); returns its exit code, its
  * output (standard output and error) in *out (caller frees). */
 int tl_stack_cli(tl_stack_t *s, const char *args, char **out);
@@ -81,6 +86,9 @@ tl_http_resp_t tl_http(tl_stack_t *s, const char *method, const char *path, cons
 tl_http_resp_t tl_http_as(tl_stack_t *s, const char *token, const char *method, const char *path,
                           const char *body, const char *const *headers);
 void tl_http_free(tl_http_resp_t *r);
+/* POSTs body to path with the stack's token, asserting the status is want;
+ * the answer's "id" into id_out (40 bytes) unless it is NULL. */
+void tl_stack_post(tl_stack_t *s, const char *path, const char *body, long want, char *id_out);
 
 /* Registers a study (protocol_id) with one site "S1" over HTTP, asserting 201s;
  * their ids go to study and site (40 bytes each). */

@@ -19,6 +19,7 @@ static tl_stack_t stack;
 static char study1[40], study2[40], site_a[40], site_b[40], site_c[40];
 static char part_a[40], part_b[40], vt1[40], vt2[40]; /* the studies' baselines */
 static char form_a[40], form_b[40];                   /* the participants' baseline forms */
+static char release[40];                               /* a dataset release of study 1 */
 static char tokens[TL_ROLE_COUNT][80];
 static char principals[TL_ROLE_COUNT][40];
 
@@ -126,6 +127,12 @@ static int setup(void **state)
                                  "{\"compatibility\":\"FULL\"}", NULL, true);
     assert_int_equal(cfg.status, 200);
     tl_http_free(&cfg);
+    /* a dataset release (no worker runs: it stays requested) */
+    snprintf(path, sizeof path, "/v1/studies/%s/releases", study1);
+    tl_http_resp_t rel = tl_http(&stack, "POST", path, "{\"name\":\"authz\"}", NULL, true);
+    assert_int_equal(rel.status, 201);
+    snprintf(release, sizeof release, "%s", json_string_value(json_object_get(rel.body, "id")));
+    tl_http_free(&rel);
     /* a principal of every role; those with sites work at site A */
     for (int role = 0; role < TL_ROLE_COUNT; role++) {
         if (role == TL_ROLE_ADMIN)
@@ -173,6 +180,8 @@ static void fill(const char *pattern, int role, bool own, char *out, size_t size
             : !strcmp(name, "subject")  ? AUTHZ_SUBJECT
             : !strcmp(name, "version")  ? "latest"
             : !strcmp(name, "id")       ? "1"
+            : !strcmp(name, "release")  ? release
+            : !strcmp(name, "file")     ? "manifest.json"
                                         : NULL;
         if (!v)
             fail_msg("route %s: no test value for {%s}; teach test_authz.c", pattern, name);

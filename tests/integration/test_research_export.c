@@ -46,12 +46,7 @@ static bool holds_birth_year(const json_t *v)
 
 static void post_ok(const char *path, const char *body, long want, char *id_out)
 {
-    tl_http_resp_t r = tl_http(&stack, "POST", path, body, NULL, true);
-    if (r.status != want)
-        fail_msg("POST %s answered %ld", path, r.status);
-    if (id_out)
-        snprintf(id_out, 40, "%s", json_string_value(json_object_get(r.body, "id")));
-    tl_http_free(&r);
+    tl_stack_post(&stack, path, body, want, id_out);
 }
 
 static void setup_cohort(void)
