@@ -250,7 +250,7 @@ static void test_release(void **state)
     same_file("first", "now", "participants.csv", false);
 
     /* refusals */
-    request("{\"name\":\"again\"}", 409);
+    json_decref(request("{\"name\":\"again\"}", 409));
     snprintf(body, sizeof body,
              "{\"cut\":[{\"topic\":\"trialog.protocol.v1\",\"partition\":0,"
              "\"offset\":99999999}]}");
