@@ -1,9 +1,10 @@
 /* trialog-projector: runs one projection's consumer.
- * Usage: trialog-projector [--print-config] participants|schedules|access|forms|research|release-export|audit */
+ * Usage: trialog-projector [--print-config] participants|schedules|access|forms|research|release-export|ingest|audit */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "ingest_consumer.h"
 #include "tl_config.h"
 #include "tl_consumer.h"
 #include "tl_log.h"
@@ -20,6 +21,9 @@ int main(int argc, char **argv)
 {
     tl_consumer_cfg_t cfg = {0};
     bool debug = false;
+    const char *sources = NULL;
+    static char topics[TL_INGEST_SOURCES_MAX][TL_INGEST_TOPIC_LEN];
+    static const char *topic_list[TL_INGEST_SOURCES_MAX];
     const tl_config_var_t vars[] = {
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 0, 1000, false, "Kafka bootstrap servers",
          &cfg.brokers},
@@ -33,6 +37,10 @@ int main(int argc, char **argv)
          &cfg.poll_ms},
         TL_REGISTRY_CONFIG_VARS(&cfg.registry),
         TL_RESEARCH_CONFIG_VARS(&cfg),
+        {"TRIALOG_INGEST_SOURCES", TL_CFG_STR, "", 0, 1000, false,
+         "ingest: the connectors' sources, comma-separated; each is read from "
+         "trialog.ingest.<source>.v1",
+         &sources},
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &debug},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
@@ -41,7 +49,7 @@ int main(int argc, char **argv)
     const tl_projection_t *found = tl_projection_find(name);
     tl_projection_t proj = found ? *found : (tl_projection_t){0};
     if (!proj.name) {
-        fprintf(stderr, "usage: trialog-projector [--print-config] participants|schedules|access|forms|research|release-export|audit\n");
+        fprintf(stderr, "usage: trialog-projector [--print-config] participants|schedules|access|forms|research|release-export|ingest|audit\n");
         return 2;
     }
     if (tl_config_load(vars, nvars, NULL, stderr))
@@ -49,6 +57,18 @@ int main(int argc, char **argv)
     if (print) {
         tl_config_print(vars, nvars, stdout);
         return 0;
+    }
+    if (!strcmp(proj.name, TL_PROJECTION_INGEST)) {
+        int n = tl_ingest_topics(sources, topics, TL_INGEST_SOURCES_MAX);
+        if (n <= 0) {
+            fprintf(stderr, "TRIALOG_INGEST_SOURCES: 1 to %d source names (a-z 0-9 _ -),"
+                            " comma-separated\n", TL_INGEST_SOURCES_MAX);
+            return 2;
+        }
+        for (int i = 0; i < n; i++)
+            topic_list[i] = topics[i];
+        cfg.topics = topic_list;
+        cfg.ntopics = (size_t)n;
     }
     if (!cfg.batch_max)
         cfg.batch_max = proj.batch_default;

@@ -441,6 +441,10 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
                          volatile sig_atomic_t *stop)
 {
     tl_projection_t all = *proj_in;
+    if (cfg->ntopics) { /* the ingest consumer's sources */
+        all.topics = cfg->topics;
+        all.ntopics = cfg->ntopics;
+    }
     if (!all.ntopics) {
         all.topics = tl_topics_all;
         all.ntopics = tl_topics_count;

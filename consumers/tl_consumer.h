@@ -62,6 +62,10 @@ struct tl_consumer_cfg {
     const char *research_key_file;
     const char *research_dates; /* "study_days" or "shifted" */
     const char *release_dir;    /* dataset releases' files (release_export.h) */
+    /* topics that replace the projection's (the ingest consumer's, from
+     * TRIALOG_INGEST_SOURCES); borrowed */
+    const char *const *topics;
+    size_t ntopics;
 };
 
 /* The research export's settings (entries of a tl_config_var_t table; cfgp

@@ -10,6 +10,7 @@
 #include "audit_store.h"
 #include "forms_store.h"
 #include "participants_store.h"
+#include "ingest_consumer.h"
 #include "release_export.h"
 #include "releases_store.h"
 #include "research_store.h"
@@ -168,6 +169,13 @@ static const tl_projection_t projections[] = {
      .open = tl_release_export_open,
      .close = tl_release_export_close,
      .batch_default = 100},
+    /* connectors' records into the participant stream (its topics come
+     * from TRIALOG_INGEST_SOURCES); ingest_events remembers its choices */
+    {.name = TL_PROJECTION_INGEST,
+     .apply = tl_ingest_apply,
+     .open = tl_ingest_open,
+     .close = tl_ingest_close,
+     .batch_default = 500},
     /* the archive takes every topic, dead letters included; it is the
      * source of rebuilds, so it has none itself. Its rows are wide and its
      * COPY has a fixed cost per transaction: larger batches keep it well

@@ -137,6 +137,13 @@ static const char *decide_fields(const char *type, const json_t *ev, bool *known
         return uuid_ok(ev, "form_id") && json_is_string(json_object_get(ev, "meaning"))
                    ? NULL
                    : "invalid_event";
+    /* a connector's observation (ingest.h): its own fields were checked by
+     * the ingest consumer; the stream needs them well formed */
+    if (!strcmp(type, "ObservationRecorded"))
+        return tl_ev_date_ok(ev, "observed_on") && json_is_string(json_object_get(ev, "kind")) &&
+                       json_is_object(json_object_get(ev, "values"))
+                   ? NULL
+                   : "invalid_event";
     *known = false;
     return NULL;
 }

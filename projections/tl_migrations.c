@@ -310,6 +310,19 @@ static const char *const migrations[] = {
     "  manifest text,"
     "  error text);"
     "CREATE INDEX releases_by_study ON releases (study_id, requested_at, id);",
+
+    /* 15: the ingest consumer's choices (ingest_consumer.h): the stream
+     * version it gave each connector event, written before it produces */
+    "CREATE TABLE ingest_events ("
+    "  event_id uuid PRIMARY KEY,"
+    "  source text NOT NULL,"
+    "  topic text NOT NULL,"
+    "  partition int NOT NULL,"
+    "  \"offset\" bigint NOT NULL,"
+    "  participant_id uuid NOT NULL,"
+    "  stream_version bigint NOT NULL,"
+    "  status text NOT NULL,"
+    "  updated_at timestamptz NOT NULL DEFAULT now());",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

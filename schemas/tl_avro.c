@@ -16,6 +16,7 @@
 struct tl_avro_schema {
     avro_schema_t schema; /* owned reference */
     char *fullname;       /* owned */
+    char *json;           /* owned: the text it was parsed from */
 };
 
 /* Named types referenced by name are AVRO_LINK nodes in avro-c. */
@@ -232,7 +233,8 @@ tl_err_t tl_avro_schema_parse(const char *json, size_t len, tl_avro_schema_t **o
     s->schema = raw;
     raw = NULL;
     s->fullname = make_fullname(s->schema);
-    if (!s->fullname)
+    s->json = strndup(json, len);
+    if (!s->fullname || !s->json)
         goto out;
     *out = s;
     s = NULL;
@@ -251,7 +253,13 @@ void tl_avro_schema_destroy(tl_avro_schema_t *s)
     if (s->schema)
         avro_schema_decref(s->schema);
     free(s->fullname);
+    free(s->json);
     free(s);
+}
+
+const char *tl_avro_schema_json(const tl_avro_schema_t *s)
+{
+    return s->json;
 }
 
 const char *tl_avro_schema_fullname(const tl_avro_schema_t *s)

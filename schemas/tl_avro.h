@@ -32,6 +32,9 @@ void tl_avro_schema_destroy(tl_avro_schema_t *s); /* NULL is a no-op */
 /* Full name of a named schema ("org.trialog.StudyRegistered"), or the type
  * name ("string", "array") of an unnamed one; borrowed, lives as long as s. */
 const char *tl_avro_schema_fullname(const tl_avro_schema_t *s);
+/* The JSON text s was parsed from (its attributes beyond Avro's, such as an
+ * ingest schema's bounds, are read from it); borrowed, lives as long as s. */
+const char *tl_avro_schema_json(const tl_avro_schema_t *s);
 
 /* Encode a JSON value as the Avro binary datum of schema s, appended to out.
  * value is borrowed. On error out is left as it was. */

@@ -2,7 +2,7 @@
 # Starts or stops the whole local stack: PostgreSQL, the Kafka-protocol
 # broker (unless TRIALOG_KAFKA_BROKERS names a real one), the projectors
 # (participants, schedules, access, forms, the research export, the dataset
-# release worker, the audit archive) and the gateway, and writes a fresh admin token to
+# release worker, the ingest consumer, the audit archive) and the gateway, and writes a fresh admin token to
 # var/demo/admin.token (mode 0600). The research export's pseudonym key is
 # var/research.key (made once, mode 0600) unless TRIALOG_RESEARCH_KEY_FILE
 # names another.
@@ -19,7 +19,7 @@ start() {
     # A second start restarts the programs (new build), keeping the broker.
     tl_kill gateway; tl_kill projector-participants; tl_kill projector-schedules
     tl_kill projector-access; tl_kill projector-forms; tl_kill projector-audit
-    tl_kill projector-research; tl_kill projector-release-export
+    tl_kill projector-research; tl_kill projector-release-export; tl_kill projector-ingest
     if [ -n "${TRIALOG_KAFKA_BROKERS:-}" ]; then
         brokers=$TRIALOG_KAFKA_BROKERS
     else
@@ -53,8 +53,10 @@ start() {
     fi
     # dataset releases: the worker writes them here, the gateway serves them
     export TRIALOG_RELEASE_DIR="${TRIALOG_RELEASE_DIR:-$TL_VAR/releases}"
+    # the connectors' topics the ingest consumer reads (docs/CONNECTORS.md)
+    export TRIALOG_INGEST_SOURCES="${TRIALOG_INGEST_SOURCES:-oct}"
     local p assigned=()
-    for p in participants schedules access forms research release-export; do
+    for p in participants schedules access forms research release-export ingest; do
         assigned+=("$(grep -c partitions_assigned "$TL_VAR/log/projector-$p.log" 2>/dev/null || true)")
         say "starting the $p projector"
         tl_spawn "projector-$p" "$TL_BUILD/trialog-projector" "$p"
@@ -65,7 +67,7 @@ start() {
     tl_spawn gateway "$TL_BUILD/trialog-gateway"
     # The projectors hold their partitions after the group join (~3 s).
     local i=0
-    for p in participants schedules access forms research release-export; do
+    for p in participants schedules access forms research release-export ingest; do
         for _ in $(seq 300); do
             [ "$(grep -c partitions_assigned "$TL_VAR/log/projector-$p.log")" -gt "${assigned[$i]:-0}" ] && break
             tl_alive "projector-$p" || die "the $p projector exited (see var/log/projector-$p.log)"
@@ -75,7 +77,7 @@ start() {
     done
     for _ in $(seq 150); do
         if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
-            for p in participants schedules access forms research release-export; do
+            for p in participants schedules access forms research release-export ingest; do
                 tl_alive "projector-$p" || die "the $p projector exited (see var/log/projector-$p.log)"
             done
             # the first administrator: nobody could ask the API for it
@@ -99,6 +101,7 @@ stop() {
     tl_kill projector-forms
     tl_kill projector-research
     tl_kill projector-release-export
+    tl_kill projector-ingest
     tl_kill projector-audit
     tl_kill broker
     tl_pg_stop

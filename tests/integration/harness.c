@@ -236,6 +236,19 @@ void tl_stack_start_releases(tl_stack_t *s)
     await_consumer(s, "release-export", s->releases, before);
 }
 
+void tl_stack_start_ingest(tl_stack_t *s, const char *sources)
+{
+    char srcenv[300];
+    static char env[3][1200];
+    common_env(s, env);
+    snprintf(srcenv, sizeof srcenv, "TRIALOG_INGEST_SOURCES=%s", sources);
+    const char *e[] = {env[0], env[1], env[2], srcenv, NULL};
+    long before = 0;
+    log_contains(s, "ingest", "partitions_assigned", &before);
+    s->ingest = spawn(s, "ingest", "trialog-projector", "ingest", e);
+    await_consumer(s, "ingest", s->ingest, before);
+}
+
 void tl_stack_start_audit(tl_stack_t *s)
 {
     s->audit = start_consumer(s, "audit");
@@ -379,6 +392,7 @@ void tl_stack_stop(tl_stack_t *s)
     int fo = tl_stack_kill(&s->forms, SIGTERM);
     int re = tl_stack_kill(&s->research, SIGTERM);
     int rl = tl_stack_kill(&s->releases, SIGTERM);
+    int in = tl_stack_kill(&s->ingest, SIGTERM);
     int au = tl_stack_kill(&s->audit, SIGTERM);
     int br = tl_stack_kill(&s->broker, SIGTERM);
     if (s->pg) {
@@ -388,10 +402,10 @@ void tl_stack_stop(tl_stack_t *s)
         tl_pg_destroy(s->pg);
         s->pg = NULL;
     }
-    if (gw || pr || sc || ac || fo || re || rl || au || br)
+    if (gw || pr || sc || ac || fo || re || rl || in || au || br)
         fail_msg("unclean exit: gateway %d, projector %d, schedules %d, access %d, forms %d,"
-                 " research %d, release-export %d, audit %d, broker %d (see %s)",
-                 gw, pr, sc, ac, fo, re, rl, au, br, s->dir);
+                 " research %d, release-export %d, ingest %d, audit %d, broker %d (see %s)",
+                 gw, pr, sc, ac, fo, re, rl, in, au, br, s->dir);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *user)

@@ -25,6 +25,7 @@ typedef struct {
     pid_t broker, projector, schedules, access, forms, gateway, audit;
     pid_t research; /* only tl_stack_start_research starts it */
     pid_t releases; /* only tl_stack_start_releases starts it */
+    pid_t ingest;   /* only tl_stack_start_ingest starts it */
     tl_pg_t *pg;
     char gateway_env[4][256]; /* extra NAME=value for the gateway */
 } tl_stack_t;
@@ -56,6 +57,9 @@ void tl_stack_start_research(tl_stack_t *s, const char *dates);
  * s->releases, with the same key and its files under dir/releases (where
  * the gateway serves them from). */
 void tl_stack_start_releases(tl_stack_t *s);
+/* The ingest consumer (trialog-projector ingest) for sources
+ * (TRIALOG_INGEST_SOURCES), pid in s->ingest. */
+void tl_stack_start_ingest(tl_stack_t *s, const char *sources);
 /* Runs build/trialog with the stack's settings (the research key too); returns its exit code, its
  * output (standard output and error) in *out (caller frees). */
 int tl_stack_cli(tl_stack_t *s, const char *args, char **out);
