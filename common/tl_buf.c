@@ -91,3 +91,10 @@ char *tl_buf_steal(tl_buf_t *b, size_t *len)
     b->len = b->cap = 0;
     return p;
 }
+
+void tl_buf_truncate(tl_buf_t *b, size_t len)
+{
+    b->len = len;
+    if (b->data)
+        b->data[len] = '\0';
+}

@@ -18,6 +18,8 @@ typedef struct {
 void tl_buf_init(tl_buf_t *b, size_t max);
 void tl_buf_cleanup(tl_buf_t *b);
 void tl_buf_reset(tl_buf_t *b); /* len = 0, keeps memory */
+/* Drops what was appended after len (len <= b->len): undoes a partial append. */
+void tl_buf_truncate(tl_buf_t *b, size_t len);
 tl_err_t tl_buf_append(tl_buf_t *b, const void *data, size_t len);
 tl_err_t tl_buf_puts(tl_buf_t *b, const char *s);
 tl_err_t tl_buf_printf(tl_buf_t *b, const char *fmt, ...)

@@ -387,23 +387,23 @@ static tl_err_t take(ctx_t *c, tl_pg_t *pg, item_t *it, tl_map_t *last)
         return err;
     if (why)
         return dead_letter(c, e, why, !strcmp(why, "out_of_range") ? "observed_on" : NULL);
+    /* the highest version this batch gave the participant so far */
+    int64_t *given = tl_map_get(last, it->participant_id);
+    if (!given) {
+        if (!(given = malloc(sizeof *given)) ||
+            (err = tl_map_put(last, it->participant_id, given))) {
+            free(given);
+            return err ? err : TL_ERR_NOMEM;
+        }
+        *given = 0;
+    }
     if (!found) {
-        /* the next version, after this batch's own for the participant */
-        int64_t *mine = tl_map_get(last, it->participant_id);
-        it->version = (mine && *mine > version ? *mine : version) + 1;
+        it->version = (*given > version ? *given : version) + 1;
         if ((err = intent_put(c, it, "pending")))
             return err;
     }
-    int64_t *slot = tl_map_get(last, it->participant_id);
-    if (!slot) {
-        if (!(slot = malloc(sizeof *slot)) || (err = tl_map_put(last, it->participant_id, slot))) {
-            free(slot);
-            return err ? err : TL_ERR_NOMEM;
-        }
-        *slot = 0;
-    }
-    if (it->version > *slot)
-        *slot = it->version;
+    if (it->version > *given)
+        *given = it->version;
     return produce(c, it);
 }
 

@@ -81,13 +81,8 @@ tl_err_t tl_release_export_open(const tl_consumer_cfg_t *cfg, tl_registry_t *reg
 {
     ctx_t *c = calloc(1, sizeof *c);
     tl_err_t err = c ? TL_OK : TL_ERR_NOMEM;
-    if (!err && !tl_research_dates_parse(cfg->research_dates, &c->research.dates)) {
-        tl_log_error("research_dates_invalid",
-                     json_pack("{s:s}", "expected", "study_days|shifted"));
-        err = TL_ERR_CONFIG;
-    }
     if (!err)
-        err = tl_research_key_load(cfg->research_key_file, &c->research);
+        err = tl_research_cfg_load(cfg->research_key_file, cfg->research_dates, &c->research);
     if (!err) {
         int n = snprintf(c->dir, sizeof c->dir, "%s", cfg->release_dir ? cfg->release_dir : "");
         if (n <= 0 || (size_t)n >= sizeof c->dir || make_dir(c->dir)) {
@@ -155,7 +150,7 @@ static tl_err_t file_wrote(file_t *w)
     return w->buf.len >= OUT_BUF ? file_flush(w) : TL_OK;
 }
 
-/* Flushes, syncs and closes; the digest into sha. */
+/* Flushes, syncs and closes; the digest into sha; w->bytes stays the size. */
 static tl_err_t file_close(file_t *w, char sha[TL_SHA256_STRLEN])
 {
     tl_err_t err = w->f ? file_flush(w) : TL_ERR_IO;
@@ -270,7 +265,8 @@ typedef struct {
     const char *failure; /* why the release failed, for ReleaseFailed */
 } job_t;
 
-/* The cut's partitions of topic as two array literals. */
+/* The cut as three array literals (topic, partition, offset), of one topic
+ * or (topic NULL) of all. */
 static tl_err_t cut_arrays(const json_t *cut, const char *topic, tl_cols_t *cols)
 {
     size_t i;
@@ -279,12 +275,13 @@ static tl_err_t cut_arrays(const json_t *cut, const char *topic, tl_cols_t *cols
     json_array_foreach(cut, i, c)
     {
         char p[16], o[24];
-        if (strcmp(json_string_value(json_object_get(c, "topic")), topic))
+        const char *t = json_string_value(json_object_get(c, "topic"));
+        if (topic && strcmp(t, topic))
             continue;
         snprintf(p, sizeof p, "%lld", (long long)tl_ev_int(c, "partition"));
         snprintf(o, sizeof o, "%lld", (long long)tl_ev_int(c, "offset"));
-        const char *row[] = {p, o};
-        if ((err = tl_cols_add_row(cols, row, 2)))
+        const char *row[] = {t, p, o};
+        if ((err = tl_cols_add_row(cols, row, 3)))
             break;
     }
     return err ? err : tl_cols_end(cols);
@@ -294,20 +291,7 @@ static tl_err_t archived(job_t *j, bool *ready)
 {
     tl_cols_t cols;
     tl_cols_init(&cols, 3);
-    size_t i;
-    const json_t *c;
-    tl_err_t err = TL_OK;
-    json_array_foreach(j->cut, i, c)
-    {
-        char p[16], o[24];
-        snprintf(p, sizeof p, "%lld", (long long)tl_ev_int(c, "partition"));
-        snprintf(o, sizeof o, "%lld", (long long)tl_ev_int(c, "offset"));
-        const char *row[] = {json_string_value(json_object_get(c, "topic")), p, o};
-        if ((err = tl_cols_add_row(&cols, row, 3)))
-            break;
-    }
-    if (!err)
-        err = tl_cols_end(&cols);
+    tl_err_t err = cut_arrays(j->cut, NULL, &cols);
     const char *params[] = {cols.col[0].data, cols.col[1].data, cols.col[2].data};
     tl_pg_res_t *res = NULL;
     if (!err)
@@ -363,9 +347,9 @@ static tl_err_t on_record(void *user, const char *type, const json_t *record,
 static tl_err_t read_archive(job_t *j, const char *topic, const char *sql)
 {
     tl_cols_t cols;
-    tl_cols_init(&cols, 2);
+    tl_cols_init(&cols, 3);
     tl_err_t err = cut_arrays(j->cut, topic, &cols);
-    const char *params[] = {topic, cols.col[0].data, cols.col[1].data};
+    const char *params[] = {topic, cols.col[1].data, cols.col[2].data};
     char fetch[64], key[512] = "";
     snprintf(fetch, sizeof fetch, "FETCH %d FROM release_cut", TL_RELEASE_FETCH);
     bool stream = !strcmp(topic, TL_TOPIC_PARTICIPANT);
@@ -459,8 +443,9 @@ static tl_err_t write_text(const char *dir, const char *name, const char *text,
     if (!err)
         err = tl_buf_puts(&w.buf, "\n");
     if (!err) {
-        *bytes = w.buf.len;
-        return file_close(&w, sha);
+        err = file_close(&w, sha);
+        *bytes = w.bytes;
+        return err;
     }
     file_abandon(&w);
     return err;
@@ -501,13 +486,13 @@ static tl_err_t cut(job_t *j, const char *name, char **text)
         err = read_archive(j, TL_TOPIC_PARTICIPANT, sql_stream);
     for (size_t i = 0; i < TL_RELEASE_NTABLES && !err; i++) {
         table_t *tb = &j->tables[i];
-        bytes[2 * i] = tb->csv.bytes + tb->csv.buf.len;
         err = file_close(&tb->csv, sha[2 * i]);
         if (!err)
             err = table_block(tb);
-        bytes[2 * i + 1] = tb->avro.bytes + tb->avro.buf.len;
         if (!err)
             err = file_close(&tb->avro, sha[2 * i + 1]);
+        bytes[2 * i] = tb->csv.bytes; /* file_close flushed them all */
+        bytes[2 * i + 1] = tb->avro.bytes;
     }
     json_t *m = err ? NULL : manifest(j, name, sha, bytes);
     *text = m ? json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;

@@ -85,12 +85,8 @@ static tl_err_t research_open(const tl_consumer_cfg_t *cfg, tl_registry_t *regis
     tl_research_cfg_t rc = {0};
     research_ctx_t *c = calloc(1, sizeof *c);
     tl_err_t err = c ? TL_OK : TL_ERR_NOMEM;
-    if (!err && !tl_research_dates_parse(cfg->research_dates, &rc.dates)) {
-        tl_log_error("research_dates_invalid", json_pack("{s:s}", "expected", "study_days|shifted"));
-        err = TL_ERR_CONFIG;
-    }
     if (!err)
-        err = tl_research_key_load(cfg->research_key_file, &rc);
+        err = tl_research_cfg_load(cfg->research_key_file, cfg->research_dates, &rc);
     if (!err)
         err = tl_kafka_producer_new(cfg->brokers, TL_RESEARCH_FLUSH_MS, &c->kafka);
     if (!err)

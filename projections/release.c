@@ -78,13 +78,6 @@ const tl_release_table_t tl_release_tables[TL_RELEASE_NTABLES] = {
      N(answer_cols)},
 };
 
-static void truncate_to(tl_buf_t *b, size_t len)
-{
-    b->len = len;
-    if (b->data)
-        b->data[len] = '\0';
-}
-
 static const char *type_name(tl_col_type_t t)
 {
     static const char *const names[] = {"string", "uuid", "int", "long", "boolean", "date"};
@@ -190,7 +183,7 @@ tl_err_t tl_release_csv_header(const tl_release_table_t *t, tl_buf_t *out)
     if (!err)
         err = tl_buf_puts(out, "\r\n");
     if (err)
-        truncate_to(out, before);
+        tl_buf_truncate(out, before);
     return err;
 }
 
@@ -209,7 +202,7 @@ tl_err_t tl_release_csv_row(const tl_release_table_t *t, const json_t *row, tl_b
     if (!err)
         err = tl_buf_puts(out, "\r\n");
     if (err)
-        truncate_to(out, before);
+        tl_buf_truncate(out, before);
     return err;
 }
 

@@ -71,6 +71,15 @@ tl_err_t tl_research_key_load(const char *path, tl_research_cfg_t *cfg)
     return TL_OK;
 }
 
+tl_err_t tl_research_cfg_load(const char *key_file, const char *dates, tl_research_cfg_t *cfg)
+{
+    if (!tl_research_dates_parse(dates, &cfg->dates)) {
+        tl_log_error("research_dates_invalid", json_pack("{s:s}", "expected", "study_days|shifted"));
+        return TL_ERR_CONFIG;
+    }
+    return tl_research_key_load(key_file, cfg);
+}
+
 /* ---- state ---- */
 
 typedef struct form form_t;

@@ -39,6 +39,9 @@ void tl_research_store_destroy(tl_research_store_t *s);
  * file only its owner may read. TL_ERR_CONFIG otherwise (logged, without
  * the key). */
 tl_err_t tl_research_key_load(const char *path, tl_research_cfg_t *cfg);
+/* The export's settings: dates ("study_days" or "shifted") and the key
+ * (tl_research_key_load). TL_ERR_CONFIG, logged, for either wrong. */
+tl_err_t tl_research_cfg_load(const char *key_file, const char *dates, tl_research_cfg_t *cfg);
 
 /* Folds b and publishes its records (the projection's apply, with the store
  * the catalog keeps in b->ctx). */

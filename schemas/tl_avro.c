@@ -269,13 +269,6 @@ const char *tl_avro_schema_fullname(const tl_avro_schema_t *s)
 
 /* ---- encoding -------------------------------------------------------- */
 
-static void buf_truncate(tl_buf_t *b, size_t len)
-{
-    b->len = len;
-    if (b->data)
-        b->data[len] = '\0';
-}
-
 static tl_err_t put_long(tl_buf_t *b, int64_t v)
 {
     uint64_t u = (uint64_t)v;
@@ -389,7 +382,7 @@ static tl_err_t encode_union(avro_schema_t s, const json_t *v, tl_buf_t *b, int 
             err = encode(br, v, b, depth + 1);
         if (err != TL_ERR_INVALID)
             return err;
-        buf_truncate(b, mark);
+        tl_buf_truncate(b, mark);
     }
     return TL_ERR_INVALID;
 }
@@ -464,7 +457,7 @@ tl_err_t tl_avro_encode(const tl_avro_schema_t *s, const json_t *value, tl_buf_t
     size_t mark = out->len;
     tl_err_t err = encode(s->schema, value, out, 1);
     if (err)
-        buf_truncate(out, mark);
+        tl_buf_truncate(out, mark);
     return err;
 }
 
@@ -1067,7 +1060,7 @@ tl_err_t tl_avro_ocf_header(const char *schema_json, const unsigned char sync[TL
     if (!err)
         err = tl_buf_append(out, sync, TL_AVRO_SYNC_LEN);
     if (err)
-        buf_truncate(out, before);
+        tl_buf_truncate(out, before);
     return err;
 }
 
@@ -1081,6 +1074,6 @@ tl_err_t tl_avro_ocf_block(size_t count, const void *data, size_t len,
     if (!err)
         err = tl_buf_append(out, sync, TL_AVRO_SYNC_LEN);
     if (err)
-        buf_truncate(out, before);
+        tl_buf_truncate(out, before);
     return err;
 }

@@ -582,3 +582,25 @@ void tl_stack_post(tl_stack_t *s, const char *path, const char *body, long want,
         snprintf(id_out, 40, "%s", json_string_value(json_object_get(r.body, "id")));
     tl_http_free(&r);
 }
+
+json_t *tl_stack_release_wait(tl_stack_t *s, const char *token, const char *id, int timeout_ms)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/releases/%s", id);
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        tl_http_resp_t r = tl_http_as(s, token, "GET", path, NULL, NULL);
+        const char *status = json_string_value(json_object_get(r.body, "status"));
+        if (r.status == 200 && status && !strcmp(status, "completed")) {
+            json_t *j = json_incref(r.body);
+            tl_http_free(&r);
+            return j;
+        }
+        if (status && !strcmp(status, "failed"))
+            fail_msg("release %s failed: %s", id,
+                     json_string_value(json_object_get(r.body, "error")));
+        tl_http_free(&r);
+        tl_sleep_ms(100);
+    }
+    fail_msg("release %s did not complete in %d ms", id, timeout_ms);
+    return NULL;
+}

@@ -57,6 +57,10 @@ void tl_stack_start_research(tl_stack_t *s, const char *dates);
  * s->releases, with the same key and its files under dir/releases (where
  * the gateway serves them from). */
 void tl_stack_start_releases(tl_stack_t *s);
+/* Polls GET /v1/releases/{id} as token until the release is completed (its
+ * JSON, caller json_decref()s); fails the test when it failed or when
+ * timeout_ms passed. */
+json_t *tl_stack_release_wait(tl_stack_t *s, const char *token, const char *id, int timeout_ms);
 /* The ingest consumer (trialog-projector ingest) for sources
  * (TRIALOG_INGEST_SOURCES), pid in s->ingest. */
 void tl_stack_start_ingest(tl_stack_t *s, const char *sources);

@@ -82,26 +82,9 @@ static json_t *request(const char *body, long want)
     return j;
 }
 
-/* Waits for the release to complete; its JSON. */
 static json_t *completed(const char *id)
 {
-    char path[128];
-    snprintf(path, sizeof path, "/v1/releases/%s", id);
-    for (int i = 0; i < 600; i++) {
-        tl_http_resp_t r = tl_http_as(&stack, analyst, "GET", path, NULL, NULL);
-        const char *status = json_string_value(json_object_get(r.body, "status"));
-        if (r.status == 200 && status && !strcmp(status, "completed")) {
-            json_t *j = json_incref(r.body);
-            tl_http_free(&r);
-            return j;
-        }
-        if (status && !strcmp(status, "failed"))
-            fail_msg("the release failed: %s", json_string_value(json_object_get(r.body, "error")));
-        tl_http_free(&r);
-        tl_sleep_ms(100);
-    }
-    fail_msg("the release did not complete in 60 s");
-    return NULL;
+    return tl_stack_release_wait(&stack, analyst, id, 60000);
 }
 
 /* Downloads every file of release id into dir/<tag>/ with curl; checks the

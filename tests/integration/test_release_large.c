@@ -44,25 +44,14 @@ static long long release_rows(const char *name)
     snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
     tl_http_resp_t r = tl_http_as(&stack, analyst, "POST", path, body, NULL);
     assert_int_equal(r.status, 201);
-    snprintf(path, sizeof path, "/v1/releases/%s",
-             json_string_value(json_object_get(r.body, "id")));
+    json_t *rel = tl_stack_release_wait(&stack, analyst,
+                                        json_string_value(json_object_get(r.body, "id")), 180000);
     tl_http_free(&r);
-    for (int i = 0; i < 1800; i++) {
-        r = tl_http_as(&stack, analyst, "GET", path, NULL, NULL);
-        const char *status = json_string_value(json_object_get(r.body, "status"));
-        if (status && !strcmp(status, "completed")) {
-            json_t *tables = json_object_get(json_object_get(r.body, "manifest"), "tables");
-            long long rows = json_integer_value(
-                json_object_get(json_array_get(tables, TL_RELEASE_ANSWERS), "rows"));
-            tl_http_free(&r);
-            return rows;
-        }
-        assert_false(status && !strcmp(status, "failed"));
-        tl_http_free(&r);
-        tl_sleep_ms(100);
-    }
-    fail_msg("release %s did not complete in 180 s", name);
-    return -1;
+    json_t *tables = json_object_get(json_object_get(rel, "manifest"), "tables");
+    long long rows =
+        json_integer_value(json_object_get(json_array_get(tables, TL_RELEASE_ANSWERS), "rows"));
+    json_decref(rel);
+    return rows;
 }
 
 static void setup_study(void)
