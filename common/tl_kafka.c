@@ -389,6 +389,9 @@ tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const cha
                         /* A member that vanished (SIGKILL) holds its partitions
                          * until its session times out: keep that short. */
                         "session.timeout.ms", "6000",  "heartbeat.interval.ms", "1000",
+                        /* A pattern subscription (the archive's ingest
+                         * topics) sees a topic created since within this. */
+                        "topic.metadata.refresh.interval.ms", "5000",
                         "client.id",          "trialog"};
     *out = NULL;
     tl_kafka_consumer_t *c = calloc(1, sizeof *c);

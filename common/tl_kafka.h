@@ -15,6 +15,13 @@
 
 #include "tl_err.h"
 
+/* Seconds a program asked to stop has to finish. librdkafka's close and
+ * destroy can block for ever when the broker goes away at the wrong moment
+ * (in-flight requests keep a broker handle alive), so a stopping program arms
+ * alarm() with this and SIGALRM ends it. Offsets live in PostgreSQL, so that
+ * costs nothing but the goodbye. */
+#define TL_KAFKA_SHUTDOWN_GRACE_S 30
+
 typedef struct tl_kafka_producer tl_kafka_producer_t;
 typedef struct tl_kafka_consumer tl_kafka_consumer_t;
 typedef struct tl_kafka_mock tl_kafka_mock_t;

@@ -14,9 +14,20 @@
 #define TL_TOPIC_RESEARCH_VISITS "trialog.research.visits.v1"
 #define TL_TOPIC_RESEARCH_FORMS "trialog.research.forms.v1"
 
-/* The log: every topic the archive keeps, including the dead-letter topics. */
+/* Connectors' topics, trialog.ingest.<source>.v1, and their dead letters:
+ * a librdkafka subscription pattern (a leading ^ makes it a regex). */
+#define TL_TOPIC_INGEST_PREFIX "trialog.ingest."
+#define TL_TOPIC_INGEST_PATTERN "^trialog\\.ingest\\..+"
+
+/* The log: Trialog's own topics, including the dead-letter topics. */
 extern const char *const tl_topics_all[];
 extern const size_t tl_topics_count;
+
+/* What the archive keeps: the log and whatever connectors publish (the
+ * ingest topics and their dead letters), so that a re-seeded broker gives
+ * every consumer its offsets back and the source data stays with the log. */
+extern const char *const tl_topics_archive[];
+extern const size_t tl_topics_archive_count;
 
 /* Every topic the local broker creates: the log and the research topics,
  * which are derived from it and replayable, so the archive leaves them out. */

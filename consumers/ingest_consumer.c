@@ -13,7 +13,7 @@
 #include "tl_producer.h"
 #include "tl_topics.h"
 
-#define PREFIX "trialog.ingest."
+#define PREFIX TL_TOPIC_INGEST_PREFIX
 #define SUFFIX ".v1"
 
 int tl_ingest_topics(const char *sources, char topics[][TL_INGEST_TOPIC_LEN], int max)

@@ -3,10 +3,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ingest_consumer.h"
 #include "tl_config.h"
 #include "tl_consumer.h"
+#include "tl_kafka.h"
 #include "tl_log.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -15,6 +17,7 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
+    alarm(TL_KAFKA_SHUTDOWN_GRACE_S); /* SIGALRM ends a shutdown that hangs */
 }
 
 int main(int argc, char **argv)

@@ -445,9 +445,9 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
         all.topics = cfg->topics;
         all.ntopics = cfg->ntopics;
     }
-    if (!all.ntopics) {
-        all.topics = tl_topics_all;
-        all.ntopics = tl_topics_count;
+    if (!all.ntopics) { /* the archive */
+        all.topics = tl_topics_archive;
+        all.ntopics = tl_topics_archive_count;
     }
     const tl_projection_t *proj = &all;
     runtime_t rt = {.cfg = cfg, .proj = proj, .stop = stop};

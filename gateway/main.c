@@ -8,6 +8,7 @@
 #include "gateway.h"
 #include "http.h"
 #include "tl_config.h"
+#include "tl_kafka.h"
 #include "tl_log.h"
 #include "tl_migrations.h"
 
@@ -95,6 +96,7 @@ int main(int argc, char **argv)
         int sig = 0;
         sigwait(&sigs, &sig);
         tl_log_info("gateway_stopping", json_pack("{s:i}", "signal", sig));
+        alarm(TL_KAFKA_SHUTDOWN_GRACE_S); /* SIGALRM ends a shutdown that hangs */
     } else {
         tl_log_error("gateway_start_failed", json_pack("{s:s}", "error", tl_err_name(err)));
     }

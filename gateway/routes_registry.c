@@ -17,12 +17,12 @@
 #include "gateway.h"
 #include "tl_json.h"
 #include "tl_schemas.h"
+#include "tl_topics.h"
 
 #define TL_REGISTRY_CT "application/vnd.schemaregistry.v1+json"
 #define WHY_MAX 512
 #define SUBJECT_MAX 255
 /* what a connector may register: its own ingest topics' subjects */
-#define INGEST_PREFIX "trialog.ingest."
 
 static void answer(tl_resp_t *resp, int status, json_t *body)
 {
@@ -241,7 +241,7 @@ void tl_h_registry_register(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const char *subject = req->params[0];
     if (!subject_ok(subject, resp))
         return;
-    if (req->actor.role == TL_ROLE_CONNECTOR && strncmp(subject, INGEST_PREFIX, 15)) {
+    if (req->actor.role == TL_ROLE_CONNECTOR && strncmp(subject, TL_TOPIC_INGEST_PREFIX, strlen(TL_TOPIC_INGEST_PREFIX))) {
         reg_error(resp, 403, 40301,
                   "A connector registers schemas of its own ingest topics only (trialog.ingest.*)");
         return;

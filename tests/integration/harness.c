@@ -381,7 +381,7 @@ int tl_stack_kill(pid_t *pid, int sig)
     return 128 + SIGKILL;
 }
 
-void tl_stack_stop(tl_stack_t *s)
+void tl_stack_stop_programs(tl_stack_t *s)
 {
     /* Each program ends cleanly on SIGTERM: exit 0, and under the sanitizers
      * no leak or error report (those make the exit code non-zero). */
@@ -394,6 +394,15 @@ void tl_stack_stop(tl_stack_t *s)
     int rl = tl_stack_kill(&s->releases, SIGTERM);
     int in = tl_stack_kill(&s->ingest, SIGTERM);
     int au = tl_stack_kill(&s->audit, SIGTERM);
+    if (gw || pr || sc || ac || fo || re || rl || in || au)
+        fail_msg("unclean exit: gateway %d, projector %d, schedules %d, access %d, forms %d,"
+                 " research %d, release-export %d, ingest %d, audit %d (see %s)",
+                 gw, pr, sc, ac, fo, re, rl, in, au, s->dir);
+}
+
+void tl_stack_stop(tl_stack_t *s)
+{
+    tl_stack_stop_programs(s);
     int br = tl_stack_kill(&s->broker, SIGTERM);
     if (s->pg) {
         char sql[200];
@@ -402,10 +411,8 @@ void tl_stack_stop(tl_stack_t *s)
         tl_pg_destroy(s->pg);
         s->pg = NULL;
     }
-    if (gw || pr || sc || ac || fo || re || rl || in || au || br)
-        fail_msg("unclean exit: gateway %d, projector %d, schedules %d, access %d, forms %d,"
-                 " research %d, release-export %d, ingest %d, audit %d, broker %d (see %s)",
-                 gw, pr, sc, ac, fo, re, rl, in, au, br, s->dir);
+    if (br)
+        fail_msg("unclean exit: broker %d (see %s)", br, s->dir);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *user)

@@ -42,6 +42,9 @@ void tl_stack_token(tl_stack_t *s, const char *role, const char *site, char toke
 #define TL_STACK_BOOT_EVENTS 2
 /* Stops every process and drops the schema. */
 void tl_stack_stop(tl_stack_t *s);
+/* SIGTERM to every program but the broker; fails the test unless each
+ * exits 0. */
+void tl_stack_stop_programs(tl_stack_t *s);
 
 void tl_stack_start_broker(tl_stack_t *s);
 /* The participants projector, and the schedules, access and forms

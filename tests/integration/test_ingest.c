@@ -11,6 +11,7 @@
  *   - keeps going: a valid record after them is taken. */
 #include "harness.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,65 @@ static void test_ingest(void **state)
     assert_int_equal(version_of("participants", "id"), 5);
 }
 
+/* The local broker dies and comes back empty: the archive keeps the ingest
+ * topic and its dead letters like the rest of the log, so `trialog reseed`
+ * gives them back at the same offsets and the ingest consumer carries on
+ * from where it stopped. */
+static void test_ingest_after_broker_restart(void **state)
+{
+    (void)state;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM %s.audit_log WHERE topic IN ('" TOPIC "', '" TOPIC ".dlq')",
+             stack.schema);
+    if (!tl_wait_count(&stack, sql, 11 + 4, 20000))
+        fail_msg("the archive does not hold the ingest topic and its dead letters");
+
+    tl_stack_stop_programs(&stack);
+    tl_kafka_producer_destroy(kafka);
+    kafka = NULL;
+    tl_stack_kill(&stack.broker, SIGKILL);
+    tl_stack_start_broker(&stack);
+
+    char *out = NULL;
+    assert_int_equal(tl_stack_cli(&stack, "reseed", &out), 0);
+    if (!strstr(out, "seeded  " TOPIC "/") || !strstr(out, "seeded  " TOPIC ".dlq/"))
+        fail_msg("the ingest topics were not re-seeded:\n%s", out);
+    free(out);
+    tl_stack_start_projector(&stack);
+    tl_stack_start_audit(&stack);
+    tl_stack_start_ingest(&stack, "oct");
+    tl_stack_start_gateway(&stack);
+
+    assert_int_equal(tl_kafka_producer_new(stack.brokers, 10000, &kafka), TL_OK);
+    publish("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a05", "ING-001", 280);
+    wait_read(12);
+    assert_int_equal(version_of("participants", "id"), 6);
+    char *dlq = dead_letters();
+    long lines = 0;
+    for (const char *p = dlq; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 4);
+    free(dlq);
+
+    /* the audit API lists Trialog's events: the observations, not the
+     * connector's records they came from */
+    tl_http_resp_t r = tl_http(&stack, "GET", "/v1/audit?limit=500", NULL, NULL, true);
+    assert_int_equal(r.status, 200);
+    size_t i, observed = 0;
+    json_t *item;
+    json_array_foreach(json_object_get(r.body, "items"), i, item)
+    {
+        const char *topic = json_string_value(json_object_get(item, "topic"));
+        assert_non_null(topic);
+        assert_null(strstr(topic, "trialog.ingest."));
+        observed += !strcmp(json_string_value(json_object_get(item, "type")), "ObservationRecorded");
+    }
+    assert_int_equal(observed, 5);
+    assert_true(json_is_null(json_object_get(r.body, "next")));
+    tl_http_free(&r);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -201,6 +261,7 @@ static int teardown(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_ingest)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_ingest),
+                                       cmocka_unit_test(test_ingest_after_broker_restart)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -44,12 +44,7 @@ static void test_broker_restart_with_reseed(void **state)
     assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 20000));
 
     /* the broker dies and comes back empty, on another port */
-    assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
-    assert_int_equal(tl_stack_kill(&stack.projector, SIGTERM), 0);
-    assert_int_equal(tl_stack_kill(&stack.schedules, SIGTERM), 0);
-    assert_int_equal(tl_stack_kill(&stack.forms, SIGTERM), 0);
-    assert_int_equal(tl_stack_kill(&stack.access, SIGTERM), 0);
-    assert_int_equal(tl_stack_kill(&stack.audit, SIGTERM), 0);
+    tl_stack_stop_programs(&stack);
     tl_stack_kill(&stack.broker, SIGKILL);
     tl_stack_start_broker(&stack);
 
@@ -85,11 +80,7 @@ static void test_reset_broker_without_reseed_is_refused(void **state)
 {
     (void)state;
     /* the projector must not start on a broker that lost what it applied */
-    assert_int_equal(tl_stack_kill(&stack.gateway, SIGTERM), 0);
-    assert_int_equal(tl_stack_kill(&stack.projector, SIGTERM), 0);
-    assert_int_equal(tl_stack_kill(&stack.schedules, SIGTERM), 0);
-    assert_int_equal(tl_stack_kill(&stack.forms, SIGTERM), 0);
-    assert_int_equal(tl_stack_kill(&stack.audit, SIGTERM), 0);
+    tl_stack_stop_programs(&stack);
     tl_stack_kill(&stack.broker, SIGKILL);
     tl_stack_start_broker(&stack);
     assert_int_not_equal(tl_stack_projector_exit(&stack, 30000), 0);
