@@ -99,7 +99,7 @@ static double bench_produce(tl_kafka_producer_t *kp, const tl_uuid_t *keys, long
     double t0 = tl_bench_now_s();
     for (long i = 0; i < n; i++)
         tl_bench_check(tl_kafka_produce_async(kp, TOPIC, -1, keys[i % nkeys].s, TL_UUID_STRLEN - 1,
-                                              value, MSG_BYTES, NULL, 0),
+                                              value, MSG_BYTES, NULL, 0, NULL),
                        "produce");
     tl_bench_check(tl_kafka_producer_flush(kp, KAFKA_TIMEOUT_MS), "flush");
     return (double)n / (tl_bench_now_s() - t0);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,13 +82,24 @@ typedef struct {
     tl_kafka_pos_t pos;
 } delivery_t;
 
+/* A message's opaque says who waits for its report: NULL, nobody (only a
+ * failure is counted, for the flush); a delivery_t, a thread waiting in
+ * tl_kafka_produce_sync; a tl_kafka_receipt_t, tagged in its low bit. */
+#define RECEIPT_TAG ((uintptr_t)1)
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     delivery_t *d = m->_private;
-    if (!d) { /* an asynchronous produce: only failures are counted */
+    if (!d || ((uintptr_t)d & RECEIPT_TAG)) { /* an asynchronous produce */
         if (m->err)
             atomic_fetch_add(&((tl_kafka_producer_t *)opaque)->async_failed, 1);
+        if (d) {
+            tl_kafka_receipt_t *r = (tl_kafka_receipt_t *)((uintptr_t)d & ~RECEIPT_TAG);
+            r->pos.partition = m->partition;
+            r->pos.offset = m->offset;
+            r->err = kafka_err(m->err);
+        }
         return;
     }
     pthread_mutex_lock(&d->lock);
@@ -156,8 +168,7 @@ void tl_kafka_producer_destroy(tl_kafka_producer_t *p)
 
 static rd_kafka_resp_err_t produce(tl_kafka_producer_t *p, const char *topic, int32_t partition,
                                    const void *key, size_t key_len, const void *value, size_t len,
-                                   const tl_kafka_header_t *headers, size_t nheaders,
-                                   delivery_t *d)
+                                   const tl_kafka_header_t *headers, size_t nheaders, void *d)
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
     for (size_t i = 0; i < nheaders; i++)
@@ -200,15 +211,18 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
 
 tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, int32_t partition,
                                 const void *key, size_t key_len, const void *value, size_t len,
-                                const tl_kafka_header_t *headers, size_t nheaders)
+                                const tl_kafka_header_t *headers, size_t nheaders,
+                                tl_kafka_receipt_t *receipt)
 {
     rd_kafka_resp_err_t e;
+    void *opaque = receipt ? (void *)((uintptr_t)receipt | RECEIPT_TAG) : NULL;
+    if (receipt)
+        *receipt = (tl_kafka_receipt_t){.pos = {-1, -1}, .err = TL_ERR_UNAVAILABLE};
     if (partition < 0)
         partition = RD_KAFKA_PARTITION_UA;
     /* a full local queue is back-pressure: wait for deliveries, then retry */
     for (int i = 0; (e = produce(p, topic, partition, key, key_len, value, len, headers, nheaders,
-                                 NULL)) ==
-                        RD_KAFKA_RESP_ERR__QUEUE_FULL &&
+                                 opaque)) == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
                     i < 1000;
          i++)
         rd_kafka_poll(p->rk, 10);

@@ -48,13 +48,22 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
                                size_t key_len, const void *value, size_t len,
                                const tl_kafka_header_t *headers, size_t nheaders,
                                tl_kafka_pos_t *pos);
-/* Produces without waiting (tools, loads, re-seed); a full queue waits.
- * tl_kafka_producer_flush then waits for every delivery and fails if any
- * message since the last flush was not delivered. */
-/* partition: -1 lets the partitioner choose from the key. */
+/* Where a message produced without waiting landed: its delivery report
+ * fills it in, by the time tl_kafka_producer_flush returns. */
+typedef struct {
+    tl_kafka_pos_t pos;
+    tl_err_t err; /* TL_OK once delivered; TL_ERR_UNAVAILABLE until then */
+} tl_kafka_receipt_t;
+
+/* Produces without waiting (batches, tools, loads, re-seed); a full queue
+ * waits. tl_kafka_producer_flush then waits for every delivery and fails if
+ * any message since the last flush was not delivered. partition: -1 lets
+ * the partitioner choose from the key. receipt: NULL, or borrowed until the
+ * flush, which fills it in. */
 tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, int32_t partition,
                                 const void *key, size_t key_len, const void *value, size_t len,
-                                const tl_kafka_header_t *headers, size_t nheaders);
+                                const tl_kafka_header_t *headers, size_t nheaders,
+                                tl_kafka_receipt_t *receipt);
 tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms);
 /* Partition count of topic, or -1 when unknown or unreachable. */
 int tl_kafka_producer_partitions(tl_kafka_producer_t *p, const char *topic, int timeout_ms);

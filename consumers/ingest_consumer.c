@@ -95,8 +95,12 @@ typedef struct {
     tl_uuid_t id; /* the canonical event's */
     char participant_id[TL_UUID_STRLEN], study_id[TL_UUID_STRLEN];
     int64_t version;
-    tl_kafka_pos_t pos;
-    bool live; /* produced, fate not known yet */
+    tl_kafka_receipt_t receipt;
+    bool valid;         /* an observation to take: read, about a participant, not settled */
+    bool found;         /* a version was chosen for it before (ingest_events) */
+    bool send;          /* to be produced (again) in this round */
+    bool live;          /* produced, fate not known yet */
+    const char *status; /* to write to ingest_events at the end of this round */
 } item_t;
 
 static void source_of(const char *topic, char out[TL_INGEST_SOURCE_MAX + 1])
@@ -108,7 +112,8 @@ static void source_of(const char *topic, char out[TL_INGEST_SOURCE_MAX + 1])
         snprintf(out, TL_INGEST_SOURCE_MAX + 1, "unknown");
 }
 
-/* The message, as it came, to <topic>.dlq, with why. */
+/* The message, as it came, to <topic>.dlq, with why; delivered by the
+ * flush at the end of the batch (a failed one makes the batch run again). */
 static tl_err_t dead_letter(ctx_t *c, const tl_event_t *e, const char *why, const char *field)
 {
     char topic[TL_INGEST_TOPIC_LEN + 8], part[16], off[24], source[TL_INGEST_SOURCE_MAX + 1];
@@ -124,9 +129,8 @@ static tl_err_t dead_letter(ctx_t *c, const tl_event_t *e, const char *why, cons
         {"trialog_source", source, strlen(source)},
         {"trialog_error_field", field ? field : "", field ? strlen(field) : 0},
     };
-    tl_kafka_pos_t pos;
-    tl_err_t err = tl_kafka_produce_sync(c->kafka, topic, e->key, e->key_len, e->value, e->len, h,
-                                         field && *field ? 6 : 5, &pos);
+    tl_err_t err = tl_kafka_produce_async(c->kafka, topic, -1, e->key, e->key_len, e->value, e->len,
+                                          h, field && *field ? 6 : 5, NULL);
     tl_log_warn("ingest_dead_letter",
                 json_pack("{s:s, s:i, s:I, s:s, s:s}", "topic", e->topic, "partition", e->partition,
                           "offset", (json_int_t)e->offset, "error_type", why, "result",
@@ -148,70 +152,35 @@ static const char *undecodable(ctx_t *c, tl_pg_t *pg, const tl_event_t *e)
                                                                                  : "malformed_avro";
 }
 
-static const char *const sql_who =
-    "SELECT s.id, p.id, p.status, p.version, p.consent_date - date '1970-01-01'"
-    " FROM studies s LEFT JOIN participants p"
-    "   ON p.study_id = s.id AND p.participant_code = $2"
-    " WHERE s.protocol_id = $1";
-
-/* Who the observation is about; NULL, or why it is not accepted. */
-static const char *who(tl_pg_t *pg, item_t *it, int64_t *version, tl_err_t *err)
+/* Reads the record as an observation (it->valid), or sends it to the dead
+ * letters. The same event twice in one batch: the first one counts. */
+static tl_err_t read_one(ctx_t *c, tl_pg_t *pg, item_t *it, tl_map_t *seen)
 {
-    const char *params[] = {it->o.protocol_id, it->o.participant_code};
-    tl_pg_res_t *res = NULL;
-    const char *why = NULL;
-    *err = tl_pg_exec(pg, sql_who, 2, params, &res);
-    if (*err)
-        return NULL;
-    if (!tl_pg_nrows(res))
-        why = "unknown_study";
-    else if (!tl_pg_get(res, 0, 1))
-        why = "unknown_participant";
-    else if (strcmp(tl_pg_get(res, 0, 2), "enrolled"))
-        why = "participant_not_active";
-    else if (tl_pg_get(res, 0, 4) && it->o.observed_on < tl_pg_get_int(res, 0, 4))
-        why = "out_of_range"; /* before the participant consented */
-    if (!why) {
-        tl_col_copy(it->study_id, sizeof it->study_id, tl_pg_get(res, 0, 0));
-        tl_col_copy(it->participant_id, sizeof it->participant_id, tl_pg_get(res, 0, 1));
-        *version = tl_pg_get_int(res, 0, 3);
-    }
-    tl_pg_res_free(res);
-    return why;
-}
-
-/* The version chosen for it before, if any; *done when its fate is known. */
-static tl_err_t intent_get(ctx_t *c, item_t *it, bool *found, bool *done)
-{
-    const char *params[] = {it->id.s};
-    tl_pg_res_t *res = NULL;
-    tl_err_t err = tl_pg_exec(
-        c->intents, "SELECT status, stream_version FROM ingest_events WHERE event_id = $1", 1,
-        params, &res);
-    *found = !err && tl_pg_nrows(res);
-    *done = *found && strcmp(tl_pg_get(res, 0, 0), "pending");
-    if (*found)
-        it->version = tl_pg_get_int(res, 0, 1);
-    tl_pg_res_free(res);
+    static const tl_uuid_t ns = {.s = TL_INGEST_EVENT_NS};
+    const tl_event_t *e = it->e;
+    char field[64] = "", name[TL_INGEST_SOURCE_MAX + 64];
+    const tl_avro_schema_t *schema = NULL;
+    uint32_t sid = 0;
+    const void *datum;
+    size_t dlen;
+    source_of(e->topic, it->source);
+    if (!e->type)
+        return dead_letter(c, e, undecodable(c, pg, e), NULL);
+    tl_err_t err = tl_frame_parse(e->value, e->len, &sid, &datum, &dlen);
+    if (!err)
+        err = tl_registry_resolve(c->registry, pg, sid, &schema);
+    if (err)
+        return err; /* it decoded a moment ago: the store is unreachable */
+    const char *why = tl_ingest_read(e->data, tl_avro_schema_json(schema), tl_date_today(), &it->o,
+                                     field, sizeof field);
+    if (why)
+        return dead_letter(c, e, why, field);
+    int n = snprintf(name, sizeof name, "%s/%s", it->source, it->o.event_id);
+    if ((err = tl_uuid_v5(&ns, name, (size_t)n, &it->id)) || tl_map_get(seen, it->id.s))
+        return err;
+    err = tl_map_put(seen, it->id.s, it);
+    it->valid = !err;
     return err;
-}
-
-static tl_err_t intent_put(ctx_t *c, const item_t *it, const char *status)
-{
-    char part[16], off[24], ver[24];
-    snprintf(part, sizeof part, "%d", it->e->partition);
-    snprintf(off, sizeof off, "%lld", (long long)it->e->offset);
-    snprintf(ver, sizeof ver, "%lld", (long long)it->version);
-    const char *params[] = {it->id.s, it->source, it->e->topic,       part,
-                            off,      ver,        it->participant_id, status};
-    return tl_pg_exec(
-        c->intents,
-        "INSERT INTO ingest_events (event_id, source, topic, partition, \"offset\","
-        "  stream_version, participant_id, status)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        " ON CONFLICT (event_id) DO UPDATE SET stream_version = EXCLUDED.stream_version,"
-        "  status = EXCLUDED.status, updated_at = now()",
-        8, params, NULL);
 }
 
 static tl_err_t produce(ctx_t *c, item_t *it)
@@ -234,203 +203,382 @@ static tl_err_t produce(ctx_t *c, item_t *it)
                             .causation_id = o->event_id,
                             .source = it->source,
                             .stream_version = it->version};
-    tl_err_t err = payload ? tl_producer_send(c->producer, "ObservationRecorded",
-                                              it->participant_id, payload, &meta, &it->pos)
-                           : TL_ERR_NOMEM;
+    tl_err_t err = payload
+                       ? tl_producer_send_async(c->producer, "ObservationRecorded",
+                                                it->participant_id, payload, &meta, &it->receipt)
+                       : TL_ERR_NOMEM;
     json_decref(payload);
-    it->live = !err;
     return err == TL_ERR_INVALID ? TL_ERR_INTERNAL : err;
 }
 
-/* ---- what became of them ---- */
+/* ---- the batch, a few statements whatever its size ---- */
+
+/* Runs sql with q's columns as its array parameters. */
+static tl_err_t exec_cols(tl_pg_t *pg, const char *sql, tl_cols_t *q, tl_pg_res_t **res)
+{
+    const char *params[TL_COLS_MAX];
+    tl_err_t err = tl_cols_end(q);
+    for (int i = 0; i < q->ncols; i++)
+        params[i] = q->col[i].data;
+    return err ? err : tl_pg_exec(pg, sql, q->ncols, params, res);
+}
+
+/* Which of n items a result row is about: its ordinality (column 0,
+ * 1-based) less one; false for none. */
+static bool row_index(const tl_pg_res_t *res, int r, size_t n, size_t *i)
+{
+    int64_t x = tl_pg_get_int(res, r, 0);
+    *i = x >= 1 && (uint64_t)x <= n ? (size_t)(x - 1) : 0;
+    return x >= 1 && (uint64_t)x <= n;
+}
+
+/* The valid items (those still to take), in batch order. */
+static size_t valid_items(item_t *items, size_t n, item_t **v)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (items[i].valid)
+            v[k++] = &items[i];
+    return k;
+}
+
+/* The versions chosen before: a settled event has no second effect; a
+ * pending one is produced again at its version. */
+static tl_err_t load_intents(ctx_t *c, item_t *items, size_t n, item_t **v)
+{
+    size_t k = valid_items(items, n, v);
+    tl_cols_t q;
+    tl_cols_init(&q, 1);
+    tl_pg_res_t *res = NULL;
+    tl_err_t err = TL_OK;
+    for (size_t i = 0; i < k && !err; i++)
+        err = tl_cols_add_row(&q, (const char *const[]){v[i]->id.s}, 1);
+    if (!err && k)
+        err = exec_cols(c->intents,
+                        "SELECT x.i, e.status, e.stream_version"
+                        " FROM unnest($1::uuid[]) WITH ORDINALITY AS x(id, i)"
+                        " JOIN ingest_events e ON e.event_id = x.id",
+                        &q, &res);
+    for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
+        size_t i;
+        if (!row_index(res, r, k, &i))
+            continue;
+        item_t *it = v[i];
+        it->found = true;
+        it->version = tl_pg_get_int(res, r, 2);
+        it->valid = !strcmp(tl_pg_get(res, r, 1), "pending");
+    }
+    tl_pg_res_free(res);
+    tl_cols_cleanup(&q);
+    return err;
+}
+
+/* The highest version this batch gave the participant so far (a slot that
+ * lives as long as the map). */
+static tl_err_t given_slot(tl_map_t *given, const char *participant_id, int64_t **slot)
+{
+    tl_err_t err = TL_OK;
+    if (!(*slot = tl_map_get(given, participant_id))) {
+        if (!(*slot = calloc(1, sizeof **slot)))
+            return TL_ERR_NOMEM;
+        if ((err = tl_map_put(given, participant_id, *slot))) {
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+    return err;
+}
+
+/* Frees a map of given_slot slots. */
+static void free_slots(tl_map_t *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->keys[i])
+            free(m->vals[i]);
+    tl_map_cleanup(m);
+}
+
+/* Who each observation is about, in one query; the versions they make, in
+ * batch order. One the study or participant does not allow is a dead
+ * letter. */
+static tl_err_t load_who(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t **v,
+                         tl_map_t *given)
+{
+    size_t k = valid_items(items, n, v);
+    int64_t *current = k ? calloc(k, sizeof *current) : NULL;
+    bool *seen = k ? calloc(k, sizeof *seen) : NULL;
+    tl_cols_t q;
+    tl_cols_init(&q, 2);
+    tl_pg_res_t *res = NULL;
+    tl_err_t err = k && (!current || !seen) ? TL_ERR_NOMEM : TL_OK;
+    for (size_t i = 0; i < k && !err; i++)
+        err = tl_cols_add_row(
+            &q, (const char *const[]){v[i]->o.protocol_id, v[i]->o.participant_code}, 2);
+    if (!err && k)
+        err =
+            exec_cols(pg,
+                      "SELECT x.i, s.id, p.id, p.status, p.version,"
+                      "  p.consent_date - date '1970-01-01'"
+                      " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(protocol, code, i)"
+                      " LEFT JOIN studies s ON s.protocol_id = x.protocol"
+                      " LEFT JOIN participants p"
+                      "   ON p.study_id = s.id AND p.participant_code = x.code",
+                      &q, &res);
+    for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
+        size_t i;
+        if (!row_index(res, r, k, &i) || seen[i])
+            continue;
+        item_t *it = v[i];
+        seen[i] = true;
+        const char *why = NULL;
+        if (!tl_pg_get(res, r, 1))
+            why = "unknown_study";
+        else if (!tl_pg_get(res, r, 2))
+            why = "unknown_participant";
+        else if (strcmp(tl_pg_get(res, r, 3), "enrolled"))
+            why = "participant_not_active";
+        else if (tl_pg_get(res, r, 5) && it->o.observed_on < tl_pg_get_int(res, r, 5))
+            why = "out_of_range"; /* before the participant consented */
+        if (why) {
+            it->valid = false;
+            err = dead_letter(c, it->e, why, !strcmp(why, "out_of_range") ? "observed_on" : NULL);
+            continue;
+        }
+        tl_col_copy(it->study_id, sizeof it->study_id, tl_pg_get(res, r, 1));
+        tl_col_copy(it->participant_id, sizeof it->participant_id, tl_pg_get(res, r, 2));
+        current[i] = tl_pg_get_int(res, r, 4);
+    }
+    for (size_t i = 0; i < k && !err; i++) {
+        item_t *it = v[i];
+        int64_t *g = NULL;
+        if (!it->valid)
+            continue;
+        if (!seen[i]) /* a LEFT JOIN has a row for each: cannot happen */
+            err = TL_ERR_INTERNAL;
+        if (err || (err = given_slot(given, it->participant_id, &g)))
+            break;
+        if (!it->found) {
+            it->version = (*g > current[i] ? *g : current[i]) + 1;
+            it->status = "pending";
+        }
+        if (it->version > *g)
+            *g = it->version;
+        it->send = true;
+    }
+    tl_pg_res_free(res);
+    tl_cols_cleanup(&q);
+    free(current);
+    free(seen);
+    return err;
+}
+
+/* Writes every item's new status to ingest_events in one statement, on its
+ * own connection: a version is written down before it is produced. */
+static tl_err_t intents_put(ctx_t *c, item_t *items, size_t n)
+{
+    tl_cols_t q;
+    tl_cols_init(&q, 8);
+    tl_pg_res_t *res = NULL;
+    tl_err_t err = TL_OK;
+    for (size_t i = 0; i < n && !err; i++) {
+        item_t *it = &items[i];
+        char part[16], off[24], ver[24];
+        if (!it->status)
+            continue;
+        snprintf(part, sizeof part, "%d", it->e->partition);
+        snprintf(off, sizeof off, "%lld", (long long)it->e->offset);
+        snprintf(ver, sizeof ver, "%lld", (long long)it->version);
+        err = tl_cols_add_row(&q,
+                              (const char *const[]){it->id.s, it->source, it->e->topic, part, off,
+                                                    ver, it->participant_id, it->status},
+                              8);
+        it->status = NULL;
+    }
+    if (!err && q.nrows)
+        err = exec_cols(c->intents,
+                        "INSERT INTO ingest_events (event_id, source, topic, partition, \"offset\","
+                        "  stream_version, participant_id, status)"
+                        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[],"
+                        "  $5::bigint[], $6::bigint[], $7::uuid[], $8::text[])"
+                        " ON CONFLICT (event_id) DO UPDATE SET"
+                        "  stream_version = EXCLUDED.stream_version, status = EXCLUDED.status,"
+                        "  updated_at = now()",
+                        &q, &res);
+    tl_pg_res_free(res);
+    tl_cols_cleanup(&q);
+    return err;
+}
+
+/* Produces every item marked to send, and waits for all of them at once. */
+static tl_err_t send_all(ctx_t *c, item_t *items, size_t n)
+{
+    tl_err_t err = TL_OK;
+    for (size_t i = 0; i < n && !err; i++)
+        if (items[i].send)
+            err = produce(c, &items[i]);
+    if (!err)
+        err = tl_producer_flush(c->producer, TL_INGEST_WAIT_MS);
+    for (size_t i = 0; i < n && !err; i++) {
+        if (!items[i].send)
+            continue;
+        items[i].send = false;
+        items[i].live = !(err = items[i].receipt.err);
+    }
+    return err;
+}
 
 /* Until the participants projection and the archive have read every live
- * item's message. */
+ * item's message: one query a poll. */
 static tl_err_t wait_read(tl_pg_t *pg, const item_t *items, size_t n)
 {
-    struct timespec nap = {0, 20 * 1000000L};
-    for (size_t i = 0; i < n; i++) {
-        if (!items[i].live)
-            continue;
-        char part[16], off[24];
-        snprintf(part, sizeof part, "%d", items[i].pos.partition);
-        snprintf(off, sizeof off, "%lld", (long long)items[i].pos.offset);
-        const char *params[] = {TL_TOPIC_PARTICIPANT, part, off};
-        bool ok = false;
-        for (int waited = 0; !ok && waited < TL_INGEST_WAIT_MS; waited += 20) {
-            tl_pg_res_t *res = NULL;
-            tl_err_t err = tl_pg_exec(pg,
-                                      "SELECT count(*) FROM projection_offsets"
-                                      " WHERE projection IN ('participants', 'audit')"
-                                      " AND topic = $1 AND partition = $2 AND next_offset > $3",
-                                      3, params, &res);
-            ok = !err && tl_pg_get_int(res, 0, 0) == 2;
-            tl_pg_res_free(res);
-            if (err)
-                return err;
-            if (!ok)
-                nanosleep(&nap, NULL);
+    struct timespec nap = {0, 5 * 1000000L};
+    const char *params[] = {TL_TOPIC_PARTICIPANT};
+    for (int waited = 0; waited < TL_INGEST_WAIT_MS; waited += 5) {
+        tl_pg_res_t *res = NULL;
+        tl_err_t err = tl_pg_exec(pg,
+                                  "SELECT projection = 'audit', partition, next_offset"
+                                  " FROM projection_offsets"
+                                  " WHERE projection IN ('participants', 'audit') AND topic = $1",
+                                  1, params, &res);
+        bool all = !err;
+        for (size_t i = 0; all && i < n; i++) {
+            int have = 0; /* bit 0: participants, bit 1: the archive */
+            for (int r = 0; items[i].live && r < tl_pg_nrows(res); r++)
+                if (tl_pg_get_int(res, r, 1) == items[i].receipt.pos.partition &&
+                    tl_pg_get_int(res, r, 2) > items[i].receipt.pos.offset)
+                    have |= !strcmp(tl_pg_get(res, r, 0), "t") ? 2 : 1;
+            all = !items[i].live || have == 3;
         }
-        if (!ok)
-            return TL_ERR_UNAVAILABLE; /* the batch runs again; the same events */
+        tl_pg_res_free(res);
+        if (err || all)
+            return err;
+        nanosleep(&nap, NULL);
     }
-    return TL_OK;
+    return TL_ERR_UNAVAILABLE; /* the batch runs again; the same events */
 }
 
-/* Why the participants projection refused the item's message (NULL: it
- * did not), and whether a copy of the same event was accepted before. */
-static tl_err_t fate(tl_pg_t *pg, const item_t *it, char why[64], bool *copy_applied)
-{
-    char part[16], off[24];
-    snprintf(part, sizeof part, "%d", it->pos.partition);
-    snprintf(off, sizeof off, "%lld", (long long)it->pos.offset);
-    const char *params[] = {TL_TOPIC_PARTICIPANT, part, off, it->id.s, it->participant_id};
-    tl_pg_res_t *res = NULL;
-    tl_err_t err = tl_pg_exec(
-        pg,
-        "SELECT (SELECT reason FROM projection_rejections WHERE projection = 'participants'"
-        "   AND topic = $1 AND partition = $2 AND \"offset\" = $3),"
-        " EXISTS (SELECT 1 FROM audit_log a WHERE a.topic = $1"
-        "   AND a.key = convert_to($5, 'UTF8') AND a.event_id = $4::uuid"
-        "   AND NOT EXISTS (SELECT 1 FROM projection_rejections r"
-        "     WHERE r.projection = 'participants' AND r.topic = a.topic"
-        "     AND r.partition = a.partition AND r.\"offset\" = a.\"offset\"))",
-        5, params, &res);
-    why[0] = '\0';
-    if (!err && tl_pg_get(res, 0, 0))
-        snprintf(why, 64, "%s", tl_pg_get(res, 0, 0));
-    *copy_applied = !err && tl_pg_get(res, 0, 1) && !strcmp(tl_pg_get(res, 0, 1), "t");
-    tl_pg_res_free(res);
-    return err;
-}
+/* What became of every live item: applied, or refused and why (reason in
+ * column 1), and whether a copy of the same event was applied before. */
+static const char *const sql_fates =
+    "SELECT x.i, r.reason,"
+    " r.reason IS NOT NULL AND EXISTS (SELECT 1 FROM audit_log a"
+    "   WHERE a.topic = '" TL_TOPIC_PARTICIPANT "' AND a.key = convert_to(x.pid, 'UTF8')"
+    "   AND a.event_id = x.id AND NOT EXISTS (SELECT 1 FROM projection_rejections r2"
+    "     WHERE r2.projection = 'participants' AND r2.topic = a.topic"
+    "     AND r2.partition = a.partition AND r2.\"offset\" = a.\"offset\"))"
+    " FROM unnest($1::int[], $2::bigint[], $3::uuid[], $4::text[])"
+    "   WITH ORDINALITY AS x(part, off, id, pid, i)"
+    " LEFT JOIN projection_rejections r ON r.projection = 'participants'"
+    "   AND r.topic = '" TL_TOPIC_PARTICIPANT "' AND r.partition = x.part AND r.\"offset\" = x.off";
 
-static tl_err_t current_version(tl_pg_t *pg, const char *participant_id, int64_t *v)
+/* One round: settles what it can, in a few statements; *again when some
+ * item was produced once more at a new version (another writer took its
+ * version). */
+static tl_err_t settle(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t **v, bool *again)
 {
-    const char *params[] = {participant_id};
-    tl_pg_res_t *res = NULL;
-    tl_err_t err =
-        tl_pg_exec(pg, "SELECT version FROM participants WHERE id = $1", 1, params, &res);
-    if (!err)
-        *v = tl_pg_get_int(res, 0, 0);
-    tl_pg_res_free(res);
-    return err;
-}
-
-/* One round: settles what it can; *again when an item must be produced
- * once more at a new version (done here). */
-static tl_err_t settle(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, bool *again)
-{
+    tl_map_t given;
+    tl_map_init(&given);
+    tl_cols_t q, ids;
+    tl_cols_init(&q, 4);
+    tl_cols_init(&ids, 1);
+    tl_pg_res_t *res = NULL, *cur = NULL;
+    size_t k = 0;
     tl_err_t err = wait_read(pg, items, n);
     *again = false;
     for (size_t i = 0; i < n && !err; i++) {
-        item_t *it = &items[i];
-        char why[64];
-        bool copy = false;
-        if (!it->live)
+        char part[16], off[24];
+        if (!items[i].live)
             continue;
-        if ((err = fate(pg, it, why, &copy)))
-            break;
+        v[k++] = &items[i];
+        snprintf(part, sizeof part, "%d", items[i].receipt.pos.partition);
+        snprintf(off, sizeof off, "%lld", (long long)items[i].receipt.pos.offset);
+        err = tl_cols_add_row(
+            &q, (const char *const[]){part, off, items[i].id.s, items[i].participant_id}, 4);
+    }
+    if (!err && k)
+        err = exec_cols(pg, sql_fates, &q, &res);
+    for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
+        size_t i;
+        if (!row_index(res, r, k, &i))
+            continue;
+        item_t *it = v[i];
+        const char *why = tl_pg_get(res, r, 1);
         it->live = false;
-        if (!why[0] || copy) {
-            err = intent_put(c, it, "applied"); /* or a copy was: no second effect */
+        if (!why || !strcmp(tl_pg_get(res, r, 2), "t")) {
+            it->status = "applied"; /* or a copy was: no second effect */
         } else if (!strcmp(why, "version_conflict")) {
-            /* another writer took the version: the next one, now that the
-             * projection has read past this message */
-            err = current_version(pg, it->participant_id, &it->version);
-            it->version++;
-            if (!err)
-                err = intent_put(c, it, "pending");
-            if (!err)
-                err = produce(c, it);
-            *again = true;
+            it->send = true; /* at the next version, now that the projection is past it */
+            err = tl_cols_add_row(&ids, (const char *const[]){it->participant_id}, 1);
         } else {
+            it->status = "rejected";
             err = dead_letter(c, it->e, why, NULL);
-            if (!err)
-                err = intent_put(c, it, "rejected");
         }
     }
-    return err;
-}
-
-/* ---- the batch ---- */
-
-static tl_err_t take(ctx_t *c, tl_pg_t *pg, item_t *it, tl_map_t *last)
-{
-    static const tl_uuid_t ns = {.s = "9a3f2c1e-64b7-5d08-a1f3-5c2e7b9d4a60"};
-    const tl_event_t *e = it->e;
-    char field[64] = "", name[TL_INGEST_SOURCE_MAX + 64];
-    const tl_avro_schema_t *schema = NULL;
-    uint32_t sid = 0;
-    const void *datum;
-    size_t dlen;
-    source_of(e->topic, it->source);
-    if (!e->type)
-        return dead_letter(c, e, undecodable(c, pg, e), NULL);
-    tl_err_t err = tl_frame_parse(e->value, e->len, &sid, &datum, &dlen);
+    if (!err && ids.nrows)
+        err = exec_cols(pg, "SELECT id::text, version FROM participants WHERE id = ANY($1::uuid[])",
+                        &ids, &cur);
+    for (size_t i = 0; i < n && !err; i++) {
+        item_t *it = &items[i];
+        int64_t *g = NULL, now = 0;
+        if (!it->send)
+            continue;
+        for (int r = 0; r < tl_pg_nrows(cur); r++)
+            if (!strcmp(tl_pg_get(cur, r, 0), it->participant_id))
+                now = tl_pg_get_int(cur, r, 1);
+        if ((err = given_slot(&given, it->participant_id, &g)))
+            break;
+        it->version = (*g > now ? *g : now) + 1;
+        *g = it->version;
+        it->status = "pending";
+        *again = true;
+    }
     if (!err)
-        err = tl_registry_resolve(c->registry, pg, sid, &schema);
-    if (err)
-        return err; /* it decoded a moment ago: the store is unreachable */
-    const char *why = tl_ingest_read(e->data, tl_avro_schema_json(schema), tl_date_today(), &it->o,
-                                     field, sizeof field);
-    if (why)
-        return dead_letter(c, e, why, field);
-    int n = snprintf(name, sizeof name, "%s/%s", it->source, it->o.event_id);
-    if ((err = tl_uuid_v5(&ns, name, (size_t)n, &it->id)))
-        return err;
-    bool found = false, done = false;
-    int64_t version = 0;
-    if ((err = intent_get(c, it, &found, &done)) || done)
-        return err; /* seen before, and settled: no second effect */
-    why = who(pg, it, &version, &err);
-    if (err)
-        return err;
-    if (why)
-        return dead_letter(c, e, why, !strcmp(why, "out_of_range") ? "observed_on" : NULL);
-    /* the highest version this batch gave the participant so far */
-    int64_t *given = tl_map_get(last, it->participant_id);
-    if (!given) {
-        if (!(given = malloc(sizeof *given)) ||
-            (err = tl_map_put(last, it->participant_id, given))) {
-            free(given);
-            return err ? err : TL_ERR_NOMEM;
-        }
-        *given = 0;
-    }
-    if (!found) {
-        it->version = (*given > version ? *given : version) + 1;
-        if ((err = intent_put(c, it, "pending")))
-            return err;
-    }
-    if (it->version > *given)
-        *given = it->version;
-    return produce(c, it);
+        err = intents_put(c, items, n);
+    if (!err && *again)
+        err = send_all(c, items, n);
+    free_slots(&given);
+    tl_pg_res_free(res);
+    tl_pg_res_free(cur);
+    tl_cols_cleanup(&q);
+    tl_cols_cleanup(&ids);
+    return err;
 }
 
 tl_err_t tl_ingest_apply(tl_pg_t *pg, tl_batch_t *b)
 {
     ctx_t *c = b->ctx;
     item_t *items = b->n ? calloc(b->n, sizeof *items) : NULL;
-    tl_map_t last;
-    tl_map_init(&last);
-    tl_err_t err = b->n && !items ? TL_ERR_NOMEM : TL_OK;
+    item_t **v = b->n ? calloc(b->n, sizeof *v) : NULL;
+    tl_map_t seen, given;
+    tl_map_init(&seen);
+    tl_map_init(&given);
+    tl_err_t err = b->n && (!items || !v) ? TL_ERR_NOMEM : TL_OK;
     for (size_t i = 0; i < b->n && !err; i++) {
         items[i].e = &b->events[i];
-        err = take(c, pg, &items[i], &last);
+        err = read_one(c, pg, &items[i], &seen);
     }
+    if (!err)
+        err = load_intents(c, items, b->n, v);
+    if (!err)
+        err = load_who(c, pg, items, b->n, v, &given);
+    if (!err)
+        err = intents_put(c, items, b->n);
+    if (!err)
+        err = send_all(c, items, b->n); /* the dead letters so far with them */
     bool again = !err;
     for (int round = 0; again && !err; round++) {
         if (round == TL_INGEST_ROUNDS)
             err = TL_ERR_TRANSIENT; /* busy participants: the batch runs again */
         else
-            err = settle(c, pg, items, b->n, &again);
+            err = settle(c, pg, items, b->n, v, &again);
     }
+    if (!err) /* the dead letters of the last round */
+        err = tl_producer_flush(c->producer, TL_INGEST_WAIT_MS);
     for (size_t i = 0; items && i < b->n; i++)
         tl_observation_cleanup(&items[i].o);
-    for (size_t i = 0; i < last.cap; i++)
-        if (last.keys[i])
-            free(last.vals[i]);
-    tl_map_cleanup(&last);
+    free_slots(&given);
+    tl_map_cleanup(&seen);
     free(items);
+    free(v);
     return err;
 }

@@ -25,7 +25,13 @@
  * After producing a batch it waits until the participants projection and
  * the archive have read it; an event refused for a version another writer
  * took is produced again at the next version, one refused for another
- * reason goes to the dead letters. */
+ * reason goes to the dead letters.
+ *
+ * A batch costs a few statements whatever its size: one lookup of the
+ * choices made before, one of the studies and participants, one array
+ * upsert of the new choices, the events produced without waiting and
+ * flushed once, then per round one poll of the projections' offsets (until
+ * they are past), one query of the fates and one upsert of the outcomes. */
 #ifndef TL_INGEST_CONSUMER_H
 #define TL_INGEST_CONSUMER_H
 
@@ -39,6 +45,9 @@
 #define TL_INGEST_SOURCE_MAX 48 /* characters of a source name: a-z 0-9 _ - */
 #define TL_INGEST_WAIT_MS 30000 /* for the projections to read what it produced */
 #define TL_INGEST_ROUNDS 5      /* versions tried per record in one batch */
+/* The canonical event's id: UUIDv5 in this namespace over "<source>/<the
+ * connector's event_id>", so the same record always makes the same event. */
+#define TL_INGEST_EVENT_NS "9a3f2c1e-64b7-5d08-a1f3-5c2e7b9d4a60"
 
 /* The ingest topics of a comma-separated source list ("oct,lab"): each
  * trialog.ingest.<source>.v1, into topics (max of them, each

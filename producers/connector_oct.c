@@ -9,9 +9,11 @@
  *   TRIALOG_CONNECTOR_TOKEN_FILE=connector.token \
  *   trialog-connector-oct AMD-P2-2024 AMD-00001 AMD-00002 ...
  *
+ * With TRIALOG_CONNECTOR_DAYS=n (default 1) it exports the last n days'
+ * scans, today's included (a device's backlog; bench/run uses it for load).
  * Records are derived from the codes and the day, so running it twice on
  * the same day publishes the same event ids again: the ingest consumer
- * takes each once. */
+ * takes each once. It produces without waiting and flushes at the end. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,9 +105,9 @@ static tl_err_t publish(tl_kafka_producer_t *k, const tl_avro_schema_t *s, uint3
         err = rec ? tl_buf_append(&b, hdr, sizeof hdr) : TL_ERR_NOMEM;
     if (!err)
         err = tl_avro_encode(s, rec, &b);
-    tl_kafka_pos_t pos;
     if (!err)
-        err = tl_kafka_produce_sync(k, TOPIC, code, strlen(code), b.data, b.len, NULL, 0, &pos);
+        err = tl_kafka_produce_async(k, TOPIC, -1, code, strlen(code), b.data, b.len, NULL, 0,
+                                     NULL);
     tl_buf_cleanup(&b);
     json_decref(rec);
     return err;
@@ -114,6 +116,7 @@ static tl_err_t publish(tl_kafka_producer_t *k, const tl_avro_schema_t *s, uint3
 int main(int argc, char **argv)
 {
     const char *brokers = NULL, *url = NULL, *token_file = NULL;
+    long days = 1;
     const tl_config_var_t vars[] = {
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 1, 1000, false, "Kafka bootstrap servers",
          &brokers},
@@ -121,6 +124,8 @@ int main(int argc, char **argv)
          "the schema registry API", &url},
         {"TRIALOG_CONNECTOR_TOKEN_FILE", TL_CFG_STR, NULL, 1, 1000, false,
          "a file holding a connector principal's bearer token", &token_file},
+        {"TRIALOG_CONNECTOR_DAYS", TL_CFG_INT, "1", 1, 366, false,
+         "days of scans to export, back from today", &days},
     };
     if (argc < 3 || argc - 2 > CODES_MAX) {
         fprintf(stderr, "usage: trialog-connector-oct PROTOCOL_ID PARTICIPANT_CODE...\n");
@@ -141,9 +146,12 @@ int main(int argc, char **argv)
     if (!err)
         err = tl_kafka_producer_new(brokers, 10000, &k);
     int sent = 0;
-    for (int i = 2; !err && i < argc; i++)
-        for (int eye = 0; !err && eye < 2; eye++, sent++)
-            err = publish(k, s, id, argv[1], argv[i], tl_date_today(), eye);
+    for (int32_t day = tl_date_today() - (int32_t)days + 1; !err && day <= tl_date_today(); day++)
+        for (int i = 2; !err && i < argc; i++)
+            for (int eye = 0; !err && eye < 2; eye++, sent++)
+                err = publish(k, s, id, argv[1], argv[i], day, eye);
+    if (!err)
+        err = tl_kafka_producer_flush(k, 60000);
     tl_kafka_producer_destroy(k);
     tl_avro_schema_destroy(s);
     if (err) {

@@ -73,10 +73,10 @@ static void iso_time(int64_t us, char out[32])
 }
 
 /* Frames rec as type t (Confluent V0) and produces it with headers: waiting
- * for its delivery when pos is given. */
+ * for its delivery when pos is given, else with receipt (may be NULL). */
 static tl_err_t send_framed(tl_producer_t *p, const tl_event_type_t *t, const char *key,
                             const json_t *rec, const tl_kafka_header_t *headers, size_t nh,
-                            tl_kafka_pos_t *pos)
+                            tl_kafka_pos_t *pos, tl_kafka_receipt_t *receipt)
 {
     tl_buf_t buf;
     tl_buf_init(&buf, TL_EVENT_MAX_BYTES);
@@ -89,14 +89,14 @@ static tl_err_t send_framed(tl_producer_t *p, const tl_event_type_t *t, const ch
         err = pos ? tl_kafka_produce_sync(p->kafka, t->topic, key, strlen(key), buf.data,
                                           buf.len, headers, nh, pos)
                   : tl_kafka_produce_async(p->kafka, t->topic, -1, key, strlen(key), buf.data,
-                                           buf.len, headers, nh);
+                                           buf.len, headers, nh, receipt);
     tl_buf_cleanup(&buf);
     return err;
 }
 
-tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
-                          const json_t *payload, const tl_event_meta_t *meta,
-                          tl_kafka_pos_t *pos)
+static tl_err_t send_event(tl_producer_t *p, const char *type, const char *key,
+                           const json_t *payload, const tl_event_meta_t *meta,
+                           tl_kafka_pos_t *pos, tl_kafka_receipt_t *receipt)
 {
     const tl_event_type_t *t = tl_registry_type(p->registry, type);
     if (!t || !meta->actor_id || !meta->actor_role || !meta->correlation_id)
@@ -117,9 +117,24 @@ tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
         {"content-type", "application/avro", 16},
         {"trialog_correlation_id", meta->correlation_id, strlen(meta->correlation_id)},
     };
-    tl_err_t err = send_framed(p, t, key, rec, headers, sizeof headers / sizeof headers[0], pos);
+    tl_err_t err =
+        send_framed(p, t, key, rec, headers, sizeof headers / sizeof headers[0], pos, receipt);
     json_decref(rec);
     return err;
+}
+
+tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
+                          const json_t *payload, const tl_event_meta_t *meta,
+                          tl_kafka_pos_t *pos)
+{
+    return send_event(p, type, key, payload, meta, pos, NULL);
+}
+
+tl_err_t tl_producer_send_async(tl_producer_t *p, const char *type, const char *key,
+                                const json_t *payload, const tl_event_meta_t *meta,
+                                tl_kafka_receipt_t *receipt)
+{
+    return send_event(p, type, key, payload, meta, NULL, receipt);
 }
 
 tl_err_t tl_producer_send_record(tl_producer_t *p, const char *type, const char *key,
@@ -135,7 +150,8 @@ tl_err_t tl_producer_send_record(tl_producer_t *p, const char *type, const char 
         {"ce_source", source, strlen(source)},
         {"content-type", "application/avro", 16},
     };
-    return send_framed(p, t, key, record, headers, sizeof headers / sizeof headers[0], NULL);
+    return send_framed(p, t, key, record, headers, sizeof headers / sizeof headers[0], NULL,
+                       NULL);
 }
 
 tl_err_t tl_producer_flush(tl_producer_t *p, int timeout_ms)

@@ -43,6 +43,12 @@ tl_err_t tl_producer_send(tl_producer_t *p, const char *type, const char *key,
                           const json_t *payload, const tl_event_meta_t *meta,
                           tl_kafka_pos_t *pos);
 
+/* The same without waiting: receipt (borrowed until then; may be NULL)
+ * says where it landed once tl_producer_flush returns. */
+tl_err_t tl_producer_send_async(tl_producer_t *p, const char *type, const char *key,
+                                const json_t *payload, const tl_event_meta_t *meta,
+                                tl_kafka_receipt_t *receipt);
+
 /* Produces a record that is not an event (a research record, whose type
  * carries no event metadata) without waiting: CloudEvents headers without
  * ce_time, so the same record makes the same message. Flush with

@@ -352,7 +352,7 @@ static tl_err_t reseed_partition(tl_pg_t *pg, tl_kafka_producer_t *kafka, const 
             if (!err)
                 err = tl_kafka_produce_async(kafka, topic, partition, k ? key.data : NULL, key.len,
                                              v ? (value.data ? value.data : "") : NULL, value.len,
-                                             hs, nh);
+                                             hs, nh, NULL);
             json_decref(headers);
             at++;
         }

@@ -79,13 +79,13 @@ static void test_bad_events_are_refused_and_recorded(void **state)
     const unsigned char unknown_id[] = {0, 0x7f, 0, 0, 1, 2, 3};
     const unsigned char truncated[] = {0, 0, 0, 0, 3, 0x48};
     assert_int_equal(tl_kafka_produce_async(kafka, "trialog.participant.v1", -1, pid, strlen(pid),
-                                            garbage, sizeof garbage - 1, NULL, 0),
+                                            garbage, sizeof garbage - 1, NULL, 0, NULL),
                      TL_OK);
     assert_int_equal(tl_kafka_produce_async(kafka, "trialog.participant.v1", -1, pid, strlen(pid),
-                                            unknown_id, sizeof unknown_id, NULL, 0),
+                                            unknown_id, sizeof unknown_id, NULL, 0, NULL),
                      TL_OK);
     assert_int_equal(tl_kafka_produce_async(kafka, "trialog.participant.v1", -1, pid, strlen(pid),
-                                            truncated, sizeof truncated, NULL, 0),
+                                            truncated, sizeof truncated, NULL, 0, NULL),
                      TL_OK);
     /* well-formed Avro, but: an event id that is no UUID; a date no calendar
      * has; a version from nowhere */

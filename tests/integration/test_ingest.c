@@ -16,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest_consumer.h"
 #include "tl_avro.h"
 #include "tl_kafka.h"
+#include "tl_uuid.h"
 
 #define TOPIC "trialog.ingest.oct.v1"
 #define SUBJECT TOPIC "-org.example.oct.TestScan"
@@ -182,6 +184,78 @@ static void test_ingest(void **state)
     assert_int_equal(version_of("participants", "id"), 5);
 }
 
+/* The version the consumer chose is taken by the time its event arrives
+ * (another writer was first): the projection refuses it, and the consumer
+ * produces it again at the next version. And a record whose event went out
+ * before a crash (its choice still pending) is produced again identically:
+ * the copy is refused and nothing changes twice. */
+static void intent_id(const char *connector_event_id, tl_uuid_t *id)
+{
+    static const tl_uuid_t ns = {.s = TL_INGEST_EVENT_NS};
+    char name[128];
+    int n = snprintf(name, sizeof name, "oct/%s", connector_event_id);
+    assert_int_equal(tl_uuid_v5(&ns, name, (size_t)n, id), TL_OK);
+}
+
+static void sql_exec(const char *sql)
+{
+    assert_int_equal(tl_pg_exec(stack.pg, sql, 0, NULL, NULL), TL_OK);
+}
+
+/* How many times the participants projection refused event id as a version
+ * conflict. */
+static long long conflicts(const tl_uuid_t *id)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM %s.projection_rejections WHERE projection = 'participants'"
+             " AND reason = 'version_conflict' AND event_id = '%s'",
+             stack.schema, id->s);
+    return tl_sql_int(&stack, sql);
+}
+
+static void test_ingest_versions(void **state)
+{
+    (void)state;
+    const char *e1 = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a01",
+               *e6 = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a06";
+    char sql[1024];
+    tl_uuid_t id;
+    intent_id(e6, &id);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO %s.ingest_events (event_id, source, topic, partition, \"offset\","
+             " participant_id, stream_version, status)"
+             " SELECT '%s', 'oct', '" TOPIC "', 0, 0, id, 3, 'pending' FROM %s.participants"
+             " WHERE participant_code = 'ING-001'",
+             stack.schema, id.s, stack.schema);
+    sql_exec(sql);
+    publish(e6, "ING-001", 260);
+    wait_read(12);
+    assert_int_equal(version_of("participants", "id"), 6);
+    snprintf(sql, sizeof sql,
+             "SELECT stream_version FROM %s.ingest_events WHERE event_id = '%s'"
+             " AND status = 'applied'",
+             stack.schema, id.s);
+    assert_int_equal(tl_sql_int(&stack, sql), 6);
+    assert_int_equal(conflicts(&id), 1);
+
+    /* the first record's choice, as if the consumer had crashed after
+     * producing it */
+    intent_id(e1, &id);
+    snprintf(sql, sizeof sql,
+             "UPDATE %s.ingest_events SET status = 'pending' WHERE event_id = '%s'"
+             " AND stream_version = 2",
+             stack.schema, id.s);
+    sql_exec(sql);
+    publish(e1, "ING-001", 250);
+    wait_read(13);
+    assert_int_equal(version_of("participants", "id"), 6);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s.ingest_events WHERE status = 'pending'",
+             stack.schema);
+    assert_int_equal(tl_sql_int(&stack, sql), 0);
+    assert_int_equal(conflicts(&id), 1);
+}
+
 /* The local broker dies and comes back empty: the archive keeps the ingest
  * topic and its dead letters like the rest of the log, so `trialog reseed`
  * gives them back at the same offsets and the ingest consumer carries on
@@ -193,7 +267,7 @@ static void test_ingest_after_broker_restart(void **state)
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM %s.audit_log WHERE topic IN ('" TOPIC "', '" TOPIC ".dlq')",
              stack.schema);
-    if (!tl_wait_count(&stack, sql, 11 + 4, 20000))
+    if (!tl_wait_count(&stack, sql, 13 + 4, 20000))
         fail_msg("the archive does not hold the ingest topic and its dead letters");
 
     tl_stack_stop_programs(&stack);
@@ -214,8 +288,8 @@ static void test_ingest_after_broker_restart(void **state)
 
     assert_int_equal(tl_kafka_producer_new(stack.brokers, 10000, &kafka), TL_OK);
     publish("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a05", "ING-001", 280);
-    wait_read(12);
-    assert_int_equal(version_of("participants", "id"), 6);
+    wait_read(14);
+    assert_int_equal(version_of("participants", "id"), 7);
     char *dlq = dead_letters();
     long lines = 0;
     for (const char *p = dlq; *p; p++)
@@ -227,16 +301,20 @@ static void test_ingest_after_broker_restart(void **state)
      * connector's records they came from */
     tl_http_resp_t r = tl_http(&stack, "GET", "/v1/audit?limit=500", NULL, NULL, true);
     assert_int_equal(r.status, 200);
-    size_t i, observed = 0;
-    json_t *item;
+    size_t i;
+    json_t *item, *observed = json_object(); /* the observations' event ids */
     json_array_foreach(json_object_get(r.body, "items"), i, item)
     {
         const char *topic = json_string_value(json_object_get(item, "topic"));
         assert_non_null(topic);
         assert_null(strstr(topic, "trialog.ingest."));
-        observed += !strcmp(json_string_value(json_object_get(item, "type")), "ObservationRecorded");
+        if (!strcmp(json_string_value(json_object_get(item, "type")), "ObservationRecorded"))
+            json_object_set(observed, json_string_value(json_object_get(item, "event_id")),
+                            json_true());
     }
-    assert_int_equal(observed, 5);
+    /* e1, e4, the connector's two scans, e6 and the one after the restart */
+    assert_int_equal(json_object_size(observed), 6);
+    json_decref(observed);
     assert_true(json_is_null(json_object_get(r.body, "next")));
     tl_http_free(&r);
 }
@@ -262,6 +340,7 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_ingest),
+                                       cmocka_unit_test(test_ingest_versions),
                                        cmocka_unit_test(test_ingest_after_broker_restart)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
