@@ -287,7 +287,7 @@ static tl_err_t add_bookkeeping(runtime_t *rt, tl_batch_t *b, tl_buf_t *notify)
          * rebuild's shadow schema) in the same database notify on the same
          * channel, and their offsets are not ours */
         err = tl_batch_add(b, "SELECT pg_notify($1, current_schema() || ' ' || $2)", 2, np);
-    if (!err)
+    if (!err && !rt->proj->before_commit)
         err = tl_batch_add(b, "COMMIT", 0, NULL);
     return err;
 }
@@ -323,6 +323,8 @@ static tl_err_t apply_batch(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_ev
             err = add_bookkeeping(rt, &b, &notify);
         if (!err)
             err = tl_pg_pipeline(rt->pg, b.stmts, b.nstmts);
+        if (!err && rt->proj->before_commit && !(err = rt->proj->before_commit(rt->ctx)))
+            err = tl_pg_exec(rt->pg, "COMMIT", 0, NULL, NULL);
     } else if (!err) {
         err = tl_pg_exec(rt->pg, "COMMIT", 0, NULL, NULL);
     }

@@ -43,10 +43,15 @@ typedef struct {
      * NULL for the others. */
     tl_err_t (*open)(const tl_consumer_cfg_t *cfg, tl_registry_t *registry, void **ctx);
     void (*close)(void *ctx);
+    /* Runs after the batch's statements and before their COMMIT; an error
+     * rolls the batch back and it runs again. The research export waits
+     * here for the delivery of what apply produced, so that the broker and
+     * PostgreSQL work on the batch at the same time. NULL for the others. */
+    tl_err_t (*before_commit)(void *ctx);
 } tl_projection_t;
 
 /* The projections this build knows, by name ("participants", "audit"), or
- * NULL. A projection with ntopics 0 reads every topic of tl_topics_all. */
+ * NULL. A projection with ntopics 0 reads every topic of tl_topics_archive. */
 const tl_projection_t *tl_projection_find(const char *name);
 
 struct tl_consumer_cfg {

@@ -108,6 +108,12 @@ static tl_err_t research_apply(tl_pg_t *pg, tl_batch_t *b)
     return tl_research_store_apply(c->store, pg, b);
 }
 
+static tl_err_t research_before_commit(void *p)
+{
+    research_ctx_t *c = p;
+    return tl_research_store_flush(c->store);
+}
+
 static const tl_projection_t projections[] = {
     {.name = TL_PROJECTION_PARTICIPANTS,
      .topics = participants_topics,
@@ -149,6 +155,7 @@ static const tl_projection_t projections[] = {
      .topics = research_topics,
      .ntopics = N(research_topics),
      .apply = research_apply,
+     .before_commit = research_before_commit,
      .tables = research_tables,
      .ntables = N(research_tables),
      .migrations = research_migrations,

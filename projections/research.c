@@ -1,5 +1,6 @@
 #include "research.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,17 +19,51 @@ bool tl_research_dates_parse(const char *s, tl_research_dates_t *out)
     return true;
 }
 
+/* The last HMAC computed, per thread. One event asks for the same
+ * participant's pseudonym and date shift many times in a row (an enrolment
+ * makes five records, each naming both), and an HMAC costs more than the
+ * rest of a record (bench/run, docs/BENCHMARKS.md): remembering one answer
+ * per purpose keeps the export's fold pure and saves most of them. */
+typedef struct {
+    uint64_t key_tag; /* which key: FNV-1a of it, not a copy of the secret */
+    size_t key_len;
+    char msg[64];
+    unsigned char out[TL_HMAC_LEN];
+} memo_t;
+
+static uint64_t key_tag(const unsigned char *key, size_t len)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ key[i]) * 1099511628211ULL;
+    return h;
+}
+
 /* HMAC of "<purpose>:<canonical id>": one key, unrelated outputs per use. */
 static bool mac(const tl_research_cfg_t *c, const char *purpose, const char *id,
                 unsigned char out[TL_HMAC_LEN])
 {
+    static _Thread_local memo_t memo[2]; /* [0] pseudonym, [1] date shift */
+    memo_t *m = &memo[strcmp(purpose, "pseudonym") != 0];
     tl_uuid_t u;
     char msg[64];
     if (tl_uuid_parse(id, &u))
         return false;
     int n = snprintf(msg, sizeof msg, "%s:%s", purpose, u.s);
-    return n > 0 && (size_t)n < sizeof msg &&
-           !tl_hmac_sha256(c->key, c->key_len, msg, (size_t)n, out);
+    uint64_t tag = key_tag(c->key, c->key_len);
+    if (n <= 0 || (size_t)n >= sizeof msg)
+        return false;
+    if (m->key_len == c->key_len && m->key_tag == tag && !strcmp(m->msg, msg)) {
+        memcpy(out, m->out, TL_HMAC_LEN);
+        return true;
+    }
+    if (tl_hmac_sha256(c->key, c->key_len, msg, (size_t)n, out))
+        return false;
+    m->key_tag = tag;
+    m->key_len = c->key_len;
+    memcpy(m->msg, msg, (size_t)n + 1);
+    memcpy(m->out, out, TL_HMAC_LEN);
+    return true;
 }
 
 bool tl_research_pseudonym(const tl_research_cfg_t *c, const char *participant_id,

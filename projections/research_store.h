@@ -43,9 +43,14 @@ tl_err_t tl_research_key_load(const char *path, tl_research_cfg_t *cfg);
  * (tl_research_key_load). TL_ERR_CONFIG, logged, for either wrong. */
 tl_err_t tl_research_cfg_load(const char *key_file, const char *dates, tl_research_cfg_t *cfg);
 
-/* Folds b and publishes its records (the projection's apply, with the store
- * the catalog keeps in b->ctx). */
+/* Folds b and produces its records without waiting (the projection's
+ * apply, with the store the catalog keeps in b->ctx). */
 tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_t *b);
+/* Waits until every record produced since the last call arrived; before
+ * the batch commits (tl_projection_t.before_commit), so a committed state
+ * never stands for a record the log lacks. TL_ERR_UNAVAILABLE: the batch
+ * runs again, and its records are produced again, identical. */
+tl_err_t tl_research_store_flush(tl_research_store_t *rs);
 
 /* ---- the same fold in memory, for dataset releases ----
  *

@@ -534,6 +534,7 @@ static int audit_verify(tl_pg_t *pg)
 int main(int argc, char **argv)
 {
     const char *dsn = NULL, *schema = NULL, *brokers = NULL;
+    bool debug = false;
     tl_registry_cfg_t registry = {0};
     tl_consumer_cfg_t research = {0};
     const tl_config_var_t vars[] = {
@@ -544,6 +545,7 @@ int main(int argc, char **argv)
          "Kafka bootstrap servers (reseed, admin)", &brokers},
         TL_REGISTRY_CONFIG_VARS(&registry),
         TL_RESEARCH_CONFIG_VARS(&research),
+        {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs (rebuild)", &debug},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
     tl_log_init("cli", TL_LOG_WARN);
@@ -565,7 +567,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (re) /* the rebuild's consumer tells where it reads from */
-        tl_log_init("rebuild", TL_LOG_INFO);
+        tl_log_init("rebuild", debug ? TL_LOG_DEBUG : TL_LOG_INFO);
     int rc = verify ? audit_verify(pg)
              : seed ? reseed(pg, brokers)
              : admin ? tl_admin_main(pg, brokers, &registry, argc - 2, argv + 2)

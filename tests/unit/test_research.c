@@ -20,6 +20,7 @@
 #include "tl_avro.h"
 #include "tl_date.h"
 #include "tl_schemas.h"
+#include "tl_secret.h"
 
 #define STUDY "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 #define SITE "0190a1b2-c3d4-7e5f-8a9b-111111111111"
@@ -82,6 +83,23 @@ static void test_pseudonym(void **state)
     assert_true(tl_research_pseudonym(&b, PART, p4));
     assert_string_not_equal(p1, p4);
     assert_false(tl_research_pseudonym(&a, "AMD-00042", p4));
+    /* the last answer is remembered: a key changed in place (same length,
+     * same memory) is still a new key, and the first answer comes back */
+    a.key[5] ^= 1;
+    assert_true(tl_research_pseudonym(&a, PART, p4));
+    assert_string_not_equal(p1, p4);
+    a.key[5] ^= 1;
+    assert_true(tl_research_pseudonym(&a, PART, p4));
+    assert_string_equal(p1, p4);
+    /* and it is the HMAC of "pseudonym:<id>", its first 128 bits in hex */
+    unsigned char h[TL_HMAC_LEN];
+    const char *msg = "pseudonym:" PART;
+    assert_int_equal(tl_hmac_sha256(a.key, a.key_len, msg, strlen(msg), h), TL_OK);
+    for (size_t i = 0; i < 16; i++) {
+        char hex[3];
+        snprintf(hex, sizeof hex, "%02x", h[i]);
+        assert_memory_equal(p1 + 2 * i, hex, 2);
+    }
 }
 
 static void test_shift(void **state)
