@@ -232,10 +232,23 @@ tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, int32
 tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms)
 {
     rd_kafka_resp_err_t e = rd_kafka_flush(p->rk, timeout_ms);
-    long failed = atomic_exchange(&p->async_failed, 0);
+    /* on a timeout, reports are still to come: they count for the next
+     * flush (or the drain), not lost */
+    long failed = e ? atomic_load(&p->async_failed) : atomic_exchange(&p->async_failed, 0);
     if (failed)
         tl_log_warn("kafka_async_failed", json_pack("{s:i}", "messages", (int)failed));
     return e || failed ? TL_ERR_UNAVAILABLE : TL_OK;
+}
+
+void tl_kafka_producer_drain(tl_kafka_producer_t *p)
+{
+    /* every message gets its report within message.timeout.ms; waiting for
+     * all of them is bounded by that, the loop only guards a broken clock */
+    for (int i = 0; i < 600 && rd_kafka_outq_len(p->rk) > 0; i++)
+        rd_kafka_flush(p->rk, 1000);
+    if (rd_kafka_outq_len(p->rk) > 0)
+        tl_log_error("kafka_drain_stuck", json_pack("{s:i}", "messages", rd_kafka_outq_len(p->rk)));
+    atomic_store(&p->async_failed, 0);
 }
 
 int tl_kafka_producer_partitions(tl_kafka_producer_t *p, const char *topic, int timeout_ms)

@@ -65,6 +65,11 @@ tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, int32
                                 const tl_kafka_header_t *headers, size_t nheaders,
                                 tl_kafka_receipt_t *receipt);
 tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms);
+/* Waits until every message produced so far has had its delivery report
+ * (delivered or failed), forgetting the failures: for a caller that gives
+ * up on a batch (it will produce it again) and must not free the receipts
+ * it handed over while reports can still write to them. */
+void tl_kafka_producer_drain(tl_kafka_producer_t *p);
 /* Partition count of topic, or -1 when unknown or unreachable. */
 int tl_kafka_producer_partitions(tl_kafka_producer_t *p, const char *topic, int timeout_ms);
 tl_err_t tl_kafka_producer_watermarks(tl_kafka_producer_t *p, const char *topic,

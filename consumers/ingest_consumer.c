@@ -428,12 +428,15 @@ static tl_err_t send_all(ctx_t *c, item_t *items, size_t n)
 }
 
 /* Until the participants projection and the archive have read every live
- * item's message: one query a poll. */
+ * item's message: one query a poll, polls 2 ms apart at first, then up to
+ * 50 ms, for at most TL_INGEST_WAIT_MS. */
 static tl_err_t wait_read(tl_pg_t *pg, const item_t *items, size_t n)
 {
-    struct timespec nap = {0, 5 * 1000000L};
     const char *params[] = {TL_TOPIC_PARTICIPANT};
-    for (int waited = 0; waited < TL_INGEST_WAIT_MS; waited += 5) {
+    struct timespec start, now;
+    long nap_ms = 2;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
         tl_pg_res_t *res = NULL;
         tl_err_t err = tl_pg_exec(pg,
                                   "SELECT projection = 'audit', partition, next_offset"
@@ -452,9 +455,14 @@ static tl_err_t wait_read(tl_pg_t *pg, const item_t *items, size_t n)
         tl_pg_res_free(res);
         if (err || all)
             return err;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >=
+            TL_INGEST_WAIT_MS)
+            return TL_ERR_UNAVAILABLE; /* the batch runs again; the same events */
+        struct timespec nap = {0, nap_ms * 1000000L};
         nanosleep(&nap, NULL);
+        nap_ms = nap_ms < 25 ? nap_ms * 2 : 50;
     }
-    return TL_ERR_UNAVAILABLE; /* the batch runs again; the same events */
 }
 
 /* What became of every live item: applied, or refused and why (reason in
@@ -483,6 +491,7 @@ static tl_err_t settle(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t **
     tl_cols_init(&ids, 1);
     tl_pg_res_t *res = NULL, *cur = NULL;
     size_t k = 0;
+    bool dead = false;
     tl_err_t err = wait_read(pg, items, n);
     *again = false;
     for (size_t i = 0; i < n && !err; i++) {
@@ -512,8 +521,13 @@ static tl_err_t settle(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t **
         } else {
             it->status = "rejected";
             err = dead_letter(c, it->e, why, NULL);
+            dead = true;
         }
     }
+    /* a choice settled as rejected is never looked at again: its dead
+     * letter must be delivered before that is written down */
+    if (!err && dead)
+        err = tl_producer_flush(c->producer, TL_INGEST_WAIT_MS);
     if (!err && ids.nrows)
         err = exec_cols(pg, "SELECT id::text, version FROM participants WHERE id = ANY($1::uuid[])",
                         &ids, &cur);
@@ -574,6 +588,8 @@ tl_err_t tl_ingest_apply(tl_pg_t *pg, tl_batch_t *b)
     }
     if (!err) /* the dead letters of the last round */
         err = tl_producer_flush(c->producer, TL_INGEST_WAIT_MS);
+    if (err) /* the batch runs again: no report may still be on its way to items */
+        tl_kafka_producer_drain(c->kafka);
     for (size_t i = 0; items && i < b->n; i++)
         tl_observation_cleanup(&items[i].o);
     free_slots(&given);

@@ -16,8 +16,9 @@ static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig)
 {
     (void)sig;
+    if (!stop_requested) /* a second signal does not put the deadline off */
+        alarm(TL_KAFKA_SHUTDOWN_GRACE_S); /* SIGALRM ends a shutdown that hangs */
     stop_requested = 1;
-    alarm(TL_KAFKA_SHUTDOWN_GRACE_S); /* SIGALRM ends a shutdown that hangs */
 }
 
 int main(int argc, char **argv)

@@ -25,7 +25,8 @@ bool tl_research_dates_parse(const char *s, tl_research_dates_t *out)
  * rest of a record (bench/run, docs/BENCHMARKS.md): remembering one answer
  * per purpose keeps the export's fold pure and saves most of them. */
 typedef struct {
-    uint64_t key_tag; /* which key: FNV-1a of it, not a copy of the secret */
+    const tl_research_cfg_t *cfg; /* which settings, and */
+    uint64_t key_tag;             /* which key: FNV-1a of it, not a copy of the secret */
     size_t key_len;
     char msg[64];
     unsigned char out[TL_HMAC_LEN];
@@ -53,12 +54,13 @@ static bool mac(const tl_research_cfg_t *c, const char *purpose, const char *id,
     uint64_t tag = key_tag(c->key, c->key_len);
     if (n <= 0 || (size_t)n >= sizeof msg)
         return false;
-    if (m->key_len == c->key_len && m->key_tag == tag && !strcmp(m->msg, msg)) {
+    if (m->cfg == c && m->key_len == c->key_len && m->key_tag == tag && !strcmp(m->msg, msg)) {
         memcpy(out, m->out, TL_HMAC_LEN);
         return true;
     }
     if (tl_hmac_sha256(c->key, c->key_len, msg, (size_t)n, out))
         return false;
+    m->cfg = c;
     m->key_tag = tag;
     m->key_len = c->key_len;
     memcpy(m->msg, msg, (size_t)n + 1);
