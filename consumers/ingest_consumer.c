@@ -213,16 +213,6 @@ static tl_err_t produce(ctx_t *c, item_t *it)
 
 /* ---- the batch, a few statements whatever its size ---- */
 
-/* Runs sql with q's columns as its array parameters. */
-static tl_err_t exec_cols(tl_pg_t *pg, const char *sql, tl_cols_t *q, tl_pg_res_t **res)
-{
-    const char *params[TL_COLS_MAX];
-    tl_err_t err = tl_cols_end(q);
-    for (int i = 0; i < q->ncols; i++)
-        params[i] = q->col[i].data;
-    return err ? err : tl_pg_exec(pg, sql, q->ncols, params, res);
-}
-
 /* Which of n items a result row is about: its ordinality (column 0,
  * 1-based) less one; false for none. */
 static bool row_index(const tl_pg_res_t *res, int r, size_t n, size_t *i)
@@ -254,7 +244,7 @@ static tl_err_t load_intents(ctx_t *c, item_t *items, size_t n, item_t **v)
     for (size_t i = 0; i < k && !err; i++)
         err = tl_cols_add_row(&q, (const char *const[]){v[i]->id.s}, 1);
     if (!err && k)
-        err = exec_cols(c->intents,
+        err = tl_cols_exec(c->intents,
                         "SELECT x.i, e.status, e.stream_version"
                         " FROM unnest($1::uuid[]) WITH ORDINALITY AS x(id, i)"
                         " JOIN ingest_events e ON e.event_id = x.id",
@@ -316,7 +306,7 @@ static tl_err_t load_who(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t 
             &q, (const char *const[]){v[i]->o.protocol_id, v[i]->o.participant_code}, 2);
     if (!err && k)
         err =
-            exec_cols(pg,
+            tl_cols_exec(pg,
                       "SELECT x.i, s.id, p.id, p.status, p.version,"
                       "  p.consent_date - date '1970-01-01'"
                       " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(protocol, code, i)"
@@ -395,7 +385,7 @@ static tl_err_t intents_put(ctx_t *c, item_t *items, size_t n)
         it->status = NULL;
     }
     if (!err && q.nrows)
-        err = exec_cols(c->intents,
+        err = tl_cols_exec(c->intents,
                         "INSERT INTO ingest_events (event_id, source, topic, partition, \"offset\","
                         "  stream_version, participant_id, status)"
                         " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[],"
@@ -505,7 +495,7 @@ static tl_err_t settle(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t **
             &q, (const char *const[]){part, off, items[i].id.s, items[i].participant_id}, 4);
     }
     if (!err && k)
-        err = exec_cols(pg, sql_fates, &q, &res);
+        err = tl_cols_exec(pg, sql_fates, &q, &res);
     for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
         size_t i;
         if (!row_index(res, r, k, &i))
@@ -529,7 +519,7 @@ static tl_err_t settle(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t **
     if (!err && dead)
         err = tl_producer_flush(c->producer, TL_INGEST_WAIT_MS);
     if (!err && ids.nrows)
-        err = exec_cols(pg, "SELECT id::text, version FROM participants WHERE id = ANY($1::uuid[])",
+        err = tl_cols_exec(pg, "SELECT id::text, version FROM participants WHERE id = ANY($1::uuid[])",
                         &ids, &cur);
     for (size_t i = 0; i < n && !err; i++) {
         item_t *it = &items[i];

@@ -48,16 +48,13 @@ static tl_err_t load_links(tl_pg_t *pg, tl_batch_t *b, tl_map_t *links, link_t *
             err = tl_cols_add(&q, 2, off);
         want++;
     }
-    if (!err)
-        err = tl_cols_end(&q);
     tl_pg_res_t *res = NULL;
-    const char *params[] = {q.col[0].data, q.col[1].data, q.col[2].data};
     if (!err && want)
-        err = tl_pg_exec(pg,
-                         "SELECT topic, partition, hash FROM audit_log"
-                         " WHERE (topic, partition, \"offset\") IN"
-                         "  (SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]))",
-                         3, params, &res);
+        err = tl_cols_exec(pg,
+                           "SELECT topic, partition, hash FROM audit_log"
+                           " WHERE (topic, partition, \"offset\") IN"
+                           "  (SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]))",
+                           &q, &res);
     if (!err && (size_t)tl_pg_nrows(res) != want)
         err = TL_ERR_LOG_GAP; /* a predecessor is not archived */
     tl_buf_t h;

@@ -74,12 +74,9 @@ static tl_err_t load(tl_pg_t *pg, const tl_batch_t *b, tl_map_t *rels, bool *any
             *any = true;
         }
     }
-    if (!err)
-        err = tl_cols_end(&ids);
     tl_pg_res_t *res = NULL;
-    const char *const params[] = {ids.col[0].data};
     if (!err && *any)
-        err = tl_pg_exec(pg, sql_load, 1, params, &res);
+        err = tl_cols_exec(pg, sql_load, &ids, &res);
     for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
         release_t *x = calloc(1, sizeof *x);
         if (!x) {

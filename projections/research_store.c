@@ -329,12 +329,9 @@ static tl_err_t load_templates(tl_pg_t *pg, state_t *st, tl_cols_t *ids)
     for (size_t i = 0; i < st->forms.cap && !err; i++)
         if (st->forms.keys[i])
             err = tl_cols_add(ids, 0, ((form_t *)st->forms.vals[i])->f.template_id);
-    if (!err)
-        err = tl_cols_end(ids);
-    const char *const params[] = {ids->col[0].data};
     tl_pg_res_t *res = NULL;
     if (!err)
-        err = tl_pg_exec(pg, sql_load_templates, 1, params, &res);
+        err = tl_cols_exec(pg, sql_load_templates, ids, &res);
     for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
         char key[64];
         template_key(key, tl_pg_get(res, r, 0), (long)tl_pg_get_int(res, r, 1));

@@ -59,6 +59,15 @@ tl_err_t tl_cols_end(tl_cols_t *c)
     return err;
 }
 
+tl_err_t tl_cols_exec(tl_pg_t *pg, const char *sql, tl_cols_t *c, tl_pg_res_t **res)
+{
+    const char *params[TL_COLS_MAX];
+    tl_err_t err = tl_cols_end(c);
+    for (int i = 0; i < c->ncols; i++)
+        params[i] = c->col[i].data;
+    return err ? err : tl_pg_exec(pg, sql, c->ncols, params, res);
+}
+
 void *tl_arena_calloc(tl_arena_t *a, size_t size)
 {
     if (a->n == a->cap) {

@@ -66,6 +66,9 @@ tl_err_t tl_cols_add_uuid(tl_cols_t *c, int i, const char *v);
 /* Ends every column's array literal, before the columns become parameters
  * of a lookup (tl_batch_add_cols ends them itself). */
 tl_err_t tl_cols_end(tl_cols_t *c);
+/* Ends the columns and runs sql with them as its parameters $1..$ncols, in
+ * order (a lookup of many keys in one statement); *res as tl_pg_exec. */
+tl_err_t tl_cols_exec(tl_pg_t *pg, const char *sql, tl_cols_t *c, tl_pg_res_t **res);
 
 /* The rows a store loads and folds for one batch, freed together. */
 typedef struct {
