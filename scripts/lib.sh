@@ -110,15 +110,28 @@ tl_spawn() {
     echo $! >"$TL_VAR/run/$name.pid"
 }
 
+# tl_stop_pids SECONDS PID...: SIGTERM to each, at most SECONDS for all of
+# them to end, then SIGKILL to what is left, saying so; never an unbounded wait
+tl_stop_pids() {
+    local limit=$1 p alive
+    shift
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for _ in $(seq $((limit * 10))); do
+        alive=false
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=true && break; done
+        $alive || return 0
+        sleep 0.1
+    done
+    for p in "$@"; do
+        kill -0 "$p" 2>/dev/null && echo "pid $p did not stop in ${limit} s, killing it" >&2
+        kill -KILL "$p" 2>/dev/null || true
+    done
+}
+
 tl_kill() {
     local f="$TL_VAR/run/$1.pid"
     [ -f "$f" ] || return 0
-    local pid; pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    tl_stop_pids 5 "$(cat "$f")"
     rm -f "$f"
 }
 
