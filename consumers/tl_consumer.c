@@ -163,17 +163,67 @@ static void free_events(tl_event_t *evs, size_t n)
         free_event(&evs[i]);
 }
 
-/* Stored next offsets of this projection, locked for the transaction so a
- * second instance (a zombie after a rebalance) cannot interleave. */
-static tl_err_t lock_offsets(runtime_t *rt, tl_map_t *stored, tl_pg_res_t **res)
+/* Whether the batch holds anything but events of the projection's per-key
+ * topic (tl_projection_t.per_key_topic). */
+static bool batch_is_shared(const tl_projection_t *p, const tl_kafka_msg_t *msgs, size_t n)
 {
-    const char *params[] = {rt->proj->name};
-    tl_err_t err = tl_pg_exec(rt->pg,
-                              "SELECT topic || ':' || partition, next_offset FROM projection_offsets"
-                              " WHERE projection = $1 FOR UPDATE",
-                              1, params, res);
+    for (size_t i = 0; i < n; i++)
+        if (!p->per_key_topic || strcmp(msgs[i].topic, p->per_key_topic))
+            return true;
+    return false;
+}
+
+/* Opens the batch's transaction, in one round trip:
+ * - the projection's lock (TL_PROJECTION_LOCK_KEY): shared for a batch of
+ *   per-key events only, exclusive otherwise. The members of one group (a
+ *   rebuild's workers) fold participants side by side, but a study's facts
+ *   (a form template, say) never fold beside a batch that reads them, which
+ *   could then miss them both ways (each transaction not seeing the other);
+ * - the stored next offsets of the batch's partitions, locked, so that a
+ *   second consumer of one partition (a zombie after a rebalance) cannot
+ *   interleave; only the batch's own rows, in key order like every other
+ *   locker of them. */
+static tl_err_t begin_batch(runtime_t *rt, const tl_kafka_msg_t *msgs, size_t n,
+                            tl_map_t *stored, tl_pg_res_t **res)
+{
+    tl_map_t seen;
+    tl_cols_t c;
+    tl_map_init(&seen);
+    tl_cols_init(&c, 3);
+    tl_err_t err = TL_OK;
+    for (size_t i = 0; i < n && !err; i++) {
+        char key[300], part[16];
+        snprintf(key, sizeof key, "%s:%d", msgs[i].topic, msgs[i].partition);
+        if (tl_map_get(&seen, key))
+            continue;
+        snprintf(part, sizeof part, "%d", msgs[i].partition);
+        const char *row[] = {rt->proj->name, msgs[i].topic, part};
+        err = tl_map_put(&seen, key, (void *)1);
+        if (!err)
+            err = tl_cols_add_row(&c, row, 3);
+    }
+    if (!err)
+        err = tl_cols_end(&c);
+    const char *name[] = {rt->proj->name};
+    const char *cols[] = {c.col[0].data, c.col[1].data, c.col[2].data};
+    tl_pg_stmt_t q[] = {
+        {"BEGIN", 0, NULL, NULL, false},
+        {batch_is_shared(rt->proj, msgs, n)
+             ? "SELECT pg_advisory_xact_lock(" TL_PROJECTION_LOCK_KEY ")"
+             : "SELECT pg_advisory_xact_lock_shared(" TL_PROJECTION_LOCK_KEY ")",
+         1, name, NULL, false},
+        {"SELECT o.topic || ':' || o.partition, o.next_offset FROM projection_offsets o"
+         " JOIN unnest($1::text[], $2::text[], $3::int[]) AS b(projection, topic, partition)"
+         " USING (projection, topic, partition)"
+         " ORDER BY o.topic, o.partition FOR UPDATE OF o",
+         3, cols, NULL, true}};
+    if (!err)
+        err = tl_pg_pipeline(rt->pg, q, sizeof q / sizeof q[0]);
+    *res = q[2].res;
     for (int r = 0; !err && r < tl_pg_nrows(*res); r++)
         err = tl_map_put(stored, tl_pg_get(*res, r, 0), (void *)tl_pg_get(*res, r, 1));
+    tl_cols_cleanup(&c);
+    tl_map_cleanup(&seen);
     return err;
 }
 
@@ -303,9 +353,7 @@ static tl_err_t apply_batch(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_ev
     tl_buf_init(&notify, 7000); /* NOTIFY payloads must stay under 8000 bytes */
     tl_err_t err = decode_all(rt, msgs, n, evs);
     if (!err)
-        err = tl_pg_exec(rt->pg, "BEGIN", 0, NULL, NULL);
-    if (!err)
-        err = lock_offsets(rt, &stored, &offs);
+        err = begin_batch(rt, msgs, n, &stored, &offs);
     if (!err)
         err = filter_applied(&stored, msgs, n, evs, &kept);
     else
@@ -352,13 +400,23 @@ static tl_err_t connect_pg(runtime_t *rt, volatile sig_atomic_t *stop)
     }
 }
 
+/* A unique violation the fold did not foresee: another member of the group
+ * committed a row this batch's fold could not yet see (one participant code
+ * enrolled on two partitions at once). Run again, the fold sees it and
+ * decides as it would have in order; more than a few in a row is a bug. */
+#define CONFLICT_RETRIES 3
+
 /* A batch is retried until it commits or fails for good: never skipped. */
 static tl_err_t apply_with_retry(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_event_t *evs)
 {
     tl_err_t err;
+    int conflicts = 0;
     for (long backoff = 100;;) {
         err = apply_batch(rt, msgs, n, evs);
-        if (!err || !tl_err_is_retriable(err) || *rt->stop)
+        bool again = tl_err_is_retriable(err) ||
+                     (err == TL_ERR_CONFLICT && rt->proj->per_key_topic &&
+                      conflicts++ < CONFLICT_RETRIES);
+        if (!err || !again || *rt->stop)
             return err;
         tl_log_warn("batch_retry", json_pack("{s:s, s:s}", "error", tl_err_name(err), "sqlstate",
                                              tl_pg_sqlstate(rt->pg)));

@@ -48,7 +48,18 @@ typedef struct {
      * here for the delivery of what apply produced, so that the broker and
      * PostgreSQL work on the batch at the same time. NULL for the others. */
     tl_err_t (*before_commit)(void *ctx);
+    /* The topic whose events fold per key alone (a participant's events
+     * read and write that participant's rows only): batches of nothing
+     * else take the projection's lock shared and run side by side. A
+     * batch with any other event takes it exclusive. NULL: every batch is
+     * exclusive. */
+    const char *per_key_topic;
 } tl_projection_t;
+
+/* The key of a projection's transaction-level advisory lock, as SQL over $1,
+ * the projection's name: every batch takes it (see per_key_topic). Per
+ * schema, so a rebuild's shadow does not wait for the live projection. */
+#define TL_PROJECTION_LOCK_KEY "hashtext(current_schema() || ' projection ' || $1)"
 
 /* The projections this build knows, by name ("participants", "audit"), or
  * NULL. A projection with ntopics 0 reads every topic of tl_topics_archive. */

@@ -50,20 +50,57 @@ static int usage(void)
 
 /* ---- rebuild ---- */
 
+#define REBUILD_WORKERS_MAX 16
+
+typedef struct rebuilder rebuilder_t;
+
 typedef struct {
+    rebuilder_t *rb; /* borrowed */
+    pthread_t th;
+    bool started;
+    volatile sig_atomic_t done;
+    tl_err_t err;
+} rebuild_worker_t;
+
+/* The rebuild's consumers: members of one consumer group, so the broker
+ * spreads the partitions over them, each with its own connection (a
+ * consumer and its database backend take turns; several pairs keep the
+ * cores busy). */
+struct rebuilder {
     tl_consumer_cfg_t cfg;
     const tl_projection_t *proj;
     volatile sig_atomic_t stop;
-    volatile sig_atomic_t done;
-    tl_err_t err;
-} rebuilder_t;
+    int nworkers;
+    rebuild_worker_t workers[REBUILD_WORKERS_MAX];
+};
 
 static void *rebuild_thread(void *arg)
 {
-    rebuilder_t *rb = arg;
-    rb->err = tl_consumer_run(&rb->cfg, rb->proj, &rb->stop);
-    rb->done = 1;
+    rebuild_worker_t *w = arg;
+    w->err = tl_consumer_run(&w->rb->cfg, w->rb->proj, &w->rb->stop);
+    w->done = 1;
     return NULL;
+}
+
+/* The first worker's error, once any has stopped; TL_OK while all run. */
+static bool rebuild_any_done(const rebuilder_t *rb, tl_err_t *err)
+{
+    for (int i = 0; i < rb->nworkers; i++)
+        if (rb->workers[i].done) {
+            *err = rb->workers[i].err;
+            return true;
+        }
+    return false;
+}
+
+static void rebuild_stop(rebuilder_t *rb)
+{
+    rb->stop = 1;
+    for (int i = 0; i < rb->nworkers; i++)
+        if (rb->workers[i].started) {
+            pthread_join(rb->workers[i].th, NULL);
+            rb->workers[i].started = false;
+        }
 }
 
 static double now_s(void)
@@ -158,22 +195,23 @@ static tl_err_t swap_in(tl_pg_t *pg, rebuilder_t *rb, const char *shadow_q, cons
     if (!err)
         err = tl_pg_exec(pg,
                          "SELECT next_offset FROM projection_offsets WHERE projection = $1"
-                         " FOR UPDATE",
+                         " ORDER BY topic, partition FOR UPDATE",
                          1, params, NULL);
     for (int i = 0; !err; i++) {
         int64_t behind = shadow_behind_live(pg, shadow_q, p->name);
+        tl_err_t werr = TL_OK;
         if (behind == 0)
             break;
-        if (behind < 0 || rb->done || i == 600)
-            err = behind < 0 ? TL_ERR_DB : TL_ERR_TIMEOUT;
+        if (behind < 0)
+            err = TL_ERR_DB;
+        else if (rebuild_any_done(rb, &werr))
+            err = werr ? werr : TL_ERR_UNAVAILABLE;
+        else if (i == 600)
+            err = TL_ERR_TIMEOUT;
         struct timespec ts = {0, 100000000};
         nanosleep(&ts, NULL);
     }
-    rb->stop = 1;
-    while (!rb->done) {
-        struct timespec ts = {0, 20000000};
-        nanosleep(&ts, NULL);
-    }
+    rebuild_stop(rb);
     for (size_t t = 0; t < p->ntables && !err; t++) {
         err = exec_fmt(pg, NULL, "DROP TABLE %s", p->tables[t]);
         if (!err) {
@@ -212,7 +250,7 @@ static tl_err_t swap_in(tl_pg_t *pg, rebuilder_t *rb, const char *shadow_q, cons
 
 static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char *brokers,
                    const tl_registry_cfg_t *registry, const tl_consumer_cfg_t *research,
-                   const char *name)
+                   int workers, const char *name)
 {
     const tl_projection_t *p = tl_projection_find(name);
     if (!p || !p->ntables) {
@@ -230,6 +268,7 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
     tl_buf_init(&sq, 256);
     tl_buf_init(&mq, 256);
     rebuilder_t rb = {.proj = p,
+                      .nworkers = workers,
                       .cfg = {.brokers = brokers, .pg_dsn = dsn, .pg_schema = path,
                               .batch_max = 2000, .poll_ms = 100, .no_migrate = true,
                               .registry = *registry,
@@ -240,8 +279,6 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
     rb.cfg.group = group;
     tl_kafka_producer_t *kafka = NULL;
     tl_pg_t *spg = NULL;
-    pthread_t th;
-    bool started = false;
     int rc = 2;
     tl_err_t err = tl_pg_ident(pg, shadow, &sq);
     if (!err)
@@ -256,8 +293,12 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
     tl_pg_destroy(spg);
     if (!err)
         err = tl_kafka_producer_new(brokers, 10000, &kafka);
-    if (!err && !(started = !pthread_create(&th, NULL, rebuild_thread, &rb)))
-        err = TL_ERR_INTERNAL;
+    for (int i = 0; i < rb.nworkers && !err; i++) {
+        rebuild_worker_t *w = &rb.workers[i];
+        w->rb = &rb;
+        if (!(w->started = !pthread_create(&w->th, NULL, rebuild_thread, w)))
+            err = TL_ERR_INTERNAL;
+    }
     double t0 = now_s(), last = t0;
     int64_t prev = 0;
     while (!err) {
@@ -265,8 +306,9 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
         nanosleep(&ts, NULL);
         int64_t applied = shadow_applied(pg, sq.data, p->name), end = log_end(kafka, p);
         double t = now_s();
-        if (rb.done || applied < 0 || end < 0) {
-            err = rb.err ? rb.err : TL_ERR_UNAVAILABLE;
+        tl_err_t werr = TL_OK;
+        if (rebuild_any_done(&rb, &werr) || applied < 0 || end < 0) {
+            err = werr ? werr : TL_ERR_UNAVAILABLE;
             break;
         }
         printf("rebuild %s: %lld of %lld events, %.0f events/s, %lld remaining\n", p->name,
@@ -280,10 +322,7 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
     }
     if (!err)
         err = swap_in(pg, &rb, sq.data, mq.data);
-    if (started) {
-        rb.stop = 1;
-        pthread_join(th, NULL);
-    }
+    rebuild_stop(&rb);
     if (!err) {
         exec_fmt(pg, NULL, "DROP SCHEMA %s CASCADE", sq.data);
         double secs = now_s() - t0;
@@ -535,6 +574,7 @@ int main(int argc, char **argv)
 {
     const char *dsn = NULL, *schema = NULL, *brokers = NULL;
     bool debug = false;
+    long workers = 2;
     tl_registry_cfg_t registry = {0};
     tl_consumer_cfg_t research = {0};
     const tl_config_var_t vars[] = {
@@ -546,6 +586,8 @@ int main(int argc, char **argv)
         TL_REGISTRY_CONFIG_VARS(&registry),
         TL_RESEARCH_CONFIG_VARS(&research),
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs (rebuild)", &debug},
+        {"TRIALOG_REBUILD_WORKERS", TL_CFG_INT, "2", 1, REBUILD_WORKERS_MAX, false,
+         "consumers a rebuild runs, each on its own share of the partitions", &workers},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
     tl_log_init("cli", TL_LOG_WARN);
@@ -571,7 +613,8 @@ int main(int argc, char **argv)
     int rc = verify ? audit_verify(pg)
              : seed ? reseed(pg, brokers)
              : admin ? tl_admin_main(pg, brokers, &registry, argc - 2, argv + 2)
-                    : rebuild(pg, dsn, schema, brokers, &registry, &research, argv[2]);
+                    : rebuild(pg, dsn, schema, brokers, &registry, &research, (int)workers,
+                              argv[2]);
     tl_pg_destroy(pg);
     return rc;
 }

@@ -1,6 +1,8 @@
 /* trialog rebuild: a projection replayed from offset 0 into fresh tables and
  * swapped in while the live one keeps running equals the live one, row for
- * row, and the live consumer carries on after the swap. */
+ * row, and the live consumer carries on after the swap. The rebuild runs
+ * several workers (TRIALOG_REBUILD_WORKERS, 2 by default); the lock that
+ * keeps them apart is tested at the end. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,11 +157,60 @@ static void test_access_rebuild_equals_live(void **state)
     tl_http_free(&r);
 }
 
+/* The key every participants batch locks (TL_PROJECTION_LOCK_KEY), held here
+ * at session level from a connection of the test's own. */
+#define LOCK_KEY "hashtext(current_schema() || ' projection ' || 'participants')"
+
+static void lock_exec(tl_pg_t *pg, const char *sql)
+{
+    assert_int_equal(tl_pg_exec(pg, sql, 0, NULL, NULL), TL_OK);
+}
+
+/* A rebuild's workers fold participants side by side, but never beside a
+ * study's facts: a batch of participant events takes the projection's lock
+ * shared, any other batch exclusive (tl_projection_t.per_key_topic). */
+static void test_batches_take_the_projection_lock(void **state)
+{
+    (void)state;
+    tl_pg_t *holder = NULL;
+    assert_int_equal(tl_pg_connect(getenv("TRIALOG_TEST_PG_DSN"), stack.schema, "lock-holder",
+                                   &holder),
+                     TL_OK);
+    long long parts = tl_sql_int(&stack, "SELECT count(*) FROM participants");
+    long long studies = tl_sql_int(&stack, "SELECT count(*) FROM studies");
+
+    /* held exclusive (as a batch with a study's facts holds it): a batch of
+     * participant events waits for it */
+    lock_exec(holder, "SELECT pg_advisory_lock(" LOCK_KEY ")");
+    assert_int_equal(enrol(N + 1, true), 202);
+    tl_sleep_ms(1500);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), parts);
+    lock_exec(holder, "SELECT pg_advisory_unlock(" LOCK_KEY ")");
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM participants", parts + 1, 30000));
+
+    /* held shared (as another worker's participant batch holds it): a batch
+     * of participant events goes on, a study's facts wait */
+    lock_exec(holder, "SELECT pg_advisory_lock_shared(" LOCK_KEY ")");
+    assert_int_equal(enrol(N + 2, true), 202);
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM participants", parts + 2, 30000));
+    const char *async[] = {"Prefer: respond-async", NULL};
+    tl_http_resp_t r = tl_http(&stack, "POST", "/v1/studies",
+                               "{\"protocol_id\":\"RB-3\",\"name\":\"Locked out\"}", async, true);
+    assert_int_equal(r.status, 202);
+    tl_http_free(&r);
+    tl_sleep_ms(1500);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM studies"), studies);
+    lock_exec(holder, "SELECT pg_advisory_unlock_shared(" LOCK_KEY ")");
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM studies", studies + 1, 30000));
+    tl_pg_destroy(holder);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rebuild_equals_live),
         cmocka_unit_test(test_access_rebuild_equals_live),
+        cmocka_unit_test(test_batches_take_the_projection_lock),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
