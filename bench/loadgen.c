@@ -2,7 +2,7 @@
  * gateway, bounded in count and time, loopback only.
  *
  *   trialog-loadgen --url http://127.0.0.1:8080 --token T --study S --site X
- *                   [--conns 64] [--seconds 10] [--max N] [--async]
+ *                   [--conns 64] [--seconds 10] [--max N] [--rate R] [--async]
  *                   [--mix enrol|read|visit|schedule|me|history|token|form|ceiling]
  *
  * enrol:   POST /v1/studies/S/participants with unique codes (201, or 202 with
@@ -28,6 +28,9 @@
  *          it completes first
  * ceiling: the enrol request's body POSTed to --url itself, for
  *          trialog-bench-http (study and site are then any text)
+ * --rate R paces the measured load to R requests/s over all connections (0,
+ * the default: each connection sends its next request as soon as it has an
+ * answer); latencies are still from each request's own send.
  * Prints one JSON line: requests, ok, errors, rate, p50/p99/p999 in ms. */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -64,6 +67,7 @@ static struct {
     const char *base, *token, *study, *site;
     int conns, seconds;
     long max;
+    double rate; /* requests/s over all connections; 0: as fast as they answer */
     bool async;
     mix_t mix;
     char run[16];
@@ -155,16 +159,20 @@ static void next_request(conn_t *c, long seq)
     c->started = now_s();
 }
 
-/* Runs the load; when collect, keeps the ids answered (for reads later). */
+/* Runs the load; when collect, keeps the ids answered (for reads later).
+ * With opt.rate, request k is not sent before k / rate seconds from the
+ * start (a paced load: a connection that is free waits for its slot). */
 static void run(int conns, int seconds, long max, bool collect)
 {
     CURLM *m = curl_multi_init();
     conn_t *cs = calloc((size_t)conns, sizeof *cs);
-    double deadline = now_s() + seconds;
+    conn_t **idle = calloc((size_t)conns, sizeof *idle);
+    int nidle = 0, inflight = 0;
+    double start = now_s(), deadline = start + seconds;
     char auth[600];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", opt.token);
     curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)conns);
-    for (int i = 0; i < conns && issued < max; i++) {
+    for (int i = 0; cs && idle && i < conns; i++) {
         conn_t *c = &cs[i];
         c->h = curl_easy_init();
         c->headers = curl_slist_append(NULL, auth);
@@ -176,11 +184,20 @@ static void run(int conns, int seconds, long max, bool collect)
         curl_easy_setopt(c->h, CURLOPT_WRITEDATA, &c->resp);
         curl_easy_setopt(c->h, CURLOPT_PRIVATE, c);
         curl_easy_setopt(c->h, CURLOPT_TIMEOUT, 30L);
-        next_request(c, issued++);
-        curl_multi_add_handle(m, c->h);
+        idle[nidle++] = c;
     }
-    int running = 1;
-    while (running) {
+    for (;;) {
+        double now = now_s(), due = opt.rate ? start + (double)issued / opt.rate : now;
+        while (nidle && issued < max && now < deadline && now >= due) {
+            conn_t *c = idle[--nidle];
+            next_request(c, issued++);
+            curl_multi_add_handle(m, c->h);
+            inflight++;
+            due = opt.rate ? start + (double)issued / opt.rate : now;
+        }
+        if (!inflight && (!nidle || issued >= max || now >= deadline))
+            break;
+        int running = 0;
         curl_multi_perform(m, &running);
         CURLMsg *msg;
         int left;
@@ -202,20 +219,23 @@ static void run(int conns, int seconds, long max, bool collect)
                 errors++;
             }
             curl_multi_remove_handle(m, c->h);
-            if (now_s() < deadline && issued < max) {
-                next_request(c, issued++);
-                curl_multi_add_handle(m, c->h);
-                running = 1;
-            }
+            idle[nidle++] = c;
+            inflight--;
         }
-        if (running)
-            curl_multi_poll(m, NULL, 0, 100, NULL);
+        /* wake for a reply, or for the next paced slot */
+        int wait_ms = 100;
+        double until = due - now_s();
+        if (nidle && opt.rate && issued < max && until < 0.1)
+            wait_ms = until > 0 ? (int)(until * 1000) + 1 : 0;
+        if (wait_ms > 0)
+            curl_multi_poll(m, NULL, 0, wait_ms, NULL);
     }
-    for (int i = 0; i < conns; i++) {
+    for (int i = 0; cs && i < conns; i++) {
         curl_easy_cleanup(cs[i].h);
         curl_slist_free_all(cs[i].headers);
     }
     free(cs);
+    free(idle);
     curl_multi_cleanup(m);
 }
 
@@ -231,7 +251,7 @@ int main(int argc, char **argv)
         {"url", 1, NULL, 'u'},   {"token", 1, NULL, 't'}, {"study", 1, NULL, 's'},
         {"site", 1, NULL, 'x'},  {"conns", 1, NULL, 'c'}, {"seconds", 1, NULL, 'd'},
         {"max", 1, NULL, 'm'},   {"async", 0, NULL, 'a'}, {"mix", 1, NULL, 'k'},
-        {NULL, 0, NULL, 0}};
+        {"rate", 1, NULL, 'r'},  {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
@@ -243,6 +263,7 @@ int main(int argc, char **argv)
         case 'd': opt.seconds = (int)strtol(optarg, NULL, 10); break;
         case 'm': opt.max = strtol(optarg, NULL, 10); break;
         case 'a': opt.async = true; break;
+        case 'r': opt.rate = strtod(optarg, NULL); break;
         case 'k':
             for (opt.mix = 0; opt.mix < MIX_COUNT && strcmp(optarg, mix_names[opt.mix]); opt.mix++)
                 ;
@@ -253,9 +274,10 @@ int main(int argc, char **argv)
         }
     }
     if (!opt.base || !opt.token || !opt.study || !opt.site || opt.conns < 1 ||
-        opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1) {
+        opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1 ||
+        !(opt.rate >= 0 && opt.rate <= 1e6)) {
         fprintf(stderr, "usage: trialog-loadgen --url U --token T --study S --site X [--conns 1..%d]"
-                        " [--seconds 1..%d] [--max N] [--async]"
+                        " [--seconds 1..%d] [--max N] [--rate 0..1000000] [--async]"
                         " [--mix enrol|read|visit|schedule|me|history|token|form|ceiling]\n",
                 MAX_CONNS, MAX_SECONDS);
         return 2;
@@ -272,6 +294,8 @@ int main(int argc, char **argv)
         /* participants (principals) to act on: enrolled (created) first, not measured */
         mix_t mix = opt.mix;
         bool a = opt.async;
+        double rate = opt.rate; /* the preparation is not paced */
+        opt.rate = 0;
         long per = visits_per_participant();
         long n = mix == MIX_VISIT  ? (opt.max + per - 1) / per
                  : mix == MIX_FORM ? opt.max
@@ -287,6 +311,7 @@ int main(int argc, char **argv)
         }
         opt.mix = mix;
         opt.async = a;
+        opt.rate = rate;
         nlat = issued = ok = errors = 0;
         if (!nids) {
             fprintf(stderr, "loadgen: could not enrol participants to read\n");

@@ -82,7 +82,8 @@ static void *rebuild_thread(void *arg)
     return NULL;
 }
 
-/* The first worker's error, once any has stopped; TL_OK while all run. */
+/* Whether any worker has stopped; *err is then the first such worker's error
+ * (TL_OK when it stopped without one). */
 static bool rebuild_any_done(const rebuilder_t *rb, tl_err_t *err)
 {
     for (int i = 0; i < rb->nworkers; i++)
