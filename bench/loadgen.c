@@ -222,11 +222,14 @@ static void run(int conns, int seconds, long max, bool collect)
             idle[nidle++] = c;
             inflight--;
         }
-        /* wake for a reply, or for the next paced slot */
+        /* wait for a reply, unless a free connection may send now; paced,
+         * wake for the next slot */
         int wait_ms = 100;
-        double until = due - now_s();
-        if (nidle && opt.rate && issued < max && until < 0.1)
-            wait_ms = until > 0 ? (int)(until * 1000) + 1 : 0;
+        if (nidle && issued < max && now_s() < deadline) {
+            double until = opt.rate ? start + (double)issued / opt.rate - now_s() : 0;
+            if (until < 0.1)
+                wait_ms = until > 0 ? (int)(until * 1000) + 1 : 0;
+        }
         if (wait_ms > 0)
             curl_multi_poll(m, NULL, 0, wait_ms, NULL);
     }
