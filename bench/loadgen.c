@@ -159,6 +159,13 @@ static void next_request(conn_t *c, long seq)
     c->started = now_s();
 }
 
+/* When the next request may be sent: with opt.rate, request k not before
+ * k / rate seconds from start; unpaced, at once (0). */
+static double next_slot(double start)
+{
+    return opt.rate ? start + (double)issued / opt.rate : 0;
+}
+
 /* Runs the load; when collect, keeps the ids answered (for reads later).
  * With opt.rate, request k is not sent before k / rate seconds from the
  * start (a paced load: a connection that is free waits for its slot). */
@@ -187,13 +194,12 @@ static void run(int conns, int seconds, long max, bool collect)
         idle[nidle++] = c;
     }
     for (;;) {
-        double now = now_s(), due = opt.rate ? start + (double)issued / opt.rate : now;
-        while (nidle && issued < max && now < deadline && now >= due) {
+        double now = now_s();
+        while (nidle && issued < max && now < deadline && now >= next_slot(start)) {
             conn_t *c = idle[--nidle];
             next_request(c, issued++);
             curl_multi_add_handle(m, c->h);
             inflight++;
-            due = opt.rate ? start + (double)issued / opt.rate : now;
         }
         if (!inflight && (!nidle || issued >= max || now >= deadline))
             break;
@@ -226,7 +232,7 @@ static void run(int conns, int seconds, long max, bool collect)
          * wake for the next slot */
         int wait_ms = 100;
         if (nidle && issued < max && now_s() < deadline) {
-            double until = opt.rate ? start + (double)issued / opt.rate - now_s() : 0;
+            double until = next_slot(start) - now_s();
             if (until < 0.1)
                 wait_ms = until > 0 ? (int)(until * 1000) + 1 : 0;
         }
