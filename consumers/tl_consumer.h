@@ -37,6 +37,12 @@ typedef struct {
     size_t ntables;
     const int *migrations;
     size_t nmigrations;
+    /* Indexes of those tables that only the read side uses (no fold's
+     * load reads through them): a rebuild makes its shadow tables without
+     * them and builds each once, sorted, when the shadow has caught up,
+     * which costs far less than keeping it up to date row by row. */
+    const char *const *read_indexes;
+    size_t nread_indexes;
     /* A projection that needs more than the database (the research export
      * publishes): open makes its context, which apply finds in b->ctx, from
      * the settings and the registry (borrowed, outlives it); close frees it.

@@ -26,6 +26,9 @@ static const char *const participants_tables[] = {"studies", "sites", "participa
 /* 2: projection_offsets and projection_rejections; 3, 5 and 14: the tables
  * above */
 static const int participants_migrations[] = {2, 3, 5, 14};
+/* the fold looks participants up by id and by (study, code), never by these */
+static const char *const participants_read_indexes[] = {"participants_by_site",
+                                                        "participants_by_status"};
 
 /* the studies' dataset releases ride along (releases_store.h) */
 static tl_err_t participants_apply(tl_pg_t *pg, tl_batch_t *b)
@@ -38,6 +41,10 @@ static tl_err_t participants_apply(tl_pg_t *pg, tl_batch_t *b)
 static const char *const schedules_topics[] = {TL_TOPIC_PARTICIPANT};
 static const char *const schedules_tables[] = {"schedule_participants", "participant_visits"};
 static const int schedules_migrations[] = {2, 6};
+/* the fold loads by participant: the primary keys */
+static const char *const schedules_read_indexes[] = {"schedule_participants_by_study",
+                                                     "participant_visits_by_due",
+                                                     "participant_visits_by_window"};
 
 /* who may do what (docs/SECURITY.md); signing_credentials is not a
  * projection (migration 8) and a rebuild leaves it alone */
@@ -51,6 +58,8 @@ static const char *const forms_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPA
 static const char *const forms_tables[] = {"form_templates", "form_participants", "forms",
                                            "form_field_history"};
 static const int forms_migrations[] = {2, 10, 11};
+/* forms_by_participant serves the fold's load; this one the study's lists */
+static const char *const forms_read_indexes[] = {"forms_by_study"};
 
 /* the research export: its own copy of what the participant stream and
  * the template versions say (migration 13), and a producer for the
@@ -123,6 +132,8 @@ static const tl_projection_t projections[] = {
      .ntables = N(participants_tables),
      .migrations = participants_migrations,
      .nmigrations = N(participants_migrations),
+     .read_indexes = participants_read_indexes,
+     .nread_indexes = N(participants_read_indexes),
      .batch_default = 1000,
      .per_key_topic = TL_TOPIC_PARTICIPANT},
     {.name = TL_PROJECTION_SCHEDULES,
@@ -133,6 +144,8 @@ static const tl_projection_t projections[] = {
      .ntables = N(schedules_tables),
      .migrations = schedules_migrations,
      .nmigrations = N(schedules_migrations),
+     .read_indexes = schedules_read_indexes,
+     .nread_indexes = N(schedules_read_indexes),
      .batch_default = 1000,
      .per_key_topic = TL_TOPIC_PARTICIPANT},
     {.name = TL_PROJECTION_ACCESS,
@@ -152,6 +165,8 @@ static const tl_projection_t projections[] = {
      .ntables = N(forms_tables),
      .migrations = forms_migrations,
      .nmigrations = N(forms_migrations),
+     .read_indexes = forms_read_indexes,
+     .nread_indexes = N(forms_read_indexes),
      .batch_default = 1000,
      .per_key_topic = TL_TOPIC_PARTICIPANT},
     {.name = TL_PROJECTION_RESEARCH,

@@ -185,6 +185,57 @@ __attribute__((format(printf, 3, 4))) static tl_err_t exec_fmt(tl_pg_t *pg, cons
     return tl_pg_exec(pg, sql, name ? 1 : 0, params, NULL);
 }
 
+/* Drops the shadow's read indexes (tl_projection_t.read_indexes), keeping
+ * each one's definition in defs[i] (caller frees each) for build_indexes. An
+ * index the projection names but its migrations do not make is an error. */
+static tl_err_t defer_indexes(tl_pg_t *pg, const tl_projection_t *p, const char *shadow,
+                              const char *shadow_q, char **defs)
+{
+    tl_err_t err = TL_OK;
+    tl_buf_t iq;
+    tl_buf_init(&iq, 256);
+    for (size_t i = 0; i < p->nread_indexes && !err; i++) {
+        const char *params[] = {shadow, p->read_indexes[i]};
+        tl_pg_res_t *res = NULL;
+        err = tl_pg_exec(pg,
+                         "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
+                         2, params, &res);
+        const char *def = err ? NULL : tl_pg_get(res, 0, 0);
+        if (!err && !def) {
+            fprintf(stderr, "rebuild %s: its tables have no index %s\n", p->name,
+                    p->read_indexes[i]);
+            err = TL_ERR_INTERNAL;
+        }
+        if (!err && !(defs[i] = strdup(def)))
+            err = TL_ERR_NOMEM;
+        tl_pg_res_free(res);
+        tl_buf_reset(&iq);
+        if (!err)
+            err = tl_pg_ident(pg, p->read_indexes[i], &iq);
+        if (!err)
+            err = exec_fmt(pg, NULL, "DROP INDEX %s.%s", shadow_q, iq.data);
+    }
+    tl_buf_cleanup(&iq);
+    return err;
+}
+
+/* Builds the indexes defer_indexes dropped, each in its own transaction: the
+ * workers keep applying, and one waits for a table's index only while that
+ * table's is built, so neither holds a lock the other waits for. */
+static tl_err_t build_indexes(tl_pg_t *pg, const tl_projection_t *p, char **defs)
+{
+    double t0 = now_s();
+    tl_err_t err = TL_OK;
+    for (size_t i = 0; i < p->nread_indexes && !err; i++)
+        err = tl_pg_exec(pg, defs[i], 0, NULL, NULL);
+    if (!err && p->nread_indexes) {
+        printf("rebuild %s: %zu read indexes built in %.1f s\n", p->name, p->nread_indexes,
+               now_s() - t0);
+        fflush(stdout);
+    }
+    return err;
+}
+
 /* Under a lock on the live offsets, lets the shadow pass the live position,
  * stops it, and swaps tables, offsets and rejections in one transaction. */
 static tl_err_t swap_in(tl_pg_t *pg, rebuilder_t *rb, const char *shadow_q, const char *main_q)
@@ -281,7 +332,8 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
     tl_kafka_producer_t *kafka = NULL;
     tl_pg_t *spg = NULL;
     int rc = 2;
-    tl_err_t err = tl_pg_ident(pg, shadow, &sq);
+    char **index_defs = calloc(p->nread_indexes + 1, sizeof *index_defs);
+    tl_err_t err = index_defs ? tl_pg_ident(pg, shadow, &sq) : TL_ERR_NOMEM;
     if (!err)
         err = tl_pg_ident(pg, schema, &mq);
     if (!err)
@@ -292,6 +344,8 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
     if (!err)
         err = tl_migrations_replay(spg, p->migrations, p->nmigrations);
     tl_pg_destroy(spg);
+    if (!err)
+        err = defer_indexes(pg, p, shadow, sq.data, index_defs);
     if (!err)
         err = tl_kafka_producer_new(brokers, 10000, &kafka);
     for (int i = 0; i < rb.nworkers && !err; i++) {
@@ -322,6 +376,8 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
             break;
     }
     if (!err)
+        err = build_indexes(pg, p, index_defs);
+    if (!err)
         err = swap_in(pg, &rb, sq.data, mq.data);
     rebuild_stop(&rb);
     if (!err) {
@@ -337,6 +393,9 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
                 tl_err_name(err));
     }
     tl_kafka_producer_destroy(kafka);
+    for (size_t i = 0; index_defs && i < p->nread_indexes; i++)
+        free(index_defs[i]);
+    free(index_defs);
     tl_buf_cleanup(&sq);
     tl_buf_cleanup(&mq);
     return rc;

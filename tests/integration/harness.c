@@ -496,6 +496,34 @@ long long tl_sql_int(tl_stack_t *s, const char *sql)
     return n;
 }
 
+#define INDEXES_SQL                                                                              \
+    "SELECT tablename, indexname, replace(indexdef, current_schema() || '.', '') AS def"          \
+    " FROM pg_indexes WHERE schemaname = current_schema()"
+
+void tl_indexes_snap(tl_stack_t *s, const char *name)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "CREATE TABLE %s AS " INDEXES_SQL "; SELECT 1", name);
+    tl_sql_int(s, sql);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", name);
+    assert_true(tl_sql_int(s, sql) > 0);
+}
+
+void tl_indexes_same(tl_stack_t *s, const char *name)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "SELECT string_agg(indexname, ', ') FROM ((SELECT * FROM %s EXCEPT " INDEXES_SQL
+             ") UNION ALL (" INDEXES_SQL " EXCEPT SELECT * FROM %s)) d",
+             name, name);
+    tl_pg_res_t *res = NULL;
+    assert_int_equal(tl_pg_exec(s->pg, sql, 0, NULL, &res), TL_OK);
+    const char *diff = tl_pg_get(res, 0, 0);
+    if (diff)
+        fail_msg("indexes differ after the rebuild: %s", diff);
+    tl_pg_res_free(res);
+}
+
 char *tl_run(const char *cmd, size_t *len)
 {
     char *out = NULL;

@@ -115,6 +115,12 @@ void tl_stack_demo_seed(tl_stack_t *s, char *study, char *site);
 
 /* First column of the first row as an integer (0 if no row). */
 long long tl_sql_int(tl_stack_t *s, const char *sql);
+/* A rebuild must leave the stack's schema with the indexes it had (a rebuild
+ * builds some of them only at its end, tl_projection_t.read_indexes): snap
+ * records them (in a table of the schema, name), same asserts they are
+ * still the same, name for name and definition for definition. */
+void tl_indexes_snap(tl_stack_t *s, const char *name);
+void tl_indexes_same(tl_stack_t *s, const char *name);
 /* Output of a shell command (first 64 KiB); asserts it exits 0. Caller frees. */
 char *tl_run(const char *cmd, size_t *len);
 /* Sleeps until the integer sql answers is at least want, or timeout_ms

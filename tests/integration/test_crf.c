@@ -446,11 +446,13 @@ static void test_rebuild_forms_equals_live(void **state)
                        " CREATE TABLE live_history AS SELECT * FROM form_field_history;"
                        " CREATE TABLE live_templates AS SELECT * FROM form_templates;"
                        " CREATE TABLE live_fparts AS SELECT * FROM form_participants; SELECT 1");
+    tl_indexes_snap(&stack, "live_indexes");
     char *out = NULL;
     int rc = tl_stack_cli(&stack, "rebuild forms", &out);
     if (rc)
         fail_msg("rebuild failed (%d):\n%s", rc, out);
     free(out);
+    tl_indexes_same(&stack, "live_indexes");
     const char *pairs[][2] = {{"live_forms", "forms"},
                               {"live_history", "form_field_history"},
                               {"live_templates", "form_templates"},

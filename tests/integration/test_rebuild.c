@@ -91,11 +91,14 @@ static void test_rebuild_equals_live(void **state)
                        " event_id, event_type, aggregate_id, reason FROM projection_rejections"
                        " WHERE projection = 'participants'; SELECT 1");
 
+    tl_indexes_snap(&stack, "snap_indexes");
+
     char *out = NULL;
     int rc = tl_stack_cli(&stack, "rebuild participants", &out);
-    if (rc != 0 || !strstr(out, "swapped in"))
+    if (rc != 0 || !strstr(out, "swapped in") || !strstr(out, "2 read indexes built"))
         fail_msg("rebuild failed (%d):\n%s", rc, out);
     free(out);
+    tl_indexes_same(&stack, "snap_indexes");
 
     assert_int_equal(tl_sql_int(&stack, SAME("participants", "snap_participants")), 0);
     assert_int_equal(tl_sql_int(&stack, SAME("studies", "snap_studies")), 0);

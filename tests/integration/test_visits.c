@@ -600,11 +600,13 @@ static void test_rebuild_schedules_equals_live(void **state)
                      0);
     tl_sql_int(&stack, "CREATE TABLE live_visits AS SELECT * FROM participant_visits;"
                        " CREATE TABLE live_sched AS SELECT * FROM schedule_participants; SELECT 1");
+    tl_indexes_snap(&stack, "live_indexes");
     char *out = NULL;
     int rc = tl_stack_cli(&stack, "rebuild schedules", &out);
     if (rc)
         fail_msg("rebuild failed (%d):\n%s", rc, out);
     free(out);
+    tl_indexes_same(&stack, "live_indexes");
     const char *cols = "participant_id, visit_type_id, study_id, site_id, name, target_day,"
                        " required, due_date, window_start, window_end, state, actual_date,"
                        " in_window, deviation_reason, missed_reason, notes, version, updated_at,"
