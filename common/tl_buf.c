@@ -1,6 +1,7 @@
 #include "tl_buf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ static tl_err_t buf_reserve(tl_buf_t *b, size_t extra)
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap *= 2;
-    if (cap > b->max + 1)
+    if (b->max < SIZE_MAX && cap > b->max + 1) /* max + 1 would wrap to 0 */
         cap = b->max + 1;
     char *p = realloc(b->data, cap);
     if (!p)
@@ -54,6 +55,17 @@ tl_err_t tl_buf_append(tl_buf_t *b, const void *data, size_t len)
         return err;
     if (len)
         memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return TL_OK;
+}
+
+tl_err_t tl_buf_extend(tl_buf_t *b, size_t len, char **at)
+{
+    tl_err_t err = buf_reserve(b, len);
+    if (err)
+        return err;
+    *at = b->data + b->len;
     b->len += len;
     b->data[b->len] = '\0';
     return TL_OK;

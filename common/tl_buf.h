@@ -22,6 +22,9 @@ void tl_buf_reset(tl_buf_t *b); /* len = 0, keeps memory */
 void tl_buf_truncate(tl_buf_t *b, size_t len);
 tl_err_t tl_buf_append(tl_buf_t *b, const void *data, size_t len);
 tl_err_t tl_buf_puts(tl_buf_t *b, const char *s);
+/* Appends len bytes for the caller to fill in place (*at: where they begin,
+ * valid until the next change of b): one bound check for a run of output. */
+tl_err_t tl_buf_extend(tl_buf_t *b, size_t len, char **at);
 tl_err_t tl_buf_printf(tl_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Hands the data to the caller (free with free()); the buffer is emptied. */

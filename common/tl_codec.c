@@ -1,18 +1,19 @@
 #include "tl_codec.h"
 
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <string.h>
 
 tl_err_t tl_b64_encode(tl_buf_t *out, const void *data, size_t len)
 {
-    size_t olen = 4 * ((len + 2) / 3), at = out->len;
-    tl_err_t err = TL_OK;
+    char *at;
+    if (len > SIZE_MAX / 2)
+        return TL_ERR_TOO_LARGE;
     /* make room, then let OpenSSL write in place (it ends with a NUL, where
      * the buffer keeps its terminator anyway) */
-    for (size_t i = 0; i < olen && !err; i++)
-        err = tl_buf_append(out, "=", 1);
+    tl_err_t err = tl_buf_extend(out, 4 * ((len + 2) / 3), &at);
     if (!err && len)
-        EVP_EncodeBlock((unsigned char *)out->data + at, data, (int)len);
+        EVP_EncodeBlock((unsigned char *)at, data, (int)len);
     return err;
 }
 
@@ -55,12 +56,19 @@ tl_err_t tl_bytea_hex(tl_buf_t *out, const void *data, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = data;
-    tl_err_t err = tl_buf_append(out, "\\x", 2);
-    for (size_t i = 0; i < len && !err; i++) {
-        char two[2] = {hex[p[i] >> 4], hex[p[i] & 15]};
-        err = tl_buf_append(out, two, 2);
+    char *at;
+    if (len > (SIZE_MAX - 2) / 2)
+        return TL_ERR_TOO_LARGE;
+    tl_err_t err = tl_buf_extend(out, 2 + 2 * len, &at);
+    if (err)
+        return err;
+    *at++ = '\\';
+    *at++ = 'x';
+    for (size_t i = 0; i < len; i++) {
+        *at++ = hex[p[i] >> 4];
+        *at++ = hex[p[i] & 15];
     }
-    return err;
+    return TL_OK;
 }
 
 int tl_hex_digit(char c)
@@ -79,16 +87,19 @@ tl_err_t tl_bytea_unhex(tl_buf_t *out, const char *s)
     if (strncmp(s, "\\x", 2))
         return TL_ERR_MALFORMED;
     s += 2;
-    size_t n = strlen(s);
+    size_t n = strlen(s), mark = out->len;
+    char *at;
     if (n % 2)
         return TL_ERR_MALFORMED;
-    tl_err_t err = TL_OK;
+    tl_err_t err = tl_buf_extend(out, n / 2, &at);
     for (size_t i = 0; i < n && !err; i += 2) {
         int hi = tl_hex_digit(s[i]), lo = tl_hex_digit(s[i + 1]);
         if (hi < 0 || lo < 0)
-            return TL_ERR_MALFORMED;
-        unsigned char b = (unsigned char)(hi << 4 | lo);
-        err = tl_buf_append(out, &b, 1);
+            err = TL_ERR_MALFORMED;
+        else
+            *at++ = (char)(hi << 4 | lo);
     }
+    if (err)
+        tl_buf_truncate(out, mark);
     return err;
 }

@@ -22,16 +22,21 @@ static void uuid_format(const unsigned char b[16], tl_uuid_t *out)
 }
 
 
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
 bool tl_uuid_valid(const char *s)
 {
-    if (!s || strlen(s) != 36)
+    if (!s)
         return false;
     for (size_t i = 0; i < 36; i++) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : tl_hex_digit(s[i]) < 0)
+        if (dash ? s[i] != '-' : !is_hex(s[i])) /* a NUL stops it here */
             return false;
     }
-    return true;
+    return s[36] == '\0';
 }
 
 static void uuid_bytes(const tl_uuid_t *u, unsigned char b[16])
@@ -49,11 +54,9 @@ tl_err_t tl_uuid_parse(const char *s, tl_uuid_t *out)
 {
     if (!tl_uuid_valid(s))
         return TL_ERR_INVALID;
-    unsigned char b[16];
-    tl_uuid_t tmp;
-    memcpy(tmp.s, s, TL_UUID_STRLEN);
-    uuid_bytes(&tmp, b);
-    uuid_format(b, out);
+    for (size_t i = 0; i < 36; i++)
+        out->s[i] = s[i] >= 'A' && s[i] <= 'F' ? (char)(s[i] - 'A' + 'a') : s[i];
+    out->s[36] = '\0';
     return TL_OK;
 }
 

@@ -72,24 +72,38 @@ static void iso_time(int64_t us, char out[32])
     snprintf(out + n, 32 - n, ".%06ldZ", (long)(us % 1000000));
 }
 
-/* Frames rec as type t (Confluent V0) and produces it with headers: waiting
- * for its delivery when pos is given, else with receipt (may be NULL). */
+/* Frames an encoded datum as type t (Confluent V0) in buf (which holds the
+ * frame header already) and produces it with headers: waiting for its
+ * delivery when pos is given, else with receipt (may be NULL). */
+static tl_err_t produce(tl_producer_t *p, const tl_event_type_t *t, const char *key,
+                        const tl_buf_t *buf, const tl_kafka_header_t *headers, size_t nh,
+                        tl_kafka_pos_t *pos, tl_kafka_receipt_t *receipt)
+{
+    return pos ? tl_kafka_produce_sync(p->kafka, t->topic, key, strlen(key), buf->data, buf->len,
+                                       headers, nh, pos)
+               : tl_kafka_produce_async(p->kafka, t->topic, -1, key, strlen(key), buf->data,
+                                        buf->len, headers, nh, receipt);
+}
+
+static tl_err_t frame_begin(const tl_event_type_t *t, tl_buf_t *buf)
+{
+    unsigned char hdr[TL_FRAME_HEADER_LEN];
+    tl_buf_init(buf, TL_EVENT_MAX_BYTES);
+    tl_frame_header(t->id, hdr);
+    return tl_buf_append(buf, hdr, sizeof hdr);
+}
+
+/* Encodes rec as type t, then produce(). */
 static tl_err_t send_framed(tl_producer_t *p, const tl_event_type_t *t, const char *key,
                             const json_t *rec, const tl_kafka_header_t *headers, size_t nh,
                             tl_kafka_pos_t *pos, tl_kafka_receipt_t *receipt)
 {
     tl_buf_t buf;
-    tl_buf_init(&buf, TL_EVENT_MAX_BYTES);
-    unsigned char hdr[TL_FRAME_HEADER_LEN];
-    tl_frame_header(t->id, hdr);
-    tl_err_t err = tl_buf_append(&buf, hdr, sizeof hdr);
+    tl_err_t err = frame_begin(t, &buf);
     if (!err)
         err = tl_avro_encode(t->schema, rec, &buf);
     if (!err)
-        err = pos ? tl_kafka_produce_sync(p->kafka, t->topic, key, strlen(key), buf.data,
-                                          buf.len, headers, nh, pos)
-                  : tl_kafka_produce_async(p->kafka, t->topic, -1, key, strlen(key), buf.data,
-                                           buf.len, headers, nh, receipt);
+        err = produce(p, t, key, &buf, headers, nh, pos, receipt);
     tl_buf_cleanup(&buf);
     return err;
 }
@@ -137,8 +151,9 @@ tl_err_t tl_producer_send_async(tl_producer_t *p, const char *type, const char *
     return send_event(p, type, key, payload, meta, NULL, receipt);
 }
 
-tl_err_t tl_producer_send_record(tl_producer_t *p, const char *type, const char *key,
-                                 const json_t *record, const char *ce_id, const char *source)
+tl_err_t tl_producer_send_datum(tl_producer_t *p, const char *type, const char *key,
+                                const void *datum, size_t len, const char *ce_id,
+                                const char *source)
 {
     const tl_event_type_t *t = tl_registry_type(p->registry, type);
     if (!t || !ce_id || !source)
@@ -150,8 +165,14 @@ tl_err_t tl_producer_send_record(tl_producer_t *p, const char *type, const char 
         {"ce_source", source, strlen(source)},
         {"content-type", "application/avro", 16},
     };
-    return send_framed(p, t, key, record, headers, sizeof headers / sizeof headers[0], NULL,
-                       NULL);
+    tl_buf_t buf;
+    tl_err_t err = frame_begin(t, &buf);
+    if (!err)
+        err = tl_buf_append(&buf, datum, len);
+    if (!err)
+        err = produce(p, t, key, &buf, headers, sizeof headers / sizeof headers[0], NULL, NULL);
+    tl_buf_cleanup(&buf);
+    return err;
 }
 
 tl_err_t tl_producer_flush(tl_producer_t *p, int timeout_ms)

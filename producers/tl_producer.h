@@ -50,11 +50,13 @@ tl_err_t tl_producer_send_async(tl_producer_t *p, const char *type, const char *
                                 tl_kafka_receipt_t *receipt);
 
 /* Produces a record that is not an event (a research record, whose type
- * carries no event metadata) without waiting: CloudEvents headers without
+ * carries no event metadata), already encoded as the Avro datum of the
+ * type's built-in schema, without waiting: CloudEvents headers without
  * ce_time, so the same record makes the same message. Flush with
  * tl_producer_flush. Borrowed arguments. */
-tl_err_t tl_producer_send_record(tl_producer_t *p, const char *type, const char *key,
-                                 const json_t *record, const char *ce_id, const char *source);
+tl_err_t tl_producer_send_datum(tl_producer_t *p, const char *type, const char *key,
+                                const void *datum, size_t len, const char *ce_id,
+                                const char *source);
 /* Waits until every message sent without waiting arrived; fails if one did
  * not (tl_kafka_producer_flush). */
 tl_err_t tl_producer_flush(tl_producer_t *p, int timeout_ms);

@@ -2,8 +2,10 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "tl_avro.h"
 #include "tl_date.h"
 #include "tl_secret.h"
 #include "tl_uuid.h"
@@ -92,104 +94,158 @@ int32_t tl_research_shift(const tl_research_cfg_t *c, const char *participant_id
     return (int32_t)(v % (2 * TL_RESEARCH_SHIFT_MAX + 1)) - TL_RESEARCH_SHIFT_MAX;
 }
 
-/* A shifted date, or null when the export keeps study days only. */
-static json_t *shifted(const tl_research_cfg_t *c, int32_t shift, int32_t date)
+/* A shifted date (["null", date]), or null when the export keeps study
+ * days only. */
+static void w_shifted(tl_avro_w_t *w, const tl_research_cfg_t *c, int32_t shift, int32_t date)
 {
-    return c->dates == TL_RESEARCH_SHIFTED ? json_integer(date + shift) : json_null();
+    tl_avro_w_opt_long(w, c->dates == TL_RESEARCH_SHIFTED, (int64_t)date + shift);
 }
 
-static json_t *str_or_null(const char *s)
-{
-    return s && *s ? json_string(s) : json_null();
-}
-
-json_t *tl_research_participant(const tl_research_cfg_t *c, const tl_schedule_t *s,
-                                const tl_research_person_t *p)
+tl_err_t tl_research_participant(const tl_research_cfg_t *c, const tl_schedule_t *s,
+                                 const tl_research_person_t *p, tl_buf_t *out)
 {
     char pseudonym[TL_PSEUDONYM_STRLEN];
     if (!tl_research_pseudonym(c, s->id, pseudonym))
-        return NULL;
-    json_t *age = json_null();
+        return TL_ERR_INVALID;
+    int years = 0;
     if (p->birth_year > 0) {
         int y;
         unsigned m, d;
         tl_date_to_civil(s->baseline_date, &y, &m, &d);
-        int years = y - p->birth_year;
-        age = json_integer(years > TL_RESEARCH_AGE_CAP ? TL_RESEARCH_AGE_CAP
-                                                         : years < 0 ? 0 : years);
+        years = y - p->birth_year;
+        years = years > TL_RESEARCH_AGE_CAP ? TL_RESEARCH_AGE_CAP : years < 0 ? 0 : years;
     }
-    return json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:I}", "pseudonym", pseudonym,
-                     "study_id", s->study_id, "site_id", str_or_null(s->site_id), "status",
-                     s->status, "sex", str_or_null(p->sex), "age_at_baseline", age,
-                     "baseline_date", shifted(c, tl_research_shift(c, s->id), s->baseline_date),
-                     "stream_version", (json_int_t)p->row_version);
+    tl_avro_w_t w;
+    tl_avro_w_begin(&w, out);
+    tl_avro_w_string(&w, pseudonym);
+    tl_avro_w_string(&w, s->study_id);
+    tl_avro_w_opt_string(&w, s->site_id);
+    tl_avro_w_string(&w, s->status);
+    tl_avro_w_opt_string(&w, p->sex);
+    tl_avro_w_opt_long(&w, p->birth_year > 0, years); /* age_at_baseline */
+    w_shifted(&w, c, tl_research_shift(c, s->id), s->baseline_date);
+    tl_avro_w_long(&w, p->row_version);
+    return tl_avro_w_end(&w);
 }
 
-json_t *tl_research_visit(const tl_research_cfg_t *c, const tl_schedule_t *s, const tl_visit_t *v)
+tl_err_t tl_research_visit(const tl_research_cfg_t *c, const tl_schedule_t *s,
+                           const tl_visit_t *v, tl_buf_t *out)
 {
     char pseudonym[TL_PSEUDONYM_STRLEN];
     if (!tl_research_pseudonym(c, s->id, pseudonym))
-        return NULL;
+        return TL_ERR_INVALID;
     int32_t shift = tl_research_shift(c, s->id), base = s->baseline_date;
     bool done = v->state == TL_VISIT_COMPLETED;
-    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:i, s:b, s:s, s:i, s:i, s:i, s:o, s:o, s:b,"
-                     " s:o, s:o, s:o, s:o, s:I}",
-                     "pseudonym", pseudonym, "study_id", s->study_id, "site_id",
-                     str_or_null(s->site_id), "visit_type_id", v->visit_type_id, "visit_name",
-                     v->name, "target_day", (int)v->target_day, "required", v->required, "status",
-                     tl_visit_state_name(v->state), "due_day", (int)(v->due - base),
-                     "window_start_day", (int)(v->window_start - base), "window_end_day",
-                     (int)(v->window_end - base), "actual_day",
-                     done ? json_integer(v->actual_date - base) : json_null(), "in_window",
-                     done ? json_boolean(v->in_window) : json_null(), "protocol_deviation",
-                     done && !v->in_window, "due_date", shifted(c, shift, v->due),
-                     "window_start_date", shifted(c, shift, v->window_start), "window_end_date",
-                     shifted(c, shift, v->window_end), "actual_date",
-                     done ? shifted(c, shift, v->actual_date) : json_null(), "stream_version",
-                     (json_int_t)v->version);
+    tl_avro_w_t w;
+    tl_avro_w_begin(&w, out);
+    tl_avro_w_string(&w, pseudonym);
+    tl_avro_w_string(&w, s->study_id);
+    tl_avro_w_opt_string(&w, s->site_id);
+    tl_avro_w_string(&w, v->visit_type_id);
+    tl_avro_w_string(&w, v->name);
+    tl_avro_w_long(&w, v->target_day);
+    tl_avro_w_boolean(&w, v->required);
+    tl_avro_w_string(&w, tl_visit_state_name(v->state));
+    tl_avro_w_long(&w, (int64_t)v->due - base);
+    tl_avro_w_long(&w, (int64_t)v->window_start - base);
+    tl_avro_w_long(&w, (int64_t)v->window_end - base);
+    tl_avro_w_opt_long(&w, done, (int64_t)v->actual_date - base); /* actual_day */
+    tl_avro_w_long(&w, done);                                      /* in_window: null or */
+    if (done)
+        tl_avro_w_boolean(&w, v->in_window);
+    tl_avro_w_boolean(&w, done && !v->in_window); /* protocol_deviation */
+    w_shifted(&w, c, shift, v->due);
+    w_shifted(&w, c, shift, v->window_start);
+    w_shifted(&w, c, shift, v->window_end);
+    if (done)
+        w_shifted(&w, c, shift, v->actual_date);
+    else
+        tl_avro_w_null(&w);
+    tl_avro_w_long(&w, v->version);
+    return tl_avro_w_end(&w);
 }
 
-/* One answer of a field, or NULL with *withhold set when it is free text;
- * NULL without it when the answer does not fit the field (never from a
+typedef enum { A_NONE, A_NUMBER, A_INTEGER, A_TEXT, A_OPTIONS, A_DATE } member_t;
+
+/* Which member of org.trialog.research.ResearchAnswer holds a field's
+ * answer (*date for a date); A_NONE with *withhold set when it is free
+ * text, without when the answer does not fit the field (never from a
  * validated form; skipped rather than guessed at). */
-static json_t *answer(const tl_research_cfg_t *c, const json_t *field, const json_t *value,
-                      int32_t baseline, int32_t shift, bool *withhold)
+static member_t member_of(const json_t *field, const json_t *value, int32_t *date,
+                          bool *withhold)
 {
     const char *type = json_string_value(json_object_get(field, "type"));
-    const json_t *unit = json_object_get(field, "unit");
-    json_t *a = json_pack("{s:O, s:s, s:O, s:n, s:n, s:n, s:n, s:n, s:n}", "field",
-                          json_object_get(field, "name"), "type", type ? type : "",
-                          "unit", unit ? unit : json_null(), "number", "integer", "text",
-                          "options", "study_day", "date");
-    if (!a || !type)
-        goto bad;
-    if (!strcmp(type, "number") && json_is_number(value)) {
-        json_object_set_new(a, "number", json_real(json_number_value(value)));
-    } else if (!strcmp(type, "integer") && json_is_integer(value)) {
-        json_object_set(a, "integer", (json_t *)value);
-    } else if (!strcmp(type, "text") && json_is_string(value)) {
-        if (!json_is_true(json_object_get(field, "research_safe"))) {
-            *withhold = true;
-            goto bad;
-        }
-        json_object_set(a, "text", (json_t *)value);
-    } else if (!strcmp(type, "choice") && json_is_string(value)) {
-        json_object_set(a, "text", (json_t *)value);
-    } else if (!strcmp(type, "checkbox") && json_is_array(value)) {
-        json_object_set(a, "options", (json_t *)value);
-    } else if (!strcmp(type, "date") && json_is_string(value)) {
-        int32_t d;
-        if (tl_date_parse(json_string_value(value), &d))
-            goto bad;
-        json_object_set_new(a, "study_day", json_integer(d - baseline));
-        json_object_set_new(a, "date", shifted(c, shift, d));
-    } else {
-        goto bad;
+    if (!type || !json_is_string(json_object_get(field, "name")))
+        return A_NONE;
+    if (!strcmp(type, "number") && json_is_number(value))
+        return A_NUMBER;
+    if (!strcmp(type, "integer") && json_is_integer(value))
+        return A_INTEGER;
+    if (!strcmp(type, "text") && json_is_string(value)) {
+        *withhold = !json_is_true(json_object_get(field, "research_safe"));
+        return *withhold ? A_NONE : A_TEXT;
     }
-    return a;
-bad:
-    json_decref(a);
-    return NULL;
+    if (!strcmp(type, "choice") && json_is_string(value))
+        return A_TEXT;
+    if (!strcmp(type, "checkbox") && json_is_array(value)) {
+        size_t i;
+        const json_t *o;
+        json_array_foreach(value, i, o)
+        {
+            if (!json_is_string(o))
+                return A_NONE;
+        }
+        return A_OPTIONS;
+    }
+    if (!strcmp(type, "date") && json_is_string(value) &&
+        !tl_date_parse(json_string_value(value), date))
+        return A_DATE;
+    return A_NONE;
+}
+
+static void w_json_string(tl_avro_w_t *w, const json_t *s)
+{
+    tl_avro_w_stringn(w, json_string_value(s), json_string_length(s));
+}
+
+static void write_answer(tl_avro_w_t *w, const tl_research_cfg_t *c, const json_t *field,
+                         const json_t *value, member_t m, int32_t date, int32_t baseline,
+                         int32_t shift)
+{
+    w_json_string(w, json_object_get(field, "name"));
+    w_json_string(w, json_object_get(field, "type"));
+    tl_avro_w_opt_string(w, json_string_value(json_object_get(field, "unit")));
+    tl_avro_w_long(w, m == A_NUMBER);
+    if (m == A_NUMBER)
+        tl_avro_w_double(w, json_number_value(value));
+    tl_avro_w_opt_long(w, m == A_INTEGER, m == A_INTEGER ? json_integer_value(value) : 0);
+    tl_avro_w_long(w, m == A_TEXT);
+    if (m == A_TEXT)
+        w_json_string(w, value);
+    tl_avro_w_long(w, m == A_OPTIONS);
+    if (m == A_OPTIONS) {
+        size_t i;
+        const json_t *o;
+        tl_avro_w_block(w, json_array_size(value));
+        json_array_foreach(value, i, o)
+        {
+            w_json_string(w, o);
+        }
+        tl_avro_w_array_end(w);
+    }
+    tl_avro_w_opt_long(w, m == A_DATE, (int64_t)date - baseline); /* study_day */
+    if (m == A_DATE)
+        w_shifted(w, c, shift, date);
+    else
+        tl_avro_w_null(w);
+}
+
+/* A form's answer to field, or NULL when it has none. */
+static const json_t *answer_of(const tl_form_t *f, const json_t *field)
+{
+    const char *name = json_string_value(json_object_get(field, "name"));
+    const json_t *v = name ? json_object_get(f->answers, name) : NULL;
+    return v && !json_is_null(v) ? v : NULL;
 }
 
 static bool field_named(const json_t *fields, const char *name)
@@ -205,48 +261,75 @@ static bool field_named(const json_t *fields, const char *name)
     return false;
 }
 
-json_t *tl_research_form(const tl_research_cfg_t *c, const tl_form_t *f, const char *site_id,
-                         int32_t baseline, const json_t *fields)
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+tl_err_t tl_research_form(const tl_research_cfg_t *c, const tl_form_t *f, const char *site_id,
+                          int32_t baseline, const json_t *fields, tl_buf_t *out)
 {
     char pseudonym[TL_PSEUDONYM_STRLEN];
     if (!tl_research_pseudonym(c, f->participant_id, pseudonym))
-        return NULL;
+        return TL_ERR_INVALID;
     int32_t shift = tl_research_shift(c, f->participant_id);
-    json_t *answers = json_array(), *withheld = json_array();
-    size_t i;
-    const json_t *field;
+    /* the withheld fields: the template's free text in its order, then,
+     * sorted, the answers the template version does not name (they cannot
+     * be judged safe; sorted, since a stored form's answers come back in
+     * jsonb's order) */
+    size_t nw = 0, first;
+    const char **withheld = malloc((json_array_size(fields) + json_object_size(f->answers) + 1) *
+                                   sizeof *withheld);
+    if (!withheld)
+        return TL_ERR_NOMEM;
+    tl_avro_w_t w;
+    tl_avro_w_begin(&w, out);
+    tl_avro_w_string(&w, pseudonym);
+    tl_avro_w_string(&w, f->study_id);
+    tl_avro_w_opt_string(&w, site_id);
+    tl_avro_w_string(&w, f->id);
+    tl_avro_w_string(&w, f->visit_type_id);
+    tl_avro_w_string(&w, f->template_id);
+    tl_avro_w_string(&w, f->template_name);
+    tl_avro_w_long(&w, f->template_version);
+    const char *status = tl_form_status_name(f->status);
+    tl_avro_w_string(&w, status ? status : "submitted");
+    tl_avro_w_long(&w, f->revision);
+    /* answers: counted first, so they make one block */
+    size_t i, count = 0;
+    const json_t *field, *v;
     json_array_foreach(fields, i, field)
     {
-        const json_t *v = json_object_get(f->answers, json_string_value(json_object_get(field, "name")));
+        int32_t date;
         bool withhold = false;
-        json_t *a = v && !json_is_null(v) ? answer(c, field, v, baseline, shift, &withhold) : NULL;
-        if (a)
-            json_array_append_new(answers, a);
+        if ((v = answer_of(f, field)) && member_of(field, v, &date, &withhold) != A_NONE)
+            count++;
         else if (withhold)
-            json_array_append(withheld, json_object_get(field, "name"));
+            withheld[nw++] = json_string_value(json_object_get(field, "name"));
     }
-    /* an answer the template version does not name cannot be judged safe;
-     * sorted, since a stored form's answers come back in jsonb's order */
+    tl_avro_w_block(&w, count);
+    json_array_foreach(fields, i, field)
+    {
+        int32_t date = 0;
+        bool withhold = false;
+        member_t m = (v = answer_of(f, field)) ? member_of(field, v, &date, &withhold) : A_NONE;
+        if (m != A_NONE)
+            write_answer(&w, c, field, v, m, date, baseline, shift);
+    }
+    tl_avro_w_array_end(&w);
+    first = nw;
     const char *name;
-    const json_t *v;
-    size_t first = json_array_size(withheld);
     json_object_foreach((json_t *)f->answers, name, v)
     {
-        if (json_is_null(v) || field_named(fields, name))
-            continue;
-        size_t at = first;
-        while (at < json_array_size(withheld) &&
-               strcmp(json_string_value(json_array_get(withheld, at)), name) < 0)
-            at++;
-        json_array_insert_new(withheld, at, json_string(name));
+        if (!json_is_null(v) && !field_named(fields, name))
+            withheld[nw++] = name;
     }
-    const char *status = tl_form_status_name(f->status);
-    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:o, s:o, s:I}",
-                     "pseudonym", pseudonym, "study_id", f->study_id, "site_id",
-                     str_or_null(site_id), "form_id", f->id, "visit_type_id", f->visit_type_id,
-                     "template_id", f->template_id, "template_name", f->template_name,
-                     "template_version", (int)f->template_version, "status",
-                     status ? status : "submitted", "revision", (int)f->revision, "answers",
-                     answers, "withheld_fields", withheld, "stream_version",
-                     (json_int_t)f->version);
+    qsort(withheld + first, nw - first, sizeof *withheld, str_cmp);
+    tl_avro_w_block(&w, nw);
+    for (i = 0; i < nw; i++)
+        tl_avro_w_string(&w, withheld[i]);
+    tl_avro_w_array_end(&w);
+    tl_avro_w_long(&w, f->version);
+    free(withheld);
+    return tl_avro_w_end(&w);
 }

@@ -28,6 +28,8 @@
 #include <stdint.h>
 
 #include "forms.h"
+#include "tl_buf.h"
+#include "tl_err.h"
 #include "schedules.h"
 
 #define TL_RESEARCH_KEY_MIN 32  /* bytes of the pseudonym key */
@@ -64,17 +66,18 @@ typedef struct {
     int64_t row_version;
 } tl_research_person_t;
 
-/* The records, as JSON shaped like org.trialog.research.<Name> for
- * tl_avro_encode. New references; NULL when out of memory or the ids are not
- * UUIDs. */
-json_t *tl_research_participant(const tl_research_cfg_t *c, const tl_schedule_t *s,
-                                const tl_research_person_t *p);
-json_t *tl_research_visit(const tl_research_cfg_t *c, const tl_schedule_t *s,
-                          const tl_visit_t *v);
+/* The records, written straight from the structs (a rebuild makes millions
+ * of them) as Avro datums of the built-in schemas org.trialog.research.<Name>
+ * (schemas/research.*), appended to out. TL_ERR_INVALID when the ids are
+ * not UUIDs; out is left as it was on error. */
+tl_err_t tl_research_participant(const tl_research_cfg_t *c, const tl_schedule_t *s,
+                                 const tl_research_person_t *p, tl_buf_t *out);
+tl_err_t tl_research_visit(const tl_research_cfg_t *c, const tl_schedule_t *s,
+                           const tl_visit_t *v, tl_buf_t *out);
 /* A form against fields, its template version's normalised field list, with
  * study days counted from baseline (days since 1970-01-01) and site the
  * participant's. */
-json_t *tl_research_form(const tl_research_cfg_t *c, const tl_form_t *f, const char *site_id,
-                         int32_t baseline, const json_t *fields);
+tl_err_t tl_research_form(const tl_research_cfg_t *c, const tl_form_t *f, const char *site_id,
+                          int32_t baseline, const json_t *fields, tl_buf_t *out);
 
 #endif

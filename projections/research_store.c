@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tl_avro.h"
 #include "tl_log.h"
 #include "tl_map.h"
 #include "tl_secret.h"
@@ -98,6 +100,26 @@ struct form {
     json_t *pending; /* rows held back for want of the template version, or NULL */
 };
 
+/* A record to publish: its datum is datums[off, off + len) of the outbox. */
+typedef struct {
+    const char *type; /* static */
+    char key[TL_PSEUDONYM_STRLEN];
+    char ce_id[sizeof(tl_uuid_t)];
+    size_t off, len;
+} record_t;
+
+/* What the records of one batch may take: they are bounded by what the
+ * batch's events can make (a form record is smaller than its event), so
+ * this is only a backstop. */
+#define OUTBOX_MAX_BYTES ((size_t)1 << 30)
+
+/* The batch's records in the order they happened. */
+typedef struct {
+    record_t *v;
+    size_t n, cap;
+    tl_buf_t datums;
+} outbox_t;
+
 typedef struct {
     const tl_research_cfg_t *cfg;
     tl_map_t parts;     /* participant id -> part_t */
@@ -106,7 +128,8 @@ typedef struct {
     tl_arena_t rows;    /* every part_t and form_t */
     tl_map_t dirty_parts, dirty_forms;
     tl_cols_t new_templates;
-    json_t *outbox; /* [[type, pseudonym, record, ce_id]] in the order they happened */
+    bool publish; /* false when folding for a release: the final rows only */
+    outbox_t out;
 } state_t;
 
 static void state_init(state_t *st, const tl_research_cfg_t *cfg)
@@ -119,7 +142,8 @@ static void state_init(state_t *st, const tl_research_cfg_t *cfg)
     tl_map_init(&st->dirty_parts);
     tl_map_init(&st->dirty_forms);
     tl_cols_init(&st->new_templates, 3);
-    st->outbox = json_array();
+    st->publish = true;
+    tl_buf_init(&st->out.datums, OUTBOX_MAX_BYTES);
 }
 
 static void state_cleanup(state_t *st)
@@ -146,7 +170,8 @@ static void state_cleanup(state_t *st)
     tl_map_cleanup(&st->dirty_parts);
     tl_map_cleanup(&st->dirty_forms);
     tl_cols_cleanup(&st->new_templates);
-    json_decref(st->outbox);
+    free(st->out.v);
+    tl_buf_cleanup(&st->out.datums);
 }
 
 static void template_key(char out[64], const char *template_id, long version)
@@ -391,25 +416,41 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
 
 /* ---- publishing ---- */
 
+/* Queues the record its builder just wrote to the outbox's datums after
+ * mark (built: the builder's result). */
 static tl_err_t emit(state_t *st, const char *type, const char *entity, const char *event_id,
-                     const char *participant_id, json_t *record)
+                     const char *participant_id, size_t mark, tl_err_t built)
 {
-    char pseudonym[TL_PSEUDONYM_STRLEN], name[160];
-    tl_uuid_t id;
     static const tl_uuid_t ns = {.s = "5d1f07b2-8a43-5f0e-9c51-7e2a7c4b9a10"};
-    if (!record)
-        return TL_ERR_NOMEM;
-    /* the same event and row make the same message id, on every replay */
-    int n = snprintf(name, sizeof name, "%s/%s/%s", event_id, type, entity);
-    tl_err_t err = tl_research_pseudonym(st->cfg, participant_id, pseudonym) && n > 0 &&
-                           (size_t)n < sizeof name
-                       ? tl_uuid_v5(&ns, name, (size_t)n, &id)
-                       : TL_ERR_INVALID;
-    if (!err &&
-        json_array_append_new(st->outbox, json_pack("[s, s, o, s]", type, pseudonym, record, id.s)))
-        return TL_ERR_NOMEM;
+    outbox_t *o = &st->out;
+    tl_err_t err = built;
+    if (!err && o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 1024;
+        record_t *v = realloc(o->v, cap * sizeof *v);
+        if (v)
+            o->v = v, o->cap = cap;
+        else
+            err = TL_ERR_NOMEM;
+    }
+    if (!err) {
+        record_t *r = &o->v[o->n];
+        char name[160];
+        tl_uuid_t id;
+        /* the same event and row make the same message id, on every replay */
+        int n = snprintf(name, sizeof name, "%s/%s/%s", event_id, type, entity);
+        err = tl_research_pseudonym(st->cfg, participant_id, r->key) && n > 0 &&
+                      (size_t)n < sizeof name
+                  ? tl_uuid_v5(&ns, name, (size_t)n, &id)
+                  : TL_ERR_INVALID;
+        r->type = type;
+        memcpy(r->ce_id, id.s, sizeof r->ce_id);
+        r->off = mark;
+        r->len = o->datums.len - mark;
+    }
     if (err)
-        json_decref(record);
+        tl_buf_truncate(&o->datums, mark);
+    else
+        o->n++;
     return err;
 }
 
@@ -422,13 +463,16 @@ static tl_err_t release_form(state_t *st, form_t *f, const json_t *fields)
     json_array_foreach(f->pending, k, row)
     {
         tl_form_t snap = {0};
+        size_t mark = st->out.datums.len;
         err = form_from_json(&snap, json_object_get(row, "form"));
         if (!err)
             err = emit(st, "ResearchForm", snap.id,
                        json_string_value(json_object_get(row, "event_id")), snap.participant_id,
+                       mark,
                        tl_research_form(st->cfg, &snap,
                                         json_string_value(json_object_get(row, "site_id")),
-                                        (int32_t)tl_ev_int(row, "baseline_date"), fields));
+                                        (int32_t)tl_ev_int(row, "baseline_date"), fields,
+                                        &st->out.datums));
         tl_form_cleanup(&snap);
         if (err)
             return err;
@@ -440,15 +484,16 @@ static tl_err_t release_form(state_t *st, form_t *f, const json_t *fields)
 
 static tl_err_t emit_form(state_t *st, form_t *f, const part_t *p, const char *event_id)
 {
-    if (!st->outbox)
+    if (!st->publish)
         return TL_OK; /* folding for a release: the final rows only */
     const json_t *fields = template_fields(st, &f->f);
     tl_err_t err = fields && f->pending ? release_form(st, f, fields) : TL_OK;
+    size_t mark = st->out.datums.len;
     if (fields)
         return err ? err
-                   : emit(st, "ResearchForm", f->f.id, event_id, f->f.participant_id,
+                   : emit(st, "ResearchForm", f->f.id, event_id, f->f.participant_id, mark,
                           tl_research_form(st->cfg, &f->f, p->s.site_id, p->s.baseline_date,
-                                           fields));
+                                           fields, &st->out.datums));
     /* held back, with what the row depends on as it is now */
     if (!f->pending && !(f->pending = json_array()))
         return TL_ERR_NOMEM;
@@ -593,18 +638,22 @@ static tl_err_t fold_stream(tl_batch_t *b, state_t *st, const tl_event_t *e)
         const char *sex = tl_event_str(e, "sex");
         snprintf(p->person.sex, sizeof p->person.sex, "%s", sex && strlen(sex) == 1 ? sex : "");
     }
-    bool publish = st->outbox != NULL;
+    bool publish = st->publish;
+    tl_buf_t *datums = &st->out.datums;
     if (!err && changes_participant_row(e->type))
         p->person.row_version = v;
     if (!err && publish && changes_participant_row(e->type)) {
-        err = emit(st, "ResearchParticipant", p->s.id, event_id, p->s.id,
-                   tl_research_participant(st->cfg, &p->s, &p->person));
+        size_t mark = datums->len;
+        err = emit(st, "ResearchParticipant", p->s.id, event_id, p->s.id, mark,
+                   tl_research_participant(st->cfg, &p->s, &p->person, datums));
     }
     /* study days count from the baseline: a new one moves every row */
-    for (size_t i = 0; !err && publish && i < p->s.nvisits; i++)
+    for (size_t i = 0; !err && publish && i < p->s.nvisits; i++) {
+        size_t mark = datums->len;
         if (rebased || p->s.visits[i].version == v)
             err = emit(st, "ResearchVisit", p->s.visits[i].visit_type_id, event_id, p->s.id,
-                       tl_research_visit(st->cfg, &p->s, &p->s.visits[i]));
+                       mark, tl_research_visit(st->cfg, &p->s, &p->s.visits[i], datums));
+    }
     if (!err && tl_form_event(e->type))
         err = fold_form(st, e, p);
     for (size_t i = 0; !err && publish && rebased && i < p->nforms; i++)
@@ -678,23 +727,19 @@ static double mono_ms(void)
 
 /* Produces the batch's records without waiting; tl_research_store_flush
  * waits for them before the batch commits. */
-static tl_err_t publish(tl_research_store_t *rs, const json_t *outbox)
+static tl_err_t publish(tl_research_store_t *rs, const outbox_t *o)
 {
     size_t i;
-    const json_t *m;
     tl_err_t err = TL_OK;
-    json_array_foreach(outbox, i, m)
-    {
-        err = tl_producer_send_record(rs->producer, json_string_value(json_array_get(m, 0)),
-                                      json_string_value(json_array_get(m, 1)), json_array_get(m, 2),
-                                      json_string_value(json_array_get(m, 3)), TL_RESEARCH_SOURCE);
-        if (err)
-            break;
+    for (i = 0; i < o->n && !err; i++) {
+        const record_t *r = &o->v[i];
+        err = tl_producer_send_datum(rs->producer, r->type, r->key, o->datums.data + r->off,
+                                     r->len, r->ce_id, TL_RESEARCH_SOURCE);
     }
-    rs->unflushed += i;
+    rs->unflushed += err ? i - 1 : i;
     if (err)
-        tl_log_error("research_publish_failed", json_pack("{s:s, s:i}", "error", tl_err_name(err),
-                                                          "records", (int)json_array_size(outbox)));
+        tl_log_error("research_publish_failed",
+                     json_pack("{s:s, s:i}", "error", tl_err_name(err), "records", (int)o->n));
     return err == TL_ERR_INVALID ? TL_ERR_INTERNAL : err ? TL_ERR_UNAVAILABLE : TL_OK;
 }
 
@@ -719,7 +764,7 @@ tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_
     state_t st;
     double t0 = mono_ms(), t1, t2, t3; /* for the debug log: where a batch's time goes */
     state_init(&st, &rs->cfg);
-    tl_err_t err = st.outbox ? load(pg, b, &st) : TL_ERR_NOMEM;
+    tl_err_t err = load(pg, b, &st);
     t1 = mono_ms();
     for (size_t i = 0; i < b->n && !err; i++) {
         const tl_event_t *e = &b->events[i];
@@ -732,14 +777,14 @@ tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_
     }
     t2 = mono_ms();
     if (!err)
-        err = publish(rs, st.outbox);
+        err = publish(rs, &st.out);
     t3 = mono_ms();
     if (!err)
         err = write_state(b, &st);
     if (!err)
         tl_log(TL_LOG_DEBUG, "research_batch",
                json_pack("{s:i, s:i, s:f, s:f, s:f, s:f}", "events", (int)b->n, "records",
-                         (int)json_array_size(st.outbox), "load_ms", t1 - t0, "fold_ms", t2 - t1,
+                         (int)st.out.n, "load_ms", t1 - t0, "fold_ms", t2 - t1,
                          "produce_ms", t3 - t2, "write_ms", mono_ms() - t3));
     state_cleanup(&st);
     return err;
@@ -747,9 +792,18 @@ tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_
 
 /* ---- in memory, for releases ---- */
 
+/* The record types, in the order of the fold's schemas. */
+static const char *const record_types[] = {"ResearchParticipant", "ResearchVisit",
+                                           "ResearchForm"};
+#define NRECORD_TYPES (sizeof record_types / sizeof record_types[0])
+
 struct tl_research_fold {
     tl_research_cfg_t cfg;
-    state_t st; /* no outbox: nothing is published */
+    state_t st; /* publish false: nothing is published */
+    /* the built-in schemas of record_types, to hand the records over as
+     * JSON, and the datum each is written to first */
+    tl_avro_schema_t *schemas[NRECORD_TYPES];
+    tl_buf_t datum;
 };
 
 tl_err_t tl_research_fold_new(const tl_research_cfg_t *cfg, tl_research_fold_t **out)
@@ -760,9 +814,21 @@ tl_err_t tl_research_fold_new(const tl_research_cfg_t *cfg, tl_research_fold_t *
         return TL_ERR_NOMEM;
     f->cfg = *cfg;
     state_init(&f->st, &f->cfg);
-    json_decref(f->st.outbox);
-    f->st.outbox = NULL;
-    return TL_OK;
+    f->st.publish = false;
+    tl_buf_init(&f->datum, OUTBOX_MAX_BYTES);
+    tl_err_t err = TL_OK;
+    for (size_t t = 0; t < NRECORD_TYPES && !err; t++) {
+        err = TL_ERR_INTERNAL;
+        for (size_t i = 0; i < tl_schema_source_count; i++)
+            if (!strcmp(tl_schema_sources[i].name, record_types[t]))
+                err = tl_avro_schema_parse(tl_schema_sources[i].avsc, tl_schema_sources[i].len,
+                                           &f->schemas[t]);
+    }
+    if (err) {
+        tl_research_fold_destroy(f);
+        *out = NULL;
+    }
+    return err;
 }
 
 void tl_research_fold_destroy(tl_research_fold_t *f)
@@ -770,6 +836,9 @@ void tl_research_fold_destroy(tl_research_fold_t *f)
     if (!f)
         return;
     state_cleanup(&f->st);
+    for (size_t t = 0; t < NRECORD_TYPES; t++)
+        tl_avro_schema_destroy(f->schemas[t]);
+    tl_buf_cleanup(&f->datum);
     tl_secret_wipe(&f->cfg, sizeof f->cfg);
     free(f);
 }
@@ -804,27 +873,40 @@ static const char *visit_name(const part_t *p, const char *visit_type_id)
     return "";
 }
 
-static tl_err_t hand_over(state_t *st, const part_t *p, tl_research_record_fn fn, void *user,
-                          size_t *held)
+/* The record its builder wrote to f->datum (built: the builder's result),
+ * as JSON to fn. */
+static tl_err_t hand(tl_research_fold_t *f, size_t type, tl_err_t built,
+                     tl_research_record_fn fn, void *user, const char *visit_name)
 {
-    json_t *r = tl_research_participant(st->cfg, &p->s, &p->person);
-    tl_err_t err = r ? fn(user, "ResearchParticipant", r, NULL) : TL_ERR_NOMEM;
+    json_t *r = NULL;
+    tl_err_t err = built ? built
+                         : tl_avro_decode(f->schemas[type], f->datum.data, f->datum.len, &r);
+    if (!err)
+        err = fn(user, record_types[type], r, visit_name);
     json_decref(r);
-    for (size_t i = 0; !err && i < p->s.nvisits; i++) {
-        r = tl_research_visit(st->cfg, &p->s, &p->s.visits[i]);
-        err = r ? fn(user, "ResearchVisit", r, NULL) : TL_ERR_NOMEM;
-        json_decref(r);
-    }
+    tl_buf_reset(&f->datum);
+    return err;
+}
+
+static tl_err_t hand_over(tl_research_fold_t *f, const part_t *p, tl_research_record_fn fn,
+                          void *user, size_t *held)
+{
+    const tl_research_cfg_t *c = &f->cfg;
+    tl_err_t err = hand(f, 0, tl_research_participant(c, &p->s, &p->person, &f->datum), fn,
+                        user, NULL);
+    for (size_t i = 0; !err && i < p->s.nvisits; i++)
+        err = hand(f, 1, tl_research_visit(c, &p->s, &p->s.visits[i], &f->datum), fn, user,
+                   NULL);
     for (size_t i = 0; !err && i < p->nforms; i++) {
         const tl_form_t *form = &p->forms[i]->f;
-        const json_t *fields = template_fields(st, form);
+        const json_t *fields = template_fields(&f->st, form);
         if (!fields) {
             (*held)++;
             continue;
         }
-        r = tl_research_form(st->cfg, form, p->s.site_id, p->s.baseline_date, fields);
-        err = r ? fn(user, "ResearchForm", r, visit_name(p, form->visit_type_id)) : TL_ERR_NOMEM;
-        json_decref(r);
+        err = hand(f, 2,
+                   tl_research_form(c, form, p->s.site_id, p->s.baseline_date, fields, &f->datum),
+                   fn, user, visit_name(p, form->visit_type_id));
     }
     return err;
 }
@@ -843,7 +925,7 @@ tl_err_t tl_research_fold_flush(tl_research_fold_t *f, const char *study_id,
         qsort(parts, n, sizeof *parts, part_cmp);
     for (size_t i = 0; !err && i < n; i++)
         if (parts[i]->s.exists && !strcmp(parts[i]->s.study_id, study_id))
-            err = hand_over(st, parts[i], fn, user, held);
+            err = hand_over(f, parts[i], fn, user, held);
     free(parts);
     /* forget the participants and their forms; keep the template versions */
     tl_map_t templates = st->templates;
@@ -852,7 +934,6 @@ tl_err_t tl_research_fold_flush(tl_research_fold_t *f, const char *study_id,
     state_init(st, &f->cfg);
     tl_map_cleanup(&st->templates);
     st->templates = templates;
-    json_decref(st->outbox);
-    st->outbox = NULL;
+    st->publish = false;
     return err;
 }

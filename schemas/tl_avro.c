@@ -461,6 +461,91 @@ tl_err_t tl_avro_encode(const tl_avro_schema_t *s, const json_t *value, tl_buf_t
     return err;
 }
 
+/* ---- writing by hand ------------------------------------------------- */
+
+void tl_avro_w_begin(tl_avro_w_t *w, tl_buf_t *out)
+{
+    w->out = out;
+    w->mark = out->len;
+    w->err = TL_OK;
+}
+
+tl_err_t tl_avro_w_end(tl_avro_w_t *w)
+{
+    if (w->err)
+        tl_buf_truncate(w->out, w->mark);
+    return w->err;
+}
+
+void tl_avro_w_long(tl_avro_w_t *w, int64_t v)
+{
+    if (!w->err)
+        w->err = put_long(w->out, v);
+}
+
+void tl_avro_w_boolean(tl_avro_w_t *w, bool v)
+{
+    if (!w->err)
+        w->err = tl_buf_append(w->out, v ? "\1" : "\0", 1);
+}
+
+void tl_avro_w_double(tl_avro_w_t *w, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    if (!w->err)
+        w->err = put_le(w->out, bits, 8);
+}
+
+void tl_avro_w_stringn(tl_avro_w_t *w, const char *s, size_t len)
+{
+    if (!w->err)
+        w->err = s ? put_string(w->out, s, len) : TL_ERR_INVALID;
+}
+
+void tl_avro_w_string(tl_avro_w_t *w, const char *s)
+{
+    tl_avro_w_stringn(w, s, s ? strlen(s) : 0);
+}
+
+void tl_avro_w_null(tl_avro_w_t *w)
+{
+    tl_avro_w_long(w, 0);
+}
+
+void tl_avro_w_some(tl_avro_w_t *w)
+{
+    tl_avro_w_long(w, 1);
+}
+
+void tl_avro_w_opt_string(tl_avro_w_t *w, const char *s)
+{
+    if (s && *s) {
+        tl_avro_w_some(w);
+        tl_avro_w_string(w, s);
+    } else {
+        tl_avro_w_null(w);
+    }
+}
+
+void tl_avro_w_opt_long(tl_avro_w_t *w, bool has, int64_t v)
+{
+    tl_avro_w_long(w, has);
+    if (has)
+        tl_avro_w_long(w, v);
+}
+
+void tl_avro_w_block(tl_avro_w_t *w, size_t count)
+{
+    if (count)
+        tl_avro_w_long(w, (int64_t)count);
+}
+
+void tl_avro_w_array_end(tl_avro_w_t *w)
+{
+    tl_avro_w_long(w, 0);
+}
+
 /* ---- decoding -------------------------------------------------------- */
 
 typedef struct {

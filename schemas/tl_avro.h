@@ -15,6 +15,7 @@
 #define TL_AVRO_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,37 @@ const char *tl_avro_schema_json(const tl_avro_schema_t *s);
 /* Encode a JSON value as the Avro binary datum of schema s, appended to out.
  * value is borrowed. On error out is left as it was. */
 tl_err_t tl_avro_encode(const tl_avro_schema_t *s, const json_t *value, tl_buf_t *out);
+
+/* Writing a datum by hand: for records made from C structs, in the
+ * schema's field order, without building JSON first (projections/research.c).
+ * The first error sticks and later calls do nothing, so an encoder checks
+ * once, at tl_avro_w_end; a test decodes what each encoder writes with its
+ * schema, which catches a field out of order. out is borrowed. */
+typedef struct {
+    tl_buf_t *out;
+    size_t mark; /* out->len when the datum began */
+    tl_err_t err;
+} tl_avro_w_t;
+
+void tl_avro_w_begin(tl_avro_w_t *w, tl_buf_t *out);
+/* The datum's error; on error out is left as it was at begin. */
+tl_err_t tl_avro_w_end(tl_avro_w_t *w);
+void tl_avro_w_long(tl_avro_w_t *w, int64_t v); /* int and long */
+void tl_avro_w_boolean(tl_avro_w_t *w, bool v);
+void tl_avro_w_double(tl_avro_w_t *w, double v);
+/* A string of len bytes (TL_ERR_INVALID if it holds a NUL); s valid UTF-8. */
+void tl_avro_w_stringn(tl_avro_w_t *w, const char *s, size_t len);
+void tl_avro_w_string(tl_avro_w_t *w, const char *s);
+/* A union ["null", T]: null, or the branch of T (then write the value). */
+void tl_avro_w_null(tl_avro_w_t *w);
+void tl_avro_w_some(tl_avro_w_t *w);
+/* ["null", "string"] from a string that is null when NULL or empty. */
+void tl_avro_w_opt_string(tl_avro_w_t *w, const char *s);
+/* ["null", "int"|"long"]: v when has, else null. */
+void tl_avro_w_opt_long(tl_avro_w_t *w, bool has, int64_t v);
+/* An array is one block: its item count (then the items), then the end. */
+void tl_avro_w_block(tl_avro_w_t *w, size_t count);
+void tl_avro_w_array_end(tl_avro_w_t *w);
 
 /* Decode an Avro binary datum (exactly len bytes, no trailing bytes) to a new
  * JSON value; caller json_decref()s *out, which is NULL on error. */

@@ -800,6 +800,70 @@ static void test_encode_errors(void **state)
     fx_free(&fx);
 }
 
+/* A datum written by hand decodes as its schema says, and the first error
+ * sticks and leaves the buffer as it was. */
+static void test_writer(void **state)
+{
+    (void)state;
+    static const char schema[] =
+        "{\"type\":\"record\",\"name\":\"W\",\"fields\":["
+        "{\"name\":\"i\",\"type\":\"int\"},{\"name\":\"l\",\"type\":\"long\"},"
+        "{\"name\":\"b\",\"type\":\"boolean\"},{\"name\":\"d\",\"type\":\"double\"},"
+        "{\"name\":\"s\",\"type\":[\"null\",\"string\"]},"
+        "{\"name\":\"n\",\"type\":[\"null\",\"string\"]},"
+        "{\"name\":\"o\",\"type\":[\"null\",\"int\"]},"
+        "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"string\"}},"
+        "{\"name\":\"e\",\"type\":{\"type\":\"array\",\"items\":\"string\"}}]}";
+    tl_avro_schema_t *s = NULL;
+    assert_int_equal(tl_avro_schema_parse(schema, sizeof schema - 1, &s), TL_OK);
+    tl_buf_t b;
+    tl_buf_init(&b, 1024);
+    tl_avro_w_t w;
+    tl_avro_w_begin(&w, &b);
+    tl_avro_w_long(&w, -3);
+    tl_avro_w_long(&w, (int64_t)1 << 40);
+    tl_avro_w_boolean(&w, true);
+    tl_avro_w_double(&w, 2.5);
+    tl_avro_w_opt_string(&w, "x");
+    tl_avro_w_opt_string(&w, ""); /* empty is null */
+    tl_avro_w_opt_long(&w, true, 7);
+    tl_avro_w_block(&w, 2);
+    tl_avro_w_string(&w, "p");
+    tl_avro_w_stringn(&w, "qr", 2);
+    tl_avro_w_array_end(&w);
+    tl_avro_w_block(&w, 0); /* an empty array is its end alone */
+    tl_avro_w_array_end(&w);
+    assert_int_equal(tl_avro_w_end(&w), TL_OK);
+    json_t *got = NULL;
+    assert_int_equal(tl_avro_decode(s, b.data, b.len, &got), TL_OK);
+    json_t *want = json_pack("{s:i, s:I, s:b, s:f, s:s, s:n, s:i, s:[s, s], s:[]}", "i", -3, "l",
+                             (json_int_t)1 << 40, "b", 1, "d", 2.5, "s", "x", "n", "o", 7, "a",
+                             "p", "qr", "e");
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(want);
+
+    /* a NUL inside a string: the error sticks, the datum is undone */
+    size_t before = b.len;
+    tl_avro_w_begin(&w, &b);
+    tl_avro_w_long(&w, 1);
+    tl_avro_w_stringn(&w, "a\0b", 3);
+    tl_avro_w_long(&w, 2);
+    assert_int_equal(w.err, TL_ERR_INVALID);
+    assert_int_equal(tl_avro_w_end(&w), TL_ERR_INVALID);
+    assert_int_equal(b.len, before);
+    /* and a full buffer too */
+    tl_buf_t small;
+    tl_buf_init(&small, 4);
+    tl_avro_w_begin(&w, &small);
+    tl_avro_w_string(&w, "too long");
+    assert_int_equal(tl_avro_w_end(&w), TL_ERR_TOO_LARGE);
+    assert_int_equal(small.len, 0);
+    tl_buf_cleanup(&small);
+    tl_buf_cleanup(&b);
+    tl_avro_schema_destroy(s);
+}
+
 static void test_schema_parse(void **state)
 {
     (void)state;
@@ -932,6 +996,7 @@ int main(void)
         cmocka_unit_test(test_decode_hostile_blocks),
         cmocka_unit_test(test_depth_is_bounded),
         cmocka_unit_test(test_encode_errors),
+        cmocka_unit_test(test_writer),
         cmocka_unit_test(test_schema_parse),
         cmocka_unit_test(test_can_read),
     };

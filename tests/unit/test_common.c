@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "tl_buf.h"
+#include "tl_codec.h"
 #include "tl_date.h"
 #include "tl_err.h"
 #include "tl_map.h"
@@ -137,6 +138,52 @@ static void test_uuid_valid(void **state)
     assert_false(tl_uuid_valid(" 6ba7b810-9dad-11d1-80b4-00c04fd430c"));
     assert_false(tl_uuid_valid("6ba7b810-9dad-11d1-80b4-00c04fd430c "));
     assert_false(tl_uuid_valid("------------------------------------"));
+}
+
+/* bytea's hex form and base64, both ways; a malformed input changes
+ * nothing in the buffer. */
+static void test_codecs(void **state)
+{
+    (void)state;
+    const unsigned char raw[] = {0x00, 0x01, 0x7f, 0x80, 0xab, 0xff};
+    tl_buf_t b;
+    tl_buf_init(&b, 1024);
+    assert_int_equal(tl_buf_append(&b, "k", 1), TL_OK);
+    assert_int_equal(tl_bytea_hex(&b, raw, sizeof raw), TL_OK);
+    assert_string_equal(b.data, "k\\x00017f80abff");
+    tl_buf_t back;
+    tl_buf_init(&back, 1024);
+    assert_int_equal(tl_bytea_unhex(&back, b.data + 1), TL_OK);
+    assert_int_equal(back.len, sizeof raw);
+    assert_memory_equal(back.data, raw, sizeof raw);
+    assert_int_equal(tl_bytea_unhex(&back, "\\xABcd"), TL_OK); /* either case */
+    assert_int_equal(back.len, sizeof raw + 2);
+    assert_int_equal((unsigned char)back.data[sizeof raw], 0xab);
+    assert_int_equal(tl_bytea_unhex(&back, "\\xab0g"), TL_ERR_MALFORMED);
+    assert_int_equal(tl_bytea_unhex(&back, "\\xabc"), TL_ERR_MALFORMED);
+    assert_int_equal(tl_bytea_unhex(&back, "ab"), TL_ERR_MALFORMED);
+    assert_int_equal(back.len, sizeof raw + 2);
+    tl_buf_reset(&back);
+    assert_int_equal(tl_bytea_unhex(&back, "\\x"), TL_OK);
+    assert_int_equal(back.len, 0);
+
+    tl_buf_reset(&b);
+    assert_int_equal(tl_b64_encode(&b, "hello!?", 7), TL_OK);
+    assert_string_equal(b.data, "aGVsbG8hPw==");
+    assert_int_equal(tl_b64_decode(&back, b.data), TL_OK);
+    assert_int_equal(back.len, 7);
+    assert_memory_equal(back.data, "hello!?", 7);
+    tl_buf_reset(&b);
+    assert_int_equal(tl_b64_encode(&b, "", 0), TL_OK);
+    assert_int_equal(b.len, 0);
+    /* over the buffer's maximum */
+    tl_buf_t small;
+    tl_buf_init(&small, 4);
+    assert_int_equal(tl_bytea_hex(&small, raw, 2), TL_ERR_TOO_LARGE);
+    assert_int_equal(small.len, 0);
+    tl_buf_cleanup(&small);
+    tl_buf_cleanup(&back);
+    tl_buf_cleanup(&b);
 }
 
 static void test_uuid_parse(void **state)
@@ -346,6 +393,14 @@ static void test_buf_max_enforced(void **state)
     assert_string_equal(b.data, "01234");
     assert_int_equal(tl_buf_printf(&b, "%s", "abcde"), TL_OK);
     assert_string_equal(b.data, "01234abcde");
+    tl_buf_cleanup(&b);
+
+    /* no maximum at all: the capacity must not wrap (it did, to 0) */
+    tl_buf_init(&b, SIZE_MAX);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(tl_buf_append(&b, "0123456789", 10), TL_OK);
+    assert_int_equal(b.len, 1000);
+    assert_true(b.cap > 1000);
     tl_buf_cleanup(&b);
 
     /* a huge length cannot wrap around */
@@ -613,7 +668,7 @@ int main(void)
         cmocka_unit_test(test_uuid_v5_known_value),
         cmocka_unit_test(test_uuid_v5_uppercase_namespace),
         cmocka_unit_test(test_uuid_valid),
-        cmocka_unit_test(test_uuid_parse),
+        cmocka_unit_test(test_codecs), cmocka_unit_test(test_uuid_parse),
         cmocka_unit_test(test_date_known_values),
         cmocka_unit_test(test_date_design_examples),
         cmocka_unit_test(test_date_round_trip_1900_2100),
