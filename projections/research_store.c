@@ -442,10 +442,12 @@ static tl_err_t emit(state_t *st, const char *type, const char *entity, const ch
                       (size_t)n < sizeof name
                   ? tl_uuid_v5(&ns, name, (size_t)n, &id)
                   : TL_ERR_INVALID;
-        r->type = type;
-        memcpy(r->ce_id, id.s, sizeof r->ce_id);
-        r->off = mark;
-        r->len = o->datums.len - mark;
+        if (!err) {
+            r->type = type;
+            memcpy(r->ce_id, id.s, sizeof r->ce_id);
+            r->off = mark;
+            r->len = o->datums.len - mark;
+        }
     }
     if (err)
         tl_buf_truncate(&o->datums, mark);
