@@ -30,14 +30,15 @@ void tl_buf_reset(tl_buf_t *b)
 
 static tl_err_t buf_reserve(tl_buf_t *b, size_t extra)
 {
-    if (extra > b->max || b->len > b->max - extra)
+    /* len + extra + 1 (the terminator) must not wrap, whatever max is */
+    if (extra > b->max || b->len > b->max - extra || b->len + extra == SIZE_MAX)
         return TL_ERR_TOO_LARGE;
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
         return TL_OK;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
-        cap *= 2;
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     if (b->max < SIZE_MAX && cap > b->max + 1) /* max + 1 would wrap to 0 */
         cap = b->max + 1;
     char *p = realloc(b->data, cap);

@@ -401,6 +401,9 @@ static void test_buf_max_enforced(void **state)
         assert_int_equal(tl_buf_append(&b, "0123456789", 10), TL_OK);
     assert_int_equal(b.len, 1000);
     assert_true(b.cap > 1000);
+    /* and a length that would wrap with the terminator is refused */
+    assert_int_equal(tl_buf_append(&b, "x", SIZE_MAX - b.len), TL_ERR_TOO_LARGE);
+    assert_int_equal(b.len, 1000);
     tl_buf_cleanup(&b);
 
     /* a huge length cannot wrap around */
