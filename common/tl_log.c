@@ -16,6 +16,13 @@ void tl_log_init(const char *component, tl_log_level_t min_level)
     log_min = min_level;
 }
 
+double tl_log_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
 void tl_log(tl_log_level_t level, const char *event, json_t *fields)
 {
     if (level < log_min) {

@@ -13,6 +13,8 @@ typedef enum { TL_LOG_DEBUG, TL_LOG_INFO, TL_LOG_WARN, TL_LOG_ERROR } tl_log_lev
 void tl_log_init(const char *component, tl_log_level_t min_level);
 /* fields: extra members, or NULL; takes ownership (json_pack result may be passed directly). */
 void tl_log(tl_log_level_t level, const char *event, json_t *fields);
+/* Milliseconds of the monotonic clock, for the durations logs carry. */
+double tl_log_mono_ms(void);
 
 #define tl_log_info(ev, f) tl_log(TL_LOG_INFO, (ev), (f))
 #define tl_log_warn(ev, f) tl_log(TL_LOG_WARN, (ev), (f))

@@ -28,13 +28,6 @@ typedef struct {
     volatile sig_atomic_t *stop;
 } runtime_t;
 
-static double mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -359,12 +352,12 @@ static tl_err_t apply_batch(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_ev
     tl_map_init(&stored);
     tl_buf_init(&notify, 7000); /* NOTIFY payloads must stay under 8000 bytes */
     double t[6]; /* for the debug log: where a batch's time goes */
-    t[0] = mono_ms();
+    t[0] = tl_log_mono_ms();
     tl_err_t err = decode_all(rt, msgs, n, evs);
-    t[1] = mono_ms();
+    t[1] = tl_log_mono_ms();
     if (!err)
         err = begin_batch(rt, msgs, n, &stored, &offs);
-    t[2] = t[3] = t[4] = mono_ms();
+    t[2] = t[3] = t[4] = tl_log_mono_ms();
     if (!err)
         err = filter_applied(&stored, msgs, n, evs, &kept);
     else
@@ -380,10 +373,10 @@ static tl_err_t apply_batch(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_ev
             err = rt->proj->apply(rt->pg, &b);
         if (!err)
             err = add_bookkeeping(rt, &b, &notify);
-        t[3] = mono_ms();
+        t[3] = tl_log_mono_ms();
         if (!err)
             err = tl_pg_pipeline(rt->pg, b.stmts, b.nstmts);
-        t[4] = mono_ms();
+        t[4] = tl_log_mono_ms();
         if (!err && rt->proj->before_commit && !(err = rt->proj->before_commit(rt->ctx)))
             err = tl_pg_exec(rt->pg, "COMMIT", 0, NULL, NULL);
     } else if (!err) {
@@ -391,7 +384,7 @@ static tl_err_t apply_batch(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_ev
     }
     if (err && !tl_pg_broken(rt->pg))
         tl_pg_exec(rt->pg, "ROLLBACK", 0, NULL, NULL);
-    t[5] = mono_ms();
+    t[5] = tl_log_mono_ms();
     if (!err && kept)
         tl_log(TL_LOG_DEBUG, "batch_committed",
                json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f}", "events", (int)kept, "rejected",
@@ -484,13 +477,13 @@ static tl_err_t catch_up(runtime_t *rt, const char *topic, int32_t partition,
                                (json_int_t)archived, "log_start", (json_int_t)lo));
         err = TL_ERR_LOG_GAP;
     }
-    double t0 = mono_ms();
+    double t0 = tl_log_mono_ms();
     if (!err)
         err = tl_audit_read(rt->pg, topic, partition, stored, (size_t)rt->cfg->batch_max, msgs,
                             rt->bytes, &n);
     if (!err && n)
         tl_log(TL_LOG_DEBUG, "archive_read",
-               json_pack("{s:i, s:f}", "messages", (int)n, "read_ms", mono_ms() - t0));
+               json_pack("{s:i, s:f}", "messages", (int)n, "read_ms", tl_log_mono_ms() - t0));
     if (!err && n)
         err = apply_with_retry(rt, msgs, n, evs);
     if (!err && stored + (int64_t)n >= lo)

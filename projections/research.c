@@ -101,11 +101,27 @@ static void w_shifted(tl_avro_w_t *w, const tl_research_cfg_t *c, int32_t shift,
     tl_avro_w_opt_long(w, c->dates == TL_RESEARCH_SHIFTED, (int64_t)date + shift);
 }
 
+/* Begins a record in out with the fields every research record starts
+ * with: pseudonym, study_id, site_id. False, with nothing written, when
+ * participant_id is not a UUID. */
+static bool w_head(tl_avro_w_t *w, tl_buf_t *out, const tl_research_cfg_t *c,
+                   const char *participant_id, const char *study_id, const char *site_id)
+{
+    char pseudonym[TL_PSEUDONYM_STRLEN];
+    if (!tl_research_pseudonym(c, participant_id, pseudonym))
+        return false;
+    tl_avro_w_begin(w, out);
+    tl_avro_w_string(w, pseudonym);
+    tl_avro_w_string(w, study_id);
+    tl_avro_w_opt_string(w, site_id);
+    return true;
+}
+
 tl_err_t tl_research_participant(const tl_research_cfg_t *c, const tl_schedule_t *s,
                                  const tl_research_person_t *p, tl_buf_t *out)
 {
-    char pseudonym[TL_PSEUDONYM_STRLEN];
-    if (!tl_research_pseudonym(c, s->id, pseudonym))
+    tl_avro_w_t w;
+    if (!w_head(&w, out, c, s->id, s->study_id, s->site_id))
         return TL_ERR_INVALID;
     int years = 0;
     if (p->birth_year > 0) {
@@ -115,11 +131,6 @@ tl_err_t tl_research_participant(const tl_research_cfg_t *c, const tl_schedule_t
         years = y - p->birth_year;
         years = years > TL_RESEARCH_AGE_CAP ? TL_RESEARCH_AGE_CAP : years < 0 ? 0 : years;
     }
-    tl_avro_w_t w;
-    tl_avro_w_begin(&w, out);
-    tl_avro_w_string(&w, pseudonym);
-    tl_avro_w_string(&w, s->study_id);
-    tl_avro_w_opt_string(&w, s->site_id);
     tl_avro_w_string(&w, s->status);
     tl_avro_w_opt_string(&w, p->sex);
     tl_avro_w_opt_long(&w, p->birth_year > 0, years); /* age_at_baseline */
@@ -131,16 +142,11 @@ tl_err_t tl_research_participant(const tl_research_cfg_t *c, const tl_schedule_t
 tl_err_t tl_research_visit(const tl_research_cfg_t *c, const tl_schedule_t *s,
                            const tl_visit_t *v, tl_buf_t *out)
 {
-    char pseudonym[TL_PSEUDONYM_STRLEN];
-    if (!tl_research_pseudonym(c, s->id, pseudonym))
+    tl_avro_w_t w;
+    if (!w_head(&w, out, c, s->id, s->study_id, s->site_id))
         return TL_ERR_INVALID;
     int32_t shift = tl_research_shift(c, s->id), base = s->baseline_date;
     bool done = v->state == TL_VISIT_COMPLETED;
-    tl_avro_w_t w;
-    tl_avro_w_begin(&w, out);
-    tl_avro_w_string(&w, pseudonym);
-    tl_avro_w_string(&w, s->study_id);
-    tl_avro_w_opt_string(&w, s->site_id);
     tl_avro_w_string(&w, v->visit_type_id);
     tl_avro_w_string(&w, v->name);
     tl_avro_w_long(&w, v->target_day);
@@ -269,9 +275,6 @@ static int str_cmp(const void *a, const void *b)
 tl_err_t tl_research_form(const tl_research_cfg_t *c, const tl_form_t *f, const char *site_id,
                           int32_t baseline, const json_t *fields, tl_buf_t *out)
 {
-    char pseudonym[TL_PSEUDONYM_STRLEN];
-    if (!tl_research_pseudonym(c, f->participant_id, pseudonym))
-        return TL_ERR_INVALID;
     int32_t shift = tl_research_shift(c, f->participant_id);
     /* the withheld fields: the template's free text in its order, then,
      * sorted, the answers the template version does not name (they cannot
@@ -283,10 +286,10 @@ tl_err_t tl_research_form(const tl_research_cfg_t *c, const tl_form_t *f, const 
     if (!withheld)
         return TL_ERR_NOMEM;
     tl_avro_w_t w;
-    tl_avro_w_begin(&w, out);
-    tl_avro_w_string(&w, pseudonym);
-    tl_avro_w_string(&w, f->study_id);
-    tl_avro_w_opt_string(&w, site_id);
+    if (!w_head(&w, out, c, f->participant_id, f->study_id, site_id)) {
+        free(withheld);
+        return TL_ERR_INVALID;
+    }
     tl_avro_w_string(&w, f->id);
     tl_avro_w_string(&w, f->visit_type_id);
     tl_avro_w_string(&w, f->template_id);

@@ -720,13 +720,6 @@ static tl_err_t write_state(tl_batch_t *b, state_t *st)
     return err;
 }
 
-static double mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 /* Produces the batch's records without waiting; tl_research_store_flush
  * waits for them before the batch commits. */
 static tl_err_t publish(tl_research_store_t *rs, const outbox_t *o)
@@ -747,7 +740,7 @@ static tl_err_t publish(tl_research_store_t *rs, const outbox_t *o)
 
 tl_err_t tl_research_store_flush(tl_research_store_t *rs)
 {
-    double t0 = mono_ms();
+    double t0 = tl_log_mono_ms();
     size_t n = rs->unflushed;
     tl_err_t err = n ? tl_producer_flush(rs->producer, TL_RESEARCH_FLUSH_MS) : TL_OK;
     rs->unflushed = 0;
@@ -756,7 +749,7 @@ tl_err_t tl_research_store_flush(tl_research_store_t *rs)
                      json_pack("{s:s, s:i}", "error", tl_err_name(err), "records", (int)n));
     else if (n)
         tl_log(TL_LOG_DEBUG, "research_flushed",
-               json_pack("{s:i, s:f}", "records", (int)n, "flush_ms", mono_ms() - t0));
+               json_pack("{s:i, s:f}", "records", (int)n, "flush_ms", tl_log_mono_ms() - t0));
     /* records are identical when the batch runs again: at least once */
     return err ? TL_ERR_UNAVAILABLE : TL_OK;
 }
@@ -764,10 +757,10 @@ tl_err_t tl_research_store_flush(tl_research_store_t *rs)
 tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_t *b)
 {
     state_t st;
-    double t0 = mono_ms(), t1, t2, t3; /* for the debug log: where a batch's time goes */
+    double t0 = tl_log_mono_ms(), t1, t2, t3; /* for the debug log: where a batch's time goes */
     state_init(&st, &rs->cfg);
     tl_err_t err = load(pg, b, &st);
-    t1 = mono_ms();
+    t1 = tl_log_mono_ms();
     for (size_t i = 0; i < b->n && !err; i++) {
         const tl_event_t *e = &b->events[i];
         if (!e->type)
@@ -777,17 +770,17 @@ tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_
         else if (!strcmp(e->type, "FormTemplatePublished"))
             err = fold_template(&st, e);
     }
-    t2 = mono_ms();
+    t2 = tl_log_mono_ms();
     if (!err)
         err = publish(rs, &st.out);
-    t3 = mono_ms();
+    t3 = tl_log_mono_ms();
     if (!err)
         err = write_state(b, &st);
     if (!err)
         tl_log(TL_LOG_DEBUG, "research_batch",
                json_pack("{s:i, s:i, s:f, s:f, s:f, s:f}", "events", (int)b->n, "records",
                          (int)st.out.n, "load_ms", t1 - t0, "fold_ms", t2 - t1,
-                         "produce_ms", t3 - t2, "write_ms", mono_ms() - t3));
+                         "produce_ms", t3 - t2, "write_ms", tl_log_mono_ms() - t3));
     state_cleanup(&st);
     return err;
 }

@@ -106,9 +106,7 @@ static void rebuild_stop(rebuilder_t *rb)
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return tl_log_mono_ms() / 1e3;
 }
 
 /* The integer a query made from fmt (quoted identifiers only) answers, with
