@@ -13,20 +13,66 @@
 #include "tl_map.h"
 #include "tl_pg.h"
 
+/* A request thread waiting for an offset, on its own stack. Each has its
+ * own condition variable and is woken only when its offset is reached:
+ * with one shared condition broadcast on every projection's every commit,
+ * each of hundreds of waiting threads woke, took the lock in turn and slept
+ * again, hundreds of thousands of wake-ups a second under load. */
+typedef struct waiting {
+    struct waiting *prev, *next;
+    const char *key; /* "projection topic:partition" */
+    int64_t offset;
+    bool done; /* set, and unlinked, by whoever saw the offset reached */
+    pthread_cond_t cond;
+} waiting_t;
+
 struct tl_waiter {
     const char *dsn, *schema;
     pthread_t thread;
     atomic_bool stop;
-    pthread_mutex_t lock;
-    pthread_cond_t cond; /* broadcast on every progress change */
-    tl_map_t next;       /* "projection topic:partition" -> next offset (intptr_t) */
+    pthread_mutex_t lock; /* guards everything below */
+    tl_map_t next;        /* "projection topic:partition" -> next offset (intptr_t) */
+    tl_map_t epoch;       /* "projection" -> sum of its next offsets (intptr_t) */
+    waiting_t *waiting;   /* request threads waiting, a doubly linked list */
 };
 
+static void unlink_waiting(tl_waiter_t *w, waiting_t *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        w->waiting = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    n->prev = n->next = NULL;
+}
+
+/* Under the lock. */
 static void set_next(tl_waiter_t *w, const char *key, int64_t next)
 {
     intptr_t cur = (intptr_t)tl_map_get(&w->next, key);
-    if (next > cur)
-        tl_map_put(&w->next, key, (void *)(intptr_t)next);
+    if (next <= cur || tl_map_put(&w->next, key, (void *)(intptr_t)next))
+        return;
+    char proj[64];
+    size_t len = strcspn(key, " ");
+    if (len >= sizeof proj)
+        return;
+    memcpy(proj, key, len);
+    proj[len] = '\0';
+    tl_map_put(&w->epoch, proj, (void *)((intptr_t)tl_map_get(&w->epoch, proj) + next - cur));
+}
+
+/* Under the lock, after progress: wakes the threads whose offset it reached. */
+static void wake_reached(tl_waiter_t *w)
+{
+    for (waiting_t *n = w->waiting, *after; n; n = after) {
+        after = n->next;
+        if ((intptr_t)tl_map_get(&w->next, n->key) > n->offset) {
+            unlink_waiting(w, n);
+            n->done = true;
+            pthread_cond_signal(&n->cond);
+        }
+    }
 }
 
 /* payload: "<schema> <projection> <topic>:<partition>:<next> ..."; the
@@ -55,7 +101,7 @@ static void on_notify(void *user, const char *channel, const char *payload)
         snprintf(key, sizeof key, "%s %s", proj, item);
         set_next(w, key, strtoll(last + 1, NULL, 10));
     }
-    pthread_cond_broadcast(&w->cond);
+    wake_reached(w);
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -70,7 +116,7 @@ static tl_err_t reread(tl_waiter_t *w, tl_pg_t *pg)
         pthread_mutex_lock(&w->lock);
         for (int r = 0; r < tl_pg_nrows(res); r++)
             set_next(w, tl_pg_get(res, r, 0), strtoll(tl_pg_get(res, r, 1), NULL, 10));
-        pthread_cond_broadcast(&w->cond);
+        wake_reached(w);
         pthread_mutex_unlock(&w->lock);
     }
     tl_pg_res_free(res);
@@ -113,13 +159,10 @@ tl_err_t tl_waiter_new(const char *dsn, const char *schema, tl_waiter_t **out)
     w->dsn = dsn;
     w->schema = schema;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cond, &ca);
-    pthread_condattr_destroy(&ca);
     tl_map_init(&w->next);
+    tl_map_init(&w->epoch);
     if (pthread_create(&w->thread, NULL, listen_loop, w)) {
+        pthread_mutex_destroy(&w->lock);
         free(w);
         return TL_ERR_INTERNAL;
     }
@@ -134,7 +177,7 @@ void tl_waiter_destroy(tl_waiter_t *w)
     atomic_store(&w->stop, true);
     pthread_join(w->thread, NULL);
     tl_map_cleanup(&w->next);
-    pthread_cond_destroy(&w->cond);
+    tl_map_cleanup(&w->epoch);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }
@@ -154,12 +197,28 @@ tl_err_t tl_waiter_wait(tl_waiter_t *w, const char *projection, const char *topi
     }
     tl_err_t err = TL_OK;
     pthread_mutex_lock(&w->lock);
-    while ((intptr_t)tl_map_get(&w->next, key) <= offset) {
-        if (pthread_cond_timedwait(&w->cond, &w->lock, &until)) {
-            err = (intptr_t)tl_map_get(&w->next, key) > offset ? TL_OK : TL_ERR_TIMEOUT;
+    if ((intptr_t)tl_map_get(&w->next, key) > offset)
+        goto out;
+    waiting_t me = {.key = key, .offset = offset};
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&me.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    me.next = w->waiting;
+    if (me.next)
+        me.next->prev = &me;
+    w->waiting = &me;
+    while (!me.done)
+        if (pthread_cond_timedwait(&me.cond, &w->lock, &until) && !me.done) {
+            unlink_waiting(w, &me);
+            err = TL_ERR_TIMEOUT;
             break;
         }
-    }
+    /* whoever set done signalled under the lock, which this thread holds
+     * again: nobody touches me any more */
+    pthread_cond_destroy(&me.cond);
+out:
     pthread_mutex_unlock(&w->lock);
     return err;
 }
@@ -168,13 +227,8 @@ int64_t tl_waiter_epoch(tl_waiter_t *w, const char *projection)
 {
     if (!w)
         return 0;
-    size_t len = strlen(projection);
-    int64_t sum = 0;
     pthread_mutex_lock(&w->lock);
-    for (size_t i = 0; i < w->next.cap; i++)
-        if (w->next.keys[i] && !strncmp(w->next.keys[i], projection, len) &&
-            w->next.keys[i][len] == ' ')
-            sum += (intptr_t)w->next.vals[i];
+    int64_t sum = (intptr_t)tl_map_get(&w->epoch, projection);
     pthread_mutex_unlock(&w->lock);
     return sum;
 }
