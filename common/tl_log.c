@@ -16,6 +16,11 @@ void tl_log_init(const char *component, tl_log_level_t min_level)
     log_min = min_level;
 }
 
+bool tl_log_enabled(tl_log_level_t level)
+{
+    return level >= log_min;
+}
+
 double tl_log_mono_ms(void)
 {
     struct timespec t;

@@ -132,24 +132,47 @@ static void accepted(tl_resp_t *resp, const tl_cmd_t *cmd, const char *topic,
     snprintf(resp->location, sizeof resp->location, "%s", cmd->location);
 }
 
-static bool read_rejection(tl_gw_t *gw, tl_cmd_t *cmd, const char *topic,
-                           const tl_kafka_pos_t *pos, tl_err_t *err)
+/* After the wait, in one round trip: why the projection refused the event
+ * (into cmd->reason; *rejected) and the resource as read_sql, with its n
+ * params, reads it (*found, NULL when there is none). */
+static tl_err_t read_outcome(tl_gw_t *gw, tl_cmd_t *cmd, const char *read_sql, int n,
+                             const char *const *read_params, bool *rejected, json_t **found)
 {
     char part[16], off[24];
-    snprintf(part, sizeof part, "%d", pos->partition);
-    snprintf(off, sizeof off, "%lld", (long long)pos->offset);
-    const char *params[] = {cmd->projection, topic, part, off};
+    snprintf(part, sizeof part, "%d", cmd->pos.partition);
+    snprintf(off, sizeof off, "%lld", (long long)cmd->pos.offset);
+    const char *params[TL_READ_PARAMS_MAX + 4];
+    if (n > TL_READ_PARAMS_MAX)
+        return TL_ERR_INTERNAL;
+    for (int i = 0; i < n; i++)
+        params[i] = read_params[i];
+    params[n] = cmd->projection;
+    params[n + 1] = cmd->topic;
+    params[n + 2] = part;
+    params[n + 3] = off;
+    tl_buf_t sql;
+    tl_buf_init(&sql, 16384);
     tl_pg_res_t *res = NULL;
-    *err = tl_gw_exec(gw,
-                      "SELECT reason FROM projection_rejections WHERE projection = $1"
-                      " AND topic = $2 AND partition = $3 AND \"offset\" = $4",
-                      4, params, &res);
-    const char *reason = tl_pg_get(res, 0, 0);
+    tl_err_t err = tl_buf_printf(&sql,
+                                 "SELECT (SELECT reason FROM projection_rejections"
+                                 " WHERE projection = $%d AND topic = $%d AND partition = $%d::int"
+                                 " AND \"offset\" = $%d::bigint), (%s)",
+                                 n + 1, n + 2, n + 3, n + 4, read_sql);
+    if (!err)
+        err = tl_gw_exec(gw, sql.data, n + 4, params, &res);
+    const char *reason = err ? NULL : tl_pg_get(res, 0, 0);
+    const char *text = err ? NULL : tl_pg_get(res, 0, 1);
+    *rejected = reason != NULL;
     if (reason)
         snprintf(cmd->reason, sizeof cmd->reason, "%s", reason);
+    if (text && !(*found = json_loads(text, JSON_DECODE_ANY, NULL)))
+        err = TL_ERR_INTERNAL;
     tl_pg_res_free(res);
-    return reason != NULL;
+    tl_buf_cleanup(&sql);
+    return err;
 }
+
+typedef enum { TL_CMD_APPLIED, TL_CMD_REJECTED, TL_CMD_ANSWERED } tl_cmd_outcome_t;
 
 /* Read-your-writes means every projection a client reads the event's topic
  * from has it: after a 201 for an enrolment, the schedule and the forms
@@ -172,10 +195,18 @@ static bool wait_readers(tl_gw_t *gw, const char *projection, const char *topic,
     return true;
 }
 
-tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
+/* Produces the event and, unless the client prefers respond-async, waits
+ * until the projections applied it, then reads the outcome (read_outcome).
+ * APPLIED / REJECTED (cmd->reason set) leave the answer to the caller, with
+ * the resource read back in *found (new reference or NULL); ANSWERED means
+ * resp is complete (202 or 503). */
+static tl_cmd_outcome_t run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp,
+                            const char *read_sql, int nread, const char *const *read_params,
+                            json_t **found)
 {
     tl_kafka_pos_t pos = {0};
     int64_t lag = 0;
+    *found = NULL;
     if (tl_bp_engaged(gw->bp, &lag)) {
         tl_problem(resp, 503, "log-back-pressure", "Busy: the archive is catching up",
                    "the audit archive is behind the event log; nothing was changed; retry "
@@ -199,26 +230,22 @@ tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t
         return TL_CMD_ANSWERED;
     }
     tl_bp_produced(gw->bp, t->topic, pos.partition, pos.offset);
-    tl_log(TL_LOG_DEBUG, "event_produced",
-           json_pack("{s:s, s:s, s:s, s:i, s:I}", "event_id", cmd->meta.event_id.s, "type",
-                     cmd->type, "topic", t->topic, "partition", pos.partition, "offset",
-                     (json_int_t)pos.offset));
-    if (prefers_async(req->prefer)) {
+    if (tl_log_enabled(TL_LOG_DEBUG))
+        tl_log(TL_LOG_DEBUG, "event_produced",
+               json_pack("{s:s, s:s, s:s, s:i, s:I}", "event_id", cmd->meta.event_id.s, "type",
+                         cmd->type, "topic", t->topic, "partition", pos.partition, "offset",
+                         (json_int_t)pos.offset));
+    bool rejected = false;
+    /* Durable in the log but not (yet) visible, or its outcome unreadable:
+     * say so, never fail it. */
+    if (prefers_async(req->prefer) || !wait_readers(gw, cmd->projection, t->topic, &pos) ||
+        read_outcome(gw, cmd, read_sql, nread, read_params, &rejected, found)) {
+        json_decref(*found);
+        *found = NULL;
         accepted(resp, cmd, t->topic, &pos);
         return TL_CMD_ANSWERED;
     }
-    if (!wait_readers(gw, cmd->projection, t->topic, &pos)) {
-        /* Durable in the log but not yet visible: say so, never fail it. */
-        accepted(resp, cmd, t->topic, &pos);
-        return TL_CMD_ANSWERED;
-    }
-    if (read_rejection(gw, cmd, t->topic, &pos, &err))
-        return TL_CMD_REJECTED;
-    if (err) {
-        accepted(resp, cmd, t->topic, &pos);
-        return TL_CMD_ANSWERED;
-    }
-    return TL_CMD_APPLIED;
+    return rejected ? TL_CMD_REJECTED : TL_CMD_APPLIED;
 }
 
 json_t *tl_gw_query_json(tl_gw_t *gw, tl_resp_t *resp, const char *sql, int n,
@@ -265,7 +292,6 @@ static void duplicate(tl_resp_t *resp, const tl_create_t *spec)
 void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *spec,
                   pthread_mutex_t *lock, tl_resp_t *resp)
 {
-    bool failed = false;
     const char *params[1 + TL_CHECK_PARAMS_MAX] = {cmd->resource_id.s};
     int nparams = 1 + (spec->ncheck < TL_CHECK_PARAMS_MAX ? spec->ncheck : TL_CHECK_PARAMS_MAX);
     for (int i = 1; i < nparams; i++)
@@ -292,14 +318,12 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
         duplicate(resp, spec);
         goto out;
     }
-    tl_cmd_outcome_t o = tl_cmd_run(gw, req, cmd, resp);
+    tl_cmd_outcome_t o = run(gw, req, cmd, resp, spec->read_sql, 1, params, &found);
     if (o == TL_CMD_ANSWERED)
         goto out;
     /* A refused event whose resource exists is a redelivered retry. */
-    if ((found = tl_gw_query_json(gw, resp, spec->read_sql, 1, params, &failed)))
+    if (found)
         tl_gw_created(resp, found, cmd->location, o == TL_CMD_REJECTED);
-    else if (failed)
-        accepted(resp, cmd, cmd->topic, &cmd->pos); /* durable; the read-back failed */
     else if (!strcmp(cmd->reason, spec->dup_reason))
         duplicate(resp, spec);
     else
@@ -309,19 +333,18 @@ out:
     tl_pg_res_free(check);
 }
 
-static void answer(tl_gw_t *gw, const tl_update_t *spec, tl_cmd_t *cmd, bool replayed,
-                   tl_resp_t *resp)
+/* A retried update the projection has already applied: answers as the
+ * original did (a failed read has resp hold its 503). */
+static void answer_replay(tl_gw_t *gw, const tl_update_t *spec, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     bool failed = false;
     json_t *j = tl_gw_query_json(gw, resp, spec->answer_sql, spec->nanswer, spec->answer_params,
                                  &failed);
     if (j) {
-        tl_gw_created(resp, j, cmd->location, replayed);
+        tl_gw_created(resp, j, cmd->location, true);
         resp->status = spec->status;
     } else if (!failed) {
         tl_problem_from_err(resp, TL_ERR_INTERNAL);
-    } else {
-        accepted(resp, cmd, cmd->topic, &cmd->pos); /* durable; the read-back failed */
     }
 }
 
@@ -341,19 +364,27 @@ void tl_gw_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_update_t *
         goto out;
     }
     if (!strcmp(last, cmd->meta.event_id.s)) {
-        answer(gw, spec, cmd, true, resp);
+        answer_replay(gw, spec, cmd, resp);
         goto out;
     }
     if (!spec->decide(spec->ctx, check, cmd, resp))
         goto out;
-    tl_cmd_outcome_t o = tl_cmd_run(gw, req, cmd, resp);
-    if (o == TL_CMD_APPLIED)
-        answer(gw, spec, cmd, false, resp);
-    else if (o == TL_CMD_REJECTED && !strcmp(cmd->reason, "version_conflict"))
+    json_t *found = NULL;
+    tl_cmd_outcome_t o =
+        run(gw, req, cmd, resp, spec->answer_sql, spec->nanswer, spec->answer_params, &found);
+    if (o == TL_CMD_APPLIED && found) {
+        tl_gw_created(resp, found, cmd->location, false);
+        resp->status = spec->status;
+    } else if (o == TL_CMD_APPLIED) {
+        tl_problem_from_err(resp, TL_ERR_INTERNAL);
+    } else if (o == TL_CMD_REJECTED && !strcmp(cmd->reason, "version_conflict")) {
         tl_problem(resp, 409, "concurrent-change", "Changed meanwhile",
                    "another command changed it first; read it again and retry", NULL);
-    else if (o == TL_CMD_REJECTED)
+    } else if (o == TL_CMD_REJECTED) {
         tl_problem(resp, 409, "conflict", "Command refused", cmd->reason, NULL);
+    }
+    if (o != TL_CMD_APPLIED)
+        json_decref(found); /* a refused update answers with no resource */
 out:
     pthread_mutex_unlock(lock);
     tl_pg_res_free(check);

@@ -260,8 +260,6 @@ void tl_problem_locked(tl_resp_t *resp);
 
 /* ---- commands (command.c) ---- */
 
-typedef enum { TL_CMD_APPLIED, TL_CMD_REJECTED, TL_CMD_ANSWERED } tl_cmd_outcome_t;
-
 typedef struct {
     const char *type;        /* event type */
     const char *key;         /* partition key: the aggregate id */
@@ -291,15 +289,13 @@ bool tl_gw_query_as_of(tl_req_t *req, char out[TL_DATE_STRLEN]);
 /* Event and resource ids: derived from the Idempotency-Key (UUIDv5 over
  * principal, route and key) or fresh. false: resp holds a 400. */
 bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
-/* Produces the event and, unless the client prefers respond-async, waits
- * until the projection applied it. APPLIED / REJECTED (cmd->reason set) leave
- * the answer to the caller; ANSWERED means resp is complete (202 or 503). */
-tl_cmd_outcome_t tl_cmd_run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
 
 /* What a create command needs to know of its resource. */
 #define TL_CHECK_PARAMS_MAX 7
+/* Parameters of a read-back (read_sql, answer_sql) at most. */
+#define TL_READ_PARAMS_MAX 8
 typedef struct {
-    const char *read_sql;          /* the resource as JSON text by id ($1) */
+    const char *read_sql;          /* the resource as JSON text by id ($1), one row at most */
     /* Everything the command is validated against, in one round trip: one
      * row, $1 the resource id, check_params $2 and on. Column 0: the resource
      * as JSON text when it exists already (a retried command); column 1: the
@@ -344,10 +340,11 @@ typedef struct {
      * or fills resp and returns false. */
     bool (*decide)(void *ctx, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp);
     void *ctx;
-    /* The answer: one JSON text column, status 200 or 201. */
+    /* The answer: one JSON text column of at most one row, status 200 or 201
+     * (read in the same round trip as the projection's verdict) */
     const char *answer_sql;
     const char *const *answer_params;
-    int nanswer;
+    int nanswer; /* at most TL_READ_PARAMS_MAX */
     int status;
 } tl_update_t;
 
