@@ -155,7 +155,7 @@ bool tl_auth_authenticate(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     }
     /* the epoch before the read: if the projection moves meanwhile, the
      * answer is filed under the old epoch and read again next time */
-    v.epoch = tl_waiter_epoch(gw->waiter, TL_PROJECTION_ACCESS);
+    v.epoch = tl_waiter_epoch(gw->waiter, TL_PROJECTION_ACCESS, NULL);
     if (!cache_get(gw->auth, v.sha256, v.epoch, &v)) {
         bool found = false;
         tl_err_t err = lookup(gw, v.sha256, &v, &found);

@@ -34,13 +34,15 @@ tl_err_t tl_gw_init(tl_gw_t *gw)
     gw->pool = p;
     for (int i = 0; i < TL_LOCK_STRIPES; i++)
         pthread_mutex_init(&gw->stripes[i], NULL);
-    return tl_auth_init(gw);
+    tl_err_t err = tl_auth_init(gw);
+    return err ? err : tl_vtcache_init(gw);
 }
 
 void tl_gw_cleanup(tl_gw_t *gw)
 {
     struct tl_gw_pool *p = gw->pool;
     tl_auth_cleanup(gw);
+    tl_vtcache_cleanup(gw);
     if (!p)
         return;
     for (int i = 0; i < p->nidle; i++)

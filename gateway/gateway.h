@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "access.h"
+#include "schedules.h"
 #include "tl_date.h"
 #include "tl_err.h"
 #include "tl_pg.h"
@@ -50,6 +51,7 @@ typedef struct {
     tl_bp_t *bp;
     struct tl_gw_pool *pool;
     struct tl_auth_cache *auth; /* authenticated tokens (auth.c) */
+    struct tl_vtcache *vtcache; /* studies' visit types (vtcache.c) */
     pthread_mutex_t stripes[TL_LOCK_STRIPES];
 } tl_gw_t;
 
@@ -254,6 +256,17 @@ void tl_registry_api_error(tl_resp_t *resp);
  * TL_SQL_VISIT_TYPES_JSON gives them (NULL text: none), as the "schedule"
  * of a ParticipantEnrolled event. New reference, NULL when out of memory. */
 json_t *tl_gw_plan_schedule(const char *visit_types_json, int32_t baseline);
+/* The same in two steps: visit types as TL_SQL_VISIT_TYPES_JSON gives them
+ * (NULL text: none) into out (room for TL_VISIT_TYPES_MAX), *n of them,
+ * false when the text is no JSON; and the schedule of n of them. */
+bool tl_gw_visit_types_parse(const char *visit_types_json, tl_visit_type_t *out, size_t *n);
+json_t *tl_gw_plan_visits(const tl_visit_type_t *vts, size_t n, int32_t baseline);
+/* The visit types of a study, as the two above read them, from a cache
+ * (vtcache.c): out has room for TL_VISIT_TYPES_MAX; none for an unknown
+ * study. TL_OK, or the database's error. */
+tl_err_t tl_gw_visit_types(tl_gw_t *gw, const char *study_id, tl_visit_type_t *out, size_t *n);
+tl_err_t tl_vtcache_init(tl_gw_t *gw);
+void tl_vtcache_cleanup(tl_gw_t *gw);
 /* 422: the study is locked. */
 void tl_problem_locked(tl_resp_t *resp);
 

@@ -20,15 +20,14 @@
 static const char *const sql_participant = SQL_PARTICIPANT;
 
 /* An enrolment's checks, one row: $1 participant id, $2 study, $3 code, $4
- * site; then whether the study is locked, and its visit types (the
- * schedule the participant gets). */
+ * site; then whether the study is locked. The visit types (the schedule the
+ * participant gets) come from their cache (vtcache.c). */
 static const char *const sql_enrol_check =
     "SELECT (" SQL_PARTICIPANT "),"
     " (SELECT id::text FROM participants WHERE study_id = $2 AND participant_code = $3),"
     " EXISTS (SELECT 1 FROM studies WHERE id = $2),"
     " EXISTS (SELECT 1 FROM sites WHERE id = $4 AND study_id = $2),"
-    " EXISTS (SELECT 1 FROM studies WHERE id = $2 AND locked),"
-    " (" TL_SQL_VISIT_TYPES_JSON("$2") ")";
+    " EXISTS (SELECT 1 FROM studies WHERE id = $2 AND locked)";
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 500
@@ -65,6 +64,8 @@ static bool column_true(const tl_pg_res_t *res, int col)
 /* Domain rules of an enrolment, on the body and the check row (violations:
  * 422; an unknown study: 404). Returns false with resp set. */
 typedef struct {
+    tl_gw_t *gw;
+    const char *study_id;
     const json_t *body;
     json_t *payload; /* gets the schedule */
 } enrol_ctx_t;
@@ -105,9 +106,13 @@ static bool enrol_rules(const void *ctx_in, const tl_pg_res_t *check, tl_resp_t 
                    "site_id is not a site of this study", NULL);
         return false;
     }
-    json_t *schedule = tl_gw_plan_schedule(tl_pg_get(check, 0, 5), baseline);
+    size_t n = 0;
+    tl_visit_type_t *vts = malloc(TL_VISIT_TYPES_MAX * sizeof *vts);
+    tl_err_t err = vts ? tl_gw_visit_types(ctx->gw, ctx->study_id, vts, &n) : TL_ERR_NOMEM;
+    json_t *schedule = err ? NULL : tl_gw_plan_visits(vts, n, baseline);
+    free(vts);
     if (!schedule || json_object_set_new(ctx->payload, "schedule", schedule)) {
-        tl_problem_from_err(resp, TL_ERR_INTERNAL);
+        tl_problem_from_err(resp, err ? err : TL_ERR_INTERNAL);
         return false;
     }
     return true;
@@ -164,7 +169,7 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         goto out;
     }
     const char *check[] = {study.s, code, tl_json_str(body, "site_id")};
-    enrol_ctx_t ctx = {body, payload};
+    enrol_ctx_t ctx = {gw, study.s, body, payload};
     const tl_create_t spec = {
         .read_sql = sql_participant,
         .check_sql = sql_enrol_check,

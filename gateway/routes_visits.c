@@ -41,22 +41,39 @@ static bool vt_from_json(const json_t *o, tl_visit_type_t *vt)
     return true;
 }
 
-json_t *tl_gw_plan_schedule(const char *visit_types_json, int32_t baseline)
+bool tl_gw_visit_types_parse(const char *visit_types_json, tl_visit_type_t *out, size_t *n)
 {
-    json_t *vts = visit_types_json ? json_loads(visit_types_json, 0, NULL) : json_array();
-    size_t n = json_array_size(vts);
+    *n = 0;
+    if (!visit_types_json)
+        return true;
+    json_t *vts = json_loads(visit_types_json, 0, NULL);
+    for (size_t i = 0; i < json_array_size(vts) && *n < TL_VISIT_TYPES_MAX; i++)
+        if (vt_from_json(json_array_get(vts, i), &out[*n]))
+            (*n)++;
+    json_decref(vts);
+    return vts != NULL;
+}
+
+json_t *tl_gw_plan_visits(const tl_visit_type_t *vts, size_t n, int32_t baseline)
+{
     tl_visit_t *visits = calloc(n + 1, sizeof *visits);
     json_t *out = NULL;
-    size_t k = 0;
-    for (size_t i = 0; visits && i < n; i++) {
-        tl_visit_type_t vt;
-        if (vt_from_json(json_array_get(vts, i), &vt))
-            tl_visit_plan(&vt, baseline, &visits[k++]);
-    }
-    if (visits && vts)
-        out = tl_visits_event_json(visits, k);
+    for (size_t i = 0; visits && i < n; i++)
+        tl_visit_plan(&vts[i], baseline, &visits[i]);
+    if (visits)
+        out = tl_visits_event_json(visits, n);
     free(visits);
-    json_decref(vts);
+    return out;
+}
+
+json_t *tl_gw_plan_schedule(const char *visit_types_json, int32_t baseline)
+{
+    size_t n = 0;
+    tl_visit_type_t *vts = malloc(TL_VISIT_TYPES_MAX * sizeof *vts);
+    json_t *out = vts && tl_gw_visit_types_parse(visit_types_json, vts, &n)
+                      ? tl_gw_plan_visits(vts, n, baseline)
+                      : NULL;
+    free(vts);
     return out;
 }
 

@@ -32,7 +32,7 @@ struct tl_waiter {
     atomic_bool stop;
     pthread_mutex_t lock; /* guards everything below */
     tl_map_t next;        /* "projection topic:partition" -> next offset (intptr_t) */
-    tl_map_t epoch;       /* "projection" -> sum of its next offsets (intptr_t) */
+    tl_map_t epoch;       /* "projection" and "projection topic" -> sum of next offsets */
     waiting_t *waiting;   /* request threads waiting, a doubly linked list */
 };
 
@@ -53,13 +53,16 @@ static void set_next(tl_waiter_t *w, const char *key, int64_t next)
     intptr_t cur = (intptr_t)tl_map_get(&w->next, key);
     if (next <= cur || tl_map_put(&w->next, key, (void *)(intptr_t)next))
         return;
-    char proj[64];
-    size_t len = strcspn(key, " ");
-    if (len >= sizeof proj)
-        return;
-    memcpy(proj, key, len);
-    proj[len] = '\0';
-    tl_map_put(&w->epoch, proj, (void *)((intptr_t)tl_map_get(&w->epoch, proj) + next - cur));
+    /* the projection's epoch, then its epoch on the topic */
+    char k[400];
+    size_t lens[] = {strcspn(key, " "), strcspn(key, ":")};
+    for (size_t i = 0; i < 2; i++) {
+        if (lens[i] >= sizeof k)
+            return;
+        memcpy(k, key, lens[i]);
+        k[lens[i]] = '\0';
+        tl_map_put(&w->epoch, k, (void *)((intptr_t)tl_map_get(&w->epoch, k) + next - cur));
+    }
 }
 
 /* Under the lock, after progress: wakes the threads whose offset it reached. */
@@ -223,12 +226,14 @@ out:
     return err;
 }
 
-int64_t tl_waiter_epoch(tl_waiter_t *w, const char *projection)
+int64_t tl_waiter_epoch(tl_waiter_t *w, const char *projection, const char *topic)
 {
+    char key[400];
     if (!w)
         return 0;
+    snprintf(key, sizeof key, "%s%s%s", projection, topic ? " " : "", topic ? topic : "");
     pthread_mutex_lock(&w->lock);
-    int64_t sum = (intptr_t)tl_map_get(&w->epoch, projection);
+    int64_t sum = (intptr_t)tl_map_get(&w->epoch, key);
     pthread_mutex_unlock(&w->lock);
     return sum;
 }

@@ -19,9 +19,10 @@ void tl_waiter_destroy(tl_waiter_t *w);
 tl_err_t tl_waiter_wait(tl_waiter_t *w, const char *projection, const char *topic,
                         int32_t partition, int64_t offset, int timeout_ms);
 
-/* A number that changes whenever projection makes progress (the sum of its
- * next offsets as seen here): what was read from it under one value may be
- * stale under another. 0 with w NULL. */
-int64_t tl_waiter_epoch(tl_waiter_t *w, const char *projection);
+/* A number that changes whenever projection makes progress on topic, or on
+ * any topic with topic NULL (the sum of its next offsets as seen here): what
+ * was read from it under one value may be stale under another. 0 with w
+ * NULL. */
+int64_t tl_waiter_epoch(tl_waiter_t *w, const char *projection, const char *topic);
 
 #endif

@@ -368,6 +368,39 @@ static void test_progress_of_other_schemas_is_ignored(void **state)
            "/v1/participants/%s/visits/Baseline/complete", p);
 }
 
+/* A study of its own with a baseline visit only, and one participant
+ * enrolled with baseline 2026-01-01 (ids into st, si, p). */
+static void baseline_study(const char *protocol_id, char *st, char *si, char *p)
+{
+    char code[64];
+    tl_stack_study(&stack, protocol_id, st, si);
+    define_visit_type(st,
+                      "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
+                      "\"window_after_days\":0}",
+                      NULL);
+    snprintf(code, sizeof code, "%s-001", protocol_id);
+    enrol(st, si, code, "2026-01-01", p);
+}
+
+/* The gateway caches a study's visit types for planning enrolments
+ * (vtcache.c): a visit type defined between two enrolments is in the
+ * second's schedule at once, not after the cache's age limit. */
+static void test_the_next_enrolment_has_a_new_visit_type(void **state)
+{
+    (void)state;
+    char st[40], si[40], p1[40], p2[40];
+    baseline_study("VIS-VTCACHE", st, si, p1);
+    define_visit_type(st,
+                      "{\"name\":\"Month 1\",\"target_day\":30,\"window_before_days\":7,"
+                      "\"window_after_days\":14}",
+                      NULL);
+    enrol(st, si, "VC-002", "2026-01-01", p2);
+    tl_http_resp_t r = call(200, "GET", NULL, "/v1/participants/%s/schedule", p2);
+    assert_int_equal(json_array_size(json_object_get(r.body, "visits")), 2);
+    assert_string_equal(str(visit_named(r.body, "Month 1"), "due_date"), "2026-01-31");
+    tl_http_free(&r);
+}
+
 static void *resume_folds(void *arg)
 {
     const pid_t *folds = arg;
@@ -384,12 +417,7 @@ static void test_a_command_the_folds_refuse_answers_409(void **state)
 {
     (void)state;
     char st[40], si[40], p[40], path[200];
-    tl_stack_study(&stack, "VIS-REFUSED", st, si);
-    define_visit_type(st,
-                      "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
-                      "\"window_after_days\":0}",
-                      NULL);
-    enrol(st, si, "RF-001", "2026-01-01", p);
+    baseline_study("VIS-REFUSED", st, si, p);
     /* the participant stream's folds stand still: both completions are
      * checked against the enrolment's version */
     pid_t folds[] = {stack.projector, stack.schedules, stack.forms};
@@ -694,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_visits_windows_and_deviations),
         cmocka_unit_test(test_baseline_change_and_withdrawal),
         cmocka_unit_test(test_progress_of_other_schemas_is_ignored),
+        cmocka_unit_test(test_the_next_enrolment_has_a_new_visit_type),
         cmocka_unit_test(test_a_command_the_folds_refuse_answers_409),
         cmocka_unit_test(test_lock),
         cmocka_unit_test(test_amendments_reach_enrolled_participants),

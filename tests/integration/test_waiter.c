@@ -29,12 +29,18 @@ static void sql(const char *q)
 }
 
 /* progress as a projection's consumer announces it, in schema s */
-static void notify(const char *s, const char *proj, int partition, long next)
+static void notify_on(const char *s, const char *proj, const char *topic, int partition,
+                      long next)
 {
     char payload[256];
-    snprintf(payload, sizeof payload, "%s %s %s:%d:%ld", s, proj, TOPIC, partition, next);
+    snprintf(payload, sizeof payload, "%s %s %s:%d:%ld", s, proj, topic, partition, next);
     const char *params[] = {TL_NOTIFY_CHANNEL, payload};
     assert_int_equal(tl_pg_exec(pg, "SELECT pg_notify($1, $2)", 2, params, NULL), TL_OK);
+}
+
+static void notify(const char *s, const char *proj, int partition, long next)
+{
+    notify_on(s, proj, TOPIC, partition, next);
 }
 
 static double now_ms(void)
@@ -56,9 +62,9 @@ static int setup(void **state)
     assert_int_equal(tl_waiter_new(dsn, schema, &waiter), TL_OK);
     /* the listener has connected once the periodic re-read sees a row */
     sql("INSERT INTO projection_offsets VALUES ('probe', '" TOPIC "', 0, 1)");
-    for (int i = 0; i < 100 && !tl_waiter_epoch(waiter, "probe"); i++)
+    for (int i = 0; i < 100 && !tl_waiter_epoch(waiter, "probe", NULL); i++)
         usleep(50 * 1000);
-    assert_int_equal(tl_waiter_epoch(waiter, "probe"), 1);
+    assert_int_equal(tl_waiter_epoch(waiter, "probe", NULL), 1);
     return 0;
 }
 
@@ -194,19 +200,29 @@ static void test_a_lost_notification_is_made_up_by_the_reread(void **state)
 static void test_epoch_moves_with_its_projection_only(void **state)
 {
     (void)state;
-    int64_t access = tl_waiter_epoch(waiter, "access_x");
-    int64_t participants = tl_waiter_epoch(waiter, "participants_x");
+    int64_t access = tl_waiter_epoch(waiter, "access_x", NULL);
+    int64_t participants = tl_waiter_epoch(waiter, "participants_x", NULL);
     notify(schema, "participants_x", 0, 40);
     notify(schema, "participants_x", 1, 2);
     assert_int_equal(tl_waiter_wait(waiter, "participants_x", TOPIC, 1, 1, 5000), TL_OK);
-    assert_int_equal(tl_waiter_epoch(waiter, "participants_x"), participants + 42);
-    assert_int_equal(tl_waiter_epoch(waiter, "access_x"), access);
+    assert_int_equal(tl_waiter_epoch(waiter, "participants_x", NULL), participants + 42);
+    assert_int_equal(tl_waiter_epoch(waiter, "access_x", NULL), access);
     /* progress that goes backwards (an older notification) changes nothing */
     notify(schema, "participants_x", 0, 30);
     notify(schema, "participants_x", 1, 3);
     assert_int_equal(tl_waiter_wait(waiter, "participants_x", TOPIC, 1, 2, 5000), TL_OK);
-    assert_int_equal(tl_waiter_epoch(waiter, "participants_x"), participants + 43);
-    assert_int_equal(tl_waiter_epoch(NULL, "participants"), 0);
+    assert_int_equal(tl_waiter_epoch(waiter, "participants_x", NULL), participants + 43);
+    /* and by topic: progress on another topic moves the projection's epoch,
+     * not its epoch on this one */
+    int64_t on_topic = tl_waiter_epoch(waiter, "participants_x", TOPIC);
+    assert_int_equal(on_topic, participants + 43);
+    notify_on(schema, "participants_x", "trialog.protocol.v1", 0, 5);
+    assert_int_equal(
+        tl_waiter_wait(waiter, "participants_x", "trialog.protocol.v1", 0, 4, 5000), TL_OK);
+    assert_int_equal(tl_waiter_epoch(waiter, "participants_x", NULL), participants + 48);
+    assert_int_equal(tl_waiter_epoch(waiter, "participants_x", TOPIC), on_topic);
+    assert_int_equal(tl_waiter_epoch(waiter, "participants_x", "trialog.protocol.v1"), 5);
+    assert_int_equal(tl_waiter_epoch(NULL, "participants", NULL), 0);
 }
 
 int main(void)
