@@ -183,16 +183,13 @@ static bool wait_readers(tl_gw_t *gw, const char *projection, const char *topic,
 {
     static const char *const stream_readers[] = {
         TL_PROJECTION_PARTICIPANTS, TL_PROJECTION_SCHEDULES, TL_PROJECTION_FORMS};
-    const char *readers[4] = {projection};
+    const char *readers[TL_WAITER_PROJECTIONS_MAX] = {projection};
     size_t n = 1;
     for (size_t i = 0; !strcmp(topic, TL_TOPIC_PARTICIPANT) && i < 3; i++)
         if (strcmp(stream_readers[i], projection))
             readers[n++] = stream_readers[i];
-    for (size_t i = 0; i < n; i++)
-        if (tl_waiter_wait(gw->waiter, readers[i], topic, pos->partition, pos->offset,
-                           (int)gw->cfg.ryw_timeout_ms))
-            return false;
-    return true;
+    return !tl_waiter_wait_all(gw->waiter, readers, n, topic, pos->partition, pos->offset,
+                               (int)gw->cfg.ryw_timeout_ms);
 }
 
 /* Produces the event and, unless the client prefers respond-async, waits

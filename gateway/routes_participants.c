@@ -107,10 +107,11 @@ static bool enrol_rules(const void *ctx_in, const tl_pg_res_t *check, tl_resp_t 
         return false;
     }
     size_t n = 0;
-    tl_visit_type_t *vts = malloc(TL_VISIT_TYPES_MAX * sizeof *vts);
-    tl_err_t err = vts ? tl_gw_visit_types(ctx->gw, ctx->study_id, vts, &n) : TL_ERR_NOMEM;
+    /* on the stack (29 KiB of the thread's 512): a block that size from
+     * malloc made glibc consolidate its fast bins on every enrolment */
+    tl_visit_type_t vts[TL_VISIT_TYPES_MAX];
+    tl_err_t err = tl_gw_visit_types(ctx->gw, ctx->study_id, vts, &n);
     json_t *schedule = err ? NULL : tl_gw_plan_visits(vts, n, baseline);
-    free(vts);
     if (!schedule || json_object_set_new(ctx->payload, "schedule", schedule)) {
         tl_problem_from_err(resp, err ? err : TL_ERR_INTERNAL);
         return false;

@@ -56,25 +56,26 @@ bool tl_gw_visit_types_parse(const char *visit_types_json, tl_visit_type_t *out,
 
 json_t *tl_gw_plan_visits(const tl_visit_type_t *vts, size_t n, int32_t baseline)
 {
-    tl_visit_t *visits = calloc(n + 1, sizeof *visits);
-    json_t *out = NULL;
-    for (size_t i = 0; visits && i < n; i++)
-        tl_visit_plan(&vts[i], baseline, &visits[i]);
-    if (visits)
-        out = tl_visits_event_json(visits, n);
-    free(visits);
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < n; i++) {
+        tl_visit_t v; /* one at a time: a visit is half a kilobyte */
+        tl_visit_plan(&vts[i], baseline, &v);
+        json_t *one = tl_visits_event_json(&v, 1);
+        if (json_array_extend(out, one)) {
+            json_decref(out);
+            out = NULL;
+        }
+        json_decref(one);
+    }
     return out;
 }
 
 json_t *tl_gw_plan_schedule(const char *visit_types_json, int32_t baseline)
 {
     size_t n = 0;
-    tl_visit_type_t *vts = malloc(TL_VISIT_TYPES_MAX * sizeof *vts);
-    json_t *out = vts && tl_gw_visit_types_parse(visit_types_json, vts, &n)
-                      ? tl_gw_plan_visits(vts, n, baseline)
-                      : NULL;
-    free(vts);
-    return out;
+    tl_visit_type_t vts[TL_VISIT_TYPES_MAX]; /* 29 KiB of the thread's 512 */
+    return tl_gw_visit_types_parse(visit_types_json, vts, &n) ? tl_gw_plan_visits(vts, n, baseline)
+                                                             : NULL;
 }
 
 /* as_of: the query parameter or today (UTC). false: not a date. */

@@ -20,7 +20,8 @@
  * again, hundreds of thousands of wake-ups a second under load. */
 typedef struct waiting {
     struct waiting *prev, *next;
-    const char *key; /* "projection topic:partition" */
+    char (*keys)[400]; /* "projection topic:partition", nkeys of them */
+    size_t nkeys;
     int64_t offset;
     bool done; /* set, and unlinked, by whoever saw the offset reached */
     pthread_cond_t cond;
@@ -66,11 +67,20 @@ static void set_next(tl_waiter_t *w, const char *key, int64_t next)
 }
 
 /* Under the lock, after progress: wakes the threads whose offset it reached. */
+/* Under the lock: whether every projection n waits for is past its offset. */
+static bool reached(const tl_waiter_t *w, const waiting_t *n)
+{
+    for (size_t i = 0; i < n->nkeys; i++)
+        if ((intptr_t)tl_map_get(&w->next, n->keys[i]) <= n->offset)
+            return false;
+    return true;
+}
+
 static void wake_reached(tl_waiter_t *w)
 {
     for (waiting_t *n = w->waiting, *after; n; n = after) {
         after = n->next;
-        if ((intptr_t)tl_map_get(&w->next, n->key) > n->offset) {
+        if (reached(w, n)) {
             unlink_waiting(w, n);
             n->done = true;
             pthread_cond_signal(&n->cond);
@@ -185,11 +195,14 @@ void tl_waiter_destroy(tl_waiter_t *w)
     free(w);
 }
 
-tl_err_t tl_waiter_wait(tl_waiter_t *w, const char *projection, const char *topic,
-                        int32_t partition, int64_t offset, int timeout_ms)
+tl_err_t tl_waiter_wait_all(tl_waiter_t *w, const char *const *projections, size_t nproj,
+                            const char *topic, int32_t partition, int64_t offset, int timeout_ms)
 {
-    char key[400];
-    snprintf(key, sizeof key, "%s %s:%d", projection, topic, partition);
+    char keys[TL_WAITER_PROJECTIONS_MAX][400];
+    if (nproj > TL_WAITER_PROJECTIONS_MAX)
+        return TL_ERR_INTERNAL;
+    for (size_t i = 0; i < nproj; i++)
+        snprintf(keys[i], sizeof keys[i], "%s %s:%d", projections[i], topic, partition);
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += timeout_ms / 1000;
@@ -199,10 +212,10 @@ tl_err_t tl_waiter_wait(tl_waiter_t *w, const char *projection, const char *topi
         until.tv_nsec -= 1000000000L;
     }
     tl_err_t err = TL_OK;
+    waiting_t me = {.keys = keys, .nkeys = nproj, .offset = offset};
     pthread_mutex_lock(&w->lock);
-    if ((intptr_t)tl_map_get(&w->next, key) > offset)
+    if (reached(w, &me))
         goto out;
-    waiting_t me = {.key = key, .offset = offset};
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -224,6 +237,12 @@ tl_err_t tl_waiter_wait(tl_waiter_t *w, const char *projection, const char *topi
 out:
     pthread_mutex_unlock(&w->lock);
     return err;
+}
+
+tl_err_t tl_waiter_wait(tl_waiter_t *w, const char *projection, const char *topic,
+                        int32_t partition, int64_t offset, int timeout_ms)
+{
+    return tl_waiter_wait_all(w, &projection, 1, topic, partition, offset, timeout_ms);
 }
 
 int64_t tl_waiter_epoch(tl_waiter_t *w, const char *projection, const char *topic)

@@ -5,6 +5,7 @@
 #ifndef TL_WAITER_H
 #define TL_WAITER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tl_err.h"
@@ -18,6 +19,11 @@ void tl_waiter_destroy(tl_waiter_t *w);
  * TL_ERR_TIMEOUT after timeout_ms. */
 tl_err_t tl_waiter_wait(tl_waiter_t *w, const char *projection, const char *topic,
                         int32_t partition, int64_t offset, int timeout_ms);
+/* The same for every one of nproj projections (at most
+ * TL_WAITER_PROJECTIONS_MAX), with one wake-up when the last has it. */
+#define TL_WAITER_PROJECTIONS_MAX 4
+tl_err_t tl_waiter_wait_all(tl_waiter_t *w, const char *const *projections, size_t nproj,
+                            const char *topic, int32_t partition, int64_t offset, int timeout_ms);
 
 /* A number that changes whenever projection makes progress on topic, or on
  * any topic with topic NULL (the sum of its next offsets as seen here): what

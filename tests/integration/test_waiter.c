@@ -29,8 +29,7 @@ static void sql(const char *q)
 }
 
 /* progress as a projection's consumer announces it, in schema s */
-static void notify_on(const char *s, const char *proj, const char *topic, int partition,
-                      long next)
+static void notify_on(const char *s, const char *proj, const char *topic, int partition, long next)
 {
     char payload[256];
     snprintf(payload, sizeof payload, "%s %s %s:%d:%ld", s, proj, topic, partition, next);
@@ -159,6 +158,42 @@ static void test_each_thread_wakes_when_its_offset_is_reached(void **state)
     assert_int_equal(tl_waiter_wait(waiter, "participants", TOPIC, 0, 99, 0), TL_OK);
 }
 
+typedef struct {
+    pthread_t thread;
+    atomic_int result; /* -1 while waiting */
+} all_arg_t;
+
+static void *wait_all_thread(void *p)
+{
+    all_arg_t *a = p;
+    const char *projs[] = {"all_a", "all_b", "all_c"};
+    atomic_store(&a->result, (int)tl_waiter_wait_all(waiter, projs, 3, TOPIC, 2, 5, 10000));
+    return NULL;
+}
+
+static void test_wait_all_wakes_when_the_last_projection_has_it(void **state)
+{
+    (void)state;
+    static all_arg_t a;
+    atomic_store(&a.result, -1);
+    assert_int_equal(pthread_create(&a.thread, NULL, wait_all_thread, &a), 0);
+    notify(schema, "all_b", 2, 6);
+    notify(schema, "all_a", 2, 9);
+    notify(schema, "all_c", 2, 5); /* not past offset 5 yet */
+    usleep(300 * 1000);
+    assert_int_equal(atomic_load(&a.result), -1);
+    notify(schema, "all_c", 2, 6);
+    pthread_join(a.thread, NULL);
+    assert_int_equal(atomic_load(&a.result), TL_OK);
+    /* reached already: no wait; one behind: a timeout */
+    const char *projs[] = {"all_a", "all_b", "all_c", "all_d"};
+    assert_int_equal(tl_waiter_wait_all(waiter, projs, 3, TOPIC, 2, 5, 0), TL_OK);
+    assert_int_equal(tl_waiter_wait_all(waiter, projs, 4, TOPIC, 2, 5, 200), TL_ERR_TIMEOUT);
+    assert_int_equal(
+        tl_waiter_wait_all(waiter, projs, TL_WAITER_PROJECTIONS_MAX + 1, TOPIC, 2, 5, 0),
+        TL_ERR_INTERNAL);
+}
+
 static void test_a_timeout_leaves_the_others_waiting(void **state)
 {
     (void)state;
@@ -217,8 +252,8 @@ static void test_epoch_moves_with_its_projection_only(void **state)
     int64_t on_topic = tl_waiter_epoch(waiter, "participants_x", TOPIC);
     assert_int_equal(on_topic, participants + 43);
     notify_on(schema, "participants_x", "trialog.protocol.v1", 0, 5);
-    assert_int_equal(
-        tl_waiter_wait(waiter, "participants_x", "trialog.protocol.v1", 0, 4, 5000), TL_OK);
+    assert_int_equal(tl_waiter_wait(waiter, "participants_x", "trialog.protocol.v1", 0, 4, 5000),
+                     TL_OK);
     assert_int_equal(tl_waiter_epoch(waiter, "participants_x", NULL), participants + 48);
     assert_int_equal(tl_waiter_epoch(waiter, "participants_x", TOPIC), on_topic);
     assert_int_equal(tl_waiter_epoch(waiter, "participants_x", "trialog.protocol.v1"), 5);
@@ -229,6 +264,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_thread_wakes_when_its_offset_is_reached),
+        cmocka_unit_test(test_wait_all_wakes_when_the_last_projection_has_it),
         cmocka_unit_test(test_a_timeout_leaves_the_others_waiting),
         cmocka_unit_test(test_progress_of_another_schema_is_not_ours),
         cmocka_unit_test(test_a_lost_notification_is_made_up_by_the_reread),
