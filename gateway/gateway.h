@@ -252,13 +252,11 @@ void tl_registry_api_error(tl_resp_t *resp);
     " 'form_templates', t.form_templates, 'revision', t.revision, 'defined_at', t.defined_at,"   \
     " 'updated_at', t.updated_at) ORDER BY t.target_day, t.id)::text"                            \
     " FROM visit_types t WHERE t.study_id = " study
-/* The schedule a participant with this baseline gets from visit types as
- * TL_SQL_VISIT_TYPES_JSON gives them (NULL text: none), as the "schedule"
- * of a ParticipantEnrolled event. New reference, NULL when out of memory. */
-json_t *tl_gw_plan_schedule(const char *visit_types_json, int32_t baseline);
-/* The same in two steps: visit types as TL_SQL_VISIT_TYPES_JSON gives them
+/* A participant's schedule, as the "schedule" of a ParticipantEnrolled
+ * event, in two steps: visit types as TL_SQL_VISIT_TYPES_JSON gives them
  * (NULL text: none) into out (room for TL_VISIT_TYPES_MAX), *n of them,
- * false when the text is no JSON; and the schedule of n of them. */
+ * false when the text is no JSON; and the schedule of n of them with this
+ * baseline (new reference, NULL when out of memory). */
 bool tl_gw_visit_types_parse(const char *visit_types_json, tl_visit_type_t *out, size_t *n);
 json_t *tl_gw_plan_visits(const tl_visit_type_t *vts, size_t n, int32_t baseline);
 /* The visit types of a study, as the two above read them, from a cache

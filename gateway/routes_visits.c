@@ -70,14 +70,6 @@ json_t *tl_gw_plan_visits(const tl_visit_type_t *vts, size_t n, int32_t baseline
     return out;
 }
 
-json_t *tl_gw_plan_schedule(const char *visit_types_json, int32_t baseline)
-{
-    size_t n = 0;
-    tl_visit_type_t vts[TL_VISIT_TYPES_MAX]; /* 29 KiB of the thread's 512 */
-    return tl_gw_visit_types_parse(visit_types_json, vts, &n) ? tl_gw_plan_visits(vts, n, baseline)
-                                                             : NULL;
-}
-
 /* as_of: the query parameter or today (UTC). false: not a date. */
 static bool body_date(const json_t *body, const char *key, int32_t def, int32_t *out)
 {

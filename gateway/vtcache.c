@@ -100,7 +100,7 @@ tl_err_t tl_gw_visit_types(tl_gw_t *gw, const char *study_id, tl_visit_type_t *o
 {
     *n = 0;
     if (strlen(study_id) != TL_UUID_STRLEN - 1)
-        return TL_OK; /* no such study: none */
+        return TL_ERR_INVALID; /* callers pass a parsed id */
     /* the epoch before the read: if the projection moves meanwhile, the
      * answer is filed under the old epoch and read again next time */
     int64_t epoch = tl_waiter_epoch(gw->waiter, TL_PROJECTION_PARTICIPANTS, TL_TOPIC_PROTOCOL);

@@ -48,11 +48,13 @@ static void unlink_waiting(tl_waiter_t *w, waiting_t *n)
     n->prev = n->next = NULL;
 }
 
-/* Under the lock. */
+/* Under the lock. The epochs move first: an offset never counts as
+ * applied (waking a request) while its projection's epoch, which tells
+ * caches their answers are stale, stands still. */
 static void set_next(tl_waiter_t *w, const char *key, int64_t next)
 {
     intptr_t cur = (intptr_t)tl_map_get(&w->next, key);
-    if (next <= cur || tl_map_put(&w->next, key, (void *)(intptr_t)next))
+    if (next <= cur)
         return;
     /* the projection's epoch, then its epoch on the topic */
     char k[400];
@@ -62,8 +64,10 @@ static void set_next(tl_waiter_t *w, const char *key, int64_t next)
             return;
         memcpy(k, key, lens[i]);
         k[lens[i]] = '\0';
-        tl_map_put(&w->epoch, k, (void *)((intptr_t)tl_map_get(&w->epoch, k) + next - cur));
+        if (tl_map_put(&w->epoch, k, (void *)((intptr_t)tl_map_get(&w->epoch, k) + next - cur)))
+            return;
     }
+    tl_map_put(&w->next, key, (void *)(intptr_t)next);
 }
 
 /* Under the lock, after progress: wakes the threads whose offset it reached. */

@@ -423,16 +423,18 @@ static void test_a_command_the_folds_refuse_answers_409(void **state)
     pid_t folds[] = {stack.projector, stack.schedules, stack.forms};
     for (int i = 0; i < 3; i++)
         assert_int_equal(kill(folds[i], SIGSTOP), 0);
+    /* resumed whatever happens below, so no later test finds them stopped */
+    pthread_t resumer;
+    assert_int_equal(pthread_create(&resumer, NULL, resume_folds, folds), 0);
     snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/complete", p);
     const char *async[] = {"Prefer: respond-async", NULL};
     tl_http_resp_t r =
         tl_http(&stack, "POST", path, "{\"actual_date\":\"2026-01-01\"}", async, true);
-    assert_int_equal(r.status, 202);
+    long first = r.status;
     tl_http_free(&r);
-    pthread_t resumer;
-    assert_int_equal(pthread_create(&resumer, NULL, resume_folds, folds), 0);
     r = tl_http(&stack, "POST", path, "{\"actual_date\":\"2026-01-01\"}", NULL, true);
     pthread_join(resumer, NULL);
+    assert_int_equal(first, 202);
     assert_int_equal(r.status, 409);
     problem_is(&r, "concurrent-change");
     tl_http_free(&r);
