@@ -14,10 +14,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gateway.h"
 #include "participants_store.h"
+#include "tl_log.h"
 #include "tl_map.h"
 #include "tl_topics.h"
 
@@ -27,7 +27,7 @@
 typedef struct {
     char study_id[TL_UUID_STRLEN]; /* "": empty */
     int64_t epoch;
-    int64_t loaded_ms;
+    double loaded_ms; /* tl_log_mono_ms */
     size_t n;
     tl_visit_type_t *vts; /* n of them, owned */
 } slot_t;
@@ -36,13 +36,6 @@ struct tl_vtcache {
     pthread_mutex_t lock;
     slot_t slots[SLOTS];
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 tl_err_t tl_vtcache_init(tl_gw_t *gw)
 {
@@ -72,7 +65,7 @@ static bool cache_get(struct tl_vtcache *c, const char *study, int64_t epoch, tl
     slot_t *s = &c->slots[tl_map_hash(study) % SLOTS];
     pthread_mutex_lock(&c->lock);
     bool hit =
-        s->epoch == epoch && !strcmp(s->study_id, study) && mono_ms() - s->loaded_ms < MAX_AGE_MS;
+        s->epoch == epoch && !strcmp(s->study_id, study) && tl_log_mono_ms() - s->loaded_ms < MAX_AGE_MS;
     if (hit) {
         memcpy(out, s->vts, s->n * sizeof *out);
         *n = s->n;
@@ -91,7 +84,7 @@ static void cache_put(struct tl_vtcache *c, const char *study, int64_t epoch,
     slot_t *s = &c->slots[tl_map_hash(study) % SLOTS];
     pthread_mutex_lock(&c->lock);
     free(s->vts);
-    *s = (slot_t){.epoch = epoch, .loaded_ms = mono_ms(), .n = n, .vts = copy};
+    *s = (slot_t){.epoch = epoch, .loaded_ms = tl_log_mono_ms(), .n = n, .vts = copy};
     memcpy(s->study_id, study, sizeof s->study_id);
     pthread_mutex_unlock(&c->lock);
 }
