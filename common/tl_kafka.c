@@ -292,8 +292,9 @@ struct tl_kafka_consumer {
     tl_kafka_start_fn start;
     void *user;
     bool tiered; /* partitions behind the log start are read from the archive */
+    bool grouped; /* a member of a consumer group (else it assigned itself) */
     tl_err_t fatal;
-    rd_kafka_topic_partition_list_t *assigned; /* what the group gave us */
+    rd_kafka_topic_partition_list_t *assigned; /* what the group gave us, or we took */
     rd_kafka_topic_partition_list_t *behind;   /* of those, what the broker no longer has */
 };
 
@@ -405,24 +406,28 @@ tl_err_t tl_kafka_consumer_watermarks(tl_kafka_consumer_t *c, const char *topic,
     return e ? TL_ERR_UNAVAILABLE : TL_OK;
 }
 
-tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const char *const *topics,
-                               size_t ntopics, bool tiered, tl_kafka_start_fn start, void *user,
-                               tl_kafka_consumer_t **out)
+/* A consumer, in group (which it joins by subscribing) or, group NULL, in
+ * none: it assigns partitions itself and never joins or commits. */
+static tl_err_t consumer_create(const char *brokers, const char *group, bool tiered,
+                                tl_kafka_start_fn start, void *user, tl_kafka_consumer_t **out)
 {
     char errstr[256];
-    const char *kv[] = {"bootstrap.servers",  brokers, "group.id",          group,
-                        "enable.auto.commit", "false", "auto.offset.reset", "error",
-                        "fetch.wait.max.ms",  "10",    "enable.partition.eof", "false",
+    const char *kv[] = {"bootstrap.servers",  brokers, "enable.auto.commit", "false",
+                        "auto.offset.reset", "error", "fetch.wait.max.ms",  "10",
+                        "enable.partition.eof", "false",
                         /* A member that vanished (SIGKILL) holds its partitions
                          * until its session times out: keep that short. */
                         "session.timeout.ms", "6000",  "heartbeat.interval.ms", "1000",
                         /* A pattern subscription (the archive's ingest
                          * topics) sees a topic created since within this. */
                         "topic.metadata.refresh.interval.ms", "5000",
-                        "client.id",          "trialog"};
+                        "client.id",          "trialog",
+                        /* consumer_poll needs one, even if it never joins */
+                        "group.id",           group ? group : "trialog-unjoined"};
+    size_t nkv = sizeof kv / sizeof kv[0];
     *out = NULL;
     tl_kafka_consumer_t *c = calloc(1, sizeof *c);
-    rd_kafka_conf_t *conf = conf_new(kv, sizeof kv / sizeof kv[0]);
+    rd_kafka_conf_t *conf = conf_new(kv, nkv);
     if (!c || !conf) {
         tl_err_t err = c ? TL_ERR_CONFIG : TL_ERR_NOMEM;
         free(c);
@@ -433,6 +438,7 @@ tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const cha
     c->start = start;
     c->user = user;
     c->tiered = tiered;
+    c->grouped = group != NULL;
     c->assigned = rd_kafka_topic_partition_list_new(0);
     c->behind = rd_kafka_topic_partition_list_new(0);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
@@ -441,10 +447,22 @@ tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const cha
     if (!c->rk) {
         tl_log_error("kafka_consumer_failed", json_pack("{s:s}", "why", errstr));
         rd_kafka_conf_destroy(conf);
-        free(c);
+        tl_kafka_consumer_destroy(c);
         return TL_ERR_KAFKA;
     }
     rd_kafka_poll_set_consumer(c->rk);
+    *out = c;
+    return TL_OK;
+}
+
+tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const char *const *topics,
+                               size_t ntopics, bool tiered, tl_kafka_start_fn start, void *user,
+                               tl_kafka_consumer_t **out)
+{
+    tl_kafka_consumer_t *c = NULL;
+    tl_err_t err = consumer_create(brokers, group, tiered, start, user, &c);
+    if (err)
+        return err;
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new((int)ntopics);
     for (size_t i = 0; i < ntopics; i++)
         rd_kafka_topic_partition_list_add(subs, topics[i], RD_KAFKA_PARTITION_UA);
@@ -453,6 +471,45 @@ tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const cha
     if (e) {
         tl_kafka_consumer_destroy(c);
         return kafka_err(e);
+    }
+    *out = c;
+    return TL_OK;
+}
+
+tl_err_t tl_kafka_consumer_new_member(const char *brokers, const char *const *topics,
+                                      size_t ntopics, int member, int members, bool tiered,
+                                      tl_kafka_start_fn start, void *user,
+                                      tl_kafka_consumer_t **out)
+{
+    tl_kafka_consumer_t *c = NULL;
+    const struct rd_kafka_metadata *md = NULL;
+    *out = NULL;
+    if (members < 1 || member < 0 || member >= members)
+        return TL_ERR_INVALID;
+    for (size_t i = 0; i < ntopics; i++)
+        if (topics[i][0] == '^') /* a pattern needs a group's subscription */
+            return TL_ERR_INVALID;
+    tl_err_t err = consumer_create(brokers, NULL, tiered, start, user, &c);
+    rd_kafka_resp_err_t e = err ? RD_KAFKA_RESP_ERR_NO_ERROR
+                                : rd_kafka_metadata(c->rk, 1, NULL, &md, 10000);
+    if (!err && e)
+        err = kafka_err(e) == TL_ERR_KAFKA ? TL_ERR_UNAVAILABLE : kafka_err(e);
+    /* a topic the broker does not have yet has no partition to read, as
+     * with a group */
+    for (int t = 0; !err && t < md->topic_cnt; t++)
+        for (size_t i = 0; i < ntopics; i++)
+            if (!strcmp(md->topics[t].topic, topics[i]))
+                for (int p = 0; p < md->topics[t].partition_cnt; p++)
+                    if (md->topics[t].partitions[p].id % members == member)
+                        rd_kafka_topic_partition_list_add(c->assigned, topics[i],
+                                                          md->topics[t].partitions[p].id);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (!err)
+        err = assign_stored(c);
+    if (err) {
+        tl_kafka_consumer_destroy(c);
+        return err;
     }
     *out = c;
     return TL_OK;
@@ -544,7 +601,7 @@ void tl_kafka_consumer_commit_info(tl_kafka_consumer_t *c, const tl_kafka_msg_t 
         if (msgs[i].offset + 1 > tp->offset)
             tp->offset = msgs[i].offset + 1;
     }
-    if (l->cnt)
+    if (l->cnt && c->grouped)
         rd_kafka_commit(c->rk, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
 }

@@ -105,6 +105,17 @@ typedef tl_err_t (*tl_kafka_start_fn)(void *user, const char *topic, int32_t par
 tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const char *const *topics,
                                size_t ntopics, bool tiered, tl_kafka_start_fn start, void *user,
                                tl_kafka_consumer_t **out);
+/* A consumer in no group that takes partitions p % members == member of each
+ * of topics the broker has now, at their stored offsets (start), like a
+ * group's member: for the rebuild's workers, which split the log among
+ * themselves and need no broker to do it (joining a group costs seconds:
+ * the broker's initial rebalance delay). No pattern topics (TL_ERR_INVALID);
+ * no offsets are committed to Kafka. Caller frees with
+ * tl_kafka_consumer_destroy. */
+tl_err_t tl_kafka_consumer_new_member(const char *brokers, const char *const *topics,
+                                      size_t ntopics, int member, int members, bool tiered,
+                                      tl_kafka_start_fn start, void *user,
+                                      tl_kafka_consumer_t **out);
 /* Partition i of those behind the log start (left unassigned); returns how
  * many there are. topic is borrowed until the next poll or reassign. */
 size_t tl_kafka_consumer_behind(tl_kafka_consumer_t *c, size_t i, const char **topic,

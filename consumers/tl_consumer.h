@@ -78,6 +78,9 @@ struct tl_consumer_cfg {
     long batch_max;
     long poll_ms;
     const char *group;     /* NULL: "trialog-<projection>" */
+    /* members > 0: no group; this consumer reads the partitions p of each
+     * topic with p % members == member (a rebuild's workers) */
+    int member, members;
     bool no_migrate;       /* a rebuild's shadow tables are made by the rebuild */
     tl_registry_cfg_t registry;
     /* the research export (docs/ANALYSTS.md) */

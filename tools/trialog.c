@@ -56,16 +56,18 @@ typedef struct rebuilder rebuilder_t;
 
 typedef struct {
     rebuilder_t *rb; /* borrowed */
+    tl_consumer_cfg_t cfg; /* the rebuilder's, as member i of nworkers */
     pthread_t th;
     bool started;
     volatile sig_atomic_t done;
     tl_err_t err;
 } rebuild_worker_t;
 
-/* The rebuild's consumers: members of one consumer group, so the broker
- * spreads the partitions over them, each with its own connection (a
- * consumer and its database backend take turns; several pairs keep the
- * cores busy). */
+/* The rebuild's consumers, each with its own connection (a consumer and its
+ * database backend take turns; several pairs keep the cores busy). They
+ * split each topic's partitions among themselves (p % nworkers) instead of
+ * joining a consumer group: the shadow is theirs alone, and a group's join
+ * costs seconds of the broker's initial rebalance delay. */
 struct rebuilder {
     tl_consumer_cfg_t cfg;
     const tl_projection_t *proj;
@@ -77,7 +79,7 @@ struct rebuilder {
 static void *rebuild_thread(void *arg)
 {
     rebuild_worker_t *w = arg;
-    w->err = tl_consumer_run(&w->rb->cfg, w->rb->proj, &w->rb->stop);
+    w->err = tl_consumer_run(&w->cfg, w->rb->proj, &w->rb->stop);
     w->done = 1;
     return NULL;
 }
@@ -324,9 +326,6 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
                               .registry = *registry,
                               .research_key_file = research->research_key_file,
                               .research_dates = research->research_dates}};
-    char group[128];
-    snprintf(group, sizeof group, "trialog-%s-rebuild", p->name);
-    rb.cfg.group = group;
     tl_kafka_producer_t *kafka = NULL;
     tl_pg_t *spg = NULL;
     int rc = 2;
@@ -349,13 +348,17 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
     for (int i = 0; i < rb.nworkers && !err; i++) {
         rebuild_worker_t *w = &rb.workers[i];
         w->rb = &rb;
+        w->cfg = rb.cfg;
+        w->cfg.member = i;
+        w->cfg.members = rb.nworkers;
         if (!(w->started = !pthread_create(&w->th, NULL, rebuild_thread, w)))
             err = TL_ERR_INTERNAL;
     }
     double t0 = now_s(), last = t0;
     int64_t prev = 0;
-    while (!err) {
-        struct timespec ts = {1, 0};
+    /* progress once a second; whether it is done five times a second */
+    for (int tick = 1; !err; tick++) {
+        struct timespec ts = {0, 200000000};
         nanosleep(&ts, NULL);
         int64_t applied = shadow_applied(pg, sq.data, p->name), end = log_end(kafka, p);
         double t = now_s();
@@ -364,6 +367,8 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
             err = werr ? werr : TL_ERR_UNAVAILABLE;
             break;
         }
+        if (tick % 5 && applied < end)
+            continue;
         printf("rebuild %s: %lld of %lld events, %.0f events/s, %lld remaining\n", p->name,
                (long long)applied, (long long)end, (double)(applied - prev) / (t - last),
                (long long)(end - applied));

@@ -97,6 +97,9 @@ static void test_rebuild_equals_live(void **state)
     int rc = tl_stack_cli(&stack, "rebuild participants", &out);
     if (rc != 0 || !strstr(out, "swapped in") || !strstr(out, "2 read indexes built"))
         fail_msg("rebuild failed (%d):\n%s", rc, out);
+    /* two workers, each on its own share of the partitions, in no group */
+    if (!strstr(out, "\"member\":0,\"members\":2") || !strstr(out, "\"member\":1,\"members\":2"))
+        fail_msg("the rebuild's workers did not split the partitions:\n%s", out);
     free(out);
     tl_indexes_same(&stack, "snap_indexes");
 
