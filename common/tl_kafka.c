@@ -494,15 +494,25 @@ tl_err_t tl_kafka_consumer_new_member(const char *brokers, const char *const *to
                                 : rd_kafka_metadata(c->rk, 1, NULL, &md, 10000);
     if (!err && e)
         err = kafka_err(e) == TL_ERR_KAFKA ? TL_ERR_UNAVAILABLE : kafka_err(e);
-    /* a topic the broker does not have yet has no partition to read, as
-     * with a group */
-    for (int t = 0; !err && t < md->topic_cnt; t++)
-        for (size_t i = 0; i < ntopics; i++)
+    /* Every topic must be there now: unlike a group's member, this one never
+     * sees a topic or partition that appears later, and would wait for its
+     * events forever. */
+    for (size_t i = 0; !err && i < ntopics; i++) {
+        const rd_kafka_metadata_topic_t *mt = NULL;
+        for (int t = 0; !mt && t < md->topic_cnt; t++)
             if (!strcmp(md->topics[t].topic, topics[i]))
-                for (int p = 0; p < md->topics[t].partition_cnt; p++)
-                    if (md->topics[t].partitions[p].id % members == member)
-                        rd_kafka_topic_partition_list_add(c->assigned, topics[i],
-                                                          md->topics[t].partitions[p].id);
+                mt = &md->topics[t];
+        if (!mt || mt->err || mt->partition_cnt < 1) {
+            tl_log_error("topic_unavailable",
+                         json_pack("{s:s, s:s}", "topic", topics[i], "why",
+                                   mt && mt->err ? rd_kafka_err2name(mt->err) : "no partitions"));
+            err = TL_ERR_UNAVAILABLE;
+            break;
+        }
+        for (int p = 0; p < mt->partition_cnt; p++)
+            if (mt->partitions[p].id % members == member)
+                rd_kafka_topic_partition_list_add(c->assigned, topics[i], mt->partitions[p].id);
+    }
     if (md)
         rd_kafka_metadata_destroy(md);
     if (!err)

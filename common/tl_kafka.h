@@ -109,7 +109,9 @@ tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const cha
  * of topics the broker has now, at their stored offsets (start), like a
  * group's member: for the rebuild's workers, which split the log among
  * themselves and need no broker to do it (joining a group costs seconds:
- * the broker's initial rebalance delay). No pattern topics (TL_ERR_INVALID);
+ * the broker's initial rebalance delay). Every topic must exist now
+ * (TL_ERR_UNAVAILABLE: it would never see one made later); no pattern
+ * topics (TL_ERR_INVALID);
  * no offsets are committed to Kafka. Caller frees with
  * tl_kafka_consumer_destroy. */
 tl_err_t tl_kafka_consumer_new_member(const char *brokers, const char *const *topics,

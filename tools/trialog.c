@@ -355,19 +355,24 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
             err = TL_ERR_INTERNAL;
     }
     double t0 = now_s(), last = t0;
-    int64_t prev = 0;
-    /* progress once a second; whether it is done five times a second */
+    int64_t prev = 0, end = 0;
+    /* progress once a second; whether it is done five times a second (the
+     * log's end, a broker round trip per partition, only when the shadow
+     * seems to have reached the last one seen, or for the progress line) */
     for (int tick = 1; !err; tick++) {
         struct timespec ts = {0, 200000000};
         nanosleep(&ts, NULL);
-        int64_t applied = shadow_applied(pg, sq.data, p->name), end = log_end(kafka, p);
+        bool progress = tick % 5 == 0;
+        int64_t applied = shadow_applied(pg, sq.data, p->name);
+        if (progress || applied >= end)
+            end = log_end(kafka, p);
         double t = now_s();
         tl_err_t werr = TL_OK;
         if (rebuild_any_done(&rb, &werr) || applied < 0 || end < 0) {
             err = werr ? werr : TL_ERR_UNAVAILABLE;
             break;
         }
-        if (tick % 5 && applied < end)
+        if (!progress && applied < end)
             continue;
         printf("rebuild %s: %lld of %lld events, %.0f events/s, %lld remaining\n", p->name,
                (long long)applied, (long long)end, (double)(applied - prev) / (t - last),
