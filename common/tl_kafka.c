@@ -49,6 +49,14 @@ static tl_err_t kafka_err(rd_kafka_resp_err_t e)
     }
 }
 
+/* A request to the broker that failed (metadata, watermarks): anything
+ * kafka_err has no better name for means the broker is not answering. */
+static tl_err_t request_err(rd_kafka_resp_err_t e)
+{
+    tl_err_t err = kafka_err(e);
+    return err == TL_ERR_KAFKA ? TL_ERR_UNAVAILABLE : err;
+}
+
 static rd_kafka_conf_t *conf_new(const char *const *kv, size_t n)
 {
     char errstr[256];
@@ -308,7 +316,7 @@ static tl_err_t check_start(tl_kafka_consumer_t *c, const char *topic, int32_t p
     *behind = false;
     rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, topic, part, &lo, &hi, 10000);
     if (e)
-        return kafka_err(e) == TL_ERR_KAFKA ? TL_ERR_UNAVAILABLE : kafka_err(e);
+        return request_err(e);
     if (off > hi) {
         tl_log_error("offset_beyond_log_end",
                      json_pack("{s:s, s:i, s:I, s:I, s:s}", "topic", topic, "partition", part,
@@ -424,10 +432,9 @@ static tl_err_t consumer_create(const char *brokers, const char *group, bool tie
                         "client.id",          "trialog",
                         /* consumer_poll needs one, even if it never joins */
                         "group.id",           group ? group : "trialog-unjoined"};
-    size_t nkv = sizeof kv / sizeof kv[0];
     *out = NULL;
     tl_kafka_consumer_t *c = calloc(1, sizeof *c);
-    rd_kafka_conf_t *conf = conf_new(kv, nkv);
+    rd_kafka_conf_t *conf = conf_new(kv, sizeof kv / sizeof kv[0]);
     if (!c || !conf) {
         tl_err_t err = c ? TL_ERR_CONFIG : TL_ERR_NOMEM;
         free(c);
@@ -493,7 +500,7 @@ tl_err_t tl_kafka_consumer_new_member(const char *brokers, const char *const *to
     rd_kafka_resp_err_t e = err ? RD_KAFKA_RESP_ERR_NO_ERROR
                                 : rd_kafka_metadata(c->rk, 1, NULL, &md, 10000);
     if (!err && e)
-        err = kafka_err(e) == TL_ERR_KAFKA ? TL_ERR_UNAVAILABLE : kafka_err(e);
+        err = request_err(e);
     /* Every topic must be there now: unlike a group's member, this one never
      * sees a topic or partition that appears later, and would wait for its
      * events forever. */

@@ -111,9 +111,8 @@ tl_err_t tl_kafka_consumer_new(const char *brokers, const char *group, const cha
  * themselves and need no broker to do it (joining a group costs seconds:
  * the broker's initial rebalance delay). Every topic must exist now
  * (TL_ERR_UNAVAILABLE: it would never see one made later); no pattern
- * topics (TL_ERR_INVALID);
- * no offsets are committed to Kafka. Caller frees with
- * tl_kafka_consumer_destroy. */
+ * topics (TL_ERR_INVALID); no offsets are committed to Kafka. Caller frees
+ * with tl_kafka_consumer_destroy. */
 tl_err_t tl_kafka_consumer_new_member(const char *brokers, const char *const *topics,
                                       size_t ntopics, int member, int members, bool tiered,
                                       tl_kafka_start_fn start, void *user,

@@ -540,19 +540,21 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
         err = tl_registry_open_with(rt.pg, &cfg->registry, &rt.registry);
     if (!err && proj->open)
         err = proj->open(cfg, rt.registry, &rt.ctx);
-    if (!err && cfg->members > 0)
+    if (!err && cfg->members > 0) {
         err = tl_kafka_consumer_new_member(cfg->brokers, proj->topics, proj->ntopics, cfg->member,
                                            cfg->members, !proj->raw, start_offset, &rt,
                                            &rt.kafka);
-    else if (!err)
+        if (!err)
+            tl_log_info("consumer_started",
+                        json_pack("{s:s, s:i, s:i}", "projection", proj->name, "member",
+                                  cfg->member, "members", cfg->members));
+    } else if (!err) {
         err = tl_kafka_consumer_new(cfg->brokers, group, proj->topics, proj->ntopics,
                                     !proj->raw, start_offset, &rt, &rt.kafka);
-    if (!err && cfg->members > 0)
-        tl_log_info("consumer_started", json_pack("{s:s, s:i, s:i}", "projection", proj->name,
-                                                  "member", cfg->member, "members", cfg->members));
-    else if (!err)
-        tl_log_info("consumer_started", json_pack("{s:s, s:s}", "projection", proj->name,
-                                                  "group", group));
+        if (!err)
+            tl_log_info("consumer_started", json_pack("{s:s, s:s}", "projection", proj->name,
+                                                      "group", group));
+    }
     while (!err && !*stop) {
         size_t n = 0;
         const char *topic;

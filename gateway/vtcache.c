@@ -64,8 +64,8 @@ static bool cache_get(struct tl_vtcache *c, const char *study, int64_t epoch, tl
 {
     slot_t *s = &c->slots[tl_map_hash(study) % SLOTS];
     pthread_mutex_lock(&c->lock);
-    bool hit =
-        s->epoch == epoch && !strcmp(s->study_id, study) && tl_log_mono_ms() - s->loaded_ms < MAX_AGE_MS;
+    bool hit = s->epoch == epoch && !strcmp(s->study_id, study) &&
+               tl_log_mono_ms() - s->loaded_ms < MAX_AGE_MS;
     if (hit) {
         memcpy(out, s->vts, s->n * sizeof *out);
         *n = s->n;
