@@ -4,10 +4,13 @@
  *   trialog-loadgen --url http://127.0.0.1:8080 --token T --study S --site X
  *                   [--conns 64] [--seconds 10] [--max N] [--rate R] [--async]
  *                   [--mix enrol|read|visit|schedule|me|history|token|form|ceiling]
+ *                   [--ids FILE]
  *
  * enrol:   POST /v1/studies/S/participants with unique codes (201, or 202 with
  *          --async: Prefer: respond-async)
- * read:    GET /v1/participants/{id} over participants it enrols first
+ * read:    GET /v1/participants/{id} over participants it enrols first (or
+ *          those of --ids FILE: one participant id a line, already enrolled;
+ *          so do schedule and history)
  * visit:   POST /v1/participants/{id}/visits/{v}/complete, in window, over
  *          participants it enrols first (the study needs the visit types
  *          Baseline, Month 1, Month 3 and Month 6 at days 0, 30, 90, 180):
@@ -70,6 +73,7 @@ static struct {
     double rate; /* requests/s over all connections; 0: as fast as they answer */
     bool async;
     mix_t mix;
+    const char *ids_file; /* participants to read instead of enrolling them */
     char run[16];
 } opt = {.conns = 64, .seconds = 10, .max = 1000000};
 
@@ -95,6 +99,28 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Mixes that only read participants: they may be given existing ones. */
+static bool reads_participants(mix_t m)
+{
+    return m == MIX_READ || m == MIX_SCHEDULE || m == MIX_HISTORY;
+}
+
+/* Reads up to 100,000 participant ids, one a line, into ids. */
+static bool load_ids(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[128];
+    while (f && nids < 100000 && fgets(line, sizeof line, f)) {
+        size_t n = strcspn(line, "\r\n");
+        if (n != 36) /* a UUID's text; anything else is not an id */
+            continue;
+        snprintf(ids[nids++], 40, "%.36s", line);
+    }
+    if (f)
+        fclose(f);
+    return f && nids > 0;
 }
 
 static long visits_per_participant(void)
@@ -260,7 +286,7 @@ int main(int argc, char **argv)
         {"url", 1, NULL, 'u'},   {"token", 1, NULL, 't'}, {"study", 1, NULL, 's'},
         {"site", 1, NULL, 'x'},  {"conns", 1, NULL, 'c'}, {"seconds", 1, NULL, 'd'},
         {"max", 1, NULL, 'm'},   {"async", 0, NULL, 'a'}, {"mix", 1, NULL, 'k'},
-        {"rate", 1, NULL, 'r'},  {NULL, 0, NULL, 0}};
+        {"rate", 1, NULL, 'r'},  {"ids", 1, NULL, 'i'},   {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
@@ -273,6 +299,7 @@ int main(int argc, char **argv)
         case 'm': opt.max = strtol(optarg, NULL, 10); break;
         case 'a': opt.async = true; break;
         case 'r': opt.rate = strtod(optarg, NULL); break;
+        case 'i': opt.ids_file = optarg; break;
         case 'k':
             for (opt.mix = 0; opt.mix < MIX_COUNT && strcmp(optarg, mix_names[opt.mix]); opt.mix++)
                 ;
@@ -284,10 +311,11 @@ int main(int argc, char **argv)
     }
     if (!opt.base || !opt.token || !opt.study || !opt.site || opt.conns < 1 ||
         opt.conns > MAX_CONNS || opt.seconds < 1 || opt.seconds > MAX_SECONDS || opt.max < 1 ||
-        !(opt.rate >= 0 && opt.rate <= 1e6)) {
+        !(opt.rate >= 0 && opt.rate <= 1e6) || (opt.ids_file && !reads_participants(opt.mix))) {
         fprintf(stderr, "usage: trialog-loadgen --url U --token T --study S --site X [--conns 1..%d]"
                         " [--seconds 1..%d] [--max N] [--rate 0..1000000] [--async]"
-                        " [--mix enrol|read|visit|schedule|me|history|token|form|ceiling]\n",
+                        " [--mix enrol|read|visit|schedule|me|history|token|form|ceiling]"
+                        " [--ids FILE (read, schedule, history)]\n",
                 MAX_CONNS, MAX_SECONDS);
         return 2;
     }
@@ -299,7 +327,15 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     lat = malloc(MAX_LATENCIES * sizeof *lat);
     ids = calloc(100000, sizeof *ids);
-    if (over_participants(opt.mix) || opt.mix == MIX_TOKEN) {
+    if (!lat || !ids) {
+        fprintf(stderr, "loadgen: out of memory\n");
+        return 1;
+    }
+    if (opt.ids_file && !load_ids(opt.ids_file)) {
+        fprintf(stderr, "loadgen: no participant ids in %s\n", opt.ids_file);
+        return 1;
+    }
+    if ((over_participants(opt.mix) && !opt.ids_file) || opt.mix == MIX_TOKEN) {
         /* participants (principals) to act on: enrolled (created) first, not measured */
         mix_t mix = opt.mix;
         bool a = opt.async;

@@ -159,6 +159,16 @@ tl_err_t tl_kafka_producer_new(const char *brokers, int timeout_ms, tl_kafka_pro
         free(p);
         return TL_ERR_INTERNAL;
     }
+    /* Connect now. librdkafka connects to a broker only when it needs one,
+     * and an idempotent producer that is not asked for anything at once
+     * gets its producer id only on a timer: the first produce of a producer
+     * left idle for even 50 ms after creation waited ~1 s (the research
+     * export's first batch, every rebuild worker's). A metadata request
+     * brings the connection and the producer id up at once. Its failure is
+     * not this function's: an absent broker shows on the first produce. */
+    const struct rd_kafka_metadata *md = NULL;
+    if (!rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms < 2000 ? timeout_ms : 2000))
+        rd_kafka_metadata_destroy(md);
     *out = p;
     return TL_OK;
 }

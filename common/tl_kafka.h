@@ -37,8 +37,9 @@ typedef struct {
     int64_t offset;
 } tl_kafka_pos_t;
 
-/* timeout_ms bounds every produce (message.timeout.ms). Caller frees with
- * tl_kafka_producer_destroy. */
+/* timeout_ms bounds every produce (message.timeout.ms). Connects before it
+ * returns (at most 2 s, or timeout_ms if less; an absent broker is not an
+ * error here). Caller frees with tl_kafka_producer_destroy. */
 tl_err_t tl_kafka_producer_new(const char *brokers, int timeout_ms, tl_kafka_producer_t **out);
 void tl_kafka_producer_destroy(tl_kafka_producer_t *p);
 /* Produces one message and waits for its delivery report. All pointers are
