@@ -281,6 +281,74 @@ out:
     return err;
 }
 
+/* Each statement's outcome when each has its own sync: its result, its
+ * error, then the sync. A connection lost on the way fails the rest. */
+static void batch_collect(tl_pg_t *pg, tl_pg_stmt_t *stmts, tl_err_t *errs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        PGresult *r = PQgetResult(pg->conn);
+        ExecStatusType st = PQresultStatus(r);
+        if (!r) {
+            errs[i] = pg_classify(pg, NULL);
+        } else if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            stmts[i].res = (tl_pg_res_t *)r;
+            r = NULL;
+        } else {
+            errs[i] = pg_classify(pg, r);
+        }
+        PQclear(r);
+        if (PQstatus(pg->conn) != CONNECTION_OK)
+            continue;
+        while ((r = PQgetResult(pg->conn)) != NULL) /* the statement's end */
+            PQclear(r);
+        r = PQgetResult(pg->conn); /* its sync */
+        if (PQresultStatus(r) != PGRES_PIPELINE_SYNC && !errs[i])
+            errs[i] = pg_classify(pg, r);
+        PQclear(r);
+    }
+}
+
+tl_err_t tl_pg_batch(tl_pg_t *pg, tl_pg_stmt_t *stmts, tl_err_t *errs, size_t n)
+{
+    char names[TL_PG_BATCH_MAX][16];
+    tl_err_t err = n > TL_PG_BATCH_MAX ? TL_ERR_INVALID : TL_OK;
+    for (size_t i = 0; i < n; i++) {
+        stmts[i].res = NULL;
+        errs[i] = TL_OK;
+    }
+    if (!err && tl_pg_broken(pg))
+        err = TL_ERR_UNAVAILABLE;
+    /* prepared on first use, before the pipeline (PQprepare waits for its
+     * answer); a statement that could not be prepared goes unprepared */
+    for (size_t i = 0; i < n && !err; i++)
+        prepare(pg, stmts[i].sql, stmts[i].nparams, names[i], sizeof names[i]);
+    if (!err && !PQenterPipelineMode(pg->conn))
+        err = pg_classify(pg, NULL);
+    for (size_t i = 0; i < n && !err; i++) {
+        int sent = names[i][0] ? PQsendQueryPrepared(pg->conn, names[i], stmts[i].nparams,
+                                                     stmts[i].params, NULL, NULL, 0)
+                               : PQsendQueryParams(pg->conn, stmts[i].sql, stmts[i].nparams,
+                                                   NULL, stmts[i].params, NULL, NULL, 0);
+        /* a sync after each: its own implicit transaction, so one
+         * statement's failure does not abort the others */
+        if (!sent || !PQpipelineSync(pg->conn))
+            err = pg_classify(pg, NULL);
+    }
+    if (!err)
+        batch_collect(pg, stmts, errs, n);
+    if (PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF &&
+        (PQstatus(pg->conn) != CONNECTION_OK || !PQexitPipelineMode(pg->conn)))
+        pg->broken = true; /* results we could not drain: unusable now */
+    if (!err && pg->broken)
+        err = TL_ERR_UNAVAILABLE;
+    for (size_t i = 0; err && i < n; i++) {
+        PQclear((PGresult *)stmts[i].res);
+        stmts[i].res = NULL;
+        errs[i] = err;
+    }
+    return err;
+}
+
 int tl_pg_nrows(const tl_pg_res_t *res)
 {
     return res ? PQntuples((const PGresult *)res) : 0;

@@ -43,6 +43,15 @@ typedef struct {
  * Returns the first failure; statements after it did not run. */
 tl_err_t tl_pg_pipeline(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n);
 
+#define TL_PG_BATCH_MAX 64
+/* Sends up to TL_PG_BATCH_MAX independent statements in one round trip,
+ * each in its own implicit transaction: one's failure does not stop the
+ * others. Statement i's outcome is errs[i] and, on success, its res (kept
+ * whatever keep says; caller frees each with tl_pg_res_free). Returns
+ * TL_OK, or the error that failed them all (the connection). Each must be
+ * a single statement (extended protocol). */
+tl_err_t tl_pg_batch(tl_pg_t *pg, tl_pg_stmt_t *stmts, tl_err_t *errs, size_t n);
+
 int tl_pg_nrows(const tl_pg_res_t *res);
 /* Value as text, or NULL for SQL NULL or out of range. Borrowed from res. */
 const char *tl_pg_get(const tl_pg_res_t *res, int row, int col);

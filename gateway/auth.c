@@ -102,7 +102,7 @@ static tl_err_t lookup(tl_gw_t *gw, const char *sha, slot_t *v, bool *found)
 {
     tl_pg_res_t *res = NULL;
     const char *params[] = {sha};
-    tl_err_t err = tl_gw_exec(gw, sql_token, 1, params, &res);
+    tl_err_t err = tl_gw_exec_quick(gw, sql_token, 1, params, &res);
     *found = !err && tl_pg_nrows(res) == 1;
     if (*found) {
         snprintf(v->actor.id, sizeof v->actor.id, "%s", tl_pg_get(res, 0, 0));

@@ -159,7 +159,7 @@ static tl_err_t read_outcome(tl_gw_t *gw, tl_cmd_t *cmd, const char *read_sql, i
                                  " AND \"offset\" = $%d::bigint), (%s)",
                                  n + 1, n + 2, n + 3, n + 4, read_sql);
     if (!err)
-        err = tl_gw_exec(gw, sql.data, n + 4, params, &res);
+        err = tl_gw_exec_quick(gw, sql.data, n + 4, params, &res);
     const char *reason = err ? NULL : tl_pg_get(res, 0, 0);
     const char *text = err ? NULL : tl_pg_get(res, 0, 1);
     *rejected = reason != NULL;
@@ -296,7 +296,7 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
     tl_pg_res_t *check = NULL;
     json_t *found = NULL;
     pthread_mutex_lock(lock);
-    tl_err_t err = tl_gw_exec(gw, spec->check_sql, nparams, params, &check);
+    tl_err_t err = tl_gw_exec_quick(gw, spec->check_sql, nparams, params, &check);
     if (err) {
         tl_problem_from_err(resp, err);
         goto out;
@@ -350,7 +350,7 @@ void tl_gw_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_update_t *
 {
     tl_pg_res_t *check = NULL;
     pthread_mutex_lock(lock);
-    tl_err_t err = tl_gw_exec(gw, spec->check_sql, spec->ncheck, spec->check_params, &check);
+    tl_err_t err = tl_gw_exec_quick(gw, spec->check_sql, spec->ncheck, spec->check_params, &check);
     if (err) {
         tl_problem_from_err(resp, err);
         goto out;

@@ -1,7 +1,20 @@
 /* Process-wide gateway state: the database connection pool and the command
  * locks. Request threads outnumber database connections (a thread per HTTP
  * connection, most of them waiting on the log), so a thread holds a
- * connection for one statement at a time. */
+ * connection for one statement at a time.
+ *
+ * A command's own statements (its checks, its outcome: lookups of a few
+ * rows by key) go through tl_gw_exec_quick, which combines them: a thread
+ * that finds a pipeline free leads, taking every statement queued so far
+ * (its own among them) to the database in one round trip (tl_pg_batch,
+ * each statement in its own transaction) and handing each its result; the
+ * others wait for theirs. At most LEADERS round trips are under way at
+ * once, so under load the queue grows while they are, and one backend
+ * wake-up serves many requests instead of one each; a lone request leads
+ * itself and runs as it would alone. Anything that may take long (lists,
+ * aggregates, history) runs alone on a connection of its own (tl_gw_exec):
+ * in a combined round trip it would hold up every statement after it. */
+#include <errno.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -9,12 +22,33 @@
 #include "tl_map.h"
 
 #define POOL_WAIT_S 5 /* a request waits this long for a free connection, then 503 */
+#define BATCH_MAX 32  /* statements a leader takes in one round trip */
+/* Combined round trips under way at once. Two: the statements of one run
+ * one after another in one backend, so two keep the development machine's
+ * two cores busy; more left each batch smaller and cost more (a gateway
+ * A/B with 2 against 8 connections, docs/BENCHMARKS.md). */
+#define LEADERS 2
+
+/* A statement waiting in the queue for a leader; on its caller's stack. */
+typedef struct job {
+    const char *sql;
+    int n;
+    const char *const *params;
+    tl_pg_res_t *res;
+    tl_err_t err;
+    bool taken, done;
+    pthread_cond_t cond;
+    struct job *next;
+} job_t;
 
 struct tl_gw_pool {
     pthread_mutex_t lock;
     pthread_cond_t freed;
     tl_pg_t **idle;
     int nidle, open, max;
+    job_t *head, *tail;               /* statements waiting for a leader, oldest first */
+    int leaders;                      /* combined round trips under way */
+    uint64_t statements, round_trips; /* of tl_gw_exec_quick, since start */
 };
 
 tl_err_t tl_gw_init(tl_gw_t *gw)
@@ -54,6 +88,20 @@ void tl_gw_cleanup(tl_gw_t *gw)
     gw->pool = NULL;
 }
 
+/* Gives pg back (NULL or broken: its place is free again) and wakes who
+ * may use it: a thread waiting in pool_get, and the oldest queued
+ * statement's, which may lead. Called with the lock held. */
+static void pool_return_locked(struct tl_gw_pool *p, tl_pg_t *pg)
+{
+    if (pg && !tl_pg_broken(pg))
+        p->idle[p->nidle++] = pg;
+    else
+        p->open--;
+    pthread_cond_signal(&p->freed);
+    if (p->head)
+        pthread_cond_signal(&p->head->cond);
+}
+
 /* A connection: an idle one, a new one while under the limit, or the next
  * one returned. NULL: the database is unavailable or the pool stayed busy. */
 static tl_pg_t *pool_get(tl_gw_t *gw)
@@ -77,8 +125,7 @@ static tl_pg_t *pool_get(tl_gw_t *gw)
     pthread_mutex_unlock(&p->lock);
     if (make && tl_pg_connect(gw->cfg.pg_dsn, gw->cfg.pg_schema, "gateway", &pg)) {
         pthread_mutex_lock(&p->lock);
-        p->open--;
-        pthread_cond_signal(&p->freed);
+        pool_return_locked(p, NULL);
         pthread_mutex_unlock(&p->lock);
         pg = NULL;
     }
@@ -90,11 +137,7 @@ static void pool_put(tl_gw_t *gw, tl_pg_t *pg)
     struct tl_gw_pool *p = gw->pool;
     bool broken = tl_pg_broken(pg);
     pthread_mutex_lock(&p->lock);
-    if (broken)
-        p->open--;
-    else
-        p->idle[p->nidle++] = pg;
-    pthread_cond_signal(&p->freed);
+    pool_return_locked(p, broken ? NULL : pg);
     pthread_mutex_unlock(&p->lock);
     if (broken)
         tl_pg_destroy(pg);
@@ -111,6 +154,78 @@ void tl_gw_pg_release(tl_gw_t *gw, tl_pg_t *pg)
         pool_put(gw, pg);
 }
 
+/* With the lock held and a connection free: takes it and up to BATCH_MAX
+ * queued statements, runs them in one round trip without the lock, hands
+ * out the results and gives the connection back. Returns with the lock
+ * held. */
+static void lead(tl_gw_t *gw, struct tl_gw_pool *p, job_t *self)
+{
+    job_t *batch[BATCH_MAX];
+    tl_pg_stmt_t stmts[BATCH_MAX];
+    tl_err_t errs[BATCH_MAX];
+    size_t nb = 0;
+    tl_pg_t *pg = p->nidle ? p->idle[--p->nidle] : NULL;
+    bool make = !pg;
+    if (make)
+        p->open++;
+    p->leaders++;
+    p->round_trips++;
+    for (; p->head && nb < BATCH_MAX; nb++) {
+        batch[nb] = p->head;
+        batch[nb]->taken = true;
+        if (!(p->head = p->head->next))
+            p->tail = NULL;
+    }
+    p->statements += nb;
+    pthread_mutex_unlock(&p->lock);
+    if (make && tl_pg_connect(gw->cfg.pg_dsn, gw->cfg.pg_schema, "gateway", &pg))
+        pg = NULL;
+    if (!pg) {
+        for (size_t i = 0; i < nb; i++)
+            batch[i]->err = TL_ERR_UNAVAILABLE;
+    } else if (nb == 1) {
+        batch[0]->err =
+            tl_pg_exec(pg, batch[0]->sql, batch[0]->n, batch[0]->params, &batch[0]->res);
+    } else {
+        for (size_t i = 0; i < nb; i++)
+            stmts[i] = (tl_pg_stmt_t){batch[i]->sql, batch[i]->n, batch[i]->params, NULL, true};
+        tl_pg_batch(pg, stmts, errs, nb);
+        for (size_t i = 0; i < nb; i++) {
+            batch[i]->err = errs[i];
+            batch[i]->res = stmts[i].res;
+        }
+    }
+    bool broken = pg && tl_pg_broken(pg);
+    pthread_mutex_lock(&p->lock);
+    p->leaders--;
+    for (size_t i = 0; i < nb; i++) {
+        batch[i]->done = true;
+        if (batch[i] != self)
+            pthread_cond_signal(&batch[i]->cond);
+    }
+    pool_return_locked(p, broken ? NULL : pg);
+    if (broken) {
+        pthread_mutex_unlock(&p->lock);
+        tl_pg_destroy(pg);
+        pthread_mutex_lock(&p->lock);
+    }
+}
+
+/* Takes a queued statement that no leader has taken out of the queue. */
+static void unqueue(struct tl_gw_pool *p, job_t *j)
+{
+    job_t **at = &p->head, *prev = NULL;
+    while (*at && *at != j) {
+        prev = *at;
+        at = &(*at)->next;
+    }
+    if (!*at)
+        return;
+    *at = j->next;
+    if (p->tail == j)
+        p->tail = prev;
+}
+
 tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *params,
                     tl_pg_res_t **res)
 {
@@ -122,8 +237,45 @@ tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *para
     return err;
 }
 
-tl_err_t tl_gw_decode(tl_gw_t *gw, const void *msg, size_t len, json_t **out,
-                      const char **fullname)
+tl_err_t tl_gw_exec_quick(tl_gw_t *gw, const char *sql, int n, const char *const *params,
+                          tl_pg_res_t **res)
+{
+    struct tl_gw_pool *p = gw->pool;
+    if (!p)
+        return TL_ERR_UNAVAILABLE;
+    job_t j = {.sql = sql, .n = n, .params = params, .err = TL_ERR_UNAVAILABLE};
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += POOL_WAIT_S;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_lock(&p->lock);
+    if (p->tail)
+        p->tail->next = &j;
+    else
+        p->head = &j;
+    p->tail = &j;
+    while (!j.done) {
+        if (!j.taken && p->leaders < LEADERS && (p->nidle || p->open < p->max)) {
+            lead(gw, p, &j);
+        } else if (pthread_cond_timedwait(&j.cond, &p->lock, &until) == ETIMEDOUT && !j.taken) {
+            unqueue(p, &j); /* no connection came free in time: 503 */
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    pthread_cond_destroy(&j.cond);
+    if (res)
+        *res = j.res;
+    else
+        tl_pg_res_free(j.res);
+    return j.err;
+}
+
+tl_err_t tl_gw_decode(tl_gw_t *gw, const void *msg, size_t len, json_t **out, const char **fullname)
 {
     tl_pg_t *pg = pool_get(gw);
     if (!pg)
@@ -136,4 +288,16 @@ tl_err_t tl_gw_decode(tl_gw_t *gw, const void *msg, size_t len, json_t **out,
 pthread_mutex_t *tl_gw_stripe(tl_gw_t *gw, const char *key)
 {
     return &gw->stripes[tl_map_hash(key) % TL_LOCK_STRIPES];
+}
+
+void tl_gw_pool_stats(tl_gw_t *gw, uint64_t *statements, uint64_t *round_trips)
+{
+    struct tl_gw_pool *p = gw->pool;
+    *statements = *round_trips = 0;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    *statements = p->statements;
+    *round_trips = p->round_trips;
+    pthread_mutex_unlock(&p->lock);
 }

@@ -148,6 +148,17 @@ void tl_gw_cleanup(tl_gw_t *gw);
  * TL_ERR_UNAVAILABLE when the database is. res as for tl_pg_exec. */
 tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *params,
                     tl_pg_res_t **res);
+/* The same for a statement that reads a few rows by key (a command's
+ * checks and outcome): in its own transaction, combined with the quick
+ * statements other threads are waiting to run into one round trip
+ * (context.c), so a slow one would hold them up. sql must be a single
+ * statement; params are borrowed until it returns. TL_ERR_UNAVAILABLE when
+ * the database is, or no connection came free within 5 s. */
+tl_err_t tl_gw_exec_quick(tl_gw_t *gw, const char *sql, int n, const char *const *params,
+                          tl_pg_res_t **res);
+/* Statements tl_gw_exec_quick ran and the round trips they took, since
+ * start. */
+void tl_gw_pool_stats(tl_gw_t *gw, uint64_t *statements, uint64_t *round_trips);
 /* A pooled connection for work of several statements (a transaction):
  * NULL when none is to be had; give it back with tl_gw_pg_release. */
 tl_pg_t *tl_gw_pg_acquire(tl_gw_t *gw);
