@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +53,7 @@ typedef struct {
     struct tl_gw_pool *pool;
     struct tl_auth_cache *auth; /* authenticated tokens (auth.c) */
     struct tl_vtcache *vtcache; /* studies' visit types (vtcache.c) */
+    atomic_ullong answered[6];  /* responses of the router by status class (index 1-5) */
     pthread_mutex_t stripes[TL_LOCK_STRIPES];
 } tl_gw_t;
 
@@ -92,6 +94,7 @@ typedef struct {
     bool replayed;             /* Idempotent-Replayed: true */
     char allow[64];            /* Allow, with 405 */
     const char *content_type;  /* static; NULL: application/json or problem+json */
+    char *text;                /* owned: a body that is not JSON, sent as content_type */
     /* a file as the body (a release's files): file_fd + 1, so that a zeroed
      * response has none; the fd is owned and closed once sent */
     int file_fd1;
@@ -204,6 +207,7 @@ void tl_h_token_revoke(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_signing_credential_set(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_healthz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_study_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_study_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);

@@ -60,7 +60,10 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, tl_resp_t *r)
         close(r->file_fd1 - 1);
     r->file_fd1 = 0;
     char *text = r->problem ? tl_problem_render(r)
+                 : r->text  ? r->text
                             : (r->body ? json_dumps(r->body, TL_JSON_DUMP_FLAGS) : NULL);
+    if (text == r->text)
+        r->text = NULL; /* the response frees it now */
     size_t len = text ? strlen(text) : 0;
     struct MHD_Response *resp =
         text ? MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE)
@@ -232,6 +235,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     h->handler(h->ctx, &req, &resp);
     enum MHD_Result ret = send_resp(c, &resp);
     json_decref(resp.body);
+    free(resp.text);
     return ret;
 }
 

@@ -26,6 +26,7 @@
 static const tl_route_t routes[] = {
     {"GET", "/healthz", tl_h_healthz, TL_PUBLIC, TL_SCOPE_NONE},
     {"GET", "/readyz", tl_h_readyz, TL_PUBLIC, TL_SCOPE_NONE},
+    {"GET", "/metrics", tl_h_metrics, TL_PUBLIC, TL_SCOPE_NONE},
     {"GET", "/v1/me", tl_h_me, EVERYONE, TL_SCOPE_NONE},
     {"POST", "/v1/principals", tl_h_principal_create, ADMIN, TL_SCOPE_NONE},
     {"GET", "/v1/principals", tl_h_principal_list, ADMIN, TL_SCOPE_NONE},
@@ -179,6 +180,8 @@ void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     dispatch(gw, req, resp);
     if (registry_path(req->path))
         tl_registry_api_error(resp); /* Confluent's error shape there */
+    int class = resp->status / 100;
+    atomic_fetch_add(&gw->answered[class >= 1 && class <= 5 ? class : 5], 1);
 }
 
 static void dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)

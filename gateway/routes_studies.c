@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backpressure.h"
 #include "gateway.h"
 #include "participants.h"
 #include "participants_store.h"
@@ -46,6 +47,49 @@ void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                            "archive_lag", (json_int_t)lag);
     if (resp->status == 503)
         resp->retry_after = 1;
+}
+
+/* Prometheus text format (0.0.4): counters of the whole process, no ids and
+ * nothing of any request (docs/SECURITY.md: public like /readyz). */
+void tl_h_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    (void)req;
+    uint64_t statements = 0, round_trips = 0;
+    int64_t lag = 0;
+    tl_gw_pool_stats(gw, &statements, &round_trips);
+    if (gw->bp)
+        tl_bp_engaged(gw->bp, &lag);
+    tl_buf_t b;
+    tl_buf_init(&b, 8192);
+    tl_err_t err = tl_buf_printf(&b, "# HELP trialog_gateway_responses_total Responses of the "
+                                     "gateway's router, by status class.\n"
+                                     "# TYPE trialog_gateway_responses_total counter\n");
+    for (int c = 1; c <= 5 && !err; c++)
+        err = tl_buf_printf(&b, "trialog_gateway_responses_total{class=\"%dxx\"} %llu\n", c,
+                            (unsigned long long)atomic_load(&gw->answered[c]));
+    if (!err)
+        err = tl_buf_printf(
+            &b,
+            "# HELP trialog_gateway_pg_statements_total Commands' checks and outcome reads run.\n"
+            "# TYPE trialog_gateway_pg_statements_total counter\n"
+            "trialog_gateway_pg_statements_total %llu\n"
+            "# HELP trialog_gateway_pg_round_trips_total Round trips those statements took, "
+            "combined.\n"
+            "# TYPE trialog_gateway_pg_round_trips_total counter\n"
+            "trialog_gateway_pg_round_trips_total %llu\n"
+            "# HELP trialog_gateway_archive_lag_messages How far the audit archive is behind "
+            "the log, at most over partitions.\n"
+            "# TYPE trialog_gateway_archive_lag_messages gauge\n"
+            "trialog_gateway_archive_lag_messages %lld\n",
+            (unsigned long long)statements, (unsigned long long)round_trips, (long long)lag);
+    if (err) {
+        tl_buf_cleanup(&b);
+        tl_problem_from_err(resp, err);
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    resp->text = tl_buf_steal(&b, NULL);
 }
 
 /* Loads a study as JSON; on absence fills a 404. */

@@ -387,6 +387,29 @@ static void test_respond_async(void **state)
     assert_int_equal(status, 200);
 }
 
+/* /metrics over HTTP, after the commands above: text, no token needed,
+ * the commands' checks counted with the round trips they took */
+static void test_metrics(void **state)
+{
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "curl -s -i http://127.0.0.1:%d/metrics", stack.port);
+    char *out = tl_run(cmd, NULL);
+    assert_non_null(out);
+    assert_non_null(strstr(out, "HTTP/1.1 200"));
+    assert_non_null(strstr(out, "Content-Type: text/plain; version=0.0.4; charset=utf-8"));
+    const char *st = strstr(out, "\ntrialog_gateway_pg_statements_total ");
+    const char *rt = strstr(out, "\ntrialog_gateway_pg_round_trips_total ");
+    assert_non_null(st);
+    assert_non_null(rt);
+    long long statements = strtoll(st + strlen("\ntrialog_gateway_pg_statements_total "), NULL, 10);
+    long long trips = strtoll(rt + strlen("\ntrialog_gateway_pg_round_trips_total "), NULL, 10);
+    assert_true(statements > 0);
+    assert_true(trips > 0 && trips <= statements);
+    assert_non_null(strstr(out, "trialog_gateway_responses_total{class=\"2xx\"} "));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_list_keyset_pagination),
         cmocka_unit_test(test_respond_async),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

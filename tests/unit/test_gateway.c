@@ -1,7 +1,7 @@
 /* Unit tests for the gateway without network or database: RFC 9457 problem
  * bodies, the dispatcher's routing and the authentication that needs no
- * database (only /healthz reaches a handler). Tokens checked against the
- * access projection: tests/integration/test_authz.c. */
+ * database (only /healthz and /metrics reach a handler). Tokens checked
+ * against the access projection: tests/integration/test_authz.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -288,6 +288,41 @@ static void test_healthz(void **state)
     }
 }
 
+/* the value of a sample line "name{labels} value" in Prometheus text */
+static unsigned long long sample(const char *text, const char *series)
+{
+    const char *at = strstr(text, series);
+    assert_non_null(at);
+    return strtoull(at + strlen(series), NULL, 10);
+}
+
+#define RESPONSES(class) "trialog_gateway_responses_total{class=\"" class "\"} "
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    tl_resp_t resp;
+    assert_int_equal(dispatch(&gw, &resp, "GET", "/metrics", NULL, NULL), 200);
+    assert_string_equal(resp.content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert_null(resp.body);
+    assert_non_null(resp.text);
+    unsigned long long ok = sample(resp.text, RESPONSES("2xx"));
+    unsigned long long bad = sample(resp.text, RESPONSES("4xx"));
+    assert_non_null(strstr(resp.text, "# TYPE trialog_gateway_pg_round_trips_total counter\n"));
+    assert_int_equal(sample(resp.text, "trialog_gateway_pg_statements_total "), 0);
+    assert_int_equal(sample(resp.text, "trialog_gateway_archive_lag_messages "), 0);
+    free(resp.text);
+    /* the answer above and two more are counted by class */
+    assert_int_equal(dispatch(&gw, &resp, "GET", "/healthz", NULL, NULL), 200);
+    json_decref(resp.body);
+    assert_int_equal(dispatch(&gw, &resp, "GET", "/nowhere", NULL, NULL), 404);
+    json_decref(resp.body);
+    assert_int_equal(dispatch(&gw, &resp, "GET", "/metrics", NULL, "Bearer wrong"), 200);
+    assert_int_equal(sample(resp.text, RESPONSES("2xx")), ok + 2);
+    assert_int_equal(sample(resp.text, RESPONSES("4xx")), bad + 1);
+    free(resp.text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_malformed_token_401),
         cmocka_unit_test(test_token_without_database_503),
         cmocka_unit_test(test_healthz),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
