@@ -286,6 +286,10 @@ out:
 static void batch_collect(tl_pg_t *pg, tl_pg_stmt_t *stmts, tl_err_t *errs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        if (PQstatus(pg->conn) != CONNECTION_OK) { /* said once, below */
+            errs[i] = TL_ERR_UNAVAILABLE;
+            continue;
+        }
         PGresult *r = PQgetResult(pg->conn);
         ExecStatusType st = PQresultStatus(r);
         if (!r) {
@@ -336,10 +340,14 @@ tl_err_t tl_pg_batch(tl_pg_t *pg, tl_pg_stmt_t *stmts, tl_err_t *errs, size_t n)
     }
     if (!err)
         batch_collect(pg, stmts, errs, n);
-    if (PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF &&
-        (PQstatus(pg->conn) != CONNECTION_OK || !PQexitPipelineMode(pg->conn)))
-        pg->broken = true; /* results we could not drain: unusable now */
-    if (!err && pg->broken)
+    /* Lost, or results we could not drain: none of them is to be trusted.
+     * (A statement that only marked the connection not to be reused, 0A000,
+     * keeps its own error and spoils nothing else.) */
+    bool lost = PQstatus(pg->conn) != CONNECTION_OK ||
+                (PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF && !PQexitPipelineMode(pg->conn));
+    if (lost)
+        pg->broken = true;
+    if (!err && lost)
         err = TL_ERR_UNAVAILABLE;
     for (size_t i = 0; err && i < n; i++) {
         PQclear((PGresult *)stmts[i].res);

@@ -88,6 +88,22 @@ void tl_gw_cleanup(tl_gw_t *gw)
     gw->pool = NULL;
 }
 
+/* Whether a queued statement's thread may lead a round trip now. */
+static bool can_lead(const struct tl_gw_pool *p)
+{
+    return p->leaders < LEADERS && (p->nidle || p->open < p->max);
+}
+
+/* Wakes the oldest queued statement's thread when it may lead. Every change
+ * that may let one (a connection given back, a leader done, the head
+ * leaving or taken) calls this, so the queue never waits with a pipeline
+ * and a connection free. Called with the lock held. */
+static void wake_head(struct tl_gw_pool *p)
+{
+    if (p->head && can_lead(p))
+        pthread_cond_signal(&p->head->cond);
+}
+
 /* Gives pg back (NULL or broken: its place is free again) and wakes who
  * may use it: a thread waiting in pool_get, and the oldest queued
  * statement's, which may lead. Called with the lock held. */
@@ -98,8 +114,7 @@ static void pool_return_locked(struct tl_gw_pool *p, tl_pg_t *pg)
     else
         p->open--;
     pthread_cond_signal(&p->freed);
-    if (p->head)
-        pthread_cond_signal(&p->head->cond);
+    wake_head(p);
 }
 
 /* A connection: an idle one, a new one while under the limit, or the next
@@ -177,16 +192,15 @@ static void lead(tl_gw_t *gw, struct tl_gw_pool *p, job_t *self)
             p->tail = NULL;
     }
     p->statements += nb;
+    wake_head(p); /* the rest of the queue, if the other pipeline is free */
     pthread_mutex_unlock(&p->lock);
     if (make && tl_pg_connect(gw->cfg.pg_dsn, gw->cfg.pg_schema, "gateway", &pg))
         pg = NULL;
     if (!pg) {
         for (size_t i = 0; i < nb; i++)
             batch[i]->err = TL_ERR_UNAVAILABLE;
-    } else if (nb == 1) {
-        batch[0]->err =
-            tl_pg_exec(pg, batch[0]->sql, batch[0]->n, batch[0]->params, &batch[0]->res);
     } else {
+        /* one statement too: the same protocol whatever the load */
         for (size_t i = 0; i < nb; i++)
             stmts[i] = (tl_pg_stmt_t){batch[i]->sql, batch[i]->n, batch[i]->params, NULL, true};
         tl_pg_batch(pg, stmts, errs, nb);
@@ -224,6 +238,7 @@ static void unqueue(struct tl_gw_pool *p, job_t *j)
     *at = j->next;
     if (p->tail == j)
         p->tail = prev;
+    wake_head(p);
 }
 
 tl_err_t tl_gw_exec(tl_gw_t *gw, const char *sql, int n, const char *const *params,
@@ -258,13 +273,17 @@ tl_err_t tl_gw_exec_quick(tl_gw_t *gw, const char *sql, int n, const char *const
     else
         p->head = &j;
     p->tail = &j;
+    bool late = false;
     while (!j.done) {
-        if (!j.taken && p->leaders < LEADERS && (p->nidle || p->open < p->max)) {
+        if (j.taken) /* a leader runs it: done within its round trip */
+            pthread_cond_wait(&j.cond, &p->lock);
+        else if (can_lead(p))
             lead(gw, p, &j);
-        } else if (pthread_cond_timedwait(&j.cond, &p->lock, &until) == ETIMEDOUT && !j.taken) {
-            unqueue(p, &j); /* no connection came free in time: 503 */
+        else if (late) { /* no pipeline came free in time: 503 */
+            unqueue(p, &j);
             break;
-        }
+        } else
+            late = pthread_cond_timedwait(&j.cond, &p->lock, &until) == ETIMEDOUT;
     }
     pthread_mutex_unlock(&p->lock);
     pthread_cond_destroy(&j.cond);

@@ -3,13 +3,15 @@
  * one spoils none of the others; tl_gw_exec_quick called by many threads
  * at once hands each thread its own result (and its own error), combining
  * the queued statements into fewer round trips than statements, beside
- * tl_gw_exec's statements on connections of their own; an unreachable
- * database answers TL_ERR_UNAVAILABLE to both. */
+ * tl_gw_exec's statements on connections of their own; a statement that
+ * finds no pipeline free within 5 s gives up; an unreachable database
+ * answers TL_ERR_UNAVAILABLE to both. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gateway.h"
@@ -161,6 +163,52 @@ static void test_exec_combines_statements(void **state)
     tl_gw_cleanup(&gw);
 }
 
+typedef struct {
+    tl_gw_t *gw;
+    const char *sql;
+    tl_err_t err;
+} one_t;
+
+static void *one(void *arg)
+{
+    one_t *o = arg;
+    o->err = tl_gw_exec_quick(o->gw, o->sql, 0, NULL, NULL);
+    return NULL;
+}
+
+/* Both pipelines held by slow statements: a statement queued behind them
+ * gives up after 5 s with TL_ERR_UNAVAILABLE (and leaves the queue: the
+ * next one runs once a pipeline is free). */
+static void test_exec_queue_times_out(void **state)
+{
+    (void)state;
+    tl_gw_t gw = {.cfg = {.pg_dsn = dsn, .pg_schema = schema, .pg_pool = 4}};
+    assert_int_equal(tl_gw_init(&gw), TL_OK);
+    pthread_t th[2];
+    one_t slow[2] = {{&gw, "SELECT pg_sleep(6.5)", TL_ERR_INTERNAL},
+                     {&gw, "SELECT pg_sleep(6.5)", TL_ERR_INTERNAL}};
+    assert_int_equal(pthread_create(&th[0], NULL, one, &slow[0]), 0);
+    tl_sleep_ms(300); /* the first leads alone, then the second */
+    assert_int_equal(pthread_create(&th[1], NULL, one, &slow[1]), 0);
+    tl_sleep_ms(300);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(tl_gw_exec_quick(&gw, "SELECT 1", 0, NULL, NULL), TL_ERR_UNAVAILABLE);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(waited > 4.5 && waited < 6.0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(slow[i].err, TL_OK);
+    }
+    assert_int_equal(tl_gw_exec_quick(&gw, "SELECT 1", 0, NULL, NULL), TL_OK);
+    uint64_t statements = 0, round_trips = 0;
+    tl_gw_pool_stats(&gw, &statements, &round_trips);
+    assert_int_equal(statements, 3); /* the one that gave up never ran */
+    assert_int_equal(round_trips, 3);
+    tl_gw_cleanup(&gw);
+}
+
 static void test_exec_database_unreachable(void **state)
 {
     (void)state;
@@ -182,6 +230,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_isolates_failures),
         cmocka_unit_test(test_exec_combines_statements),
+        cmocka_unit_test(test_exec_queue_times_out),
         cmocka_unit_test(test_exec_database_unreachable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
