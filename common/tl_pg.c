@@ -201,6 +201,15 @@ tl_err_t tl_pg_exec(tl_pg_t *pg, const char *sql, int nparams, const char *const
     return TL_OK;
 }
 
+/* Queues one statement of a pipeline: as the prepared statement name, or
+ * unprepared when name is empty. */
+static int send_stmt(tl_pg_t *pg, const tl_pg_stmt_t *st, const char *name)
+{
+    return name[0] ? PQsendQueryPrepared(pg->conn, name, st->nparams, st->params, NULL, NULL, 0)
+                   : PQsendQueryParams(pg->conn, st->sql, st->nparams, NULL, st->params, NULL,
+                                       NULL, 0);
+}
+
 static tl_err_t pipeline_collect(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n)
 {
     tl_err_t err = TL_OK;
@@ -250,10 +259,7 @@ tl_err_t tl_pg_pipeline(tl_pg_t *pg, tl_pg_stmt_t *stmts, size_t n)
         return pg_classify(pg, NULL);
     }
     for (size_t i = 0; i < n; i++) {
-        int sent = names[i][0] ? PQsendQueryPrepared(pg->conn, names[i], stmts[i].nparams,
-                                                     stmts[i].params, NULL, NULL, 0)
-                               : PQsendQueryParams(pg->conn, stmts[i].sql, stmts[i].nparams,
-                                                   NULL, stmts[i].params, NULL, NULL, 0);
+        int sent = send_stmt(pg, &stmts[i], names[i]);
         if (!sent) {
             err = pg_classify(pg, NULL);
             goto out;
@@ -329,10 +335,7 @@ tl_err_t tl_pg_batch(tl_pg_t *pg, tl_pg_stmt_t *stmts, tl_err_t *errs, size_t n)
     if (!err && !PQenterPipelineMode(pg->conn))
         err = pg_classify(pg, NULL);
     for (size_t i = 0; i < n && !err; i++) {
-        int sent = names[i][0] ? PQsendQueryPrepared(pg->conn, names[i], stmts[i].nparams,
-                                                     stmts[i].params, NULL, NULL, 0)
-                               : PQsendQueryParams(pg->conn, stmts[i].sql, stmts[i].nparams,
-                                                   NULL, stmts[i].params, NULL, NULL, 0);
+        int sent = send_stmt(pg, &stmts[i], names[i]);
         /* a sync after each: its own implicit transaction, so one
          * statement's failure does not abort the others */
         if (!sent || !PQpipelineSync(pg->conn))

@@ -51,6 +51,17 @@ struct tl_gw_pool {
     uint64_t statements, round_trips; /* of tl_gw_exec_quick, since start */
 };
 
+/* A condition variable whose timed waits count on the monotonic clock (the
+ * deadlines here are CLOCK_MONOTONIC). */
+static void cond_init(pthread_cond_t *c)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 tl_err_t tl_gw_init(tl_gw_t *gw)
 {
     struct tl_gw_pool *p = calloc(1, sizeof *p);
@@ -60,11 +71,7 @@ tl_err_t tl_gw_init(tl_gw_t *gw)
     }
     p->max = (int)gw->cfg.pg_pool;
     pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->freed, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init(&p->freed);
     gw->pool = p;
     for (int i = 0; i < TL_LOCK_STRIPES; i++)
         pthread_mutex_init(&gw->stripes[i], NULL);
@@ -152,7 +159,7 @@ static void pool_put(tl_gw_t *gw, tl_pg_t *pg)
     struct tl_gw_pool *p = gw->pool;
     bool broken = tl_pg_broken(pg);
     pthread_mutex_lock(&p->lock);
-    pool_return_locked(p, broken ? NULL : pg);
+    pool_return_locked(p, pg);
     pthread_mutex_unlock(&p->lock);
     if (broken)
         tl_pg_destroy(pg);
@@ -217,7 +224,7 @@ static void lead(tl_gw_t *gw, struct tl_gw_pool *p, job_t *self)
         if (batch[i] != self)
             pthread_cond_signal(&batch[i]->cond);
     }
-    pool_return_locked(p, broken ? NULL : pg);
+    pool_return_locked(p, pg);
     if (broken) {
         pthread_mutex_unlock(&p->lock);
         tl_pg_destroy(pg);
@@ -262,11 +269,7 @@ tl_err_t tl_gw_exec_quick(tl_gw_t *gw, const char *sql, int n, const char *const
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += POOL_WAIT_S;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&j.cond, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init(&j.cond);
     pthread_mutex_lock(&p->lock);
     if (p->tail)
         p->tail->next = &j;

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backpressure.h"
 #include "gateway.h"
 #include "participants.h"
 #include "participants_store.h"
