@@ -7,11 +7,11 @@
  *        TRIALOG_PG_SCHEMA of a running stack (broker, trialog-projector
  *        audit; migrations already run).
  *
- * "As fast as the durable log allows": the local broker drops messages
- * silently once a partition is past its window (DESIGN.md §7), and only the
- * audit archive keeps them. So the events go out in chunks, and each chunk
- * waits until the archive is close enough to the log end, like the gateway's
- * back-pressure. The run ends when the archive holds everything, and the rate
+ * "As fast as the durable log allows": the log is made durable twice, by
+ * the broker and by the audit archive, and a cluster whose retention is
+ * finite keeps only the second. So the events go out in chunks, and each
+ * chunk waits until the archive is close enough to the log end, like the
+ * gateway's back-pressure. The run ends when the archive holds everything, and the rate
  * is of events made durable, not merely produced. Prints a table line and
  * one JSON line; never a payload. Not a test: it judges nothing. */
 #include <errno.h>

@@ -2,8 +2,9 @@
  * this machine, in one run, through the project's own wrappers:
  *
  *   produce        raw Kafka produce (idempotent, acks=all) of 300-byte
- *                  values with 36-byte keys to a topic of 6 partitions on the
- *                  in-process mock cluster: N asynchronous, then one flush
+ *                  values with 36-byte keys to a scratch topic of 6
+ *                  partitions (made if missing) on the stack's broker
+ *                  (TRIALOG_KAFKA_BROKERS): N asynchronous, then one flush
  *   point read     SELECT of a participant-shaped row by primary key, one
  *                  query at a time, on 1 and on 2 connections (one thread each)
  *   upsert         the same rows, 1,000 a transaction: one INSERT ... ON
@@ -14,10 +15,11 @@
  *                  (frame header + tl_avro_encode into a new buffer) and
  *                  decoded as the consumers do (tl_registry_decode), one thread
  *
- * Usage: TRIALOG_PG_DSN=... trialog-bench-ceilings [rows]   (default 100000)
+ * Usage: TRIALOG_PG_DSN=... TRIALOG_KAFKA_BROKERS=... trialog-bench-ceilings [rows]
+ * (default 100000)
  * rows sizes the scratch table and every stage: the upserts write all rows,
  * the point reads make rows/5 queries, avro handles rows records, produce
- * sends rows/2 messages (at most 50,000: the mock keeps ~5 MiB a partition).
+ * sends rows/2 messages (at most 50,000).
  * The stages alternate over 5 rounds (the machine is shared and noisy) and
  * their medians are reported. Prints a table and one JSON line. Not a test:
  * it judges nothing. The scratch schema bench_ceil_<pid> is dropped at exit,
@@ -233,9 +235,10 @@ static double bench_decode(tl_registry_t *reg, tl_pg_t *pg, tl_buf_t *framed, lo
 int main(int argc, char **argv)
 {
     long rows = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
-    const char *dsn = getenv("TRIALOG_PG_DSN");
-    if (rows < TL_BENCH_BATCH || !dsn) {
-        fprintf(stderr, "usage: TRIALOG_PG_DSN=... trialog-bench-ceilings [rows >= 1000]\n");
+    const char *dsn = getenv("TRIALOG_PG_DSN"), *brokers = getenv("TRIALOG_KAFKA_BROKERS");
+    if (rows < TL_BENCH_BATCH || !dsn || !brokers) {
+        fprintf(stderr, "usage: TRIALOG_PG_DSN=... TRIALOG_KAFKA_BROKERS=..."
+                        " trialog-bench-ceilings [rows >= 1000]\n");
         return 2;
     }
     const long msgs = rows / 2 < MSGS_MAX ? rows / 2 : MSGS_MAX, reads = rows / 5;
@@ -272,16 +275,14 @@ int main(int argc, char **argv)
     if (!pl)
         tl_bench_check(TL_ERR_NOMEM, "pipeline");
 
-    /* Kafka: the mock cluster in this process, a producer warmed up on it
-     * (connection, metadata and producer id are not part of the rate) */
-    const char *topics[] = {TOPIC};
-    tl_kafka_mock_t *mock = NULL;
+    /* Kafka: the scratch topic, a producer warmed up on it (connection,
+     * metadata and producer id are not part of the rate) */
+    const tl_kafka_topic_spec_t topic = {TOPIC, PARTITIONS, 1, NULL, 0};
     tl_kafka_producer_t *kp = NULL;
     char value[MSG_BYTES];
     memset(value, 'x', sizeof value);
-    tl_bench_check(tl_kafka_mock_new(PARTITIONS, topics, 1, &mock), "mock cluster");
-    tl_bench_check(tl_kafka_producer_new(tl_kafka_mock_bootstraps(mock), KAFKA_TIMEOUT_MS, &kp),
-                   "producer");
+    tl_bench_check(tl_kafka_topics_ensure(brokers, &topic, 1, KAFKA_TIMEOUT_MS, stderr), "topic");
+    tl_bench_check(tl_kafka_producer_new(brokers, KAFKA_TIMEOUT_MS, &kp), "producer");
     if (tl_kafka_producer_partitions(kp, TOPIC, KAFKA_TIMEOUT_MS) != PARTITIONS)
         tl_bench_check(TL_ERR_UNAVAILABLE, "topic metadata");
     bench_produce(kp, ids, rows, 1000, value);
@@ -350,7 +351,6 @@ int main(int argc, char **argv)
         tl_buf_cleanup(&framed[i]);
     }
     tl_kafka_producer_destroy(kp);
-    tl_kafka_mock_destroy(mock);
     free(pl);
     free(ids);
     tl_registry_destroy(reg);

@@ -4,10 +4,11 @@
  *
  *   trialog-bench-http trivial   every request: 200 with a small JSON body
  *   trialog-bench-http produce   every request: its body produced to Kafka
- *                                (idempotent, acks=all, on an in-process
- *                                Kafka-protocol broker like the dev one) and,
- *                                after the delivery report, 202 with the
- *                                partition and offset
+ *                                (idempotent, acks=all) on the stack's
+ *                                broker (TRIALOG_KAFKA_BROKERS; a scratch
+ *                                topic, made if missing) and, after the
+ *                                delivery report, 202 with the partition and
+ *                                offset
  *
  * Port: TRIALOG_HTTP_PORT (default 18090). Runs until SIGTERM or SIGINT.
  * Drive it with trialog-loadgen --mix ceiling. Not a test: judges nothing. */
@@ -73,14 +74,14 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    tl_kafka_mock_t *mock = NULL;
     tl_http_t *http = NULL;
-    const char *topics[] = {TOPIC};
+    const tl_kafka_topic_spec_t topic = {TOPIC, PARTITIONS, 1, NULL, 0};
+    const char *brokers = getenv("TRIALOG_KAFKA_BROKERS");
     tl_err_t err = TL_OK;
     if (handler == produce) {
-        err = tl_kafka_mock_new(PARTITIONS, topics, 1, &mock);
+        err = brokers ? tl_kafka_topics_ensure(brokers, &topic, 1, 30000, stderr) : TL_ERR_CONFIG;
         if (!err)
-            err = tl_kafka_producer_new(tl_kafka_mock_bootstraps(mock), 5000, &producer);
+            err = tl_kafka_producer_new(brokers, 5000, &producer);
     }
     if (!err)
         err = tl_http_start(&(tl_http_opts_t){.port = (int)port, .max_connections = 1024}, handler,
@@ -95,6 +96,5 @@ int main(int argc, char **argv)
     }
     tl_http_stop(http);
     tl_kafka_producer_destroy(producer);
-    tl_kafka_mock_destroy(mock);
     return err ? 1 : 0;
 }

@@ -1,13 +1,15 @@
 #include "tl_kafka.h"
 
 #include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tl_log.h"
 
@@ -57,9 +59,188 @@ static tl_err_t request_err(rd_kafka_resp_err_t e)
     return err == TL_ERR_KAFKA ? TL_ERR_UNAVAILABLE : err;
 }
 
+/* ---- client settings ---- */
+
+/* What tl_kafka_client_init read: the process's client.id and the site's
+ * settings (TRIALOG_KAFKA_CONFIG_FILE), applied to every client after the
+ * built-in defaults. Set once at start, before any client exists. */
+static struct {
+    char client_id[128];
+    char *keys[TL_KAFKA_CONFIG_MAX], *values[TL_KAFKA_CONFIG_MAX];
+    size_t n;
+} site = {.client_id = "trialog"};
+
+/* Settings Trialog's guarantees rest on (idempotent acks=all produce, the
+ * Java-compatible partitioner, offsets only in PostgreSQL, nothing skipped,
+ * no topic made by accident) or that each program sets itself. */
+static const char *const protected_keys[] = {
+    "enable.idempotence", "acks", "request.required.acks", "enable.auto.commit",
+    "auto.offset.reset", "isolation.level", "partitioner", "allow.auto.create.topics",
+    "enable.auto.offset.store", "group.id", "bootstrap.servers", "metadata.broker.list",
+    "client.id", "enable.gapless.guarantee", "message.timeout.ms", "delivery.timeout.ms"};
+
+bool tl_kafka_config_key_protected(const char *key)
+{
+    for (size_t i = 0; i < sizeof protected_keys / sizeof protected_keys[0]; i++)
+        if (!strcmp(key, protected_keys[i]))
+            return true;
+    return false;
+}
+
+static void site_clear(void)
+{
+    for (size_t i = 0; i < site.n; i++) {
+        free(site.keys[i]);
+        if (site.values[i])
+            memset(site.values[i], 0, strlen(site.values[i])); /* may be a password */
+        free(site.values[i]);
+    }
+    site.n = 0;
+}
+
+/* One "key=value" line of the file (trimmed, not a comment): checked against
+ * librdkafka's own table with a throw-away conf, so a misspelt key fails at
+ * start. Values are never printed: they can be passwords. */
+static tl_err_t site_line(rd_kafka_conf_t *probe, const char *path, int lineno, char *line,
+                          FILE *err)
+{
+    char *eq = strchr(line, '='), errstr[512];
+    if (!eq) {
+        fprintf(err, "%s:%d: expected key=value\n", path, lineno);
+        return TL_ERR_CONFIG;
+    }
+    char *k = line, *v = eq + 1, *e = eq;
+    while (e > k && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *e = '\0';
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (!*k) {
+        fprintf(err, "%s:%d: empty key\n", path, lineno);
+        return TL_ERR_CONFIG;
+    }
+    if (tl_kafka_config_key_protected(k)) {
+        fprintf(err, "%s:%d: %s cannot be set here: Trialog's guarantees depend on it\n", path,
+                lineno, k);
+        return TL_ERR_CONFIG;
+    }
+    if (site.n == TL_KAFKA_CONFIG_MAX) {
+        fprintf(err, "%s: more than %d settings\n", path, TL_KAFKA_CONFIG_MAX);
+        return TL_ERR_CONFIG;
+    }
+    rd_kafka_conf_res_t r = rd_kafka_conf_set(probe, k, v, errstr, sizeof errstr);
+    if (r != RD_KAFKA_CONF_OK) {
+        fprintf(err, "%s:%d: %s: %s\n", path, lineno, k,
+                r == RD_KAFKA_CONF_UNKNOWN ? "no such librdkafka setting" : "invalid value");
+        return TL_ERR_CONFIG;
+    }
+    site.keys[site.n] = strdup(k);
+    site.values[site.n] = strdup(v);
+    if (!site.keys[site.n] || !site.values[site.n]) {
+        free(site.keys[site.n]);
+        free(site.values[site.n]);
+        return TL_ERR_NOMEM;
+    }
+    site.n++;
+    return TL_OK;
+}
+
+static tl_err_t site_load(const char *path, FILE *err)
+{
+    struct stat st;
+    char line[TL_KAFKA_CONFIG_LINE_MAX + 2];
+    tl_err_t rc = TL_OK;
+    FILE *f = fopen(path, "r");
+    if (!f || fstat(fileno(f), &st)) {
+        fprintf(err, "%s: cannot be read\n", path);
+        if (f)
+            fclose(f);
+        return TL_ERR_CONFIG;
+    }
+    if (st.st_mode & 077) {
+        fprintf(err, "%s: mode %03o lets others read it (it can hold passwords): chmod 600\n",
+                path, (unsigned)(st.st_mode & 0777));
+        fclose(f);
+        return TL_ERR_CONFIG;
+    }
+    rd_kafka_conf_t *probe = rd_kafka_conf_new();
+    for (int lineno = 1; fgets(line, sizeof line, f); lineno++) {
+        size_t len = strlen(line);
+        if (len > TL_KAFKA_CONFIG_LINE_MAX) {
+            fprintf(err, "%s:%d: line longer than %d bytes\n", path, lineno,
+                    TL_KAFKA_CONFIG_LINE_MAX);
+            rc = TL_ERR_CONFIG;
+            break;
+        }
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' ||
+                       line[len - 1] == '\t'))
+            line[--len] = '\0';
+        char *l = line;
+        while (*l == ' ' || *l == '\t')
+            l++;
+        if (!*l || *l == '#')
+            continue;
+        tl_err_t e = site_line(probe, path, lineno, l, err);
+        if (e)
+            rc = e; /* every bad line is reported, not only the first */
+    }
+    memset(line, 0, sizeof line);
+    rd_kafka_conf_destroy(probe);
+    fclose(f);
+    return rc;
+}
+
+tl_err_t tl_kafka_client_init(const char *program, const char *config_file, FILE *err)
+{
+    char host[64] = "";
+    site_clear();
+    if (gethostname(host, sizeof host - 1))
+        snprintf(host, sizeof host, "localhost");
+    /* client.id: what broker logs and quotas see; one per process */
+    snprintf(site.client_id, sizeof site.client_id, "trialog-%s-%s-%ld", program, host,
+             (long)getpid());
+    for (char *c = site.client_id; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '-' || *c == '_'))
+            *c = '_';
+    tl_err_t rc = config_file && *config_file ? site_load(config_file, err) : TL_OK;
+    if (rc)
+        site_clear();
+    return rc;
+}
+
+void tl_kafka_client_cleanup(void)
+{
+    site_clear();
+}
+
+/* A partition's log start and end. Retried until timeout_ms while the
+ * cluster says "not yet": a partition just created, or whose leader just
+ * moved, answers "offset not available" or "not leader" until its new
+ * leader has its high watermark (a broker restart, a failover, a topic that
+ * `topics ensure` has just made). */
+static rd_kafka_resp_err_t query_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
+                                            int64_t *lo, int64_t *hi, int timeout_ms)
+{
+    for (int64_t end = tl_log_mono_ms() + timeout_ms;;) {
+        int64_t left = end - tl_log_mono_ms();
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi,
+                                                                 left > 100 ? (int)left : 100);
+        bool later = e == RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE ||
+                     e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                     e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                     e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                     e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+                     e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if (!later || tl_log_mono_ms() + 100 >= end)
+            return e;
+        usleep(100 * 1000);
+    }
+}
+
 static rd_kafka_conf_t *conf_new(const char *const *kv, size_t n)
 {
-    char errstr[256];
+    char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     for (size_t i = 0; i + 1 < n; i += 2) {
         if (rd_kafka_conf_set(conf, kv[i], kv[i + 1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
@@ -67,6 +248,19 @@ static rd_kafka_conf_t *conf_new(const char *const *kv, size_t n)
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
+    }
+    /* checked by tl_kafka_client_init; the value is never logged */
+    for (size_t i = 0; i < site.n; i++) {
+        if (rd_kafka_conf_set(conf, site.keys[i], site.values[i], errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK) {
+            tl_log_error("kafka_conf_invalid", json_pack("{s:s}", "key", site.keys[i]));
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    if (rd_kafka_conf_set(conf, "client.id", site.client_id, errstr, sizeof errstr)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
     }
     rd_kafka_conf_set_log_cb(conf, kafka_log);
     rd_kafka_conf_set_error_cb(conf, kafka_error);
@@ -134,7 +328,7 @@ tl_err_t tl_kafka_producer_new(const char *brokers, int timeout_ms, tl_kafka_pro
     const char *kv[] = {"bootstrap.servers", brokers,   "enable.idempotence", "true",
                         "acks",              "all",     "partitioner",        "murmur2_random",
                         "message.timeout.ms", tmo,      "linger.ms",          "1",
-                        "socket.timeout.ms", tmo,       "client.id",          "trialog"};
+                        "socket.timeout.ms", tmo,       "allow.auto.create.topics", "false"};
     *out = NULL;
     tl_kafka_producer_t *p = calloc(1, sizeof *p);
     rd_kafka_conf_t *conf = conf_new(kv, sizeof kv / sizeof kv[0]);
@@ -288,7 +482,7 @@ tl_err_t tl_kafka_producer_watermarks(tl_kafka_producer_t *p, const char *topic,
                                       int32_t partition, int64_t *lo, int64_t *hi, int timeout_ms)
 {
     rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(p->rk, topic, partition, lo, hi, timeout_ms);
+        query_watermarks(p->rk, topic, partition, lo, hi, timeout_ms);
     return e ? TL_ERR_UNAVAILABLE : TL_OK;
 }
 
@@ -324,7 +518,7 @@ static tl_err_t check_start(tl_kafka_consumer_t *c, const char *topic, int32_t p
 {
     int64_t lo = 0, hi = 0;
     *behind = false;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, topic, part, &lo, &hi, 10000);
+    rd_kafka_resp_err_t e = query_watermarks(c->rk, topic, part, &lo, &hi, 10000);
     if (e)
         return request_err(e);
     if (off > hi) {
@@ -420,7 +614,7 @@ tl_err_t tl_kafka_consumer_watermarks(tl_kafka_consumer_t *c, const char *topic,
                                       int32_t partition, int64_t *lo, int64_t *hi)
 {
     rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(c->rk, topic, partition, lo, hi, 10000);
+        query_watermarks(c->rk, topic, partition, lo, hi, 10000);
     return e ? TL_ERR_UNAVAILABLE : TL_OK;
 }
 
@@ -431,15 +625,14 @@ static tl_err_t consumer_create(const char *brokers, const char *group, bool tie
 {
     char errstr[256];
     const char *kv[] = {"bootstrap.servers",  brokers, "enable.auto.commit", "false",
-                        "auto.offset.reset", "error", "fetch.wait.max.ms",  "10",
-                        "enable.partition.eof", "false",
+                        "auto.offset.reset", "error", "enable.partition.eof", "false",
+                        "allow.auto.create.topics", "false",
                         /* A member that vanished (SIGKILL) holds its partitions
                          * until its session times out: keep that short. */
                         "session.timeout.ms", "6000",  "heartbeat.interval.ms", "1000",
                         /* A pattern subscription (the archive's ingest
                          * topics) sees a topic created since within this. */
                         "topic.metadata.refresh.interval.ms", "5000",
-                        "client.id",          "trialog",
                         /* consumer_poll needs one, even if it never joins */
                         "group.id",           group ? group : "trialog-unjoined"};
     *out = NULL;
@@ -633,59 +826,384 @@ void tl_kafka_consumer_commit_info(tl_kafka_consumer_t *c, const tl_kafka_msg_t 
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* ---- mock cluster ---- */
 
-struct tl_kafka_mock {
-    rd_kafka_t *rk;
-    rd_kafka_mock_cluster_t *mc;
-};
+/* ---- admin ---- */
 
-tl_err_t tl_kafka_mock_new(int partitions, const char *const *topics, size_t ntopics,
-                           tl_kafka_mock_t **out)
+/* A short-lived handle for admin requests (topics, configs, records). */
+static tl_err_t admin_new(const char *brokers, const char *log_level, rd_kafka_t **out)
 {
     char errstr[256];
-    const char *kv[] = {"client.id", "trialog-broker"};
+    const char *kv[] = {"bootstrap.servers", brokers, "allow.auto.create.topics", "false",
+                        "log_level", log_level};
+    rd_kafka_conf_t *conf = conf_new(kv, sizeof kv / sizeof kv[0]);
     *out = NULL;
-    tl_kafka_mock_t *m = calloc(1, sizeof *m);
-    rd_kafka_conf_t *conf = conf_new(kv, 2);
-    if (!m || !conf) {
-        free(m);
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        return TL_ERR_NOMEM;
-    }
-    m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!m->rk) {
+    if (!conf)
+        return TL_ERR_CONFIG;
+    *out = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!*out) {
+        tl_log_error("kafka_admin_failed", json_pack("{s:s}", "why", errstr));
         rd_kafka_conf_destroy(conf);
-        free(m);
         return TL_ERR_KAFKA;
     }
-    m->mc = rd_kafka_mock_cluster_new(m->rk, 1);
-    if (!m->mc) {
-        tl_kafka_mock_destroy(m);
-        return TL_ERR_KAFKA;
-    }
-    for (size_t i = 0; i < ntopics; i++) {
-        if (rd_kafka_mock_topic_create(m->mc, topics[i], partitions, 1)) {
-            tl_kafka_mock_destroy(m);
-            return TL_ERR_KAFKA;
-        }
-    }
-    *out = m;
     return TL_OK;
 }
 
-const char *tl_kafka_mock_bootstraps(const tl_kafka_mock_t *m)
+/* Waits for the result event of the admin request just sent to q. */
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t type, int timeout_ms)
 {
-    return rd_kafka_mock_cluster_bootstraps(m->mc);
+    for (;;) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms);
+        if (!ev || rd_kafka_event_type(ev) == type)
+            return ev;
+        rd_kafka_event_destroy(ev); /* logs, errors: already reported */
+    }
 }
 
-void tl_kafka_mock_destroy(tl_kafka_mock_t *m)
+/* One admin request: its options and result queue (admin_begin), the
+ * request sent with them, its result event (admin_wait), all freed by
+ * admin_end. */
+typedef struct {
+    rd_kafka_queue_t *q;
+    rd_kafka_AdminOptions_t *o;
+    rd_kafka_event_t *ev;
+} admin_req_t;
+
+static void admin_begin(admin_req_t *r, rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms)
 {
-    if (!m)
-        return;
-    if (m->mc)
-        rd_kafka_mock_cluster_destroy(m->mc);
-    rd_kafka_destroy(m->rk);
-    free(m);
+    char errstr[256];
+    r->q = rd_kafka_queue_new(rk);
+    r->o = rd_kafka_AdminOptions_new(rk, op);
+    r->ev = NULL;
+    rd_kafka_AdminOptions_set_request_timeout(r->o, timeout_ms, errstr, sizeof errstr);
+    if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS)
+        rd_kafka_AdminOptions_set_operation_timeout(r->o, timeout_ms, errstr, sizeof errstr);
+}
+
+/* The result event, or NULL when the request failed as a whole (reported to
+ * report when it is not NULL). */
+static rd_kafka_event_t *admin_result(admin_req_t *r, rd_kafka_event_type_t type, int timeout_ms,
+                                      FILE *report, const char *what)
+{
+    r->ev = admin_wait(r->q, type, timeout_ms + 5000);
+    if (r->ev && !rd_kafka_event_error(r->ev))
+        return r->ev;
+    if (report)
+        fprintf(report, "FAILED  %s: %s\n", what,
+                r->ev ? rd_kafka_event_error_string(r->ev) : "no answer from the cluster");
+    return NULL;
+}
+
+static void admin_end(admin_req_t *r)
+{
+    if (r->ev)
+        rd_kafka_event_destroy(r->ev);
+    rd_kafka_AdminOptions_destroy(r->o);
+    rd_kafka_queue_destroy(r->q);
+}
+
+tl_err_t tl_kafka_cluster_wait(const char *brokers, int want, int timeout_ms, int *count)
+{
+    rd_kafka_t *rk = NULL;
+    /* a broker still starting refuses connections: expected here, not logged */
+    tl_err_t err = admin_new(brokers, "2", &rk);
+    *count = 0;
+    for (int64_t end = tl_log_mono_ms() + timeout_ms; !err;) {
+        const struct rd_kafka_metadata *md = NULL;
+        int64_t left = end - tl_log_mono_ms();
+        int wait_ms = left < 100 ? 100 : left > 2000 ? 2000 : (int)left;
+        if (!rd_kafka_metadata(rk, 0, NULL, &md, wait_ms)) {
+            *count = md->broker_cnt;
+            rd_kafka_metadata_destroy(md);
+        }
+        if (*count >= want)
+            break;
+        if (tl_log_mono_ms() >= end) {
+            err = TL_ERR_UNAVAILABLE;
+            break;
+        }
+        usleep(200 * 1000);
+    }
+    if (rk)
+        rd_kafka_destroy(rk);
+    return err;
+}
+
+/* The topic's metadata entry in md, or NULL. */
+static const rd_kafka_metadata_topic_t *md_topic(const struct rd_kafka_metadata *md,
+                                                 const char *name)
+{
+    for (int t = 0; t < md->topic_cnt; t++)
+        if (!strcmp(md->topics[t].topic, name))
+            return &md->topics[t];
+    return NULL;
+}
+
+static tl_err_t create_missing(rd_kafka_t *rk, const tl_kafka_topic_spec_t *specs,
+                               const bool *missing, size_t n, int timeout_ms, FILE *report)
+{
+    char errstr[256];
+    tl_err_t err = TL_OK;
+    size_t k = 0;
+    rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof *nt);
+    if (!nt)
+        return TL_ERR_NOMEM;
+    for (size_t i = 0; i < n && !err; i++) {
+        if (!missing[i])
+            continue;
+        nt[k] = rd_kafka_NewTopic_new(specs[i].name, specs[i].partitions, specs[i].replication,
+                                      errstr, sizeof errstr);
+        if (!nt[k]) {
+            fprintf(report, "FAILED  %s: %s\n", specs[i].name, errstr);
+            err = TL_ERR_INVALID;
+            break;
+        }
+        for (size_t c = 0; c < specs[i].nconfigs; c++)
+            rd_kafka_NewTopic_set_config(nt[k], specs[i].configs[c].name,
+                                         specs[i].configs[c].value);
+        k++;
+    }
+    if (!err && k) {
+        admin_req_t req;
+        admin_begin(&req, rk, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout_ms);
+        rd_kafka_CreateTopics(rk, nt, k, req.o, req.q);
+        rd_kafka_event_t *ev = admin_result(&req, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms,
+                                            report, "creating topics");
+        if (!ev) {
+            err = TL_ERR_UNAVAILABLE;
+        } else {
+            size_t cnt = 0;
+            const rd_kafka_topic_result_t **res =
+                rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+            for (size_t r = 0; r < cnt; r++) {
+                rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[r]);
+                const char *name = rd_kafka_topic_result_name(res[r]);
+                if (!e) {
+                    fprintf(report, "created %s\n", name);
+                } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                    /* (made meanwhile by another ensure: checked next run) */
+                    fprintf(report, "FAILED  %s: %s\n", name,
+                            rd_kafka_topic_result_error_string(res[r]));
+                    err = e == RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR ? TL_ERR_CONFIG
+                                                                           : TL_ERR_KAFKA;
+                }
+            }
+        }
+        admin_end(&req);
+    }
+    for (size_t i = 0; i < k; i++)
+        rd_kafka_NewTopic_destroy(nt[i]);
+    free(nt);
+    return err;
+}
+
+/* Each config of an existing topic's spec against what the cluster says. */
+static tl_err_t check_configs(rd_kafka_t *rk, const tl_kafka_topic_spec_t *specs,
+                              const bool *missing, bool *differs, size_t n, int timeout_ms,
+                              FILE *report)
+{
+    tl_err_t err = TL_OK;
+    size_t k = 0;
+    rd_kafka_ConfigResource_t **rs = calloc(n ? n : 1, sizeof *rs);
+    if (!rs)
+        return TL_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!missing[i] && specs[i].nconfigs)
+            rs[k++] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, specs[i].name);
+    if (k) {
+        admin_req_t req;
+        admin_begin(&req, rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout_ms);
+        rd_kafka_DescribeConfigs(rk, rs, k, req.o, req.q);
+        rd_kafka_event_t *ev = admin_result(&req, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT,
+                                            timeout_ms, report, "reading topic configs");
+        if (!ev) {
+            err = TL_ERR_UNAVAILABLE;
+        } else {
+            size_t cnt = 0;
+            const rd_kafka_ConfigResource_t **res = rd_kafka_DescribeConfigs_result_resources(
+                rd_kafka_event_DescribeConfigs_result(ev), &cnt);
+            for (size_t r = 0; r < cnt; r++) {
+                const char *name = rd_kafka_ConfigResource_name(res[r]);
+                const tl_kafka_topic_spec_t *spec = NULL;
+                size_t at = 0;
+                for (size_t i = 0; !spec && i < n; i++)
+                    if (!strcmp(specs[i].name, name))
+                        spec = &specs[at = i];
+                if (!spec || rd_kafka_ConfigResource_error(res[r])) {
+                    fprintf(report, "FAILED  %s: its configs could not be read\n", name);
+                    err = TL_ERR_KAFKA;
+                    continue;
+                }
+                size_t ne = 0;
+                const rd_kafka_ConfigEntry_t **es = rd_kafka_ConfigResource_configs(res[r], &ne);
+                for (size_t c = 0; c < spec->nconfigs; c++) {
+                    const char *have = NULL;
+                    for (size_t e = 0; e < ne; e++)
+                        if (!strcmp(rd_kafka_ConfigEntry_name(es[e]), spec->configs[c].name))
+                            have = rd_kafka_ConfigEntry_value(es[e]);
+                    if (!have || strcmp(have, spec->configs[c].value)) {
+                        fprintf(report, "MISMATCH %s: %s is %s, expected %s\n", name,
+                                spec->configs[c].name, have ? have : "(unset)",
+                                spec->configs[c].value);
+                        differs[at] = true;
+                    }
+                }
+            }
+        }
+        admin_end(&req);
+    }
+    for (size_t i = 0; i < k; i++)
+        rd_kafka_ConfigResource_destroy(rs[i]);
+    free(rs);
+    return err;
+}
+
+/* Until every topic of specs has a leader for each partition in the
+ * brokers' metadata (a topic just created has none for a moment: a producer
+ * or a watermark query then sees it as missing). */
+static tl_err_t await_leaders(rd_kafka_t *rk, const tl_kafka_topic_spec_t *specs, size_t n,
+                              int timeout_ms)
+{
+    for (int64_t end = tl_log_mono_ms() + timeout_ms;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        bool ready = !rd_kafka_metadata(rk, 1, NULL, &md, 5000);
+        for (size_t i = 0; ready && i < n; i++) {
+            const rd_kafka_metadata_topic_t *t = md_topic(md, specs[i].name);
+            ready = t && !t->err && t->partition_cnt > 0;
+            for (int p = 0; ready && p < t->partition_cnt; p++)
+                ready = !t->partitions[p].err && t->partitions[p].leader >= 0;
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (ready)
+            return TL_OK;
+        if (tl_log_mono_ms() >= end)
+            return TL_ERR_UNAVAILABLE;
+        usleep(100 * 1000);
+    }
+}
+
+tl_err_t tl_kafka_topics_ensure(const char *brokers, const tl_kafka_topic_spec_t *specs, size_t n,
+                                int timeout_ms, FILE *report)
+{
+    rd_kafka_t *rk = NULL;
+    const struct rd_kafka_metadata *md = NULL;
+    bool *missing = calloc(n ? n : 1, sizeof *missing);
+    bool *differs = calloc(n ? n : 1, sizeof *differs);
+    tl_err_t err = missing && differs ? admin_new(brokers, "6", &rk) : TL_ERR_NOMEM;
+    if (!err) {
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+        if (e) {
+            fprintf(report, "FAILED  the cluster did not answer: %s\n", rd_kafka_err2str(e));
+            err = request_err(e);
+        }
+    }
+    for (size_t i = 0; !err && i < n; i++) {
+        const rd_kafka_metadata_topic_t *t = md_topic(md, specs[i].name);
+        if (!t || t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+            missing[i] = true;
+            continue;
+        }
+        /* The partition count decides where each key lands: never changed
+         * here, since that would split a participant's stream. */
+        if (t->partition_cnt != specs[i].partitions) {
+            fprintf(report, "MISMATCH %s: %d partitions, expected %d\n", specs[i].name,
+                    t->partition_cnt, specs[i].partitions);
+            differs[i] = true;
+        }
+        for (int p = 0; p < t->partition_cnt; p++)
+            if (t->partitions[p].replica_cnt != specs[i].replication) {
+                fprintf(report, "MISMATCH %s: partition %d has %d replicas, expected %d\n",
+                        specs[i].name, t->partitions[p].id, t->partitions[p].replica_cnt,
+                        specs[i].replication);
+                differs[i] = true;
+                break;
+            }
+    }
+    if (!err)
+        err = check_configs(rk, specs, missing, differs, n, timeout_ms, report);
+    if (!err)
+        err = create_missing(rk, specs, missing, n, timeout_ms, report);
+    if (!err && await_leaders(rk, specs, n, timeout_ms)) {
+        fprintf(report, "FAILED  not every partition has a leader after %d ms\n", timeout_ms);
+        err = TL_ERR_UNAVAILABLE;
+    }
+    bool conflict = false;
+    for (size_t i = 0; !err && i < n; i++) {
+        conflict = conflict || differs[i];
+        if (!differs[i] && !missing[i])
+            fprintf(report, "ok      %s\n", specs[i].name);
+    }
+    if (!err && conflict)
+        err = TL_ERR_CONFLICT;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rk)
+        rd_kafka_destroy(rk);
+    free(missing);
+    free(differs);
+    return err;
+}
+
+tl_err_t tl_kafka_topic_config(const char *brokers, const char *topic, const char *name,
+                               char *value, size_t size, int timeout_ms)
+{
+    rd_kafka_t *rk = NULL;
+    tl_err_t err = admin_new(brokers, "6", &rk);
+    if (err)
+        return err;
+    err = TL_ERR_NOT_FOUND;
+    rd_kafka_ConfigResource_t *r = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    admin_req_t req;
+    admin_begin(&req, rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout_ms);
+    rd_kafka_DescribeConfigs(rk, &r, 1, req.o, req.q);
+    rd_kafka_event_t *ev =
+        admin_result(&req, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT, timeout_ms, NULL, NULL);
+    size_t cnt = 0, ne = 0;
+    const rd_kafka_ConfigResource_t **res =
+        ev ? rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev),
+                                                       &cnt)
+           : NULL;
+    bool answered = res && cnt == 1 && !rd_kafka_ConfigResource_error(res[0]);
+    if (!answered)
+        err = TL_ERR_UNAVAILABLE;
+    const rd_kafka_ConfigEntry_t **es = answered ? rd_kafka_ConfigResource_configs(res[0], &ne)
+                                                 : NULL;
+    for (size_t e = 0; es && e < ne; e++)
+        if (!strcmp(rd_kafka_ConfigEntry_name(es[e]), name)) {
+            const char *v = rd_kafka_ConfigEntry_value(es[e]);
+            snprintf(value, size, "%s", v ? v : "");
+            err = TL_OK;
+        }
+    admin_end(&req);
+    rd_kafka_ConfigResource_destroy(r);
+    rd_kafka_destroy(rk);
+    return err;
+}
+
+tl_err_t tl_kafka_delete_records(const char *brokers, const char *topic, int32_t partition,
+                                 int64_t before, int timeout_ms)
+{
+    rd_kafka_t *rk = NULL;
+    tl_err_t err = admin_new(brokers, "6", &rk);
+    if (err)
+        return err;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = before;
+    rd_kafka_DeleteRecords_t *d = rd_kafka_DeleteRecords_new(l);
+    admin_req_t req;
+    admin_begin(&req, rk, RD_KAFKA_ADMIN_OP_DELETERECORDS, timeout_ms);
+    rd_kafka_DeleteRecords(rk, &d, 1, req.o, req.q);
+    rd_kafka_event_t *ev =
+        admin_result(&req, RD_KAFKA_EVENT_DELETERECORDS_RESULT, timeout_ms, NULL, NULL);
+    const rd_kafka_topic_partition_list_t *res =
+        ev ? rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev)) : NULL;
+    if (!res || res->cnt != 1)
+        err = TL_ERR_UNAVAILABLE;
+    else if (res->elems[0].err)
+        err = request_err(res->elems[0].err);
+    admin_end(&req);
+    rd_kafka_DeleteRecords_destroy(d);
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+    return err;
 }

@@ -5,13 +5,16 @@
  * Consumer: a consumer group with manual offsets; where to start is asked of
  * the caller at every assignment (offsets live in PostgreSQL), and
  * auto.offset.reset=error so nothing is ever skipped silently.
- * Mock: the local Kafka-protocol broker on librdkafka's mock cluster. */
+ * Admin: topics as code (create, check), a topic's config, DeleteRecords.
+ * Every client gets the built-in settings, then the site's
+ * (tl_kafka_client_init), never overriding the guarantees above. */
 #ifndef TL_KAFKA_H
 #define TL_KAFKA_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tl_err.h"
 
@@ -24,7 +27,6 @@
 
 typedef struct tl_kafka_producer tl_kafka_producer_t;
 typedef struct tl_kafka_consumer tl_kafka_consumer_t;
-typedef struct tl_kafka_mock tl_kafka_mock_t;
 
 typedef struct {
     const char *name;
@@ -136,12 +138,63 @@ void tl_kafka_msgs_release(tl_kafka_msg_t *msgs, size_t n);
 /* Commits the offsets after msgs to Kafka, asynchronously; informational only. */
 void tl_kafka_consumer_commit_info(tl_kafka_consumer_t *c, const tl_kafka_msg_t *msgs, size_t n);
 
-/* Starts a mock cluster listening on loopback and creates topics. Caller frees
- * with tl_kafka_mock_destroy. */
-tl_err_t tl_kafka_mock_new(int partitions, const char *const *topics, size_t ntopics,
-                           tl_kafka_mock_t **out);
-/* "host:port,..." to give clients; borrowed, lives as long as m. */
-const char *tl_kafka_mock_bootstraps(const tl_kafka_mock_t *m);
-void tl_kafka_mock_destroy(tl_kafka_mock_t *m);
+/* ---- client settings ---- */
+
+#define TL_KAFKA_CONFIG_MAX 128       /* settings in TRIALOG_KAFKA_CONFIG_FILE */
+#define TL_KAFKA_CONFIG_LINE_MAX 4096 /* bytes a line */
+
+/* Once at a program's start, before any client: client.id becomes
+ * "trialog-<program>-<host>-<pid>" and config_file (NULL or "" for none), a
+ * key=value file of librdkafka settings (TLS, SASL, racks, timeouts), is read
+ * and applied to every producer, consumer and admin client after the
+ * built-in settings. The file must not be readable by group or others;
+ * unknown keys, bad values and keys Trialog sets itself
+ * (tl_kafka_config_key_protected) are refused, every one reported to err as
+ * file:line: key (never a value). TL_ERR_CONFIG then. */
+tl_err_t tl_kafka_client_init(const char *program, const char *config_file, FILE *err);
+/* The row of a program's tl_config table for the file (dst: const char **). */
+#define TL_KAFKA_CONFIG_VAR(dst)                                                                 \
+    {"TRIALOG_KAFKA_CONFIG_FILE", TL_CFG_STR, "", 0, 4000, false,                              \
+     "librdkafka settings for a real cluster: key=value lines, mode 0600 (docs/KAFKA.md)", dst}
+void tl_kafka_client_cleanup(void);
+/* True for a setting the config file may not touch: enable.idempotence,
+ * acks, enable.auto.commit, auto.offset.reset, isolation.level, … */
+bool tl_kafka_config_key_protected(const char *key);
+
+/* ---- admin ---- */
+
+typedef struct {
+    const char *name, *value;
+} tl_kafka_kv_t;
+
+typedef struct {
+    const char *name;
+    int partitions;
+    int replication;
+    const tl_kafka_kv_t *configs; /* borrowed */
+    size_t nconfigs;
+} tl_kafka_topic_spec_t;
+
+/* Waits (at most timeout_ms) until the cluster lists at least want brokers;
+ * *count is how many it listed last. TL_ERR_UNAVAILABLE on timeout. */
+tl_err_t tl_kafka_cluster_wait(const char *brokers, int want, int timeout_ms, int *count);
+/* Topics as code: creates every topic of specs the cluster lacks, with its
+ * partitions, replication factor and configs, and checks every one it has:
+ * partition count, replicas of each partition, and each config of the spec
+ * (DescribeConfigs). A line per topic goes to report ("created", "ok",
+ * "MISMATCH <topic>: <setting> is X, expected Y", "FAILED ..."). Nothing
+ * existing is changed. TL_ERR_CONFLICT when an existing topic differs,
+ * TL_ERR_CONFIG when the cluster cannot hold a replication factor,
+ * TL_ERR_UNAVAILABLE when it does not answer. */
+tl_err_t tl_kafka_topics_ensure(const char *brokers, const tl_kafka_topic_spec_t *specs, size_t n,
+                                int timeout_ms, FILE *report);
+/* One config of a topic as the cluster reports it (its own or the broker's
+ * default) into value. TL_ERR_NOT_FOUND when it has no such setting. */
+tl_err_t tl_kafka_topic_config(const char *brokers, const char *topic, const char *name,
+                               char *value, size_t size, int timeout_ms);
+/* DeleteRecords: the partition's log start moves to before (operators and
+ * the tests of the archive tier). */
+tl_err_t tl_kafka_delete_records(const char *brokers, const char *topic, int32_t partition,
+                                 int64_t before, int timeout_ms);
 
 #endif

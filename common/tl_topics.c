@@ -11,6 +11,6 @@ const size_t tl_topics_count = sizeof tl_topics_all / sizeof tl_topics_all[0];
 const char *const tl_topics_archive[] = {LOG_TOPICS, TL_TOPIC_INGEST_PATTERN};
 const size_t tl_topics_archive_count = sizeof tl_topics_archive / sizeof tl_topics_archive[0];
 
-const char *const tl_topics_broker[] = {LOG_TOPICS, TL_TOPIC_RESEARCH_PARTICIPANTS,
+const char *const tl_topics_owned[] = {LOG_TOPICS, TL_TOPIC_RESEARCH_PARTICIPANTS,
                                         TL_TOPIC_RESEARCH_VISITS, TL_TOPIC_RESEARCH_FORMS};
-const size_t tl_topics_broker_count = sizeof tl_topics_broker / sizeof tl_topics_broker[0];
+const size_t tl_topics_owned_count = sizeof tl_topics_owned / sizeof tl_topics_owned[0];

@@ -29,9 +29,10 @@ extern const size_t tl_topics_count;
 extern const char *const tl_topics_archive[];
 extern const size_t tl_topics_archive_count;
 
-/* Every topic the local broker creates: the log and the research topics,
+/* Every topic of a deployment but the connectors' (`trialog topics ensure`
+ * adds those for the configured sources): the log and the research topics,
  * which are derived from it and replayable, so the archive leaves them out. */
-extern const char *const tl_topics_broker[];
-extern const size_t tl_topics_broker_count;
+extern const char *const tl_topics_owned[];
+extern const size_t tl_topics_owned_count;
 
 #endif

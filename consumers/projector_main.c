@@ -25,12 +25,13 @@ int main(int argc, char **argv)
 {
     tl_consumer_cfg_t cfg = {0};
     bool debug = false;
-    const char *sources = NULL;
+    const char *sources = NULL, *kafka_config = NULL;
     static char topics[TL_INGEST_SOURCES_MAX][TL_INGEST_TOPIC_LEN];
     static const char *topic_list[TL_INGEST_SOURCES_MAX];
     const tl_config_var_t vars[] = {
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 0, 1000, false, "Kafka bootstrap servers",
          &cfg.brokers},
+        TL_KAFKA_CONFIG_VAR(&kafka_config),
         {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true,
          "libpq connection string", &cfg.pg_dsn},
         {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
@@ -80,5 +81,9 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    return tl_consumer_run(&cfg, &proj, &stop_requested) ? 1 : 0;
+    if (tl_kafka_client_init(proj.name, kafka_config, stderr))
+        return 2;
+    int rc = tl_consumer_run(&cfg, &proj, &stop_requested) ? 1 : 0;
+    tl_kafka_client_cleanup();
+    return rc;
 }

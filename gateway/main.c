@@ -21,6 +21,7 @@ int main(int argc, char **argv)
 {
     static tl_gw_t gw;
     tl_gw_config_t *c = &gw.cfg;
+    const char *kafka_config = NULL;
     const tl_config_var_t vars[] = {
         {"TRIALOG_HTTP_PORT", TL_CFG_INT, "8080", 1, 65535, false, "listening port", &c->port},
         {"TRIALOG_HTTP_MAX_CONNECTIONS", TL_CFG_INT, "1024", 1, 10000, false,
@@ -38,6 +39,7 @@ int main(int argc, char **argv)
          &c->archive_max_lag},
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 0, 1000, false, "Kafka bootstrap servers",
          &c->brokers},
+        TL_KAFKA_CONFIG_VAR(&kafka_config),
         {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true, "libpq connection string",
          &c->pg_dsn},
         {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
@@ -56,6 +58,8 @@ int main(int argc, char **argv)
         return 0;
     }
     tl_log_init("gateway", c->debug ? TL_LOG_DEBUG : TL_LOG_INFO);
+    if (tl_kafka_client_init("gateway", kafka_config, stderr))
+        return 2;
     signal(SIGPIPE, SIG_IGN);
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -107,5 +111,6 @@ int main(int argc, char **argv)
     tl_kafka_producer_destroy(gw.kafka);
     tl_registry_destroy(gw.registry);
     tl_gw_cleanup(&gw);
+    tl_kafka_client_cleanup();
     return err ? 1 : 0;
 }

@@ -115,11 +115,12 @@ static tl_err_t publish(tl_kafka_producer_t *k, const tl_avro_schema_t *s, uint3
 
 int main(int argc, char **argv)
 {
-    const char *brokers = NULL, *url = NULL, *token_file = NULL;
+    const char *brokers = NULL, *url = NULL, *token_file = NULL, *kafka_config = NULL;
     long days = 1;
     const tl_config_var_t vars[] = {
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 1, 1000, false, "Kafka bootstrap servers",
          &brokers},
+        TL_KAFKA_CONFIG_VAR(&kafka_config),
         {"TRIALOG_REGISTRY_URL", TL_CFG_STR, "http://127.0.0.1:8080/registry", 1, 1000, false,
          "the schema registry API", &url},
         {"TRIALOG_CONNECTOR_TOKEN_FILE", TL_CFG_STR, NULL, 1, 1000, false,
@@ -134,6 +135,8 @@ int main(int argc, char **argv)
     if (tl_config_load(vars, sizeof vars / sizeof vars[0], NULL, stderr))
         return 2;
     tl_log_init("connector-oct", TL_LOG_INFO);
+    if (tl_kafka_client_init("connector-oct", kafka_config, stderr))
+        return 2;
     const char *token = read_token(token_file);
     uint32_t id = 0;
     tl_avro_schema_t *s = NULL;

@@ -27,7 +27,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # research export's test reads the research topics with, as an analyst would.
 TL_PACKAGES="build-essential cmake pkg-config librdkafka-dev libavro-dev libmicrohttpd-dev
  libcmocka-dev libpq-dev libjansson-dev libcurl4-openssl-dev libssl-dev postgresql
- postgresql-contrib kcat curl jq python3-confluent-kafka python3-avro python3-requests"
+ postgresql-contrib kcat curl jq python3-confluent-kafka python3-avro python3-requests
+ python3-yaml"
 
 # tl_deps [EXTRA-PACKAGE...]: installs whatever of TL_PACKAGES (and the extras) is missing.
 tl_deps() {

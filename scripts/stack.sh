@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Starts or stops the whole local stack: PostgreSQL, the Kafka-protocol
-# broker (unless TRIALOG_KAFKA_BROKERS names a real one), the projectors
+# Starts or stops the whole local stack: PostgreSQL, an Apache Kafka broker
+# (KRaft, jars from Maven Central, scripts/kafka.sh; log on disk under
+# var/kafka-node, port TRIALOG_KAFKA_PORT, 9092; unless TRIALOG_KAFKA_BROKERS
+# names a cluster of yours), every topic (`trialog topics ensure`), the projectors
 # (participants, schedules, access, forms, the research export, the dataset
 # release worker, the ingest consumer, the audit archive) and the gateway, and writes a fresh admin token to
 # var/demo/admin.token (mode 0600). The research export's pseudonym key is
@@ -23,21 +25,33 @@ start() {
     if [ -n "${TRIALOG_KAFKA_BROKERS:-}" ]; then
         brokers=$TRIALOG_KAFKA_BROKERS
     else
+        local kport="${TRIALOG_KAFKA_PORT:-9092}" fresh=false
+        brokers="127.0.0.1:$kport"
+        "$TL_ROOT/scripts/kafka.sh" fetch >/dev/null
         if ! tl_alive broker; then
-            rm -f "$TL_VAR/broker.bootstrap"
-            say "starting the local Kafka-protocol broker"
-            TRIALOG_BROKER_FILE="$TL_VAR/broker.bootstrap" tl_spawn broker "$TL_BUILD/trialog-broker"
-            for _ in $(seq 100); do [ -s "$TL_VAR/broker.bootstrap" ] && break; sleep 0.1; done
-            [ -s "$TL_VAR/broker.bootstrap" ] || die "the broker did not start (see var/log/broker.log)"
+            [ -f "$TL_VAR/kafka-node/data/meta.properties" ] || fresh=true
+            say "starting Apache Kafka $("$TL_ROOT/scripts/kafka.sh" version) on $brokers (KRaft, log in var/kafka-node)"
+            tl_spawn broker "$TL_ROOT/scripts/kafka.sh" run "$TL_VAR/kafka-node" 1 "$kport" \
+                "$((kport + 1))" "1@127.0.0.1:$((kport + 1))"
         fi
-        brokers=$(cat "$TL_VAR/broker.bootstrap")
-        # The local broker keeps the log in memory only: a new one starts
-        # empty, and gets its log back from the archive in PostgreSQL.
-        if [ "$(psql "$dsn" -qAtc "SELECT to_regclass('trialog.audit_log') IS NOT NULL")" = t ]; then
-            say "re-seeding the broker from the archive"
-            TRIALOG_PG_DSN="$dsn" TRIALOG_KAFKA_BROKERS="$brokers" "$TL_BUILD/trialog" reseed \
-                >>"$TL_VAR/log/reseed.log" || die "re-seed failed (see var/log/reseed.log)"
-        fi
+    fi
+    # Topics are code: made (or checked) before anything produces.
+    local tries=0
+    until TRIALOG_KAFKA_BROKERS="$brokers" "$TL_BUILD/trialog" topics ensure \
+        >>"$TL_VAR/log/topics.log" 2>&1; do
+        tries=$((tries + 1))
+        [ -z "${TRIALOG_KAFKA_BROKERS:-}" ] && ! tl_alive broker &&
+            die "the Kafka broker exited (see var/log/broker.log)"
+        [ "$tries" -lt 3 ] || die "trialog topics ensure failed (see var/log/topics.log)"
+        sleep 1
+    done
+    # A new local cluster beside an archive of an earlier one (var/kafka-node
+    # was deleted): disaster recovery, the log comes back from the archive.
+    if [ "${fresh:-false}" = true ] &&
+        [ "$(psql "$dsn" -qAtc "SELECT to_regclass('trialog.audit_log') IS NOT NULL")" = t ]; then
+        say "the local broker is new but the archive is not: restoring the log (trialog reseed)"
+        TRIALOG_PG_DSN="$dsn" TRIALOG_KAFKA_BROKERS="$brokers" "$TL_BUILD/trialog" reseed \
+            >>"$TL_VAR/log/reseed.log" || die "re-seed failed (see var/log/reseed.log)"
     fi
     mkdir -p "$TL_VAR/demo"
     printf 'export TRIALOG_PG_DSN=%q\nexport TRIALOG_KAFKA_BROKERS=%q\nexport TRIALOG_HTTP_PORT=%q\n' \
@@ -103,7 +117,8 @@ stop() {
     tl_kill projector-release-export
     tl_kill projector-ingest
     tl_kill projector-audit
-    tl_kill broker
+    [ -f "$TL_VAR/run/broker.pid" ] && tl_stop_pids 30 "$(cat "$TL_VAR/run/broker.pid")"
+    rm -f "$TL_VAR/run/broker.pid"
     tl_pg_stop
     say "stopped"
 }

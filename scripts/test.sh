@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # make test: installs what is missing, builds, starts the local PostgreSQL
 # and runs every test (unit + integration) with ctest. Integration tests
-# start their own broker, projector and gateway processes, each test with its
-# own database schema.  --sanitize: the same under address+UB sanitizers.
+# start their own Apache Kafka broker (jars fetched once by scripts/kafka.sh),
+# projector and gateway processes, each test with its own database schema.
+# --sanitize: the same under address+UB sanitizers.
 source "$(dirname "$0")/lib.sh"
 tl_deps
+"$TL_ROOT/scripts/kafka.sh" fetch >/dev/null
 if [ "${1:-}" = --sanitize ]; then
     export TL_BUILD="$TL_ROOT/build-asan"
     tl_build Debug ON

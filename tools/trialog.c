@@ -10,6 +10,12 @@
  *                           swap them in atomically once caught up
  *   trialog admin ...       principals, bearer tokens, signing credentials
  *                           (tools/admin.c; `trialog admin` lists them)
+ *   trialog topics ensure [--wait-brokers N]
+ *                           create every topic the deployment needs (the log,
+ *                           dead letters, research, configured ingest sources)
+ *                           and check those that exist: partitions, replicas,
+ *                           retention, min.insync.replicas; exit 1 on a
+ *                           mismatch (docs/KAFKA.md)
  */
 #include <pthread.h>
 #include <signal.h>
@@ -21,6 +27,7 @@
 
 #include "admin.h"
 #include "audit.h"
+#include "ingest_consumer.h"
 #include "tl_codec.h"
 #include "tl_config.h"
 #include "tl_consumer.h"
@@ -28,6 +35,7 @@
 #include "tl_kafka.h"
 #include "tl_log.h"
 #include "tl_pg.h"
+#include "tl_topics.h"
 
 #define VERIFY_PAGE 5000
 #define STR_(x) #x
@@ -44,7 +52,7 @@ typedef struct {
 static int usage(void)
 {
     fprintf(stderr, "usage: trialog [--print-config] audit verify | reseed | rebuild NAME |"
-                    " admin ...\n");
+                    " admin ... | topics ensure [--wait-brokers N]\n");
     return 2;
 }
 
@@ -638,10 +646,89 @@ static int audit_verify(tl_pg_t *pg)
     return broken;
 }
 
+/* ---- topics ---- */
+
+typedef struct {
+    long partitions, replication, min_isr;
+    const char *ingest_sources;
+} topics_cfg_t;
+
+#define TOPICS_MAX (64 + 2 * TL_INGEST_SOURCES_MAX)
+
+static int topics_ensure(const char *brokers, const topics_cfg_t *cfg, int argc, char **argv)
+{
+    long want_brokers = 1;
+    char ingest[TL_INGEST_SOURCES_MAX][TL_INGEST_TOPIC_LEN];
+    char dlq[TL_INGEST_SOURCES_MAX][TL_INGEST_TOPIC_LEN + 8];
+    tl_kafka_topic_spec_t specs[TOPICS_MAX];
+    char isr[24], *end = NULL;
+    size_t n = 0;
+    int count = 0;
+    if (argc == 2 && !strcmp(argv[0], "--wait-brokers"))
+        want_brokers = strtol(argv[1], &end, 10);
+    if ((argc != 0 && argc != 2) || (argc == 2 && (*end || want_brokers < 1 || want_brokers > 64)))
+        return usage();
+    if (!brokers || !*brokers) {
+        fprintf(stderr, "topics: TRIALOG_KAFKA_BROKERS is not set\n");
+        return 2;
+    }
+    int nsources = tl_ingest_topics(cfg->ingest_sources, ingest, TL_INGEST_SOURCES_MAX);
+    if (nsources < 0) {
+        fprintf(stderr, "topics: TRIALOG_INGEST_SOURCES: 0 to %d source names (a-z 0-9 _ -),"
+                        " comma-separated\n",
+                TL_INGEST_SOURCES_MAX);
+        return 2;
+    }
+    /* the cluster must be all there before a replication factor is chosen */
+    if (tl_kafka_cluster_wait(brokers, (int)want_brokers, 60000, &count)) {
+        fprintf(stderr, "topics: the cluster lists %d of %ld brokers after 60 s\n", count,
+                want_brokers);
+        return 2;
+    }
+    int rf = cfg->replication ? (int)cfg->replication : count < 3 ? count : 3;
+    long min_isr = cfg->min_isr ? cfg->min_isr : rf >= 3 ? 2 : 1;
+    if (min_isr > rf) {
+        fprintf(stderr, "topics: min.insync.replicas %ld is more than the replication factor %d\n",
+                min_isr, rf);
+        return 2;
+    }
+    snprintf(isr, sizeof isr, "%ld", min_isr);
+    /* The log is the audit trail: kept whole, never led by a replica that
+     * missed writes, and written to at least min_isr replicas (acks=all). */
+    const tl_kafka_kv_t configs[] = {{"cleanup.policy", "delete"},
+                                     {"retention.ms", "-1"},
+                                     {"retention.bytes", "-1"},
+                                     {"min.insync.replicas", isr},
+                                     {"unclean.leader.election.enable", "false"}};
+    const tl_kafka_topic_spec_t base = {NULL, (int)cfg->partitions, rf, configs,
+                                        sizeof configs / sizeof configs[0]};
+    for (size_t i = 0; i < tl_topics_owned_count; i++) {
+        specs[n] = base;
+        specs[n++].name = tl_topics_owned[i];
+    }
+    for (int i = 0; i < nsources; i++) {
+        snprintf(dlq[i], sizeof dlq[i], "%.*s.dlq", TL_INGEST_TOPIC_LEN - 1, ingest[i]);
+        specs[n] = base;
+        specs[n++].name = ingest[i];
+        specs[n] = base;
+        specs[n++].name = dlq[i];
+    }
+    printf("topics: %zu, %ld partitions, replication factor %d, min.insync.replicas %ld (%d "
+           "brokers)\n",
+           n, cfg->partitions, rf, min_isr, count);
+    tl_err_t err = tl_kafka_topics_ensure(brokers, specs, n, 30000, stdout);
+    printf("%s\n", !err                    ? "topics ok"
+                   : err == TL_ERR_CONFLICT ? "topics MISMATCH: existing topics differ from the"
+                                              " deployment's settings (nothing was changed)"
+                                            : "topics FAILED");
+    return !err ? 0 : err == TL_ERR_CONFLICT ? 1 : 2;
+}
+
 int main(int argc, char **argv)
 {
-    const char *dsn = NULL, *schema = NULL, *brokers = NULL;
+    const char *dsn = NULL, *schema = NULL, *brokers = NULL, *kafka_config = NULL;
     bool debug = false;
+    topics_cfg_t topics = {0};
     long workers = 2;
     tl_registry_cfg_t registry = {0};
     tl_consumer_cfg_t research = {0};
@@ -656,6 +743,16 @@ int main(int argc, char **argv)
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs (rebuild)", &debug},
         {"TRIALOG_REBUILD_WORKERS", TL_CFG_INT, "2", 1, REBUILD_WORKERS_MAX, false,
          "consumers a rebuild runs, each on its own share of the partitions", &workers},
+        TL_KAFKA_CONFIG_VAR(&kafka_config),
+        {"TRIALOG_KAFKA_PARTITIONS", TL_CFG_INT, "6", 1, 1000, false,
+         "partitions of each topic (topics ensure; never changed once made)", &topics.partitions},
+        {"TRIALOG_KAFKA_REPLICATION", TL_CFG_INT, "0", 0, 16, false,
+         "replication factor (topics ensure); 0: min(3, brokers)", &topics.replication},
+        {"TRIALOG_KAFKA_MIN_ISR", TL_CFG_INT, "0", 0, 16, false,
+         "min.insync.replicas (topics ensure); 0: 2 when replicated 3 times or more, else 1",
+         &topics.min_isr},
+        {"TRIALOG_INGEST_SOURCES", TL_CFG_STR, "", 0, 1000, false,
+         "connectors whose ingest topics exist (topics ensure)", &topics.ingest_sources},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
     tl_log_init("cli", TL_LOG_WARN);
@@ -664,6 +761,13 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "--print-config")) {
         tl_config_print(vars, nvars, stdout);
         return 0;
+    }
+    if (tl_kafka_client_init("cli", kafka_config, stderr))
+        return 2;
+    if (argc >= 3 && !strcmp(argv[1], "topics") && !strcmp(argv[2], "ensure")) {
+        int rc = topics_ensure(brokers, &topics, argc - 3, argv + 3);
+        tl_kafka_client_cleanup();
+        return rc;
     }
     bool verify = argc == 3 && !strcmp(argv[1], "audit") && !strcmp(argv[2], "verify");
     bool seed = argc == 2 && !strcmp(argv[1], "reseed");
@@ -684,5 +788,6 @@ int main(int argc, char **argv)
                     : rebuild(pg, dsn, schema, brokers, &registry, &research, (int)workers,
                               argv[2]);
     tl_pg_destroy(pg);
+    tl_kafka_client_cleanup();
     return rc;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "tl_buf.h"
+#include "tl_kafka.h"
 
 void tl_sleep_ms(long ms)
 {
@@ -63,6 +64,17 @@ static const char *pg_dsn(void)
     return dsn;
 }
 
+/* In a child: standard output and error appended to logpath. */
+static void redirect_output(const char *logpath)
+{
+    int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+}
+
 /* fork + exec with extra environment; output appended to dir/log. */
 static pid_t spawn(tl_stack_t *s, const char *log, const char *prog, const char *arg,
                    const char *const *env)
@@ -73,12 +85,7 @@ static pid_t spawn(tl_stack_t *s, const char *log, const char *prog, const char 
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
+        redirect_output(logpath);
         for (const char *const *e = env; e && *e; e++)
             putenv((char *)*e);
         execl(path, prog, arg, (char *)NULL);
@@ -92,27 +99,58 @@ static void set_env(char *buf, size_t size, const char *name, const char *value)
     snprintf(buf, size, "%s=%s", name, value);
 }
 
+/* The broker: scripts/kafka.sh execs the JVM, so pid is the broker's. */
+static pid_t spawn_broker(tl_stack_t *s)
+{
+    char script[700], data[600], port[16], cport[16], voters[64], logpath[1024];
+    snprintf(script, sizeof script, "%s/scripts/kafka.sh", TL_SOURCE_DIR);
+    snprintf(data, sizeof data, "%s/kafka", s->dir);
+    snprintf(port, sizeof port, "%d", s->kafka_port);
+    snprintf(cport, sizeof cport, "%d", s->kafka_controller_port);
+    snprintf(voters, sizeof voters, "1@127.0.0.1:%d", s->kafka_controller_port);
+    snprintf(logpath, sizeof logpath, "%s/broker.log", s->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        redirect_output(logpath);
+        /* a test broker holds little: a smaller heap than the demo's */
+        setenv("TRIALOG_KAFKA_HEAP", "384m", 0);
+        execl("/bin/bash", "bash", script, "run", data, "1", port, cport, voters, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
 void tl_stack_start_broker(tl_stack_t *s)
 {
-    char file[600], envf[700];
-    snprintf(file, sizeof file, "%s/broker.bootstrap", s->dir);
-    unlink(file);
-    set_env(envf, sizeof envf, "TRIALOG_BROKER_FILE", file);
-    const char *env[] = {envf, NULL};
-    s->broker = spawn(s, "broker", "trialog-broker", NULL, env);
-    for (int i = 0; i < 100; i++) {
-        FILE *f = fopen(file, "r");
-        if (f) {
-            bool ok = fgets(s->brokers, sizeof s->brokers, f) != NULL;
-            fclose(f);
-            if (ok) {
-                s->brokers[strcspn(s->brokers, "\n")] = '\0';
-                return;
-            }
-        }
-        tl_sleep_ms(50);
+    if (!s->kafka_port) {
+        s->kafka_port = free_port();
+        s->kafka_controller_port = free_port();
     }
-    fail_msg("the broker did not write its bootstrap file");
+    snprintf(s->brokers, sizeof s->brokers, "127.0.0.1:%d", s->kafka_port);
+    s->broker = spawn_broker(s);
+    int count = 0;
+    for (int i = 0; i < 120 && !count; i++) {
+        int st;
+        if (waitpid(s->broker, &st, WNOHANG) == s->broker)
+            fail_msg("the broker exited (status %d), see %s/broker.log", st, s->dir);
+        tl_kafka_cluster_wait(s->brokers, 1, 500, &count);
+    }
+    if (!count)
+        fail_msg("the broker did not answer in 60 s, see %s/broker.log", s->dir);
+    char *out = NULL;
+    if (tl_stack_cli(s, "topics ensure", &out))
+        fail_msg("trialog topics ensure: %s", out);
+    free(out);
+}
+
+void tl_stack_wipe_broker(tl_stack_t *s)
+{
+    char cmd[700];
+    tl_stack_kill(&s->broker, SIGKILL);
+    size_t len = 0;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/kafka'", s->dir);
+    free(tl_run(cmd, &len));
 }
 
 static void common_env(tl_stack_t *s, char env[3][1200])
@@ -259,6 +297,7 @@ int tl_stack_cli(tl_stack_t *s, const char *args, char **out)
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s'"
+             " TRIALOG_INGEST_SOURCES=oct"
              " TRIALOG_RESEARCH_KEY_FILE='%s/research.key' %s/trialog %s 2>&1",
              pg_dsn(), s->schema, s->brokers, s->dir, TL_BIN_DIR, args);
     int st = read_command(cmd, 1024 * 1024, out, NULL);
@@ -403,7 +442,10 @@ void tl_stack_stop_programs(tl_stack_t *s)
 void tl_stack_stop(tl_stack_t *s)
 {
     tl_stack_stop_programs(s);
+    /* the JVM ends a SIGTERM with 143 after its orderly shutdown */
     int br = tl_stack_kill(&s->broker, SIGTERM);
+    if (br == 128 + SIGTERM)
+        br = 0;
     if (s->pg) {
         char sql[200];
         snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s->schema);

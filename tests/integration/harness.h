@@ -1,7 +1,9 @@
 /* The integration test harness: a whole stack of real processes per test
- * program — the Kafka-protocol broker, the participants, schedules, access, forms
- * projectors, the archive and the gateway — on loopback, with its own PostgreSQL schema, driven over real
- * HTTP (libcurl). Every helper asserts (cmocka) on failure. */
+ * program — an Apache Kafka broker (KRaft, scripts/kafka.sh, its data under
+ * the test's directory), the participants, schedules, access, forms
+ * projectors, the archive and the gateway — on loopback, with its own
+ * PostgreSQL schema, driven over real HTTP (libcurl). Every helper asserts
+ * (cmocka) on failure. */
 #ifndef TL_HARNESS_H
 #define TL_HARNESS_H
 
@@ -22,6 +24,7 @@ typedef struct {
     char brokers[256];
     char token[80];
     int port;
+    int kafka_port, kafka_controller_port; /* chosen once: a restart keeps them */
     pid_t broker, projector, schedules, access, forms, gateway, audit;
     pid_t research; /* only tl_stack_start_research starts it */
     pid_t releases; /* only tl_stack_start_releases starts it */
@@ -46,7 +49,13 @@ void tl_stack_stop(tl_stack_t *s);
  * exits 0. */
 void tl_stack_stop_programs(tl_stack_t *s);
 
+/* Starts the stack's broker (a real single-node KRaft cluster whose log
+ * lives in dir/kafka, so a restart keeps it), waits until it answers and
+ * runs `trialog topics ensure` (ingest source "oct"). */
 void tl_stack_start_broker(tl_stack_t *s);
+/* The cluster lost everything: kills the broker (SIGKILL) and deletes its
+ * data; tl_stack_start_broker then formats a new, empty cluster. */
+void tl_stack_wipe_broker(tl_stack_t *s);
 /* The participants projector, and the schedules, access and forms
  * projectors unless they run. */
 void tl_stack_start_projector(tl_stack_t *s);

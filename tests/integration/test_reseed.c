@@ -1,6 +1,9 @@
-/* The local broker dies (SIGKILL) and comes back empty: `trialog reseed`
- * gives it its log back from the archive, offsets continue exactly, and the
- * projections and new commands carry on with nothing lost or doubled. */
+/* A real broker killed (SIGKILL) and restarted keeps its log: nothing to
+ * re-seed, everything carries on. A cluster lost with its disks and formatted
+ * afresh (disaster recovery): `trialog reseed` gives it its log back from the
+ * archive, offsets continue exactly, and the projections and new commands
+ * carry on with nothing lost or doubled; without the re-seed the projector
+ * refuses to start. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,23 +37,41 @@ static long enrol(int i)
     return tl_stack_enrol(&stack, study, site, code, false);
 }
 
-static void test_broker_restart_with_reseed(void **state)
+static void test_broker_restart_keeps_the_log(void **state)
 {
     (void)state;
     tl_stack_study(&stack, "RS-1", study, site);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N / 2; i++)
         assert_int_equal(enrol(i), 201);
-    long long want = N + 2 + TL_STACK_BOOT_EVENTS;
-    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 20000));
-
-    /* the broker dies and comes back empty, on another port */
     tl_stack_stop_programs(&stack);
     tl_stack_kill(&stack.broker, SIGKILL);
     tl_stack_start_broker(&stack);
-
     char *out = NULL;
     assert_int_equal(tl_stack_cli(&stack, "reseed", &out), 0);
-    if (!strstr(out, "reseed done: 34 messages re-produced"))
+    if (!strstr(out, "reseed done: 0 messages re-produced"))
+        fail_msg("a restarted broker should have its log:\n%s", out);
+    free(out);
+    tl_stack_start_projector(&stack);
+    tl_stack_start_audit(&stack);
+    tl_stack_start_gateway(&stack);
+    for (int i = N / 2; i < N; i++)
+        assert_int_equal(enrol(i), 201);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM participants"), N);
+}
+
+static void test_broker_restart_with_reseed(void **state)
+{
+    (void)state;
+    long long want = N + 2 + TL_STACK_BOOT_EVENTS;
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 20000));
+
+    /* the cluster is lost with its disks: a new one, formatted afresh */
+    tl_stack_stop_programs(&stack);
+    tl_stack_wipe_broker(&stack);
+    tl_stack_start_broker(&stack);
+
+    char *out = NULL;
+    if (tl_stack_cli(&stack, "reseed", &out) || !strstr(out, "reseed done: 34 messages re-produced"))
         fail_msg("unexpected reseed output:\n%s", out);
     free(out);
     /* a second run finds nothing to do */
@@ -79,9 +100,9 @@ static void test_broker_restart_with_reseed(void **state)
 static void test_reset_broker_without_reseed_is_refused(void **state)
 {
     (void)state;
-    /* the projector must not start on a broker that lost what it applied */
+    /* the projector must not start on a cluster that lost what it applied */
     tl_stack_stop_programs(&stack);
-    tl_stack_kill(&stack.broker, SIGKILL);
+    tl_stack_wipe_broker(&stack);
     tl_stack_start_broker(&stack);
     assert_int_not_equal(tl_stack_projector_exit(&stack, 30000), 0);
     assert_true(tl_stack_log_contains(&stack, "participants", "trialog reseed"));
@@ -90,6 +111,7 @@ static void test_reset_broker_without_reseed_is_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_broker_restart_keeps_the_log),
         cmocka_unit_test(test_broker_restart_with_reseed),
         cmocka_unit_test(test_reset_broker_without_reseed_is_refused),
     };
