@@ -13,10 +13,13 @@
 #include "tl_pg.h"
 #include "tl_topics.h"
 
+#define TOPICS_MAX 16
+
 struct tl_bp {
     tl_kafka_producer_t *kafka;
-    const char *dsn, *schema;
+    const char *brokers, *dsn, *schema;
     long max_lag;
+    tl_bp_retention_t retention[TOPICS_MAX]; /* of tl_topics_all[i]; monitor thread only */
     pthread_t thread;
     atomic_bool stop;
     atomic_bool engaged;
@@ -45,6 +48,21 @@ void tl_bp_produced(tl_bp_t *bp, const char *topic, int32_t partition, int64_t o
     raise_end(bp, key, offset + 1);
 }
 
+bool tl_bp_must_wait(const tl_bp_retention_t *r, const tl_bp_partition_t *p, int64_t now_ms,
+                     long max_lag)
+{
+    if (p->lag <= 0)
+        return false;
+    if (max_lag > 0 && p->lag > max_lag)
+        return true;
+    if (r->bytes >= 0 && p->lag > r->bytes / 2 / TL_BP_EVENT_BYTES)
+        return true;
+    /* nothing archived yet: the oldest message's age is unknown */
+    if (r->ms >= 0 && (p->last_archived_ms < 0 || now_ms - p->last_archived_ms > r->ms / 2))
+        return true;
+    return false;
+}
+
 bool tl_bp_engaged(tl_bp_t *bp, int64_t *lag)
 {
     *lag = atomic_load(&bp->worst);
@@ -67,34 +85,78 @@ static void refresh_ends(tl_bp_t *bp)
     }
 }
 
-/* Worst lag over all known partitions; -1 when the archive cannot be read. */
-static int64_t worst_lag(tl_bp_t *bp, tl_pg_t *pg)
+/* Each log topic's retention.ms and retention.bytes from the cluster. One
+ * that cannot be read keeps what it was; until first read it counts as 0
+ * (any unarchived message makes commands wait: cannot tell, so be safe). */
+static void refresh_retention(tl_bp_t *bp)
+{
+    for (size_t t = 0; t < tl_topics_count && t < TOPICS_MAX; t++) {
+        char ms[32], bytes[32];
+        if (tl_kafka_topic_config(bp->brokers, tl_topics_all[t], "retention.ms", ms, sizeof ms,
+                                  2000) ||
+            tl_kafka_topic_config(bp->brokers, tl_topics_all[t], "retention.bytes", bytes,
+                                  sizeof bytes, 2000))
+            continue;
+        tl_bp_retention_t r = {strtoll(ms, NULL, 10), strtoll(bytes, NULL, 10)};
+        if (r.ms != bp->retention[t].ms || r.bytes != bp->retention[t].bytes)
+            tl_log_info("backpressure_retention",
+                        json_pack("{s:s, s:I, s:I}", "topic", tl_topics_all[t], "retention_ms",
+                                  (json_int_t)r.ms, "retention_bytes", (json_int_t)r.bytes));
+        bp->retention[t] = r;
+    }
+}
+
+static const tl_bp_retention_t *retention_of(const tl_bp_t *bp, const char *key)
+{
+    static const tl_bp_retention_t unknown = {0, 0};
+    size_t len = strcspn(key, ":");
+    for (size_t t = 0; t < tl_topics_count && t < TOPICS_MAX; t++)
+        if (strlen(tl_topics_all[t]) == len && !strncmp(tl_topics_all[t], key, len))
+            return &bp->retention[t];
+    return &unknown;
+}
+
+/* Worst lag over all known partitions into *worst, and whether any of them
+ * makes commands wait; false with *worst -1 when the archive cannot be read. */
+static bool look(tl_bp_t *bp, tl_pg_t *pg, int64_t *worst)
 {
     tl_pg_res_t *res = NULL;
     const char *params[] = {TL_PROJECTION_AUDIT};
+    *worst = -1;
     if (tl_pg_exec(pg,
-                   "SELECT topic || ':' || partition, next_offset FROM projection_offsets"
-                   " WHERE projection = $1",
+                   "SELECT o.topic || ':' || o.partition, o.next_offset,"
+                   " COALESCE((SELECT (extract(epoch FROM a.logged_at) * 1000)::bigint"
+                   "   FROM audit_log a WHERE a.topic = o.topic AND a.partition = o.partition"
+                   "   AND a.\"offset\" = o.next_offset - 1), -1)"
+                   " FROM projection_offsets o WHERE o.projection = $1",
                    1, params, &res))
-        return -1;
+        return false;
     tl_map_t archived;
     tl_map_init(&archived);
     for (int r = 0; r < tl_pg_nrows(res); r++)
-        tl_map_put(&archived, tl_pg_get(res, r, 0),
-                   (void *)(intptr_t)strtoll(tl_pg_get(res, r, 1), NULL, 10));
-    int64_t worst = 0;
+        tl_map_put(&archived, tl_pg_get(res, r, 0), (void *)(intptr_t)(r + 1)); /* 0: none */
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    bool wait = false;
+    *worst = 0;
     pthread_mutex_lock(&bp->lock);
     for (size_t i = 0; i < bp->end.cap; i++) {
         if (!bp->end.keys[i])
             continue;
-        int64_t lag = (intptr_t)bp->end.vals[i] - (intptr_t)tl_map_get(&archived, bp->end.keys[i]);
-        if (lag > worst)
-            worst = lag;
+        tl_bp_partition_t p = {(intptr_t)bp->end.vals[i], -1};
+        int row = (int)(intptr_t)tl_map_get(&archived, bp->end.keys[i]) - 1;
+        if (row >= 0) {
+            p.lag -= strtoll(tl_pg_get(res, row, 1), NULL, 10);
+            p.last_archived_ms = strtoll(tl_pg_get(res, row, 2), NULL, 10);
+        }
+        if (p.lag > *worst)
+            *worst = p.lag;
+        wait = wait || tl_bp_must_wait(retention_of(bp, bp->end.keys[i]), &p, now_ms,
+                                       bp->max_lag);
     }
     pthread_mutex_unlock(&bp->lock);
     tl_map_cleanup(&archived);
     tl_pg_res_free(res);
-    return worst;
+    return wait;
 }
 
 static void *monitor(void *arg)
@@ -105,16 +167,20 @@ static void *monitor(void *arg)
     while (!atomic_load(&bp->stop)) {
         if (!pg && tl_pg_connect(bp->dsn, bp->schema, "gateway-backpressure", &pg))
             pg = NULL;
+        if (rounds % (TL_BP_RETENTION_PERIOD_MS / TL_BP_PERIOD_MS) == 0)
+            refresh_retention(bp);
         if (rounds++ % 5 == 0) /* the broker's view, for writes of other producers */
             refresh_ends(bp);
-        int64_t worst = pg ? worst_lag(bp, pg) : -1;
+        int64_t worst = -1;
+        bool now = pg ? look(bp, pg, &worst) : false;
         if (worst < 0) {
             /* cannot tell how far the archive is: be safe */
             tl_pg_destroy(pg);
             pg = NULL;
             worst = INT64_MAX;
+            now = true;
         }
-        bool was = atomic_load(&bp->engaged), now = worst > bp->max_lag;
+        bool was = atomic_load(&bp->engaged);
         atomic_store(&bp->worst, worst);
         atomic_store(&bp->engaged, now);
         if (was != now)
@@ -128,13 +194,14 @@ static void *monitor(void *arg)
     return NULL;
 }
 
-tl_err_t tl_bp_new(tl_kafka_producer_t *kafka, const char *dsn, const char *schema,
-                   long max_lag, tl_bp_t **out)
+tl_err_t tl_bp_new(tl_kafka_producer_t *kafka, const char *brokers, const char *dsn,
+                   const char *schema, long max_lag, tl_bp_t **out)
 {
     tl_bp_t *bp = calloc(1, sizeof *bp);
     if (!bp)
         return TL_ERR_NOMEM;
     bp->kafka = kafka;
+    bp->brokers = brokers;
     bp->dsn = dsn;
     bp->schema = schema;
     bp->max_lag = max_lag;

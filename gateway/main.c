@@ -34,8 +34,9 @@ int main(int argc, char **argv)
          "read-your-writes wait before answering 202", &c->ryw_timeout_ms},
         {"TRIALOG_PRODUCE_TIMEOUT_MS", TL_CFG_INT, "5000", 100, 300000, false,
          "how long a produce may take before 503", &c->produce_timeout_ms},
-        {"TRIALOG_ARCHIVE_MAX_LAG", TL_CFG_INT, "4000", 1, 1000000000, false,
-         "messages a partition may be ahead of the archive before commands get 503",
+        {"TRIALOG_ARCHIVE_MAX_LAG", TL_CFG_INT, "0", 0, 1000000000, false,
+         "messages a partition may be ahead of the archive before commands get 503, besides"
+         " what the topics' retention allows (0: no cap of its own)",
          &c->archive_max_lag},
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 0, 1000, false, "Kafka bootstrap servers",
          &c->brokers},
@@ -88,7 +89,8 @@ int main(int argc, char **argv)
     if (!err)
         err = tl_waiter_new(c->pg_dsn, c->pg_schema, &gw.waiter);
     if (!err)
-        err = tl_bp_new(gw.kafka, c->pg_dsn, c->pg_schema, c->archive_max_lag, &gw.bp);
+        err = tl_bp_new(gw.kafka, c->brokers, c->pg_dsn, c->pg_schema, c->archive_max_lag,
+                        &gw.bp);
     if (!err)
         err = tl_http_start(&(tl_http_opts_t){.port = (int)c->port,
                                               .max_connections = (int)c->max_connections,

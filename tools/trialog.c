@@ -649,7 +649,7 @@ static int audit_verify(tl_pg_t *pg)
 /* ---- topics ---- */
 
 typedef struct {
-    long partitions, replication, min_isr;
+    long partitions, replication, min_isr, retention_ms, retention_bytes;
     const char *ingest_sources;
 } topics_cfg_t;
 
@@ -661,7 +661,7 @@ static int topics_ensure(const char *brokers, const topics_cfg_t *cfg, int argc,
     char ingest[TL_INGEST_SOURCES_MAX][TL_INGEST_TOPIC_LEN];
     char dlq[TL_INGEST_SOURCES_MAX][TL_INGEST_TOPIC_LEN + 8];
     tl_kafka_topic_spec_t specs[TOPICS_MAX];
-    char isr[24], *end = NULL;
+    char isr[24], ret_ms[24], ret_bytes[24], *end = NULL;
     size_t n = 0;
     int count = 0;
     if (argc == 2 && !strcmp(argv[0], "--wait-brokers"))
@@ -692,12 +692,21 @@ static int topics_ensure(const char *brokers, const topics_cfg_t *cfg, int argc,
                 min_isr, rf);
         return 2;
     }
+    if (!cfg->retention_ms || !cfg->retention_bytes) {
+        fprintf(stderr, "topics: a retention of 0 would delete the log: -1 (keep everything),"
+                        " or a positive number\n");
+        return 2;
+    }
     snprintf(isr, sizeof isr, "%ld", min_isr);
-    /* The log is the audit trail: kept whole, never led by a replica that
-     * missed writes, and written to at least min_isr replicas (acks=all). */
+    snprintf(ret_ms, sizeof ret_ms, "%ld", cfg->retention_ms);
+    snprintf(ret_bytes, sizeof ret_bytes, "%ld", cfg->retention_bytes);
+    /* The log is the audit trail: kept whole (unless the operator chose a
+     * finite retention, the archive then being the only complete copy),
+     * never led by a replica that missed writes, and written to at least
+     * min_isr replicas (acks=all). */
     const tl_kafka_kv_t configs[] = {{"cleanup.policy", "delete"},
-                                     {"retention.ms", "-1"},
-                                     {"retention.bytes", "-1"},
+                                     {"retention.ms", ret_ms},
+                                     {"retention.bytes", ret_bytes},
                                      {"min.insync.replicas", isr},
                                      {"unclean.leader.election.enable", "false"}};
     const tl_kafka_topic_spec_t base = {NULL, (int)cfg->partitions, rf, configs,
@@ -713,9 +722,9 @@ static int topics_ensure(const char *brokers, const topics_cfg_t *cfg, int argc,
         specs[n] = base;
         specs[n++].name = dlq[i];
     }
-    printf("topics: %zu, %ld partitions, replication factor %d, min.insync.replicas %ld (%d "
-           "brokers)\n",
-           n, cfg->partitions, rf, min_isr, count);
+    printf("topics: %zu, %ld partitions, replication factor %d, min.insync.replicas %ld,"
+           " retention.ms %ld, retention.bytes %ld (%d brokers)\n",
+           n, cfg->partitions, rf, min_isr, cfg->retention_ms, cfg->retention_bytes, count);
     tl_err_t err = tl_kafka_topics_ensure(brokers, specs, n, 30000, stdout);
     printf("%s\n", !err                    ? "topics ok"
                    : err == TL_ERR_CONFLICT ? "topics MISMATCH: existing topics differ from the"
@@ -753,6 +762,11 @@ int main(int argc, char **argv)
          &topics.min_isr},
         {"TRIALOG_INGEST_SOURCES", TL_CFG_STR, "", 0, 1000, false,
          "connectors whose ingest topics exist (topics ensure)", &topics.ingest_sources},
+        {"TRIALOG_KAFKA_RETENTION_MS", TL_CFG_INT, "-1", -1, 1000000000000000L, false,
+         "retention.ms of every topic (topics ensure); -1: forever", &topics.retention_ms},
+        {"TRIALOG_KAFKA_RETENTION_BYTES", TL_CFG_INT, "-1", -1, 1000000000000000L, false,
+         "retention.bytes of every partition (topics ensure); -1: no limit",
+         &topics.retention_bytes},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
     tl_log_init("cli", TL_LOG_WARN);

@@ -297,9 +297,9 @@ int tl_stack_cli(tl_stack_t *s, const char *args, char **out)
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s'"
-             " TRIALOG_INGEST_SOURCES=oct"
+             " TRIALOG_INGEST_SOURCES=oct %s"
              " TRIALOG_RESEARCH_KEY_FILE='%s/research.key' %s/trialog %s 2>&1",
-             pg_dsn(), s->schema, s->brokers, s->dir, TL_BIN_DIR, args);
+             pg_dsn(), s->schema, s->brokers, s->topics_env, s->dir, TL_BIN_DIR, args);
     int st = read_command(cmd, 1024 * 1024, out, NULL);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -359,7 +359,10 @@ void tl_stack_start_gateway(tl_stack_t *s)
 
 void tl_stack_start(tl_stack_t *s, const char *name)
 {
+    char topics_env[sizeof s->topics_env];
+    memcpy(topics_env, s->topics_env, sizeof topics_env);
     memset(s, 0, sizeof *s);
+    memcpy(s->topics_env, topics_env, sizeof topics_env);
     snprintf(s->name, sizeof s->name, "%s", name);
     snprintf(s->schema, sizeof s->schema, "it_%s_%d", name, (int)getpid());
     snprintf(s->dir, sizeof s->dir, "%s/tests/logs/%s", TL_BIN_DIR, s->schema);

@@ -31,6 +31,8 @@ typedef struct {
     pid_t ingest;   /* only tl_stack_start_ingest starts it */
     tl_pg_t *pg;
     char gateway_env[4][256]; /* extra NAME=value for the gateway */
+    char topics_env[128]; /* extra NAME=value for every trialog command (topics ensure's
+                           * retention): set before tl_stack_start, which keeps it */
 } tl_stack_t;
 
 /* Starts broker, projector, archive and gateway; returns when the gateway is
