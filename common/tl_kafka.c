@@ -21,12 +21,62 @@ static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const ch
            json_pack("{s:s, s:s}", "facility", fac, "message", buf));
 }
 
+/* Set once any client of the process was refused by the cluster: wrong
+ * SASL credentials, or a TLS handshake that failed (unknown CA, wrong
+ * host name). A client being created then fails its start (TL_ERR_CONFIG)
+ * instead of retrying for ever. */
+static atomic_bool auth_failed;
+
 static void kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     (void)rk;
     (void)opaque;
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) {
+        /* librdkafka's reason names the mechanism or the certificate
+         * problem, never a password */
+        if (!atomic_exchange(&auth_failed, true))
+            tl_log_error("kafka_authentication_failed",
+                         json_pack("{s:s, s:s, s:s}", "code", rd_kafka_err2name(err), "reason",
+                                   reason, "hint",
+                                   "the cluster refused this client: check the credentials and"
+                                   " TLS settings of TRIALOG_KAFKA_CONFIG_FILE"));
+        return;
+    }
     tl_log_warn("kafka_error", json_pack("{s:s, s:s}", "code", rd_kafka_err2name(err), "reason",
                                          reason));
+}
+
+bool tl_kafka_auth_failed(void)
+{
+    return atomic_load(&auth_failed);
+}
+
+/* Serves a client's callbacks (the error callback above among them): they
+ * run only inside a poll, and a client that has not polled yet would not
+ * know it was refused. A consumer's are served by its consumer poll (no
+ * message can come before it subscribes or assigns). */
+static void serve_callbacks(rd_kafka_t *rk, bool consumer)
+{
+    if (!consumer) {
+        rd_kafka_poll(rk, 0);
+        return;
+    }
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 0);
+    if (m)
+        rd_kafka_message_destroy(m);
+}
+
+/* A new client's first request: TL_ERR_CONFIG when the cluster refused it
+ * (credentials, TLS); an absent broker is not an error here (it may come). */
+static tl_err_t first_contact(rd_kafka_t *rk, bool consumer, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (e)
+        serve_callbacks(rk, consumer);
+    return e && atomic_load(&auth_failed) ? TL_ERR_CONFIG : TL_OK;
 }
 
 static tl_err_t kafka_err(rd_kafka_resp_err_t e)
@@ -40,6 +90,8 @@ static tl_err_t kafka_err(rd_kafka_resp_err_t e)
     case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
     case RD_KAFKA_RESP_ERR__QUEUE_FULL:
     case RD_KAFKA_RESP_ERR__FATAL:
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:    /* a producer replaced after a fatal error */
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
         return TL_ERR_UNAVAILABLE;
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
         return TL_ERR_TOO_LARGE;
@@ -270,7 +322,12 @@ static rd_kafka_conf_t *conf_new(const char *const *kv, size_t n)
 /* ---- producer ---- */
 
 struct tl_kafka_producer {
+    /* replaced (under the write lock) after a fatal error; every use of it
+     * holds the read lock */
     rd_kafka_t *rk;
+    pthread_rwlock_t lock;
+    char *brokers;
+    int timeout_ms;
     pthread_t poller;
     atomic_bool stop;
     atomic_long async_failed; /* delivery failures of fire-and-forget produces */
@@ -316,40 +373,86 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static void *producer_poll_loop(void *arg)
 {
     tl_kafka_producer_t *p = arg;
-    while (!atomic_load(&p->stop))
+    while (!atomic_load(&p->stop)) {
+        pthread_rwlock_rdlock(&p->lock);
         rd_kafka_poll(p->rk, 50);
+        pthread_rwlock_unlock(&p->lock);
+    }
     return NULL;
+}
+
+/* A librdkafka producer with Trialog's settings for p; NULL on failure. */
+static rd_kafka_t *producer_handle(tl_kafka_producer_t *p)
+{
+    char tmo[24], errstr[256];
+    snprintf(tmo, sizeof tmo, "%d", p->timeout_ms);
+    const char *kv[] = {"bootstrap.servers", p->brokers, "enable.idempotence", "true",
+                        "acks",              "all",     "partitioner",        "murmur2_random",
+                        "message.timeout.ms", tmo,      "linger.ms",          "1",
+                        "socket.timeout.ms", tmo,       "allow.auto.create.topics", "false"};
+    rd_kafka_conf_t *conf = conf_new(kv, sizeof kv / sizeof kv[0]);
+    if (!conf)
+        return NULL;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, p);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        tl_log_error("kafka_producer_failed", json_pack("{s:s}", "why", errstr));
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
+/* The idempotent producer hit a fatal error (librdkafka's word: it can
+ * produce nothing more, e.g. a sequence the broker refused): a new one
+ * takes its place, unless another thread replaced it already. What was in
+ * flight on the old one fails (purged): its callers answer 503, and a
+ * client retries with its Idempotency-Key. */
+static void producer_replace(tl_kafka_producer_t *p, rd_kafka_t *failed)
+{
+    char why[256] = "";
+    pthread_rwlock_wrlock(&p->lock);
+    if (p->rk == failed) {
+        rd_kafka_t *rk = producer_handle(p);
+        if (rk) {
+            rd_kafka_fatal_error(failed, why, sizeof why);
+            rd_kafka_purge(failed, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            rd_kafka_poll(failed, 0); /* the purged messages' reports wake their waiters */
+            rd_kafka_destroy(failed);
+            p->rk = rk;
+            tl_log_error("kafka_producer_replaced", json_pack("{s:s}", "fatal_error", why));
+        }
+    }
+    pthread_rwlock_unlock(&p->lock);
+}
+
+/* True when rk has hit a fatal error (e is what a call on it returned). */
+static bool is_fatal(rd_kafka_t *rk, rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR__FATAL || rd_kafka_fatal_error(rk, NULL, 0);
 }
 
 tl_err_t tl_kafka_producer_new(const char *brokers, int timeout_ms, tl_kafka_producer_t **out)
 {
-    char tmo[24], errstr[256];
-    snprintf(tmo, sizeof tmo, "%d", timeout_ms);
-    const char *kv[] = {"bootstrap.servers", brokers,   "enable.idempotence", "true",
-                        "acks",              "all",     "partitioner",        "murmur2_random",
-                        "message.timeout.ms", tmo,      "linger.ms",          "1",
-                        "socket.timeout.ms", tmo,       "allow.auto.create.topics", "false"};
     *out = NULL;
     tl_kafka_producer_t *p = calloc(1, sizeof *p);
-    rd_kafka_conf_t *conf = conf_new(kv, sizeof kv / sizeof kv[0]);
-    if (!p || !conf) {
-        tl_err_t err = p ? TL_ERR_CONFIG : TL_ERR_NOMEM;
+    if (!p || !(p->brokers = strdup(brokers))) {
         free(p);
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        return err;
+        return TL_ERR_NOMEM;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, p);
-    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    p->timeout_ms = timeout_ms;
+    pthread_rwlock_init(&p->lock, NULL);
+    p->rk = producer_handle(p);
     if (!p->rk) {
-        tl_log_error("kafka_producer_failed", json_pack("{s:s}", "why", errstr));
-        rd_kafka_conf_destroy(conf);
+        pthread_rwlock_destroy(&p->lock);
+        free(p->brokers);
         free(p);
         return TL_ERR_KAFKA;
     }
     if (pthread_create(&p->poller, NULL, producer_poll_loop, p)) {
         rd_kafka_destroy(p->rk);
+        pthread_rwlock_destroy(&p->lock);
+        free(p->brokers);
         free(p);
         return TL_ERR_INTERNAL;
     }
@@ -358,11 +461,13 @@ tl_err_t tl_kafka_producer_new(const char *brokers, int timeout_ms, tl_kafka_pro
      * gets its producer id only on a timer: the first produce of a producer
      * left idle for even 50 ms after creation waited ~1 s (the research
      * export's first batch, every rebuild worker's). A metadata request
-     * brings the connection and the producer id up at once. Its failure is
-     * not this function's: an absent broker shows on the first produce. */
-    const struct rd_kafka_metadata *md = NULL;
-    if (!rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms < 2000 ? timeout_ms : 2000))
-        rd_kafka_metadata_destroy(md);
+     * brings the connection and the producer id up at once. An absent
+     * broker is not this function's failure (it shows on the first
+     * produce); a cluster that refuses this client is. */
+    if (first_contact(p->rk, false, timeout_ms < 5000 ? timeout_ms : 5000)) {
+        tl_kafka_producer_destroy(p);
+        return TL_ERR_CONFIG;
+    }
     *out = p;
     return TL_OK;
 }
@@ -375,23 +480,46 @@ void tl_kafka_producer_destroy(tl_kafka_producer_t *p)
     atomic_store(&p->stop, true);
     pthread_join(p->poller, NULL);
     rd_kafka_destroy(p->rk);
+    pthread_rwlock_destroy(&p->lock);
+    free(p->brokers);
     free(p);
 }
 
+void tl_kafka_producer_test_fatal(tl_kafka_producer_t *p)
+{
+    pthread_rwlock_rdlock(&p->lock);
+    rd_kafka_test_fatal_error(p->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                              "a fatal error raised by a test");
+    pthread_rwlock_unlock(&p->lock);
+}
+
+/* One message to the current producer. A producer that has hit a fatal
+ * error takes nothing: it is replaced and the message goes to the new one
+ * (it was never sent). *used is the handle the message went to. */
 static rd_kafka_resp_err_t produce(tl_kafka_producer_t *p, const char *topic, int32_t partition,
                                    const void *key, size_t key_len, const void *value, size_t len,
-                                   const tl_kafka_header_t *headers, size_t nheaders, void *d)
+                                   const tl_kafka_header_t *headers, size_t nheaders, void *d,
+                                   rd_kafka_t **used)
 {
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
-    for (size_t i = 0; i < nheaders; i++)
-        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value, (ssize_t)headers[i].len);
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(d),
-        RD_KAFKA_V_END);
-    if (e)
-        rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
+        for (size_t i = 0; i < nheaders; i++)
+            rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                                (ssize_t)headers[i].len);
+        pthread_rwlock_rdlock(&p->lock);
+        rd_kafka_t *rk = *used = p->rk;
+        e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                              RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+        pthread_rwlock_unlock(&p->lock);
+        if (e)
+            rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
+        if (!e || !is_fatal(rk, e))
+            break;
+        producer_replace(p, rk);
+    }
     return e;
 }
 
@@ -401,10 +529,11 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
                                tl_kafka_pos_t *pos)
 {
     delivery_t d = {.done = false};
+    rd_kafka_t *used = NULL;
     pthread_mutex_init(&d.lock, NULL);
     pthread_cond_init(&d.cond, NULL);
-    rd_kafka_resp_err_t e =
-        produce(p, topic, RD_KAFKA_PARTITION_UA, key, key_len, value, len, headers, nheaders, &d);
+    rd_kafka_resp_err_t e = produce(p, topic, RD_KAFKA_PARTITION_UA, key, key_len, value, len,
+                                    headers, nheaders, &d, &used);
     if (!e) {
         pthread_mutex_lock(&d.lock);
         while (!d.done)
@@ -412,6 +541,15 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
         pthread_mutex_unlock(&d.lock);
         e = d.err;
         *pos = d.pos;
+        /* failed in flight on a producer that hit a fatal error: whether it
+         * was written is unknown (503, the client retries with its key) */
+        if (e && e != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT && e != RD_KAFKA_RESP_ERR__PURGE_QUEUE) {
+            pthread_rwlock_rdlock(&p->lock);
+            bool fatal = p->rk == used && is_fatal(used, e);
+            pthread_rwlock_unlock(&p->lock);
+            if (fatal)
+                producer_replace(p, used);
+        }
     }
     pthread_cond_destroy(&d.cond);
     pthread_mutex_destroy(&d.lock);
@@ -433,17 +571,23 @@ tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, int32
     if (partition < 0)
         partition = RD_KAFKA_PARTITION_UA;
     /* a full local queue is back-pressure: wait for deliveries, then retry */
+    rd_kafka_t *used = NULL;
     for (int i = 0; (e = produce(p, topic, partition, key, key_len, value, len, headers, nheaders,
-                                 opaque)) == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
+                                 opaque, &used)) == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
                     i < 1000;
-         i++)
+         i++) {
+        pthread_rwlock_rdlock(&p->lock);
         rd_kafka_poll(p->rk, 10);
+        pthread_rwlock_unlock(&p->lock);
+    }
     return kafka_err(e);
 }
 
 tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms)
 {
+    pthread_rwlock_rdlock(&p->lock);
     rd_kafka_resp_err_t e = rd_kafka_flush(p->rk, timeout_ms);
+    pthread_rwlock_unlock(&p->lock);
     /* on a timeout, reports are still to come: they count for the next
      * flush (or the drain), not lost */
     long failed = e ? atomic_load(&p->async_failed) : atomic_exchange(&p->async_failed, 0);
@@ -456,16 +600,19 @@ void tl_kafka_producer_drain(tl_kafka_producer_t *p)
 {
     /* every message gets its report within message.timeout.ms; waiting for
      * all of them is bounded by that, the loop only guards a broken clock */
+    pthread_rwlock_rdlock(&p->lock);
     for (int i = 0; i < 600 && rd_kafka_outq_len(p->rk) > 0; i++)
         rd_kafka_flush(p->rk, 1000);
     if (rd_kafka_outq_len(p->rk) > 0)
         tl_log_error("kafka_drain_stuck", json_pack("{s:i}", "messages", rd_kafka_outq_len(p->rk)));
+    pthread_rwlock_unlock(&p->lock);
     atomic_store(&p->async_failed, 0);
 }
 
 int tl_kafka_producer_partitions(tl_kafka_producer_t *p, const char *topic, int timeout_ms)
 {
     const struct rd_kafka_metadata *md = NULL;
+    pthread_rwlock_rdlock(&p->lock);
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
     int n = -1;
     if (rkt && !rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms) && md->topic_cnt == 1 &&
@@ -475,25 +622,33 @@ int tl_kafka_producer_partitions(tl_kafka_producer_t *p, const char *topic, int 
         rd_kafka_metadata_destroy(md);
     if (rkt)
         rd_kafka_topic_destroy(rkt);
+    pthread_rwlock_unlock(&p->lock);
     return n;
 }
 
 tl_err_t tl_kafka_producer_watermarks(tl_kafka_producer_t *p, const char *topic,
                                       int32_t partition, int64_t *lo, int64_t *hi, int timeout_ms)
 {
-    rd_kafka_resp_err_t e =
-        query_watermarks(p->rk, topic, partition, lo, hi, timeout_ms);
+    pthread_rwlock_rdlock(&p->lock);
+    rd_kafka_resp_err_t e = query_watermarks(p->rk, topic, partition, lo, hi, timeout_ms);
+    pthread_rwlock_unlock(&p->lock);
     return e ? TL_ERR_UNAVAILABLE : TL_OK;
 }
 
 tl_err_t tl_kafka_producer_ping(tl_kafka_producer_t *p, int timeout_ms)
 {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
+    pthread_rwlock_rdlock(&p->lock);
+    rd_kafka_t *rk = p->rk;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
     if (md)
         rd_kafka_metadata_destroy(md);
-    if (!e && rd_kafka_fatal_error(p->rk, NULL, 0))
+    bool fatal = rd_kafka_fatal_error(rk, NULL, 0) != 0;
+    pthread_rwlock_unlock(&p->lock);
+    if (fatal) { /* unusable for good: a new one, for the next command */
+        producer_replace(p, rk);
         e = RD_KAFKA_RESP_ERR__FATAL;
+    }
     return e ? TL_ERR_UNAVAILABLE : TL_OK;
 }
 
@@ -506,6 +661,8 @@ struct tl_kafka_consumer {
     bool tiered; /* partitions behind the log start are read from the archive */
     bool grouped; /* a member of a consumer group (else it assigned itself) */
     tl_err_t fatal;
+    double retry_at; /* tl_log_mono_ms when a failed assignment is tried again; 0: none */
+    int retry_ms;    /* its backoff, doubling to 10 s */
     rd_kafka_topic_partition_list_t *assigned; /* what the group gave us, or we took */
     rd_kafka_topic_partition_list_t *behind;   /* of those, what the broker no longer has */
 };
@@ -572,12 +729,35 @@ static tl_err_t assign_stored(tl_kafka_consumer_t *c)
     return err;
 }
 
+/* Assigns the group's partitions at their stored offsets. One that failed
+ * for a reason that passes (a broker restarting, a partition's leader
+ * moving, the database briefly away) is tried again from the poll, with
+ * backoff, instead of stopping the consumer; anything else stops it. */
+static void assign_or_retry(tl_kafka_consumer_t *c)
+{
+    tl_err_t e = assign_stored(c);
+    if (!e) {
+        c->retry_at = 0;
+        c->retry_ms = 0;
+        return;
+    }
+    if (!tl_err_is_retriable(e)) {
+        c->fatal = e;
+        return;
+    }
+    c->retry_ms = !c->retry_ms ? 250 : c->retry_ms >= 5000 ? 10000 : 2 * c->retry_ms;
+    c->retry_at = tl_log_mono_ms() + c->retry_ms;
+    tl_log_warn("assignment_retry",
+                json_pack("{s:s, s:i}", "error", tl_err_name(e), "in_ms", c->retry_ms));
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     tl_kafka_consumer_t *c = opaque;
     rd_kafka_topic_partition_list_destroy(c->assigned);
     c->assigned = rd_kafka_topic_partition_list_new(0);
+    c->retry_at = 0;
     if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         rd_kafka_topic_partition_list_destroy(c->behind);
         c->behind = rd_kafka_topic_partition_list_new(0);
@@ -586,9 +766,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
     rd_kafka_topic_partition_list_destroy(c->assigned);
     c->assigned = rd_kafka_topic_partition_list_copy(parts);
-    tl_err_t e = assign_stored(c);
-    if (e)
-        c->fatal = e;
+    assign_or_retry(c);
 }
 
 size_t tl_kafka_consumer_behind(tl_kafka_consumer_t *c, size_t i, const char **topic,
@@ -661,6 +839,10 @@ static tl_err_t consumer_create(const char *brokers, const char *group, bool tie
         return TL_ERR_KAFKA;
     }
     rd_kafka_poll_set_consumer(c->rk);
+    if (first_contact(c->rk, true, 5000)) {
+        tl_kafka_consumer_destroy(c);
+        return TL_ERR_CONFIG;
+    }
     *out = c;
     return TL_OK;
 }
@@ -753,6 +935,8 @@ tl_err_t tl_kafka_consumer_poll(tl_kafka_consumer_t *c, tl_kafka_msg_t *msgs, si
 {
     tl_err_t err = TL_OK;
     *n = 0;
+    if (c->retry_at && tl_log_mono_ms() >= c->retry_at)
+        assign_or_retry(c);
     while (*n < max && !c->fatal) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, *n ? 0 : timeout_ms);
         if (!m)
@@ -914,9 +1098,15 @@ tl_err_t tl_kafka_cluster_wait(const char *brokers, int want, int timeout_ms, in
         if (!rd_kafka_metadata(rk, 0, NULL, &md, wait_ms)) {
             *count = md->broker_cnt;
             rd_kafka_metadata_destroy(md);
+        } else {
+            serve_callbacks(rk, false);
         }
         if (*count >= want)
             break;
+        if (atomic_load(&auth_failed)) { /* it will not get better by waiting */
+            err = TL_ERR_CONFIG;
+            break;
+        }
         if (tl_log_mono_ms() >= end) {
             err = TL_ERR_UNAVAILABLE;
             break;
@@ -1092,7 +1282,13 @@ tl_err_t tl_kafka_topics_ensure(const char *brokers, const tl_kafka_topic_spec_t
     tl_err_t err = missing && differs ? admin_new(brokers, "6", &rk) : TL_ERR_NOMEM;
     if (!err) {
         rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
-        if (e) {
+        if (e)
+            serve_callbacks(rk, false);
+        if (e && atomic_load(&auth_failed)) {
+            fprintf(report, "FAILED  the cluster refused this client (authentication or TLS):"
+                            " check TRIALOG_KAFKA_CONFIG_FILE\n");
+            err = TL_ERR_CONFIG;
+        } else if (e) {
             fprintf(report, "FAILED  the cluster did not answer: %s\n", rd_kafka_err2str(e));
             err = request_err(e);
         }
@@ -1206,4 +1402,55 @@ tl_err_t tl_kafka_delete_records(const char *brokers, const char *topic, int32_t
     rd_kafka_topic_partition_list_destroy(l);
     rd_kafka_destroy(rk);
     return err;
+}
+
+/* The metadata of one topic, through a short-lived admin handle. */
+static const rd_kafka_metadata_topic_t *topic_metadata(const char *brokers, const char *topic,
+                                                       int timeout_ms, rd_kafka_t **rk,
+                                                       const struct rd_kafka_metadata **md)
+{
+    *md = NULL;
+    if (admin_new(brokers, "2", rk))
+        return NULL;
+    if (rd_kafka_metadata(*rk, 1, NULL, md, timeout_ms)) {
+        *md = NULL;
+        return NULL;
+    }
+    const rd_kafka_metadata_topic_t *t = md_topic(*md, topic);
+    return t && !t->err ? t : NULL;
+}
+
+static void topic_metadata_done(rd_kafka_t *rk, const struct rd_kafka_metadata *md)
+{
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rk)
+        rd_kafka_destroy(rk);
+}
+
+int tl_kafka_partition_leader(const char *brokers, const char *topic, int32_t partition,
+                              int timeout_ms)
+{
+    rd_kafka_t *rk = NULL;
+    const struct rd_kafka_metadata *md = NULL;
+    const rd_kafka_metadata_topic_t *t = topic_metadata(brokers, topic, timeout_ms, &rk, &md);
+    int leader = -1;
+    for (int p = 0; t && p < t->partition_cnt; p++)
+        if (t->partitions[p].id == partition && !t->partitions[p].err)
+            leader = t->partitions[p].leader;
+    topic_metadata_done(rk, md);
+    return leader;
+}
+
+bool tl_kafka_topic_in_sync(const char *brokers, const char *topic, int want, int timeout_ms)
+{
+    rd_kafka_t *rk = NULL;
+    const struct rd_kafka_metadata *md = NULL;
+    const rd_kafka_metadata_topic_t *t = topic_metadata(brokers, topic, timeout_ms, &rk, &md);
+    bool ok = t && t->partition_cnt > 0;
+    for (int p = 0; ok && p < t->partition_cnt; p++)
+        ok = !t->partitions[p].err && t->partitions[p].leader >= 0 &&
+             t->partitions[p].isr_cnt >= want;
+    topic_metadata_done(rk, md);
+    return ok;
 }

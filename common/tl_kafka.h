@@ -73,6 +73,12 @@ tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms);
  * up on a batch (it will produce it again) and must not free the receipts
  * it handed over while reports can still write to them. */
 void tl_kafka_producer_drain(tl_kafka_producer_t *p);
+/* A producer that hits a fatal error (librdkafka: the idempotent producer
+ * can produce nothing more) is replaced by a new one, with the same
+ * settings, at the next produce or ping; what was in flight on it fails
+ * (TL_ERR_UNAVAILABLE: a client retries with its Idempotency-Key). This
+ * raises such an error, for tests. */
+void tl_kafka_producer_test_fatal(tl_kafka_producer_t *p);
 /* Partition count of topic, or -1 when unknown or unreachable. */
 int tl_kafka_producer_partitions(tl_kafka_producer_t *p, const char *topic, int timeout_ms);
 tl_err_t tl_kafka_producer_watermarks(tl_kafka_producer_t *p, const char *topic,
@@ -157,6 +163,10 @@ tl_err_t tl_kafka_client_init(const char *program, const char *config_file, FILE
     {"TRIALOG_KAFKA_CONFIG_FILE", TL_CFG_STR, "", 0, 4000, false,                              \
      "librdkafka settings for a real cluster: key=value lines, mode 0600 (docs/KAFKA.md)", dst}
 void tl_kafka_client_cleanup(void);
+/* True once the cluster refused a client of this process (SASL credentials,
+ * TLS handshake); logged once as kafka_authentication_failed. A producer or
+ * consumer created after that fails with TL_ERR_CONFIG. */
+bool tl_kafka_auth_failed(void);
 /* True for a setting the config file may not touch: enable.idempotence,
  * acks, enable.auto.commit, auto.offset.reset, isolation.level, … */
 bool tl_kafka_config_key_protected(const char *key);
@@ -176,7 +186,8 @@ typedef struct {
 } tl_kafka_topic_spec_t;
 
 /* Waits (at most timeout_ms) until the cluster lists at least want brokers;
- * *count is how many it listed last. TL_ERR_UNAVAILABLE on timeout. */
+ * *count is how many it listed last. TL_ERR_UNAVAILABLE on timeout,
+ * TL_ERR_CONFIG at once when the cluster refuses this client. */
 tl_err_t tl_kafka_cluster_wait(const char *brokers, int want, int timeout_ms, int *count);
 /* Topics as code: creates every topic of specs the cluster lacks, with its
  * partitions, replication factor and configs, and checks every one it has:
@@ -192,6 +203,12 @@ tl_err_t tl_kafka_topics_ensure(const char *brokers, const tl_kafka_topic_spec_t
  * default) into value. TL_ERR_NOT_FOUND when it has no such setting. */
 tl_err_t tl_kafka_topic_config(const char *brokers, const char *topic, const char *name,
                                char *value, size_t size, int timeout_ms);
+/* The id of the broker leading a partition, -1 when none or unknown. */
+int tl_kafka_partition_leader(const char *brokers, const char *topic, int32_t partition,
+                              int timeout_ms);
+/* True when every partition of topic has a leader and at least want
+ * in-sync replicas (a node that came back has caught up). */
+bool tl_kafka_topic_in_sync(const char *brokers, const char *topic, int want, int timeout_ms);
 /* DeleteRecords: the partition's log start moves to before (operators and
  * the tests of the archive tier). */
 tl_err_t tl_kafka_delete_records(const char *brokers, const char *topic, int32_t partition,

@@ -12,7 +12,11 @@
 #       after tools/kafka/broker.properties and test.properties (last wins).
 #   scripts/kafka.sh version
 #       the pinned version.
-# Heap: $TRIALOG_KAFKA_HEAP (512m).
+#   scripts/kafka.sh cluster-id
+#       a new cluster id, for the nodes of one cluster (TRIALOG_KAFKA_CLUSTER_ID).
+# Heap: $TRIALOG_KAFKA_HEAP (512m). $TRIALOG_KAFKA_SCRAM, when set, is given to the
+# format as --add-scram (SCRAM users exist from the start, e.g.
+# 'SCRAM-SHA-512=[name=trialog,password=…]'; only at the first format).
 set -euo pipefail
 KROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KTOOLS="$KROOT/tools/kafka"
@@ -39,7 +43,7 @@ fetch() {
     rm -rf "$KHOME.tmp"
     mkdir -p "$KHOME.tmp"
     # Maven's own cache (~/.m2) keeps the downloads; a second fetch is a copy.
-    mvn -q -B -f "$KTOOLS/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+    mvn -q -B -Dstyle.color=never -f "$KTOOLS/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
         -DoutputDirectory="$KHOME.tmp/libs" >&2 || { echo "kafka.sh: maven failed" >&2; exit 1; }
     ls "$KHOME.tmp/libs/kafka_2.13-$KVERSION.jar" >/dev/null
     md5sum <"$KTOOLS/pom.xml" >"$KHOME.tmp/.complete"
@@ -81,15 +85,17 @@ run() {
     mv "$props.tmp" "$props"
     local jvm=(-Xms"${TRIALOG_KAFKA_HEAP:-512m}" -Xmx"${TRIALOG_KAFKA_HEAP:-512m}" -XX:+UseG1GC
         -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -Djava.awt.headless=true
-        -Dlog4j2.configurationFile="$KTOOLS/log4j2.properties")
+        -Dlog4j.configuration="file:$KTOOLS/log4j.properties")
     if [ ! -f "$dir/data/meta.properties" ]; then
         local cid=${TRIALOG_KAFKA_CLUSTER_ID:-}
         if [ -z "$cid" ]; then
             [ -s "$dir/cluster.id" ] || new_cluster_id >"$dir/cluster.id"
             cid=$(cat "$dir/cluster.id")
         fi
+        local scram=()
+        [ -z "${TRIALOG_KAFKA_SCRAM:-}" ] || scram=(--add-scram "$TRIALOG_KAFKA_SCRAM")
         java "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$cid" -c "$props" \
-            --ignore-formatted >&2
+            --ignore-formatted "${scram[@]}" >&2
     fi
     exec java "${jvm[@]}" -cp "$cp" kafka.Kafka "$props"
 }
@@ -98,5 +104,6 @@ case "${1:-}" in
 fetch) fetch ;;
 run) shift; run "$@" ;;
 version) echo "$KVERSION" ;;
-*) echo "usage: $0 fetch | run DIR NODE_ID PORT CONTROLLER_PORT VOTERS [KEY=VALUE...] | version" >&2; exit 2 ;;
+cluster-id) new_cluster_id ;;
+*) echo "usage: $0 fetch | run DIR NODE_ID PORT CONTROLLER_PORT VOTERS [KEY=VALUE...] | version | cluster-id" >&2; exit 2 ;;
 esac

@@ -680,7 +680,12 @@ static int topics_ensure(const char *brokers, const topics_cfg_t *cfg, int argc,
         return 2;
     }
     /* the cluster must be all there before a replication factor is chosen */
-    if (tl_kafka_cluster_wait(brokers, (int)want_brokers, 60000, &count)) {
+    tl_err_t werr = tl_kafka_cluster_wait(brokers, (int)want_brokers, 60000, &count);
+    if (werr == TL_ERR_CONFIG) {
+        fprintf(stderr, "topics: the cluster refused this client (authentication or TLS):"
+                        " check TRIALOG_KAFKA_CONFIG_FILE\n");
+        return 2;
+    } else if (werr) {
         fprintf(stderr, "topics: the cluster lists %d of %ld brokers after 60 s\n", count,
                 want_brokers);
         return 2;

@@ -88,6 +88,8 @@ static pid_t spawn(tl_stack_t *s, const char *log, const char *prog, const char 
         redirect_output(logpath);
         for (const char *const *e = env; e && *e; e++)
             putenv((char *)*e);
+        if (s->kafka_config[0])
+            setenv("TRIALOG_KAFKA_CONFIG_FILE", s->kafka_config, 1);
         execl(path, prog, arg, (char *)NULL);
         _exit(127);
     }
@@ -99,58 +101,121 @@ static void set_env(char *buf, size_t size, const char *name, const char *value)
     snprintf(buf, size, "%s=%s", name, value);
 }
 
-/* The broker: scripts/kafka.sh execs the JVM, so pid is the broker's. */
-static pid_t spawn_broker(tl_stack_t *s)
+static int nodes_of(const tl_stack_t *s)
 {
-    char script[700], data[600], port[16], cport[16], voters[64], logpath[1024];
+    return s->nodes > 1 ? s->nodes : 1;
+}
+
+/* Node i: scripts/kafka.sh execs the JVM, so pid is the node's. */
+static pid_t spawn_node(tl_stack_t *s, int i)
+{
+    char script[700], data[600], id[16], port[16], cport[16], logpath[1024], cluster[64];
+    char voters[TL_STACK_NODES_MAX * 32] = "";
+    int n = nodes_of(s);
     snprintf(script, sizeof script, "%s/scripts/kafka.sh", TL_SOURCE_DIR);
-    snprintf(data, sizeof data, "%s/kafka", s->dir);
-    snprintf(port, sizeof port, "%d", s->kafka_port);
-    snprintf(cport, sizeof cport, "%d", s->kafka_controller_port);
-    snprintf(voters, sizeof voters, "1@127.0.0.1:%d", s->kafka_controller_port);
-    snprintf(logpath, sizeof logpath, "%s/broker.log", s->dir);
+    snprintf(data, sizeof data, "%s/kafka-%d", s->dir, i + 1);
+    snprintf(id, sizeof id, "%d", i + 1);
+    snprintf(port, sizeof port, "%d", s->kafka_port[i]);
+    snprintf(cport, sizeof cport, "%d", s->kafka_controller_port[i]);
+    for (int k = 0; k < n; k++)
+        snprintf(voters + strlen(voters), sizeof voters - strlen(voters), "%s%d@127.0.0.1:%d",
+                 k ? "," : "", k + 1, s->kafka_controller_port[k]);
+    snprintf(logpath, sizeof logpath, "%s/broker-%d.log", s->dir, i + 1);
+    snprintf(cluster, sizeof cluster, "TRIALOG_KAFKA_CLUSTER_ID=%s", s->cluster_id);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         redirect_output(logpath);
         /* a test broker holds little: a smaller heap than the demo's */
         setenv("TRIALOG_KAFKA_HEAP", "384m", 0);
-        execl("/bin/bash", "bash", script, "run", data, "1", port, cport, voters, (char *)NULL);
+        putenv(cluster);
+        if (s->broker_env[0])
+            putenv(s->broker_env);
+        const char *argv[32] = {"bash", script, "run", data, id, port, cport, voters};
+        int a = 8;
+        if (n >= 3) { /* every write on two replicas at least, the groups' too */
+            static const char *const replicated[] = {
+                "offsets.topic.replication.factor=3", "transaction.state.log.replication.factor=3",
+                "transaction.state.log.min.isr=2", "default.replication.factor=3",
+                "min.insync.replicas=2"};
+            for (size_t k = 0; k < sizeof replicated / sizeof replicated[0]; k++)
+                argv[a++] = replicated[k];
+        }
+        for (int k = 0; k < 12 && s->broker_args[k]; k++)
+            argv[a++] = s->broker_args[k];
+        execv("/bin/bash", (char *const *)argv);
         _exit(127);
     }
     return pid;
 }
 
+/* Until the cluster lists want brokers (60 s), failing when a node exits. */
+static void await_nodes(tl_stack_t *s, int want)
+{
+    int count = 0;
+    for (int t = 0; t < 120 && count < want; t++) {
+        for (int i = 0; i < nodes_of(s); i++) {
+            int st;
+            if (s->broker[i] && waitpid(s->broker[i], &st, WNOHANG) == s->broker[i])
+                fail_msg("Kafka node %d exited (status %d), see %s/broker-%d.log", i + 1, st,
+                         s->dir, i + 1);
+        }
+        tl_kafka_cluster_wait(s->brokers, want, 500, &count);
+    }
+    if (count < want)
+        fail_msg("the cluster lists %d of %d brokers after 60 s, see %s/broker-*.log", count,
+                 want, s->dir);
+}
+
 void tl_stack_start_broker(tl_stack_t *s)
 {
-    if (!s->kafka_port) {
-        s->kafka_port = free_port();
-        s->kafka_controller_port = free_port();
+    int n = nodes_of(s);
+    assert_true(n == 1 || n == TL_STACK_NODES_MAX);
+    if (!s->cluster_id[0]) {
+        char cmd[700], *id = NULL;
+        size_t len = 0;
+        snprintf(cmd, sizeof cmd, "%s/scripts/kafka.sh cluster-id", TL_SOURCE_DIR);
+        id = tl_run(cmd, &len);
+        snprintf(s->cluster_id, sizeof s->cluster_id, "%.*s", (int)strcspn(id, "\n"), id);
+        free(id);
     }
-    snprintf(s->brokers, sizeof s->brokers, "127.0.0.1:%d", s->kafka_port);
-    s->broker = spawn_broker(s);
-    int count = 0;
-    for (int i = 0; i < 120 && !count; i++) {
-        int st;
-        if (waitpid(s->broker, &st, WNOHANG) == s->broker)
-            fail_msg("the broker exited (status %d), see %s/broker.log", st, s->dir);
-        tl_kafka_cluster_wait(s->brokers, 1, 500, &count);
+    s->brokers[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (!s->kafka_port[i]) {
+            s->kafka_port[i] = free_port();
+            s->kafka_controller_port[i] = free_port();
+        }
+        snprintf(s->brokers + strlen(s->brokers), sizeof s->brokers - strlen(s->brokers),
+                 "%s127.0.0.1:%d", i ? "," : "",
+                 n == 1 && s->client_port ? s->client_port : s->kafka_port[i]);
     }
-    if (!count)
-        fail_msg("the broker did not answer in 60 s, see %s/broker.log", s->dir);
-    char *out = NULL;
-    if (tl_stack_cli(s, "topics ensure", &out))
-        fail_msg("trialog topics ensure: %s", out);
+    for (int i = 0; i < n; i++)
+        if (!s->broker[i])
+            s->broker[i] = spawn_node(s, i);
+    await_nodes(s, n);
+    char *out = NULL, args[64];
+    snprintf(args, sizeof args, "topics ensure --wait-brokers %d", n);
+    if (tl_stack_cli(s, args, &out))
+        fail_msg("trialog %s: %s", args, out);
     free(out);
+}
+
+void tl_stack_start_node(tl_stack_t *s, int i)
+{
+    assert_true(i >= 0 && i < nodes_of(s) && !s->broker[i]);
+    s->broker[i] = spawn_node(s, i);
+    await_nodes(s, nodes_of(s));
 }
 
 void tl_stack_wipe_broker(tl_stack_t *s)
 {
     char cmd[700];
-    tl_stack_kill(&s->broker, SIGKILL);
     size_t len = 0;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s/kafka'", s->dir);
+    for (int i = 0; i < nodes_of(s); i++)
+        tl_stack_kill(&s->broker[i], SIGKILL);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'/kafka-*", s->dir);
     free(tl_run(cmd, &len));
+    s->cluster_id[0] = '\0'; /* a new cluster */
 }
 
 static void common_env(tl_stack_t *s, char env[3][1200])
@@ -177,22 +242,29 @@ static bool log_contains(tl_stack_t *s, const char *log, const char *needle, lon
     return n > 0;
 }
 
-/* Spawns a consumer; *before is how often its log said it got partitions. */
-static pid_t spawn_consumer(tl_stack_t *s, const char *name, long *before)
+/* Spawns projection's consumer, output in dir/<log>.log; *before is how
+ * often that log said it got partitions. */
+static pid_t spawn_consumer_as(tl_stack_t *s, const char *projection, const char *log,
+                               long *before)
 {
     static char env[3][1200];
     common_env(s, env);
     const char *e[] = {env[0], env[1], env[2], "TRIALOG_DEBUG=false", NULL};
     *before = 0;
-    log_contains(s, name, "partitions_assigned", before);
-    return spawn(s, name, "trialog-projector", name, e);
+    log_contains(s, log, "partitions_assigned", before);
+    return spawn(s, log, "trialog-projector", projection, e);
+}
+
+static pid_t spawn_consumer(tl_stack_t *s, const char *name, long *before)
+{
+    return spawn_consumer_as(s, name, name, before);
 }
 
 /* Waits until the consumer holds its partitions. */
 static void await_consumer(tl_stack_t *s, const char *name, pid_t pid, long before)
 {
     long after = 0;
-    /* The group join takes a few seconds on the mock broker (fixed delay). */
+    /* a group join, a rebalance when another member joins (30 s at most) */
     for (int i = 0; i < 600; i++) {
         if (log_contains(s, name, "partitions_assigned", &after) && after > before)
             return;
@@ -202,6 +274,14 @@ static void await_consumer(tl_stack_t *s, const char *name, pid_t pid, long befo
         tl_sleep_ms(50);
     }
     fail_msg("%s got no partitions in 30 s", name);
+}
+
+pid_t tl_stack_start_consumer(tl_stack_t *s, const char *projection, const char *log)
+{
+    long before;
+    pid_t pid = spawn_consumer_as(s, projection, log, &before);
+    await_consumer(s, log, pid, before);
+    return pid;
 }
 
 static pid_t start_consumer(tl_stack_t *s, const char *name)
@@ -297,19 +377,22 @@ int tl_stack_cli(tl_stack_t *s, const char *args, char **out)
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s'"
-             " TRIALOG_INGEST_SOURCES=oct %s"
+             " TRIALOG_INGEST_SOURCES=oct TRIALOG_KAFKA_CONFIG_FILE='%s' %s"
              " TRIALOG_RESEARCH_KEY_FILE='%s/research.key' %s/trialog %s 2>&1",
-             pg_dsn(), s->schema, s->brokers, s->topics_env, s->dir, TL_BIN_DIR, args);
+             pg_dsn(), s->schema, s->brokers, s->kafka_config, s->topics_env, s->dir,
+             TL_BIN_DIR, args);
     int st = read_command(cmd, 1024 * 1024, out, NULL);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms)
+int tl_stack_program_exit(tl_stack_t *s, const char *prog, const char *arg, const char *log,
+                          int timeout_ms)
 {
-    static char env[3][1200];
+    static char env[3][1200], port[64];
     common_env(s, env);
-    const char *e[] = {env[0], env[1], env[2], NULL};
-    pid_t pid = spawn(s, "participants", "trialog-projector", "participants", e);
+    snprintf(port, sizeof port, "TRIALOG_HTTP_PORT=%d", free_port());
+    const char *e[] = {env[0], env[1], env[2], port, NULL};
+    pid_t pid = spawn(s, log, prog, arg, e);
     for (int waited = 0; waited < timeout_ms; waited += 50) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid)
@@ -317,8 +400,14 @@ int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms)
         tl_sleep_ms(50);
     }
     tl_stack_kill(&pid, SIGKILL);
-    fail_msg("the projector kept running");
+    fail_msg("%s kept running", prog);
     return -1;
+}
+
+int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms)
+{
+    return tl_stack_program_exit(s, "trialog-projector", "participants", "participants",
+                                 timeout_ms);
 }
 
 bool tl_stack_log_contains(tl_stack_t *s, const char *log, const char *needle)
@@ -359,10 +448,18 @@ void tl_stack_start_gateway(tl_stack_t *s)
 
 void tl_stack_start(tl_stack_t *s, const char *name)
 {
-    char topics_env[sizeof s->topics_env];
-    memcpy(topics_env, s->topics_env, sizeof topics_env);
+    static tl_stack_t before; /* the options set before the start */
+    before = *s;
     memset(s, 0, sizeof *s);
-    memcpy(s->topics_env, topics_env, sizeof topics_env);
+    memcpy(s->topics_env, before.topics_env, sizeof s->topics_env);
+    memcpy(s->broker_args, before.broker_args, sizeof s->broker_args);
+    memcpy(s->broker_env, before.broker_env, sizeof s->broker_env);
+    memcpy(s->kafka_config, before.kafka_config, sizeof s->kafka_config);
+    memcpy(s->kafka_port, before.kafka_port, sizeof s->kafka_port);
+    memcpy(s->kafka_controller_port, before.kafka_controller_port,
+           sizeof s->kafka_controller_port);
+    s->client_port = before.client_port;
+    s->nodes = before.nodes;
     snprintf(s->name, sizeof s->name, "%s", name);
     snprintf(s->schema, sizeof s->schema, "it_%s_%d", name, (int)getpid());
     snprintf(s->dir, sizeof s->dir, "%s/tests/logs/%s", TL_BIN_DIR, s->schema);
@@ -446,9 +543,12 @@ void tl_stack_stop(tl_stack_t *s)
 {
     tl_stack_stop_programs(s);
     /* the JVM ends a SIGTERM with 143 after its orderly shutdown */
-    int br = tl_stack_kill(&s->broker, SIGTERM);
-    if (br == 128 + SIGTERM)
-        br = 0;
+    int br = 0;
+    for (int i = nodes_of(s) - 1; i >= 0; i--) {
+        int st = tl_stack_kill(&s->broker[i], SIGTERM);
+        if (st && st != 128 + SIGTERM)
+            br = st;
+    }
     if (s->pg) {
         char sql[200];
         snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s->schema);
@@ -626,8 +726,8 @@ void tl_stack_study(tl_stack_t *s, const char *protocol_id, char *study, char *s
     created_id(&r, site);
 }
 
-long tl_stack_enrol(tl_stack_t *s, const char *study, const char *site, const char *code,
-                    bool async)
+long tl_stack_enrol_id(tl_stack_t *s, const char *study, const char *site, const char *code,
+                       bool async, char *id_out)
 {
     char path[128], body[300];
     const char *h[] = {"Prefer: respond-async", NULL};
@@ -638,8 +738,17 @@ long tl_stack_enrol(tl_stack_t *s, const char *study, const char *site, const ch
              code, site);
     tl_http_resp_t r = tl_http(s, "POST", path, body, async ? h : NULL, true);
     long st = r.status;
+    const char *id = json_string_value(json_object_get(r.body, "id"));
+    if (id_out)
+        snprintf(id_out, 40, "%s", id ? id : "");
     tl_http_free(&r);
     return st;
+}
+
+long tl_stack_enrol(tl_stack_t *s, const char *study, const char *site, const char *code,
+                    bool async)
+{
+    return tl_stack_enrol_id(s, study, site, code, async, NULL);
 }
 
 bool tl_wait_count(tl_stack_t *s, const char *sql, long long want, int timeout_ms)

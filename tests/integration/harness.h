@@ -17,6 +17,8 @@
 
 #include "tl_pg.h"
 
+#define TL_STACK_NODES_MAX 3
+
 typedef struct {
     char name[64];
     char schema[64];
@@ -24,15 +26,25 @@ typedef struct {
     char brokers[256];
     char token[80];
     int port;
-    int kafka_port, kafka_controller_port; /* chosen once: a restart keeps them */
-    pid_t broker, projector, schedules, access, forms, gateway, audit;
+    /* the Kafka nodes: 1, or 3 when nodes is 3 (set before tl_stack_start) */
+    int nodes;
+    int kafka_port[TL_STACK_NODES_MAX], kafka_controller_port[TL_STACK_NODES_MAX]; /* chosen
+                                                                                  * once */
+    char cluster_id[32];
+    pid_t broker[TL_STACK_NODES_MAX];
+    pid_t projector, schedules, access, forms, gateway, audit;
     pid_t research; /* only tl_stack_start_research starts it */
     pid_t releases; /* only tl_stack_start_releases starts it */
     pid_t ingest;   /* only tl_stack_start_ingest starts it */
     tl_pg_t *pg;
     char gateway_env[4][256]; /* extra NAME=value for the gateway */
+    /* Set before tl_stack_start, which keeps them: */
     char topics_env[128]; /* extra NAME=value for every trialog command (topics ensure's
-                           * retention): set before tl_stack_start, which keeps it */
+                           * retention) */
+    const char *broker_args[12]; /* extra server properties, key=value (NULL-terminated) */
+    char broker_env[256];       /* extra NAME=value for the broker's start */
+    int client_port;            /* the listener clients use, if not kafka_port (1 node) */
+    char kafka_config[600];     /* TRIALOG_KAFKA_CONFIG_FILE of every program, if set */
 } tl_stack_t;
 
 /* Starts broker, projector, archive and gateway; returns when the gateway is
@@ -51,16 +63,23 @@ void tl_stack_stop(tl_stack_t *s);
  * exits 0. */
 void tl_stack_stop_programs(tl_stack_t *s);
 
-/* Starts the stack's broker (a real single-node KRaft cluster whose log
- * lives in dir/kafka, so a restart keeps it), waits until it answers and
- * runs `trialog topics ensure` (ingest source "oct"). */
+/* Starts the stack's Kafka nodes that do not run (a real KRaft cluster of
+ * s->nodes combined broker-controllers, node i's log in dir/kafka-<i+1>, so
+ * a restart keeps it; output in dir/broker-<i+1>.log), waits until the
+ * cluster lists them all and runs `trialog topics ensure` (ingest source
+ * "oct"; replicated 3 times, min.insync.replicas 2, on three nodes). */
 void tl_stack_start_broker(tl_stack_t *s);
-/* The cluster lost everything: kills the broker (SIGKILL) and deletes its
+/* Starts node i (0-based) again and waits until the cluster lists it. */
+void tl_stack_start_node(tl_stack_t *s, int i);
+/* The cluster lost everything: kills every node (SIGKILL) and deletes their
  * data; tl_stack_start_broker then formats a new, empty cluster. */
 void tl_stack_wipe_broker(tl_stack_t *s);
 /* The participants projector, and the schedules, access and forms
  * projectors unless they run. */
 void tl_stack_start_projector(tl_stack_t *s);
+/* Another instance of a projector (same consumer group): trialog-projector
+ * projection, output in dir/<log>.log; returns once it holds partitions. */
+pid_t tl_stack_start_consumer(tl_stack_t *s, const char *projection, const char *log);
 /* The archive consumer (trialog-projector audit), pid in s->audit. */
 void tl_stack_start_audit(tl_stack_t *s);
 /* The research export (trialog-projector research), pid in s->research,
@@ -86,6 +105,11 @@ void tl_stack_start_gateway(tl_stack_t *s);
 int tl_free_port(void);
 /* Runs a projector that is expected to stop by itself; returns its exit code. */
 int tl_stack_projector_exit(tl_stack_t *s, int timeout_ms);
+/* Runs prog (arg may be NULL) with the stack's settings, its output appended
+ * to dir/<log>.log, expecting it to stop by itself; returns its exit code
+ * (fails the test if it still runs after timeout_ms). */
+int tl_stack_program_exit(tl_stack_t *s, const char *prog, const char *arg, const char *log,
+                          int timeout_ms);
 /* True when dir/<log>.log has a line containing needle. */
 bool tl_stack_log_contains(tl_stack_t *s, const char *log, const char *needle);
 /* Sends sig and reaps the process (SIGKILL after 10 s); *pid becomes 0.
@@ -119,6 +143,9 @@ void tl_stack_study(tl_stack_t *s, const char *protocol_id, char *study, char *s
  * sends Prefer: respond-async. Returns the HTTP status. */
 long tl_stack_enrol(tl_stack_t *s, const char *study, const char *site, const char *code,
                     bool async);
+/* The same; the answer's "id" (or "") into id_out (40 bytes) unless NULL. */
+long tl_stack_enrol_id(tl_stack_t *s, const char *study, const char *site, const char *code,
+                       bool async, char *id_out);
 
 /* Loads the README's demo study with scripts/demo-seed.sh (the stack's admin
  * token); its study and first site ids go to study and site (40 bytes each). */

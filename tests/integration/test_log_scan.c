@@ -131,15 +131,30 @@ static void add_token(const char *path, needles_t *nd)
         fclose(fp);
 }
 
-/* Fails naming the log and the kind of value found in it (not the value). */
+/* One plain lowercase word ("current", a demo answer): Kafka's own English
+ * uses such words, so in a broker's log only distinctive values count. */
+static bool plain_word(const char *v)
+{
+    for (; *v; v++)
+        if (*v < 'a' || *v > 'z')
+            return false;
+    return true;
+}
+
+/* Fails naming the log and the kind of value found in it (not the value).
+ * The Kafka nodes' logs (broker-*.log) are Kafka's, which logs no records;
+ * they are scanned all the same, for every token and distinctive value. */
 static void scan_log(const char *path, needles_t *nd)
 {
     size_t len = 0;
     char *text = slurp(path, &len);
+    const char *base = strrchr(path, '/');
+    bool kafka = !strncmp(base ? base + 1 : path, "broker-", 7);
     if (memmem(text, len, "tlk_", 4) || memmem(text, len, "Bearer", 6))
         fail_msg("%s holds a bearer token", path);
     for (size_t i = 0; i < nd->n; i++)
-        if (memmem(text, len, nd->items[i], strlen(nd->items[i])))
+        if (!(kafka && plain_word(nd->items[i])) &&
+            memmem(text, len, nd->items[i], strlen(nd->items[i])))
             fail_msg("%s holds needle %zu (%zu characters)", path, i, strlen(nd->items[i]));
     free(text);
 }

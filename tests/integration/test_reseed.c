@@ -44,7 +44,7 @@ static void test_broker_restart_keeps_the_log(void **state)
     for (int i = 0; i < N / 2; i++)
         assert_int_equal(enrol(i), 201);
     tl_stack_stop_programs(&stack);
-    tl_stack_kill(&stack.broker, SIGKILL);
+    tl_stack_kill(&stack.broker[0], SIGKILL);
     tl_stack_start_broker(&stack);
     char *out = NULL;
     assert_int_equal(tl_stack_cli(&stack, "reseed", &out), 0);

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "harness.h"
+#include "tl_kafka.h"
+#include "tl_topics.h"
 
 static tl_stack_t stack;
 static char study[40], site[40];
@@ -85,10 +87,34 @@ static void test_offset_beyond_log_end_stops_the_projector(void **state)
     tl_stack_start_projector(&stack);
 }
 
+/* A producer that hit a fatal error produces nothing more (librdkafka): it
+ * is replaced by a new one, and the next message goes through. */
+static void test_fatal_producer_is_replaced(void **state)
+{
+    (void)state;
+    tl_kafka_producer_t *k = NULL;
+    tl_kafka_pos_t first = {0}, second = {0};
+    const char *topic = TL_TOPIC_ACCESS ".dlq";
+    assert_int_equal(tl_kafka_producer_new(stack.brokers, 10000, &k), TL_OK);
+    assert_int_equal(tl_kafka_produce_sync(k, topic, "k", 1, "one", 3, NULL, 0, &first), TL_OK);
+    tl_kafka_producer_test_fatal(k);
+    assert_int_equal(tl_kafka_produce_sync(k, topic, "k", 1, "two", 3, NULL, 0, &second), TL_OK);
+    assert_int_equal(second.partition, first.partition); /* same key, same partition */
+    assert_true(second.offset > first.offset);
+    assert_int_equal(tl_kafka_producer_ping(k, 5000), TL_OK);
+    tl_kafka_producer_test_fatal(k);
+    /* a ping sees it too, and the next produce has a new producer */
+    assert_int_equal(tl_kafka_producer_ping(k, 5000), TL_ERR_UNAVAILABLE);
+    assert_int_equal(tl_kafka_producer_ping(k, 5000), TL_OK);
+    assert_int_equal(tl_kafka_produce_sync(k, topic, "k", 1, "three", 5, NULL, 0, &second),
+                     TL_OK);
+    tl_kafka_producer_destroy(k);
+}
+
 static void test_broker_down_answers_503_and_changes_nothing(void **state)
 {
     (void)state;
-    tl_stack_kill(&stack.broker, SIGKILL);
+    tl_stack_kill(&stack.broker[0], SIGKILL);
     char path[128], body[512];
     snprintf(path, sizeof path, "/v1/studies/%s/participants", study);
     snprintf(body, sizeof body,
@@ -114,6 +140,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_projector_sigkill_applies_each_event_once),
         cmocka_unit_test(test_offset_beyond_log_end_stops_the_projector),
+        cmocka_unit_test(test_fatal_producer_is_replaced),
         cmocka_unit_test(test_broker_down_answers_503_and_changes_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
