@@ -682,9 +682,11 @@ static tl_err_t check_start(tl_kafka_consumer_t *c, const char *topic, int32_t p
         tl_log_error("offset_beyond_log_end",
                      json_pack("{s:s, s:i, s:I, s:I, s:s}", "topic", topic, "partition", part,
                                "stored_offset", (json_int_t)off, "log_end", (json_int_t)hi, "hint",
-                               "the broker has lost messages this consumer has applied (reset "
-                               "without re-seed): run `trialog reseed` to restore the broker's "
-                               "log from the archive, then start again"));
+                               "the cluster does not have messages this consumer has applied: "
+                               "either TRIALOG_KAFKA_BROKERS names another cluster than the one "
+                               "these offsets came from, or the cluster lost its data or was "
+                               "replaced; then restore its log from the archive with `trialog "
+                               "reseed` before anything produces to it (docs/DURABLE_LOG.md)"));
         return TL_ERR_LOG_GAP;
     }
     if (off < lo) {

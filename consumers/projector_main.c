@@ -46,6 +46,10 @@ int main(int argc, char **argv)
          "ingest: the connectors' sources, comma-separated; each is read from "
          "trialog.ingest.<source>.v1",
          &sources},
+        {"TRIALOG_PROJECTION_SYNC_COMMIT", TL_CFG_BOOL, "true", 0, 0, false,
+         "false: the folds of the log alone (participants, schedules, forms) commit"
+         " without waiting for the WAL flush (a crash loses batches they fold again)",
+         &cfg.sync_commit},
         {"TRIALOG_DEBUG", TL_CFG_BOOL, "false", 0, 0, false, "debug logs", &debug},
     };
     const size_t nvars = sizeof vars / sizeof vars[0];

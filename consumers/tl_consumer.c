@@ -50,6 +50,8 @@ static tl_err_t pg_reconnect(runtime_t *rt)
         err = tl_pg_exec(rt->pg,
                          "SET plan_cache_mode = force_custom_plan; SET random_page_cost = 1.1", 0,
                          NULL, NULL);
+    if (!err && !rt->cfg->sync_commit && rt->proj->async_commit_safe)
+        err = tl_pg_exec(rt->pg, "SET synchronous_commit = off", 0, NULL, NULL);
     return err;
 }
 

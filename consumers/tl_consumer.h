@@ -60,6 +60,14 @@ typedef struct {
      * batch with any other event takes it exclusive. NULL: every batch is
      * exclusive. */
     const char *per_key_topic;
+    /* A fold whose state is nothing but the log folded (no effect outside
+     * its own rows): a batch that a database crash loses, with its offsets,
+     * is folded again from the log. Its transactions may then commit without
+     * waiting for the WAL flush (tl_consumer_cfg_t.sync_commit false). Not
+     * the archive (the log's second copy), nor what produces or writes an
+     * intent before producing (research, ingest), nor access (a revocation
+     * lost that way would let a revoked token in until it is folded again). */
+    bool async_commit_safe;
 } tl_projection_t;
 
 /* The key of a projection's transaction-level advisory lock, as SQL over $1,
@@ -82,6 +90,9 @@ struct tl_consumer_cfg {
      * topic with p % members == member (a rebuild's workers) */
     int member, members;
     bool no_migrate;       /* a rebuild's shadow tables are made by the rebuild */
+    /* false: synchronous_commit off for a projection that is async_commit_safe
+     * (TRIALOG_PROJECTION_SYNC_COMMIT, docs/BENCHMARKS.md) */
+    bool sync_commit;
     tl_registry_cfg_t registry;
     /* the research export (docs/ANALYSTS.md) */
     const char *research_key_file;

@@ -125,6 +125,7 @@ static tl_err_t research_before_commit(void *p)
 
 static const tl_projection_t projections[] = {
     {.name = TL_PROJECTION_PARTICIPANTS,
+     .async_commit_safe = true,
      .topics = participants_topics,
      .ntopics = N(participants_topics),
      .apply = participants_apply,
@@ -137,6 +138,7 @@ static const tl_projection_t projections[] = {
      .batch_default = 1000,
      .per_key_topic = TL_TOPIC_PARTICIPANT},
     {.name = TL_PROJECTION_SCHEDULES,
+     .async_commit_safe = true,
      .topics = schedules_topics,
      .ntopics = N(schedules_topics),
      .apply = tl_schedules_store_apply,
@@ -158,6 +160,7 @@ static const tl_projection_t projections[] = {
      .nmigrations = N(access_migrations),
      .batch_default = 1000},
     {.name = TL_PROJECTION_FORMS,
+     .async_commit_safe = true,
      .topics = forms_topics,
      .ntopics = N(forms_topics),
      .apply = tl_forms_store_apply,

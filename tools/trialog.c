@@ -331,6 +331,7 @@ static int rebuild(tl_pg_t *pg, const char *dsn, const char *schema, const char 
                       .nworkers = workers,
                       .cfg = {.brokers = brokers, .pg_dsn = dsn, .pg_schema = path,
                               .batch_max = 2000, .poll_ms = 100, .no_migrate = true,
+                              .sync_commit = true,
                               .registry = *registry,
                               .research_key_file = research->research_key_file,
                               .research_dates = research->research_dates}};
