@@ -441,7 +441,13 @@ tl_err_t tl_kafka_producer_new(const char *brokers, int timeout_ms, tl_kafka_pro
         return TL_ERR_NOMEM;
     }
     p->timeout_ms = timeout_ms;
-    pthread_rwlock_init(&p->lock, NULL);
+    /* a replacement must not wait for ever behind a stream of produces
+     * (glibc prefers readers by default); nobody takes the lock twice */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&p->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     p->rk = producer_handle(p);
     if (!p->rk) {
         pthread_rwlock_destroy(&p->lock);
