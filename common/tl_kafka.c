@@ -417,7 +417,9 @@ static void producer_replace(tl_kafka_producer_t *p, rd_kafka_t *failed)
         if (rk) {
             rd_kafka_fatal_error(failed, why, sizeof why);
             rd_kafka_purge(failed, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-            rd_kafka_poll(failed, 0); /* the purged messages' reports wake their waiters */
+            /* every purged message's report, so that no thread waits for one that
+             * would never come (a flush serves them; they come at once, purged) */
+            rd_kafka_flush(failed, 5000);
             rd_kafka_destroy(failed);
             p->rk = rk;
             tl_log_error("kafka_producer_replaced", json_pack("{s:s}", "fatal_error", why));
