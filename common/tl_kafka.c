@@ -1350,14 +1350,14 @@ tl_err_t tl_kafka_topics_ensure(const char *brokers, const tl_kafka_topic_spec_t
     return err;
 }
 
-tl_err_t tl_kafka_topic_config(const char *brokers, const char *topic, const char *name,
-                               char *value, size_t size, int timeout_ms)
+tl_err_t tl_kafka_topic_config(const char *brokers, const char *topic, size_t n,
+                               const char *const *names, char *const *values, size_t size,
+                               int timeout_ms)
 {
     rd_kafka_t *rk = NULL;
     tl_err_t err = admin_new(brokers, "6", &rk);
     if (err)
         return err;
-    err = TL_ERR_NOT_FOUND;
     rd_kafka_ConfigResource_t *r = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
     admin_req_t req;
     admin_begin(&req, rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout_ms);
@@ -1370,16 +1370,19 @@ tl_err_t tl_kafka_topic_config(const char *brokers, const char *topic, const cha
                                                        &cnt)
            : NULL;
     bool answered = res && cnt == 1 && !rd_kafka_ConfigResource_error(res[0]);
-    if (!answered)
-        err = TL_ERR_UNAVAILABLE;
     const rd_kafka_ConfigEntry_t **es = answered ? rd_kafka_ConfigResource_configs(res[0], &ne)
                                                  : NULL;
-    for (size_t e = 0; es && e < ne; e++)
-        if (!strcmp(rd_kafka_ConfigEntry_name(es[e]), name)) {
-            const char *v = rd_kafka_ConfigEntry_value(es[e]);
-            snprintf(value, size, "%s", v ? v : "");
-            err = TL_OK;
-        }
+    for (size_t i = 0; answered && !err && i < n; i++) {
+        err = TL_ERR_NOT_FOUND;
+        for (size_t e = 0; e < ne; e++)
+            if (!strcmp(rd_kafka_ConfigEntry_name(es[e]), names[i])) {
+                const char *v = rd_kafka_ConfigEntry_value(es[e]);
+                snprintf(values[i], size, "%s", v ? v : "");
+                err = TL_OK;
+            }
+    }
+    if (!answered)
+        err = TL_ERR_UNAVAILABLE;
     admin_end(&req);
     rd_kafka_ConfigResource_destroy(r);
     rd_kafka_destroy(rk);

@@ -199,10 +199,12 @@ tl_err_t tl_kafka_cluster_wait(const char *brokers, int want, int timeout_ms, in
  * TL_ERR_UNAVAILABLE when it does not answer. */
 tl_err_t tl_kafka_topics_ensure(const char *brokers, const tl_kafka_topic_spec_t *specs, size_t n,
                                 int timeout_ms, FILE *report);
-/* One config of a topic as the cluster reports it (its own or the broker's
- * default) into value. TL_ERR_NOT_FOUND when it has no such setting. */
-tl_err_t tl_kafka_topic_config(const char *brokers, const char *topic, const char *name,
-                               char *value, size_t size, int timeout_ms);
+/* n configs of a topic (names[i] into values[i], each size bytes) as the
+ * cluster reports them (the topic's own or the broker's default), in one
+ * request. TL_ERR_NOT_FOUND when it has no such setting. */
+tl_err_t tl_kafka_topic_config(const char *brokers, const char *topic, size_t n,
+                               const char *const *names, char *const *values, size_t size,
+                               int timeout_ms);
 /* The id of the broker leading a partition, -1 when none or unknown. */
 int tl_kafka_partition_leader(const char *brokers, const char *topic, int32_t partition,
                               int timeout_ms);

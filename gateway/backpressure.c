@@ -92,10 +92,10 @@ static void refresh_retention(tl_bp_t *bp)
 {
     for (size_t t = 0; t < tl_topics_count && t < TOPICS_MAX; t++) {
         char ms[32], bytes[32];
-        if (tl_kafka_topic_config(bp->brokers, tl_topics_all[t], "retention.ms", ms, sizeof ms,
-                                  2000) ||
-            tl_kafka_topic_config(bp->brokers, tl_topics_all[t], "retention.bytes", bytes,
-                                  sizeof bytes, 2000))
+        const char *const names[] = {"retention.ms", "retention.bytes"};
+        char *const values[] = {ms, bytes};
+        if (tl_kafka_topic_config(bp->brokers, tl_topics_all[t], 2, names, values, sizeof ms,
+                                  2000))
             continue;
         tl_bp_retention_t r = {strtoll(ms, NULL, 10), strtoll(bytes, NULL, 10)};
         if (r.ms != bp->retention[t].ms || r.bytes != bp->retention[t].bytes)
