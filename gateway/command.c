@@ -14,12 +14,6 @@
 #include "tl_log.h"
 #include "tl_topics.h"
 
-#define TL_IDEMPOTENCY_KEY_MAX 200
-
-/* Namespaces of the UUIDv5 ids derived from an Idempotency-Key. */
-static const tl_uuid_t ns_event = {"6f1d2a4e-5b0c-4f6e-9a51-0c2b7e3d9a10"};
-static const tl_uuid_t ns_resource = {"0b8e7c52-19f4-4d0a-8c36-5e2a91f4b7d3"};
-
 json_t *tl_gw_body(tl_req_t *req, tl_resp_t *resp, const void *fields, size_t nfields)
 {
     char why[128];
@@ -81,7 +75,6 @@ static bool printable_ascii(const char *s)
 
 bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
 {
-    (void)gw;
     const char *key = req->idempotency_key;
     const char *corr = req->correlation_id;
     if (key) {
@@ -91,16 +84,8 @@ bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
                        "1 to 200 printable ASCII characters", NULL);
             return false;
         }
-        char seed[TL_IDEMPOTENCY_KEY_MAX + 512];
-        int n = snprintf(seed, sizeof seed, "%s\n%s %s\n%s", req->actor_id, req->method,
-                         req->path, key);
-        if (n < 0 || (size_t)n >= sizeof seed ||
-            tl_uuid_v5(&ns_event, seed, (size_t)n, &cmd->meta.event_id) ||
-            tl_uuid_v5(&ns_resource, seed, (size_t)n, &cmd->resource_id)) {
-            tl_problem(resp, 400, "invalid-idempotency-key", "Invalid Idempotency-Key", NULL,
-                       NULL);
+        if (!tl_idem_claim(gw, req, cmd, resp))
             return false;
-        }
     } else if (tl_uuid_v7(&cmd->meta.event_id) || tl_uuid_v7(&cmd->resource_id)) {
         tl_problem_from_err(resp, TL_ERR_INTERNAL);
         return false;
@@ -204,6 +189,13 @@ static tl_cmd_outcome_t run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t
     tl_kafka_pos_t pos = {0};
     int64_t lag = 0;
     *found = NULL;
+    const tl_event_type_t *t = tl_registry_type(gw->registry, cmd->type);
+    if (t && req->idem.produced && !strcmp(req->idem.topic, t->topic)) {
+        /* a retry of a command whose event the log has: that event's outcome */
+        cmd->topic = t->topic;
+        cmd->pos = pos = req->idem.pos;
+        goto written;
+    }
     if (tl_bp_engaged(gw->bp, &lag)) {
         tl_problem(resp, 503, "log-back-pressure", "Busy: the archive is catching up",
                    "the audit archive is behind the event log; nothing was changed; retry "
@@ -212,7 +204,7 @@ static tl_cmd_outcome_t run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t
         resp->retry_after = 1;
         return TL_CMD_ANSWERED;
     }
-    const tl_event_type_t *t = tl_registry_type(gw->registry, cmd->type);
+    req->idem.attempted = t != NULL;
     tl_err_t err = t ? tl_producer_send(gw->producer, cmd->type, cmd->key, cmd->payload,
                                         &cmd->meta, &pos)
                      : TL_ERR_INTERNAL;
@@ -227,11 +219,13 @@ static tl_cmd_outcome_t run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t
         return TL_CMD_ANSWERED;
     }
     tl_bp_produced(gw->bp, t->topic, pos.partition, pos.offset);
+    tl_idem_produced(gw, req, t->topic, &pos);
     if (tl_log_enabled(TL_LOG_DEBUG))
         tl_log(TL_LOG_DEBUG, "event_produced",
                json_pack("{s:s, s:s, s:s, s:i, s:I}", "event_id", cmd->meta.event_id.s, "type",
                          cmd->type, "topic", t->topic, "partition", pos.partition, "offset",
                          (json_int_t)pos.offset));
+written:;
     bool rejected = false;
     /* Durable in the log but not (yet) visible, or its outcome unreadable:
      * say so, never fail it. */
@@ -296,6 +290,8 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
     tl_pg_res_t *check = NULL;
     json_t *found = NULL;
     pthread_mutex_lock(lock);
+    if (req->idem.produced) /* the event is in the log: its outcome only */
+        goto run;
     tl_err_t err = tl_gw_exec_quick(gw, spec->check_sql, nparams, params, &check);
     if (err) {
         tl_problem_from_err(resp, err);
@@ -315,6 +311,7 @@ void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *
         duplicate(resp, spec);
         goto out;
     }
+run:;
     tl_cmd_outcome_t o = run(gw, req, cmd, resp, spec->read_sql, 1, params, &found);
     if (o == TL_CMD_ANSWERED)
         goto out;
@@ -349,7 +346,10 @@ void tl_gw_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_update_t *
                   pthread_mutex_t *lock, tl_resp_t *resp)
 {
     tl_pg_res_t *check = NULL;
+    json_t *found = NULL;
     pthread_mutex_lock(lock);
+    if (req->idem.produced) /* the event is in the log: its outcome only */
+        goto run;
     tl_err_t err = tl_gw_exec_quick(gw, spec->check_sql, spec->ncheck, spec->check_params, &check);
     if (err) {
         tl_problem_from_err(resp, err);
@@ -366,7 +366,7 @@ void tl_gw_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_update_t *
     }
     if (!spec->decide(spec->ctx, check, cmd, resp))
         goto out;
-    json_t *found = NULL;
+run:;
     tl_cmd_outcome_t o =
         run(gw, req, cmd, resp, spec->answer_sql, spec->nanswer, spec->answer_params, &found);
     if (o == TL_CMD_APPLIED && found) {

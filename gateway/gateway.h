@@ -18,6 +18,7 @@
 #include "tl_producer.h"
 #include "tl_schemas.h"
 #include "backpressure.h"
+#include "idempotency.h"
 #include "waiter.h"
 
 #define TL_BODY_MAX (1024 * 1024)
@@ -35,6 +36,7 @@ typedef struct {
     long ryw_timeout_ms;
     long produce_timeout_ms;
     long archive_max_lag;
+    long idempotency_hours; /* how long a key binds at least */
     const char *brokers;
     const char *pg_dsn;
     const char *pg_schema;
@@ -53,6 +55,7 @@ typedef struct {
     struct tl_gw_pool *pool;
     struct tl_auth_cache *auth; /* authenticated tokens (auth.c) */
     struct tl_vtcache *vtcache; /* studies' visit types (vtcache.c) */
+    atomic_uint idem_claims;    /* Idempotency-Key claims, for pruning (idempotency.c) */
     atomic_ullong answered[6];  /* responses of the router by status class (index 1-5) */
     pthread_mutex_t stripes[TL_LOCK_STRIPES];
 } tl_gw_t;
@@ -83,6 +86,7 @@ typedef struct {
     const char *actor_id;   /* actor.id */
     const char *actor_role; /* actor.role's name */
     tl_actor_t actor;
+    tl_idem_t idem; /* its Idempotency-Key, once a command claimed it */
 } tl_req_t;
 
 typedef struct {
@@ -100,6 +104,8 @@ typedef struct {
     int file_fd1;
     uint64_t file_size;
     char disposition[192]; /* Content-Disposition, or "" */
+    /* a member of body shown once (a new token): never stored for a replay */
+    const char *shown_once;
 } tl_resp_t;
 
 typedef void (*tl_handler_fn)(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
@@ -315,6 +321,15 @@ bool tl_gw_query_as_of(tl_req_t *req, char out[TL_DATE_STRLEN]);
 /* Event and resource ids: derived from the Idempotency-Key (UUIDv5 over
  * principal, route and key) or fresh. false: resp holds a 400. */
 bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
+
+/* Idempotency-Key rows (idempotency.c). Claims req's key for cmd: fresh
+ * ids, or the ids (and log position) of the first request with the key;
+ * false: resp is the answer (a replay, 422 reused, 409 in progress, 503). */
+bool tl_idem_claim(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp);
+/* Records where the log put the claimed command's event. */
+void tl_idem_produced(tl_gw_t *gw, tl_req_t *req, const char *topic, const tl_kafka_pos_t *pos);
+/* After the handler: stores a final answer, or frees or releases the key. */
+void tl_idem_finish(tl_gw_t *gw, tl_req_t *req, const tl_resp_t *resp);
 
 /* What a create command needs to know of its resource. */
 #define TL_CHECK_PARAMS_MAX 7

@@ -38,6 +38,9 @@ int main(int argc, char **argv)
          "messages a partition may be ahead of the archive before commands get 503, besides"
          " what the topics' retention allows (0: no cap of its own)",
          &c->archive_max_lag},
+        {"TRIALOG_IDEMPOTENCY_KEY_HOURS", TL_CFG_INT, "168", 1, 8760, false,
+         "how long an Idempotency-Key stays bound to its first request (at least)",
+         &c->idempotency_hours},
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 0, 1000, false, "Kafka bootstrap servers",
          &c->brokers},
         TL_KAFKA_CONFIG_VAR(&kafka_config),

@@ -232,6 +232,7 @@ static void dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         return;
     }
     found->handler(gw, req, resp);
+    tl_idem_finish(gw, req, resp);
     if (resp->status >= 500)
         tl_log_warn("request_failed", json_pack("{s:s, s:s, s:i}", "method", req->method,
                                                 "route", found->pattern, "status",

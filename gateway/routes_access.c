@@ -407,8 +407,10 @@ void tl_h_token_issue(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     tl_gw_create(gw, req, &cmd, &spec, tl_gw_stripe(gw, id.s), resp);
     /* shown once: a retried request (same Idempotency-Key) gets the token's
      * metadata only */
-    if (resp->status == 201 && !resp->replayed && json_is_object(resp->body))
+    if (resp->status == 201 && !resp->replayed && json_is_object(resp->body)) {
         json_object_set_new(resp->body, "token", json_string(token));
+        resp->shown_once = "token";
+    }
 out:
     tl_secret_wipe(token, sizeof token);
     json_decref(payload);

@@ -323,6 +323,27 @@ static const char *const migrations[] = {
     "  stream_version bigint NOT NULL,"
     "  status text NOT NULL,"
     "  updated_at timestamptz NOT NULL DEFAULT now());",
+
+    /* 16: the gateway's Idempotency-Key bindings (gateway/idempotency.h):
+     * the first request of each key, the ids it got, where the log put its
+     * event and its final answer; kept TRIALOG_IDEMPOTENCY_KEY_HOURS */
+    "CREATE TABLE idempotency_keys ("
+    "  key text PRIMARY KEY,"
+    "  principal_id text NOT NULL,"
+    "  method text NOT NULL,"
+    "  path text NOT NULL,"
+    "  body_sha256 text NOT NULL,"
+    "  event_id uuid NOT NULL,"
+    "  resource_id uuid NOT NULL,"
+    "  topic text,"
+    "  partition int,"
+    "  \"offset\" bigint,"
+    "  status int,"
+    "  answer text,"
+    "  location text,"
+    "  lease_until timestamptz NOT NULL,"
+    "  created_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

@@ -196,11 +196,13 @@ ctoken_file="$(dirname "$2")/clinician.token"
     grep -o '"token":"[^"]*"' | cut -d'"' -f4 >"$ctoken_file")
 CTOKEN=$(cat "$ctoken_file")
 # sign FORM KEY MEANING: by the clinician; a form signed by an earlier run is fine
+# (the key names this run's password: a key is bound to its request's body)
 sign() {
     local code
     code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$API/v1/forms/$1/sign" \
         -H "Authorization: Bearer $CTOKEN" -H 'Content-Type: application/json' \
-        -H "Idempotency-Key: demo-$2" -d "{\"meaning\":\"$3\",\"password\":\"$words\"}")
+        -H "Idempotency-Key: demo-$2-${words:0:8}" \
+        -d "{\"meaning\":\"$3\",\"password\":\"$words\"}")
     case "$code" in 2??|409) ;; *) die "demo: signing answered $code" ;; esac
 }
 for k in p1_demo p1_va_b p1_va_m1 p1_va_m3 p1_oct_m3 p1_ae p2_demo p2_va_b; do

@@ -195,6 +195,74 @@ static void test_idempotency_key(void **state)
     tl_http_free(&a);
     tl_http_free(&b);
     assert_int_equal(count_in_topic(id), 1);
+    /* a 202 is no final answer: the retry waits for the event the first
+     * request wrote (never writing it again) and answers with the resource */
+    const char *async[] = {"Idempotency-Key: enrol-IDEM-002", "Prefer: respond-async", NULL};
+    const char *sync[] = {"Idempotency-Key: enrol-IDEM-002", NULL};
+    a = enrol(study, site, "IDEM-002", NULL, async);
+    assert_int_equal(a.status, 202);
+    snprintf(id, sizeof id, "%s", str(a.body, "id"));
+    b = enrol(study, site, "IDEM-002", NULL, sync);
+    assert_int_equal(b.status, 201);
+    assert_string_equal(str(b.body, "id"), id);
+    tl_http_free(&a);
+    tl_http_free(&b);
+    assert_int_equal(count_in_topic(id), 1);
+}
+
+/* A key binds to its first request: another body, another principal or
+ * another route with it is refused (422) and changes nothing; the same
+ * request again answers exactly as the first did, problems included. */
+static void test_idempotency_key_binds_to_one_request(void **state)
+{
+    (void)state;
+    char study[40], site[40];
+    snprintf(study, sizeof study, "%s", new_study("IDEM-2"));
+    snprintf(site, sizeof site, "%s", new_site(study, "S1"));
+    const char *h[] = {"Idempotency-Key: idem-2-first", NULL};
+    tl_http_resp_t a = enrol(study, site, "IDEM-201", NULL, h);
+    assert_int_equal(a.status, 201);
+    /* another body: refused, and IDEM-202 is not enrolled */
+    tl_http_resp_t b = enrol(study, site, "IDEM-202", NULL, h);
+    assert_int_equal(b.status, 422);
+    assert_string_equal(str(b.body, "type"), "/problems/idempotency-key-reused");
+    char path[160];
+    snprintf(path, sizeof path, "/v1/studies/%s/participants?limit=50", study);
+    tl_http_resp_t list = tl_http(&stack, "GET", path, NULL, NULL, true);
+    assert_int_equal(list.status, 200);
+    assert_int_equal(json_array_size(json_object_get(list.body, "items")), 1);
+    tl_http_free(&list);
+    /* another route with the same key */
+    snprintf(path, sizeof path, "/v1/studies/%s/sites", study);
+    tl_http_resp_t c = tl_http(&stack, "POST", path, "{\"code\":\"S9\",\"name\":\"Nine\"}", h, true);
+    assert_int_equal(c.status, 422);
+    assert_string_equal(str(c.body, "type"), "/problems/idempotency-key-reused");
+    /* another principal with the same key and body */
+    char other[80];
+    tl_stack_token(&stack, "coordinator", site, other);
+    snprintf(path, sizeof path, "/v1/studies/%s/participants", study);
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"participant_code\":\"IDEM-201\",\"site_id\":\"%s\",\"birth_year\":1958,"
+             "\"sex\":\"F\",\"baseline_date\":\"2026-01-01\",\"consent_date\":\"2026-01-01\"}",
+             site);
+    tl_http_resp_t d = tl_http_as(&stack, other, "POST", path, body, h);
+    assert_int_equal(d.status, 422);
+    /* the first request again: its answer, byte for byte the same JSON */
+    tl_http_resp_t e = enrol(study, site, "IDEM-201", NULL, h);
+    assert_int_equal(e.status, 201);
+    assert_true(json_equal(a.body, e.body));
+    /* a refusal is the key's answer too: the same 409 again */
+    const char *h2[] = {"Idempotency-Key: idem-2-dup", NULL};
+    tl_http_resp_t f = enrol(study, site, "IDEM-201", NULL, h2);
+    assert_int_equal(f.status, 409);
+    assert_string_equal(str(f.body, "type"), "/problems/duplicate-participant-code");
+    tl_http_resp_t g = enrol(study, site, "IDEM-201", NULL, h2);
+    assert_int_equal(g.status, 409);
+    assert_true(json_equal(f.body, g.body));
+    tl_http_resp_t *all[] = {&a, &b, &c, &d, &e, &f, &g};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tl_http_free(all[i]);
 }
 
 static void test_kafka_tools_read_the_log(void **state)
@@ -417,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_code_conflicts),
         cmocka_unit_test(test_enrol_without_consent_is_violation),
         cmocka_unit_test(test_idempotency_key),
+        cmocka_unit_test(test_idempotency_key_binds_to_one_request),
         cmocka_unit_test(test_kafka_tools_read_the_log),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_list_keyset_pagination),
