@@ -50,14 +50,14 @@ static const char *const schedules_read_indexes[] = {"schedule_participants_by_s
  * projection (migration 8) and a rebuild leaves it alone */
 static const char *const access_topics[] = {TL_TOPIC_ACCESS};
 static const char *const access_tables[] = {"principals", "access_tokens"};
-static const int access_migrations[] = {2, 7};
+static const int access_migrations[] = {2, 7, 17};
 
 /* case report forms: template versions come from the protocol topic, forms
  * from the participant stream; the fold of one never reads the other */
 static const char *const forms_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
 static const char *const forms_tables[] = {"form_templates", "form_participants", "forms",
                                            "form_field_history"};
-static const int forms_migrations[] = {2, 10, 11};
+static const int forms_migrations[] = {2, 10, 11, 18};
 /* forms_by_participant serves the fold's load; this one the study's lists */
 static const char *const forms_read_indexes[] = {"forms_by_study"};
 

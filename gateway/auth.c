@@ -36,7 +36,8 @@ struct tl_auth_cache {
 };
 
 static const char *const sql_token =
-    "SELECT p.id, p.role, p.site_ids::text, (extract(epoch FROM t.expires_at) * 1000000)::bigint"
+    "SELECT p.id, p.role, p.site_ids::text, (extract(epoch FROM t.expires_at) * 1000000)::bigint,"
+    "       t.issued_by"
     "  FROM access_tokens t JOIN principals p ON p.id = t.principal_id"
     " WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND p.active";
 
@@ -110,6 +111,8 @@ static tl_err_t lookup(tl_gw_t *gw, const char *sha, slot_t *v, bool *found)
         v->actor.nsites =
             tl_pg_uuids_parse(tl_pg_get(res, 0, 2), v->actor.sites, TL_PRINCIPAL_SITES_MAX);
         v->expires_at_us = tl_pg_get_int(res, 0, 3);
+        snprintf(v->actor.token_issued_by, sizeof v->actor.token_issued_by, "%s",
+                 tl_pg_get(res, 0, 4) ? tl_pg_get(res, 0, 4) : "");
         *found = v->actor.role >= 0;
     }
     tl_pg_res_free(res);

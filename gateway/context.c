@@ -76,6 +76,8 @@ tl_err_t tl_gw_init(tl_gw_t *gw)
     for (int i = 0; i < TL_LOCK_STRIPES; i++)
         pthread_mutex_init(&gw->stripes[i], NULL);
     tl_err_t err = tl_auth_init(gw);
+    if (!err)
+        err = tl_sign_guard_init(gw);
     return err ? err : tl_vtcache_init(gw);
 }
 
@@ -83,6 +85,7 @@ void tl_gw_cleanup(tl_gw_t *gw)
 {
     struct tl_gw_pool *p = gw->pool;
     tl_auth_cleanup(gw);
+    tl_sign_guard_cleanup(gw);
     tl_vtcache_cleanup(gw);
     if (!p)
         return;

@@ -37,6 +37,11 @@ typedef struct {
     long produce_timeout_ms;
     long archive_max_lag;
     long idempotency_hours; /* how long a key binds at least */
+    /* signing credentials (docs/SECURITY.md) */
+    long signing_max_failures;   /* consecutive failures that lock a credential */
+    long signing_credential_days; /* a credential's life */
+    long signing_code_hours;     /* an approved enrolment's one-time code's life */
+    long signing_concurrency;    /* password checks at once, in all */
     const char *brokers;
     const char *pg_dsn;
     const char *pg_schema;
@@ -55,6 +60,7 @@ typedef struct {
     struct tl_gw_pool *pool;
     struct tl_auth_cache *auth; /* authenticated tokens (auth.c) */
     struct tl_vtcache *vtcache; /* studies' visit types (vtcache.c) */
+    struct tl_sign_guard *sign_guard; /* password checks in progress (sign_guard.c) */
     atomic_uint idem_claims;    /* Idempotency-Key claims, for pruning (idempotency.c) */
     atomic_ullong answered[6];  /* responses of the router by status class (index 1-5) */
     pthread_mutex_t stripes[TL_LOCK_STRIPES];
@@ -66,6 +72,7 @@ typedef struct {
     int role; /* tl_role_t */
     size_t nsites;
     char sites[TL_PRINCIPAL_SITES_MAX][TL_UUID_STRLEN];
+    char token_issued_by[TL_ACTOR_ID_MAX]; /* who issued the bearer token ("" unknown) */
 } tl_actor_t;
 
 typedef struct {
@@ -211,6 +218,8 @@ void tl_h_token_issue(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_token_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_token_revoke(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_signing_credential_set(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_signing_enrolment_open(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_signing_enrolment_approve(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_healthz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
@@ -285,6 +294,13 @@ json_t *tl_gw_plan_visits(const tl_visit_type_t *vts, size_t n, int32_t baseline
  * study. TL_OK, or the database's error. */
 tl_err_t tl_gw_visit_types(tl_gw_t *gw, const char *study_id, tl_visit_type_t *out, size_t *n);
 tl_err_t tl_vtcache_init(tl_gw_t *gw);
+/* Password checks of signatures (sign_guard.c): enter takes the principal's
+ * turn, or fills resp (429 signing-busy) and returns false; leave gives it
+ * back. */
+tl_err_t tl_sign_guard_init(tl_gw_t *gw);
+void tl_sign_guard_cleanup(tl_gw_t *gw);
+bool tl_sign_guard_enter(tl_gw_t *gw, const char *principal_id, tl_resp_t *resp);
+void tl_sign_guard_leave(tl_gw_t *gw, const char *principal_id);
 void tl_vtcache_cleanup(tl_gw_t *gw);
 /* 422: the study is locked. */
 void tl_problem_locked(tl_resp_t *resp);
@@ -394,5 +410,21 @@ typedef struct {
  * resource as it is now; a refused event answers 409. */
 void tl_gw_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_update_t *spec,
                   pthread_mutex_t *lock, tl_resp_t *resp);
+
+/* A signer's principal, its credential's slow hash ("" none) and the site
+ * of form_id ("" none; form_id may be NULL). false: resp holds why not. */
+bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_principal_t *p,
+                    char *hash, size_t hash_size, char site[TL_UUID_STRLEN], tl_resp_t *resp);
+/* Signing rules' refusals (access.h) as problems (routes_access.c). */
+void tl_problem_signing(tl_resp_t *resp, const char *why);
+/* A wrong signing password of p (on form_id, at site_id, both NULL for a
+ * credential change): a SignatureAttemptFailed event with attempt's ids,
+ * then resp is 422 signing-credential-invalid, or -locked when it locked
+ * the credential (or the 503 of a failure to record it). */
+void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
+                       const tl_principal_t *p, const char *form_id, const char *site_id,
+                       tl_resp_t *resp);
+/* A right one after wrong ones: SigningFailuresCleared (not waited for). */
+void tl_signing_cleared(tl_gw_t *gw, tl_req_t *req, const tl_principal_t *p);
 
 #endif

@@ -17,6 +17,7 @@
 #define STAFF (ADMIN | COORD | CLIN | MON)    /* identified data of their sites */
 #define STUDY_READERS (STAFF | ANALYST)       /* study definitions and aggregates */
 #define EVERYONE (STAFF | ANALYST | CONN)
+#define SIGNERS TL_SIGNER_ROLES               /* sign clinical forms (access.h) */
 
 /* The routes and the permission table in one (docs/SECURITY.md): who may
  * call each route, and what its first {x} is for site scoping. Analysts see
@@ -37,8 +38,14 @@ static const tl_route_t routes[] = {
     {"GET", "/v1/principals/{principal}/tokens", tl_h_token_list, EVERYONE, TL_SCOPE_SELF},
     {"POST", "/v1/principals/{principal}/tokens/{token}/revoke", tl_h_token_revoke, EVERYONE,
      TL_SCOPE_SELF},
+    /* signing credentials: two administrators open and approve an
+     * enrolment, the signer sets its own credential (docs/SECURITY.md) */
+    {"POST", "/v1/principals/{principal}/signing-enrolments", tl_h_signing_enrolment_open, ADMIN,
+     TL_SCOPE_NONE},
+    {"POST", "/v1/principals/{principal}/signing-enrolments/{enrolment}/approve",
+     tl_h_signing_enrolment_approve, ADMIN, TL_SCOPE_NONE},
     {"POST", "/v1/principals/{principal}/signing-credential", tl_h_signing_credential_set,
-     ADMIN | CLIN, TL_SCOPE_SELF},
+     SIGNERS, TL_SCOPE_SELF},
     {"POST", "/v1/studies", tl_h_study_create, ADMIN, TL_SCOPE_NONE},
     {"GET", "/v1/studies/{study}", tl_h_study_get, STUDY_READERS, TL_SCOPE_STUDY},
     {"POST", "/v1/studies/{study}/sites", tl_h_site_create, ADMIN, TL_SCOPE_NONE},
@@ -92,7 +99,8 @@ static const tl_route_t routes[] = {
     {"GET", "/v1/participants/{participant}/history", tl_h_participant_history, ADMIN | MON,
      TL_SCOPE_PARTICIPANT},
     /* case report forms: clinicians enter and sign them, coordinators
-     * enter them, monitors read them (docs/SECURITY.md) */
+     * enter them, monitors read them; admins enter but never sign
+     * (docs/SECURITY.md) */
     {"POST", "/v1/studies/{study}/form-templates", tl_h_form_template_publish, ADMIN,
      TL_SCOPE_NONE},
     {"GET", "/v1/studies/{study}/form-templates", tl_h_form_template_list, STUDY_READERS,
@@ -105,7 +113,7 @@ static const tl_route_t routes[] = {
      TL_SCOPE_PARTICIPANT},
     {"GET", "/v1/forms/{form}", tl_h_form_get, STAFF, TL_SCOPE_FORM},
     {"PATCH", "/v1/forms/{form}", tl_h_form_amend, ADMIN | COORD | CLIN, TL_SCOPE_FORM},
-    {"POST", "/v1/forms/{form}/sign", tl_h_form_sign, ADMIN | CLIN, TL_SCOPE_FORM},
+    {"POST", "/v1/forms/{form}/sign", tl_h_form_sign, SIGNERS, TL_SCOPE_FORM},
     {"GET", "/v1/audit", tl_h_audit_list, ADMIN | MON, TL_SCOPE_NONE},
     /* dataset releases: de-identified files for analysts (docs/ANALYSTS.md) */
     {"POST", "/v1/studies/{study}/releases", tl_h_release_create, ADMIN | ANALYST,

@@ -9,13 +9,25 @@
 #include "access_store.h"
 #include "gateway.h"
 #include "tl_json.h"
+#include "tl_log.h"
 #include "tl_secret.h"
 
 #define SQL_PRINCIPAL_JSON                                                                         \
-    "SELECT json_build_object('id', p.id, 'name', p.name, 'role', p.role, 'site_ids',"             \
-    " p.site_ids, 'active', p.active, 'has_signing_credential',"                                   \
-    " p.signing_credential_id IS NOT NULL, 'created_at', p.created_at, 'updated_at',"              \
-    " p.updated_at)::text FROM principals p WHERE p.id = $1"
+    "SELECT json_build_object('id', p.id, 'name', p.name, 'display_name', p.display_name,"         \
+    " 'role', p.role, 'site_ids', p.site_ids, 'active', p.active, 'has_signing_credential',"       \
+    " p.signing_credential_id IS NOT NULL, 'signing', json_build_object('expires_at',"             \
+    " p.signing_expires_at, 'locked', p.signing_locked, 'failures', p.signing_failures,"           \
+    " 'enrolment', CASE WHEN p.enrolment_state = 'none' THEN NULL ELSE " SQL_ENROLMENT_OBJ         \
+    " END), 'created_at', p.created_at, 'updated_at', p.updated_at)::text"                        \
+    " FROM principals p WHERE p.id = $1"
+#define SQL_ENROLMENT_OBJ                                                                          \
+    "json_build_object('id', p.enrolment_id, 'principal_id', p.id, 'state', p.enrolment_state,"    \
+    " 'opened_by', p.enrolment_opened_by, 'approved_by', p.enrolment_approved_by,"                 \
+    " 'code_expires_at', p.enrolment_code_expires_at)"
+#define SQL_ENROLMENT_JSON "SELECT " SQL_ENROLMENT_OBJ "::text FROM principals p WHERE p.id = $1"
+/* A command's check row: the principal's last event, then its row as
+ * tl_principal_read reads it (from column 1). */
+#define SQL_PRINCIPAL_CHECK "SELECT p.last_event_id::text, " TL_SQL_PRINCIPAL_COLS
 #define TOKEN_JSON                                                                                 \
     "json_build_object('id', t.id, 'principal_id', t.principal_id, 'label', t.label,"              \
     " 'issued_at', t.issued_at, 'expires_at', t.expires_at, 'revoked_at', t.revoked_at,"           \
@@ -124,6 +136,7 @@ static const tl_json_field_t principal_fields[] = {
     {"name", TL_JF_STRING, true, 1, TL_PRINCIPAL_NAME_MAX, NULL},
     {"role", TL_JF_ENUM, true, 0, 0, role_options},
     {"site_ids", TL_JF_UUIDS, false, 0, TL_PRINCIPAL_SITES_MAX, NULL},
+    {"display_name", TL_JF_STRING, false, 1, TL_DISPLAY_NAME_MAX, NULL},
 };
 
 static bool create_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *resp)
@@ -134,23 +147,29 @@ static bool create_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *r
 void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     tl_cmd_t cmd = {.type = "PrincipalCreated", .projection = TL_PROJECTION_ACCESS};
-    json_t *body = tl_gw_body(req, resp, principal_fields, 3), *sites = NULL, *payload = NULL;
-    if (!body || !tl_cmd_init(gw, req, &cmd, resp))
+    json_t *body = tl_gw_body(req, resp, principal_fields, 4), *sites = NULL, *payload = NULL;
+    if (!body)
         goto out;
-    const char *name = tl_json_str(body, "name");
-    if (!tl_principal_name_ok(name)) {
+    const char *name = tl_json_str(body, "name"), *display = tl_json_str(body, "display_name");
+    if (!tl_principal_name_ok(name) || (display && !tl_display_name_ok(display))) {
         json_t *errors = json_array();
-        tl_json_error(errors, "name",
-                      "letters, digits and . _ @ - only, starting with a letter or digit");
+        if (!tl_principal_name_ok(name))
+            tl_json_error(errors, "name",
+                          "letters, digits and . _ @ - only, starting with a letter or digit");
+        else
+            tl_json_error(errors, "display_name", "no leading or trailing space");
         tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
         goto out;
     }
+    if (!tl_cmd_init(gw, req, &cmd, resp))
+        goto out;
     if (!grant_ok(body, resp, &sites))
         goto out;
     char sites_lit[TL_SITES_PARAM_LEN];
     sites_literal(sites, sites_lit);
-    payload = json_pack("{s:s, s:s, s:s, s:O}", "principal_id", cmd.resource_id.s, "name", name,
-                        "role", tl_json_str(body, "role"), "site_ids", sites);
+    payload = json_pack("{s:s, s:s, s:s, s:O, s:s?}", "principal_id", cmd.resource_id.s, "name",
+                        name, "role", tl_json_str(body, "role"), "site_ids", sites,
+                        "display_name", display);
     const char *check[] = {name, sites_lit};
     const tl_create_t spec = {
         .read_sql = SQL_PRINCIPAL_JSON,
@@ -298,54 +317,412 @@ out:
     json_decref(body);
 }
 
-/* ---- signing credentials ---- */
+/* ---- signing credentials (docs/SECURITY.md "Signing credentials") ----
+ *
+ * No single person can make a signature attributed to someone else
+ * (21 CFR 11.200(a)(2)): an administrator opens an enrolment for a
+ * principal who signs, a second administrator approves it and is shown a
+ * one-time code once, and the principal sets its credential with its own
+ * token and that code. A credential is changed only with the current one.
+ * The rules are access.h's; these handlers do the I/O around them. */
 
-static const tl_json_field_t signing_fields[] = {
-    {"password", TL_JF_STRING, true, TL_PASSWORD_MIN, TL_PASSWORD_MAX, NULL},
+typedef struct {
+    const char *why;
+    int status;
+    const char *type, *title, *detail;
+} signing_reason_t;
+
+static const signing_reason_t signing_reasons[] = {
+    {"principal_disabled", 409, "principal-disabled", "Principal disabled",
+     "a disabled principal changes no more"},
+    {"role_does_not_sign", 422, "role-does-not-sign", "This role does not sign",
+     "only the roles the permission table lets sign have a signing credential"},
+    {"two_person_rule", 422, "two-person-rule", "A second person is required",
+     "an enrolment is opened by one administrator, approved by another (not the principal, not "
+     "an identity the opener granted or issued the token of) and used by the principal with a "
+     "token the approver did not issue"},
+    {"no_open_enrolment", 409, "no-open-enrolment", "No open enrolment",
+     "this enrolment is not open: approved, used, replaced by a newer one, or unknown"},
+    {"no_approved_enrolment", 409, "no-approved-enrolment", "No approved enrolment",
+     "an administrator opens an enrolment for you and another approves it first"},
+    {"enrolment_expired", 422, "enrolment-expired", "Enrolment code expired",
+     "the one-time code is past its time: ask for a new enrolment"},
+    {"invalid_enrolment_code", 422, "invalid-enrolment-code", "Enrolment code not accepted",
+     "the one-time code is not the approved enrolment's"},
+    {"not_own_credential", 403, "forbidden", "Not allowed",
+     "a signing credential is set by its principal only"},
+    {"no_signing_credential", 422, "no-signing-credential", "No signing credential",
+     "an administrator opens an enrolment, another approves it, then you set your credential "
+     "with its one-time code (POST /v1/principals/{id}/signing-credential)"},
+    {"signing_credential_locked", 422, "signing-credential-locked", "Signing credential locked",
+     "too many wrong signing passwords: a new enrolment (two administrators) unlocks signing"},
+    {"signing_credential_expired", 422, "signing-credential-expired",
+     "Signing credential expired",
+     "replace it with the current one (POST /v1/principals/{id}/signing-credential)"},
 };
 
-/* The slow hash is stored before the event that names it: until the event
- * is applied the row is inert (nothing reads an unnamed credential), and the
- * hash never enters the log. */
-static bool signing_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+void tl_problem_signing(tl_resp_t *resp, const char *why)
 {
-    change_ctx_t *ctx = ctx_in;
-    char hash[TL_PASSWORD_HASH_STRLEN];
-    if (!active_or_409(check, 1, resp))
+    for (size_t i = 0; i < sizeof signing_reasons / sizeof signing_reasons[0]; i++) {
+        const signing_reason_t *r = &signing_reasons[i];
+        if (!strcmp(r->why, why)) {
+            tl_problem(resp, r->status, r->type, r->title, r->detail, NULL);
+            return;
+        }
+    }
+    tl_problem(resp, 409, "conflict", "Command refused", why, NULL);
+}
+
+typedef struct {
+    tl_req_t *req;
+    const json_t *body;
+    json_t *payload;
+    const char *enrolment_id; /* approve: {enrolment} */
+    const char *code_sha256;  /* set with an enrolment: its code's hash */
+    const char *verified_credential; /* set by a change: the credential checked */
+} signing_ctx_t;
+
+/* The check row of a signing command on principal id: SQL_PRINCIPAL_CHECK
+ * (the principal from column 1) and, in column 21, who granted the acting
+ * principal its role. */
+static void signing_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_uuid_t *id,
+                           bool (*decide)(void *, const tl_pg_res_t *, tl_cmd_t *, tl_resp_t *),
+                           signing_ctx_t *ctx, const char *answer_sql, int status,
+                           tl_resp_t *resp)
+{
+    const char *params[] = {id->s, req->actor.id};
+    const tl_update_t spec = {
+        .check_sql = SQL_PRINCIPAL_CHECK ", (SELECT g.granted_by FROM principals g"
+                     " WHERE g.id = $2::uuid) FROM principals p WHERE p.id = $1",
+        .check_params = params,
+        .ncheck = 2,
+        .not_found_title = "Principal not found",
+        .decide = decide,
+        .ctx = ctx,
+        .answer_sql = answer_sql,
+        .answer_params = params,
+        .nanswer = 1,
+        .status = status};
+    cmd->key = id->s;
+    cmd->payload = ctx->payload;
+    tl_gw_update(gw, req, cmd, &spec, tl_gw_stripe(gw, id->s), resp);
+}
+
+static bool open_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    signing_ctx_t *c = ctx_in;
+    tl_principal_t p;
+    tl_principal_read(check, 0, 1, &p);
+    const char *why = tl_enrolment_open_check(&p, c->req->actor.id);
+    if (why) {
+        tl_problem_signing(resp, why);
         return false;
-    tl_err_t err = tl_password_hash(ctx->password, 0, hash);
+    }
+    cmd->meta.reason = tl_json_str(c->body, "reason");
+    return true;
+}
+
+void tl_h_signing_enrolment_open(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    tl_cmd_t cmd = {.type = "SigningEnrolmentOpened", .projection = TL_PROJECTION_ACCESS};
+    json_t *body = tl_gw_body(req, resp, reason_fields, 1);
+    signing_ctx_t ctx = {.req = req, .body = body};
+    tl_uuid_t id;
+    if (!body || !principal_param(req, &id, resp) || !tl_cmd_init(gw, req, &cmd, resp))
+        goto out;
+    ctx.payload = json_pack("{s:s, s:s}", "principal_id", id.s, "enrolment_id", cmd.resource_id.s);
+    snprintf(cmd.location, sizeof cmd.location, "/v1/principals/%s/signing-enrolments/%s", id.s,
+             cmd.resource_id.s);
+    signing_update(gw, req, &cmd, &id, open_decide, &ctx, SQL_ENROLMENT_JSON, 201, resp);
+out:
+    json_decref(ctx.payload);
+    json_decref(body);
+}
+
+static bool approve_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
+{
+    signing_ctx_t *c = ctx_in;
+    tl_principal_t p;
+    tl_principal_read(check, 0, 1, &p);
+    const char *why =
+        tl_enrolment_approve_check(&p, c->enrolment_id, c->req->actor.id, tl_pg_get(check, 0, 21),
+                                   c->req->actor.token_issued_by);
+    if (why) {
+        tl_problem_signing(resp, why);
+        return false;
+    }
+    cmd->meta.reason = tl_json_str(c->body, "reason");
+    return true;
+}
+
+static const tl_json_field_t approve_fields[] = {
+    {"reason", TL_JF_STRING, false, 1, TL_REASON_MAX, NULL},
+};
+
+void tl_h_signing_enrolment_approve(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    tl_cmd_t cmd = {.type = "SigningEnrolmentApproved", .projection = TL_PROJECTION_ACCESS};
+    json_t *body = tl_gw_body(req, resp, approve_fields, 1);
+    signing_ctx_t ctx = {.req = req, .body = body};
+    char code[TL_TOKEN_STRLEN], sha[TL_SHA256_STRLEN];
+    tl_uuid_t id, enrolment;
+    if (!body || !principal_param(req, &id, resp))
+        goto out;
+    if (tl_uuid_parse(req->params[1], &enrolment)) {
+        tl_problem(resp, 404, "not-found", "Enrolment not found", NULL, NULL);
+        goto out;
+    }
+    if (!tl_cmd_init(gw, req, &cmd, resp))
+        goto out;
+    /* the one-time code: 256 random bits, shown once to the approver;
+     * only its SHA-256 enters the log */
+    if (tl_token_new(code) || tl_sha256_hex(code, strlen(code), sha)) {
+        tl_problem_from_err(resp, TL_ERR_INTERNAL);
+        goto out;
+    }
+    int64_t expires = tl_now_us() + gw->cfg.signing_code_hours * 3600LL * 1000000LL;
+    ctx.enrolment_id = enrolment.s;
+    ctx.payload = json_pack("{s:s, s:s, s:s, s:I}", "principal_id", id.s, "enrolment_id",
+                            enrolment.s, "code_sha256", sha, "code_expires_at",
+                            (json_int_t)expires);
+    snprintf(cmd.location, sizeof cmd.location, "/v1/principals/%s/signing-enrolments/%s", id.s,
+             enrolment.s);
+    signing_update(gw, req, &cmd, &id, approve_decide, &ctx, SQL_ENROLMENT_JSON, 200, resp);
+    if (resp->status == 200 && !resp->replayed && json_is_object(resp->body)) {
+        json_object_set_new(resp->body, "code", json_string(code));
+        resp->shown_once = "code";
+    }
+out:
+    tl_secret_wipe(code, sizeof code);
+    json_decref(ctx.payload);
+    json_decref(body);
+}
+
+bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_principal_t *p,
+                    char *hash, size_t hash_size, char site[TL_UUID_STRLEN], tl_resp_t *resp)
+{
+    const char *params[] = {id, form_id};
+    tl_pg_res_t *res = NULL;
+    tl_err_t err = tl_gw_exec(gw,
+                              "SELECT " TL_SQL_PRINCIPAL_COLS ", c.hash,"
+                              " (SELECT f.site_id::text FROM forms f WHERE f.id = $2::uuid)"
+                              "  FROM principals p LEFT JOIN signing_credentials c"
+                              "    ON c.credential_id = p.signing_credential_id"
+                              " WHERE p.id = $1",
+                              2, params, &res);
+    bool ok = !err && tl_pg_nrows(res) == 1;
+    if (err)
+        tl_problem_from_err(resp, err);
+    else if (!ok)
+        tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
+    if (ok) {
+        tl_principal_read(res, 0, 0, p);
+        snprintf(hash, hash_size, "%s", tl_pg_get(res, 0, 20) ? tl_pg_get(res, 0, 20) : "");
+        snprintf(site, TL_UUID_STRLEN, "%s", tl_pg_get(res, 0, 21) ? tl_pg_get(res, 0, 21) : "");
+    }
+    tl_pg_res_free(res);
+    return ok;
+}
+
+static bool failure_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
+                           tl_resp_t *resp)
+{
+    (void)ctx_in;
+    (void)check;
+    (void)cmd;
+    (void)resp;
+    return true;
+}
+
+void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
+                       const tl_principal_t *p, const char *form_id, const char *site_id,
+                       tl_resp_t *resp)
+{
+    /* the failure is the request's own event: a retry of it (the same
+     * Idempotency-Key and body) finds it, and counts nothing twice */
+    tl_cmd_t cmd = {.type = "SignatureAttemptFailed", .projection = TL_PROJECTION_ACCESS};
+    cmd.meta = attempt->meta;
+    cmd.meta.site_id = site_id;
+    cmd.meta.stream_version = 0;
+    tl_uuid_t id;
+    tl_uuid_parse(p->id, &id);
+    signing_ctx_t ctx = {.req = req};
+    ctx.payload = json_pack("{s:s, s:s?, s:i, s:i}", "principal_id", id.s, "form_id", form_id,
+                            "failures", p->signing_failures + 1, "max_failures",
+                            (int)gw->cfg.signing_max_failures);
+    snprintf(cmd.location, sizeof cmd.location, "/v1/principals/%s", id.s);
+    signing_update(gw, req, &cmd, &id, failure_decide, &ctx, SQL_PRINCIPAL_JSON, 200, resp);
+    json_decref(ctx.payload);
+    if (resp->status != 200)
+        return; /* not recorded (503): the attempt is refused all the same */
+    const json_t *signing = json_object_get(resp->body, "signing");
+    bool locked = json_is_true(json_object_get(signing, "locked"));
+    json_int_t failures = json_integer_value(json_object_get(signing, "failures"));
+    if (locked) {
+        tl_problem_signing(resp, "signing_credential_locked");
+        return;
+    }
+    char detail[160];
+    snprintf(detail, sizeof detail,
+             "re-authentication failed: nothing was signed; %lld more wrong password(s) lock the "
+             "signing credential",
+             (long long)(gw->cfg.signing_max_failures - failures));
+    /* not 401: the bearer token is fine, and clients read 401 as "log out" */
+    tl_problem(resp, 422, "signing-credential-invalid", "Signing credential not accepted", detail,
+               NULL);
+}
+
+void tl_signing_cleared(tl_gw_t *gw, tl_req_t *req, const tl_principal_t *p)
+{
+    if (!p->signing_failures)
+        return;
+    json_t *payload = json_pack("{s:s}", "principal_id", p->id);
+    tl_event_meta_t meta = {.actor_id = req->actor_id,
+                            .actor_role = req->actor_role,
+                            .source = "gateway"};
+    tl_err_t err = payload ? tl_uuid_v7(&meta.event_id) : TL_ERR_NOMEM;
+    meta.correlation_id = meta.event_id.s;
+    tl_kafka_pos_t pos;
+    if (!err)
+        err = tl_producer_send(gw->producer, "SigningFailuresCleared", p->id, payload, &meta, &pos);
+    if (err) /* the count stays: a later failure locks sooner, never later */
+        tl_log_warn("signing_failures_not_cleared",
+                    json_pack("{s:s, s:s}", "principal_id", p->id, "error", tl_err_str(err)));
+    json_decref(payload);
+}
+
+static const tl_json_field_t credential_fields[] = {
+    {"password", TL_JF_STRING, true, TL_PASSWORD_MIN, TL_PASSWORD_MAX, NULL},
+    {"enrolment_code", TL_JF_STRING, false, 1, TL_TOKEN_STRLEN, NULL},
+    {"current_password", TL_JF_STRING, false, 1, TL_PASSWORD_MAX, NULL},
+};
+
+/* Re-checked under the principal's lock with its state as it is now; the
+ * slow hashes were computed before. */
+static bool credential_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
+                              tl_resp_t *resp)
+{
+    signing_ctx_t *c = ctx_in;
+    tl_principal_t p;
+    tl_principal_read(check, 0, 1, &p);
+    const char *why = NULL;
+    if (c->code_sha256) {
+        why = tl_enrolment_use_check(&p, c->req->actor.id, c->req->actor.token_issued_by,
+                                     c->code_sha256, tl_now_us());
+        if (!why)
+            json_object_set_new(c->payload, "enrolment_id", json_string(p.enrolment_id));
+    } else {
+        why = tl_signing_check(&p, tl_now_us());
+        if (why && !strcmp(why, "signing_credential_expired"))
+            why = NULL; /* an expired credential is replaced with itself */
+        if (!why && strcmp(p.signing_credential_id, c->verified_credential)) {
+            tl_problem(resp, 409, "concurrent-change", "Changed meanwhile",
+                       "the signing credential changed meanwhile; try again", NULL);
+            return false;
+        }
+    }
+    if (why) {
+        tl_problem_signing(resp, why);
+        return false;
+    }
+    (void)cmd;
+    return true;
+}
+
+/* Stores the new credential's slow hash under its id: inert until the
+ * event that names it is applied; the hash never enters the log. */
+static bool credential_store(tl_gw_t *gw, const char *credential_id, const char *principal_id,
+                             const char *password, tl_resp_t *resp)
+{
+    char hash[TL_PASSWORD_HASH_STRLEN];
+    tl_err_t err = tl_password_hash(password, 0, hash);
+    const char *params[] = {credential_id, principal_id, hash};
+    if (!err)
+        err = tl_gw_exec(gw,
+                         "INSERT INTO signing_credentials (credential_id, principal_id, hash)"
+                         " VALUES ($1, $2, $3) ON CONFLICT (credential_id) DO NOTHING",
+                         3, params, NULL);
+    tl_secret_wipe(hash, sizeof hash);
     if (err == TL_ERR_INVALID) {
         json_t *errors = json_array();
         tl_json_error(errors, "password", "must be 12 to 256 bytes");
         tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
-        return false;
-    }
-    const char *params[] = {cmd->resource_id.s, cmd->key, hash};
-    if (!err)
-        err = tl_gw_exec(ctx->gw,
-                         "INSERT INTO signing_credentials (credential_id, principal_id, hash)"
-                         " VALUES ($1, $2, $3) ON CONFLICT (credential_id) DO NOTHING",
-                         3, params, NULL);
-    if (err) {
+    } else if (err) {
         tl_problem_from_err(resp, err);
-        return false;
     }
-    return true;
+    return !err;
+}
+
+/* The principal's own credential: with an approved enrolment's code, or
+ * with the current credential (a wrong one counts as a failed signature). */
+static void credential_set(tl_gw_t *gw, tl_req_t *req, const json_t *body, tl_cmd_t *cmd,
+                           const tl_uuid_t *id, tl_resp_t *resp)
+{
+    const char *code = tl_json_str(body, "enrolment_code");
+    const char *current = tl_json_str(body, "current_password");
+    tl_principal_t p;
+    char hash[TL_PASSWORD_HASH_STRLEN], code_sha[TL_SHA256_STRLEN], site[TL_UUID_STRLEN];
+    if (!tl_signer_load(gw, id->s, NULL, &p, hash, sizeof hash, site, resp))
+        return;
+    signing_ctx_t ctx = {.req = req, .body = body};
+    const char *why = NULL;
+    if (code) {
+        if (tl_sha256_hex(code, strlen(code), code_sha)) {
+            tl_problem_from_err(resp, TL_ERR_INTERNAL);
+            return;
+        }
+        why = tl_enrolment_use_check(&p, req->actor.id, req->actor.token_issued_by, code_sha,
+                                     tl_now_us());
+        ctx.code_sha256 = code_sha;
+    } else {
+        why = tl_signing_check(&p, tl_now_us());
+        if (why && !strcmp(why, "signing_credential_expired"))
+            why = NULL;
+        if (!why && !tl_password_verify(current, hash)) {
+            tl_signing_failed(gw, req, cmd, &p, NULL, NULL, resp);
+            return;
+        }
+        ctx.verified_credential = p.signing_credential_id;
+    }
+    if (why) {
+        tl_problem_signing(resp, why);
+        return;
+    }
+    if (!credential_store(gw, cmd->resource_id.s, id->s, tl_json_str(body, "password"), resp))
+        return;
+    int64_t expires = tl_now_us() + gw->cfg.signing_credential_days * 86400LL * 1000000LL;
+    ctx.payload = json_pack("{s:s, s:s, s:s, s:I}", "principal_id", id->s, "credential_id",
+                            cmd->resource_id.s, "method", code ? "enrolment" : "change",
+                            "expires_at", (json_int_t)expires);
+    snprintf(cmd->location, sizeof cmd->location, "/v1/principals/%s", id->s);
+    signing_update(gw, req, cmd, id, credential_decide, &ctx, SQL_PRINCIPAL_JSON, 200, resp);
+    json_decref(ctx.payload);
 }
 
 void tl_h_signing_credential_set(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     tl_cmd_t cmd = {.type = "SigningCredentialSet", .projection = TL_PROJECTION_ACCESS};
-    json_t *body = tl_gw_body(req, resp, signing_fields, 1), *payload = NULL;
+    json_t *body = tl_gw_body(req, resp, credential_fields, 3);
     tl_uuid_t id;
-    if (!body || !tl_cmd_init(gw, req, &cmd, resp) || !principal_param(req, &id, resp))
+    if (!body || !principal_param(req, &id, resp))
         goto out;
-    payload = json_pack("{s:s, s:s}", "principal_id", id.s, "credential_id", cmd.resource_id.s);
-    change_ctx_t ctx = {gw, body, NULL, tl_json_str(body, "password")};
-    cmd.payload = payload;
-    principal_update(gw, req, &cmd, &id, NULL, signing_decide, &ctx, resp);
+    if (!tl_json_str(body, "enrolment_code") == !tl_json_str(body, "current_password")) {
+        json_t *errors = json_array();
+        tl_json_error(errors, "enrolment_code",
+                      "give either the one-time code of an approved enrolment or "
+                      "current_password, not both");
+        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        goto out;
+    }
+    if (strcasecmp(id.s, req->actor.id)) {
+        tl_problem_signing(resp, "not_own_credential");
+        goto out;
+    }
+    if (!tl_cmd_init(gw, req, &cmd, resp) || !tl_sign_guard_enter(gw, req->actor.id, resp))
+        goto out;
+    credential_set(gw, req, body, &cmd, &id, resp);
+    tl_sign_guard_leave(gw, req->actor.id);
 out:
-    json_decref(payload);
     json_decref(body);
 }
 

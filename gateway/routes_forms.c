@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access_store.h"
 #include "forms.h"
 #include "forms_store.h"
 #include "gateway.h"
@@ -28,7 +29,9 @@
     " 'template_version', f.template_version, 'answers', f.answers, 'status', f.status,"           \
     " 'revision', f.revision, 'signature', CASE WHEN f.signed_by IS NULL THEN NULL"                \
     "   ELSE json_build_object('signed_by', f.signed_by, 'signer_name', f.signer_name,"            \
-    "   'meaning', f.signature_meaning, 'signed_at', f.signed_at) END,"                            \
+    "   'printed_name', COALESCE(f.signer_printed_name, f.signer_name),"                           \
+    "   'meaning', f.signature_meaning, 'signed_at', f.signed_at, 'revision', f.revision,"         \
+    "   'content_sha256', f.signature_content_sha256) END,"                                        \
     " 'submitted_by', f.submitted_by, 'submitted_at', f.submitted_at,"                             \
     " 'updated_at', f.updated_at, 'version', f.version)"
 #define SQL_FORM_FROM                                                                              \
@@ -374,7 +377,8 @@ static const char *const sql_form_check =
     "SELECT CASE WHEN EXISTS (SELECT 1 FROM form_field_history h WHERE h.form_id = f.id"
     "         AND h.event_id = $2::uuid) THEN $2::uuid::text ELSE p.last_event_id::text END,"
     "       p.version, f.study_id, f.site_id, COALESCE(s.locked, false),"
-    "       f.participant_id, f.status, f.revision, f.answers::text, t.fields::text"
+    "       f.participant_id, f.status, f.revision, f.answers::text, t.fields::text,"
+    "       f.template_version"
     "  FROM forms f JOIN schedule_participants p ON p.id = f.participant_id"
     "  LEFT JOIN studies s ON s.id = f.study_id"
     "  JOIN form_templates t ON t.id = f.template_id AND t.version = f.template_version"
@@ -385,7 +389,7 @@ typedef struct {
     json_t *payload;
     const char *form_id;
     /* signatures */
-    const char *signer_name, *credential_id;
+    const tl_principal_t *signer;
 } form_ctx_t;
 
 /* What every event on a form carries (its decide checked the lock first). */
@@ -446,15 +450,39 @@ static bool sign_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, t
         tl_problem_locked(resp);
         return false;
     }
+    /* what the signer reviewed must be what the form says now */
+    int64_t revision = tl_pg_get_int(check, 0, 7);
+    if (tl_json_int(c->body, "revision", 0) != revision) {
+        char detail[160];
+        snprintf(detail, sizeof detail,
+                 "the form is at revision %lld: review it as it is now, then sign that revision",
+                 (long long)revision);
+        tl_problem(resp, 409, "revision-mismatch", "Form changed since reviewed", detail, NULL);
+        return false;
+    }
     if (!strcmp(tl_pg_get(check, 0, 6), "signed")) {
         tl_problem(resp, 409, "already-signed", "Form already signed",
                    "the form is signed as it is; an amendment removes the signature", NULL);
         return false;
     }
-    json_object_set_new(c->payload, "form_revision", json_integer(tl_pg_get_int(check, 0, 7)));
+    char content[65];
+    json_t *answers = json_loads(tl_pg_get(check, 0, 8), 0, NULL);
+    tl_err_t err = answers ? tl_form_content_sha256(c->form_id, (int)tl_pg_get_int(check, 0, 10),
+                                                    (int)revision, answers, content)
+                           : TL_ERR_INTERNAL;
+    json_decref(answers);
+    if (err) {
+        tl_problem_from_err(resp, err);
+        return false;
+    }
+    const tl_principal_t *p = c->signer;
+    json_object_set_new(c->payload, "form_revision", json_integer(revision));
     json_object_set(c->payload, "meaning", json_object_get(c->body, "meaning"));
-    json_object_set_new(c->payload, "signer_name", json_string(c->signer_name));
-    json_object_set_new(c->payload, "credential_id", json_string(c->credential_id));
+    json_object_set_new(c->payload, "signer_name", json_string(p->name));
+    json_object_set_new(c->payload, "printed_name",
+                        json_string(p->display_name[0] ? p->display_name : p->name));
+    json_object_set_new(c->payload, "content_sha256", json_string(content));
+    json_object_set_new(c->payload, "credential_id", json_string(p->signing_credential_id));
     form_common(c, check, cmd);
     return true;
 }
@@ -524,37 +552,23 @@ void tl_h_form_amend(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 }
 
 /* The signer's credential: re-authentication separate from the bearer
- * token (21 CFR 11.200). false: resp holds why not. */
-static bool signer_verified(tl_gw_t *gw, tl_req_t *req, const char *password, char *name,
-                            size_t name_size, char *credential, tl_resp_t *resp)
+ * token (21 CFR 11.200), with the credential's rules (access.h) first.
+ * false: resp holds why not; a wrong password is an event (lockout). */
+static bool signer_verified(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *cmd, const char *password,
+                            tl_principal_t *p, tl_resp_t *resp)
 {
-    const char *params[] = {req->actor.id};
-    tl_pg_res_t *res = NULL;
-    tl_err_t err = tl_gw_exec(gw,
-                              "SELECT p.name, p.signing_credential_id, c.hash FROM principals p"
-                              " LEFT JOIN signing_credentials c"
-                              "   ON c.credential_id = p.signing_credential_id"
-                              " WHERE p.id = $1",
-                              1, params, &res);
-    bool ok = false;
-    if (err) {
-        tl_problem_from_err(resp, err);
-    } else if (!tl_pg_get(res, 0, 1) || !tl_pg_get(res, 0, 2)) {
-        tl_problem(resp, 422, "no-signing-credential", "No signing credential",
-                   "set a signing credential (POST /v1/principals/{id}/signing-credential)"
-                   " before signing",
-                   NULL);
-    } else if (!tl_password_verify(password, tl_pg_get(res, 0, 2))) {
-        tl_problem(resp, 401, "signing-credential-invalid", "Signing credential not accepted",
-                   "re-authentication failed: the form is not signed", NULL);
-        tl_log_warn("signature_refused", json_pack("{s:s}", "actor_id", req->actor.id));
-    } else {
-        snprintf(name, name_size, "%s", tl_pg_get(res, 0, 0));
-        snprintf(credential, TL_UUID_STRLEN, "%s", tl_pg_get(res, 0, 1));
-        ok = true;
+    char hash[TL_PASSWORD_HASH_STRLEN], site[TL_UUID_STRLEN];
+    if (!tl_signer_load(gw, req->actor.id, req->params[0], p, hash, sizeof hash, site, resp))
+        return false;
+    const char *why = tl_signing_check(p, tl_now_us());
+    if (why) {
+        tl_problem_signing(resp, why);
+        return false;
     }
-    tl_pg_res_free(res);
-    return ok;
+    if (tl_password_verify(password, hash))
+        return true;
+    tl_signing_failed(gw, req, cmd, p, req->params[0], site[0] ? site : NULL, resp);
+    return false;
 }
 
 void tl_h_form_sign(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -562,20 +576,27 @@ void tl_h_form_sign(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     static const tl_json_field_t f[] = {
         {"meaning", TL_JF_ENUM, true, 0, 0, tl_signature_meanings},
         {"password", TL_JF_STRING, true, 1, TL_PASSWORD_MAX, NULL},
+        {"revision", TL_JF_INTEGER, true, 1, INT32_MAX, NULL},
     };
     tl_cmd_t cmd = {.type = "FormSigned", .projection = TL_PROJECTION_FORMS};
-    json_t *body = tl_gw_body(req, resp, f, 2);
+    json_t *body = tl_gw_body(req, resp, f, 3);
     form_ctx_t ctx = {.body = body, .payload = json_object()};
-    char name[TL_BYTES(TL_SIGNER_NAME_MAX)], credential[TL_UUID_STRLEN];
-    /* the slow hash is checked before the participant's stream is locked */
-    if (!body || !tl_cmd_init(gw, req, &cmd, resp) ||
-        !signer_verified(gw, req, tl_json_str(body, "password"), name, sizeof name, credential,
-                         resp))
+    tl_principal_t signer;
+    if (!body || !tl_uuid_valid(req->params[0]) || !tl_cmd_init(gw, req, &cmd, resp))
         goto out;
-    ctx.signer_name = name;
-    ctx.credential_id = credential;
-    form_command(gw, req, &cmd, &ctx, sign_decide, 201, resp);
+    /* one password check at a time per signer, a few in all; the slow hash
+     * is checked before the participant's stream is locked */
+    if (!tl_sign_guard_enter(gw, req->actor.id, resp))
+        goto out;
+    if (signer_verified(gw, req, &cmd, tl_json_str(body, "password"), &signer, resp)) {
+        tl_signing_cleared(gw, req, &signer);
+        ctx.signer = &signer;
+        form_command(gw, req, &cmd, &ctx, sign_decide, 201, resp);
+    }
+    tl_sign_guard_leave(gw, req->actor.id);
 out:
+    if (body && !tl_uuid_valid(req->params[0]))
+        tl_problem(resp, 404, "not-found", "Form not found", NULL, NULL);
     json_decref(ctx.payload);
     json_decref(body);
 }

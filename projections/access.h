@@ -33,6 +33,10 @@ typedef enum {
 #define TL_PRINCIPAL_SITES_MAX 32
 #define TL_TOKEN_LABEL_MAX 100 /* characters */
 #define TL_SHA256_HEX 65       /* 64 hex digits and NUL */
+/* Who may sign clinical forms (21 CFR 11.50): clinicians only; admins and
+ * coordinators never. The permission table (gateway/routes.c) gives the
+ * signing routes these roles, and only they get a signing credential. */
+#define TL_SIGNER_ROLES TL_ROLE_BIT(TL_ROLE_CLINICIAN)
 
 /* "admin", ...; NULL for a value out of range. */
 const char *tl_role_name(int role);
@@ -43,6 +47,9 @@ bool tl_role_site_scoped(int role);
 /* Names: 1 to 64 of letters, digits and . _ @ -, starting with a letter or
  * digit (login names of staff and systems; never a participant's). */
 bool tl_principal_name_ok(const char *s);
+/* A printed name: 1 to TL_DISPLAY_NAME_MAX characters of valid UTF-8, no
+ * control characters, no leading or trailing space. */
+bool tl_display_name_ok(const char *s);
 /* Role and sites belong together: a site-scoped role needs 1 to
  * TL_PRINCIPAL_SITES_MAX sites, any other role none. NULL when they fit,
  * else unknown_role, sites_required, sites_not_allowed, too_many_sites. */
@@ -59,7 +66,33 @@ typedef struct {
     char signing_credential_id[TL_UUID_STRLEN]; /* "": none set */
     int64_t created_at_us, updated_at_us;
     char last_event_id[TL_UUID_STRLEN];
+    char display_name[TL_BYTES(TL_DISPLAY_NAME_MAX)]; /* "": the login name prints */
+    char granted_by[TL_ACTOR_ID_MAX];                 /* who created it or last set its role */
+    /* the signing credential's state (docs/SECURITY.md "Signing credentials") */
+    int64_t signing_expires_at_us; /* 0: no expiry (set before expiry existed) */
+    int signing_failures;          /* consecutive failed signatures */
+    bool signing_locked;           /* until a new credential through an enrolment */
+    /* the enrolment of a signing credential in progress: opened by one
+     * administrator, approved by another, used once by the principal */
+    int enrolment_state; /* tl_enrolment_state_t */
+    char enrolment_id[TL_UUID_STRLEN];
+    char enrolment_opened_by[TL_ACTOR_ID_MAX];
+    char enrolment_approved_by[TL_ACTOR_ID_MAX];
+    char enrolment_code_sha256[TL_SHA256_HEX];
+    int64_t enrolment_code_expires_at_us;
 } tl_principal_t;
+
+typedef enum {
+    TL_ENROLMENT_NONE,
+    TL_ENROLMENT_OPENED,
+    TL_ENROLMENT_APPROVED,
+} tl_enrolment_state_t;
+
+/* Whether role may sign (TL_SIGNER_ROLES). */
+bool tl_role_signs(int role);
+/* "none", "opened", "approved". */
+const char *tl_enrolment_state_name(int state);
+int tl_enrolment_state_parse(const char *s);
 
 typedef struct {
     bool exists;
@@ -72,11 +105,38 @@ typedef struct {
     int64_t revoked_at_us; /* 0: not revoked */
     char revoke_reason[TL_BYTES(TL_REASON_MAX)];
     char last_event_id[TL_UUID_STRLEN];
+    char issued_by[TL_ACTOR_ID_MAX]; /* the actor of TokenIssued */
 } tl_token_t;
 
-/* PrincipalCreated, PrincipalRoleChanged, PrincipalDisabled,
- * SigningCredentialSet. Other types leave p alone. */
+/* PrincipalCreated, PrincipalRoleChanged, PrincipalDisabled, and the
+ * signing credential's: SigningEnrolmentOpened, SigningEnrolmentApproved,
+ * SigningCredentialSet, SignatureAttemptFailed, SigningFailuresCleared.
+ * Other types leave p alone. The two-person rule holds here too: an
+ * enrolment is opened by someone other than its principal, approved by
+ * someone other than both, and used only by the principal itself. */
 const char *tl_principal_apply(tl_principal_t *p, const char *type, const json_t *ev);
+/* The signing rules (pure; docs/SECURITY.md "Signing credentials"). Each
+ * returns NULL when the step is allowed, else why not:
+ * - opening an enrolment for p: principal_disabled, role_does_not_sign,
+ *   two_person_rule (one's own);
+ * - approving p's open enrolment: no_open_enrolment, two_person_rule (the
+ *   principal, the opener, someone the opener made what they are
+ *   (granted_by) or whose token the opener issued);
+ * - setting p's credential with an enrolment code (its SHA-256): only p
+ *   itself (not_own_credential), within the code's life
+ *   (enrolment_expired), the right code (invalid_enrolment_code), with a
+ *   token the approver did not issue (two_person_rule);
+ * - signing: role_does_not_sign, no_signing_credential,
+ *   signing_credential_locked, signing_credential_expired. */
+const char *tl_enrolment_open_check(const tl_principal_t *p, const char *opener_id);
+const char *tl_enrolment_approve_check(const tl_principal_t *p, const char *enrolment_id,
+                                       const char *approver_id, const char *approver_granted_by,
+                                       const char *approver_token_issued_by);
+const char *tl_enrolment_use_check(const tl_principal_t *p, const char *actor_id,
+                                   const char *token_issued_by, const char *code_sha256,
+                                   int64_t now_us);
+const char *tl_signing_check(const tl_principal_t *p, int64_t now_us);
+
 /* TokenIssued and TokenRevoked, for the token's principal p (borrowed; its
  * state before the event). Other types leave t alone. */
 const char *tl_token_apply(tl_token_t *t, const tl_principal_t *p, const char *type,

@@ -25,13 +25,11 @@ static void state_cleanup(state_t *st)
 
 #define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 static const char *const sql_load_principals =
-    "SELECT id, name, role, site_ids::text, active, signing_credential_id, " US(
-        "created_at") ", " US("updated_at") ", last_event_id"
-                                            "  FROM principals WHERE id = ANY($1::uuid[]) OR name "
-                                            "= ANY($2::text[])";
+    "SELECT " TL_SQL_PRINCIPAL_COLS
+    "  FROM principals p WHERE p.id = ANY($1::uuid[]) OR p.name = ANY($2::text[])";
 static const char *const sql_load_tokens =
     "SELECT id, principal_id, token_sha256, label, " US("issued_at") ", " US("expires_at") ", " US(
-        "revoked_at") ", revoke_reason, last_event_id"
+        "revoked_at") ", revoke_reason, last_event_id, issued_by"
                       "  FROM access_tokens WHERE id = ANY($1::uuid[]) OR token_sha256 = "
                       "ANY($2::text[])";
 
@@ -47,6 +45,36 @@ static tl_err_t index_token(state_t *st, tl_token_t *t)
     return err ? err : tl_map_put(&st->by_hash, t->sha256, t);
 }
 
+void tl_principal_read(const tl_pg_res_t *res, int r, int c, tl_principal_t *p)
+{
+    memset(p, 0, sizeof *p);
+    p->exists = true;
+    tl_col_copy(p->id, sizeof p->id, tl_pg_get(res, r, c));
+    tl_col_copy(p->name, sizeof p->name, tl_pg_get(res, r, c + 1));
+    p->role = tl_role_parse(tl_pg_get(res, r, c + 2));
+    p->nsites = tl_pg_uuids_parse(tl_pg_get(res, r, c + 3), p->sites, TL_PRINCIPAL_SITES_MAX);
+    p->active = !strcmp(tl_pg_get(res, r, c + 4), "t");
+    tl_col_copy(p->signing_credential_id, sizeof p->signing_credential_id,
+                tl_pg_get(res, r, c + 5));
+    p->created_at_us = tl_pg_get_int(res, r, c + 6);
+    p->updated_at_us = tl_pg_get_int(res, r, c + 7);
+    tl_col_copy(p->last_event_id, sizeof p->last_event_id, tl_pg_get(res, r, c + 8));
+    tl_col_copy(p->display_name, sizeof p->display_name, tl_pg_get(res, r, c + 9));
+    tl_col_copy(p->granted_by, sizeof p->granted_by, tl_pg_get(res, r, c + 10));
+    p->signing_expires_at_us = tl_pg_get(res, r, c + 11) ? tl_pg_get_int(res, r, c + 11) : 0;
+    p->signing_failures = (int)tl_pg_get_int(res, r, c + 12);
+    p->signing_locked = !strcmp(tl_pg_get(res, r, c + 13), "t");
+    p->enrolment_state = tl_enrolment_state_parse(tl_pg_get(res, r, c + 14));
+    tl_col_copy(p->enrolment_id, sizeof p->enrolment_id, tl_pg_get(res, r, c + 15));
+    tl_col_copy(p->enrolment_opened_by, sizeof p->enrolment_opened_by, tl_pg_get(res, r, c + 16));
+    tl_col_copy(p->enrolment_approved_by, sizeof p->enrolment_approved_by,
+                tl_pg_get(res, r, c + 17));
+    tl_col_copy(p->enrolment_code_sha256, sizeof p->enrolment_code_sha256,
+                tl_pg_get(res, r, c + 18));
+    p->enrolment_code_expires_at_us =
+        tl_pg_get(res, r, c + 19) ? tl_pg_get_int(res, r, c + 19) : 0;
+}
+
 static tl_err_t load_rows(state_t *st, const tl_pg_res_t *pr, const tl_pg_res_t *tr)
 {
     tl_err_t err = TL_OK;
@@ -54,16 +82,7 @@ static tl_err_t load_rows(state_t *st, const tl_pg_res_t *pr, const tl_pg_res_t 
         tl_principal_t *p = tl_arena_calloc(&st->rows, sizeof *p);
         if (!p)
             return TL_ERR_NOMEM;
-        p->exists = true;
-        tl_col_copy(p->id, sizeof p->id, tl_pg_get(pr, r, 0));
-        tl_col_copy(p->name, sizeof p->name, tl_pg_get(pr, r, 1));
-        p->role = tl_role_parse(tl_pg_get(pr, r, 2));
-        p->nsites = tl_pg_uuids_parse(tl_pg_get(pr, r, 3), p->sites, TL_PRINCIPAL_SITES_MAX);
-        p->active = !strcmp(tl_pg_get(pr, r, 4), "t");
-        tl_col_copy(p->signing_credential_id, sizeof p->signing_credential_id, tl_pg_get(pr, r, 5));
-        p->created_at_us = tl_pg_get_int(pr, r, 6);
-        p->updated_at_us = tl_pg_get_int(pr, r, 7);
-        tl_col_copy(p->last_event_id, sizeof p->last_event_id, tl_pg_get(pr, r, 8));
+        tl_principal_read(pr, r, 0, p);
         err = index_principal(st, p);
     }
     for (int r = 0; r < tl_pg_nrows(tr) && !err; r++) {
@@ -81,6 +100,7 @@ static tl_err_t load_rows(state_t *st, const tl_pg_res_t *pr, const tl_pg_res_t 
         t->revoked_at_us = tl_pg_get(tr, r, 6) ? tl_pg_get_int(tr, r, 6) : 0;
         tl_col_copy(t->revoke_reason, sizeof t->revoke_reason, tl_pg_get(tr, r, 7));
         tl_col_copy(t->last_event_id, sizeof t->last_event_id, tl_pg_get(tr, r, 8));
+        tl_col_copy(t->issued_by, sizeof t->issued_by, tl_pg_get(tr, r, 9));
         err = index_token(st, t);
     }
     return err;
@@ -180,45 +200,77 @@ static tl_err_t fold_token(tl_batch_t *b, state_t *st, const tl_event_t *e)
 
 static const char *const sql_upsert_principals =
     "INSERT INTO principals (id, name, role, site_ids, active, signing_credential_id,"
-    "   created_at, updated_at, last_event_id)"
-    " SELECT i, n, r, s::uuid[], a, c, ca, ua, l"
+    "   created_at, updated_at, last_event_id, display_name, granted_by, signing_expires_at,"
+    "   signing_failures, signing_locked, enrolment_state, enrolment_id, enrolment_opened_by,"
+    "   enrolment_approved_by, enrolment_code_sha256, enrolment_code_expires_at)"
+    " SELECT i, n, r, s::uuid[], a, c, ca, ua, l, dn, gb, se, sf, sl, es, ei, eo, ea, ec, ee"
     "   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::uuid[],"
-    "               $7::timestamptz[], $8::timestamptz[], $9::uuid[])"
-    "     AS u(i, n, r, s, a, c, ca, ua, l)"
+    "               $7::timestamptz[], $8::timestamptz[], $9::uuid[], $10::text[], $11::text[],"
+    "               $12::timestamptz[], $13::int[], $14::boolean[], $15::text[], $16::uuid[],"
+    "               $17::text[], $18::text[], $19::text[], $20::timestamptz[])"
+    "     AS u(i, n, r, s, a, c, ca, ua, l, dn, gb, se, sf, sl, es, ei, eo, ea, ec, ee)"
     " ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role, site_ids = EXCLUDED.site_ids,"
     "   active = EXCLUDED.active, signing_credential_id = EXCLUDED.signing_credential_id,"
-    "   updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id";
+    "   updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id,"
+    "   display_name = EXCLUDED.display_name, granted_by = EXCLUDED.granted_by,"
+    "   signing_expires_at = EXCLUDED.signing_expires_at,"
+    "   signing_failures = EXCLUDED.signing_failures, signing_locked = EXCLUDED.signing_locked,"
+    "   enrolment_state = EXCLUDED.enrolment_state, enrolment_id = EXCLUDED.enrolment_id,"
+    "   enrolment_opened_by = EXCLUDED.enrolment_opened_by,"
+    "   enrolment_approved_by = EXCLUDED.enrolment_approved_by,"
+    "   enrolment_code_sha256 = EXCLUDED.enrolment_code_sha256,"
+    "   enrolment_code_expires_at = EXCLUDED.enrolment_code_expires_at";
 static const char *const sql_upsert_tokens =
     "INSERT INTO access_tokens (id, principal_id, token_sha256, label, issued_at, expires_at,"
-    "   revoked_at, revoke_reason, last_event_id)"
+    "   revoked_at, revoke_reason, last_event_id, issued_by)"
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],"
-    "   $6::timestamptz[], $7::timestamptz[], $8::text[], $9::uuid[])"
+    "   $6::timestamptz[], $7::timestamptz[], $8::text[], $9::uuid[], $10::text[])"
     " ON CONFLICT (id) DO UPDATE SET revoked_at = EXCLUDED.revoked_at,"
     "   revoke_reason = EXCLUDED.revoke_reason, last_event_id = EXCLUDED.last_event_id";
+
+static const char *str_or_null(const char *s)
+{
+    return s[0] ? s : NULL;
+}
 
 static tl_err_t write_principals(tl_batch_t *b, const tl_map_t *m)
 {
     tl_cols_t c;
     tl_err_t err = TL_OK;
-    tl_cols_init(&c, 9);
+    tl_cols_init(&c, 20);
     for (size_t i = 0; i < m->cap && !err; i++) {
         const tl_principal_t *p = m->vals[i];
         if (!m->keys[i])
             continue;
         char sites[TL_PRINCIPAL_SITES_MAX * TL_UUID_STRLEN + 3], ca[TL_TS_STRLEN], ua[TL_TS_STRLEN];
+        char se[TL_TS_STRLEN], ee[TL_TS_STRLEN], failures[16];
         tl_pg_uuids_format((const char(*)[TL_UUID_STRLEN])p->sites, p->nsites, sites, sizeof sites);
         tl_ts_format(p->created_at_us, ca);
         tl_ts_format(p->updated_at_us, ua);
+        tl_ts_format(p->signing_expires_at_us, se);
+        tl_ts_format(p->enrolment_code_expires_at_us, ee);
+        snprintf(failures, sizeof failures, "%d", p->signing_failures);
         const char *v[] = {p->id,
                            p->name,
                            tl_role_name(p->role),
                            sites,
                            p->active ? "t" : "f",
-                           p->signing_credential_id[0] ? p->signing_credential_id : NULL,
+                           str_or_null(p->signing_credential_id),
                            ca,
                            ua,
-                           p->last_event_id};
-        err = tl_cols_add_row(&c, v, 9);
+                           p->last_event_id,
+                           str_or_null(p->display_name),
+                           str_or_null(p->granted_by),
+                           p->signing_expires_at_us ? se : NULL,
+                           failures,
+                           p->signing_locked ? "t" : "f",
+                           tl_enrolment_state_name(p->enrolment_state),
+                           str_or_null(p->enrolment_id),
+                           str_or_null(p->enrolment_opened_by),
+                           str_or_null(p->enrolment_approved_by),
+                           str_or_null(p->enrolment_code_sha256),
+                           p->enrolment_code_expires_at_us ? ee : NULL};
+        err = tl_cols_add_row(&c, v, 20);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_principals, &c);
@@ -230,7 +282,7 @@ static tl_err_t write_tokens(tl_batch_t *b, const tl_map_t *m)
 {
     tl_cols_t c;
     tl_err_t err = TL_OK;
-    tl_cols_init(&c, 9);
+    tl_cols_init(&c, 10);
     for (size_t i = 0; i < m->cap && !err; i++) {
         const tl_token_t *t = m->vals[i];
         if (!m->keys[i])
@@ -247,8 +299,9 @@ static tl_err_t write_tokens(tl_batch_t *b, const tl_map_t *m)
                            ea,
                            t->revoked_at_us ? ra : NULL,
                            t->revoked_at_us ? t->revoke_reason : NULL,
-                           t->last_event_id};
-        err = tl_cols_add_row(&c, v, 9);
+                           t->last_event_id,
+                           str_or_null(t->issued_by)};
+        err = tl_cols_add_row(&c, v, 10);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_tokens, &c);

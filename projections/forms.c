@@ -2,9 +2,11 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tl_date.h"
+#include "tl_secret.h"
 
 const char *const tl_signature_meanings[] = {"authored", "reviewed", "approved", NULL};
 
@@ -610,8 +612,22 @@ static void touch(tl_form_t *f, const json_t *ev)
     tl_ev_copy_uuid(f->last_event_id, ev, "event_id");
 }
 
+tl_err_t tl_form_content_sha256(const char *form_id, int template_version, int revision,
+                                const json_t *answers, char out[65])
+{
+    json_t *doc = json_pack("{s:s, s:i, s:i, s:O}", "form_id", form_id, "template_version",
+                            template_version, "revision", revision, "answers", answers);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
+                     : NULL;
+    tl_err_t err = text ? tl_sha256_hex(text, strlen(text), out) : TL_ERR_NOMEM;
+    free(text);
+    json_decref(doc);
+    return err;
+}
+
 static void clear_signature(tl_form_t *f)
 {
+    f->printed_name[0] = f->content_sha256[0] = '\0';
     f->signed_by[0] = f->signer_name[0] = f->meaning[0] = '\0';
     f->signed_at_us = 0;
 }
@@ -713,6 +729,13 @@ static const char *sign(tl_form_t *f, const json_t *ev)
     if (tl_ev_int(ev, "form_revision") != f->revision)
         return "stale_signature"; /* it signed what the form no longer says */
     snprintf(n.meaning, sizeof n.meaning, "%s", meaning);
+    const char *printed = json_string_value(json_object_get(ev, "printed_name"));
+    const char *content = json_string_value(json_object_get(ev, "content_sha256"));
+    if ((printed && strlen(printed) >= sizeof n.printed_name) ||
+        (content && strlen(content) != sizeof n.content_sha256 - 1))
+        return "invalid_event";
+    snprintf(n.printed_name, sizeof n.printed_name, "%s", printed ? printed : "");
+    snprintf(n.content_sha256, sizeof n.content_sha256, "%s", content ? content : "");
     n.signed_at_us = tl_ev_int(ev, "recorded_at");
     n.status = TL_FORM_SIGNED;
     touch(&n, ev);

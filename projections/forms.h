@@ -46,7 +46,6 @@
 #define TL_FIELD_OPTION_MAX 100  /* characters of one option */
 #define TL_TEXT_ANSWER_MAX 4000  /* characters of a text answer */
 #define TL_NUMBER_ABS_MAX 1e12   /* bounds and answers of number fields */
-#define TL_ACTOR_ID_MAX 100      /* bytes of an event's actor_id a form keeps */
 
 /* Checks a template's field list (a JSON array) and appends one error per
  * problem to errors ({"field": "fields[2].max", "code", "detail"}): unique
@@ -112,6 +111,13 @@ int tl_form_status_parse(const char *name);
 
 /* What a signature means (21 CFR 11.50(a)(3)): NULL-terminated. */
 extern const char *const tl_signature_meanings[];
+/* What a signature signs, as SHA-256 (64 hex digits and NUL into out): the
+ * form's id, template version, revision and answers (as the API shows them)
+ * in one canonical JSON text, keys sorted, no spaces:
+ * {"answers":{...},"form_id":"...","revision":N,"template_version":N}.
+ * An auditor recomputes it from GET /v1/forms/{id} (docs/FORMS.md). */
+tl_err_t tl_form_content_sha256(const char *form_id, int template_version, int revision,
+                                const json_t *answers, char out[65]);
 #define TL_MEANING_MAX 16
 #define TL_SIGNER_NAME_MAX 64
 
@@ -133,6 +139,8 @@ typedef struct {
     /* the signature, while there is one (status signed) */
     char signed_by[TL_UUID_STRLEN];
     char signer_name[TL_BYTES(TL_SIGNER_NAME_MAX)];
+    char printed_name[TL_BYTES(TL_DISPLAY_NAME_MAX)]; /* "": none in the event */
+    char content_sha256[65];                          /* "": none in the event */
     char meaning[TL_MEANING_MAX];
     int64_t signed_at_us;
     /* the actor: a principal's id, or a connector's name */

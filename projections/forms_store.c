@@ -86,7 +86,8 @@ static const char *const sql_load_forms =
     "       template_version, answers::text, status, revision, signed_by, signer_name,"
     "       signature_meaning, (extract(epoch FROM signed_at) * 1000000)::bigint,"
     "       submitted_by, (extract(epoch FROM submitted_at) * 1000000)::bigint,"
-    "       (extract(epoch FROM updated_at) * 1000000)::bigint, version, last_event_id"
+    "       (extract(epoch FROM updated_at) * 1000000)::bigint, version, last_event_id,"
+    "       signer_printed_name, signature_content_sha256"
     "  FROM forms WHERE participant_id = ANY($1::uuid[])";
 
 static tl_err_t load_template(state_t *st, const tl_pg_res_t *res, int r)
@@ -147,6 +148,8 @@ static tl_err_t load_form(state_t *st, const tl_pg_res_t *res, int r)
     tl_col_copy(f->signed_by, sizeof f->signed_by, tl_pg_get(res, r, 11));
     tl_col_copy(f->signer_name, sizeof f->signer_name, tl_pg_get(res, r, 12));
     tl_col_copy(f->meaning, sizeof f->meaning, tl_pg_get(res, r, 13));
+    tl_col_copy(f->printed_name, sizeof f->printed_name, tl_pg_get(res, r, 20));
+    tl_col_copy(f->content_sha256, sizeof f->content_sha256, tl_pg_get(res, r, 21));
     f->signed_at_us = tl_pg_get(res, r, 14) ? tl_pg_get_int(res, r, 14) : 0;
     tl_col_copy(f->submitted_by, sizeof f->submitted_by, tl_pg_get(res, r, 15));
     f->submitted_at_us = tl_pg_get_int(res, r, 16);
@@ -377,15 +380,17 @@ static const char *const sql_upsert_forms =
     "INSERT INTO forms (id, participant_id, study_id, site_id, visit_type_id, template_id,"
     "   template_name, template_version, answers, status, revision, signed_by, signer_name,"
     "   signature_meaning, signed_at, submitted_by, submitted_at, updated_at, version,"
-    "   last_event_id)"
+    "   last_event_id, signer_printed_name, signature_content_sha256)"
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],"
     "   $6::uuid[], $7::text[], $8::int[], $9::jsonb[], $10::text[], $11::int[], $12::uuid[],"
     "   $13::text[], $14::text[], $15::timestamptz[], $16::text[], $17::timestamptz[],"
-    "   $18::timestamptz[], $19::bigint[], $20::uuid[])"
+    "   $18::timestamptz[], $19::bigint[], $20::uuid[], $21::text[], $22::text[])"
     " ON CONFLICT (id) DO UPDATE SET answers = EXCLUDED.answers, status = EXCLUDED.status,"
     "   revision = EXCLUDED.revision, signed_by = EXCLUDED.signed_by,"
     "   signer_name = EXCLUDED.signer_name, signature_meaning = EXCLUDED.signature_meaning,"
     "   signed_at = EXCLUDED.signed_at, updated_at = EXCLUDED.updated_at,"
+    "   signer_printed_name = EXCLUDED.signer_printed_name,"
+    "   signature_content_sha256 = EXCLUDED.signature_content_sha256,"
     "   version = EXCLUDED.version, last_event_id = EXCLUDED.last_event_id";
 static const char *const sql_insert_history =
     "INSERT INTO form_field_history (form_id, revision, field, before, after, event_type,"
@@ -425,8 +430,10 @@ static tl_err_t add_form(tl_cols_t *c, const tl_form_t *f)
                          sub,
                          ua,
                          ver,
-                         f->last_event_id};
-    tl_err_t err = tl_cols_add_row(c, row, 20);
+                         f->last_event_id,
+                         is_signed && f->printed_name[0] ? f->printed_name : NULL,
+                         is_signed && f->content_sha256[0] ? f->content_sha256 : NULL};
+    tl_err_t err = tl_cols_add_row(c, row, 22);
     free(answers);
     return err;
 }
@@ -436,7 +443,7 @@ static tl_err_t write(tl_batch_t *b, state_t *st)
     tl_cols_t p, f;
     tl_err_t err = TL_OK;
     tl_cols_init(&p, 7);
-    tl_cols_init(&f, 20);
+    tl_cols_init(&f, 22);
     for (size_t i = 0; i < st->dirty_parts.cap && !err; i++) {
         const tl_stream_row_t *r = st->dirty_parts.vals[i];
         if (!st->dirty_parts.keys[i])

@@ -344,6 +344,23 @@ static const char *const migrations[] = {
     "  lease_until timestamptz NOT NULL,"
     "  created_at timestamptz NOT NULL DEFAULT now());"
     "CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);",
+
+    /* 17: signatures one person cannot forge (docs/SECURITY.md): the
+     * principal's printed name, who granted its role, its signing
+     * credential's expiry, failures and lock, the enrolment in progress;
+     * who issued each token */
+    "ALTER TABLE principals ADD COLUMN display_name text, ADD COLUMN granted_by text,"
+    "  ADD COLUMN signing_expires_at timestamptz,"
+    "  ADD COLUMN signing_failures int NOT NULL DEFAULT 0,"
+    "  ADD COLUMN signing_locked boolean NOT NULL DEFAULT false,"
+    "  ADD COLUMN enrolment_state text NOT NULL DEFAULT 'none', ADD COLUMN enrolment_id uuid,"
+    "  ADD COLUMN enrolment_opened_by text, ADD COLUMN enrolment_approved_by text,"
+    "  ADD COLUMN enrolment_code_sha256 text, ADD COLUMN enrolment_code_expires_at timestamptz;"
+    "ALTER TABLE access_tokens ADD COLUMN issued_by text;",
+
+    /* 18: what each form's signature signed and the signer's printed name */
+    "ALTER TABLE forms ADD COLUMN signer_printed_name text,"
+    "  ADD COLUMN signature_content_sha256 text;",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Loads the demo study through the API: scripts/demo-seed.sh API TOKEN-FILE.
+# Loads the demo study through the API: scripts/demo-seed.sh API TOKEN-FILE
+# [ADMIN2-TOKEN-FILE] (default: admin2.token next to TOKEN-FILE, a second
+# administrator the operator's CLI made: it approves signing enrolments).
 # Used by `make demo`, by the log-scan test (the demo's values must never
 # reach a log) and by the data-quality test (tests/integration/test_demo.c
 # holds the report this data must give, computed by hand: change both
@@ -8,7 +10,9 @@
 # Writes a clinician's token next to TOKEN-FILE (clinician.token, mode 0600).
 source "$(dirname "$0")/lib.sh"
 API=${1:?usage: demo-seed.sh API TOKEN-FILE}
-TOKEN=$(cat "${2:?usage: demo-seed.sh API TOKEN-FILE}")
+TOKEN=$(cat "${2:?usage: demo-seed.sh API TOKEN-FILE [ADMIN2-TOKEN-FILE]}")
+# a second administrator, who approves what the first opens (two-person rule)
+TOKEN2=$(cat "${3:-$(dirname "$2")/admin2.token}")
 
 # call METHOD PATH IDEMPOTENCY-KEY JSON: prints the answer body; on >= 400
 # says which problem it was and fails.
@@ -184,33 +188,46 @@ va_v2=${va_fields//IOP_MIN/5}; va_v2=${va_v2//IOP_MAX/60}; va_v2=${va_v2//METHOD
 tpl visual-acuity-v2 '{"name":"visual_acuity","title":"Visual acuity and IOP","fields":['"$va_v2"']}'
 va 2 Month%206 55 45 15 15 '"iop_method":"goldmann"' >/dev/null
 
-# the investigator: signs with a credential of their own, separate from the token
+# the investigator: signs with a credential of their own, separate from the
+# token, set the two-person way (docs/SECURITY.md): the admin opens an
+# enrolment, a second admin approves it and is shown a one-time code, the
+# clinician sets its password with its own token and that code
 clin=$(post /v1/principals clinician "{\"name\":\"dr.okafor\",\"role\":\"clinician\",
-  \"site_ids\":[\"$stl\",\"$bos\"]}" | json_id)
-words=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-curl -fsS -X POST "$API/v1/principals/$clin/signing-credential" -H "Authorization: Bearer $TOKEN" \
-    -H 'Content-Type: application/json' -d "{\"password\":\"$words\"}" >/dev/null
+  \"display_name\":\"Dr. Adaeze Okafor\",\"site_ids\":[\"$stl\",\"$bos\"]}" | json_id)
 ctoken_file="$(dirname "$2")/clinician.token"
 (umask 077 && curl -fsS -X POST "$API/v1/principals/$clin/tokens" -H "Authorization: Bearer $TOKEN" \
     -H 'Content-Type: application/json' -d '{"label":"demo clinician","expires_in_days":30}' |
     grep -o '"token":"[^"]*"' | cut -d'"' -f4 >"$ctoken_file")
 CTOKEN=$(cat "$ctoken_file")
-# sign FORM KEY MEANING: by the clinician; a form signed by an earlier run is fine
-# (the key names this run's password: a key is bound to its request's body)
+words=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+enrolment=$(curl -fsS -X POST "$API/v1/principals/$clin/signing-enrolments" \
+    -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"reason":"demo investigator"}' | json_id) || die "demo: could not open the enrolment"
+code=$(curl -fsS -X POST "$API/v1/principals/$clin/signing-enrolments/$enrolment/approve" \
+    -H "Authorization: Bearer $TOKEN2" -H 'Content-Type: application/json' \
+    -d '{"reason":"identity checked"}' | grep -o '"code":"[^"]*"' | cut -d'"' -f4) ||
+    die "demo: the second admin could not approve the enrolment"
+curl -fsS -X POST "$API/v1/principals/$clin/signing-credential" -H "Authorization: Bearer $CTOKEN" \
+    -H 'Content-Type: application/json' \
+    -d "{\"password\":\"$words\",\"enrolment_code\":\"$code\"}" >/dev/null ||
+    die "demo: the clinician could not set its signing credential"
+# sign FORM KEY MEANING REVISION: by the clinician, naming the revision it
+# reviewed; a form signed by an earlier run is fine (the key names this
+# run's password: a key is bound to its request's body)
 sign() {
     local code
     code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$API/v1/forms/$1/sign" \
         -H "Authorization: Bearer $CTOKEN" -H 'Content-Type: application/json' \
         -H "Idempotency-Key: demo-$2-${words:0:8}" \
-        -d "{\"meaning\":\"$3\",\"password\":\"$words\"}")
+        -d "{\"meaning\":\"$3\",\"password\":\"$words\",\"revision\":$4}")
     case "$code" in 2??|409) ;; *) die "demo: signing answered $code" ;; esac
 }
 for k in p1_demo p1_va_b p1_va_m1 p1_va_m3 p1_oct_m3 p1_ae p2_demo p2_va_b; do
-    sign "${f[$k]}" "sign-$k" approved
+    sign "${f[$k]}" "sign-$k" approved 1
 done
 # an amendment after the signature removes it: signed again
 patch "${f[p1_va_m1]}" amend-p1-va-m1 '{"answers":{"iop_od_mmhg":18},
   "reason":"pressure re-read from the tonometer printout"}'
-sign "${f[p1_va_m1]}" sign-p1_va_m1-again approved
+sign "${f[p1_va_m1]}" sign-p1_va_m1-again approved 2
 
 echo "$study $stl ${pids[1]}"

@@ -97,6 +97,9 @@ start() {
             # the first administrator: nobody could ask the API for it
             "$TL_BUILD/trialog" admin bootstrap demo-admin --out "$TL_VAR/demo/admin.token" \
                 >>"$TL_VAR/log/admin.log" 2>&1 || die "could not issue the admin token (see var/log/admin.log)"
+            # a second administrator: signing enrolments take two (docs/SECURITY.md)
+            "$TL_BUILD/trialog" admin bootstrap demo-admin-2 --out "$TL_VAR/demo/admin2.token" \
+                >>"$TL_VAR/log/admin.log" 2>&1 || die "could not issue the second admin token (see var/log/admin.log)"
             say "admin token (valid 30 days, mode 0600): var/demo/admin.token"
             say "ready: http://127.0.0.1:$PORT"
             return 0

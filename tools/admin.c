@@ -40,7 +40,6 @@ static int admin_usage(void)
                     "       trialog admin issue-token NAME [--days N] [--label TEXT] [--out FILE]\n"
                     "       trialog admin revoke-token NAME TOKEN_ID --reason TEXT\n"
                     "       trialog admin disable NAME --reason TEXT\n"
-                    "       trialog admin set-signing-credential NAME   (the password on stdin)\n"
                     "       trialog admin list\n");
     return 2;
 }
@@ -279,42 +278,6 @@ static int simple_change(admin_t *a, const char *type, const char *name, json_t 
     return rc;
 }
 
-static int set_signing(admin_t *a, const char *name)
-{
-    tl_uuid_t id, cred, event_id;
-    char password[TL_PASSWORD_MAX + 2] = "", hash[TL_PASSWORD_HASH_STRLEN];
-    int rc = need_principal(a, name, &id);
-    if (rc)
-        return rc;
-    if (!fgets(password, sizeof password, stdin))
-        password[0] = '\0';
-    password[strcspn(password, "\r\n")] = '\0';
-    if (tl_password_hash(password, 0, hash)) {
-        fprintf(stderr, "trialog admin: a signing password is %d to %d bytes\n", TL_PASSWORD_MIN,
-                TL_PASSWORD_MAX);
-        rc = 2;
-    }
-    tl_secret_wipe(password, sizeof password);
-    tl_uuid_v7(&cred);
-    tl_uuid_v7(&event_id);
-    const char *params[] = {cred.s, id.s, hash};
-    if (!rc && tl_pg_exec(a->pg,
-                          "INSERT INTO signing_credentials (credential_id, principal_id, hash)"
-                          " VALUES ($1, $2, $3)",
-                          3, params, NULL)) {
-        fprintf(stderr, "trialog admin: could not store the credential\n");
-        rc = 2;
-    }
-    if (!rc) {
-        json_t *payload = json_pack("{s:s, s:s}", "principal_id", id.s, "credential_id", cred.s);
-        rc = send_event(a, "SigningCredentialSet", id.s, payload, NULL, &event_id);
-        json_decref(payload);
-    }
-    if (!rc)
-        printf("signing credential set for \"%s\"\n", name);
-    return rc;
-}
-
 static int list(admin_t *a)
 {
     tl_pg_res_t *res = NULL;
@@ -345,8 +308,6 @@ static int run(admin_t *a, int argc, char **argv)
         return admin_usage();
     if (!strcmp(cmd, "create-principal") && argc >= 3)
         return create_principal(a, argv[1], argv[2], argv + 3, argc - 3, &id);
-    if (!strcmp(cmd, "set-signing-credential") && argc == 2)
-        return set_signing(a, argv[1]);
     int first = !strcmp(cmd, "revoke-token") ? 3 : 2;
     if (argc < first || !parse_opts(argc, argv, first, &o))
         return admin_usage();

@@ -476,29 +476,89 @@ void tl_stack_start(tl_stack_t *s, const char *name)
     tl_stack_token(s, "admin", NULL, s->token);
 }
 
-void tl_stack_token(tl_stack_t *s, const char *role, const char *site, char token[80])
+/* The first line of path into token (80 bytes). */
+static void read_token(const char *path, char token[80])
 {
-    char args[1400], path[700], *out = NULL;
-    snprintf(path, sizeof path, "%s/%s.token", s->dir, role);
-    if (!strcmp(role, "admin")) {
-        snprintf(args, sizeof args, "admin bootstrap test-admin --out %s", path);
-    } else {
-        snprintf(args, sizeof args, "admin create-principal test-%s%s%s %s %s", role,
-                 site ? "-" : "", site ? site : "", role, site ? site : "");
-        if (tl_stack_cli(s, args, &out))
-            fail_msg("trialog %s: %s", args, out);
-        free(out);
-        snprintf(args, sizeof args, "admin issue-token test-%s%s%s --out %s", role,
-                 site ? "-" : "", site ? site : "", path);
-    }
-    if (tl_stack_cli(s, args, &out))
-        fail_msg("trialog %s: %s", args, out);
-    free(out);
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     assert_non_null(fgets(token, 80, f));
     fclose(f);
     token[strcspn(token, "\n")] = '\0';
+}
+
+void tl_stack_named_token(tl_stack_t *s, const char *name, const char *role, const char *site,
+                          char token[80])
+{
+    char args[1400], path[700], *out = NULL;
+    snprintf(path, sizeof path, "%s/%s.token", s->dir, name);
+    snprintf(args, sizeof args, "admin create-principal %s %s %s", name, role, site ? site : "");
+    if (tl_stack_cli(s, args, &out))
+        fail_msg("trialog %s: %s", args, out);
+    free(out);
+    snprintf(args, sizeof args, "admin issue-token %s --out %s", name, path);
+    if (tl_stack_cli(s, args, &out))
+        fail_msg("trialog %s: %s", args, out);
+    free(out);
+    read_token(path, token);
+}
+
+void tl_stack_token(tl_stack_t *s, const char *role, const char *site, char token[80])
+{
+    char args[1400], path[700], name[200], *out = NULL;
+    if (strcmp(role, "admin")) {
+        snprintf(name, sizeof name, "test-%s%s%s", role, site ? "-" : "", site ? site : "");
+        tl_stack_named_token(s, name, role, site, token);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/admin.token", s->dir);
+    snprintf(args, sizeof args, "admin bootstrap test-admin --out %s", path);
+    if (tl_stack_cli(s, args, &out))
+        fail_msg("trialog %s: %s", args, out);
+    free(out);
+    read_token(path, token);
+}
+
+/* POSTs body to path as token, asserting the status; the answer's member
+ * key into out (size bytes) unless out is NULL. */
+static void post_as(tl_stack_t *s, const char *token, const char *path, const char *body,
+                    long want, const char *key, char *out, size_t size)
+{
+    tl_http_resp_t r = tl_http_as(s, token, "POST", path, body, NULL);
+    if (r.status != want)
+        fail_msg("POST %s: %ld, wanted %ld", path, r.status, want);
+    if (out)
+        snprintf(out, size, "%s", json_string_value(json_object_get(r.body, key)));
+    tl_http_free(&r);
+}
+
+void tl_stack_admin2(tl_stack_t *s, char token[80])
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/test-admin-2.token", s->dir);
+    if (access(path, R_OK))
+        tl_stack_named_token(s, "test-admin-2", "admin", NULL, token);
+    else
+        read_token(path, token);
+}
+
+void tl_stack_signing_credential(tl_stack_t *s, const char *token, const char *password)
+{
+    char id[40], enrolment[40], code[80], admin2[80], path[300], body[600];
+    tl_http_resp_t me = tl_http_as(s, token, "GET", "/v1/me", NULL, NULL);
+    assert_int_equal(me.status, 200);
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(me.body, "id")));
+    tl_http_free(&me);
+    tl_stack_admin2(s, admin2);
+    snprintf(path, sizeof path, "/v1/principals/%s/signing-enrolments", id);
+    post_as(s, s->token, path, "{\"reason\":\"new investigator\"}", 201, "id", enrolment,
+            sizeof enrolment);
+    snprintf(path, sizeof path, "/v1/principals/%s/signing-enrolments/%s/approve", id, enrolment);
+    post_as(s, admin2, path, "{\"reason\":\"identity checked\"}", 200, "code", code,
+            sizeof code);
+    snprintf(path, sizeof path, "/v1/principals/%s/signing-credential", id);
+    snprintf(body, sizeof body, "{\"password\":\"%s\",\"enrolment_code\":\"%s\"}", password,
+             code);
+    post_as(s, token, path, body, 200, NULL, NULL, 0);
 }
 
 int tl_stack_kill(pid_t *pid, int sig)
@@ -682,9 +742,11 @@ char *tl_run(const char *cmd, size_t *len)
 
 void tl_stack_demo_seed(tl_stack_t *s, char *study, char *site)
 {
-    char cmd[2000];
-    snprintf(cmd, sizeof cmd, "%s/scripts/demo-seed.sh http://127.0.0.1:%d %s/admin.token 2>&1",
-             TL_SOURCE_DIR, s->port, s->dir);
+    char cmd[2000], admin2[80];
+    tl_stack_admin2(s, admin2);
+    snprintf(cmd, sizeof cmd,
+             "%s/scripts/demo-seed.sh http://127.0.0.1:%d %s/admin.token %s/test-admin-2.token 2>&1",
+             TL_SOURCE_DIR, s->port, s->dir, s->dir);
     size_t len = 0;
     char *out = tl_run(cmd, &len);
     while (len && out[len - 1] == '\n')

@@ -54,6 +54,17 @@ void tl_stack_start(tl_stack_t *s, const char *name);
  * `trialog admin bootstrap`; another role gets a principal of its own,
  * named after role and site (a site id, or NULL for none). */
 void tl_stack_token(tl_stack_t *s, const char *role, const char *site, char token[80]);
+/* A new principal name (role, site or NULL) made by the operator's CLI,
+ * with a token of its own into token. */
+void tl_stack_named_token(tl_stack_t *s, const char *name, const char *role, const char *site,
+                          char token[80]);
+/* A second administrator's token (made once by the operator's CLI, so that
+ * the stack's admin did not grant it nor issue its token). */
+void tl_stack_admin2(tl_stack_t *s, char token[80]);
+/* Sets the signing credential of token's principal the two-person way: the
+ * stack's admin opens an enrolment, tl_stack_admin2 approves it, the
+ * principal sets password with the one-time code. */
+void tl_stack_signing_credential(tl_stack_t *s, const char *token, const char *password);
 /* Events tl_stack_start puts in the log before any test's: the admin's
  * PrincipalCreated and TokenIssued (trialog.access.v1). */
 #define TL_STACK_BOOT_EVENTS 2

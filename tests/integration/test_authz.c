@@ -175,6 +175,7 @@ static void fill(const char *pattern, int role, bool own, char *out, size_t size
                 ? (own ? principals[role]
                        : principals[role == TL_ROLE_ADMIN ? TL_ROLE_CLINICIAN : TL_ROLE_ADMIN])
             : !strcmp(name, "token")    ? "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a99"
+            : !strcmp(name, "enrolment") ? "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a98"
             : !strcmp(name, "template") ? "authz_form"
             : !strcmp(name, "form")     ? (own ? form_a : form_b)
             : !strcmp(name, "subject")  ? AUTHZ_SUBJECT
@@ -533,19 +534,25 @@ static void test_signing_credentials(void **state)
     char path[300];
     const char *clin = principals[TL_ROLE_CLINICIAN];
     snprintf(path, sizeof path, "/v1/principals/%s/signing-credential", clin);
-    expect(stack.token, "POST", path, "{\"password\":\"short\"}", 400);
-    tl_http_resp_t r = tl_http(&stack, "POST", path,
-                               "{\"password\":\"correct horse battery staple\"}", NULL, true);
-    assert_int_equal(r.status, 200);
-    assert_true(json_is_true(json_object_get(r.body, "has_signing_credential")));
-    tl_http_free(&r);
-    /* a clinician sets its own, not another's; a coordinator none */
-    expect(tokens[TL_ROLE_CLINICIAN], "POST", path, "{\"password\":\"my own secret words\"}", 200);
+    /* nobody sets another's credential, admins included; those who do not
+     * sign have none */
+    expect(stack.token, "POST", path,
+           "{\"password\":\"correct horse battery staple\",\"current_password\":\"x\"}", 403);
+    expect(tokens[TL_ROLE_CLINICIAN], "POST", path, "{\"password\":\"short\"}", 400);
+    /* two administrators and the clinician itself */
+    tl_stack_signing_credential(&stack, tokens[TL_ROLE_CLINICIAN], "correct horse battery staple");
+    /* a clinician changes its own with the current one, not another's; a
+     * coordinator none */
+    expect(tokens[TL_ROLE_CLINICIAN], "POST", path,
+           "{\"password\":\"my own secret words\","
+           "\"current_password\":\"correct horse battery staple\"}",
+           200);
     snprintf(path, sizeof path, "/v1/principals/%s/signing-credential",
              principals[TL_ROLE_MONITOR]);
-    expect(tokens[TL_ROLE_CLINICIAN], "POST", path, "{\"password\":\"my own secret words\"}", 404);
-    expect(tokens[TL_ROLE_COORDINATOR], "POST", path, "{\"password\":\"my own secret words\"}",
-           403);
+    expect(tokens[TL_ROLE_CLINICIAN], "POST", path,
+           "{\"password\":\"my own secret words\",\"current_password\":\"x\"}", 404);
+    expect(tokens[TL_ROLE_COORDINATOR], "POST", path,
+           "{\"password\":\"my own secret words\",\"current_password\":\"x\"}", 403);
     /* the credential in force is the last one set, kept as a slow hash */
     tl_pg_res_t *res = NULL;
     assert_int_equal(tl_pg_exec(stack.pg,

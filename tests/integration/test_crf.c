@@ -239,7 +239,7 @@ static void test_submit_validated(void **state)
 static void test_amend_and_sign(void **state)
 {
     (void)state;
-    char path[200], cred[200];
+    char path[200];
     snprintf(path, sizeof path, "/v1/forms/%s", form_id);
     /* no reason: 422, and nothing changes */
     json_t *p = call(clin, "PATCH", path, "{\"answers\":{\"va_right\":78}}", 422);
@@ -260,31 +260,39 @@ static void test_amend_and_sign(void **state)
     assert_true(has_error(p, "answers.va_left", "required"));
     json_decref(p);
 
-    /* signing: wrong credential 401, wrong role 403, right one 201 */
+    /* signing: no credential 422, wrong credential 422 (not 401: the token
+     * is fine), wrong role 403, right one 201; each names the revision */
     char sign[200];
     snprintf(sign, sizeof sign, "/v1/forms/%s/sign", form_id);
-    p = call(clin, "POST", sign, "{\"meaning\":\"approved\",\"password\":\"whatever it is\"}", 422);
+    p = call(clin, "POST", sign,
+             "{\"meaning\":\"approved\",\"password\":\"whatever it is\",\"revision\":2}", 422);
     assert_string_equal(str(p, "type"), "/problems/no-signing-credential");
     json_decref(p);
-    snprintf(cred, sizeof cred, "/v1/principals/%s/signing-credential", clin_id);
-    json_decref(call(clin, "POST", cred, "{\"password\":\"" SIGNING_PASSWORD "\"}", 200));
-    p = call(clin, "POST", sign, "{\"meaning\":\"approved\",\"password\":\"not my password\"}",
-             401);
+    tl_stack_signing_credential(&stack, clin, SIGNING_PASSWORD);
+    p = call(clin, "POST", sign,
+             "{\"meaning\":\"approved\",\"password\":\"not my password\",\"revision\":2}", 422);
     assert_string_equal(str(p, "type"), "/problems/signing-credential-invalid");
     json_decref(p);
     json_decref(call(coord, "POST", sign,
-                     "{\"meaning\":\"approved\",\"password\":\"" SIGNING_PASSWORD "\"}", 403));
-    json_decref(call(clin, "POST", sign, "{\"meaning\":\"liked\",\"password\":\"x\"}", 400));
-    p = call(clin, "POST", sign, "{\"meaning\":\"approved\",\"password\":\"" SIGNING_PASSWORD "\"}",
+                     "{\"meaning\":\"approved\",\"password\":\"" SIGNING_PASSWORD
+                     "\",\"revision\":2}",
+                     403));
+    json_decref(call(clin, "POST", sign, "{\"meaning\":\"liked\",\"password\":\"x\",\"revision\":2}",
+                     400));
+    p = call(clin, "POST", sign,
+             "{\"meaning\":\"approved\",\"password\":\"" SIGNING_PASSWORD "\",\"revision\":2}",
              201);
     assert_string_equal(str(p, "status"), "signed");
     json_t *sig = json_object_get(p, "signature");
     assert_string_equal(str(sig, "signed_by"), clin_id);
     assert_string_equal(str(sig, "meaning"), "approved");
     assert_non_null(json_string_value(json_object_get(sig, "signer_name")));
+    assert_int_equal(strlen(str(sig, "content_sha256")), 64);
     json_decref(p);
     json_decref(call(clin, "POST", sign,
-                     "{\"meaning\":\"approved\",\"password\":\"" SIGNING_PASSWORD "\"}", 409));
+                     "{\"meaning\":\"approved\",\"password\":\"" SIGNING_PASSWORD
+                     "\",\"revision\":2}",
+                     409));
     /* the credential is never in the log */
     assert_true(tl_wait_count(
         &stack, "SELECT count(*) FROM audit_log WHERE event_type = 'org.trialog.FormSigned'", 1,
@@ -301,7 +309,8 @@ static void test_amend_and_sign(void **state)
     assert_string_equal(str(p, "status"), "amended");
     assert_true(json_is_null(json_object_get(p, "signature")));
     json_decref(p);
-    p = call(clin, "POST", sign, "{\"meaning\":\"reviewed\",\"password\":\"" SIGNING_PASSWORD "\"}",
+    p = call(clin, "POST", sign,
+             "{\"meaning\":\"reviewed\",\"password\":\"" SIGNING_PASSWORD "\",\"revision\":3}",
              201);
     assert_int_equal(json_integer_value(json_object_get(p, "revision")), 3);
     json_decref(p);

@@ -194,17 +194,22 @@ static void test_logs_hold_no_payloads_tokens_or_phi(void **state)
     r = tl_http_as(&stack, SENTINEL_TOKEN, "GET", "/v1/me", NULL, NULL);
     assert_int_equal(r.status, 401);
     tl_http_free(&r);
-    r = tl_http(&stack, "GET", "/v1/me", NULL, NULL, true);
-    char cred[200];
-    snprintf(cred, sizeof cred, "/v1/principals/%s/signing-credential",
-             json_string_value(json_object_get(r.body, "id")));
+    /* a signing credential set the two-person way (enrolment, approval
+     * with a one-time code, then the clinician's own request), then a
+     * wrong signing password: none of it in any log */
+    char clin[80], form[200];
+    tl_stack_token(&stack, "clinician", site, clin);
+    tl_stack_signing_credential(&stack, clin, SENTINEL_PASSWORD);
+    snprintf(form, sizeof form, "/v1/forms/%s/sign", site); /* no such form */
+    r = tl_http_as(&stack, clin, "POST", form,
+                   "{\"meaning\":\"approved\",\"password\":\"" SENTINEL_NAME "\",\"revision\":1}",
+                   NULL);
     tl_http_free(&r);
-    assert_int_equal(post(cred, "{\"password\":\"" SENTINEL_PASSWORD "\"}", NULL), 200);
     /* everything settled in every consumer */
     assert_true(tl_wait_count(&stack,
                               "SELECT count(*) FROM audit_log"
                               " WHERE event_type = 'org.trialog.SigningCredentialSet'",
-                              1, 20000));
+                              2, 20000));
 
     needles_t nd = {0};
     demo_values(&nd);

@@ -324,6 +324,148 @@ static void test_password_hash(void **state)
     assert_non_null(strstr(h1, "$600000$"));
 }
 
+/* An access event by actor. */
+static const char *apply_by(tl_principal_t *p, const char *actor, const char *type,
+                            const char *fields)
+{
+    json_t *ev = event(fields);
+    json_object_set_new(ev, "actor_id", json_string(actor));
+    const char *why = tl_principal_apply(p, type, ev);
+    json_decref(ev);
+    return why;
+}
+
+#define A1 "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4e01" /* an administrator */
+#define A2 "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4e02" /* another */
+#define E1 "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4f01" /* an enrolment */
+#define OPEN "{\"principal_id\":\"" P1 "\",\"enrolment_id\":\"" E1 "\",\"reason\":\"new\"}"
+#define APPROVE                                                                                    \
+    "{\"principal_id\":\"" P1 "\",\"enrolment_id\":\"" E1 "\",\"code_sha256\":\"" SHA "\","      \
+    "\"code_expires_at\":1767312000000000}"
+#define SET_BY_ENROLMENT                                                                           \
+    "{\"principal_id\":\"" P1 "\",\"credential_id\":\"" T1 "\",\"method\":\"enrolment\","        \
+    "\"enrolment_id\":\"" E1 "\",\"expires_at\":1798761600000000}"
+
+/* The fold holds the two-person rule too: whatever a gateway decided, the
+ * log cannot make a credential one person set for another. */
+static void test_enrolment_fold(void **state)
+{
+    (void)state;
+    tl_principal_t p;
+    created(&p, "clinician", "[\"" S1 "\"]");
+    /* nobody opens their own; a role that does not sign has none */
+    assert_string_equal(apply_by(&p, P1, "SigningEnrolmentOpened", OPEN), "two_person_rule");
+    assert_string_equal(apply_by(&p, A1, "SigningEnrolmentOpened",
+                                 "{\"principal_id\":\"" P1 "\",\"enrolment_id\":\"" E1 "\"}"),
+                        "reason_required");
+    /* no approval without an open enrolment, no set without an approval */
+    assert_string_equal(apply_by(&p, A2, "SigningEnrolmentApproved", APPROVE),
+                        "no_open_enrolment");
+    assert_null(apply_by(&p, A1, "SigningEnrolmentOpened", OPEN));
+    assert_int_equal(p.enrolment_state, TL_ENROLMENT_OPENED);
+    assert_string_equal(apply_by(&p, P1, "SigningCredentialSet", SET_BY_ENROLMENT),
+                        "no_approved_enrolment");
+    /* the opener does not approve, nor the principal */
+    assert_string_equal(apply_by(&p, A1, "SigningEnrolmentApproved", APPROVE), "two_person_rule");
+    assert_string_equal(apply_by(&p, P1, "SigningEnrolmentApproved", APPROVE), "two_person_rule");
+    assert_null(apply_by(&p, A2, "SigningEnrolmentApproved", APPROVE));
+    assert_string_equal(p.enrolment_approved_by, A2);
+    /* only the principal sets it */
+    assert_string_equal(apply_by(&p, A1, "SigningCredentialSet", SET_BY_ENROLMENT),
+                        "not_own_credential");
+    assert_string_equal(apply_by(&p, A2, "SigningCredentialSet", SET_BY_ENROLMENT),
+                        "not_own_credential");
+    assert_null(apply_by(&p, P1, "SigningCredentialSet", SET_BY_ENROLMENT));
+    assert_string_equal(p.signing_credential_id, T1);
+    assert_int_equal(p.enrolment_state, TL_ENROLMENT_NONE);
+    assert_true(p.signing_expires_at_us > 0);
+    /* used once */
+    assert_string_equal(apply_by(&p, P1, "SigningCredentialSet", SET_BY_ENROLMENT),
+                        "no_approved_enrolment");
+    /* failures count here and lock at the event's maximum; a success
+     * clears them; a locked credential is not changed with itself */
+    const char *fail = "{\"principal_id\":\"" P1 "\",\"failures\":1,\"max_failures\":3}";
+    assert_null(apply_by(&p, P1, "SignatureAttemptFailed", fail));
+    assert_null(apply_by(&p, P1, "SignatureAttemptFailed", fail));
+    assert_int_equal(p.signing_failures, 2);
+    assert_null(apply_by(&p, P1, "SigningFailuresCleared", "{\"principal_id\":\"" P1 "\"}"));
+    assert_int_equal(p.signing_failures, 0);
+    for (int i = 0; i < 3; i++)
+        assert_null(apply_by(&p, P1, "SignatureAttemptFailed", fail));
+    assert_true(p.signing_locked);
+    assert_string_equal(apply_by(&p, P1, "SigningCredentialSet",
+                                 "{\"principal_id\":\"" P1 "\",\"credential_id\":\"" T1 "\","
+                                 "\"method\":\"change\"}"),
+                        "signing_credential_locked");
+    /* a role that stops signing loses its credential */
+    assert_null(apply_by(&p, A1, "PrincipalRoleChanged",
+                         "{\"principal_id\":\"" P1 "\",\"role\":\"coordinator\","
+                         "\"site_ids\":[\"" S1 "\"],\"reason\":\"now coordinates\"}"));
+    assert_string_equal(p.signing_credential_id, "");
+    assert_string_equal(p.granted_by, A1);
+}
+
+static void test_signing_rules(void **state)
+{
+    (void)state;
+    tl_principal_t p;
+    created(&p, "clinician", "[\"" S1 "\"]");
+    p.enrolment_state = TL_ENROLMENT_OPENED;
+    snprintf(p.enrolment_id, sizeof p.enrolment_id, "%s", E1);
+    snprintf(p.enrolment_opened_by, sizeof p.enrolment_opened_by, "%s", A1);
+    /* opening */
+    assert_null(tl_enrolment_open_check(&p, A1));
+    assert_string_equal(tl_enrolment_open_check(&p, P1), "two_person_rule");
+    tl_principal_t admin;
+    memcpy(&admin, &p, sizeof admin);
+    admin.role = TL_ROLE_ADMIN;
+    assert_string_equal(tl_enrolment_open_check(&admin, A2), "role_does_not_sign");
+    /* approving: a second person, not one the opener made or holds */
+    assert_null(tl_enrolment_approve_check(&p, E1, A2, "cli", "cli"));
+    assert_string_equal(tl_enrolment_approve_check(&p, E1, A1, "cli", "cli"), "two_person_rule");
+    assert_string_equal(tl_enrolment_approve_check(&p, E1, P1, "cli", "cli"), "two_person_rule");
+    assert_string_equal(tl_enrolment_approve_check(&p, E1, A2, A1, "cli"), "two_person_rule");
+    assert_string_equal(tl_enrolment_approve_check(&p, E1, A2, "cli", A1), "two_person_rule");
+    assert_string_equal(tl_enrolment_approve_check(&p, T1, A2, "cli", "cli"),
+                        "no_open_enrolment");
+    /* using the code */
+    p.enrolment_state = TL_ENROLMENT_APPROVED;
+    snprintf(p.enrolment_approved_by, sizeof p.enrolment_approved_by, "%s", A2);
+    snprintf(p.enrolment_code_sha256, sizeof p.enrolment_code_sha256, "%s", SHA);
+    p.enrolment_code_expires_at_us = T0 + DAY_US;
+    assert_null(tl_enrolment_use_check(&p, P1, A1, SHA, T0));
+    assert_string_equal(tl_enrolment_use_check(&p, A1, A1, SHA, T0), "not_own_credential");
+    assert_string_equal(tl_enrolment_use_check(&p, P1, A2, SHA, T0), "two_person_rule");
+    assert_string_equal(tl_enrolment_use_check(&p, P1, A1, "00" SHA, T0),
+                        "invalid_enrolment_code");
+    assert_string_equal(tl_enrolment_use_check(&p, P1, A1, SHA, T0 + 2 * DAY_US),
+                        "enrolment_expired");
+    /* signing */
+    assert_string_equal(tl_signing_check(&p, T0), "no_signing_credential");
+    snprintf(p.signing_credential_id, sizeof p.signing_credential_id, "%s", T1);
+    assert_null(tl_signing_check(&p, T0));
+    p.signing_expires_at_us = T0 + DAY_US;
+    assert_string_equal(tl_signing_check(&p, T0 + DAY_US), "signing_credential_expired");
+    p.signing_locked = true;
+    assert_string_equal(tl_signing_check(&p, T0), "signing_credential_locked");
+    assert_string_equal(tl_signing_check(&admin, T0), "role_does_not_sign");
+    assert_true(tl_role_signs(TL_ROLE_CLINICIAN));
+    assert_false(tl_role_signs(TL_ROLE_ADMIN));
+    assert_false(tl_role_signs(TL_ROLE_COORDINATOR));
+}
+
+static void test_display_names(void **state)
+{
+    (void)state;
+    assert_true(tl_display_name_ok("Dr. Adaeze Okafor"));
+    assert_true(tl_display_name_ok("Zoë Ó Briain"));
+    assert_false(tl_display_name_ok(""));
+    assert_false(tl_display_name_ok(" Dr. X"));
+    assert_false(tl_display_name_ok("Dr. X "));
+    assert_false(tl_display_name_ok("Dr.\tX"));
+    assert_false(tl_display_name_ok("\xff"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +477,9 @@ int main(void)
         cmocka_unit_test(test_token_invalid_events),
         cmocka_unit_test(test_tokens_and_hashes),
         cmocka_unit_test(test_password_hash),
+        cmocka_unit_test(test_enrolment_fold),
+        cmocka_unit_test(test_signing_rules),
+        cmocka_unit_test(test_display_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

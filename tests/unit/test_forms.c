@@ -628,10 +628,32 @@ static void test_stream_form_events(void **state)
     assert_int_equal(r.version, 4);
 }
 
+/* What a signature signs: a hash an auditor can recompute from the form's
+ * answers as the API shows them (docs/FORMS.md), whatever their order. */
+static void test_content_hash(void **state)
+{
+    (void)state;
+    json_t *answers = json_loads("{\"c\":[\"x\",\"y\"],\"b\":2,\"a\":1.5}", 0, NULL);
+    char out[65];
+    assert_int_equal(tl_form_content_sha256("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a01", 3, 2,
+                                            answers, out),
+                     TL_OK);
+    /* sha256 of {"answers":{"a":1.5,"b":2,"c":["x","y"]},"form_id":"0190a1b2-...-0c1d2e3f4a01",
+     * "revision":2,"template_version":3}, by Python's hashlib */
+    assert_string_equal(out, "ad84152f7ebc76922b0a426bc8269b002dac95d7d2396a331b415579603cde90");
+    char other[65];
+    assert_int_equal(tl_form_content_sha256("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a01", 3, 3,
+                                            answers, other),
+                     TL_OK);
+    assert_string_not_equal(out, other);
+    json_decref(answers);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_template_normalised),
+        cmocka_unit_test(test_content_hash),
         cmocka_unit_test(test_template_every_error_at_once),
         cmocka_unit_test(test_answers_valid),
         cmocka_unit_test(test_answers_every_failure),
