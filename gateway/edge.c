@@ -120,6 +120,7 @@ bool tl_cors_parse(const char *list, tl_cors_t *out, char *why, size_t why_size)
         size_t len = (size_t)(end - start);
         if (out->n == TL_CORS_ORIGINS_MAX) {
             snprintf(why, why_size, "more than %d origins", TL_CORS_ORIGINS_MAX);
+            out->n = 0;
             return false;
         }
         if (!len || len >= TL_CORS_ORIGIN_MAX || !origin_ok(start, len)) {
@@ -127,6 +128,7 @@ bool tl_cors_parse(const char *list, tl_cors_t *out, char *why, size_t why_size)
                      "\"%.*s\" is not an origin: scheme://host[:port], http or https, lowercase,"
                      " no default port, wildcard, path or trailing slash",
                      (int)(len > 80 ? 80 : len), start);
+            out->n = 0;
             return false;
         }
         memcpy(out->origin[out->n], start, len);

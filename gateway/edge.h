@@ -42,8 +42,9 @@ typedef struct {
 
 /* Parses a comma-separated list of origins, each `scheme://host[:port]`
  * (http or https, lowercase as browsers send them, no wildcard, userinfo,
- * path or trailing slash) into out; "" (or NULL) is none. false: why (for
- * the operator, naming the offending entry) says what is wrong. */
+ * path or trailing slash) into out; "" (or NULL) is none. false: out holds
+ * none, and why (for the operator, naming the offending entry) says what is
+ * wrong. */
 bool tl_cors_parse(const char *list, tl_cors_t *out, char *why, size_t why_size);
 /* The configured origin equal to origin (the request's Origin header,
  * borrowed, may be NULL), or NULL: a pointer into c, never into the request,
