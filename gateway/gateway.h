@@ -11,14 +11,15 @@
 #include <stdint.h>
 
 #include "access.h"
+#include "backpressure.h"
+#include "edge.h"
+#include "idempotency.h"
 #include "schedules.h"
 #include "tl_date.h"
 #include "tl_err.h"
 #include "tl_pg.h"
 #include "tl_producer.h"
 #include "tl_schemas.h"
-#include "backpressure.h"
-#include "idempotency.h"
 #include "waiter.h"
 
 #define TL_BODY_MAX (1024 * 1024)
@@ -30,8 +31,12 @@
 
 typedef struct {
     long port;
+    const char *http_bind; /* an IP literal (edge.h) */
     long max_connections;
+    long max_connections_per_ip; /* 0: no cap */
     long http_timeout_s;
+    long header_timeout_s;
+    const char *cors_origins; /* parsed into tl_gw_t.cors at start */
     long pg_pool;
     long ryw_timeout_ms;
     long produce_timeout_ms;
@@ -50,6 +55,13 @@ typedef struct {
     bool debug;
 } tl_gw_config_t;
 
+/* What the HTTP edge (http.c) counts of requests that never reach the
+ * router, for /metrics. */
+typedef struct {
+    atomic_ullong library_answers[6]; /* libmicrohttpd's own answers, by status class */
+    atomic_ullong header_timeouts;    /* headers not whole within the header timeout */
+} tl_http_stats_t;
+
 typedef struct {
     tl_gw_config_t cfg;
     tl_registry_t *registry;
@@ -63,6 +75,9 @@ typedef struct {
     struct tl_sign_guard *sign_guard; /* password checks in progress (sign_guard.c) */
     atomic_uint idem_claims;    /* Idempotency-Key claims, for pruning (idempotency.c) */
     atomic_ullong answered[6];  /* responses of the router by status class (index 1-5) */
+    atomic_ullong refused[2];   /* 401 and 403 answers of the router */
+    tl_http_stats_t http;       /* what the HTTP edge saw that the router never did */
+    tl_cors_t cors;             /* origins that may call from a browser; none: no CORS */
     pthread_mutex_t stripes[TL_LOCK_STRIPES];
 } tl_gw_t;
 
@@ -85,6 +100,8 @@ typedef struct {
     const char *idempotency_key;
     const char *prefer;
     const char *correlation_id;
+    const char *origin;                  /* Origin, for CORS */
+    const char *cors_method;             /* Access-Control-Request-Method: a preflight */
     const char *params[TL_ROUTE_PARAMS]; /* {x} segments of the route, in order */
     /* query string lookup, NULL when absent */
     const char *(*query)(void *conn, const char *key);
@@ -103,7 +120,15 @@ typedef struct {
     char location[256];
     int retry_after;           /* seconds; 0: none */
     bool replayed;             /* Idempotent-Replayed: true */
-    char allow[64];            /* Allow, with 405 */
+    char allow[64];            /* Allow, with 405 and OPTIONS */
+    bool no_store;             /* Cache-Control: no-store (authenticated answers, 401, 403) */
+    bool close;                /* Connection: close: the connection ends with this answer */
+    const char *authenticate;  /* static: WWW-Authenticate, with 401 */
+    /* CORS (static strings): the allowed origin echoed back, Vary: Origin,
+     * and for a preflight the methods (allow) and headers it may use */
+    const char *cors_origin;
+    bool cors_vary;
+    bool cors_preflight;
     const char *content_type;  /* static; NULL: application/json or problem+json */
     char *text;                /* owned: a body that is not JSON, sent as content_type */
     /* a file as the body (a release's files): file_fd + 1, so that a zeroed

@@ -17,6 +17,25 @@ static void gateway_handler(void *gw, tl_req_t *req, tl_resp_t *resp)
     tl_gw_dispatch(gw, req, resp);
 }
 
+/* What tl_config cannot check by itself: the HTTP edge's address and
+ * origins (each unset when tl_config refused it already). Every error is
+ * reported, beside tl_config_load's. */
+static bool edge_config_ok(tl_gw_t *gw, FILE *err)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    char why[200];
+    bool ok = !gw->cfg.http_bind || tl_edge_bind_parse(gw->cfg.http_bind, 0, &addr, &len);
+    if (!ok)
+        fprintf(err,
+                "config: TRIALOG_HTTP_BIND must be an IPv4 or IPv6 address, not a host name\n");
+    if (gw->cfg.cors_origins && !tl_cors_parse(gw->cfg.cors_origins, &gw->cors, why, sizeof why)) {
+        fprintf(err, "config: TRIALOG_HTTP_CORS_ORIGINS: %s\n", why);
+        ok = false;
+    }
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     static tl_gw_t gw;
@@ -24,10 +43,20 @@ int main(int argc, char **argv)
     const char *kafka_config = NULL;
     const tl_config_var_t vars[] = {
         {"TRIALOG_HTTP_PORT", TL_CFG_INT, "8080", 1, 65535, false, "listening port", &c->port},
+        {"TRIALOG_HTTP_BIND", TL_CFG_STR, "0.0.0.0", 1, 64, false,
+         "address to listen on: an IPv4 or IPv6 literal", &c->http_bind},
         {"TRIALOG_HTTP_MAX_CONNECTIONS", TL_CFG_INT, "1024", 1, 10000, false,
          "concurrent HTTP connections (a thread each)", &c->max_connections},
+        {"TRIALOG_HTTP_MAX_CONNECTIONS_PER_IP", TL_CFG_INT, "64", 0, 10000, false,
+         "concurrent HTTP connections from one client address (0: no cap)",
+         &c->max_connections_per_ip},
         {"TRIALOG_HTTP_TIMEOUT_S", TL_CFG_INT, "30", 1, 3600, false,
          "idle connections close; a request body must arrive within it", &c->http_timeout_s},
+        {"TRIALOG_HTTP_HEADER_TIMEOUT_S", TL_CFG_INT, "10", 1, 300, false,
+         "a request's headers must arrive whole within it", &c->header_timeout_s},
+        {"TRIALOG_HTTP_CORS_ORIGINS", TL_CFG_STR, "", 0, 4096, false,
+         "browser origins that may call, comma-separated (scheme://host[:port]; none: no CORS)",
+         &c->cors_origins},
         {"TRIALOG_PG_POOL", TL_CFG_INT, "8", 1, 256, false,
          "database connections shared by the request threads", &c->pg_pool},
         {"TRIALOG_RYW_TIMEOUT_MS", TL_CFG_INT, "5000", 0, 60000, false,
@@ -67,7 +96,8 @@ int main(int argc, char **argv)
     };
     const size_t nvars = sizeof vars / sizeof vars[0];
     tl_err_t err = tl_config_load(vars, nvars, NULL, stderr);
-    if (err)
+    bool edge_ok = edge_config_ok(&gw, stderr);
+    if (err || !edge_ok)
         return 2;
     if (argc > 1 && !strcmp(argv[1], "--print-config")) {
         tl_config_print(vars, nvars, stdout);
@@ -107,13 +137,19 @@ int main(int argc, char **argv)
         err = tl_bp_new(gw.kafka, c->brokers, c->pg_dsn, c->pg_schema, c->archive_max_lag,
                         &gw.bp);
     if (!err)
-        err = tl_http_start(&(tl_http_opts_t){.port = (int)c->port,
+        err = tl_http_start(&(tl_http_opts_t){.bind = c->http_bind,
+                                              .port = (int)c->port,
                                               .max_connections = (int)c->max_connections,
-                                              .timeout_s = (int)c->http_timeout_s},
+                                              .max_per_ip = (int)c->max_connections_per_ip,
+                                              .timeout_s = (int)c->http_timeout_s,
+                                              .header_timeout_s = (int)c->header_timeout_s,
+                                              .stats = &gw.http},
                             gateway_handler, &gw, &http);
     if (!err) {
-        tl_log_info("gateway_started", json_pack("{s:i, s:i}", "port", (int)c->port,
-                                                 "max_connections", (int)c->max_connections));
+        tl_log_info("gateway_started",
+                    json_pack("{s:s, s:i, s:i, s:i}", "bind", c->http_bind, "port", (int)c->port,
+                              "max_connections", (int)c->max_connections, "cors_origins",
+                              (int)gw.cors.n));
         int sig = 0;
         sigwait(&sigs, &sig);
         tl_log_info("gateway_stopping", json_pack("{s:i}", "signal", sig));

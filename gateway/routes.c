@@ -181,28 +181,89 @@ static bool registry_path(const char *path)
     return !strncmp(path, "/registry/", 10) || !strcmp(path, "/registry");
 }
 
-static void dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+/* OPTIONS on a known path: its methods, and for a CORS preflight from an
+ * allowed origin asking for one of them, leave to call (no authentication:
+ * browsers send none with a preflight). Anything else from a browser gets
+ * 403 and no CORS headers. */
+static void options(tl_gw_t *gw, const tl_req_t *req, tl_resp_t *resp, const char *methods)
+{
+    if (req->origin && req->cors_method &&
+        (!tl_cors_match(&gw->cors, req->origin) ||
+         !tl_edge_method_listed(methods, req->cors_method))) {
+        tl_problem(resp, 403, "cors-refused", "Cross-origin request refused",
+                   "the origin may not call this gateway, or not with this method", NULL);
+        return;
+    }
+    resp->status = 204;
+    resp->cors_preflight = req->origin && req->cors_method;
+    snprintf(resp->allow, sizeof resp->allow, "%s%s", methods,
+             resp->cors_preflight ? "" : ", OPTIONS");
+}
+
+/* Finds the route of req and answers it; returns the route (NULL: none
+ * matched method and path) and in *pattern the first pattern matching the
+ * path alone (NULL: no route has it). */
+static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp,
+                                  const char **pattern);
+
+/* The headers the router adds to any answer: no-store on whatever needed
+ * a principal (or was refused for want of one), the RFC 6750 challenge on
+ * 401, and CORS for an allowed origin. */
+static void edge_headers(tl_gw_t *gw, const tl_req_t *req, tl_resp_t *resp, const tl_route_t *found)
+{
+    resp->no_store =
+        (found && found->roles != TL_PUBLIC) || resp->status == 401 || resp->status == 403;
+    if (resp->status == 401) {
+        /* a token sent and refused is invalid_token; none (or another
+         * scheme), or a signing password refused, has no error code */
+        const char *type = json_string_value(json_object_get(resp->body, "type"));
+        bool refused_token = type && (!strcmp(type, "/problems/invalid-token") ||
+                                      !strcmp(type, "/problems/token-expired"));
+        resp->authenticate = refused_token ? "Bearer realm=\"trialog\", error=\"invalid_token\""
+                                           : "Bearer realm=\"trialog\"";
+    }
+    resp->cors_vary = gw->cors.n > 0; /* whether CORS headers come depends on Origin */
+    resp->cors_origin = tl_cors_match(&gw->cors, req->origin);
+}
+
+/* A 401 or 403: logged (never the token, the body or the path's values:
+ * the route's pattern and the principal's id) and counted. */
+static void log_refused(tl_gw_t *gw, const tl_req_t *req, const tl_resp_t *resp,
+                        const tl_route_t *found, const char *pattern)
+{
+    atomic_fetch_add(&gw->refused[resp->status == 401 ? 0 : 1], 1);
+    json_t *f =
+        json_pack("{s:s, s:s?, s:i, s:O?}", "method", found ? found->method : "OPTIONS", "route",
+                  pattern, "status", resp->status, "type", json_object_get(resp->body, "type"));
+    if (f && req->actor_id)
+        json_object_set_new(f, "principal", json_string(req->actor_id));
+    tl_log_warn("request_refused", f);
+}
 
 void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
-    dispatch(gw, req, resp);
+    const char *pattern = NULL;
+    const tl_route_t *found = dispatch(gw, req, resp, &pattern);
+    edge_headers(gw, req, resp, found);
+    if (resp->status == 401 || resp->status == 403)
+        log_refused(gw, req, resp, found, pattern);
     if (registry_path(req->path))
         tl_registry_api_error(resp); /* Confluent's error shape there */
     int class = resp->status / 100;
     atomic_fetch_add(&gw->answered[class >= 1 && class <= 5 ? class : 5], 1);
 }
 
-static void dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, const char **pattern)
 {
     char store[TL_ROUTE_PARAMS][TL_SEGMENT_MAX];
     const tl_route_t *found = NULL;
-    bool path_known = false;
     char allow[64] = "";
     for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !found; i++) {
         int n = 0;
         if (!route_match(routes[i].pattern, req->path, store, &n))
             continue;
-        path_known = true;
+        if (!*pattern)
+            *pattern = routes[i].pattern;
         if (strcmp(routes[i].method, req->method)) {
             size_t len = strlen(allow);
             snprintf(allow + len, sizeof allow - len, "%s%s", len ? ", " : "", routes[i].method);
@@ -213,31 +274,33 @@ static void dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             req->params[j] = store[j];
     }
     if (!found) {
-        if (path_known) {
+        if (*pattern && !strcmp(req->method, "OPTIONS")) {
+            options(gw, req, resp, allow);
+        } else if (*pattern) {
             tl_problem(resp, 405, "method-not-allowed", "Method not allowed", NULL, NULL);
             snprintf(resp->allow, sizeof resp->allow, "%s", allow);
-        }
-        else
+        } else {
             tl_problem(resp, 404, "not-found", "Not found", "no such route", NULL);
-        return;
+        }
+        return NULL;
     }
     if (found->roles != TL_PUBLIC) {
         if (!tl_auth_authenticate(gw, req, resp))
-            return;
+            return found;
         if (!(found->roles & TL_ROLE_BIT(req->actor.role))) {
             tl_problem(resp, 403, "forbidden", "Not allowed",
                        "the principal's role may not do this", NULL);
-            return;
+            return found;
         }
         if (!tl_auth_in_scope(gw, found, req, resp))
-            return;
+            return found;
     }
     if ((!strcmp(req->method, "POST") || !strcmp(req->method, "PATCH") ||
          !strcmp(req->method, "PUT")) &&
         !json_content_type(req->content_type)) {
         tl_problem(resp, 415, "unsupported-media-type", "Unsupported media type",
                    "the body must be application/json", NULL);
-        return;
+        return found;
     }
     found->handler(gw, req, resp);
     tl_idem_finish(gw, req, resp);
@@ -245,4 +308,5 @@ static void dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         tl_log_warn("request_failed", json_pack("{s:s, s:s, s:i}", "method", req->method,
                                                 "route", found->pattern, "status",
                                                 resp->status));
+    return found;
 }

@@ -50,6 +50,33 @@ void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 
 /* Prometheus text format (0.0.4): counters of the whole process, no ids and
  * nothing of any request (docs/SECURITY.md: public like /readyz). */
+/* The HTTP edge's refusals: the router's 401 and 403, and what never
+ * reached it (libmicrohttpd's own answers, headers past their deadline). */
+static tl_err_t http_metrics(tl_gw_t *gw, tl_buf_t *b)
+{
+    tl_err_t err = tl_buf_printf(
+        b,
+        "# HELP trialog_http_refused_total Requests the router refused for want of credentials"
+        " (401) or of permission (403).\n"
+        "# TYPE trialog_http_refused_total counter\n"
+        "trialog_http_refused_total{status=\"401\"} %llu\n"
+        "trialog_http_refused_total{status=\"403\"} %llu\n"
+        "# HELP trialog_http_header_timeouts_total Connections closed because a request's headers"
+        " were not whole within TRIALOG_HTTP_HEADER_TIMEOUT_S.\n"
+        "# TYPE trialog_http_header_timeouts_total counter\n"
+        "trialog_http_header_timeouts_total %llu\n"
+        "# HELP trialog_http_library_answers_total Answers libmicrohttpd made itself (a malformed"
+        " request line, headers past its memory, a bad chunk), by status class.\n"
+        "# TYPE trialog_http_library_answers_total counter\n",
+        (unsigned long long)atomic_load(&gw->refused[0]),
+        (unsigned long long)atomic_load(&gw->refused[1]),
+        (unsigned long long)atomic_load(&gw->http.header_timeouts));
+    for (int c = 1; c <= 5 && !err; c++)
+        err = tl_buf_printf(b, "trialog_http_library_answers_total{class=\"%dxx\"} %llu\n", c,
+                            (unsigned long long)atomic_load(&gw->http.library_answers[c]));
+    return err;
+}
+
 void tl_h_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     (void)req;
@@ -81,6 +108,8 @@ void tl_h_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             "# TYPE trialog_gateway_archive_lag_messages gauge\n"
             "trialog_gateway_archive_lag_messages %lld\n",
             (unsigned long long)statements, (unsigned long long)round_trips, (long long)lag);
+    if (!err)
+        err = http_metrics(gw, &b);
     if (err) {
         tl_buf_cleanup(&b);
         tl_problem_from_err(resp, err);

@@ -11,9 +11,9 @@ SECONDS_EACH="${FUZZ_SECONDS:-60}"
 FUZZ_BUILD="$TL_ROOT/build-fuzz"
 say "building the fuzz targets in $FUZZ_BUILD"
 CC=clang cmake -S "$TL_ROOT" -B "$FUZZ_BUILD" -DCMAKE_BUILD_TYPE=Debug -DTL_FUZZ=ON >/dev/null
-cmake --build "$FUZZ_BUILD" -j"$(nproc)" --target fuzz_request_body fuzz_avro_frame fuzz_form_answers fuzz_schema_compat fuzz_ingest_record >/dev/null
+cmake --build "$FUZZ_BUILD" -j"$(nproc)" --target fuzz_request_body fuzz_request_target fuzz_avro_frame fuzz_form_answers fuzz_schema_compat fuzz_ingest_record >/dev/null
 mkdir -p "$FUZZ_BUILD/artifacts"
-for target in fuzz_request_body fuzz_avro_frame fuzz_form_answers fuzz_schema_compat fuzz_ingest_record; do
+for target in fuzz_request_body fuzz_request_target fuzz_avro_frame fuzz_form_answers fuzz_schema_compat fuzz_ingest_record; do
     corpus="$FUZZ_BUILD/corpus/$target"
     mkdir -p "$corpus"
     say "fuzzing $target for ${SECONDS_EACH}s"

@@ -4,7 +4,8 @@
 # var/kafka-node, port TRIALOG_KAFKA_PORT, 9092; unless TRIALOG_KAFKA_BROKERS
 # names a cluster of yours), every topic (`trialog topics ensure`), the projectors
 # (participants, schedules, access, forms, the research export, the dataset
-# release worker, the ingest consumer, the audit archive) and the gateway, and writes a fresh admin token to
+# release worker, the ingest consumer, the audit archive) and the gateway
+# (on 127.0.0.1 unless TRIALOG_HTTP_BIND says otherwise), and writes a fresh admin token to
 # var/demo/admin.token (mode 0600). The research export's pseudonym key is
 # var/research.key (made once, mode 0600) unless TRIALOG_RESEARCH_KEY_FILE
 # names another.
@@ -67,6 +68,8 @@ start() {
     fi
     # dataset releases: the worker writes them here, the gateway serves them
     export TRIALOG_RELEASE_DIR="${TRIALOG_RELEASE_DIR:-$TL_VAR/releases}"
+    # the demo's gateway listens on loopback only, unless told otherwise
+    export TRIALOG_HTTP_BIND="${TRIALOG_HTTP_BIND:-127.0.0.1}"
     # the connectors' topics the ingest consumer reads (docs/CONNECTORS.md)
     export TRIALOG_INGEST_SOURCES="${TRIALOG_INGEST_SOURCES:-oct}"
     local p assigned=()
@@ -77,7 +80,7 @@ start() {
     done
     say "starting the audit archive"
     tl_spawn projector-audit "$TL_BUILD/trialog-projector" audit
-    say "starting the gateway on port $PORT"
+    say "starting the gateway on $TRIALOG_HTTP_BIND port $PORT"
     tl_spawn gateway "$TL_BUILD/trialog-gateway"
     # The projectors hold their partitions after the group join (~3 s).
     local i=0

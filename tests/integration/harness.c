@@ -426,11 +426,11 @@ void tl_stack_start_gateway(tl_stack_t *s)
     common_env(s, env);
     snprintf(port, sizeof port, "TRIALOG_HTTP_PORT=%d", s->port);
     snprintf(releases, sizeof releases, "TRIALOG_RELEASE_DIR=%s/releases", s->dir);
-    const char *e[] = {env[0], env[1], env[2], port, releases,
-                       s->gateway_env[0][0] ? s->gateway_env[0] : NULL,
-                       s->gateway_env[1][0] ? s->gateway_env[1] : NULL,
-                       s->gateway_env[2][0] ? s->gateway_env[2] : NULL,
-                       s->gateway_env[3][0] ? s->gateway_env[3] : NULL, NULL};
+    const char *e[6 + TL_STACK_GATEWAY_ENV] = {env[0], env[1], env[2], port, releases};
+    size_t n = 5;
+    for (int i = 0; i < TL_STACK_GATEWAY_ENV; i++)
+        if (s->gateway_env[i][0])
+            e[n++] = s->gateway_env[i];
     s->gateway = spawn(s, "gateway", "trialog-gateway", NULL, e);
     for (int i = 0; i < 300; i++) {
         tl_http_resp_t r = tl_http(s, "GET", "/readyz", NULL, NULL, false);

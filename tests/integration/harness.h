@@ -18,6 +18,7 @@
 #include "tl_pg.h"
 
 #define TL_STACK_NODES_MAX 3
+#define TL_STACK_GATEWAY_ENV 8
 
 typedef struct {
     char name[64];
@@ -37,7 +38,7 @@ typedef struct {
     pid_t releases; /* only tl_stack_start_releases starts it */
     pid_t ingest;   /* only tl_stack_start_ingest starts it */
     tl_pg_t *pg;
-    char gateway_env[4][256]; /* extra NAME=value for the gateway */
+    char gateway_env[TL_STACK_GATEWAY_ENV][256]; /* extra NAME=value for the gateway ("": none) */
     /* Set before tl_stack_start, which keeps them: */
     char topics_env[128]; /* extra NAME=value for every trialog command (topics ensure's
                            * retention) */

@@ -9,7 +9,9 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,6 +325,297 @@ static void test_metrics(void **state)
     free(resp.text);
 }
 
+/* ---- the HTTP edge's rules (edge.c) ---- */
+
+static void test_target_control_characters(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *target;
+        bool bad;
+    } cases[] = {
+        {"/v1/releases/r/files/answers.csv", false},
+        {"/v1/releases/r/files/answers.csv%00../../etc/passwd", true},
+        {"/v1/studies/x%0ay", true},
+        {"/v1/studies/x%0Ay", true},
+        {"/v1/audit?type=a%01b", true},
+        {"/v1/audit?a%00b=1", true},
+        {"/v1/audit?a=%7f", true},
+        {"/v1/audit?a=%7F", true},
+        {"/v1/audit?a=%1f", true},
+        {"/v1/audit?a=%20", false},    /* a space is text */
+        {"/v1/audit?a=%c3%a9", false}, /* é: the UTF-8 check is tl_text_ok's */
+        {"/v1/audit?a=%2500", false},  /* "%00" as text, not a NUL */
+        {"/x%%00", true},              /* '%', then a NUL */
+        {"/x%0", false},               /* an escape cut short is no escape */
+        {"/x%", false},
+        {"/x%g0", false},
+        {"/x\x01y", true}, /* raw */
+        {"/x\x7f", true},
+        {"", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (tl_edge_target_has_control(cases[i].target) != cases[i].bad)
+            fail_msg("%s: want %s", cases[i].target, cases[i].bad ? "refused" : "taken");
+}
+
+static void test_framing(void **state)
+{
+    (void)state;
+    assert_int_equal(tl_edge_framing(0, 0, NULL), TL_FRAMING_OK);
+    assert_int_equal(tl_edge_framing(1, 0, NULL), TL_FRAMING_OK);
+    assert_int_equal(tl_edge_framing(0, 1, "chunked"), TL_FRAMING_OK);
+    assert_int_equal(tl_edge_framing(0, 1, "Chunked"), TL_FRAMING_OK);
+    /* duplicate, even when equal: RFC 9112 lets a server refuse them */
+    assert_int_equal(tl_edge_framing(2, 0, NULL), TL_FRAMING_LENGTHS);
+    assert_int_equal(tl_edge_framing(3, 1, "chunked"), TL_FRAMING_LENGTHS);
+    assert_int_equal(tl_edge_framing(1, 1, "chunked"), TL_FRAMING_LENGTH_AND_CODING);
+    assert_int_equal(tl_edge_framing(0, 2, "chunked"), TL_FRAMING_CODING);
+    assert_int_equal(tl_edge_framing(0, 1, "gzip"), TL_FRAMING_CODING);
+    assert_int_equal(tl_edge_framing(0, 1, "gzip, chunked"), TL_FRAMING_CODING);
+    assert_int_equal(tl_edge_framing(0, 1, "chunked, gzip"), TL_FRAMING_CODING);
+    assert_int_equal(tl_edge_framing(0, 1, ""), TL_FRAMING_CODING);
+    assert_int_equal(tl_edge_framing(0, 1, NULL), TL_FRAMING_CODING);
+}
+
+static void test_cors_origins(void **state)
+{
+    (void)state;
+    tl_cors_t c;
+    char why[200];
+    assert_true(tl_cors_parse("", &c, why, sizeof why));
+    assert_int_equal(c.n, 0);
+    assert_true(tl_cors_parse(NULL, &c, why, sizeof why));
+    assert_int_equal(c.n, 0);
+    assert_null(tl_cors_match(&c, "https://app.example.org"));
+    assert_true(tl_cors_parse(" https://app.example.org,http://localhost:3000 , http://[::1]:8081,"
+                              "https://10.0.0.1",
+                              &c, why, sizeof why));
+    assert_int_equal(c.n, 4);
+    assert_string_equal(c.origin[1], "http://localhost:3000");
+    assert_ptr_equal(tl_cors_match(&c, "http://localhost:3000"), c.origin[1]);
+    assert_ptr_equal(tl_cors_match(&c, "http://[::1]:8081"), c.origin[2]);
+    /* exact: no prefix, suffix, case or scheme games */
+    static const char *const others[] = {"https://app.example.org.evil.com",
+                                         "https://evil.app.example.org",
+                                         "http://app.example.org",
+                                         "https://APP.example.org",
+                                         "https://app.example.org/",
+                                         "https://app.example.org:443",
+                                         "http://localhost:30000",
+                                         "null",
+                                         "",
+                                         NULL};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        assert_null(tl_cors_match(&c, others[i]));
+    static const char *const bad[] = {
+        "*",
+        "https://*.example.org",
+        "https://app.example.org/",
+        "https://app.example.org/app",
+        "https://app.example.org?x",
+        "https://user@app.example.org",
+        "https://App.example.org",
+        "HTTPS://app.example.org",
+        "ftp://app.example.org",
+        "app.example.org",
+        "https://",
+        "https://app..example.org",
+        "https://.example.org",
+        "https://app.example.org.",
+        "https://-app.example.org",
+        "https://app-.example.org",
+        "https://app.example.org:",
+        "https://app.example.org:0",
+        "https://app.example.org:08080",
+        "https://app.example.org:65536",
+        "https://app.example.org:443",
+        "http://app.example.org:80",
+        "https://[::1",
+        "https://[]",
+        "null",
+        "https://a.org,,https://b.org",
+        "https://a.org,",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        if (tl_cors_parse(bad[i], &c, why, sizeof why))
+            fail_msg("\"%s\" was taken as an origin list", bad[i]);
+        assert_non_null(strstr(why, "is not an origin"));
+        assert_int_equal(c.n, 0); /* nothing of a list that fails */
+    }
+    /* at most TL_CORS_ORIGINS_MAX */
+    char many[2048] = "";
+    for (int i = 0; i <= TL_CORS_ORIGINS_MAX; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%shttps://o%d.org", i ? "," : "",
+                 i);
+    assert_false(tl_cors_parse(many, &c, why, sizeof why));
+    assert_non_null(strstr(why, "more than"));
+}
+
+static void test_method_listed(void **state)
+{
+    (void)state;
+    assert_true(tl_edge_method_listed("GET", "GET"));
+    assert_true(tl_edge_method_listed("POST, GET", "GET"));
+    assert_true(tl_edge_method_listed("GET, PATCH, PUT", "PATCH"));
+    assert_false(tl_edge_method_listed("POST, GET", "get"));
+    assert_false(tl_edge_method_listed("POST, GET", "GE"));
+    assert_false(tl_edge_method_listed("POST, GET", "POST, GET"));
+    assert_false(tl_edge_method_listed("POST, GET", ""));
+    assert_false(tl_edge_method_listed("", "GET"));
+}
+
+static void test_bind_address(void **state)
+{
+    (void)state;
+    struct sockaddr_storage a;
+    socklen_t len = 0;
+    assert_true(tl_edge_bind_parse("0.0.0.0", 8080, &a, &len));
+    assert_int_equal(a.ss_family, AF_INET);
+    assert_int_equal(len, sizeof(struct sockaddr_in));
+    assert_int_equal(ntohs(((struct sockaddr_in *)&a)->sin_port), 8080);
+    assert_true(tl_edge_bind_parse("127.0.0.1", 1, &a, &len));
+    assert_int_equal(ntohl(((struct sockaddr_in *)&a)->sin_addr.s_addr), INADDR_LOOPBACK);
+    assert_true(tl_edge_bind_parse("::1", 8080, &a, &len));
+    assert_int_equal(a.ss_family, AF_INET6);
+    assert_int_equal(len, sizeof(struct sockaddr_in6));
+    assert_int_equal(ntohs(((struct sockaddr_in6 *)&a)->sin6_port), 8080);
+    assert_true(tl_edge_bind_parse("[::]", 8080, &a, &len));
+    assert_int_equal(a.ss_family, AF_INET6);
+    static const char *const bad[] = {
+        "localhost", "",     "1.2.3",       "1.2.3.4.5",        "256.0.0.1",
+        "[::1",      "::1]", "[127.0.0.1]", "http://127.0.0.1", "127.0.0.1:8080",
+        " 127.0.0.1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (tl_edge_bind_parse(bad[i], 8080, &a, &len))
+            fail_msg("\"%s\" was taken as an address", bad[i]);
+}
+
+/* ---- the router's edge headers ---- */
+
+static void test_no_store_and_challenge(void **state)
+{
+    (void)state;
+    tl_resp_t resp;
+    /* no credentials: the challenge without an error code */
+    assert_int_equal(dispatch(&gw, &resp, "GET", "/v1/me", NULL, NULL), 401);
+    assert_string_equal(resp.authenticate, "Bearer realm=\"trialog\"");
+    assert_true(resp.no_store);
+    json_decref(resp.body);
+    /* a token sent and refused */
+    assert_int_equal(dispatch(&gw, &resp, "GET", "/v1/me", NULL, "Bearer wrong"), 401);
+    assert_string_equal(resp.authenticate, "Bearer realm=\"trialog\", error=\"invalid_token\"");
+    assert_true(resp.no_store);
+    json_decref(resp.body);
+    /* the registry's 401 is Confluent-shaped, the header the same */
+    assert_int_equal(dispatch(&gw, &resp, "GET", "/registry/subjects", NULL, "Bearer wrong"), 401);
+    assert_string_equal(resp.authenticate, "Bearer realm=\"trialog\", error=\"invalid_token\"");
+    json_decref(resp.body);
+    /* an authenticated route's answer, whatever it is */
+    assert_int_equal(dispatch(&gw, &resp, "GET", "/v1/me", NULL, "Bearer " TOKEN), 503);
+    assert_true(resp.no_store);
+    assert_null(resp.authenticate);
+    json_decref(resp.body);
+    /* public routes and unknown paths: cacheable as they say */
+    assert_int_equal(dispatch(&gw, &resp, "GET", "/healthz", NULL, NULL), 200);
+    assert_false(resp.no_store);
+    assert_null(resp.authenticate);
+    json_decref(resp.body);
+    assert_int_equal(dispatch(&gw, &resp, "GET", "/nowhere", NULL, NULL), 404);
+    assert_false(resp.no_store);
+    json_decref(resp.body);
+}
+
+static int dispatch_from(tl_gw_t *g, tl_resp_t *resp, const char *method, const char *path,
+                         const char *origin, const char *cors_method)
+{
+    tl_req_t req;
+    init_req(&req, method, path, NULL, NULL);
+    req.origin = origin;
+    req.cors_method = cors_method;
+    memset(resp, 0, sizeof *resp);
+    tl_gw_dispatch(g, &req, resp);
+    return resp->status;
+}
+
+static void test_cors(void **state)
+{
+    (void)state;
+    static tl_gw_t g; /* gw with two origins */
+    char why[200];
+    assert_true(
+        tl_cors_parse("https://app.example.org,http://localhost:3000", &g.cors, why, sizeof why));
+    tl_resp_t resp;
+    /* an allowed origin: itself, as configured, with Vary */
+    assert_int_equal(dispatch_from(&g, &resp, "GET", "/healthz", "http://localhost:3000", NULL),
+                     200);
+    assert_ptr_equal(resp.cors_origin, g.cors.origin[1]);
+    assert_true(resp.cors_vary);
+    assert_false(resp.cors_preflight);
+    json_decref(resp.body);
+    /* the same on a refusal, so that the page can read it */
+    assert_int_equal(dispatch_from(&g, &resp, "GET", "/v1/me", "https://app.example.org", NULL),
+                     401);
+    assert_ptr_equal(resp.cors_origin, g.cors.origin[0]);
+    json_decref(resp.body);
+    /* any other origin: nothing */
+    assert_int_equal(dispatch_from(&g, &resp, "GET", "/healthz", "https://evil.example.org", NULL),
+                     200);
+    assert_null(resp.cors_origin);
+    json_decref(resp.body);
+    /* a preflight: no credentials, the route's methods */
+    assert_int_equal(dispatch_from(&g, &resp, "OPTIONS",
+                                   "/v1/studies/0190a1b2-c3d4-7e5f-8a9b-"
+                                   "0c1d2e3f4a5b/participants",
+                                   "https://app.example.org", "POST"),
+                     204);
+    assert_true(resp.cors_preflight);
+    assert_ptr_equal(resp.cors_origin, g.cors.origin[0]);
+    assert_string_equal(resp.allow, "POST, GET");
+    assert_null(resp.body);
+    /* from elsewhere, or for a method the route has not: 403, no CORS */
+    assert_int_equal(
+        dispatch_from(&g, &resp, "OPTIONS", "/v1/me", "https://evil.example.org", "GET"), 403);
+    assert_problem(&resp, 403, "cors-refused");
+    assert_null(resp.cors_origin);
+    assert_false(resp.cors_preflight);
+    json_decref(resp.body);
+    assert_int_equal(
+        dispatch_from(&g, &resp, "OPTIONS", "/v1/me", "https://app.example.org", "DELETE"), 403);
+    assert_false(resp.cors_preflight);
+    json_decref(resp.body);
+    /* without CORS configured a preflight is refused the same */
+    assert_int_equal(
+        dispatch_from(&gw, &resp, "OPTIONS", "/v1/me", "https://app.example.org", "GET"), 403);
+    assert_null(resp.cors_origin);
+    assert_false(resp.cors_vary);
+    json_decref(resp.body);
+    /* OPTIONS that is no preflight: what the path has */
+    assert_int_equal(dispatch_from(&gw, &resp, "OPTIONS", "/v1/me", NULL, NULL), 204);
+    assert_string_equal(resp.allow, "GET, OPTIONS");
+    assert_false(resp.cors_preflight);
+    assert_int_equal(dispatch_from(&gw, &resp, "OPTIONS", "/nowhere", NULL, NULL), 404);
+    json_decref(resp.body);
+}
+
+static void test_refusals_counted(void **state)
+{
+    (void)state;
+    static tl_gw_t g;
+    tl_resp_t resp;
+    assert_int_equal(dispatch(&g, &resp, "GET", "/v1/me", NULL, NULL), 401);
+    json_decref(resp.body);
+    assert_int_equal(dispatch_from(&g, &resp, "OPTIONS", "/v1/me", "https://a.org", "GET"), 403);
+    json_decref(resp.body);
+    assert_int_equal(dispatch(&g, &resp, "GET", "/metrics", NULL, NULL), 200);
+    assert_int_equal(sample(resp.text, "trialog_http_refused_total{status=\"401\"} "), 1);
+    assert_int_equal(sample(resp.text, "trialog_http_refused_total{status=\"403\"} "), 1);
+    assert_int_equal(sample(resp.text, "trialog_http_header_timeouts_total "), 0);
+    assert_int_equal(sample(resp.text, "trialog_http_library_answers_total{class=\"4xx\"} "), 0);
+    free(resp.text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +630,14 @@ int main(void)
         cmocka_unit_test(test_token_without_database_503),
         cmocka_unit_test(test_healthz),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_target_control_characters),
+        cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_cors_origins),
+        cmocka_unit_test(test_method_listed),
+        cmocka_unit_test(test_bind_address),
+        cmocka_unit_test(test_no_store_and_challenge),
+        cmocka_unit_test(test_cors),
+        cmocka_unit_test(test_refusals_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
