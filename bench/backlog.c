@@ -222,7 +222,7 @@ int main(int argc, char **argv)
          &brokers},
         {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true, "libpq connection string",
          &dsn},
-        {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema", &schema},
+        {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, TL_PG_SCHEMA_MAX, false, "database schema", &schema},
     };
     static const struct option opts[] = {
         {"study", required_argument, NULL, 's'},

@@ -506,8 +506,8 @@ void tl_kafka_producer_test_fatal(tl_kafka_producer_t *p)
  * (it was never sent). *used is the handle the message went to. */
 static rd_kafka_resp_err_t produce(tl_kafka_producer_t *p, const char *topic, int32_t partition,
                                    const void *key, size_t key_len, const void *value, size_t len,
-                                   const tl_kafka_header_t *headers, size_t nheaders, void *d,
-                                   rd_kafka_t **used)
+                                   const tl_kafka_header_t *headers, size_t nheaders,
+                                   int64_t timestamp_ms, void *d, rd_kafka_t **used)
 {
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -520,7 +520,8 @@ static rd_kafka_resp_err_t produce(tl_kafka_producer_t *p, const char *topic, in
         e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                               RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-                              RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+                              RD_KAFKA_V_TIMESTAMP(timestamp_ms), RD_KAFKA_V_OPAQUE(d),
+                              RD_KAFKA_V_END);
         pthread_rwlock_unlock(&p->lock);
         if (e)
             rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
@@ -541,7 +542,7 @@ tl_err_t tl_kafka_produce_sync(tl_kafka_producer_t *p, const char *topic, const 
     pthread_mutex_init(&d.lock, NULL);
     pthread_cond_init(&d.cond, NULL);
     rd_kafka_resp_err_t e = produce(p, topic, RD_KAFKA_PARTITION_UA, key, key_len, value, len,
-                                    headers, nheaders, &d, &used);
+                                    headers, nheaders, 0, &d, &used);
     if (!e) {
         pthread_mutex_lock(&d.lock);
         while (!d.done)
@@ -572,6 +573,15 @@ tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, int32
                                 const tl_kafka_header_t *headers, size_t nheaders,
                                 tl_kafka_receipt_t *receipt)
 {
+    return tl_kafka_produce_at(p, topic, partition, key, key_len, value, len, headers, nheaders, 0,
+                               receipt);
+}
+
+tl_err_t tl_kafka_produce_at(tl_kafka_producer_t *p, const char *topic, int32_t partition,
+                             const void *key, size_t key_len, const void *value, size_t len,
+                             const tl_kafka_header_t *headers, size_t nheaders,
+                             int64_t timestamp_ms, tl_kafka_receipt_t *receipt)
+{
     rd_kafka_resp_err_t e;
     void *opaque = receipt ? (void *)((uintptr_t)receipt | RECEIPT_TAG) : NULL;
     if (receipt)
@@ -581,7 +591,7 @@ tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, int32
     /* a full local queue is back-pressure: wait for deliveries, then retry */
     rd_kafka_t *used = NULL;
     for (int i = 0; (e = produce(p, topic, partition, key, key_len, value, len, headers, nheaders,
-                                 opaque, &used)) == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
+                                 timestamp_ms, opaque, &used)) == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
                     i < 1000;
          i++) {
         pthread_rwlock_rdlock(&p->lock);

@@ -67,6 +67,12 @@ tl_err_t tl_kafka_produce_async(tl_kafka_producer_t *p, const char *topic, int32
                                 const void *key, size_t key_len, const void *value, size_t len,
                                 const tl_kafka_header_t *headers, size_t nheaders,
                                 tl_kafka_receipt_t *receipt);
+/* The same with the message's own timestamp (ms since the epoch; 0: now):
+ * the re-seed gives each message the time the broker first logged it. */
+tl_err_t tl_kafka_produce_at(tl_kafka_producer_t *p, const char *topic, int32_t partition,
+                             const void *key, size_t key_len, const void *value, size_t len,
+                             const tl_kafka_header_t *headers, size_t nheaders,
+                             int64_t timestamp_ms, tl_kafka_receipt_t *receipt);
 tl_err_t tl_kafka_producer_flush(tl_kafka_producer_t *p, int timeout_ms);
 /* Waits until every message produced so far has had its delivery report
  * (delivered or failed), forgetting the failures: for a caller that gives

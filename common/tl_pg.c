@@ -89,24 +89,29 @@ tl_err_t tl_pg_connect(const char *dsn, const char *schema, const char *app, tl_
     PQsetNoticeReceiver(pg->conn, pg_notice, NULL);
     if (schema && *schema) {
         /* "a" or "a,b": the first is created if missing and is where new
-         * tables go; the others are searched after it */
+         * tables go; the others are searched after it, and then each one's
+         * archive schema, a_archive (made by `trialog db secure`) */
         tl_buf_t sql, path;
         tl_buf_init(&sql, 2048);
         tl_buf_init(&path, 1024);
         char *first = NULL;
-        for (const char *p = schema; *p && !err;) {
-            size_t len = strcspn(p, ",");
-            char *ident = PQescapeIdentifier(pg->conn, p, len);
-            if (!ident) {
-                err = TL_ERR_NOMEM;
-                break;
+        for (int archive = 0; archive < 2 && !err; archive++)
+            for (const char *p = schema; *p && !err;) {
+                size_t len = strcspn(p, ",");
+                char name[128];
+                snprintf(name, sizeof name, "%.*s%s", (int)(len < 64 ? len : 64), p,
+                         archive ? "_archive" : "");
+                char *ident = PQescapeIdentifier(pg->conn, name, strlen(name));
+                if (!ident) {
+                    err = TL_ERR_NOMEM;
+                    break;
+                }
+                err = tl_buf_printf(&path, "%s%s", path.len ? ", " : "", ident);
+                if (!first)
+                    first = strdup(ident);
+                PQfreemem(ident);
+                p += len + (p[len] == ',');
             }
-            err = tl_buf_printf(&path, "%s%s", path.len ? ", " : "", ident);
-            if (!first)
-                first = strdup(ident);
-            PQfreemem(ident);
-            p += len + (p[len] == ',');
-        }
         if (!err && first)
             err = tl_buf_printf(&sql, "SET client_min_messages = warning; "
                                       "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s",
@@ -523,4 +528,12 @@ tl_err_t tl_pg_copy_end(tl_pg_t *pg, bool ok)
         PQclear(r);
     }
     return err;
+}
+
+char *tl_pg_quote_ident(tl_pg_t *pg, const char *s)
+{
+    char *q = PQescapeIdentifier(pg->conn, s, strlen(s));
+    char *copy = q ? strdup(q) : NULL;
+    PQfreemem(q);
+    return copy;
 }

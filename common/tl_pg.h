@@ -21,6 +21,9 @@ typedef struct tl_pg_res tl_pg_res_t;
 /* Connects and sets search_path to schema, a name or a comma-separated list
  * (the first is created if missing; NULL keeps the default). Caller frees
  * with tl_pg_destroy. */
+/* The longest TRIALOG_PG_SCHEMA: PostgreSQL's 63 bytes less the archive's
+ * suffix (audit.h TL_ARCHIVE_SCHEMA_SUFFIX). */
+#define TL_PG_SCHEMA_MAX 55
 tl_err_t tl_pg_connect(const char *dsn, const char *schema, const char *app, tl_pg_t **out);
 void tl_pg_destroy(tl_pg_t *pg);
 /* True if the last failure left the connection unusable. */
@@ -60,6 +63,8 @@ const char *tl_pg_get(const tl_pg_res_t *res, int row, int col);
 int64_t tl_pg_get_int(const tl_pg_res_t *res, int row, int col);
 void tl_pg_res_free(tl_pg_res_t *res);
 /* SQLSTATE of the last failure on pg ("" if none). */
+/* s as a quoted SQL identifier (malloc'd; free()), NULL when out of memory. */
+char *tl_pg_quote_ident(tl_pg_t *pg, const char *s);
 const char *tl_pg_sqlstate(const tl_pg_t *pg);
 
 /* LISTEN on channel (an identifier literal, not user input). */

@@ -3,10 +3,14 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define SALT_LEN 16
 #define KEY_LEN 32
@@ -165,4 +169,101 @@ tl_err_t tl_hmac_sha256(const void *key, size_t key_len, const void *data, size_
         !HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &n) || n != TL_HMAC_LEN)
         return TL_ERR_INTERNAL;
     return TL_OK;
+}
+
+/* ---- Ed25519 ---- */
+
+struct tl_sign_key {
+    EVP_PKEY *pkey;
+};
+
+static tl_err_t write_pem(const char *path, EVP_PKEY *k, bool private_key)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, private_key ? 0600 : 0644);
+    if (fd < 0)
+        return TL_ERR_CONFIG;
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return TL_ERR_NOMEM;
+    }
+    int ok = private_key ? PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL)
+                         : PEM_write_PUBKEY(f, k);
+    return fclose(f) || !ok ? TL_ERR_INTERNAL : TL_OK;
+}
+
+tl_err_t tl_ed25519_keygen(const char *priv_path, const char *pub_path)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    if (!k)
+        return TL_ERR_INTERNAL;
+    tl_err_t err = write_pem(priv_path, k, true);
+    if (!err)
+        err = write_pem(pub_path, k, false);
+    EVP_PKEY_free(k);
+    return err;
+}
+
+tl_err_t tl_ed25519_load(const char *path, bool private_key, tl_sign_key_t **out)
+{
+    struct stat st;
+    *out = NULL;
+    FILE *f = path && *path ? fopen(path, "r") : NULL;
+    if (!f)
+        return TL_ERR_CONFIG;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) ||
+        (private_key && (st.st_mode & (S_IRWXG | S_IRWXO)))) {
+        fclose(f);
+        return TL_ERR_CONFIG;
+    }
+    EVP_PKEY *k = private_key ? PEM_read_PrivateKey(f, NULL, NULL, NULL)
+                              : PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    tl_sign_key_t *key = k && EVP_PKEY_is_a(k, "ED25519") ? calloc(1, sizeof *key) : NULL;
+    if (!key) {
+        EVP_PKEY_free(k);
+        return TL_ERR_CONFIG;
+    }
+    key->pkey = k;
+    *out = key;
+    return TL_OK;
+}
+
+void tl_ed25519_free(tl_sign_key_t *k)
+{
+    if (!k)
+        return;
+    EVP_PKEY_free(k->pkey);
+    free(k);
+}
+
+tl_err_t tl_ed25519_id(const tl_sign_key_t *k, char out[TL_SHA256_STRLEN])
+{
+    unsigned char raw[32];
+    size_t len = sizeof raw;
+    if (!EVP_PKEY_get_raw_public_key(k->pkey, raw, &len))
+        return TL_ERR_INTERNAL;
+    return tl_sha256_hex(raw, len, out);
+}
+
+tl_err_t tl_ed25519_sign(const tl_sign_key_t *k, const void *data, size_t len,
+                         unsigned char sig[TL_ED25519_SIG_LEN])
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    size_t n = TL_ED25519_SIG_LEN;
+    bool ok = c && EVP_DigestSignInit(c, NULL, NULL, NULL, k->pkey) == 1 &&
+              EVP_DigestSign(c, sig, &n, data, len) == 1 && n == TL_ED25519_SIG_LEN;
+    EVP_MD_CTX_free(c);
+    return ok ? TL_OK : TL_ERR_INTERNAL;
+}
+
+bool tl_ed25519_verify(const tl_sign_key_t *k, const void *data, size_t len,
+                       const unsigned char *sig, size_t sig_len)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    bool ok = c && sig_len == TL_ED25519_SIG_LEN &&
+              EVP_DigestVerifyInit(c, NULL, NULL, NULL, k->pkey) == 1 &&
+              EVP_DigestVerify(c, sig, sig_len, data, len) == 1;
+    EVP_MD_CTX_free(c);
+    return ok;
 }

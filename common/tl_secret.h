@@ -47,4 +47,21 @@ tl_err_t tl_password_hash(const char *password, unsigned iterations,
  * time; false for anything malformed. */
 bool tl_password_verify(const char *password, const char *stored);
 
+/* Ed25519 (the audit archive's checkpoints, docs/SECURITY.md). A key is a
+ * PEM file: the private key mode 0600 (refused otherwise: TL_ERR_CONFIG),
+ * the public key any mode. */
+#define TL_ED25519_SIG_LEN 64
+typedef struct tl_sign_key tl_sign_key_t;
+/* Makes a new key pair: private PEM to priv_path (mode 0600, not replacing
+ * a file), public PEM to pub_path. */
+tl_err_t tl_ed25519_keygen(const char *priv_path, const char *pub_path);
+tl_err_t tl_ed25519_load(const char *path, bool private_key, tl_sign_key_t **out);
+void tl_ed25519_free(tl_sign_key_t *k);
+/* The key's id: SHA-256 (hex) of its raw public key. */
+tl_err_t tl_ed25519_id(const tl_sign_key_t *k, char out[TL_SHA256_STRLEN]);
+tl_err_t tl_ed25519_sign(const tl_sign_key_t *k, const void *data, size_t len,
+                         unsigned char sig[TL_ED25519_SIG_LEN]);
+bool tl_ed25519_verify(const tl_sign_key_t *k, const void *data, size_t len,
+                       const unsigned char *sig, size_t sig_len);
+
 #endif

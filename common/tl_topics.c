@@ -3,7 +3,7 @@
 /* the log: the archive keeps it whole */
 #define LOG_TOPICS                                                                               \
     TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT, TL_TOPIC_ACCESS, TL_TOPIC_PROTOCOL ".dlq",           \
-        TL_TOPIC_PARTICIPANT ".dlq", TL_TOPIC_ACCESS ".dlq"
+        TL_TOPIC_PARTICIPANT ".dlq", TL_TOPIC_ACCESS ".dlq", TL_TOPIC_AUDIT
 
 const char *const tl_topics_all[] = {LOG_TOPICS};
 const size_t tl_topics_count = sizeof tl_topics_all / sizeof tl_topics_all[0];

@@ -7,6 +7,8 @@
 #define TL_TOPIC_PROTOCOL "trialog.protocol.v1"
 #define TL_TOPIC_PARTICIPANT "trialog.participant.v1"
 #define TL_TOPIC_ACCESS "trialog.access.v1"
+/* The archive's signed checkpoints of its chain heads (docs/SECURITY.md). */
+#define TL_TOPIC_AUDIT "trialog.audit.v1"
 
 /* The de-identified topics of the research export (docs/ANALYSTS.md); the
  * built-in schemas under schemas/research.<name>/ are registered for them. */

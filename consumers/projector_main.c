@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit_checkpoint.h"
 #include "ingest_consumer.h"
 #include "tl_config.h"
 #include "tl_consumer.h"
@@ -34,7 +35,7 @@ int main(int argc, char **argv)
         TL_KAFKA_CONFIG_VAR(&kafka_config),
         {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true,
          "libpq connection string", &cfg.pg_dsn},
-        {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
+        {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, TL_PG_SCHEMA_MAX, false, "database schema",
          &cfg.pg_schema},
         {"TRIALOG_BATCH_MAX", TL_CFG_INT, "0", 0, 20000, false,
          "messages per transaction (0: the projection's default)", &cfg.batch_max},
@@ -42,6 +43,7 @@ int main(int argc, char **argv)
          &cfg.poll_ms},
         TL_REGISTRY_CONFIG_VARS(&cfg.registry),
         TL_RESEARCH_CONFIG_VARS(&cfg),
+        TL_AUDIT_CONFIG_VARS(&cfg),
         {"TRIALOG_INGEST_SOURCES", TL_CFG_STR, "", 0, 1000, false,
          "ingest: the connectors' sources, comma-separated; each is read from "
          "trialog.ingest.<source>.v1",

@@ -81,10 +81,7 @@ static tl_err_t start_offset(void *user, const char *topic, int32_t partition, i
     return err;
 }
 
-/* Headers as the archive keeps them: [{"name", "value"}], the value as text
- * when it is UTF-8 without NUL (readable in audits), else as "value_b64";
- * a header without value has "value": null. */
-static json_t *headers_json(const tl_kafka_msg_t *m)
+json_t *tl_consumer_headers_json(const tl_kafka_msg_t *m)
 {
     json_t *arr = json_array();
     const char *name;
@@ -135,7 +132,7 @@ static tl_err_t decode_all(runtime_t *rt, const tl_kafka_msg_t *msgs, size_t n, 
                           .len = msgs[i].len,
                           .timestamp_ms = msgs[i].timestamp_ms};
         if (rt->proj->raw)
-            e->headers = headers_json(&msgs[i]);
+            e->headers = tl_consumer_headers_json(&msgs[i]);
         tl_err_t e2 = tl_registry_decode(rt->registry, rt->pg, msgs[i].value, msgs[i].len, &data,
                                          &fullname);
         if (e2 == TL_OK) {
@@ -401,6 +398,22 @@ static tl_err_t apply_batch(runtime_t *rt, tl_kafka_msg_t *msgs, size_t n, tl_ev
     return err;
 }
 
+/* The archive is written only where the application role cannot rewrite
+ * it (`trialog db secure`). */
+static tl_err_t archive_secured(tl_pg_t *pg)
+{
+    bool secured = false;
+    char why[200];
+    tl_err_t err = tl_audit_store_secured(pg, &secured, why, sizeof why);
+    if (!err && !secured) {
+        tl_log_error("archive_not_secured",
+                     json_pack("{s:s, s:s}", "why", why, "fix",
+                               "run `trialog db secure` with TRIALOG_PG_SUPER_DSN"));
+        err = TL_ERR_CONFIG;
+    }
+    return err;
+}
+
 static tl_err_t connect_pg(runtime_t *rt, volatile sig_atomic_t *stop)
 {
     tl_err_t err;
@@ -540,6 +553,8 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
         err = tl_migrate(rt.pg);
     if (!err)
         err = tl_registry_open_with(rt.pg, &cfg->registry, &rt.registry);
+    if (!err && proj->raw)
+        err = archive_secured(rt.pg);
     if (!err && proj->open)
         err = proj->open(cfg, rt.registry, &rt.ctx);
     if (!err && cfg->members > 0) {
@@ -568,12 +583,14 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
             continue;
         err = tl_kafka_consumer_poll(rt.kafka, msgs, (size_t)cfg->batch_max,
                                      behind ? 0 : (int)cfg->poll_ms, &n);
-        if (err || !n)
-            continue;
-        err = apply_with_retry(&rt, msgs, n, evs);
-        if (!err)
+        if (!err && n)
+            err = apply_with_retry(&rt, msgs, n, evs);
+        if (!err && n)
             tl_kafka_consumer_commit_info(rt.kafka, msgs, n);
-        tl_kafka_msgs_release(msgs, n);
+        if (n)
+            tl_kafka_msgs_release(msgs, n);
+        if (!err && proj->after_turn)
+            proj->after_turn(rt.ctx, rt.pg, n > 0);
     }
     if (err)
         tl_log_error("consumer_stopped", json_pack("{s:s, s:s}", "projection", proj->name, "error",

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 
 #include "tl_batch.h"
+#include "tl_kafka.h"
 #include "tl_err.h"
 #include "tl_pg.h"
 #include "tl_schemas.h"
@@ -54,6 +55,10 @@ typedef struct {
      * here for the delivery of what apply produced, so that the broker and
      * PostgreSQL work on the batch at the same time. NULL for the others. */
     tl_err_t (*before_commit)(void *ctx);
+    /* Runs after each turn of the consumer's loop: a batch committed
+     * (committed true) or a poll that brought nothing. The archive signs
+     * its chain heads here (audit_checkpoint.h). NULL for the others. */
+    void (*after_turn)(void *ctx, tl_pg_t *pg, bool committed);
     /* The topic whose events fold per key alone (a participant's events
      * read and write that participant's rows only): batches of nothing
      * else take the projection's lock shared and run side by side. A
@@ -74,6 +79,12 @@ typedef struct {
  * the projection's name: every batch takes it (see per_key_topic). Per
  * schema, so a rebuild's shadow does not wait for the live projection. */
 #define TL_PROJECTION_LOCK_KEY "hashtext(current_schema() || ' projection ' || $1)"
+
+/* A consumed message's headers as the archive keeps them: [{"name",
+ * "value"}], the value as text when it is UTF-8 without NUL (readable in
+ * audits), else as "value_b64"; a header without value has "value": null.
+ * New reference; NULL when out of memory. */
+json_t *tl_consumer_headers_json(const tl_kafka_msg_t *m);
 
 /* The projections this build knows, by name ("participants", "audit"), or
  * NULL. A projection with ntopics 0 reads every topic of tl_topics_archive. */
@@ -98,6 +109,9 @@ struct tl_consumer_cfg {
     const char *research_key_file;
     const char *research_dates; /* "study_days" or "shifted" */
     const char *release_dir;    /* dataset releases' files (release_export.h) */
+    /* the archive's checkpoints (audit_checkpoint.h) */
+    const char *audit_key_file;
+    long audit_checkpoint_every, audit_checkpoint_seconds;
     /* topics that replace the projection's (the ingest consumer's, from
      * TRIALOG_INGEST_SOURCES); borrowed */
     const char *const *topics;

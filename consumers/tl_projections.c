@@ -6,6 +6,7 @@
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 #include "access_store.h"
+#include "audit_checkpoint.h"
 #include "audit.h"
 #include "audit_store.h"
 #include "forms_store.h"
@@ -202,10 +203,14 @@ static const tl_projection_t projections[] = {
      .close = tl_ingest_close,
      .batch_default = 500},
     /* the archive takes every topic, dead letters included; it is the
-     * source of rebuilds, so it has none itself. Its rows are wide and its
+     * source of rebuilds, so it has none itself. It signs its chain heads
+     * (audit_checkpoint.h). Its rows are wide and its
      * COPY has a fixed cost per transaction: larger batches keep it well
      * ahead of the log (bench/README.md) */
     {.name = TL_PROJECTION_AUDIT, .apply = tl_audit_store_apply, .raw = true,
+     .open = tl_audit_checkpoint_open,
+     .close = tl_audit_checkpoint_close,
+     .after_turn = tl_audit_checkpoint_turn,
      .batch_default = 5000},
 };
 

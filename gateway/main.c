@@ -87,7 +87,7 @@ int main(int argc, char **argv)
         TL_KAFKA_CONFIG_VAR(&kafka_config),
         {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true, "libpq connection string",
          &c->pg_dsn},
-        {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema",
+        {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, TL_PG_SCHEMA_MAX, false, "database schema",
          &c->pg_schema},
         TL_REGISTRY_CONFIG_VARS(&c->registry),
         {"TRIALOG_RELEASE_DIR", TL_CFG_STR, "var/releases", 1, 3000, false,

@@ -13,6 +13,10 @@
 
 typedef struct {
     unsigned char hash[TL_AUDIT_HASH_LEN];
+    const char *topic; /* the batch's */
+    int32_t partition;
+    int64_t offset; /* of the row whose hash it is, once the batch has one */
+    size_t rows;    /* of the batch */
 } link_t;
 
 static void part_key(char *out, size_t size, const char *topic, int32_t partition)
@@ -36,6 +40,8 @@ static tl_err_t load_links(tl_pg_t *pg, tl_batch_t *b, tl_map_t *links, link_t *
             continue;
         link_t *l = &store[nlinks++];
         memset(l, 0, sizeof *l);
+        l->topic = e->topic;
+        l->partition = e->partition;
         err = tl_map_put(links, k, l);
         if (err || e->offset == 0)
             continue;
@@ -76,11 +82,6 @@ static tl_err_t load_links(tl_pg_t *pg, tl_batch_t *b, tl_map_t *links, link_t *
     return err;
 }
 
-static const char *meta(const tl_event_t *e, const char *key)
-{
-    return e->data ? json_string_value(json_object_get(e->data, key)) : NULL;
-}
-
 
 /* Rows go in with COPY in PostgreSQL's binary format: no text parsing on
  * the server, bytes sent as they are (the archive's write rate is bounded by
@@ -88,8 +89,8 @@ static const char *meta(const tl_event_t *e, const char *key)
 static const char *const sql_copy =
     "COPY audit_log (topic, partition, \"offset\", key, headers, value, event_type, event_id,"
     " actor_id, actor_role, site_id, reason, occurred_at, recorded_at, logged_at, prev_hash,"
-    " hash) FROM STDIN (FORMAT binary)";
-#define AUDIT_COLUMNS 17
+    " hash, hash_version) FROM STDIN (FORMAT binary)";
+#define AUDIT_COLUMNS 18
 /* PostgreSQL's binary timestamps count microseconds from 2000-01-01 */
 #define PG_EPOCH_US 946684800000000LL
 
@@ -136,13 +137,17 @@ static tl_err_t put_uuid(tl_buf_t *b, const char *s)
     return put_field(b, raw, 16);
 }
 
-/* A timestamp from the event, or NULL when absent or not a real time. */
-static tl_err_t put_ts(tl_buf_t *b, const tl_event_t *e, const char *key)
+/* A time of the row's columns, or NULL. */
+static tl_err_t put_time(tl_buf_t *b, int64_t us)
 {
-    const json_t *v = e->data ? json_object_get(e->data, key) : NULL;
-    if (!json_is_integer(v) || !tl_ts_valid(json_integer_value(v)))
+    if (us == TL_AUDIT_NO_TIME)
         return put_field(b, NULL, 0); /* kept in the raw value; the column only holds real times */
-    return put_int(b, (uint64_t)(json_integer_value(v) - PG_EPOCH_US), 8);
+    return put_int(b, (uint64_t)(us - PG_EPOCH_US), 8);
+}
+
+static tl_err_t put_opt_uuid(tl_buf_t *b, const char *s)
+{
+    return put_uuid(b, s[0] ? s : NULL);
 }
 
 static tl_err_t put_jsonb(tl_buf_t *b, const char *text)
@@ -157,12 +162,12 @@ static tl_err_t put_jsonb(tl_buf_t *b, const char *text)
 static tl_err_t add_row(tl_buf_t *out, const tl_event_t *e, link_t *l)
 {
     unsigned char hash[TL_AUDIT_HASH_LEN];
+    tl_audit_cols_t cols;
+    tl_audit_cols(e->fullname, e->data, e->timestamp_ms, &cols);
     char *headers = json_dumps(e->headers, JSON_COMPACT);
     tl_err_t err = headers ? tl_audit_hash(l->hash, e->topic, e->partition, e->offset, e->key,
-                                           e->key_len, e->headers, e->value, e->len, hash)
+                                           e->key_len, e->headers, e->value, e->len, &cols, hash)
                            : TL_ERR_NOMEM;
-    bool has_logged = e->timestamp_ms >= 0 && e->timestamp_ms < INT64_MAX / 1000 &&
-                      tl_ts_valid(e->timestamp_ms * 1000);
     if (!err)
         err = put_be(out, AUDIT_COLUMNS, 2);
     if (!err)
@@ -178,32 +183,51 @@ static tl_err_t add_row(tl_buf_t *out, const tl_event_t *e, link_t *l)
     if (!err)
         err = put_field(out, e->value, e->len);
     if (!err)
-        err = put_text(out, e->fullname);
+        err = put_text(out, cols.event_type);
     if (!err)
-        err = put_uuid(out, meta(e, "event_id"));
+        err = put_opt_uuid(out, cols.event_id);
     if (!err)
-        err = put_text(out, meta(e, "actor_id"));
+        err = put_text(out, cols.actor_id);
     if (!err)
-        err = put_text(out, meta(e, "actor_role"));
+        err = put_text(out, cols.actor_role);
     if (!err)
-        err = put_uuid(out, meta(e, "site_id"));
+        err = put_opt_uuid(out, cols.site_id);
     if (!err)
-        err = put_text(out, meta(e, "reason"));
+        err = put_text(out, cols.reason);
     if (!err)
-        err = put_ts(out, e, "occurred_at");
+        err = put_time(out, cols.occurred_at_us);
     if (!err)
-        err = put_ts(out, e, "recorded_at");
+        err = put_time(out, cols.recorded_at_us);
     if (!err)
-        err = has_logged ? put_int(out, (uint64_t)(e->timestamp_ms * 1000 - PG_EPOCH_US), 8)
-                         : put_field(out, NULL, 0);
+        err = put_time(out, cols.logged_at_us);
     if (!err)
         err = put_field(out, l->hash, TL_AUDIT_HASH_LEN);
     if (!err)
         err = put_field(out, hash, TL_AUDIT_HASH_LEN);
     if (!err)
+        err = put_int(out, TL_AUDIT_HASH_VERSION, 2);
+    if (!err) {
         memcpy(l->hash, hash, TL_AUDIT_HASH_LEN);
+        l->offset = e->offset;
+        l->rows++;
+    }
     free(headers);
     return err;
+}
+
+/* Tells the sink each partition's head after the batch. */
+static void tell_heads(tl_audit_sink_t *sink, tl_batch_t *b, tl_map_t *links)
+{
+    for (size_t i = 0; sink && i < links->cap; i++) {
+        link_t *l = links->vals[i];
+        if (!links->keys[i] || !l->rows)
+            continue;
+        tl_audit_head_t h = {.partition = l->partition, .offset = l->offset};
+        snprintf(h.topic, sizeof h.topic, "%s", l->topic);
+        memcpy(h.hash, l->hash, TL_AUDIT_HASH_LEN);
+        sink->head(sink, &h, l->rows);
+    }
+    (void)b;
 }
 
 #define COPY_CHUNK (256 * 1024)
@@ -217,6 +241,9 @@ tl_err_t tl_audit_store_apply(tl_pg_t *pg, tl_batch_t *b)
     link_t *store = calloc(b->n ? b->n : 1, sizeof *store);
     tl_map_init(&links);
     tl_buf_init(&rows, 64u * 1024 * 1024);
+    tl_audit_sink_t *sink = b->ctx;
+    if (sink)
+        sink->begin(sink);
     tl_err_t err = store ? load_links(pg, b, &links, store) : TL_ERR_NOMEM;
     /* inside the consumer's transaction, before its offsets and commit */
     if (!err && b->n && !(err = tl_pg_copy_begin(pg, sql_copy)))
@@ -240,10 +267,44 @@ tl_err_t tl_audit_store_apply(tl_pg_t *pg, tl_batch_t *b)
         tl_err_t end = tl_pg_copy_end(pg, !err);
         err = err ? err : end;
     }
+    if (!err)
+        tell_heads(sink, b, &links);
     tl_buf_cleanup(&rows);
     tl_map_cleanup(&links);
     free(store);
     return err;
+}
+
+tl_err_t tl_audit_store_secured(tl_pg_t *pg, bool *secured, char *why, size_t why_size)
+{
+    tl_pg_res_t *res = NULL;
+    *secured = false;
+    tl_err_t err = tl_pg_exec(
+        pg,
+        "SELECT n.nspname LIKE '%" TL_ARCHIVE_SCHEMA_SUFFIX "', o.rolname <> current_user,"
+        "  NOT o.rolcanlogin, NOT (has_table_privilege(c.oid, 'UPDATE')"
+        "   OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE'))"
+        "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "  JOIN pg_roles o ON o.oid = c.relowner WHERE c.oid = to_regclass('audit_log')",
+        0, NULL, &res);
+    if (err) {
+        tl_pg_res_free(res);
+        return err;
+    }
+    static const char *const reasons[] = {
+        "audit_log is not in the archive's own schema",
+        "the application role owns audit_log",
+        "audit_log's owner can log in",
+        "the application role may change or empty audit_log",
+    };
+    const char *w = tl_pg_nrows(res) != 1 ? "there is no audit_log" : NULL;
+    for (int c = 0; !w && c < 4; c++)
+        if (strcmp(tl_pg_get(res, 0, c), "t"))
+            w = reasons[c];
+    *secured = !w;
+    snprintf(why, why_size, "%s", w ? w : "");
+    tl_pg_res_free(res);
+    return TL_OK;
 }
 
 tl_err_t tl_audit_read(tl_pg_t *pg, const char *topic, int32_t partition, int64_t from,

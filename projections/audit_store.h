@@ -8,7 +8,24 @@
 #include "tl_kafka.h"
 #include "tl_pg.h"
 
+#include "audit.h"
+
+/* Where the archive tells its chain heads (b->ctx, or NULL for nobody): the
+ * checkpoints (consumers/audit_checkpoint.c). begin at the start of a batch,
+ * then head once per partition with the batch's last row of it; the batch
+ * may still roll back. */
+typedef struct tl_audit_sink {
+    void (*begin)(struct tl_audit_sink *s);
+    void (*head)(struct tl_audit_sink *s, const tl_audit_head_t *h, size_t rows);
+} tl_audit_sink_t;
+
 tl_err_t tl_audit_store_apply(tl_pg_t *pg, tl_batch_t *b);
+
+/* Whether the archive is secured (`trialog db secure`): audit_log lives in
+ * a schema of its own, owned by a role that cannot log in, and this
+ * connection's role may not UPDATE, DELETE or TRUNCATE it. false: why into
+ * why (why_size bytes); TL_ERR_* when it could not be asked. */
+tl_err_t tl_audit_store_secured(tl_pg_t *pg, bool *secured, char *why, size_t why_size);
 
 /* The archive tier's read: up to max archived messages of one partition from
  * offset `from` on, in order, as consumer messages (rkm NULL). Key and value

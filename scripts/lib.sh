@@ -96,6 +96,12 @@ CONF
     echo "host='$TL_PG_DIR/run' port=$TL_PG_PORT dbname=trialog user=trialog"
 }
 
+# The superuser's DSN of the cluster tl_pg_start runs (db secure, tests).
+tl_pg_super_dsn() {
+    local dsn; dsn=$(tl_pg_start)
+    echo "${dsn/user=trialog/user=postgres}"
+}
+
 tl_pg_stop() {
     local bin; bin=$(pg_bin)
     tl_pg_dir

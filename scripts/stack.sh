@@ -49,7 +49,8 @@ start() {
     # A new local cluster beside an archive of an earlier one (var/kafka-node
     # was deleted): disaster recovery, the log comes back from the archive.
     if [ "${fresh:-false}" = true ] &&
-        [ "$(psql "$dsn" -qAtc "SELECT to_regclass('trialog.audit_log') IS NOT NULL")" = t ]; then
+        [ "$(psql "$dsn" -qAtc "SELECT COALESCE(to_regclass('trialog_archive.audit_log'),
+             to_regclass('trialog.audit_log')) IS NOT NULL")" = t ]; then
         say "the local broker is new but the archive is not: restoring the log (trialog reseed)"
         TRIALOG_PG_DSN="$dsn" TRIALOG_KAFKA_BROKERS="$brokers" "$TL_BUILD/trialog" reseed \
             >>"$TL_VAR/log/reseed.log" || die "re-seed failed (see var/log/reseed.log)"
@@ -66,6 +67,20 @@ start() {
             say "made the research pseudonym key: var/research.key (mode 0600; keep it, and keep it apart)"
         fi
     fi
+    # The archive's signing key (Ed25519): its checkpoints anchor the audit
+    # trail outside the database; the public half is all `trialog audit
+    # verify` needs. Then the archive's owner role (as the superuser).
+    if [ -z "${TRIALOG_AUDIT_SIGNING_KEY:-}" ]; then
+        export TRIALOG_AUDIT_SIGNING_KEY="$TL_VAR/audit-signing.pem"
+        if [ ! -s "$TRIALOG_AUDIT_SIGNING_KEY" ]; then
+            "$TL_BUILD/trialog" audit keygen "$TRIALOG_AUDIT_SIGNING_KEY" "$TL_VAR/audit-signing.pub.pem" \
+                >>"$TL_VAR/log/admin.log" 2>&1 || die "could not make the audit signing key"
+            say "made the audit signing key: var/audit-signing.pem (mode 0600; keep it apart); var/audit-signing.pub.pem verifies"
+        fi
+    fi
+    printf 'export TRIALOG_AUDIT_PUBLIC_KEY=%q\n' "${TRIALOG_AUDIT_PUBLIC_KEY:-$TL_VAR/audit-signing.pub.pem}" >>"$TL_VAR/env"
+    TRIALOG_PG_SUPER_DSN="${TRIALOG_PG_SUPER_DSN:-$(tl_pg_super_dsn)}" "$TL_BUILD/trialog" db secure \
+        >>"$TL_VAR/log/admin.log" 2>&1 || die "could not secure the audit archive (see var/log/admin.log)"
     # dataset releases: the worker writes them here, the gateway serves them
     export TRIALOG_RELEASE_DIR="${TRIALOG_RELEASE_DIR:-$TL_VAR/releases}"
     # the demo's gateway listens on loopback only, unless told otherwise

@@ -15,8 +15,9 @@ else
     tl_build
 fi
 TRIALOG_TEST_PG_DSN=$(tl_pg_start)
-# the archive's tamper test acts as the database superuser
-TRIALOG_TEST_PG_SUPER_DSN=${TRIALOG_TEST_PG_SUPER_DSN:-${TRIALOG_TEST_PG_DSN/user=trialog/user=postgres}}
+# the harness secures each test's archive (trialog db secure) and the
+# archive's tamper test acts as the database superuser
+TRIALOG_TEST_PG_SUPER_DSN=${TRIALOG_TEST_PG_SUPER_DSN:-$(tl_pg_super_dsn)}
 export TRIALOG_TEST_PG_DSN TRIALOG_TEST_PG_SUPER_DSN
 cd "$TL_BUILD"
 ctest --output-on-failure --timeout 300

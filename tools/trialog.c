@@ -1,7 +1,14 @@
 /* trialog: the operator's command line.
  *
- *   trialog audit verify    recompute every partition's hash chain of the
- *                           archive; name the first broken row; exit 1 if any
+ *   trialog audit verify    check the archive: every chain, every row's columns,
+ *                           every signed checkpoint, and the broker's log against
+ *                           it; name the first problem; exit 1 if any
+ *                           (tools/audit_cli.c)
+ *   trialog audit keygen PRIV PUB
+ *                           the checkpoints' Ed25519 key pair
+ *   trialog db secure       as the superuser (TRIALOG_PG_SUPER_DSN): the archive
+ *                           into its own schema, owned by a role that cannot log
+ *                           in; the application may SELECT and INSERT only
  *   trialog reseed          give an empty broker its log back from the archive:
  *                           every partition re-produced in order, so offsets
  *                           continue exactly where they were (DESIGN.md §7)
@@ -27,6 +34,7 @@
 
 #include "admin.h"
 #include "audit.h"
+#include "audit_cli.h"
 #include "ingest_consumer.h"
 #include "tl_codec.h"
 #include "tl_config.h"
@@ -37,22 +45,11 @@
 #include "tl_pg.h"
 #include "tl_topics.h"
 
-#define VERIFY_PAGE 5000
-#define STR_(x) #x
-#define STR(x) STR_(x)
-
-typedef struct {
-    char topic[256];
-    int32_t partition;
-    int64_t offset; /* of the last row seen; -1 before the first */
-    unsigned char hash[TL_AUDIT_HASH_LEN];
-    long rows;
-} chain_t;
-
 static int usage(void)
 {
-    fprintf(stderr, "usage: trialog [--print-config] audit verify | reseed | rebuild NAME |"
-                    " admin ... | topics ensure [--wait-brokers N]\n");
+    fprintf(stderr, "usage: trialog [--print-config] audit verify | audit keygen PRIV PUB |"
+                    " db secure | reseed | rebuild NAME | admin ... |"
+                    " topics ensure [--wait-brokers N]\n");
     return 2;
 }
 
@@ -438,7 +435,9 @@ static tl_err_t reseed_partition(tl_pg_t *pg, tl_kafka_producer_t *kafka, const 
         const char *params[] = {topic, part, from, page};
         tl_pg_res_t *res = NULL;
         err = tl_pg_exec(pg,
-                         "SELECT \"offset\", key, value, headers::text FROM audit_log"
+                         "SELECT \"offset\", key, value, headers::text,"
+                         " COALESCE((extract(epoch FROM logged_at) * 1000)::bigint, 0)"
+                         " FROM audit_log"
                          " WHERE topic = $1 AND partition = $2 AND \"offset\" >= $3"
                          " ORDER BY \"offset\" LIMIT $4",
                          4, params, &res);
@@ -466,9 +465,11 @@ static tl_err_t reseed_partition(tl_pg_t *pg, tl_kafka_producer_t *kafka, const 
                     err = TL_ERR_MALFORMED;
             }
             if (!err)
-                err = tl_kafka_produce_async(kafka, topic, partition, k ? key.data : NULL, key.len,
-                                             v ? (value.data ? value.data : "") : NULL, value.len,
-                                             hs, nh, NULL);
+                /* with the time the broker first logged it, so that the
+                 * log is what it was (`trialog audit verify` compares) */
+                err = tl_kafka_produce_at(kafka, topic, partition, k ? key.data : NULL, key.len,
+                                          v ? (value.data ? value.data : "") : NULL, value.len,
+                                          hs, nh, tl_pg_get_int(res, r, 4), NULL);
             json_decref(headers);
             at++;
         }
@@ -540,111 +541,6 @@ static int reseed(tl_pg_t *pg, const char *brokers)
     tl_pg_res_free(res);
     tl_kafka_producer_destroy(kafka);
     return rc;
-}
-
-/* Checks one row against the chain so far; returns a reason or NULL. */
-static const char *check_row(chain_t *c, const tl_pg_res_t *res, int r, tl_buf_t *key,
-                             tl_buf_t *value, tl_buf_t *prev, tl_buf_t *hash)
-{
-    unsigned char want[TL_AUDIT_HASH_LEN];
-    const char *k = tl_pg_get(res, r, 3), *v = tl_pg_get(res, r, 5);
-    int64_t off = strtoll(tl_pg_get(res, r, 2), NULL, 10);
-    tl_buf_reset(key);
-    tl_buf_reset(value);
-    tl_buf_reset(prev);
-    tl_buf_reset(hash);
-    if ((k && tl_bytea_unhex(key, k)) || (v && tl_bytea_unhex(value, v)) ||
-        tl_bytea_unhex(prev, tl_pg_get(res, r, 6)) || tl_bytea_unhex(hash, tl_pg_get(res, r, 7)) ||
-        prev->len != TL_AUDIT_HASH_LEN || hash->len != TL_AUDIT_HASH_LEN)
-        return "malformed row";
-    if (off != c->offset + 1)
-        return c->offset < 0 ? "the archive of this partition does not start at offset 0"
-                             : "offsets are missing before this row";
-    if (memcmp(prev->data, c->hash, TL_AUDIT_HASH_LEN))
-        return "prev_hash is not the hash of the row before";
-    json_t *headers = json_loads(tl_pg_get(res, r, 4), 0, NULL);
-    tl_err_t err = tl_audit_hash(c->hash, c->topic, c->partition, off, k ? key->data : NULL,
-                                 key->len, headers, v ? value->data : NULL, value->len, want);
-    json_decref(headers);
-    if (err)
-        return "malformed headers";
-    if (memcmp(want, hash->data, TL_AUDIT_HASH_LEN))
-        return "content does not match its hash (changed after archiving)";
-    memcpy(c->hash, want, TL_AUDIT_HASH_LEN);
-    c->offset = off;
-    c->rows++;
-    return NULL;
-}
-
-static void report(const chain_t *c)
-{
-    if (c->rows)
-        printf("ok      %s/%d: %ld rows, offsets 0..%lld\n", c->topic, c->partition, c->rows,
-               (long long)c->offset);
-}
-
-static int audit_verify(tl_pg_t *pg)
-{
-    chain_t c = {.offset = -1, .partition = -1};
-    char after_part[16] = "-1", after_off[24] = "-1", after_topic[256] = "";
-    tl_buf_t key, value, prev, hash;
-    tl_buf_init(&key, 64 * 1024 * 1024);
-    tl_buf_init(&value, 64 * 1024 * 1024);
-    tl_buf_init(&prev, 256);
-    tl_buf_init(&hash, 256);
-    long total = 0;
-    int broken = 0;
-    for (;;) {
-        const char *params[] = {after_topic, after_part, after_off};
-        tl_pg_res_t *res = NULL;
-        if (tl_pg_exec(pg,
-                       "SELECT topic, partition, \"offset\", key, headers::text, value, prev_hash,"
-                       " hash FROM audit_log WHERE (topic, partition, \"offset\") > ($1, $2, $3)"
-                       " ORDER BY topic, partition, \"offset\" LIMIT " STR(VERIFY_PAGE),
-                       3, params, &res)) {
-            fprintf(stderr, "audit verify: could not read audit_log (SQLSTATE %s)\n",
-                    tl_pg_sqlstate(pg));
-            broken = 2;
-            break;
-        }
-        int n = tl_pg_nrows(res);
-        for (int r = 0; r < n; r++) {
-            const char *topic = tl_pg_get(res, r, 0);
-            int32_t part = (int32_t)strtol(tl_pg_get(res, r, 1), NULL, 10);
-            if (strcmp(topic, c.topic) || part != c.partition) {
-                report(&c);
-                memset(&c, 0, sizeof c);
-                snprintf(c.topic, sizeof c.topic, "%s", topic);
-                c.partition = part;
-                c.offset = -1;
-            }
-            if (c.offset == INT64_MAX) /* this partition is already broken */
-                continue;
-            const char *why = check_row(&c, res, r, &key, &value, &prev, &hash);
-            total++;
-            if (why) {
-                printf("BROKEN  %s/%d at offset %s: %s\n", topic, part, tl_pg_get(res, r, 2), why);
-                broken = 1;
-                c.rows = 0;
-                c.offset = INT64_MAX;
-            }
-        }
-        if (n) {
-            snprintf(after_topic, sizeof after_topic, "%s", tl_pg_get(res, n - 1, 0));
-            snprintf(after_part, sizeof after_part, "%s", tl_pg_get(res, n - 1, 1));
-            snprintf(after_off, sizeof after_off, "%s", tl_pg_get(res, n - 1, 2));
-        }
-        tl_pg_res_free(res);
-        if (n < VERIFY_PAGE)
-            break;
-    }
-    report(&c);
-    printf("%s: %ld rows checked\n", broken ? "audit chain BROKEN" : "audit chain ok", total);
-    tl_buf_cleanup(&key);
-    tl_buf_cleanup(&value);
-    tl_buf_cleanup(&prev);
-    tl_buf_cleanup(&hash);
-    return broken;
 }
 
 /* ---- topics ---- */
@@ -742,6 +638,7 @@ static int topics_ensure(const char *brokers, const topics_cfg_t *cfg, int argc,
 int main(int argc, char **argv)
 {
     const char *dsn = NULL, *schema = NULL, *brokers = NULL, *kafka_config = NULL;
+    const char *super_dsn = NULL, *public_key = NULL;
     bool debug = false;
     topics_cfg_t topics = {0};
     long workers = 2;
@@ -750,7 +647,12 @@ int main(int argc, char **argv)
     const tl_config_var_t vars[] = {
         {"TRIALOG_PG_DSN", TL_CFG_STR, "dbname=trialog", 0, 2000, true,
          "libpq connection string", &dsn},
-        {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, 63, false, "database schema", &schema},
+        {"TRIALOG_PG_SCHEMA", TL_CFG_STR, "trialog", 0, TL_PG_SCHEMA_MAX, false,
+         "database schema", &schema},
+        {"TRIALOG_PG_SUPER_DSN", TL_CFG_STR, "", 0, 2000, true,
+         "a superuser's libpq connection string (db secure only)", &super_dsn},
+        {"TRIALOG_AUDIT_PUBLIC_KEY", TL_CFG_STR, "", 0, 4000, false,
+         "the checkpoints' Ed25519 public key, PEM (audit verify)", &public_key},
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, "", 0, 1000, false,
          "Kafka bootstrap servers (reseed, admin)", &brokers},
         TL_REGISTRY_CONFIG_VARS(&registry),
@@ -789,11 +691,14 @@ int main(int argc, char **argv)
         tl_kafka_client_cleanup();
         return rc;
     }
+    if (argc >= 3 && !strcmp(argv[1], "audit") && !strcmp(argv[2], "keygen"))
+        return tl_audit_cli_keygen(argc - 3, argv + 3);
     bool verify = argc == 3 && !strcmp(argv[1], "audit") && !strcmp(argv[2], "verify");
+    bool secure = argc == 3 && !strcmp(argv[1], "db") && !strcmp(argv[2], "secure");
     bool seed = argc == 2 && !strcmp(argv[1], "reseed");
     bool re = argc == 3 && !strcmp(argv[1], "rebuild");
     bool admin = argc >= 2 && !strcmp(argv[1], "admin");
-    if (!verify && !seed && !re && !admin)
+    if (!verify && !secure && !seed && !re && !admin)
         return usage();
     tl_pg_t *pg = NULL;
     if (tl_pg_connect(dsn, schema, "trialog-cli", &pg)) {
@@ -802,7 +707,9 @@ int main(int argc, char **argv)
     }
     if (re) /* the rebuild's consumer tells where it reads from */
         tl_log_init("rebuild", debug ? TL_LOG_DEBUG : TL_LOG_INFO);
-    int rc = verify ? audit_verify(pg)
+    const tl_audit_cli_cfg_t audit = {brokers, public_key, topics.ingest_sources, &registry};
+    int rc = verify   ? tl_audit_cli_verify(pg, &audit)
+             : secure ? tl_db_secure(pg, super_dsn, schema)
              : seed ? reseed(pg, brokers)
              : admin ? tl_admin_main(pg, brokers, &registry, argc - 2, argv + 2)
                     : rebuild(pg, dsn, schema, brokers, &registry, &research, (int)workers,

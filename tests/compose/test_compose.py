@@ -95,6 +95,24 @@ class ComposeTest(unittest.TestCase):
                              "service_completed_successfully", name)
             self.assertNotIn("kafka", dep, f"{name} must wait for the topics, not the broker")
 
+    def test_archive_is_secured_before_any_service(self):
+        secure = self.services["db-secure"]
+        self.assertIn("trialog db secure", " ".join(secure["command"]))
+        self.assertIn("user=postgres", " ".join(secure["command"]))
+        for name, s in self.services.items():
+            if not s.get("build") or name in ("topics", "db-secure"):
+                continue
+            dep = s.get("depends_on", {})
+            self.assertEqual(dep.get("db-secure", {}).get("condition"),
+                             "service_completed_successfully", name)
+            dsn = s["environment"]["TRIALOG_PG_DSN"]
+            self.assertIn("user=trialog", dsn, f"{name} connects as the application role")
+            self.assertNotIn("password=", dsn, f"{name}: the password in a file, not the DSN")
+        self.assertNotEqual(self.services["postgres"]["environment"]["POSTGRES_USER"], "trialog")
+        audit = self.services["projector-audit"]
+        self.assertIn("audit_signing_key", audit["secrets"])
+        self.assertTrue(audit["environment"]["TRIALOG_AUDIT_SIGNING_KEY"].startswith("/run/secrets/"))
+
     def test_ingest_sources_have_topics(self):
         ensured = set(self.services["topics"]["environment"]["TRIALOG_INGEST_SOURCES"].split(","))
         for name, s in self.services.items():

@@ -64,6 +64,14 @@ static const char *pg_dsn(void)
     return dsn;
 }
 
+static const char *pg_super_dsn(void)
+{
+    const char *dsn = getenv("TRIALOG_TEST_PG_SUPER_DSN");
+    if (!dsn || !*dsn)
+        fail_msg("TRIALOG_TEST_PG_SUPER_DSN is not set: run the tests with `make test`");
+    return dsn;
+}
+
 /* In a child: standard output and error appended to logpath. */
 static void redirect_output(const char *logpath)
 {
@@ -247,9 +255,12 @@ static bool log_contains(tl_stack_t *s, const char *log, const char *needle, lon
 static pid_t spawn_consumer_as(tl_stack_t *s, const char *projection, const char *log,
                                long *before)
 {
-    static char env[3][1200];
+    static char env[3][1200], key[800];
     common_env(s, env);
-    const char *e[] = {env[0], env[1], env[2], "TRIALOG_DEBUG=false", NULL};
+    /* the archive signs its chain heads within a second of archiving */
+    snprintf(key, sizeof key, "TRIALOG_AUDIT_SIGNING_KEY=%s/audit.key", s->dir);
+    const char *e[] = {env[0], env[1], env[2], "TRIALOG_DEBUG=false", key,
+                       "TRIALOG_AUDIT_CHECKPOINT_SECONDS=1", NULL};
     *before = 0;
     log_contains(s, log, "partitions_assigned", before);
     return spawn(s, log, "trialog-projector", projection, e);
@@ -374,13 +385,14 @@ void tl_stack_start_audit(tl_stack_t *s)
 
 int tl_stack_cli(tl_stack_t *s, const char *args, char **out)
 {
-    char cmd[2048];
+    char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s'"
              " TRIALOG_INGEST_SOURCES=oct TRIALOG_KAFKA_CONFIG_FILE='%s' %s"
-             " TRIALOG_RESEARCH_KEY_FILE='%s/research.key' %s/trialog %s 2>&1",
+             " TRIALOG_RESEARCH_KEY_FILE='%s/research.key' TRIALOG_PG_SUPER_DSN=\"%s\""
+             " TRIALOG_AUDIT_PUBLIC_KEY='%s/audit.pub' %s/trialog %s 2>&1",
              pg_dsn(), s->schema, s->brokers, s->kafka_config, s->topics_env, s->dir,
-             TL_BIN_DIR, args);
+             pg_super_dsn(), s->dir, TL_BIN_DIR, args);
     int st = read_command(cmd, 1024 * 1024, out, NULL);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -446,6 +458,23 @@ void tl_stack_start_gateway(tl_stack_t *s)
     fail_msg("the gateway did not become ready");
 }
 
+/* The archive's signing key pair (once) and its owner role: what every
+ * deployment does before its audit consumer runs (docs/SECURITY.md). */
+static void secure_archive(tl_stack_t *s)
+{
+    char path[700], args[1600], *out = NULL;
+    snprintf(path, sizeof path, "%s/audit.key", s->dir);
+    if (access(path, R_OK)) {
+        snprintf(args, sizeof args, "audit keygen %s/audit.key %s/audit.pub", s->dir, s->dir);
+        if (tl_stack_cli(s, args, &out))
+            fail_msg("trialog %s: %s", args, out);
+        free(out);
+    }
+    if (tl_stack_cli(s, "db secure", &out))
+        fail_msg("trialog db secure: %s", out);
+    free(out);
+}
+
 void tl_stack_start(tl_stack_t *s, const char *name)
 {
     static tl_stack_t before; /* the options set before the start */
@@ -469,6 +498,7 @@ void tl_stack_start(tl_stack_t *s, const char *name)
     mkdir(s->dir, 0755);
     s->port = free_port();
     assert_int_equal(tl_pg_connect(pg_dsn(), s->schema, "test", &s->pg), TL_OK);
+    secure_archive(s);
     tl_stack_start_broker(s);
     tl_stack_start_projector(s);
     tl_stack_start_audit(s);
@@ -486,11 +516,12 @@ static void read_token(const char *path, char token[80])
     token[strcspn(token, "\n")] = '\0';
 }
 
-void tl_stack_named_token(tl_stack_t *s, const char *name, const char *role, const char *site,
-                          char token[80])
+/* A principal name (role, site) made by the CLI, a token of its own
+ * written to path and read into token. */
+static void make_principal(tl_stack_t *s, const char *name, const char *role, const char *site,
+                           const char *path, char token[80])
 {
-    char args[1400], path[700], *out = NULL;
-    snprintf(path, sizeof path, "%s/%s.token", s->dir, name);
+    char args[1400], *out = NULL;
     snprintf(args, sizeof args, "admin create-principal %s %s %s", name, role, site ? site : "");
     if (tl_stack_cli(s, args, &out))
         fail_msg("trialog %s: %s", args, out);
@@ -502,15 +533,23 @@ void tl_stack_named_token(tl_stack_t *s, const char *name, const char *role, con
     read_token(path, token);
 }
 
+void tl_stack_named_token(tl_stack_t *s, const char *name, const char *role, const char *site,
+                          char token[80])
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s.token", s->dir, name);
+    make_principal(s, name, role, site, path, token);
+}
+
 void tl_stack_token(tl_stack_t *s, const char *role, const char *site, char token[80])
 {
     char args[1400], path[700], name[200], *out = NULL;
+    snprintf(path, sizeof path, "%s/%s.token", s->dir, role);
     if (strcmp(role, "admin")) {
         snprintf(name, sizeof name, "test-%s%s%s", role, site ? "-" : "", site ? site : "");
-        tl_stack_named_token(s, name, role, site, token);
+        make_principal(s, name, role, site, path, token);
         return;
     }
-    snprintf(path, sizeof path, "%s/admin.token", s->dir);
     snprintf(args, sizeof args, "admin bootstrap test-admin --out %s", path);
     if (tl_stack_cli(s, args, &out))
         fail_msg("trialog %s: %s", args, out);
@@ -610,11 +649,16 @@ void tl_stack_stop(tl_stack_t *s)
             br = st;
     }
     if (s->pg) {
-        char sql[200];
+        char sql[300];
         snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s->schema);
         tl_pg_exec(s->pg, sql, 0, NULL, NULL);
         tl_pg_destroy(s->pg);
         s->pg = NULL;
+        tl_pg_t *su = NULL; /* the archive's schema is not the application's to drop */
+        snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s_archive CASCADE", s->schema);
+        if (!tl_pg_connect(pg_super_dsn(), NULL, "test-teardown", &su))
+            tl_pg_exec(su, sql, 0, NULL, NULL);
+        tl_pg_destroy(su);
     }
     if (br)
         fail_msg("unclean exit: broker %d (see %s)", br, s->dir);

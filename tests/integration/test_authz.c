@@ -678,7 +678,7 @@ static void test_audit_list(void **state)
     r = tl_http(&stack, "GET", "/v1/audit?to=2000-01-01", NULL, NULL, true);
     assert_int_equal(json_array_size(json_object_get(r.body, "items")), 0);
     tl_http_free(&r);
-    long long total = tl_sql_int(&stack, "SELECT count(*) FROM audit_log");
+    long long total = tl_sql_int(&stack, "SELECT count(*) FROM " TL_LOG_ROWS);
     char after[400] = "";
     long long seen = 0;
     for (int page = 0; page < 1000; page++) {

@@ -138,7 +138,7 @@ static void test_infinite_retention_never_refuses(void **state)
     assert_int_equal(r.status, 200);
     tl_http_free(&r);
     tl_stack_start_audit(&stack);
-    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log",
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM " TL_LOG_ROWS,
                               1500 + 2 + TL_STACK_BOOT_EVENTS, 60000));
 }
 

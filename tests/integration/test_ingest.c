@@ -146,7 +146,7 @@ static void test_ingest(void **state)
     /* two observations in the log, from the connector, caused by its ids */
     snprintf(
         sql, sizeof sql,
-        "SELECT count(*) FROM %s.audit_log WHERE event_type = 'org.trialog.ObservationRecorded'"
+        "SELECT count(*) FROM %s_archive.audit_log WHERE event_type = 'org.trialog.ObservationRecorded'"
         " AND actor_role = 'connector' AND actor_id = 'connector:oct'",
         stack.schema);
     assert_true(tl_wait_count(&stack, sql, 2, 10000));
@@ -265,7 +265,7 @@ static void test_ingest_after_broker_restart(void **state)
     (void)state;
     char sql[512];
     snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM %s.audit_log WHERE topic IN ('" TOPIC "', '" TOPIC ".dlq')",
+             "SELECT count(*) FROM %s_archive.audit_log WHERE topic IN ('" TOPIC "', '" TOPIC ".dlq')",
              stack.schema);
     if (!tl_wait_count(&stack, sql, 13 + 4, 20000))
         fail_msg("the archive does not hold the ingest topic and its dead letters");

@@ -114,7 +114,7 @@ static void test_stack_runs_over_sasl_ssl(void **state)
     tl_stack_study(&stack, "TLS-1", study, site);
     assert_int_equal(tl_stack_enrol(&stack, study, site, "TLS-0001", false), 201);
     assert_int_equal(tl_stack_enrol(&stack, study, site, "TLS-0002", true), 202);
-    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", 4 + TL_STACK_BOOT_EVENTS,
+    assert_true(tl_wait_count(&stack, "SELECT count(*) FROM " TL_LOG_ROWS, 4 + TL_STACK_BOOT_EVENTS,
                               30000));
     assert_int_equal(tl_stack_cli(&stack, "audit verify", &out), 0);
     free(out);

@@ -63,7 +63,7 @@ static void produce_enrolments(void)
         if ((i + 1) % CHUNK == 0) {
             assert_int_equal(tl_kafka_producer_flush(kafka, 60000), TL_OK);
             long long want = i + 1 + 2 + TL_STACK_BOOT_EVENTS;
-            assert_true(tl_wait_count(&stack, "SELECT count(*) FROM audit_log", want, 120000));
+            assert_true(tl_wait_count(&stack, "SELECT count(*) FROM " TL_LOG_ROWS, want, 120000));
         }
     }
     tl_producer_destroy(prod);
