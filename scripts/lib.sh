@@ -231,6 +231,25 @@ tl_pg_stop() {
     fi
 }
 
+# tl_demo_admins DIR: the demo's two administrators (demo-admin, and
+# demo-admin-2: signing enrolments take two, docs/SECURITY.md), each with a
+# fresh token in DIR/admin.token and DIR/admin2.token (mode 0600) whose
+# earlier tokens are revoked (each a TokenRevoked event with its reason), so
+# a demo run leaves one valid token each. Needs TRIALOG_PG_DSN and
+# TRIALOG_KAFKA_BROKERS; says what it did on standard error.
+tl_demo_admins() {
+    local why="superseded by a new demo token"
+    "$TL_BUILD/trialog" admin bootstrap demo-admin --out "$1/admin.token" --revoke-others "$why" &&
+        "$TL_BUILD/trialog" admin bootstrap demo-admin-2 --out "$1/admin2.token" \
+            --revoke-others "$why"
+}
+
+# tl_secret_key FILE: FILE holds a new random 256-bit key, in hex, mode 0600.
+tl_secret_key() {
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$1")
+    chmod 600 "$1"
+}
+
 # tl_spawn NAME CMD...: runs CMD in the background, pid in var/run/NAME.pid.
 tl_spawn() {
     local name=$1; shift

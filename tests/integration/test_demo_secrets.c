@@ -1,12 +1,21 @@
-/* A new token can retire the old ones.
+/* The demo's secrets are its user's alone, and a new demo token retires the
+ * old ones.
  *
  * `trialog admin bootstrap|issue-token … --revoke-others REASON` revokes the
  * principal's other live tokens once the new one is written, each with a
  * TokenRevoked event carrying the reason; without the option nothing is
- * revoked, and no other principal's token ever is. */
+ * revoked, and no other principal's token ever is.
+ *
+ * The demo's own path (scripts/lib.sh: tl_demo_admins, tl_secret_key; then
+ * scripts/demo-seed.sh), run into a directory of this test as `make demo`
+ * runs it into var/demo: the two admin tokens, the clinician's token and the
+ * research key are plain files of ours, mode 0600; a second run leaves only
+ * the newest admin tokens valid and keeps the key. (The PostgreSQL cluster's
+ * password file and socket: tests/local/test_local_pg.py.) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -59,6 +68,17 @@ static long me(const char *token)
     return status;
 }
 
+/* A plain file of ours that nobody else may read or write. */
+static void assert_secret_file(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st))
+        fail_msg("%s is missing", path);
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 07777) != 0600 || st.st_uid != getuid())
+        fail_msg("%s: mode %o, owner %d; want a plain file, mode 600, owner %d", path,
+                 (unsigned)(st.st_mode & 07777), (int)st.st_uid, (int)getuid());
+}
+
 static void test_revoke_others(void **state)
 {
     (void)state;
@@ -107,10 +127,75 @@ static void test_revoke_others(void **state)
     assert_int_equal(me(t5), 200);
 }
 
+/* The demo's administrators (scripts/lib.sh tl_demo_admins) and research key
+ * (tl_secret_key, made once) into dir, with the stack's settings. */
+static void demo_admins(const char *dir)
+{
+    char cmd[4000];
+    size_t len = 0;
+    snprintf(cmd, sizeof cmd,
+             "TL_BUILD='%s' TRIALOG_PG_DSN=\"%s\" TRIALOG_PG_SCHEMA=%s TRIALOG_KAFKA_BROKERS='%s'"
+             " bash -c 'source \"%s/scripts/lib.sh\" && tl_demo_admins \"%s\" &&"
+             " { [ -s \"%s/research.key\" ] || tl_secret_key \"%s/research.key\"; }' 2>&1",
+             TL_BIN_DIR, getenv("TRIALOG_TEST_PG_DSN"), stack.schema, stack.brokers,
+             TL_SOURCE_DIR, dir, dir, dir);
+    free(tl_run(cmd, &len));
+}
+
+static void assert_demo_files(const char *dir)
+{
+    const char *names[] = {"admin.token", "admin2.token", "clinician.token", "research.key"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[800];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        assert_secret_file(path);
+    }
+}
+
+static void test_demo_files(void **state)
+{
+    (void)state;
+    char dir[600], path[700], cmd[2000], admin1[80], admin2[80], key[80], again[80];
+    size_t len = 0;
+    snprintf(dir, sizeof dir, "%s/demo", stack.dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    demo_admins(dir);
+    /* the demo study, as make demo loads it: the clinician's token too */
+    snprintf(cmd, sizeof cmd, "%s/scripts/demo-seed.sh http://127.0.0.1:%d %s/admin.token 2>&1",
+             TL_SOURCE_DIR, stack.port, dir);
+    free(tl_run(cmd, &len));
+    assert_demo_files(dir);
+    snprintf(path, sizeof path, "%s/admin.token", dir);
+    read_line(path, admin1, sizeof admin1);
+    snprintf(path, sizeof path, "%s/admin2.token", dir);
+    read_line(path, admin2, sizeof admin2);
+    snprintf(path, sizeof path, "%s/research.key", dir);
+    read_line(path, key, sizeof key);
+    assert_int_equal(strlen(key), 64);
+    assert_int_equal(me(admin1), 200);
+    assert_int_equal(me(admin2), 200);
+
+    /* make demo again: new admin tokens, the old ones revoked, the key kept */
+    demo_admins(dir);
+    assert_demo_files(dir);
+    assert_int_equal(me(admin1), 401);
+    assert_int_equal(me(admin2), 401);
+    snprintf(path, sizeof path, "%s/admin.token", dir);
+    read_line(path, again, sizeof again);
+    assert_int_equal(me(again), 200);
+    snprintf(path, sizeof path, "%s/admin2.token", dir);
+    read_line(path, again, sizeof again);
+    assert_int_equal(me(again), 200);
+    snprintf(path, sizeof path, "%s/research.key", dir);
+    read_line(path, again, sizeof again);
+    assert_true(!strcmp(again, key)); /* not printed: a secret */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_revoke_others),
+        cmocka_unit_test(test_demo_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
