@@ -11,8 +11,10 @@
 source "$(dirname "$0")/lib.sh"
 API=${1:?usage: demo-seed.sh API TOKEN-FILE}
 TOKEN=$(cat "${2:?usage: demo-seed.sh API TOKEN-FILE [ADMIN2-TOKEN-FILE]}")
+# where the tokens live (the loops below reuse $1, $2 ...)
+TOKEN_DIR=$(dirname "$2")
 # a second administrator, who approves what the first opens (two-person rule)
-TOKEN2=$(cat "${3:-$(dirname "$2")/admin2.token}")
+TOKEN2=$(cat "${3:-$TOKEN_DIR/admin2.token}")
 
 # call METHOD PATH IDEMPOTENCY-KEY JSON: prints the answer body; on >= 400
 # says which problem it was and fails.
@@ -194,10 +196,11 @@ va 2 Month%206 55 45 15 15 '"iop_method":"goldmann"' >/dev/null
 # clinician sets its password with its own token and that code
 clin=$(post /v1/principals clinician "{\"name\":\"dr.okafor\",\"role\":\"clinician\",
   \"display_name\":\"Dr. Adaeze Okafor\",\"site_ids\":[\"$stl\",\"$bos\"]}" | json_id)
-ctoken_file="$(dirname "$2")/clinician.token"
+ctoken_file="$TOKEN_DIR/clinician.token"
 (umask 077 && curl -fsS -X POST "$API/v1/principals/$clin/tokens" -H "Authorization: Bearer $TOKEN" \
     -H 'Content-Type: application/json' -d '{"label":"demo clinician","expires_in_days":30}' |
     grep -o '"token":"[^"]*"' | cut -d'"' -f4 >"$ctoken_file")
+chmod 600 "$ctoken_file" # also one an older run left
 CTOKEN=$(cat "$ctoken_file")
 words=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 enrolment=$(curl -fsS -X POST "$API/v1/principals/$clin/signing-enrolments" \

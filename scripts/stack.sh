@@ -5,8 +5,9 @@
 # names a cluster of yours), every topic (`trialog topics ensure`), the projectors
 # (participants, schedules, access, forms, the research export, the dataset
 # release worker, the ingest consumer, the audit archive) and the gateway
-# (on 127.0.0.1 unless TRIALOG_HTTP_BIND says otherwise), and writes a fresh admin token to
-# var/demo/admin.token (mode 0600). The research export's pseudonym key is
+# (on 127.0.0.1 unless TRIALOG_HTTP_BIND says otherwise), and writes fresh tokens of the
+# two demo administrators to var/demo/admin.token and admin2.token (mode 0600),
+# revoking their earlier ones. The research export's pseudonym key is
 # var/research.key (made once, mode 0600) unless TRIALOG_RESEARCH_KEY_FILE
 # names another.
 # Everything runs in the background; state lives under var/.
@@ -56,6 +57,7 @@ start() {
             >>"$TL_VAR/log/reseed.log" || die "re-seed failed (see var/log/reseed.log)"
     fi
     mkdir -p "$TL_VAR/demo"
+    chmod 700 "$TL_VAR/demo"
     printf 'export TRIALOG_PG_DSN=%q\nexport TRIALOG_KAFKA_BROKERS=%q\nexport TRIALOG_HTTP_PORT=%q\n' \
         "$dsn" "$brokers" "$PORT" >"$TL_VAR/env"
     export TRIALOG_PG_DSN="$dsn" TRIALOG_KAFKA_BROKERS="$brokers" TRIALOG_HTTP_PORT="$PORT"
@@ -63,9 +65,10 @@ start() {
     if [ -z "${TRIALOG_RESEARCH_KEY_FILE:-}" ]; then
         export TRIALOG_RESEARCH_KEY_FILE="$TL_VAR/research.key"
         if [ ! -s "$TRIALOG_RESEARCH_KEY_FILE" ]; then
-            (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TRIALOG_RESEARCH_KEY_FILE")
+            tl_secret_key "$TRIALOG_RESEARCH_KEY_FILE"
             say "made the research pseudonym key: var/research.key (mode 0600; keep it, and keep it apart)"
         fi
+        chmod 600 "$TRIALOG_RESEARCH_KEY_FILE"
     fi
     # The archive's signing key (Ed25519): its checkpoints anchor the audit
     # trail outside the database; the public half is all `trialog audit
@@ -112,12 +115,9 @@ start() {
             for p in participants schedules access forms research release-export ingest; do
                 tl_alive "projector-$p" || die "the $p projector exited (see var/log/projector-$p.log)"
             done
-            # the first administrator: nobody could ask the API for it
-            "$TL_BUILD/trialog" admin bootstrap demo-admin --out "$TL_VAR/demo/admin.token" \
-                >>"$TL_VAR/log/admin.log" 2>&1 || die "could not issue the admin token (see var/log/admin.log)"
-            # a second administrator: signing enrolments take two (docs/SECURITY.md)
-            "$TL_BUILD/trialog" admin bootstrap demo-admin-2 --out "$TL_VAR/demo/admin2.token" \
-                >>"$TL_VAR/log/admin.log" 2>&1 || die "could not issue the second admin token (see var/log/admin.log)"
+            # the administrators: nobody could ask the API for the first one
+            tl_demo_admins "$TL_VAR/demo" >>"$TL_VAR/log/admin.log" 2>&1 ||
+                die "could not issue the admin tokens (see var/log/admin.log)"
             say "admin token (valid 30 days, mode 0600): var/demo/admin.token"
             say "ready: http://127.0.0.1:$PORT"
             return 0

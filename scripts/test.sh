@@ -14,10 +14,13 @@ if [ "${1:-}" = --sanitize ]; then
 else
     tl_build
 fi
+# the local cluster's DSN names its password file (passfile=...), which holds
+# the passwords of both trialog and postgres (scripts/lib.sh)
 TRIALOG_TEST_PG_DSN=$(tl_pg_start)
 # the harness secures each test's archive (trialog db secure) and the
-# archive's tamper test acts as the database superuser
-TRIALOG_TEST_PG_SUPER_DSN=${TRIALOG_TEST_PG_SUPER_DSN:-$(tl_pg_super_dsn)}
+# archive's tamper test acts as the database superuser: the same DSN as user
+# postgres (for the local cluster, what `tl_pg_dsn postgres` prints)
+TRIALOG_TEST_PG_SUPER_DSN=${TRIALOG_TEST_PG_SUPER_DSN:-${TRIALOG_TEST_PG_DSN/user=trialog/user=postgres}}
 export TRIALOG_TEST_PG_DSN TRIALOG_TEST_PG_SUPER_DSN
 cd "$TL_BUILD"
 ctest --output-on-failure --timeout 300

@@ -35,9 +35,11 @@ typedef struct {
 
 static int admin_usage(void)
 {
-    fprintf(stderr, "usage: trialog admin bootstrap NAME [--days N] [--out FILE]\n"
+    fprintf(stderr, "usage: trialog admin bootstrap NAME [--days N] [--out FILE]"
+                    " [--revoke-others REASON]\n"
                     "       trialog admin create-principal NAME ROLE [SITE_ID ...]\n"
-                    "       trialog admin issue-token NAME [--days N] [--label TEXT] [--out FILE]\n"
+                    "       trialog admin issue-token NAME [--days N] [--label TEXT] [--out FILE]"
+                    " [--revoke-others REASON]\n"
                     "       trialog admin revoke-token NAME TOKEN_ID --reason TEXT\n"
                     "       trialog admin disable NAME --reason TEXT\n"
                     "       trialog admin list\n");
@@ -185,8 +187,51 @@ static int write_token(const char *token, const char *path)
     return ok ? 0 : 2;
 }
 
-static int issue_token(admin_t *a, const tl_uuid_t *principal, long days, const char *label,
-                       const char *out)
+/* --days N, --label TEXT, --out FILE, --reason TEXT, --revoke-others REASON
+ * after the positional arguments. */
+typedef struct {
+    long days;
+    const char *label, *out, *reason, *revoke_others;
+} opts_t;
+
+/* Revokes every active token of principal but keep, each with its own
+ * TokenRevoked event carrying reason: a script that makes a fresh token
+ * (make demo) leaves no older one valid. */
+static int revoke_others(admin_t *a, const tl_uuid_t *principal, const tl_uuid_t *keep,
+                         const char *reason)
+{
+    const char *params[] = {principal->s, keep->s};
+    tl_pg_res_t *res = NULL;
+    int rc = 0;
+    if (tl_pg_exec(a->pg,
+                   "SELECT id FROM access_tokens WHERE principal_id = $1 AND id <> $2"
+                   " AND revoked_at IS NULL AND expires_at > now() ORDER BY issued_at, id",
+                   2, params, &res)) {
+        fprintf(stderr, "trialog admin: could not read the tokens of principal %s\n",
+                principal->s);
+        rc = 2;
+        goto out;
+    }
+    for (int r = 0; r < tl_pg_nrows(res) && !rc; r++) {
+        tl_uuid_t event_id;
+        const char *token = tl_pg_get(res, r, 0);
+        json_t *payload =
+            json_pack("{s:s, s:s}", "principal_id", principal->s, "token_id", token);
+        tl_uuid_v7(&event_id);
+        rc = send_event(a, "TokenRevoked", principal->s, payload, reason, &event_id);
+        json_decref(payload);
+        if (!rc)
+            fprintf(stderr, "token %s of principal %s revoked\n", token, principal->s);
+    }
+out:
+    tl_pg_res_free(res);
+    return rc;
+}
+
+/* A new token for principal (o: its days, output file, and whether the
+ * principal's other tokens go); label NULL for none. */
+static int issue_token(admin_t *a, const tl_uuid_t *principal, const opts_t *o,
+                       const char *label)
 {
     char token[TL_TOKEN_STRLEN], sha[TL_SHA256_STRLEN];
     tl_uuid_t token_id, event_id;
@@ -194,7 +239,7 @@ static int issue_token(admin_t *a, const tl_uuid_t *principal, long days, const 
         return 2;
     tl_uuid_v7(&token_id);
     tl_uuid_v7(&event_id);
-    int64_t expires = tl_now_us() + (int64_t)days * 86400LL * 1000000LL;
+    int64_t expires = tl_now_us() + (int64_t)o->days * 86400LL * 1000000LL;
     json_t *payload = json_pack("{s:s, s:s, s:s, s:s?, s:I}", "principal_id", principal->s,
                                 "token_id", token_id.s, "token_sha256", sha, "label", label,
                                 "expires_at", (json_int_t)expires);
@@ -202,20 +247,17 @@ static int issue_token(admin_t *a, const tl_uuid_t *principal, long days, const 
     json_decref(payload);
     if (!rc) {
         fprintf(stderr, "token %s for principal %s, valid %ld days%s%s\n", token_id.s, principal->s,
-                days, out ? ", written to " : "", out ? out : "");
-        rc = write_token(token, out);
+                o->days, o->out ? ", written to " : "", o->out ? o->out : "");
+        rc = write_token(token, o->out);
     }
     tl_secret_wipe(token, sizeof token);
+    /* only once the new token is written: never leaves the operator without one */
+    if (!rc && o->revoke_others)
+        rc = revoke_others(a, principal, &token_id, o->revoke_others);
     return rc;
 }
 
-/* --days N, --label TEXT, --out FILE, --reason TEXT after the positional
- * arguments. false on anything else. */
-typedef struct {
-    long days;
-    const char *label, *out, *reason;
-} opts_t;
-
+/* Fills o from the options; false on anything else. */
 static bool parse_opts(int argc, char **argv, int first, opts_t *o)
 {
     o->days = DAYS_DEFAULT;
@@ -233,6 +275,8 @@ static bool parse_opts(int argc, char **argv, int first, opts_t *o)
             o->out = argv[i + 1];
         } else if (!strcmp(argv[i], "--reason")) {
             o->reason = argv[i + 1];
+        } else if (!strcmp(argv[i], "--revoke-others") && argv[i + 1][0]) {
+            o->revoke_others = argv[i + 1];
         } else {
             return false;
         }
@@ -255,7 +299,7 @@ static int bootstrap(admin_t *a, const char *name, const opts_t *o)
         if (rc)
             return rc;
     }
-    return issue_token(a, &id, o->days, o->label ? o->label : "bootstrap", o->out);
+    return issue_token(a, &id, o, o->label ? o->label : "bootstrap");
 }
 
 static int simple_change(admin_t *a, const char *type, const char *name, json_t *payload,
@@ -311,11 +355,14 @@ static int run(admin_t *a, int argc, char **argv)
     int first = !strcmp(cmd, "revoke-token") ? 3 : 2;
     if (argc < first || !parse_opts(argc, argv, first, &o))
         return admin_usage();
+    /* only the commands that issue a token have others to revoke */
+    if (o.revoke_others && strcmp(cmd, "bootstrap") && strcmp(cmd, "issue-token"))
+        return admin_usage();
     if (!strcmp(cmd, "bootstrap"))
         return bootstrap(a, argv[1], &o);
     if (!strcmp(cmd, "issue-token")) {
         int rc = need_principal(a, argv[1], &id);
-        return rc ? rc : issue_token(a, &id, o.days, o.label, o.out);
+        return rc ? rc : issue_token(a, &id, &o, o.label);
     }
     if (!strcmp(cmd, "disable"))
         return simple_change(a, "PrincipalDisabled", argv[1], json_object(), o.reason);
