@@ -28,6 +28,7 @@ typedef struct {
     size_t since, staged_rows; /* messages archived since the last checkpoint */
     int64_t oldest_us;         /* when the oldest of them was archived; 0 none */
     bool started;              /* every head was loaded at start */
+    int64_t secured_us;        /* when the archive was last found secured */
 } ckpt_t;
 
 static void sink_begin(tl_audit_sink_t *s)
@@ -185,10 +186,31 @@ static tl_err_t publish(ckpt_t *c)
     return err;
 }
 
-void tl_audit_checkpoint_turn(void *ctx, tl_pg_t *pg, bool committed)
+/* The table written to is the archive its owner holds, not one the
+ * application made in its own schema to shadow it. */
+static tl_err_t still_secured(ckpt_t *c, tl_pg_t *pg, int64_t now)
+{
+    if (now - c->secured_us < 60 * 1000000LL)
+        return TL_OK;
+    bool secured = false;
+    char why[200];
+    tl_err_t err = tl_audit_store_secured(pg, &secured, why, sizeof why);
+    if (!err && !secured) {
+        tl_log_error("archive_not_secured", json_pack("{s:s}", "why", why));
+        return TL_ERR_CONFIG;
+    }
+    if (!err)
+        c->secured_us = now;
+    return TL_OK;
+}
+
+tl_err_t tl_audit_checkpoint_turn(void *ctx, tl_pg_t *pg, bool committed)
 {
     ckpt_t *c = ctx;
     int64_t now = tl_now_us();
+    tl_err_t serr = still_secured(c, pg, now);
+    if (serr)
+        return serr;
     if (committed) {
         for (size_t i = 0; i < c->nstaged; i++)
             pend(c, &c->staged[i]);
@@ -201,7 +223,7 @@ void tl_audit_checkpoint_turn(void *ctx, tl_pg_t *pg, bool committed)
         tl_err_t err = load_heads(c, pg);
         if (err) {
             tl_log_warn("audit_checkpoint_failed", json_pack("{s:s}", "error", tl_err_name(err)));
-            return;
+            return TL_OK;
         }
         c->started = true;
         if (c->npending && !c->oldest_us)
@@ -210,12 +232,13 @@ void tl_audit_checkpoint_turn(void *ctx, tl_pg_t *pg, bool committed)
     bool due = c->npending && ((long)c->since >= c->every ||
                                (c->oldest_us && now - c->oldest_us >= c->seconds * 1000000LL));
     if (!due)
-        return;
+        return TL_OK;
     tl_err_t err = publish(c);
-    if (err) {
+    if (err) { /* tried again at the next turn; archiving goes on */
         tl_log_warn("audit_checkpoint_failed", json_pack("{s:s}", "error", tl_err_name(err)));
-        return;
+        return TL_OK;
     }
     c->npending = c->since = 0;
     c->oldest_us = 0;
+    return TL_OK;
 }

@@ -20,7 +20,9 @@
 tl_err_t tl_audit_checkpoint_open(const tl_consumer_cfg_t *cfg, tl_registry_t *registry,
                                   void **ctx);
 void tl_audit_checkpoint_close(void *ctx);
-void tl_audit_checkpoint_turn(void *ctx, tl_pg_t *pg, bool committed);
+/* Signs what is due; every minute checks that the archive it writes is
+ * still the secured one (TL_ERR_CONFIG when not: the consumer stops). */
+tl_err_t tl_audit_checkpoint_turn(void *ctx, tl_pg_t *pg, bool committed);
 
 /* The settings (entries of a tl_config_var_t table; cfgp a
  * tl_consumer_cfg_t *). */

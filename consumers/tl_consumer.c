@@ -590,7 +590,7 @@ tl_err_t tl_consumer_run(const tl_consumer_cfg_t *cfg, const tl_projection_t *pr
         if (n)
             tl_kafka_msgs_release(msgs, n);
         if (!err && proj->after_turn)
-            proj->after_turn(rt.ctx, rt.pg, n > 0);
+            err = proj->after_turn(rt.ctx, rt.pg, n > 0);
     }
     if (err)
         tl_log_error("consumer_stopped", json_pack("{s:s, s:s}", "projection", proj->name, "error",

@@ -58,7 +58,7 @@ typedef struct {
     /* Runs after each turn of the consumer's loop: a batch committed
      * (committed true) or a poll that brought nothing. The archive signs
      * its chain heads here (audit_checkpoint.h). NULL for the others. */
-    void (*after_turn)(void *ctx, tl_pg_t *pg, bool committed);
+    tl_err_t (*after_turn)(void *ctx, tl_pg_t *pg, bool committed); /* an error stops it */
     /* The topic whose events fold per key alone (a participant's events
      * read and write that participant's rows only): batches of nothing
      * else take the projection's lock shared and run side by side. A

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "gateway.h"
+#include "tl_json.h"
 #include "tl_log.h"
 
 /* Claims for a key between two passes over the expired ones. */
@@ -112,11 +113,32 @@ static bool adopt(const tl_pg_res_t *res, tl_req_t *req, tl_cmd_t *cmd, tl_resp_
     return true;
 }
 
+/* The body as the key binds it: its JSON with every secret member taken
+ * out (a signing password, a one-time code) and the keys sorted, so that
+ * the stored hash is no unsalted hash of a password to brute-force. A body
+ * that is no JSON object is hashed as it is. */
+static tl_err_t body_hash(const tl_req_t *req, char sha[TL_SHA256_STRLEN])
+{
+    static const char *const secrets[] = {"password", "current_password", "enrolment_code"};
+    json_t *obj = NULL;
+    char why[64];
+    if (!req->body ||
+        tl_json_parse_object(req->body, req->body_len, &obj, why, sizeof why))
+        return tl_sha256_hex(req->body ? req->body : "", req->body ? req->body_len : 0, sha);
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
+        json_object_del(obj, secrets[i]);
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    tl_err_t err = text ? tl_sha256_hex(text, strlen(text), sha) : TL_ERR_NOMEM;
+    free(text);
+    json_decref(obj);
+    return err;
+}
+
 bool tl_idem_claim(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     char sha[TL_SHA256_STRLEN], lease[24];
-    if (tl_sha256_hex(req->body ? req->body : "", req->body ? req->body_len : 0, sha) ||
-        tl_uuid_v7(&cmd->meta.event_id) || tl_uuid_v7(&cmd->resource_id)) {
+    if (body_hash(req, sha) || tl_uuid_v7(&cmd->meta.event_id) ||
+        tl_uuid_v7(&cmd->resource_id)) {
         tl_problem_from_err(resp, TL_ERR_INTERNAL);
         return false;
     }

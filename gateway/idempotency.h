@@ -1,7 +1,10 @@
 /* Idempotency-Key (docs/SECURITY.md, DESIGN.md §9): a key binds to the first
  * request that used it (principal, method, path, the body's SHA-256) and
  * the ids that request's event and resource got. The binding is a row of
- * idempotency_keys, claimed before anything is produced:
+ * idempotency_keys, claimed before anything is produced. The body's hash
+ * leaves out its secret members (passwords, one-time codes): the same key
+ * with another password is the same request, and the table holds no
+ * unsalted hash of a password.
  *
  * - the same key with the same request answers exactly what the first
  *   answer said (stored once final), or, while the first answer is not

@@ -488,7 +488,9 @@ void tl_h_signing_enrolment_approve(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     snprintf(cmd.location, sizeof cmd.location, "/v1/principals/%s/signing-enrolments/%s", id.s,
              enrolment.s);
     signing_update(gw, req, &cmd, &id, approve_decide, &ctx, SQL_ENROLMENT_JSON, 200, resp);
-    if (resp->status == 200 && !resp->replayed && json_is_object(resp->body)) {
+    /* shown once, and only by the request whose event carries its hash */
+    if (resp->status == 200 && !resp->replayed && !req->idem.produced &&
+        json_is_object(resp->body)) {
         json_object_set_new(resp->body, "code", json_string(code));
         resp->shown_once = "code";
     }
@@ -551,7 +553,12 @@ void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
                             "failures", p->signing_failures + 1, "max_failures",
                             (int)gw->cfg.signing_max_failures);
     snprintf(cmd.location, sizeof cmd.location, "/v1/principals/%s", id.s);
+    /* counted before the answer, whatever the client prefers: the next
+     * attempt (after the guard) must see this one */
+    const char *prefer = req->prefer;
+    req->prefer = NULL;
     signing_update(gw, req, &cmd, &id, failure_decide, &ctx, SQL_PRINCIPAL_JSON, 200, resp);
+    req->prefer = prefer;
     json_decref(ctx.payload);
     if (resp->status != 200)
         return; /* not recorded (503): the attempt is refused all the same */
@@ -733,11 +740,24 @@ static const tl_json_field_t token_fields[] = {
     {"label", TL_JF_STRING, false, 1, TL_TOKEN_LABEL_MAX, NULL},
 };
 
+/* Whoever issues a token sees it. An administrator who could hold another
+ * administrator's token would be two administrators, and the two-person
+ * rule of signing enrolments one person: another administrator's tokens
+ * come from the operator's CLI only (`trialog admin issue-token`). */
 static bool token_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *resp)
 {
-    (void)ctx;
+    const tl_req_t *req = ctx;
     if (!tl_pg_get(check, 0, 2)) {
         tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
+        return false;
+    }
+    const char *role = tl_pg_get(check, 0, 3);
+    if (role && tl_role_parse(role) == TL_ROLE_ADMIN && strcasecmp(tl_pg_get(check, 0, 4),
+                                                                   req->actor.id)) {
+        tl_problem(resp, 422, "two-person-rule", "A second person is required",
+                   "an administrator's tokens are issued by the operator (trialog admin "
+                   "issue-token), never by another administrator, who would then hold them",
+                   NULL);
         return false;
     }
     return active_or_409(check, 2, resp);
@@ -768,7 +788,8 @@ void tl_h_token_issue(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const tl_create_t spec = {
         .read_sql = SQL_TOKEN_JSON,
         .check_sql = "SELECT (" SQL_TOKEN_JSON "), NULL::text,"
-                     " (SELECT active FROM principals WHERE id = $2), NULL",
+                     " (SELECT active FROM principals WHERE id = $2),"
+                     " (SELECT role FROM principals WHERE id = $2), $2::text",
         .check_params = check,
         .ncheck = 1,
         .dup_slug = "conflict",
@@ -776,6 +797,7 @@ void tl_h_token_issue(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .dup_detail = NULL,
         .dup_reason = "duplicate_token",
         .rules = token_rules,
+        .ctx = req,
     };
     snprintf(cmd.location, sizeof cmd.location, "/v1/principals/%s/tokens/%s", id.s,
              cmd.resource_id.s);
@@ -784,7 +806,8 @@ void tl_h_token_issue(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     tl_gw_create(gw, req, &cmd, &spec, tl_gw_stripe(gw, id.s), resp);
     /* shown once: a retried request (same Idempotency-Key) gets the token's
      * metadata only */
-    if (resp->status == 201 && !resp->replayed && json_is_object(resp->body)) {
+    if (resp->status == 201 && !resp->replayed && !req->idem.produced &&
+        json_is_object(resp->body)) {
         json_object_set_new(resp->body, "token", json_string(token));
         resp->shown_once = "token";
     }

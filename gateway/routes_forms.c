@@ -589,9 +589,10 @@ void tl_h_form_sign(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!tl_sign_guard_enter(gw, req->actor.id, resp))
         goto out;
     if (signer_verified(gw, req, &cmd, tl_json_str(body, "password"), &signer, resp)) {
-        tl_signing_cleared(gw, req, &signer);
         ctx.signer = &signer;
         form_command(gw, req, &cmd, &ctx, sign_decide, 201, resp);
+        if (resp->status == 201 || resp->status == 202)
+            tl_signing_cleared(gw, req, &signer);
     }
     tl_sign_guard_leave(gw, req->actor.id);
 out:

@@ -367,6 +367,7 @@ static const char *const sql_audit =
     "       THEN convert_from(a.key, 'UTF8') END) AS j"
     "  FROM audit_log a"
     "  WHERE a.event_type IS NOT NULL AND a.topic NOT LIKE '" TL_TOPIC_INGEST_PREFIX "%'"
+    "    AND a.topic <> '" TL_TOPIC_AUDIT "'" /* the archive's own checkpoints: audit verify's */
     "    AND ($1::text IS NULL OR (a.topic = '" TL_TOPIC_PARTICIPANT "'"
     "         AND a.key = convert_to($1, 'UTF8')))"
     "    AND ($2::text IS NULL OR a.actor_id = $2)"

@@ -283,7 +283,8 @@ tl_err_t tl_audit_store_secured(tl_pg_t *pg, bool *secured, char *why, size_t wh
         pg,
         "SELECT n.nspname LIKE '%" TL_ARCHIVE_SCHEMA_SUFFIX "', o.rolname <> current_user,"
         "  NOT o.rolcanlogin, NOT (has_table_privilege(c.oid, 'UPDATE')"
-        "   OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE'))"
+        "   OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE')"
+        "   OR pg_has_role(current_user, c.relowner, 'MEMBER'))"
         "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         "  JOIN pg_roles o ON o.oid = c.relowner WHERE c.oid = to_regclass('audit_log')",
         0, NULL, &res);
@@ -295,7 +296,7 @@ tl_err_t tl_audit_store_secured(tl_pg_t *pg, bool *secured, char *why, size_t wh
         "audit_log is not in the archive's own schema",
         "the application role owns audit_log",
         "audit_log's owner can log in",
-        "the application role may change or empty audit_log",
+        "the application role may change or empty audit_log, or become its owner",
     };
     const char *w = tl_pg_nrows(res) != 1 ? "there is no audit_log" : NULL;
     for (int c = 0; !w && c < 4; c++)

@@ -118,8 +118,10 @@ static void add_head(verify_t *v, const tl_audit_head_t *h, const char *where)
     if (v->nheads == v->heads_cap) {
         size_t cap = v->heads_cap ? 2 * v->heads_cap : 1024;
         signed_head_t *more = realloc(v->heads, cap * sizeof *more);
-        if (!more)
+        if (!more) {
+            problem(v, "%s: out of memory: its heads were not checked", where);
             return;
+        }
         v->heads = more;
         v->heads_cap = cap;
     }
@@ -203,6 +205,8 @@ static void check_columns(verify_t *v, const char *where, const tl_audit_cols_t 
                 where);
     else if (data && !strcmp(fullname, "org.trialog.AuditCheckpoint"))
         check_checkpoint(v, where, data);
+    else if (!strncmp(where, TL_TOPIC_AUDIT "/", strlen(TL_TOPIC_AUDIT) + 1))
+        problem(v, "%s: not a signed checkpoint, on the checkpoints' topic", where);
     json_decref(data);
 }
 
@@ -368,7 +372,7 @@ static const char *differs(const tl_kafka_msg_t *m, const tl_pg_res_t *res, int 
     if (!same)
         return "headers";
     const char *ts = tl_pg_get(res, r, 4);
-    if (m->timestamp_ms >= 0 && ts && strtoll(ts, NULL, 10) != m->timestamp_ms)
+    if (m->timestamp_ms >= 0 && (!ts || strtoll(ts, NULL, 10) != m->timestamp_ms))
         return "timestamp";
     return NULL;
 }
@@ -549,9 +553,29 @@ static const part_t *archived(const verify_t *v, const char *topic, int32_t p)
     return NULL;
 }
 
+/* Offsets archived past what the broker holds now, at the end: never
+ * logged, so forged (the application may INSERT). */
+static tl_err_t check_beyond(verify_t *v, const char *brokers)
+{
+    tl_kafka_producer_t *kafka = NULL;
+    tl_err_t err = tl_kafka_producer_new(brokers, 10000, &kafka);
+    for (size_t i = 0; !err && i < v->nparts; i++) {
+        int64_t lo = 0, hi = 0;
+        if (tl_kafka_producer_watermarks(kafka, v->parts[i].topic, v->parts[i].partition, &lo,
+                                         &hi, 10000))
+            continue; /* no such partition: check_broker says so */
+        if (v->parts[i].last >= hi)
+            problem(v, "%s/%d: the archive holds offsets %lld..%lld the broker never had",
+                    v->parts[i].topic, v->parts[i].partition, (long long)hi,
+                    (long long)v->parts[i].last);
+    }
+    tl_kafka_producer_destroy(kafka);
+    return err;
+}
+
 static tl_err_t check_broker(verify_t *v, const broker_t *bk, const char *brokers)
 {
-    tl_err_t err = TL_OK;
+    tl_err_t err = check_beyond(v, brokers);
     for (size_t i = 0; i < v->nparts; i++) {
         bool held = false;
         for (size_t j = 0; j < bk->nheld && !held; j++)
@@ -617,6 +641,12 @@ static int verify(tl_pg_t *pg, const tl_audit_cli_cfg_t *cfg)
     tl_err_t err = v.parts && bk.names && bk.held
                        ? tl_registry_open_with(pg, cfg->registry, &v.registry)
                        : TL_ERR_NOMEM;
+    bool secured = false;
+    char why[200] = "";
+    if (!err)
+        err = tl_audit_store_secured(pg, &secured, why, sizeof why);
+    if (!err && !secured)
+        problem(&v, "audit_log as this connection finds it is not the secured archive: %s", why);
     if (!err)
         err = broker_snapshot(&v, &bk, cfg->brokers, cfg->ingest_sources);
     if (!err)
@@ -687,6 +717,13 @@ static const char *const sql_secure =
     "  END IF;"
     "END $$;"
     "ALTER ROLE " TL_ARCHIVE_OWNER " NOLOGIN;"
+    /* nobody may become the owner (SET ROLE) */
+    "DO $$ DECLARE m text; BEGIN"
+    "  FOR m IN SELECT r.rolname FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.member"
+    "   WHERE a.roleid = '" TL_ARCHIVE_OWNER "'::regrole LOOP"
+    "    EXECUTE format('REVOKE " TL_ARCHIVE_OWNER " FROM %%I', m);"
+    "  END LOOP;"
+    "END $$;"
     "CREATE SCHEMA IF NOT EXISTS %2$s AUTHORIZATION " TL_ARCHIVE_OWNER ";"
     "ALTER SCHEMA %2$s OWNER TO " TL_ARCHIVE_OWNER ";"
     "DO $$ BEGIN"
@@ -710,6 +747,17 @@ static const char *const sql_secure =
     "GRANT SELECT, INSERT ON %2$s.audit_log TO %3$s;"
     "COMMIT";
 
+static bool plain_ident(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (!n || n > max || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
 int tl_db_secure(tl_pg_t *app, const char *super_dsn, const char *schema)
 {
     if (!super_dsn || !*super_dsn) {
@@ -726,9 +774,16 @@ int tl_db_secure(tl_pg_t *app, const char *super_dsn, const char *schema)
         return 2;
     }
     char role[128], app_schema[128], archive[160];
-    snprintf(role, sizeof role, "%s", tl_pg_get(res, 0, 0));
-    snprintf(app_schema, sizeof app_schema, "%s", tl_pg_get(res, 0, 1));
+    snprintf(role, sizeof role, "%s", tl_pg_get(res, 0, 0) ? tl_pg_get(res, 0, 0) : "");
+    snprintf(app_schema, sizeof app_schema, "%s", tl_pg_get(res, 0, 1) ? tl_pg_get(res, 0, 1) : "");
     tl_pg_res_free(res);
+    /* the names go into SQL run as the superuser: plain identifiers only */
+    if (!plain_ident(role, 63) || !plain_ident(app_schema, TL_PG_SCHEMA_MAX)) {
+        fprintf(stderr, "db secure: the application role and schema must be plain names"
+                        " (a-z, 0-9, _; the schema at most %d bytes)\n",
+                TL_PG_SCHEMA_MAX);
+        return 2;
+    }
     snprintf(archive, sizeof archive, "%s" TL_ARCHIVE_SCHEMA_SUFFIX, app_schema);
     (void)schema;
     tl_pg_t *su = NULL;

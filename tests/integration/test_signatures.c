@@ -157,15 +157,27 @@ static void test_one_admin_cannot_sign_for_a_clinician(void **state)
     /* an admin opens an enrolment and approves it alone */
     open_enrolment(stack.token, clin_id, enrolment);
     expect_type(approve(stack.token, clin_id, enrolment, 422), "two-person-rule");
-    /* ... or through an administrator it made and holds the token of */
+    /* ... or through another administrator whose token it holds: an
+     * administrator it made, or the second administrator itself (a token
+     * issued by A would be A's to use, then a token issued "by B" with it) */
     json_t *puppet = call(stack.token, "POST", "/v1/principals",
                           "{\"name\":\"puppet-admin\",\"role\":\"admin\"}", NULL, 201);
     snprintf(path, sizeof path, "/v1/principals/%s/tokens", str(puppet, "id"));
     json_decref(puppet);
-    json_t *t = call(stack.token, "POST", path, "{}", NULL, 201);
+    expect_type(call(stack.token, "POST", path, "{}", NULL, 422), "two-person-rule");
+    json_t *a2 = call(admin2, "GET", "/v1/me", NULL, NULL, 200);
+    snprintf(path, sizeof path, "/v1/principals/%s/tokens", str(a2, "id"));
+    json_decref(a2);
+    expect_type(call(stack.token, "POST", path, "{}", NULL, 422), "two-person-rule");
+    /* an administrator it made, given a token by the operator: still made
+     * by the opener */
     char puppet_token[80];
-    snprintf(puppet_token, sizeof puppet_token, "%s", str(t, "token"));
-    json_decref(t);
+    tl_stack_named_token(&stack, "puppet-admin-2", "admin", NULL, puppet_token);
+    json_t *pp = call(puppet_token, "GET", "/v1/me", NULL, NULL, 200);
+    snprintf(path, sizeof path, "/v1/principals/%s", str(pp, "id"));
+    json_decref(pp);
+    json_decref(call(stack.token, "PATCH", path,
+                     "{\"role\":\"admin\",\"reason\":\"re-granted by the opener\"}", NULL, 200));
     expect_type(approve(puppet_token, clin_id, enrolment, 422), "two-person-rule");
     /* admins do not sign, so they have no enrolment either */
     json_t *me = call(stack.token, "GET", "/v1/me", NULL, NULL, 200);
@@ -182,7 +194,7 @@ static void test_one_admin_cannot_sign_for_a_clinician(void **state)
     /* the approver, who saw the code, issues itself a token of the
      * clinician: one person again, refused */
     snprintf(path, sizeof path, "/v1/principals/%s/tokens", clin_id);
-    t = call(admin2, "POST", path, "{\"label\":\"stolen\"}", NULL, 201);
+    json_t *t = call(admin2, "POST", path, "{\"label\":\"stolen\"}", NULL, 201);
     char approver_token[80];
     snprintf(approver_token, sizeof approver_token, "%s", str(t, "token"));
     json_decref(t);
