@@ -82,6 +82,7 @@ typedef struct {
     int64_t offset; /* of the last row seen; -1 before the first */
     unsigned char hash[TL_AUDIT_HASH_LEN];
     bool broken;
+    bool v2; /* a version 2 row was seen: no version 1 row may follow */
 } chain_t;
 
 static const char *const sql_rows =
@@ -244,12 +245,15 @@ static void check_row(verify_t *v, chain_t *c, const tl_pg_res_t *res, int r, tl
     json_decref(headers);
     if (memcmp(prev->data, c->hash, TL_AUDIT_HASH_LEN))
         problem(v, "%s: prev_hash is not the hash of the row before", where);
+    else if (version < 2 && c->v2)
+        problem(v, "%s: a version 1 row after version 2 ones (its columns' hash dropped)", where);
     else if (err || version < 1 || version > TL_AUDIT_HASH_VERSION)
         problem(v, "%s: malformed headers or hash version", where);
     else if (memcmp(want, hash->data, TL_AUDIT_HASH_LEN))
         problem(v, "%s: content does not match its hash (changed after archiving)", where);
     else
         check_columns(v, where, &cols, val ? value->data : NULL, value->len);
+    c->v2 = c->v2 || version >= 2;
     /* the chain goes on from the stored hash: one changed row is one problem */
     memcpy(c->hash, hash->data, TL_AUDIT_HASH_LEN);
     c->offset = off;

@@ -208,10 +208,30 @@ static void test_demo_data_quality(void **state)
     check_report(stack.token);
 }
 
+/* After every kind of command the demo makes, run twice with the same
+ * Idempotency-Keys (studies, sites, principals, enrolments, visits, forms,
+ * amendments, signatures, a two-person signing enrolment): no event id
+ * twice in the log, and the archive verifies against the broker. */
+static void test_no_event_id_twice(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    int rc = tl_stack_cli(&stack, "audit verify", &out);
+    if (rc)
+        fail_msg("audit verify exited %d:\n%s", rc, out);
+    free(out);
+    assert_true(tl_sql_int(&stack, "SELECT count(*) FROM " TL_LOG_ROWS) > 50);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM (SELECT event_id FROM audit_log"
+                                        " WHERE event_id IS NOT NULL GROUP BY event_id"
+                                        " HAVING count(*) > 1) d"),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_demo_data_quality),
+        cmocka_unit_test(test_no_event_id_twice),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
