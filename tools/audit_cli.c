@@ -713,43 +713,43 @@ int tl_audit_cli_verify(tl_pg_t *pg, const tl_audit_cli_cfg_t *cfg)
 
 /* The archive's schema and owner: run by the superuser, once per
  * deployment and again after any upgrade (each statement is idempotent). */
-static const char *const sql_secure =
-    "BEGIN; SELECT pg_advisory_xact_lock(7201001);"
-    "DO $$ BEGIN"
-    "  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '" TL_ARCHIVE_OWNER "') THEN"
-    "    CREATE ROLE " TL_ARCHIVE_OWNER " NOLOGIN;"
-    "  END IF;"
-    "END $$;"
-    "ALTER ROLE " TL_ARCHIVE_OWNER " NOLOGIN;"
-    /* nobody may become the owner (SET ROLE) */
-    "DO $$ DECLARE m text; BEGIN"
-    "  FOR m IN SELECT r.rolname FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.member"
-    "   WHERE a.roleid = '" TL_ARCHIVE_OWNER "'::regrole LOOP"
-    "    EXECUTE format('REVOKE " TL_ARCHIVE_OWNER " FROM %%I', m);"
-    "  END LOOP;"
-    "END $$;"
-    "CREATE SCHEMA IF NOT EXISTS %2$s AUTHORIZATION " TL_ARCHIVE_OWNER ";"
-    "ALTER SCHEMA %2$s OWNER TO " TL_ARCHIVE_OWNER ";"
-    "DO $$ BEGIN"
-    "  IF to_regclass('%1$s.audit_log') IS NOT NULL THEN"
-    "    ALTER TABLE %1$s.audit_log SET SCHEMA %2$s;"
-    "  END IF;"
-    "  IF to_regprocedure('%1$s.audit_log_append_only()') IS NOT NULL THEN"
-    "    ALTER FUNCTION %1$s.audit_log_append_only() SET SCHEMA %2$s;"
-    "  END IF;"
-    "END $$;"
-    "ALTER TABLE %2$s.audit_log OWNER TO " TL_ARCHIVE_OWNER ";"
-    "ALTER FUNCTION %2$s.audit_log_append_only() OWNER TO " TL_ARCHIVE_OWNER ";"
-    /* the archive's own migrations: only this owner may change the table */
-    "ALTER TABLE %2$s.audit_log ADD COLUMN IF NOT EXISTS hash_version smallint NOT NULL"
-    "  DEFAULT 1;"
-    "CREATE INDEX IF NOT EXISTS audit_log_by_event ON %2$s.audit_log (event_id)"
-    "  WHERE event_id IS NOT NULL;"
-    "REVOKE ALL ON SCHEMA %2$s FROM PUBLIC;"
-    "GRANT USAGE ON SCHEMA %2$s TO %3$s;"
-    "REVOKE ALL ON %2$s.audit_log FROM PUBLIC, %3$s;"
-    "GRANT SELECT, INSERT ON %2$s.audit_log TO %3$s;"
-    "COMMIT";
+#define SQL_SECURE                                                                                 \
+    "BEGIN; SELECT pg_advisory_xact_lock(7201001);" \
+    "DO $$ BEGIN" \
+    "  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '" TL_ARCHIVE_OWNER "') THEN" \
+    "    CREATE ROLE " TL_ARCHIVE_OWNER " NOLOGIN;" \
+    "  END IF;" \
+    "END $$;" \
+    "ALTER ROLE " TL_ARCHIVE_OWNER " NOLOGIN;" \
+    /* nobody may become the owner (SET ROLE) */ \
+    "DO $$ DECLARE m text; BEGIN" \
+    "  FOR m IN SELECT r.rolname FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.member" \
+    "   WHERE a.roleid = '" TL_ARCHIVE_OWNER "'::regrole LOOP" \
+    "    EXECUTE format('REVOKE " TL_ARCHIVE_OWNER " FROM %%I', m);" \
+    "  END LOOP;" \
+    "END $$;" \
+    "CREATE SCHEMA IF NOT EXISTS %2$s AUTHORIZATION " TL_ARCHIVE_OWNER ";" \
+    "ALTER SCHEMA %2$s OWNER TO " TL_ARCHIVE_OWNER ";" \
+    "DO $$ BEGIN" \
+    "  IF to_regclass('%1$s.audit_log') IS NOT NULL THEN" \
+    "    ALTER TABLE %1$s.audit_log SET SCHEMA %2$s;" \
+    "  END IF;" \
+    "  IF to_regprocedure('%1$s.audit_log_append_only()') IS NOT NULL THEN" \
+    "    ALTER FUNCTION %1$s.audit_log_append_only() SET SCHEMA %2$s;" \
+    "  END IF;" \
+    "END $$;" \
+    "ALTER TABLE %2$s.audit_log OWNER TO " TL_ARCHIVE_OWNER ";" \
+    "ALTER FUNCTION %2$s.audit_log_append_only() OWNER TO " TL_ARCHIVE_OWNER ";" \
+    /* the archive's own migrations: only this owner may change the table */ \
+    "ALTER TABLE %2$s.audit_log ADD COLUMN IF NOT EXISTS hash_version smallint NOT NULL" \
+    "  DEFAULT 1;" \
+    "CREATE INDEX IF NOT EXISTS audit_log_by_event ON %2$s.audit_log (event_id)" \
+    "  WHERE event_id IS NOT NULL;" \
+    "REVOKE ALL ON SCHEMA %2$s FROM PUBLIC;" \
+    "GRANT USAGE ON SCHEMA %2$s TO %3$s;" \
+    "REVOKE ALL ON %2$s.audit_log FROM PUBLIC, %3$s;" \
+    "GRANT SELECT, INSERT ON %2$s.audit_log TO %3$s;" \
+    "COMMIT"
 
 static bool plain_ident(const char *s, size_t max)
 {
@@ -801,7 +801,7 @@ int tl_db_secure(tl_pg_t *app, const char *super_dsn, const char *schema)
     tl_buf_init(&sql, 16384);
     int rc = 0;
     if (!ident[0] || !ident[1] || !ident[2] ||
-        tl_buf_printf(&sql, sql_secure, ident[0], ident[1], ident[2]) ||
+        tl_buf_printf(&sql, SQL_SECURE, ident[0], ident[1], ident[2]) ||
         tl_pg_exec(su, sql.data, 0, NULL, NULL)) {
         fprintf(stderr, "db secure: failed (SQLSTATE %s)\n", tl_pg_sqlstate(su));
         tl_pg_exec(su, "ROLLBACK", 0, NULL, NULL);
