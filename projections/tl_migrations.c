@@ -359,8 +359,8 @@ static const char *const migrations[] = {
     "ALTER TABLE access_tokens ADD COLUMN issued_by text;",
 
     /* 18: what each form's signature signed and the signer's printed name */
-    "ALTER TABLE forms ADD COLUMN signer_printed_name text,"
-    "  ADD COLUMN signature_content_sha256 text;",
+    ("ALTER TABLE forms ADD COLUMN signer_printed_name text,"
+     "  ADD COLUMN signature_content_sha256 text;"),
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)
