@@ -26,6 +26,7 @@
  * also after a failure. */
 #include <pthread.h>
 #include <stdint.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +246,10 @@ int main(int argc, char **argv)
     tl_log_init("bench", TL_LOG_WARN);
     snprintf(scratch_schema, sizeof scratch_schema, "bench_ceil_%d", (int)getpid());
     scratch_dsn = dsn;
+    /* drop_scratch connects at exit: with SCRAM (the local PostgreSQL's
+     * passwords) libpq needs OpenSSL then, so OpenSSL must not clean up
+     * first, at its own exit handler */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
     atexit(drop_scratch);
 
     /* PostgreSQL: the schema store for the registry, and the scratch table */
