@@ -216,7 +216,7 @@ static tl_err_t add_row(tl_buf_t *out, const tl_event_t *e, link_t *l)
 }
 
 /* Tells the sink each partition's head after the batch. */
-static void tell_heads(tl_audit_sink_t *sink, tl_batch_t *b, tl_map_t *links)
+static void tell_heads(tl_audit_sink_t *sink, tl_map_t *links)
 {
     for (size_t i = 0; sink && i < links->cap; i++) {
         link_t *l = links->vals[i];
@@ -227,7 +227,6 @@ static void tell_heads(tl_audit_sink_t *sink, tl_batch_t *b, tl_map_t *links)
         memcpy(h.hash, l->hash, TL_AUDIT_HASH_LEN);
         sink->head(sink, &h, l->rows);
     }
-    (void)b;
 }
 
 #define COPY_CHUNK (256 * 1024)
@@ -268,7 +267,7 @@ tl_err_t tl_audit_store_apply(tl_pg_t *pg, tl_batch_t *b)
         err = err ? err : end;
     }
     if (!err)
-        tell_heads(sink, b, &links);
+        tell_heads(sink, &links);
     tl_buf_cleanup(&rows);
     tl_map_cleanup(&links);
     free(store);

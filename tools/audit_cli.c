@@ -625,7 +625,7 @@ static tl_err_t check_duplicates(verify_t *v)
     return err;
 }
 
-static int verify(tl_pg_t *pg, const tl_audit_cli_cfg_t *cfg)
+int tl_audit_cli_verify(tl_pg_t *pg, const tl_audit_cli_cfg_t *cfg)
 {
     verify_t v = {.pg = pg};
     if (!cfg->brokers || !*cfg->brokers) {
@@ -683,7 +683,7 @@ static int verify(tl_pg_t *pg, const tl_audit_cli_cfg_t *cfg)
     return rc;
 }
 
-static int keygen(int argc, char **argv)
+int tl_audit_cli_keygen(int argc, char **argv)
 {
     if (argc != 2) {
         fprintf(stderr, "usage: trialog audit keygen PRIVATE.pem PUBLIC.pem\n");
@@ -699,15 +699,7 @@ static int keygen(int argc, char **argv)
     return 0;
 }
 
-int tl_audit_cli_keygen(int argc, char **argv)
-{
-    return keygen(argc, argv);
-}
 
-int tl_audit_cli_verify(tl_pg_t *pg, const tl_audit_cli_cfg_t *cfg)
-{
-    return verify(pg, cfg);
-}
 
 /* ---- db secure ---- */
 
@@ -762,7 +754,7 @@ static bool plain_ident(const char *s, size_t max)
     return true;
 }
 
-int tl_db_secure(tl_pg_t *app, const char *super_dsn, const char *schema)
+int tl_db_secure(tl_pg_t *app, const char *super_dsn)
 {
     if (!super_dsn || !*super_dsn) {
         fprintf(stderr, "db secure: TRIALOG_PG_SUPER_DSN is not set (a superuser's libpq"
@@ -789,7 +781,6 @@ int tl_db_secure(tl_pg_t *app, const char *super_dsn, const char *schema)
         return 2;
     }
     snprintf(archive, sizeof archive, "%s" TL_ARCHIVE_SCHEMA_SUFFIX, app_schema);
-    (void)schema;
     tl_pg_t *su = NULL;
     if (tl_pg_connect(super_dsn, NULL, "trialog-db-secure", &su)) {
         fprintf(stderr, "db secure: could not connect with TRIALOG_PG_SUPER_DSN\n");

@@ -19,6 +19,6 @@ int tl_audit_cli_verify(tl_pg_t *pg, const tl_audit_cli_cfg_t *cfg);
 /* Migrates as the application (app), then as the superuser (super_dsn)
  * moves the archive into its own schema, owned by a role that cannot log
  * in, the application keeping SELECT and INSERT only. Exit code. */
-int tl_db_secure(tl_pg_t *app, const char *super_dsn, const char *schema);
+int tl_db_secure(tl_pg_t *app, const char *super_dsn);
 
 #endif

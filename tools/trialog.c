@@ -709,7 +709,7 @@ int main(int argc, char **argv)
         tl_log_init("rebuild", debug ? TL_LOG_DEBUG : TL_LOG_INFO);
     const tl_audit_cli_cfg_t audit = {brokers, public_key, topics.ingest_sources, &registry};
     int rc = verify   ? tl_audit_cli_verify(pg, &audit)
-             : secure ? tl_db_secure(pg, super_dsn, schema)
+             : secure ? tl_db_secure(pg, super_dsn)
              : seed ? reseed(pg, brokers)
              : admin ? tl_admin_main(pg, brokers, &registry, argc - 2, argv + 2)
                     : rebuild(pg, dsn, schema, brokers, &registry, &research, (int)workers,
