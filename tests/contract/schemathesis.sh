@@ -41,9 +41,10 @@ conf="$OUT/schemathesis.toml"
 
 TL_CONTRACT_TOKEN=$(cat "$TOKEN_FILE")
 export TL_CONTRACT_TOKEN
+cd "$OUT" # whatever it leaves behind (.hypothesis) stays there
 timeout -k 10 "${TL_CONTRACT_SECONDS:-240}" "$venv/bin/schemathesis" --config-file "$conf" \
     run "$OUT/openapi.json" --url "$API" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing --seed 26 --max-examples "${TL_CONTRACT_EXAMPLES:-50}" \
-    --generation-deterministic --generation-database none --workers 2 --request-timeout 20 --no-color \
+    --generation-deterministic --workers 2 --request-timeout 20 --no-color \
     --report junit --report-junit-path "$OUT/schemathesis-junit.xml"
