@@ -9,7 +9,8 @@
 # study (scripts/demo-seed.sh prints them) that path parameters take half the
 # time, so the requests reach past the 404s. Bounded: a fixed seed and a fixed
 # number of examples per operation (TL_CONTRACT_EXAMPLES, default 50), the run
-# cut at TL_CONTRACT_SECONDS (default 240). Run by tests/integration/test_contract.c.
+# cut at TL_CONTRACT_SECONDS (default 240); TL_CONTRACT_CHECKS: other checks
+# (schemathesis's names, comma-separated). Run by tests/integration/test_contract.c.
 source "$(dirname "$0")/../../scripts/lib.sh"
 source "$(dirname "$0")/tools.sh"
 API=${1:?usage: schemathesis.sh API TOKEN-FILE OUT-DIR [STUDY SITE PARTICIPANT]}
@@ -44,7 +45,7 @@ export TL_CONTRACT_TOKEN
 cd "$OUT" # whatever it leaves behind (.hypothesis) stays there
 timeout -k 10 "${TL_CONTRACT_SECONDS:-240}" "$venv/bin/schemathesis" --config-file "$conf" \
     run "$OUT/openapi.json" --url "$API" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --checks "${TL_CONTRACT_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}" \
     --phases examples,coverage,fuzzing --seed 26 --max-examples "${TL_CONTRACT_EXAMPLES:-50}" \
     --generation-deterministic --workers 2 --request-timeout 20 --no-color \
     --report junit --report-junit-path "$OUT/schemathesis-junit.xml"
