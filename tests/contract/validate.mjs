@@ -1,9 +1,9 @@
 // Checks docs/openapi.yaml the way a client generator would read it: a
 // standard OpenAPI 3.0 validator (@apidevtools/swagger-parser: the document's
 // schema, then its semantics and every $ref), plus what the validator lets
-// through but is almost always a YAML slip: a key without a value (an
-// unquoted comma in a flow mapping, `{description: a, b}`, makes `b` a key),
-// and a schema whose `required` names a property it does not declare.
+// through but is almost always a YAML slip: a key without a value, or with a
+// space (an unquoted comma in a flow mapping, `{description: a, b}`, makes `b`
+// a key), and a schema whose `required` names a property it does not declare.
 // Usage: node validate.mjs PATH-TO-openapi.yaml
 import fs from "node:fs";
 import yaml from "js-yaml";
@@ -25,6 +25,9 @@ function walk(node, where) {
     if (node === null || typeof node !== "object") return;
     for (const [k, v] of Object.entries(node)) {
         if (v === null) problems.push(`${where}/${k}: a key without a value (an unquoted comma?)`);
+        // no name in an OpenAPI document has a space, but a sentence cut at a comma does
+        else if (/\s/.test(k) && where !== "#/paths" && !/\/examples?(\/|$)/.test(where))
+            problems.push(`${where}/${k}: a key with a space (an unquoted comma?)`);
         else walk(v, `${where}/${k}`);
     }
     if (Array.isArray(node.required) && node.properties && typeof node.properties === "object") {
