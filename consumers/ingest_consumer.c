@@ -12,6 +12,7 @@
 #include "tl_map.h"
 #include "tl_producer.h"
 #include "tl_topics.h"
+#include "reasons.h"
 
 #define PREFIX TL_TOPIC_INGEST_PREFIX
 #define SUFFIX ".v1"
@@ -147,7 +148,7 @@ static const char *undecodable(ctx_t *c, tl_pg_t *pg, const tl_event_t *e)
     size_t len;
     const tl_avro_schema_t *s;
     if (!e->value || tl_frame_parse(e->value, e->len, &id, &datum, &len))
-        return "malformed_avro";
+        return TL_RN(malformed_avro);
     return tl_registry_resolve(c->registry, pg, id, &s) == TL_ERR_UNKNOWN_SCHEMA ? "unknown_schema"
                                                                                  : "malformed_avro";
 }
@@ -322,13 +323,13 @@ static tl_err_t load_who(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t 
         seen[i] = true;
         const char *why = NULL;
         if (!tl_pg_get(res, r, 1))
-            why = "unknown_study";
+            why = TL_RN(unknown_study);
         else if (!tl_pg_get(res, r, 2))
-            why = "unknown_participant";
+            why = TL_RN(unknown_participant);
         else if (strcmp(tl_pg_get(res, r, 3), "enrolled"))
-            why = "participant_not_active";
+            why = TL_RN(participant_not_active);
         else if (tl_pg_get(res, r, 5) && it->o.observed_on < tl_pg_get_int(res, r, 5))
-            why = "out_of_range"; /* before the participant consented */
+            why = TL_RN(out_of_range); /* before the participant consented */
         if (why) {
             it->valid = false;
             err = dead_letter(c, it->e, why, !strcmp(why, "out_of_range") ? "observed_on" : NULL);

@@ -14,6 +14,7 @@
 #include "backpressure.h"
 #include "edge.h"
 #include "idempotency.h"
+#include "reasons.h"
 #include "schedules.h"
 #include "tl_date.h"
 #include "tl_err.h"
@@ -170,10 +171,13 @@ typedef struct {
 const tl_route_t *tl_gw_routes(size_t *n);
 void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 
-/* problem.c: fills resp with an RFC 9457 problem. errors: a JSON array of
- * field errors or NULL (taken over). */
-void tl_problem(tl_resp_t *resp, int status, const char *type, const char *title,
-                const char *detail, json_t *errors);
+/* problem.c: fills resp with the RFC 9457 problem of a reason (reasons.h:
+ * its status, type and title). detail: a sentence about this occurrence or
+ * NULL; errors: a JSON array of field errors or NULL (taken over). */
+void tl_problem_r(tl_resp_t *resp, tl_reason_t why, const char *detail, json_t *errors);
+/* The problem of a fold's refusal (cmd->reason): the reason's row, or 409
+ * conflict naming a word the table does not know. */
+void tl_problem_refused(tl_resp_t *resp, const char *fold_reason);
 /* 400 invalid-query with the field errors of a query string (taken over). */
 void tl_problem_query(tl_resp_t *resp, json_t *errors);
 /* Maps an internal error to 503 / 500 etc. */
@@ -263,6 +267,7 @@ void tl_h_study_lock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_study_unlock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_visit_complete(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_visit_miss(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_visit_reopen(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_visit_correct(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_baseline_change(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_withdraw(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
@@ -386,8 +391,8 @@ typedef struct {
     const char *check_sql;
     const char *const *check_params;
     int ncheck;                    /* at most TL_CHECK_PARAMS_MAX */
-    const char *dup_slug, *dup_title, *dup_detail; /* the 409 answer */
-    const char *dup_reason;        /* the fold's word for the same clash */
+    tl_reason_t dup;               /* the clash: the fold's word and the 409 answer */
+    const char *dup_detail;
     /* Domain rules, checked before the duplicate; false: resp is the answer. */
     bool (*rules)(const void *ctx, const tl_pg_res_t *check, tl_resp_t *resp);
     const void *ctx;
@@ -411,13 +416,13 @@ void tl_gw_found(tl_resp_t *resp, json_t *j, bool failed, const char *not_found)
 /* A command on an existing aggregate (a participant's stream, a study). */
 typedef struct {
     /* One row: column 0 the aggregate's last event id (NULL: no such
-     * aggregate: 404 not_found_title), or the command's own event id when
+     * aggregate: 404 with not_found as detail), or the command's own event id when
      * the check can tell that event was applied before, later ones
      * notwithstanding (a retry); further columns for decide. */
     const char *check_sql;
     const char *const *check_params;
     int ncheck;
-    const char *not_found_title;
+    const char *not_found;
     /* Domain rules on the check row; completes cmd (payload, key, meta)
      * or fills resp and returns false. */
     bool (*decide)(void *ctx, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp);

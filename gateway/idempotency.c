@@ -84,7 +84,7 @@ static void replay(const tl_pg_res_t *res, tl_resp_t *resp)
 
 static void in_progress(tl_resp_t *resp)
 {
-    tl_problem(resp, 409, "idempotency-key-in-progress", "Request in progress",
+    tl_problem_r(resp, TL_R(idempotency_key_in_progress),
                "a request with this Idempotency-Key is still running; retry shortly", NULL);
     resp->retry_after = 1;
 }
@@ -174,7 +174,7 @@ bool tl_idem_claim(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
     };
     switch (tl_idem_judge(&row, req->actor_id, req->method, req->path, sha)) {
     case TL_IDEM_REUSED:
-        tl_problem(resp, 422, "idempotency-key-reused", "Idempotency-Key reused",
+        tl_problem_r(resp, TL_R(idempotency_key_reused),
                    "this Idempotency-Key was used for another request (another body, principal "
                    "or route); use a new key for a new request",
                    NULL);

@@ -88,6 +88,8 @@ static const tl_route_t routes[] = {
      ADMIN | COORD, TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/miss", tl_h_visit_miss,
      ADMIN | COORD, TL_SCOPE_PARTICIPANT},
+    {"POST", "/v1/participants/{participant}/visits/{visit_type}/reopen", tl_h_visit_reopen,
+     ADMIN | COORD, TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/correct", tl_h_visit_correct,
      ADMIN | COORD, TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/baseline", tl_h_baseline_change, ADMIN | COORD,
@@ -190,7 +192,7 @@ static void options(tl_gw_t *gw, const tl_req_t *req, tl_resp_t *resp, const cha
     if (req->origin && req->cors_method &&
         (!tl_cors_match(&gw->cors, req->origin) ||
          !tl_edge_method_listed(methods, req->cors_method))) {
-        tl_problem(resp, 403, "cors-refused", "Cross-origin request refused",
+        tl_problem_r(resp, TL_R(cors_refused),
                    "the origin may not call this gateway, or not with this method", NULL);
         return;
     }
@@ -277,10 +279,10 @@ static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, c
         if (*pattern && !strcmp(req->method, "OPTIONS")) {
             options(gw, req, resp, allow);
         } else if (*pattern) {
-            tl_problem(resp, 405, "method-not-allowed", "Method not allowed", NULL, NULL);
+            tl_problem_r(resp, TL_R(method_not_allowed), NULL, NULL);
             snprintf(resp->allow, sizeof resp->allow, "%s", allow);
         } else {
-            tl_problem(resp, 404, "not-found", "Not found", "no such route", NULL);
+            tl_problem_r(resp, TL_R(not_found), "no such route", NULL);
         }
         return NULL;
     }
@@ -288,7 +290,7 @@ static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, c
         if (!tl_auth_authenticate(gw, req, resp))
             return found;
         if (!(found->roles & TL_ROLE_BIT(req->actor.role))) {
-            tl_problem(resp, 403, "forbidden", "Not allowed",
+            tl_problem_r(resp, TL_R(forbidden),
                        "the principal's role may not do this", NULL);
             return found;
         }
@@ -298,7 +300,7 @@ static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, c
     if ((!strcmp(req->method, "POST") || !strcmp(req->method, "PATCH") ||
          !strcmp(req->method, "PUT")) &&
         !json_content_type(req->content_type)) {
-        tl_problem(resp, 415, "unsupported-media-type", "Unsupported media type",
+        tl_problem_r(resp, TL_R(unsupported_media_type),
                    "the body must be application/json", NULL);
         return found;
     }

@@ -48,7 +48,7 @@ static void principal_answer(tl_gw_t *gw, const char *id, tl_resp_t *resp)
     json_t *j = tl_uuid_valid(id)
                     ? tl_gw_query_json(gw, resp, SQL_PRINCIPAL_JSON, 1, params, &failed)
                     : NULL;
-    tl_gw_found(resp, j, failed, "Principal not found");
+    tl_gw_found(resp, j, failed, "principal not found");
 }
 
 void tl_h_me(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -65,7 +65,7 @@ void tl_h_principal_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     const char *role = req->query(req->conn, "role");
     if (role && tl_role_parse(role) < 0) {
-        tl_problem(resp, 400, "invalid-query", "Invalid query", "role: not a role", NULL);
+        tl_problem_r(resp, TL_R(invalid_query), "role: not a role", NULL);
         return;
     }
     const char *params[] = {role};
@@ -97,7 +97,7 @@ static bool grant_ok(const json_t *body, tl_resp_t *resp, json_t **sites)
                       : !strcmp(why, "sites_not_allowed")
                           ? "only coordinators, clinicians and monitors have sites"
                           : "too many sites");
-        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
         return false;
     }
     *sites = json_array();
@@ -125,7 +125,7 @@ static bool sites_known(const tl_pg_res_t *check, int col, const json_t *payload
 {
     long long known = tl_pg_get_int(check, 0, col);
     if (known != (long long)json_array_size(json_object_get(payload, "site_ids"))) {
-        tl_problem(resp, 422, "unknown-site", "Unknown site", "a site_ids entry is not a site",
+        tl_problem_r(resp, TL_R(unknown_site), "a site_ids entry is not a site",
                    NULL);
         return false;
     }
@@ -158,7 +158,7 @@ void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                           "letters, digits and . _ @ - only, starting with a letter or digit");
         else
             tl_json_error(errors, "display_name", "no leading or trailing space");
-        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
         goto out;
     }
     if (!tl_cmd_init(gw, req, &cmd, resp))
@@ -178,10 +178,9 @@ void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                      " FROM sites WHERE id = ANY($3::uuid[]))",
         .check_params = check,
         .ncheck = 2,
-        .dup_slug = "duplicate-principal-name",
-        .dup_title = "Principal name already used",
-        .dup_detail = "a principal with this name exists",
-        .dup_reason = "duplicate_principal_name",
+        .dup = TL_R(duplicate_principal_name),
+                .dup_detail = "a principal with this name exists",
+
         .rules = create_rules,
         .ctx = payload,
     };
@@ -207,7 +206,7 @@ typedef struct {
 static bool principal_param(tl_req_t *req, tl_uuid_t *id, tl_resp_t *resp)
 {
     if (tl_uuid_parse(req->params[0], id)) {
-        tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "principal not found", NULL);
         return false;
     }
     return true;
@@ -219,7 +218,7 @@ static bool not_self(const tl_req_t *req, const tl_uuid_t *id, tl_resp_t *resp)
 {
     if (strcasecmp(req->actor.id, id->s))
         return true;
-    tl_problem(resp, 422, "own-access", "Own access",
+    tl_problem_r(resp, TL_R(own_access),
                "another administrator changes or disables your access", NULL);
     return false;
 }
@@ -230,7 +229,7 @@ static bool active_or_409(const tl_pg_res_t *check, int col, tl_resp_t *resp)
     const char *active = tl_pg_get(check, 0, col);
     if (active && !strcmp(active, "t"))
         return true;
-    tl_problem(resp, 409, "principal-disabled", "Principal disabled",
+    tl_problem_r(resp, TL_R(principal_disabled),
                "a disabled principal changes no more", NULL);
     return false;
 }
@@ -257,7 +256,7 @@ static void principal_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl
                                            " FROM principals WHERE id = $1",
                               .check_params = params,
                               .ncheck = 2,
-                              .not_found_title = "Principal not found",
+                              .not_found = "principal not found",
                               .decide = decide,
                               .ctx = ctx,
                               .answer_sql = SQL_PRINCIPAL_JSON,
@@ -326,38 +325,37 @@ out:
  * token and that code. A credential is changed only with the current one.
  * The rules are access.h's; these handlers do the I/O around them. */
 
+/* The details the signing rules' reasons answer with. */
 typedef struct {
-    const char *why;
-    int status;
-    const char *type, *title, *detail;
+    tl_reason_t why;
+    const char *detail;
 } signing_reason_t;
 
 static const signing_reason_t signing_reasons[] = {
-    {"principal_disabled", 409, "principal-disabled", "Principal disabled",
+    {TL_R(principal_disabled),
      "a disabled principal changes no more"},
-    {"role_does_not_sign", 422, "role-does-not-sign", "This role does not sign",
+    {TL_R(role_does_not_sign),
      "only the roles the permission table lets sign have a signing credential"},
-    {"two_person_rule", 422, "two-person-rule", "A second person is required",
+    {TL_R(two_person_rule),
      "an enrolment is opened by one administrator, approved by another (not the principal, not "
      "an identity the opener granted or issued the token of) and used by the principal with a "
      "token the approver did not issue"},
-    {"no_open_enrolment", 409, "no-open-enrolment", "No open enrolment",
+    {TL_R(no_open_enrolment),
      "this enrolment is not open: approved, used, replaced by a newer one, or unknown"},
-    {"no_approved_enrolment", 409, "no-approved-enrolment", "No approved enrolment",
+    {TL_R(no_approved_enrolment),
      "an administrator opens an enrolment for you and another approves it first"},
-    {"enrolment_expired", 422, "enrolment-expired", "Enrolment code expired",
+    {TL_R(enrolment_expired),
      "the one-time code is past its time: ask for a new enrolment"},
-    {"invalid_enrolment_code", 422, "invalid-enrolment-code", "Enrolment code not accepted",
+    {TL_R(invalid_enrolment_code),
      "the one-time code is not the approved enrolment's"},
-    {"not_own_credential", 403, "forbidden", "Not allowed",
+    {TL_R(not_own_credential),
      "a signing credential is set by its principal only"},
-    {"no_signing_credential", 422, "no-signing-credential", "No signing credential",
+    {TL_R(no_signing_credential),
      "an administrator opens an enrolment, another approves it, then you set your credential "
      "with its one-time code (POST /v1/principals/{id}/signing-credential)"},
-    {"signing_credential_locked", 422, "signing-credential-locked", "Signing credential locked",
+    {TL_R(signing_credential_locked),
      "too many wrong signing passwords: a new enrolment (two administrators) unlocks signing"},
-    {"signing_credential_expired", 422, "signing-credential-expired",
-     "Signing credential expired",
+    {TL_R(signing_credential_expired),
      "replace it with the current one (POST /v1/principals/{id}/signing-credential)"},
 };
 
@@ -365,12 +363,12 @@ void tl_problem_signing(tl_resp_t *resp, const char *why)
 {
     for (size_t i = 0; i < sizeof signing_reasons / sizeof signing_reasons[0]; i++) {
         const signing_reason_t *r = &signing_reasons[i];
-        if (!strcmp(r->why, why)) {
-            tl_problem(resp, r->status, r->type, r->title, r->detail, NULL);
+        if (r->why == tl_reason_parse(why)) {
+            tl_problem_r(resp, r->why, r->detail, NULL);
             return;
         }
     }
-    tl_problem(resp, 409, "conflict", "Command refused", why, NULL);
+    tl_problem_refused(resp, why);
 }
 
 typedef struct {
@@ -396,7 +394,7 @@ static void signing_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_u
                      " WHERE g.id = $2::uuid) FROM principals p WHERE p.id = $1",
         .check_params = params,
         .ncheck = 2,
-        .not_found_title = "Principal not found",
+        .not_found = "principal not found",
         .decide = decide,
         .ctx = ctx,
         .answer_sql = answer_sql,
@@ -469,7 +467,7 @@ void tl_h_signing_enrolment_approve(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!body || !principal_param(req, &id, resp))
         goto out;
     if (tl_uuid_parse(req->params[1], &enrolment)) {
-        tl_problem(resp, 404, "not-found", "Enrolment not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "enrolment not found", NULL);
         goto out;
     }
     if (!tl_cmd_init(gw, req, &cmd, resp))
@@ -516,7 +514,7 @@ bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_princip
     if (err)
         tl_problem_from_err(resp, err);
     else if (!ok)
-        tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "principal not found", NULL);
     if (ok) {
         tl_principal_read(res, 0, 0, p);
         snprintf(hash, hash_size, "%s", tl_pg_get(res, 0, 20) ? tl_pg_get(res, 0, 20) : "");
@@ -575,7 +573,7 @@ void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
              "signing credential",
              (long long)(gw->cfg.signing_max_failures - failures));
     /* not 401: the bearer token is fine, and clients read 401 as "log out" */
-    tl_problem(resp, 422, "signing-credential-invalid", "Signing credential not accepted", detail,
+    tl_problem_r(resp, TL_R(signing_credential_invalid), detail,
                NULL);
 }
 
@@ -623,7 +621,7 @@ static bool credential_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *
         if (why && !strcmp(why, "signing_credential_expired"))
             why = NULL; /* an expired credential is replaced with itself */
         if (!why && strcmp(p.signing_credential_id, c->verified_credential)) {
-            tl_problem(resp, 409, "concurrent-change", "Changed meanwhile",
+            tl_problem_r(resp, TL_R(version_conflict),
                        "the signing credential changed meanwhile; try again", NULL);
             return false;
         }
@@ -653,7 +651,7 @@ static bool credential_store(tl_gw_t *gw, const char *credential_id, const char 
     if (err == TL_ERR_INVALID) {
         json_t *errors = json_array();
         tl_json_error(errors, "password", "must be 12 to 256 bytes");
-        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
     } else if (err) {
         tl_problem_from_err(resp, err);
     }
@@ -718,7 +716,7 @@ void tl_h_signing_credential_set(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         tl_json_error(errors, "enrolment_code",
                       "give either the one-time code of an approved enrolment or "
                       "current_password, not both");
-        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
         goto out;
     }
     if (strcasecmp(id.s, req->actor.id)) {
@@ -748,13 +746,13 @@ static bool token_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *re
 {
     const tl_req_t *req = ctx;
     if (!tl_pg_get(check, 0, 2)) {
-        tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "principal not found", NULL);
         return false;
     }
     const char *role = tl_pg_get(check, 0, 3);
     if (role && tl_role_parse(role) == TL_ROLE_ADMIN && strcasecmp(tl_pg_get(check, 0, 4),
                                                                    req->actor.id)) {
-        tl_problem(resp, 422, "two-person-rule", "A second person is required",
+        tl_problem_r(resp, TL_R(two_person_rule),
                    "an administrator's tokens are issued by the operator (trialog admin "
                    "issue-token), never by another administrator, who would then hold them",
                    NULL);
@@ -792,10 +790,9 @@ void tl_h_token_issue(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                      " (SELECT role FROM principals WHERE id = $2), $2::text",
         .check_params = check,
         .ncheck = 1,
-        .dup_slug = "conflict",
-        .dup_title = "Command refused",
-        .dup_detail = NULL,
-        .dup_reason = "duplicate_token",
+        .dup = TL_R(duplicate_token),
+                .dup_detail = NULL,
+
         .rules = token_rules,
         .ctx = req,
     };
@@ -834,7 +831,7 @@ void tl_h_token_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         resp->status = 200;
         resp->body = json_pack("{s:o}", "tokens", j);
     } else if (!failed) {
-        tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "principal not found", NULL);
     }
 }
 
@@ -847,11 +844,11 @@ static bool revoke_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
 {
     revoke_ctx_t *ctx = ctx_in;
     if (strcmp(tl_pg_get(check, 0, 1), ctx->principal)) {
-        tl_problem(resp, 404, "not-found", "Token not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "token not found", NULL);
         return false;
     }
     if (!strcmp(tl_pg_get(check, 0, 2), "t")) {
-        tl_problem(resp, 409, "already-revoked", "Token already revoked", NULL, NULL);
+        tl_problem_r(resp, TL_R(already_revoked), NULL, NULL);
         return false;
     }
     cmd->meta.reason = tl_json_str(ctx->body, "reason");
@@ -866,7 +863,7 @@ void tl_h_token_revoke(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!body || !tl_cmd_init(gw, req, &cmd, resp) || !principal_param(req, &id, resp))
         goto out;
     if (tl_uuid_parse(req->params[1], &token)) {
-        tl_problem(resp, 404, "not-found", "Token not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "token not found", NULL);
         goto out;
     }
     payload = json_pack("{s:s, s:s}", "principal_id", id.s, "token_id", token.s);
@@ -877,7 +874,7 @@ void tl_h_token_revoke(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                      " FROM access_tokens WHERE id = $1",
         .check_params = params,
         .ncheck = 1,
-        .not_found_title = "Token not found",
+        .not_found = "token not found",
         .decide = revoke_decide,
         .ctx = &ctx,
         .answer_sql = SQL_TOKEN_JSON,

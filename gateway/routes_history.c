@@ -99,6 +99,8 @@ static json_t *flatten(const tl_participant_t *p, const tl_schedule_t *s, const 
     set_text(o, "site_id", p->site_id);
     set_date(o, "consent_date", p->consent_date, p->has_consent);
     set_date(o, "baseline_date", p->baseline_date, true);
+    set_date(o, "withdrawal_date", p->end_date, !strcmp(p->status, "withdrawn"));
+    set_date(o, "completion_date", p->end_date, !strcmp(p->status, "completed"));
     json_object_set_new(o, "birth_year", p->birth_year ? json_integer(p->birth_year) : json_null());
     set_text(o, "sex", p->sex);
     for (size_t i = 0; i < s->nvisits; i++) {
@@ -300,7 +302,7 @@ void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     forms_t fs = {0};
     bool more = false;
     if (tl_uuid_parse(req->params[0], &id)) {
-        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "participant not found", NULL);
         return;
     }
     const char *params[] = {id.s};
@@ -314,7 +316,7 @@ void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         json_t *known = tl_gw_query_json(gw, resp, "SELECT 'true' FROM participants WHERE id = $1",
                                          1, params, &failed);
         if (!known && !failed)
-            tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+            tl_problem_r(resp, TL_R(not_found), "participant not found", NULL);
         json_decref(known);
         if (!known)
             goto out;

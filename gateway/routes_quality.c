@@ -328,7 +328,7 @@ void tl_h_study_data_quality(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *frame =
         tl_uuid_valid(study) ? tl_gw_query_json(gw, resp, sql_frame, 2, fparams, &failed) : NULL;
     if (!frame) {
-        tl_gw_found(resp, NULL, failed, "Study not found");
+        tl_gw_found(resp, NULL, failed, "study not found");
         return;
     }
     report_t r = {.sites = json_object_get(frame, "sites"),

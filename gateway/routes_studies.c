@@ -125,12 +125,12 @@ static json_t *study_or_404(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     bool failed = false;
     if (!tl_uuid_valid(req->params[0])) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         return NULL;
     }
     json_t *j = tl_gw_query_json(gw, resp, SQL_STUDY_JSON, 1, req->params, &failed);
     if (!j && !failed)
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
     return j;
 }
 
@@ -162,10 +162,9 @@ void tl_h_study_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                      " (SELECT id::text FROM studies WHERE protocol_id = $2)",
         .check_params = pid,
         .ncheck = 1,
-        .dup_slug = "duplicate-protocol-id",
-        .dup_title = "Protocol id already registered",
-        .dup_detail = "a study with this protocol_id exists",
-        .dup_reason = "duplicate_protocol_id",
+        .dup = TL_R(duplicate_protocol_id),
+                .dup_detail = "a study with this protocol_id exists",
+
     };
     json_object_set_new(body, "study_id", json_string(cmd.resource_id.s));
     if (!json_object_get(body, "description"))
@@ -210,10 +209,9 @@ void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .check_params = dup,
         .ncheck = 2,
         .rules = site_rules,
-        .dup_slug = "duplicate-site-code",
-        .dup_title = "Site code already used",
-        .dup_detail = "the study has a site with this code",
-        .dup_reason = "duplicate_site_code",
+        .dup = TL_R(duplicate_site_code),
+                .dup_detail = "the study has a site with this code",
+
     };
     json_object_set_new(body, "study_id", json_string(study_id));
     snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s/sites/%s", study_id,

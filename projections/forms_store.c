@@ -9,6 +9,7 @@
 #include "tl_log.h"
 #include "tl_map.h"
 #include "tl_topics.h"
+#include "reasons.h"
 
 typedef struct {
     tl_map_t templates; /* "<study>/<name>" -> tl_template_t, the latest version */
@@ -303,7 +304,7 @@ static tl_err_t fold_form(state_t *st, const tl_event_t *e, tl_stream_row_t *p)
     tl_form_t *target = f ? f : &none;
     const char *why = NULL;
     if (!strcmp(e->type, "FormSubmitted") && duplicate(st, f, e->data))
-        why = "form_exists";
+        why = TL_RN(form_exists);
     else
         why = tl_form_apply(target, e->type, e->data, history);
     tl_err_t err = TL_OK;

@@ -6,6 +6,7 @@
 
 #include "tl_date.h"
 #include "tl_json.h"
+#include "reasons.h"
 
 #define OBSERVED_MIN (-25567) /* 1900-01-01: nothing observed before */
 
@@ -65,13 +66,13 @@ static const char *value_ok(const json_t *v, const json_t *schema, const char *n
                                                                             : "invalid_record";
     }
     if (!json_is_number(v))
-        return "invalid_record"; /* arrays, maps and records have no place here */
+        return TL_RN(invalid_record); /* arrays, maps and records have no place here */
     double x = json_number_value(v);
     const json_t *min, *max;
     bounds(schema, name, &min, &max);
     if (!isfinite(x) || (json_is_number(min) && x < json_number_value(min)) ||
         (json_is_number(max) && x > json_number_value(max)))
-        return "out_of_range";
+        return TL_RN(out_of_range);
     return NULL;
 }
 

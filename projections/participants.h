@@ -52,6 +52,7 @@ typedef struct {
     bool has_consent;
     int32_t consent_date;  /* days since 1970-01-01 */
     int32_t baseline_date;
+    int32_t end_date; /* withdrawn or completed: the withdrawal or completion date; else 0 */
     int64_t enrolled_at_us;
     int64_t updated_at_us;
     int64_t version;

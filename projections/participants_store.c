@@ -9,6 +9,8 @@
 #include "tl_date.h"
 #include "tl_map.h"
 #include "tl_topics.h"
+#include "reasons.h"
+#include "rules.h"
 
 typedef struct {
     tl_map_t studies, studies_by_protocol;
@@ -59,8 +61,8 @@ static const char *const sql_load_sites =
     "SELECT x.id, x.study_id, x.site_id, x.participant_code, x.status, x.birth_year, x.sex,"       \
     " x.consent_date - date '1970-01-01', x.baseline_date - date '1970-01-01',"                   \
     " (extract(epoch FROM x.enrolled_at) * 1000000)::bigint,"                                       \
-    " (extract(epoch FROM x.updated_at) * 1000000)::bigint, x.version, x.last_event_id"             \
-    " FROM participants x"
+    " (extract(epoch FROM x.updated_at) * 1000000)::bigint, x.version, x.last_event_id,"            \
+    " x.end_date - date '1970-01-01' FROM participants x"
 static const char *const sql_load_participants =
     PARTICIPANT_COLS " WHERE x.id = ANY($1::uuid[])"
     " UNION " PARTICIPANT_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
@@ -166,6 +168,7 @@ static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
         p->updated_at_us = tl_pg_get_int(res, r, 10);
         p->version = tl_pg_get_int(res, r, 11);
         tl_col_copy(p->last_event_id, sizeof p->last_event_id, tl_pg_get(res, r, 12));
+        p->end_date = (int32_t)tl_pg_get_int(res, r, 13);
         err = index_participant(st, p);
     }
     for (int r = 0; r < tl_pg_nrows(q[3].res) && !err; r++)
@@ -307,7 +310,7 @@ static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e
         code_key(k, sizeof k, study ? study : "", code ? code : "");
         tl_participant_t *other = tl_map_get(&st->parts_by_code, k);
         if (other && other != p)
-            why = "duplicate_participant_code";
+            why = TL_RN(duplicate_participant_code);
     }
     if (!why)
         why = tl_participant_apply(&next, e->type, e->data);
@@ -320,22 +323,20 @@ static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e
     return err ? err : tl_map_put(dirty, p->id, p);
 }
 
-/* The study's other visit types must keep names unique and one baseline. */
+/* The study's other visit types must keep the protocol's shape: the same
+ * rule the gateway applies before producing (rules.h). */
 static const char *protocol_conflict(const state_t *st, const tl_visit_type_row_t *n)
 {
-    size_t others = 0;
-    for (size_t i = 0; i < st->vtypes.cap; i++) {
+    static __thread tl_visit_type_t others[TL_VISIT_TYPES_MAX + 1];
+    size_t nothers = 0;
+    for (size_t i = 0; i < st->vtypes.cap && nothers <= TL_VISIT_TYPES_MAX; i++) {
         const tl_visit_type_row_t *o = st->vtypes.vals[i];
-        if (!st->vtypes.keys[i] || strcmp(o->study_id, n->study_id) || !strcmp(o->vt.id, n->vt.id))
-            continue;
-        if (!strcasecmp(o->vt.name, n->vt.name))
-            return "duplicate_visit_type_name";
-        if (!o->vt.target_day && !n->vt.target_day)
-            return "second_baseline";
-        others++;
+        if (st->vtypes.keys[i] && !strcmp(o->study_id, n->study_id) && strcmp(o->vt.id, n->vt.id))
+            others[nothers++] = o->vt;
     }
-    /* a schedule holds every visit type of its study */
-    return others >= TL_VISIT_TYPES_MAX ? "too_many_visit_types" : NULL;
+    tl_verdict_t v;
+    return tl_rule_protocol_shape(&n->vt, others, nothers, &v) ? NULL
+                                                                : tl_reason_name(v.why);
 }
 
 static tl_err_t fold_visit_type(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *dirty)
@@ -391,15 +392,15 @@ static const char *const sql_upsert_sites =
     "   last_event_id = EXCLUDED.last_event_id";
 static const char *const sql_upsert_participants =
     "INSERT INTO participants (id, study_id, site_id, participant_code, status, birth_year, sex,"
-    "   consent_date, baseline_date, enrolled_at, updated_at, version, last_event_id)"
+    "   consent_date, baseline_date, enrolled_at, updated_at, version, last_event_id, end_date)"
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],"
     "   $6::int[], $7::text[], $8::date[], $9::date[], $10::timestamptz[], $11::timestamptz[],"
-    "   $12::bigint[], $13::uuid[])"
+    "   $12::bigint[], $13::uuid[], $14::date[])"
     " ON CONFLICT (id) DO UPDATE SET site_id = EXCLUDED.site_id, status = EXCLUDED.status,"
     "   birth_year = EXCLUDED.birth_year, sex = EXCLUDED.sex,"
     "   consent_date = EXCLUDED.consent_date, baseline_date = EXCLUDED.baseline_date,"
     "   updated_at = EXCLUDED.updated_at, version = EXCLUDED.version,"
-    "   last_event_id = EXCLUDED.last_event_id";
+    "   last_event_id = EXCLUDED.last_event_id, end_date = EXCLUDED.end_date";
 
 static tl_err_t write_studies(tl_batch_t *b, const tl_map_t *m)
 {
@@ -450,12 +451,14 @@ static tl_err_t write_participants(tl_batch_t *b, const tl_map_t *m)
 {
     tl_cols_t c;
     tl_err_t err = TL_OK;
-    tl_cols_init(&c, 13);
+    tl_cols_init(&c, 14);
     for (size_t i = 0; i < m->cap && !err; i++) {
         const tl_participant_t *p = m->vals[i];
         if (!m->keys[i])
             continue;
         char by[16], cd[TL_DATE_STRLEN], bd[TL_DATE_STRLEN], ea[40], ua[40], ver[24];
+        char ed[TL_DATE_STRLEN];
+        tl_date_format(p->end_date, ed);
         snprintf(by, sizeof by, "%d", p->birth_year);
         tl_date_format(p->consent_date, cd);
         tl_date_format(p->baseline_date, bd);
@@ -464,8 +467,9 @@ static tl_err_t write_participants(tl_batch_t *b, const tl_map_t *m)
         snprintf(ver, sizeof ver, "%lld", (long long)p->version);
         const char *v[] = {p->id, p->study_id, p->site_id, p->code, p->status,
                            p->birth_year ? by : NULL, p->sex[0] ? p->sex : NULL,
-                           p->has_consent ? cd : NULL, bd, ea, ua, ver, p->last_event_id};
-        err = tl_cols_add_row(&c, v, 13);
+                           p->has_consent ? cd : NULL, bd, ea, ua, ver, p->last_event_id,
+                           p->end_date ? ed : NULL};
+        err = tl_cols_add_row(&c, v, 14);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_participants, &c);

@@ -361,6 +361,9 @@ static const char *const migrations[] = {
     /* 18: what each form's signature signed and the signer's printed name */
     ("ALTER TABLE forms ADD COLUMN signer_printed_name text,"
      "  ADD COLUMN signature_content_sha256 text;"),
+    /* 19: when a participant was withdrawn or completed (rules.h); rows
+     * of participants who left before it get theirs on a rebuild */
+    "ALTER TABLE participants ADD COLUMN end_date date;",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)
