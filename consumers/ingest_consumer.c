@@ -7,12 +7,12 @@
 
 #include "ingest.h"
 #include "participants_store.h"
+#include "reasons.h"
 #include "tl_date.h"
 #include "tl_log.h"
 #include "tl_map.h"
 #include "tl_producer.h"
 #include "tl_topics.h"
-#include "reasons.h"
 
 #define PREFIX TL_TOPIC_INGEST_PREFIX
 #define SUFFIX ".v1"
@@ -246,10 +246,10 @@ static tl_err_t load_intents(ctx_t *c, item_t *items, size_t n, item_t **v)
         err = tl_cols_add_row(&q, (const char *const[]){v[i]->id.s}, 1);
     if (!err && k)
         err = tl_cols_exec(c->intents,
-                        "SELECT x.i, e.status, e.stream_version"
-                        " FROM unnest($1::uuid[]) WITH ORDINALITY AS x(id, i)"
-                        " JOIN ingest_events e ON e.event_id = x.id",
-                        &q, &res);
+                           "SELECT x.i, e.status, e.stream_version"
+                           " FROM unnest($1::uuid[]) WITH ORDINALITY AS x(id, i)"
+                           " JOIN ingest_events e ON e.event_id = x.id",
+                           &q, &res);
     for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
         size_t i;
         if (!row_index(res, r, k, &i))
@@ -306,15 +306,15 @@ static tl_err_t load_who(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t 
         err = tl_cols_add_row(
             &q, (const char *const[]){v[i]->o.protocol_id, v[i]->o.participant_code}, 2);
     if (!err && k)
-        err =
-            tl_cols_exec(pg,
-                      "SELECT x.i, s.id, p.id, p.status, p.version,"
-                      "  p.consent_date - date '1970-01-01'"
-                      " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(protocol, code, i)"
-                      " LEFT JOIN studies s ON s.protocol_id = x.protocol"
-                      " LEFT JOIN participants p"
-                      "   ON p.study_id = s.id AND p.participant_code = x.code",
-                      &q, &res);
+        err = tl_cols_exec(
+            pg,
+            "SELECT x.i, s.id, p.id, p.status, p.version,"
+            "  p.consent_date - date '1970-01-01'"
+            " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(protocol, code, i)"
+            " LEFT JOIN studies s ON s.protocol_id = x.protocol"
+            " LEFT JOIN participants p"
+            "   ON p.study_id = s.id AND p.participant_code = x.code",
+            &q, &res);
     for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
         size_t i;
         if (!row_index(res, r, k, &i) || seen[i])
@@ -386,15 +386,16 @@ static tl_err_t intents_put(ctx_t *c, item_t *items, size_t n)
         it->status = NULL;
     }
     if (!err && q.nrows)
-        err = tl_cols_exec(c->intents,
-                        "INSERT INTO ingest_events (event_id, source, topic, partition, \"offset\","
-                        "  stream_version, participant_id, status)"
-                        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[],"
-                        "  $5::bigint[], $6::bigint[], $7::uuid[], $8::text[])"
-                        " ON CONFLICT (event_id) DO UPDATE SET"
-                        "  stream_version = EXCLUDED.stream_version, status = EXCLUDED.status,"
-                        "  updated_at = now()",
-                        &q, &res);
+        err = tl_cols_exec(
+            c->intents,
+            "INSERT INTO ingest_events (event_id, source, topic, partition, \"offset\","
+            "  stream_version, participant_id, status)"
+            " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[],"
+            "  $5::bigint[], $6::bigint[], $7::uuid[], $8::text[])"
+            " ON CONFLICT (event_id) DO UPDATE SET"
+            "  stream_version = EXCLUDED.stream_version, status = EXCLUDED.status,"
+            "  updated_at = now()",
+            &q, &res);
     tl_pg_res_free(res);
     tl_cols_cleanup(&q);
     return err;
@@ -520,8 +521,9 @@ static tl_err_t settle(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t **
     if (!err && dead)
         err = tl_producer_flush(c->producer, TL_INGEST_WAIT_MS);
     if (!err && ids.nrows)
-        err = tl_cols_exec(pg, "SELECT id::text, version FROM participants WHERE id = ANY($1::uuid[])",
-                        &ids, &cur);
+        err = tl_cols_exec(pg,
+                           "SELECT id::text, version FROM participants WHERE id = ANY($1::uuid[])",
+                           &ids, &cur);
     for (size_t i = 0; i < n && !err; i++) {
         item_t *it = &items[i];
         int64_t *g = NULL, now = 0;

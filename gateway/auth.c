@@ -174,8 +174,7 @@ bool tl_auth_authenticate(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         cache_put(gw->auth, &v);
     }
     if (v.expires_at_us <= tl_now_us()) {
-        unauthorized(resp, TL_R(token_expired),
-                     "ask an administrator for a new token");
+        unauthorized(resp, TL_R(token_expired), "ask an administrator for a new token");
         return false;
     }
     req->actor = v.actor;
@@ -242,7 +241,9 @@ bool tl_auth_in_scope(tl_gw_t *gw, const tl_route_t *route, tl_req_t *req, tl_re
         tl_problem_from_err(resp, err);
     else if (!ok)
         tl_problem_r(resp, TL_R(not_found),
-                     study ? "study not found" : form ? "form not found" : "participant not found",
+                     study  ? "study not found"
+                     : form ? "form not found"
+                            : "participant not found",
                      NULL);
     return ok;
 }

@@ -7,10 +7,10 @@
 
 #include "forms_store.h"
 #include "gateway.h"
-#include "tl_date.h"
-#include "tl_json.h"
 #include "participants_store.h"
 #include "schedules_store.h"
+#include "tl_date.h"
+#include "tl_json.h"
 #include "tl_log.h"
 #include "tl_topics.h"
 
@@ -62,8 +62,7 @@ json_t *tl_gw_body(tl_req_t *req, tl_resp_t *resp, const void *fields, size_t nf
     return obj;
 }
 
-long tl_gw_query_long(tl_req_t *req, const char *name, long def, long min, long max,
-                      json_t *errors)
+long tl_gw_query_long(tl_req_t *req, const char *name, long def, long min, long max, json_t *errors)
 {
     const char *s = req->query(req->conn, name);
     if (!s)
@@ -109,8 +108,8 @@ bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
     if (key) {
         size_t len = strlen(key);
         if (!len || len > TL_IDEMPOTENCY_KEY_MAX || !printable_ascii(key)) {
-            tl_problem_r(resp, TL_R(invalid_idempotency_key),
-                       "1 to 200 printable ASCII characters", NULL);
+            tl_problem_r(resp, TL_R(invalid_idempotency_key), "1 to 200 printable ASCII characters",
+                         NULL);
             return false;
         }
         if (!tl_idem_claim(gw, req, cmd, resp))
@@ -140,9 +139,8 @@ static void accepted(tl_resp_t *resp, const tl_cmd_t *cmd, const char *topic,
     resp->status = 202;
     resp->problem = false;
     resp->body = json_pack("{s:s, s:s, s:s, s:{s:s, s:i, s:I}}", "id", cmd->resource_id.s,
-                           "event_id", cmd->meta.event_id.s, "status", "accepted", "log",
-                           "topic", topic, "partition", pos->partition, "offset",
-                           (json_int_t)pos->offset);
+                           "event_id", cmd->meta.event_id.s, "status", "accepted", "log", "topic",
+                           topic, "partition", pos->partition, "offset", (json_int_t)pos->offset);
     snprintf(resp->location, sizeof resp->location, "%s", cmd->location);
 }
 
@@ -195,8 +193,8 @@ typedef enum { TL_CMD_APPLIED, TL_CMD_REJECTED, TL_CMD_ANSWERED } tl_cmd_outcome
 static bool wait_readers(tl_gw_t *gw, const char *projection, const char *topic,
                          const tl_kafka_pos_t *pos)
 {
-    static const char *const stream_readers[] = {
-        TL_PROJECTION_PARTICIPANTS, TL_PROJECTION_SCHEDULES, TL_PROJECTION_FORMS};
+    static const char *const stream_readers[] = {TL_PROJECTION_PARTICIPANTS,
+                                                 TL_PROJECTION_SCHEDULES, TL_PROJECTION_FORMS};
     const char *readers[TL_WAITER_PROJECTIONS_MAX] = {projection};
     size_t n = 1;
     for (size_t i = 0; !strcmp(topic, TL_TOPIC_PARTICIPANT) && i < 3; i++)
@@ -227,16 +225,16 @@ static tl_cmd_outcome_t run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t
     }
     if (tl_bp_engaged(gw->bp, &lag)) {
         tl_problem_r(resp, TL_R(log_back_pressure),
-                   "the audit archive is behind the event log; nothing was changed; retry "
-                   "shortly",
-                   NULL);
+                     "the audit archive is behind the event log; nothing was changed; retry "
+                     "shortly",
+                     NULL);
         resp->retry_after = 1;
         return TL_CMD_ANSWERED;
     }
     req->idem.attempted = t != NULL;
-    tl_err_t err = t ? tl_producer_send(gw->producer, cmd->type, cmd->key, cmd->payload,
-                                        &cmd->meta, &pos)
-                     : TL_ERR_INTERNAL;
+    tl_err_t err =
+        t ? tl_producer_send(gw->producer, cmd->type, cmd->key, cmd->payload, &cmd->meta, &pos)
+          : TL_ERR_INTERNAL;
     cmd->topic = t ? t->topic : NULL;
     cmd->pos = pos;
     if (err) {
@@ -361,8 +359,8 @@ out:
 static void answer_replay(tl_gw_t *gw, const tl_update_t *spec, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     bool failed = false;
-    json_t *j = tl_gw_query_json(gw, resp, spec->answer_sql, spec->nanswer, spec->answer_params,
-                                 &failed);
+    json_t *j =
+        tl_gw_query_json(gw, resp, spec->answer_sql, spec->nanswer, spec->answer_params, &failed);
     if (j) {
         tl_gw_created(resp, j, cmd->location, true);
         resp->status = spec->status;
@@ -405,7 +403,7 @@ run:;
         tl_problem_from_err(resp, TL_ERR_INTERNAL);
     } else if (o == TL_CMD_REJECTED && !strcmp(cmd->reason, "version_conflict")) {
         tl_problem_r(resp, TL_R(version_conflict),
-                   "another command changed it first; read it again and retry", NULL);
+                     "another command changed it first; read it again and retry", NULL);
     } else if (o == TL_CMD_REJECTED) {
         tl_problem_refused(resp, cmd->reason);
     }

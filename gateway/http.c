@@ -175,8 +175,7 @@ static enum MHD_Result reject(struct MHD_Connection *c, tl_reason_t why, const c
 
 static enum MHD_Result too_large(struct MHD_Connection *c)
 {
-    return reject(c, TL_R(payload_too_large), "the body exceeds 1 MiB",
-                  false);
+    return reject(c, TL_R(payload_too_large), "the body exceeds 1 MiB", false);
 }
 
 typedef struct {

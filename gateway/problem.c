@@ -31,9 +31,9 @@ void tl_problem_from_err(tl_resp_t *resp, tl_err_t err)
     case TL_ERR_DB:
     case TL_ERR_KAFKA:
         tl_problem_r(resp, TL_R(unavailable),
-                   "the event log or the database is not available; the command may not have "
-                   "been applied: retry it, with the same Idempotency-Key",
-                   NULL);
+                     "the event log or the database is not available; the command may not have "
+                     "been applied: retry it, with the same Idempotency-Key",
+                     NULL);
         resp->retry_after = 1;
         break;
     case TL_ERR_TOO_LARGE:
@@ -60,8 +60,8 @@ char *tl_problem_render(const tl_resp_t *resp)
 void tl_problem_locked(tl_resp_t *resp)
 {
     tl_problem_r(resp, TL_R(study_locked),
-               "the study is locked: no data changes until an admin unlocks it with a reason",
-               NULL);
+                 "the study is locked: no data changes until an admin unlocks it with a reason",
+                 NULL);
 }
 
 void tl_problem_query(tl_resp_t *resp, json_t *errors)

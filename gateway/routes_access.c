@@ -18,7 +18,7 @@
     " p.signing_credential_id IS NOT NULL, 'signing', json_build_object('expires_at',"             \
     " p.signing_expires_at, 'locked', p.signing_locked, 'failures', p.signing_failures,"           \
     " 'enrolment', CASE WHEN p.enrolment_state = 'none' THEN NULL ELSE " SQL_ENROLMENT_OBJ         \
-    " END), 'created_at', p.created_at, 'updated_at', p.updated_at)::text"                        \
+    " END), 'created_at', p.created_at, 'updated_at', p.updated_at)::text"                         \
     " FROM principals p WHERE p.id = $1"
 #define SQL_ENROLMENT_OBJ                                                                          \
     "json_build_object('id', p.enrolment_id, 'principal_id', p.id, 'state', p.enrolment_state,"    \
@@ -125,8 +125,7 @@ static bool sites_known(const tl_pg_res_t *check, int col, const json_t *payload
 {
     long long known = tl_pg_get_int(check, 0, col);
     if (known != (long long)json_array_size(json_object_get(payload, "site_ids"))) {
-        tl_problem_r(resp, TL_R(unknown_site), "a site_ids entry is not a site",
-                   NULL);
+        tl_problem_r(resp, TL_R(unknown_site), "a site_ids entry is not a site", NULL);
         return false;
     }
     return true;
@@ -167,9 +166,9 @@ void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         goto out;
     char sites_lit[TL_SITES_PARAM_LEN];
     sites_literal(sites, sites_lit);
-    payload = json_pack("{s:s, s:s, s:s, s:O, s:s?}", "principal_id", cmd.resource_id.s, "name",
-                        name, "role", tl_json_str(body, "role"), "site_ids", sites,
-                        "display_name", display);
+    payload =
+        json_pack("{s:s, s:s, s:s, s:O, s:s?}", "principal_id", cmd.resource_id.s, "name", name,
+                  "role", tl_json_str(body, "role"), "site_ids", sites, "display_name", display);
     const char *check[] = {name, sites_lit};
     const tl_create_t spec = {
         .read_sql = SQL_PRINCIPAL_JSON,
@@ -179,7 +178,7 @@ void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .check_params = check,
         .ncheck = 2,
         .dup = TL_R(duplicate_principal_name),
-                .dup_detail = "a principal with this name exists",
+        .dup_detail = "a principal with this name exists",
 
         .rules = create_rules,
         .ctx = payload,
@@ -218,8 +217,8 @@ static bool not_self(const tl_req_t *req, const tl_uuid_t *id, tl_resp_t *resp)
 {
     if (strcasecmp(req->actor.id, id->s))
         return true;
-    tl_problem_r(resp, TL_R(own_access),
-               "another administrator changes or disables your access", NULL);
+    tl_problem_r(resp, TL_R(own_access), "another administrator changes or disables your access",
+                 NULL);
     return false;
 }
 
@@ -229,8 +228,7 @@ static bool active_or_409(const tl_pg_res_t *check, int col, tl_resp_t *resp)
     const char *active = tl_pg_get(check, 0, col);
     if (active && !strcmp(active, "t"))
         return true;
-    tl_problem_r(resp, TL_R(principal_disabled),
-               "a disabled principal changes no more", NULL);
+    tl_problem_r(resp, TL_R(principal_disabled), "a disabled principal changes no more", NULL);
     return false;
 }
 
@@ -332,8 +330,7 @@ typedef struct {
 } signing_reason_t;
 
 static const signing_reason_t signing_reasons[] = {
-    {TL_R(principal_disabled),
-     "a disabled principal changes no more"},
+    {TL_R(principal_disabled), "a disabled principal changes no more"},
     {TL_R(role_does_not_sign),
      "only the roles the permission table lets sign have a signing credential"},
     {TL_R(two_person_rule),
@@ -344,12 +341,9 @@ static const signing_reason_t signing_reasons[] = {
      "this enrolment is not open: approved, used, replaced by a newer one, or unknown"},
     {TL_R(no_approved_enrolment),
      "an administrator opens an enrolment for you and another approves it first"},
-    {TL_R(enrolment_expired),
-     "the one-time code is past its time: ask for a new enrolment"},
-    {TL_R(invalid_enrolment_code),
-     "the one-time code is not the approved enrolment's"},
-    {TL_R(not_own_credential),
-     "a signing credential is set by its principal only"},
+    {TL_R(enrolment_expired), "the one-time code is past its time: ask for a new enrolment"},
+    {TL_R(invalid_enrolment_code), "the one-time code is not the approved enrolment's"},
+    {TL_R(not_own_credential), "a signing credential is set by its principal only"},
     {TL_R(no_signing_credential),
      "an administrator opens an enrolment, another approves it, then you set your credential "
      "with its one-time code (POST /v1/principals/{id}/signing-credential)"},
@@ -375,8 +369,8 @@ typedef struct {
     tl_req_t *req;
     const json_t *body;
     json_t *payload;
-    const char *enrolment_id; /* approve: {enrolment} */
-    const char *code_sha256;  /* set with an enrolment: its code's hash */
+    const char *enrolment_id;        /* approve: {enrolment} */
+    const char *code_sha256;         /* set with an enrolment: its code's hash */
     const char *verified_credential; /* set by a change: the credential checked */
 } signing_ctx_t;
 
@@ -385,22 +379,21 @@ typedef struct {
  * principal its role. */
 static void signing_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_uuid_t *id,
                            bool (*decide)(void *, const tl_pg_res_t *, tl_cmd_t *, tl_resp_t *),
-                           signing_ctx_t *ctx, const char *answer_sql, int status,
-                           tl_resp_t *resp)
+                           signing_ctx_t *ctx, const char *answer_sql, int status, tl_resp_t *resp)
 {
     const char *params[] = {id->s, req->actor.id};
-    const tl_update_t spec = {
-        .check_sql = SQL_PRINCIPAL_CHECK ", (SELECT g.granted_by FROM principals g"
-                     " WHERE g.id = $2::uuid) FROM principals p WHERE p.id = $1",
-        .check_params = params,
-        .ncheck = 2,
-        .not_found = "principal not found",
-        .decide = decide,
-        .ctx = ctx,
-        .answer_sql = answer_sql,
-        .answer_params = params,
-        .nanswer = 1,
-        .status = status};
+    const tl_update_t spec = {.check_sql = SQL_PRINCIPAL_CHECK
+                              ", (SELECT g.granted_by FROM principals g"
+                              " WHERE g.id = $2::uuid) FROM principals p WHERE p.id = $1",
+                              .check_params = params,
+                              .ncheck = 2,
+                              .not_found = "principal not found",
+                              .decide = decide,
+                              .ctx = ctx,
+                              .answer_sql = answer_sql,
+                              .answer_params = params,
+                              .nanswer = 1,
+                              .status = status};
     cmd->key = id->s;
     cmd->payload = ctx->payload;
     tl_gw_update(gw, req, cmd, &spec, tl_gw_stripe(gw, id->s), resp);
@@ -480,9 +473,9 @@ void tl_h_signing_enrolment_approve(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     }
     int64_t expires = tl_now_us() + gw->cfg.signing_code_hours * 3600LL * 1000000LL;
     ctx.enrolment_id = enrolment.s;
-    ctx.payload = json_pack("{s:s, s:s, s:s, s:I}", "principal_id", id.s, "enrolment_id",
-                            enrolment.s, "code_sha256", sha, "code_expires_at",
-                            (json_int_t)expires);
+    ctx.payload =
+        json_pack("{s:s, s:s, s:s, s:I}", "principal_id", id.s, "enrolment_id", enrolment.s,
+                  "code_sha256", sha, "code_expires_at", (json_int_t)expires);
     snprintf(cmd.location, sizeof cmd.location, "/v1/principals/%s/signing-enrolments/%s", id.s,
              enrolment.s);
     signing_update(gw, req, &cmd, &id, approve_decide, &ctx, SQL_ENROLMENT_JSON, 200, resp);
@@ -498,8 +491,8 @@ out:
     json_decref(body);
 }
 
-bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_principal_t *p,
-                    char *hash, size_t hash_size, char site[TL_UUID_STRLEN], tl_resp_t *resp)
+bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_principal_t *p, char *hash,
+                    size_t hash_size, char site[TL_UUID_STRLEN], tl_resp_t *resp)
 {
     const char *params[] = {id, form_id};
     tl_pg_res_t *res = NULL;
@@ -524,8 +517,7 @@ bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_princip
     return ok;
 }
 
-static bool failure_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
-                           tl_resp_t *resp)
+static bool failure_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     (void)ctx_in;
     (void)check;
@@ -534,9 +526,8 @@ static bool failure_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
     return true;
 }
 
-void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
-                       const tl_principal_t *p, const char *form_id, const char *site_id,
-                       tl_resp_t *resp)
+void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt, const tl_principal_t *p,
+                       const char *form_id, const char *site_id, tl_resp_t *resp)
 {
     /* the failure is the request's own event: a retry of it (the same
      * Idempotency-Key and body) finds it, and counts nothing twice */
@@ -547,9 +538,9 @@ void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
     tl_uuid_t id;
     tl_uuid_parse(p->id, &id);
     signing_ctx_t ctx = {.req = req};
-    ctx.payload = json_pack("{s:s, s:s?, s:i, s:i}", "principal_id", id.s, "form_id", form_id,
-                            "failures", p->signing_failures + 1, "max_failures",
-                            (int)gw->cfg.signing_max_failures);
+    ctx.payload =
+        json_pack("{s:s, s:s?, s:i, s:i}", "principal_id", id.s, "form_id", form_id, "failures",
+                  p->signing_failures + 1, "max_failures", (int)gw->cfg.signing_max_failures);
     snprintf(cmd.location, sizeof cmd.location, "/v1/principals/%s", id.s);
     /* counted before the answer, whatever the client prefers: the next
      * attempt (after the guard) must see this one */
@@ -573,8 +564,7 @@ void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
              "signing credential",
              (long long)(gw->cfg.signing_max_failures - failures));
     /* not 401: the bearer token is fine, and clients read 401 as "log out" */
-    tl_problem_r(resp, TL_R(signing_credential_invalid), detail,
-               NULL);
+    tl_problem_r(resp, TL_R(signing_credential_invalid), detail, NULL);
 }
 
 void tl_signing_cleared(tl_gw_t *gw, tl_req_t *req, const tl_principal_t *p)
@@ -582,9 +572,8 @@ void tl_signing_cleared(tl_gw_t *gw, tl_req_t *req, const tl_principal_t *p)
     if (!p->signing_failures)
         return;
     json_t *payload = json_pack("{s:s}", "principal_id", p->id);
-    tl_event_meta_t meta = {.actor_id = req->actor_id,
-                            .actor_role = req->actor_role,
-                            .source = "gateway"};
+    tl_event_meta_t meta = {
+        .actor_id = req->actor_id, .actor_role = req->actor_role, .source = "gateway"};
     tl_err_t err = payload ? tl_uuid_v7(&meta.event_id) : TL_ERR_NOMEM;
     meta.correlation_id = meta.event_id.s;
     tl_kafka_pos_t pos;
@@ -622,7 +611,7 @@ static bool credential_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *
             why = NULL; /* an expired credential is replaced with itself */
         if (!why && strcmp(p.signing_credential_id, c->verified_credential)) {
             tl_problem_r(resp, TL_R(version_conflict),
-                       "the signing credential changed meanwhile; try again", NULL);
+                         "the signing credential changed meanwhile; try again", NULL);
             return false;
         }
     }
@@ -750,12 +739,12 @@ static bool token_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *re
         return false;
     }
     const char *role = tl_pg_get(check, 0, 3);
-    if (role && tl_role_parse(role) == TL_ROLE_ADMIN && strcasecmp(tl_pg_get(check, 0, 4),
-                                                                   req->actor.id)) {
+    if (role && tl_role_parse(role) == TL_ROLE_ADMIN &&
+        strcasecmp(tl_pg_get(check, 0, 4), req->actor.id)) {
         tl_problem_r(resp, TL_R(two_person_rule),
-                   "an administrator's tokens are issued by the operator (trialog admin "
-                   "issue-token), never by another administrator, who would then hold them",
-                   NULL);
+                     "an administrator's tokens are issued by the operator (trialog admin "
+                     "issue-token), never by another administrator, who would then hold them",
+                     NULL);
         return false;
     }
     return active_or_409(check, 2, resp);
@@ -791,7 +780,7 @@ void tl_h_token_issue(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .check_params = check,
         .ncheck = 1,
         .dup = TL_R(duplicate_token),
-                .dup_detail = NULL,
+        .dup_detail = NULL,
 
         .rules = token_rules,
         .ctx = req,

@@ -123,8 +123,7 @@ static bool publish_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
         return false;
     }
     if (v > TL_TEMPLATE_VERSIONS_MAX) {
-        tl_problem_r(resp, TL_R(too_many_versions),
-                   "a template has at most 1000 versions", NULL);
+        tl_problem_r(resp, TL_R(too_many_versions), "a template has at most 1000 versions", NULL);
         return false;
     }
     json_object_set_new(c->payload, "study_id", json_string(c->study_id));
@@ -283,12 +282,12 @@ static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
     const char *state = tl_pg_get(check, 0, 6);
     if (!tl_pg_get(check, 0, 5)) {
         tl_problem_r(resp, TL_R(not_found),
-                   "no visit of this participant has this visit type id or name", NULL);
+                     "no visit of this participant has this visit type id or name", NULL);
         return false;
     }
     if (strcmp(state, "completed")) {
         tl_problem_r(resp, TL_R(visit_not_completed),
-                   "forms are entered for a completed visit: complete the visit first", NULL);
+                     "forms are entered for a completed visit: complete the visit first", NULL);
         return false;
     }
     if (!tl_pg_get(check, 0, 7)) {
@@ -419,7 +418,7 @@ static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, 
     }
     if (!json_array_size(changes)) {
         tl_problem_r(resp, TL_R(nothing_to_amend),
-                   "the amendment changes none of the form's answers", NULL);
+                     "the amendment changes none of the form's answers", NULL);
         goto out;
     }
     /* against the version the form was entered with, which it keeps */
@@ -462,7 +461,7 @@ static bool sign_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, t
     }
     if (!strcmp(tl_pg_get(check, 0, 6), "signed")) {
         tl_problem_r(resp, TL_R(already_signed),
-                   "the form is signed as it is; an amendment removes the signature", NULL);
+                     "the form is signed as it is; an amendment removes the signature", NULL);
         return false;
     }
     char content[65];

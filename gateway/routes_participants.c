@@ -11,12 +11,12 @@
 #include "tl_date.h"
 #include "tl_json.h"
 
-#define PARTICIPANT_JSON                                                                      \
-    "json_build_object('id', p.id, 'study_id', p.study_id, 'site_id', p.site_id,"            \
-    " 'participant_code', p.participant_code, 'status', p.status, 'birth_year', p.birth_year," \
-    " 'sex', p.sex, 'consent_date', p.consent_date, 'baseline_date', p.baseline_date,"       \
-    " 'withdrawal_date', CASE WHEN p.status = 'withdrawn' THEN p.end_date END,"                \
-    " 'completion_date', CASE WHEN p.status = 'completed' THEN p.end_date END,"                \
+#define PARTICIPANT_JSON                                                                           \
+    "json_build_object('id', p.id, 'study_id', p.study_id, 'site_id', p.site_id,"                  \
+    " 'participant_code', p.participant_code, 'status', p.status, 'birth_year', p.birth_year,"     \
+    " 'sex', p.sex, 'consent_date', p.consent_date, 'baseline_date', p.baseline_date,"             \
+    " 'withdrawal_date', CASE WHEN p.status = 'withdrawn' THEN p.end_date END,"                    \
+    " 'completion_date', CASE WHEN p.status = 'completed' THEN p.end_date END,"                    \
     " 'enrolled_at', p.enrolled_at, 'updated_at', p.updated_at, 'version', p.version)"
 
 #define SQL_PARTICIPANT "SELECT " PARTICIPANT_JSON "::text FROM participants p WHERE p.id = $1"
@@ -36,14 +36,14 @@ static const char *const sql_enrol_check =
 #define LIST_MAX 500
 
 static const char *const sex_options[] = {"M", "F", "O", "U", NULL};
-static const char *const status_options[] = {"screened", "enrolled", "completed", "withdrawn",
-                                             "screen_failed", NULL};
+static const char *const status_options[] = {"screened",  "enrolled",      "completed",
+                                             "withdrawn", "screen_failed", NULL};
 
 static bool code_chars_ok(const char *s)
 {
     for (const char *p = s; *p; p++) {
-        bool ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-                  (p != s && (*p == '-' || *p == '_' || *p == '.'));
+        bool ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                  (*p >= '0' && *p <= '9') || (p != s && (*p == '-' || *p == '_' || *p == '.'));
         if (!ok)
             return false;
     }
@@ -146,8 +146,8 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         goto out;
     }
     if (!tl_auth_has_site(req, tl_json_str(body, "site_id"))) {
-        tl_problem_r(resp, TL_R(site_not_allowed),
-                   "you enrol participants at your own sites only", NULL);
+        tl_problem_r(resp, TL_R(site_not_allowed), "you enrol participants at your own sites only",
+                     NULL);
         goto out;
     }
     if (!(payload = enrol_payload(body, cmd.resource_id.s, study.s))) {
@@ -162,7 +162,7 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .check_params = check,
         .ncheck = 3,
         .dup = TL_R(duplicate_participant_code),
-                .dup_detail = "the study has a participant with this code",
+        .dup_detail = "the study has a participant with this code",
 
         .rules = enrol_rules,
         .ctx = &ctx,
@@ -235,8 +235,8 @@ void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     char lim[16];
     snprintf(lim, sizeof lim, "%ld", limit);
     char sites[TL_SITES_PARAM_LEN];
-    const char *params[] = {req->params[0], site, status, after, lim,
-                            tl_auth_sites_param(req, sites, sizeof sites)};
+    const char *params[] = {req->params[0], site, status,
+                            after,          lim,  tl_auth_sites_param(req, sites, sizeof sites)};
     json_t *j = tl_gw_query_json(gw, resp, sql_list, 6, params, &failed);
     if (j) {
         resp->status = 200;

@@ -161,8 +161,7 @@ static bool default_name(tl_gw_t *gw, const char *study_id, char out[TL_RELEASE_
     if (err)
         tl_problem_from_err(resp, err);
     else if (!found)
-        tl_problem_r(resp, TL_R(duplicate_release_name),
-                   "name the release", NULL);
+        tl_problem_r(resp, TL_R(duplicate_release_name), "name the release", NULL);
     return !err && found;
 }
 
@@ -202,8 +201,8 @@ void tl_h_release_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (json_object_get(body, "cut"))
         read_cut(json_object_get(body, "cut"), t, errors);
     if (json_array_size(errors)) {
-        tl_problem_r(resp, TL_R(validation_failed),
-                   "one or more fields are invalid", json_incref(errors));
+        tl_problem_r(resp, TL_R(validation_failed), "one or more fields are invalid",
+                     json_incref(errors));
         goto out;
     }
     if (!tl_cmd_init(gw, req, &cmd, resp))
@@ -222,7 +221,7 @@ void tl_h_release_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .ncheck = 2,
         .rules = release_rules,
         .dup = TL_R(duplicate_release_name),
-                .dup_detail = "the study has a release with this name",
+        .dup_detail = "the study has a release with this name",
 
     };
     json_t *payload = json_pack("{s:s, s:s, s:s, s:o}", "study_id", study.s, "release_id",
@@ -305,8 +304,8 @@ void tl_h_release_file(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         return;
     }
     if (!completed) {
-        tl_problem_r(resp, TL_R(release_not_ready),
-                   "the release has no files: see its status", NULL);
+        tl_problem_r(resp, TL_R(release_not_ready), "the release has no files: see its status",
+                     NULL);
         return;
     }
     char path[4096];
@@ -319,7 +318,7 @@ void tl_h_release_file(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         tl_log_error("release_file_missing",
                      json_pack("{s:s, s:s}", "release_id", id.s, "file", file));
         tl_problem_r(resp, TL_R(release_file_unavailable),
-                   "the release is completed but its file cannot be read here", NULL);
+                     "the release is completed but its file cannot be read here", NULL);
         return;
     }
     resp->status = 200;

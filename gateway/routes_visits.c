@@ -296,18 +296,18 @@ static void fan_out(tl_gw_t *gw, tl_req_t *req, const char *study_id, const char
 /* The study's template names and enrolled participants, for
  * protocol_fits; study as a parameter reference. */
 #define SQL_PROTOCOL_FACTS(study)                                                                  \
-    " (SELECT json_agg(DISTINCT ft.name)::text FROM form_templates ft WHERE ft.study_id = " study \
+    " (SELECT json_agg(DISTINCT ft.name)::text FROM form_templates ft WHERE ft.study_id = " study  \
     "),"                                                                                           \
     " (SELECT count(*) FROM schedule_participants sp WHERE sp.study_id = " study                   \
     "   AND sp.status = 'enrolled')"
 
 /* $1 visit type id, $2 study. Names are compared by protocol_fits, as the
  * fold compares them, so the duplicate column stays NULL. */
-static const char *const sql_vt_check = "SELECT (" SQL_VISIT_TYPE_JSON "), NULL::text,"
-                                        " EXISTS (SELECT 1 FROM studies WHERE id = $2),"
-                                        " EXISTS (SELECT 1 FROM studies WHERE id = $2 AND locked),"
-                                        " (" TL_SQL_VISIT_TYPES_JSON("$2") "),"
-                                        SQL_PROTOCOL_FACTS("$2");
+static const char *const sql_vt_check =
+    "SELECT (" SQL_VISIT_TYPE_JSON "), NULL::text,"
+    " EXISTS (SELECT 1 FROM studies WHERE id = $2),"
+    " EXISTS (SELECT 1 FROM studies WHERE id = $2 AND locked),"
+    " (" TL_SQL_VISIT_TYPES_JSON("$2") ")," SQL_PROTOCOL_FACTS("$2");
 
 typedef struct {
     tl_visit_type_t vt;
@@ -337,8 +337,8 @@ static bool vt_create_rules(const void *ctx_in, const tl_pg_res_t *check, tl_res
         return false;
     }
     return protocol_fits(&ctx->vt, NULL, json_object_get(ctx->body, "form_templates"),
-                         tl_pg_get(check, 0, 4), tl_pg_get(check, 0, 5),
-                         tl_pg_get_int(check, 0, 6), ctx->has_reason, resp);
+                         tl_pg_get(check, 0, 4), tl_pg_get(check, 0, 5), tl_pg_get_int(check, 0, 6),
+                         ctx->has_reason, resp);
 }
 
 static bool study_param(tl_req_t *req, tl_uuid_t *study, tl_resp_t *resp)
@@ -380,7 +380,7 @@ void tl_h_visit_type_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .check_params = check,
         .ncheck = 1,
         .dup = TL_R(duplicate_visit_type_name),
-                .dup_detail = "the study has a visit type with this name",
+        .dup_detail = "the study has a visit type with this name",
 
         .rules = vt_create_rules,
         .ctx = &ctx,
@@ -417,9 +417,9 @@ typedef struct {
 /* check: $1 visit type id, $2 study: last event, the type, locked, all types */
 static const char *const sql_amend_check =
     "SELECT t.last_event_id::text, (" SQL_VISIT_TYPE_JSON "), s.locked,"
-    " (" TL_SQL_VISIT_TYPES_JSON("$2") "),"
-    SQL_PROTOCOL_FACTS("$2")
-    " FROM visit_types t JOIN studies s ON s.id = t.study_id WHERE t.id = $1 AND t.study_id = $2";
+    " (" TL_SQL_VISIT_TYPES_JSON("$2") ")," SQL_PROTOCOL_FACTS(
+        "$2") " FROM visit_types t JOIN studies s ON s.id = t.study_id WHERE t.id = $1 AND "
+              "t.study_id = $2";
 
 static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
 {
@@ -451,9 +451,9 @@ static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, 
         tl_problem_r(resp, TL_R(nothing_to_amend),
                      "the amendment changes none of the visit type's fields", NULL);
     else if (ok)
-        ok = protocol_fits(&vt, &was, json_object_get(cur, "form_templates"),
-                           tl_pg_get(check, 0, 3), tl_pg_get(check, 0, 4),
-                           tl_pg_get_int(check, 0, 5), true, resp);
+        ok =
+            protocol_fits(&vt, &was, json_object_get(cur, "form_templates"), tl_pg_get(check, 0, 3),
+                          tl_pg_get(check, 0, 4), tl_pg_get_int(check, 0, 5), true, resp);
     if (ok) {
         json_t *p = ctx->payload;
         json_object_set_new(p, "study_id", json_string(ctx->study_id));
@@ -692,7 +692,7 @@ static bool stream_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
     if (c->req->params[1]) {
         if (!(c->visit = find_visit(&c->s, c->req->params[1]))) {
             tl_problem_r(resp, TL_R(not_found),
-                       "no visit of this participant has this visit type id or name", NULL);
+                         "no visit of this participant has this visit type id or name", NULL);
             return false;
         }
         json_object_set_new(c->payload, "visit_type_id", json_string(c->visit->visit_type_id));
@@ -718,7 +718,6 @@ static bool refused(const tl_verdict_t *v, tl_resp_t *resp)
     tl_problem_r(resp, v->why, v->detail, NULL);
     return false;
 }
-
 
 /* The payload of a completion or correction: the date and the optional
  * deviation reason and notes. */
@@ -804,8 +803,8 @@ static bool baseline_rule(stream_ctx_t *c, tl_resp_t *resp)
     {
         bool known = false;
         for (size_t i = 0; !known && i < c->s.nvisits; i++)
-            known = !strcasecmp(k, c->s.visits[i].visit_type_id) ||
-                    !strcasecmp(k, c->s.visits[i].name);
+            known =
+                !strcasecmp(k, c->s.visits[i].visit_type_id) || !strcasecmp(k, c->s.visits[i].name);
         if (!known || !json_is_string(r) || !has_text(reasons, k) ||
             json_string_length(r) >= TL_BYTES(TL_REASON_MAX))
             tl_json_error(errors, "deviation_reasons",
@@ -828,8 +827,8 @@ static bool baseline_rule(stream_ctx_t *c, tl_resp_t *resp)
         const tl_visit_t *o = &c->s.visits[i];
         const char *why = o->state == TL_VISIT_COMPLETED ? deviation_for(reasons, o) : NULL;
         if (why)
-            json_array_append_new(devs, json_pack("{s:s, s:s}", "visit_type_id",
-                                                  o->visit_type_id, "reason", why));
+            json_array_append_new(
+                devs, json_pack("{s:s, s:s}", "visit_type_id", o->visit_type_id, "reason", why));
     }
     free(moved);
     if (!ok)

@@ -4,8 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "tl_json.h"
 #include "reasons.h"
+#include "tl_json.h"
 
 static const char *const role_names[TL_ROLE_COUNT] = {
     "admin", "coordinator", "clinician", "monitor", "analyst", "connector",
@@ -70,7 +70,7 @@ static const char *const enrolment_states[] = {"none", "opened", "approved"};
 const char *tl_enrolment_state_name(int state)
 {
     return state >= TL_ENROLMENT_NONE && state <= TL_ENROLMENT_APPROVED ? enrolment_states[state]
-                                                                         : NULL;
+                                                                        : NULL;
 }
 
 int tl_enrolment_state_parse(const char *s)
@@ -220,8 +220,8 @@ static const char *attempt_failed(tl_principal_t *n, const json_t *ev)
 const char *tl_principal_apply(tl_principal_t *p, const char *type, const json_t *ev)
 {
     static const char *const types[] = {
-        "PrincipalCreated",       "PrincipalRoleChanged",     "PrincipalDisabled",
-        "SigningCredentialSet",   "SigningEnrolmentOpened",   "SigningEnrolmentApproved",
+        "PrincipalCreated",       "PrincipalRoleChanged",   "PrincipalDisabled",
+        "SigningCredentialSet",   "SigningEnrolmentOpened", "SigningEnrolmentApproved",
         "SignatureAttemptFailed", "SigningFailuresCleared",
     };
     size_t k = 0;

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reasons.h"
 #include "tl_date.h"
 #include "tl_secret.h"
-#include "reasons.h"
 
 const char *const tl_signature_meanings[] = {"authored", "reviewed", "approved", NULL};
 
@@ -618,8 +618,8 @@ tl_err_t tl_form_content_sha256(const char *form_id, int template_version, int r
 {
     json_t *doc = json_pack("{s:s, s:i, s:i, s:O}", "form_id", form_id, "template_version",
                             template_version, "revision", revision, "answers", answers);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
-                     : NULL;
+    char *text =
+        doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) : NULL;
     tl_err_t err = text ? tl_sha256_hex(text, strlen(text), out) : TL_ERR_NOMEM;
     free(text);
     json_decref(doc);

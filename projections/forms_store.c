@@ -5,11 +5,11 @@
 #include <string.h>
 
 #include "forms.h"
+#include "reasons.h"
 #include "tl_date.h"
 #include "tl_log.h"
 #include "tl_map.h"
 #include "tl_topics.h"
-#include "reasons.h"
 
 typedef struct {
     tl_map_t templates; /* "<study>/<name>" -> tl_template_t, the latest version */
@@ -172,8 +172,8 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
         if (!e->type)
             continue;
         if (!strcmp(e->topic, TL_TOPIC_PROTOCOL)) {
-            if (!strcmp(e->type, "FormTemplatePublished") && tl_uuid_valid(tl_event_str(e, "study_id")) &&
-                tl_event_str(e, "name")) {
+            if (!strcmp(e->type, "FormTemplatePublished") &&
+                tl_uuid_valid(tl_event_str(e, "study_id")) && tl_event_str(e, "name")) {
                 err = tl_cols_add(&tk, 0, tl_event_str(e, "study_id"));
                 if (!err)
                     err = tl_cols_add(&tk, 1, tl_event_str(e, "name"));

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "reasons.h"
 #include "tl_date.h"
 #include "tl_json.h"
-#include "reasons.h"
 
 #define OBSERVED_MIN (-25567) /* 1900-01-01: nothing observed before */
 

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "reasons.h"
 #include "tl_date.h"
 #include "tl_json.h"
-#include "reasons.h"
 
 const char *tl_participants_aggregate(const char *type, const json_t *ev)
 {
@@ -110,7 +110,8 @@ const char *tl_study_apply(tl_study_t *s, const char *type, const json_t *ev)
     if (!tl_ev_times_ok(ev))
         return TL_RN(invalid_event);
     tl_study_t n = {.exists = true};
-    if (!tl_ev_copy_uuid(n.id, ev, "study_id") || !tl_ev_copy_uuid(n.last_event_id, ev, "event_id") ||
+    if (!tl_ev_copy_uuid(n.id, ev, "study_id") ||
+        !tl_ev_copy_uuid(n.last_event_id, ev, "event_id") ||
         !tl_ev_copy_str(n.protocol_id, sizeof n.protocol_id, ev, "protocol_id") ||
         !tl_ev_copy_str(n.name, sizeof n.name, ev, "name"))
         return TL_RN(invalid_event);
@@ -136,7 +137,8 @@ const char *tl_site_apply(tl_site_t *s, const char *type, const json_t *ev)
     tl_site_t n = {.exists = true};
     if (!tl_ev_copy_uuid(n.id, ev, "site_id") || !tl_ev_copy_uuid(n.study_id, ev, "study_id") ||
         !tl_ev_copy_uuid(n.last_event_id, ev, "event_id") ||
-        !tl_ev_copy_str(n.code, sizeof n.code, ev, "code") || !tl_ev_copy_str(n.name, sizeof n.name, ev, "name"))
+        !tl_ev_copy_str(n.code, sizeof n.code, ev, "code") ||
+        !tl_ev_copy_str(n.name, sizeof n.name, ev, "name"))
         return TL_RN(invalid_event);
     n.added_at_us = tl_ev_int(ev, "occurred_at");
     *s = n;

@@ -6,11 +6,11 @@
 #include <strings.h>
 
 #include "participants.h"
+#include "reasons.h"
+#include "rules.h"
 #include "tl_date.h"
 #include "tl_map.h"
 #include "tl_topics.h"
-#include "reasons.h"
-#include "rules.h"
 
 typedef struct {
     tl_map_t studies, studies_by_protocol;
@@ -22,8 +22,8 @@ typedef struct {
 
 static void state_cleanup(state_t *st)
 {
-    tl_map_t *maps[] = {&st->studies, &st->studies_by_protocol, &st->sites,
-                        &st->sites_by_code, &st->parts, &st->parts_by_code, &st->vtypes};
+    tl_map_t *maps[] = {&st->studies, &st->studies_by_protocol, &st->sites, &st->sites_by_code,
+                        &st->parts,   &st->parts_by_code,       &st->vtypes};
     for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
         tl_map_cleanup(maps[i]);
     tl_arena_cleanup(&st->rows);
@@ -50,23 +50,23 @@ static const char *const sql_load_visit_types =
     "  FROM visit_types WHERE study_id = ANY($1::uuid[])";
 /* Lookups by id or by (study, code) as a UNION of two index scans: an OR of
  * the two would make PostgreSQL scan the whole table for every batch. */
-#define SITE_COLS                                                                                \
+#define SITE_COLS                                                                                  \
     "SELECT x.id, x.study_id, x.code, x.name, (extract(epoch FROM x.added_at) * 1000000)::bigint," \
     " x.last_event_id FROM sites x"
 static const char *const sql_load_sites =
     SITE_COLS " WHERE x.id = ANY($1::uuid[])"
-    " UNION " SITE_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
-    " ON x.study_id = u.s AND x.code = u.c";
-#define PARTICIPANT_COLS                                                                         \
+              " UNION " SITE_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
+              " ON x.study_id = u.s AND x.code = u.c";
+#define PARTICIPANT_COLS                                                                           \
     "SELECT x.id, x.study_id, x.site_id, x.participant_code, x.status, x.birth_year, x.sex,"       \
-    " x.consent_date - date '1970-01-01', x.baseline_date - date '1970-01-01',"                   \
-    " (extract(epoch FROM x.enrolled_at) * 1000000)::bigint,"                                       \
-    " (extract(epoch FROM x.updated_at) * 1000000)::bigint, x.version, x.last_event_id,"            \
+    " x.consent_date - date '1970-01-01', x.baseline_date - date '1970-01-01',"                    \
+    " (extract(epoch FROM x.enrolled_at) * 1000000)::bigint,"                                      \
+    " (extract(epoch FROM x.updated_at) * 1000000)::bigint, x.version, x.last_event_id,"           \
     " x.end_date - date '1970-01-01' FROM participants x"
 static const char *const sql_load_participants =
     PARTICIPANT_COLS " WHERE x.id = ANY($1::uuid[])"
-    " UNION " PARTICIPANT_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
-    " ON x.study_id = u.s AND x.participant_code = u.c";
+                     " UNION " PARTICIPANT_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
+                     " ON x.study_id = u.s AND x.participant_code = u.c";
 
 static tl_err_t index_study(state_t *st, tl_study_t *s)
 {
@@ -106,7 +106,7 @@ static tl_err_t load_visit_type(state_t *st, const tl_pg_res_t *res, int r)
     json_t *forms = json_loads(tl_pg_get(res, r, 7), 0, NULL);
     for (size_t i = 0; i < json_array_size(forms) && i < TL_FORMS_PER_VISIT_MAX; i++)
         tl_col_copy(v->forms[v->nforms++], sizeof v->forms[0],
-                 json_string_value(json_array_get(forms, i)));
+                    json_string_value(json_array_get(forms, i)));
     json_decref(forms);
     v->revision = (int32_t)tl_pg_get_int(res, r, 8);
     v->defined_at_us = tl_pg_get_int(res, r, 9);
@@ -209,7 +209,8 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
             }
         } else if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT)) {
             err = tl_cols_add_uuid(&pq, 0, tl_event_str(e, "participant_id"));
-            if (!err && !strcmp(e->type, "ParticipantEnrolled") && tl_event_str(e, "participant_code")) {
+            if (!err && !strcmp(e->type, "ParticipantEnrolled") &&
+                tl_event_str(e, "participant_code")) {
                 err = tl_cols_add_uuid(&pq, 1, tl_event_str(e, "study_id"));
                 if (!err)
                     err = tl_cols_add(&pq, 2, tl_event_str(e, "participant_code"));
@@ -258,7 +259,8 @@ static tl_err_t fold_study(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_m
         next = *s;
     const char *pid = tl_event_str(e, "protocol_id");
     tl_study_t *other = pid ? tl_map_get(&st->studies_by_protocol, pid) : NULL;
-    const char *why = other && other != s ? "duplicate_protocol_id" : tl_study_apply(&next, e->type, e->data);
+    const char *why =
+        other && other != s ? "duplicate_protocol_id" : tl_study_apply(&next, e->type, e->data);
     if (why)
         return tl_batch_reject(b, e, id, why);
     if (!s && !(s = tl_arena_calloc(&st->rows, sizeof *s)))
@@ -282,7 +284,8 @@ static tl_err_t fold_site(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_ma
     tl_site_t next = {0};
     if (s)
         next = *s;
-    const char *why = other && other != s ? "duplicate_site_code" : tl_site_apply(&next, e->type, e->data);
+    const char *why =
+        other && other != s ? "duplicate_site_code" : tl_site_apply(&next, e->type, e->data);
     if (why)
         return tl_batch_reject(b, e, agg, why);
     if (!s && !(s = tl_arena_calloc(&st->rows, sizeof *s)))
@@ -292,8 +295,7 @@ static tl_err_t fold_site(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_ma
     return err ? err : tl_map_put(dirty, s->id, s);
 }
 
-static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e,
-                                 tl_map_t *dirty)
+static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *dirty)
 {
     tl_uuid_t u, su;
     const char *agg = norm_id(e, "participant_id", &u);
@@ -306,7 +308,8 @@ static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e
     const char *why = NULL;
     if (!strcmp(e->type, "ParticipantEnrolled")) {
         char k[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
-        const char *study = norm_id(e, "study_id", &su), *code = tl_event_str(e, "participant_code");
+        const char *study = norm_id(e, "study_id", &su),
+                   *code = tl_event_str(e, "participant_code");
         code_key(k, sizeof k, study ? study : "", code ? code : "");
         tl_participant_t *other = tl_map_get(&st->parts_by_code, k);
         if (other && other != p)
@@ -335,8 +338,7 @@ static const char *protocol_conflict(const state_t *st, const tl_visit_type_row_
             others[nothers++] = o->vt;
     }
     tl_verdict_t v;
-    return tl_rule_protocol_shape(&n->vt, others, nothers, &v) ? NULL
-                                                                : tl_reason_name(v.why);
+    return tl_rule_protocol_shape(&n->vt, others, nothers, &v) ? NULL : tl_reason_name(v.why);
 }
 
 static tl_err_t fold_visit_type(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *dirty)
@@ -415,9 +417,14 @@ static tl_err_t write_studies(tl_batch_t *b, const tl_map_t *m)
         tl_ts_format(s->registered_at_us, ts);
         if (s->lock_changed_at_us)
             tl_ts_format(s->lock_changed_at_us, lts);
-        const char *v[] = {s->id, s->protocol_id, s->name,
-                           s->has_description ? s->description : NULL, ts, s->last_event_id,
-                           s->locked ? "t" : "f", s->lock_changed_at_us ? s->lock_reason : NULL,
+        const char *v[] = {s->id,
+                           s->protocol_id,
+                           s->name,
+                           s->has_description ? s->description : NULL,
+                           ts,
+                           s->last_event_id,
+                           s->locked ? "t" : "f",
+                           s->lock_changed_at_us ? s->lock_reason : NULL,
                            s->lock_changed_at_us ? lts : NULL};
         err = tl_cols_add_row(&c, v, 9);
     }
@@ -465,9 +472,19 @@ static tl_err_t write_participants(tl_batch_t *b, const tl_map_t *m)
         tl_ts_format(p->enrolled_at_us, ea);
         tl_ts_format(p->updated_at_us, ua);
         snprintf(ver, sizeof ver, "%lld", (long long)p->version);
-        const char *v[] = {p->id, p->study_id, p->site_id, p->code, p->status,
-                           p->birth_year ? by : NULL, p->sex[0] ? p->sex : NULL,
-                           p->has_consent ? cd : NULL, bd, ea, ua, ver, p->last_event_id,
+        const char *v[] = {p->id,
+                           p->study_id,
+                           p->site_id,
+                           p->code,
+                           p->status,
+                           p->birth_year ? by : NULL,
+                           p->sex[0] ? p->sex : NULL,
+                           p->has_consent ? cd : NULL,
+                           bd,
+                           ea,
+                           ua,
+                           ver,
+                           p->last_event_id,
                            p->end_date ? ed : NULL};
         err = tl_cols_add_row(&c, v, 14);
     }
@@ -502,8 +519,9 @@ static tl_err_t write_visit_types(tl_batch_t *b, const tl_map_t *m)
             err = TL_ERR_NOMEM;
             break;
         }
-        const char *v[] = {r->vt.id, r->study_id, r->vt.name, td, wb, wa,
-                           r->vt.required ? "t" : "f", ft, rev, da, ua, r->last_event_id};
+        const char *v[] = {
+            r->vt.id, r->study_id, r->vt.name,      td, wb, wa, r->vt.required ? "t" : "f", ft, rev,
+            da,       ua,          r->last_event_id};
         err = tl_cols_add_row(&c, v, 12);
         free(ft);
     }

@@ -17,7 +17,7 @@
 
 /* X(name, HTTP status, problem type, title) */
 #define TL_REASONS(X)                                                                              \
-    /* the request itself (400, 401, 403, 404, 405, 413, 415) */                                  \
+    /* the request itself (400, 401, 403, 404, 405, 413, 415) */                                   \
     X(malformed_json, 400, "malformed-json", "Malformed JSON")                                     \
     X(validation_failed, 400, "validation-failed", "Invalid request body")                         \
     X(invalid_query, 400, "invalid-query", "Invalid query parameters")                             \
@@ -70,7 +70,7 @@
     X(visit_not_scheduled, 409, "visit-not-scheduled", "Visit not scheduled")                      \
     X(visit_not_missed, 409, "visit-not-missed", "Visit not missed")                               \
     /* rules of the protocol and the study (422) */                                                \
-    X(reason_required, 422, "reason-required", "Reason required")                                 \
+    X(reason_required, 422, "reason-required", "Reason required")                                  \
     X(idempotency_key_reused, 422, "idempotency-key-reused", "Idempotency-Key reused")             \
     X(study_locked, 422, "study-locked", "Study locked")                                           \
     X(unknown_site, 422, "unknown-site", "Site not in study")                                      \

@@ -10,7 +10,8 @@
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static bool refuse(tl_verdict_t *out, tl_reason_t why, const char *fmt, ...)
+static bool
+refuse(tl_verdict_t *out, tl_reason_t why, const char *fmt, ...)
 {
     out->why = why;
     va_list ap;
@@ -63,8 +64,7 @@ static bool has_baseline(const tl_visit_type_t *vts, size_t n, const char *excep
     return false;
 }
 
-bool tl_rule_visit_type(const tl_visit_type_t *vt, const tl_protocol_change_t *c,
-                        tl_verdict_t *out)
+bool tl_rule_visit_type(const tl_visit_type_t *vt, const tl_protocol_change_t *c, tl_verdict_t *out)
 {
     if (!tl_rule_protocol_shape(vt, c->others, c->nothers, out))
         return false;
@@ -199,8 +199,8 @@ bool tl_rule_visit_complete(const tl_participant_facts_t *f, const tl_visit_t *v
     if (v->target_day > 0 && !b)
         return refuse(out, TL_R(baseline_not_completed),
                       "the participant's schedule has no baseline visit");
-    return tl_rule_event_date(f, actual, "actual_date", out) &&
-           after_baseline(f, v, actual, out) && window_fits(v, actual, has_deviation_reason, out);
+    return tl_rule_event_date(f, actual, "actual_date", out) && after_baseline(f, v, actual, out) &&
+           window_fits(v, actual, has_deviation_reason, out);
 }
 
 bool tl_rule_visit_correct(const tl_participant_facts_t *f, const tl_visit_t *v, int32_t actual,
@@ -259,8 +259,7 @@ bool tl_rule_baseline_change(const tl_participant_facts_t *f, int32_t nb,
         return refuse(out, TL_R(baseline_unchanged), "baseline_date is the current baseline");
     if (f->consent_date && nb < f->consent_date) {
         tl_date_format(f->consent_date, d);
-        return refuse(out, TL_R(date_before_consent),
-                      "baseline_date is before consent (%s)", d);
+        return refuse(out, TL_R(date_before_consent), "baseline_date is before consent (%s)", d);
     }
     /* every visit moves with the baseline, keeping its own window; a
      * completed one keeps its date and is judged against its new window */
@@ -312,8 +311,8 @@ static bool end_date(const tl_participant_facts_t *f, int32_t date, const char *
     if (!tl_rule_event_date(f, date, field, out))
         return false;
     if (date < last_visit_date(f->s, &name))
-        return refuse(out, TL_R(date_out_of_order), "%s is before the visit %s took place",
-                      field, name);
+        return refuse(out, TL_R(date_out_of_order), "%s is before the visit %s took place", field,
+                      name);
     return accept(out);
 }
 
@@ -334,8 +333,8 @@ bool tl_rule_finish(const tl_participant_facts_t *f, int32_t date, tl_verdict_t 
         if (!v->required || v->state != TL_VISIT_SCHEDULED)
             continue;
         if (!open++)
-            len = (size_t)snprintf(out->detail, sizeof out->detail,
-                                   "complete or mark missed first:");
+            len =
+                (size_t)snprintf(out->detail, sizeof out->detail, "complete or mark missed first:");
         if (len < sizeof out->detail)
             len += (size_t)snprintf(out->detail + len, sizeof out->detail - len, "%s %s",
                                     open > 1 ? "," : "", v->name);

@@ -85,8 +85,7 @@ typedef struct {
 /* Whether a command of kind k may change this participant at all: the
  * study lock holds everything; a withdrawn or completed participant takes
  * corrections of what took place (visit dates, forms) and nothing new. */
-bool tl_rule_participant_open(const tl_participant_facts_t *f, tl_act_t k,
-                              tl_verdict_t *out);
+bool tl_rule_participant_open(const tl_participant_facts_t *f, tl_act_t k, tl_verdict_t *out);
 
 /* A date of something that happened (a visit, a withdrawal): not in the
  * future, not before consent. field names it in the detail. */
@@ -104,8 +103,7 @@ bool tl_rule_visit_correct(const tl_participant_facts_t *f, const tl_visit_t *v,
                            bool has_deviation_reason, tl_verdict_t *out);
 bool tl_rule_visit_miss(const tl_participant_facts_t *f, const tl_visit_t *v, tl_verdict_t *out);
 /* A missed visit back to scheduled (with a reason, which the route needs). */
-bool tl_rule_visit_reopen(const tl_participant_facts_t *f, const tl_visit_t *v,
-                          tl_verdict_t *out);
+bool tl_rule_visit_reopen(const tl_participant_facts_t *f, const tl_visit_t *v, tl_verdict_t *out);
 
 /* A baseline change to nb. Fills moved (f->s's visits, nvisits of them,
  * caller's array) with the visits' new dates; completed visits keep theirs

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "tl_date.h"
 #include "reasons.h"
+#include "tl_date.h"
 
 static const char *const state_names[] = {"scheduled", "completed", "missed", "cancelled"};
 
@@ -249,7 +249,8 @@ static bool deviations(tl_schedule_t *s, const json_t *arr)
 {
     for (size_t i = 0; i < json_array_size(arr); i++) {
         const json_t *d = json_array_get(arr, i);
-        tl_visit_t *v = tl_schedule_visit(s, json_string_value(json_object_get(d, "visit_type_id")));
+        tl_visit_t *v =
+            tl_schedule_visit(s, json_string_value(json_object_get(d, "visit_type_id")));
         const char *reason = json_string_value(json_object_get(d, "reason"));
         if (!v || v->state != TL_VISIT_COMPLETED || !reason)
             continue;

@@ -4,9 +4,9 @@
 #include <string.h>
 
 #include "forms.h"
+#include "reasons.h"
 #include "schedules.h"
 #include "tl_date.h"
-#include "reasons.h"
 
 bool tl_ev_copy_str(char *dst, size_t size, const json_t *ev, const char *key)
 {
@@ -177,8 +177,8 @@ const char *tl_stream_decide(const tl_stream_state_t *st, const char *type, cons
      * place (visit dates, forms) is corrected, entered, amended and signed
      * after the participant left or finished (rules.h
      * tl_rule_participant_open); nothing else changes such a participant */
-    if (strcmp(type, "ConsentRecorded") && strcmp(type, "VisitCorrected") &&
-        !tl_form_event(type) && strcmp(st->status, "enrolled"))
+    if (strcmp(type, "ConsentRecorded") && strcmp(type, "VisitCorrected") && !tl_form_event(type) &&
+        strcmp(st->status, "enrolled"))
         return TL_RN(participant_not_active);
     return NULL;
 }

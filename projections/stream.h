@@ -27,7 +27,7 @@
 #define TL_NOTES_MAX 2000
 /* Buffers hold up to 4 UTF-8 bytes per character. */
 #define TL_BYTES(chars) ((chars)*4 + 1)
-#define TL_ACTOR_ID_MAX 100 /* bytes of an event's actor_id a fold keeps */
+#define TL_ACTOR_ID_MAX 100     /* bytes of an event's actor_id a fold keeps */
 #define TL_DISPLAY_NAME_MAX 128 /* characters of a printed name (a principal's display name) */
 
 typedef struct {

@@ -161,7 +161,8 @@ static const char *const migrations[] = {
     "  last_event_id uuid NOT NULL,"
     "  PRIMARY KEY (participant_id, visit_type_id));"
     "CREATE INDEX participant_visits_by_due ON participant_visits (study_id, due_date);"
-    "CREATE INDEX participant_visits_by_window ON participant_visits (study_id, state, window_end);",
+    "CREATE INDEX participant_visits_by_window ON participant_visits (study_id, state, "
+    "window_end);",
 
     /* 7: access projection (principals and their bearer tokens; only a
      * token's SHA-256 is kept, never the token) */
