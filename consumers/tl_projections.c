@@ -26,7 +26,7 @@ static const char *const participants_tables[] = {"studies", "sites", "participa
                                                   "visit_types", "releases"};
 /* 2: projection_offsets and projection_rejections; 3, 5 and 14: the tables
  * above */
-static const int participants_migrations[] = {2, 3, 5, 14};
+static const int participants_migrations[] = {2, 3, 5, 14, 19};
 /* the fold looks participants up by id and by (study, code), never by these */
 static const char *const participants_read_indexes[] = {"participants_by_site",
                                                         "participants_by_status"};

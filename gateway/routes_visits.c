@@ -602,26 +602,14 @@ void tl_h_study_unlock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 
 /* ---- the participant's stream: visits, baseline, withdraw, complete ---- */
 
-/* $1 participant: its last event, then its state as JSON */
+/* $1 participant: its last event, the study's lock, the consent date, then
+ * its schedule as the schedules projection loads it, one row per visit */
 static const char *const sql_stream_state =
-    "SELECT p.last_event_id::text, json_build_object('study_id', p.study_id,"
-    " 'site_id', p.site_id, 'status', p.status, 'baseline_date', p.baseline_date,"
-    " 'version', p.version, 'locked', COALESCE(s.locked, false),"
-    " 'consent_date', pp.consent_date,"
-    " 'visits', COALESCE((SELECT json_agg(json_build_object('visit_type_id', v.visit_type_id,"
-    "   'name', v.name, 'target_day', v.target_day, 'required', v.required,"
-    "   'due_date', v.due_date, 'window_start', v.window_start, 'window_end', v.window_end,"
-    "   'state', v.state) ORDER BY v.target_day, v.visit_type_id)"
-    "   FROM participant_visits v WHERE v.participant_id = p.id), '[]'::json))::text"
-    " FROM schedule_participants p LEFT JOIN studies s ON s.id = p.study_id"
-    " LEFT JOIN participants pp ON pp.id = p.id WHERE p.id = $1";
-
-static int32_t json_date(const json_t *o, const char *key)
-{
-    int32_t d = 0;
-    tl_date_parse(json_string_value(json_object_get(o, key)), &d);
-    return d;
-}
+    "SELECT p.last_event_id::text, COALESCE(s.locked, false),"
+    " pp.consent_date - date '1970-01-01'," TL_SQL_SCHEDULE_COLS TL_SQL_SCHEDULE_FROM
+    " LEFT JOIN studies s ON s.id = p.study_id LEFT JOIN participants pp ON pp.id = p.id"
+    " WHERE p.id = $1 ORDER BY v.target_day, v.visit_type_id";
+#define STREAM_STATE_SCHEDULE_COL 3
 
 typedef struct stream_ctx stream_ctx_t;
 typedef bool (*stream_rule_fn)(stream_ctx_t *c, tl_resp_t *resp);
@@ -638,36 +626,11 @@ struct stream_ctx {
     char as_of[TL_DATE_STRLEN];
 };
 
-static bool load_state(stream_ctx_t *c, const char *text)
+static bool load_state(stream_ctx_t *c, const tl_pg_res_t *check)
 {
-    json_t *j = json_loads(text, 0, NULL);
-    const json_t *visits = json_object_get(j, "visits");
-    size_t n = json_array_size(visits);
-    bool ok = j && (c->s.visits = calloc(n + 1, sizeof *c->s.visits));
-    if (ok) {
-        snprintf(c->s.study_id, sizeof c->s.study_id, "%s", tl_json_str(j, "study_id"));
-        snprintf(c->s.site_id, sizeof c->s.site_id, "%s", tl_json_str(j, "site_id"));
-        snprintf(c->s.status, sizeof c->s.status, "%s", tl_json_str(j, "status"));
-        c->s.baseline_date = json_date(j, "baseline_date");
-        c->s.version = json_integer_value(json_object_get(j, "version"));
-        c->locked = json_is_true(json_object_get(j, "locked"));
-        c->consent_date = json_date(j, "consent_date");
-    }
-    for (size_t i = 0; ok && i < n; i++) {
-        const json_t *o = json_array_get(visits, i);
-        tl_visit_t *v = &c->s.visits[c->s.nvisits++];
-        snprintf(v->visit_type_id, sizeof v->visit_type_id, "%s", tl_json_str(o, "visit_type_id"));
-        snprintf(v->name, sizeof v->name, "%s", tl_json_str(o, "name"));
-        v->target_day = (int32_t)json_integer_value(json_object_get(o, "target_day"));
-        v->required = json_is_true(json_object_get(o, "required"));
-        v->due = json_date(o, "due_date");
-        v->window_start = json_date(o, "window_start");
-        v->window_end = json_date(o, "window_end");
-        int st = tl_visit_state_parse(tl_json_str(o, "state"));
-        v->state = st < 0 ? TL_VISIT_SCHEDULED : (tl_visit_state_t)st;
-    }
-    json_decref(j);
-    return ok;
+    c->locked = !strcmp(tl_pg_get(check, 0, 1), "t");
+    c->consent_date = tl_pg_get(check, 0, 2) ? (int32_t)tl_pg_get_int(check, 0, 2) : 0;
+    return !tl_schedule_read(&c->s, check, STREAM_STATE_SCHEDULE_COL, 0, tl_pg_nrows(check));
 }
 
 /* The visit a route names: its id or its name (any case). */
@@ -683,7 +646,7 @@ static tl_visit_t *find_visit(tl_schedule_t *s, const char *ref)
 static bool stream_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     stream_ctx_t *c = ctx_in;
-    if (!load_state(c, tl_pg_get(check, 0, 1))) {
+    if (!load_state(c, check)) {
         tl_problem_from_err(resp, TL_ERR_NOMEM);
         return false;
     }
