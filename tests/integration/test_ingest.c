@@ -162,7 +162,7 @@ static void test_ingest(void **state)
                           "trialog_error_type=unknown_participant",
                           "trialog_error_type=out_of_range",
                           "trialog_error_field=cst_um",
-                          "trialog_original_topic=" TOPIC,
+                          ("trialog_original_topic=" TOPIC),
                           "trialog_original_offset=",
                           "trialog_source=oct"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
