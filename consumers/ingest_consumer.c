@@ -95,6 +95,7 @@ typedef struct {
     tl_observation_t o;
     tl_uuid_t id; /* the canonical event's */
     char participant_id[TL_UUID_STRLEN], study_id[TL_UUID_STRLEN];
+    char site_id[TL_UUID_STRLEN]; /* the participant's: the audit's site scope */
     int64_t version;
     tl_kafka_receipt_t receipt;
     bool valid;         /* an observation to take: read, about a participant, not settled */
@@ -200,6 +201,7 @@ static tl_err_t produce(ctx_t *c, item_t *it)
                             .occurred_at_us = (int64_t)o->observed_on * 86400 * 1000000,
                             .actor_id = actor,
                             .actor_role = "connector",
+                            .site_id = it->site_id[0] ? it->site_id : NULL,
                             .correlation_id = o->event_id,
                             .causation_id = o->event_id,
                             .source = it->source,
@@ -306,37 +308,38 @@ static tl_err_t load_who(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t 
         err = tl_cols_add_row(
             &q, (const char *const[]){v[i]->o.protocol_id, v[i]->o.participant_code}, 2);
     if (!err && k)
-        err = tl_cols_exec(
-            pg,
-            "SELECT x.i, s.id, p.id, p.status, p.version,"
-            "  p.consent_date - date '1970-01-01'"
-            " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(protocol, code, i)"
-            " LEFT JOIN studies s ON s.protocol_id = x.protocol"
-            " LEFT JOIN participants p"
-            "   ON p.study_id = s.id AND p.participant_code = x.code",
-            &q, &res);
+        err =
+            tl_cols_exec(pg,
+                      "SELECT x.i, s.id, p.id, p.status, p.version,"
+                      "  p.consent_date - date '1970-01-01', s.locked, p.site_id"
+                      " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(protocol, code, i)"
+                      " LEFT JOIN studies s ON s.protocol_id = x.protocol"
+                      " LEFT JOIN participants p"
+                      "   ON p.study_id = s.id AND p.participant_code = x.code",
+                      &q, &res);
     for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
         size_t i;
         if (!row_index(res, r, k, &i) || seen[i])
             continue;
         item_t *it = v[i];
         seen[i] = true;
-        const char *why = NULL;
-        if (!tl_pg_get(res, r, 1))
-            why = TL_RN(unknown_study);
-        else if (!tl_pg_get(res, r, 2))
-            why = TL_RN(unknown_participant);
-        else if (strcmp(tl_pg_get(res, r, 3), "enrolled"))
-            why = TL_RN(participant_not_active);
-        else if (tl_pg_get(res, r, 5) && it->o.observed_on < tl_pg_get_int(res, r, 5))
-            why = TL_RN(out_of_range); /* before the participant consented */
+        const char *field = NULL, *status = tl_pg_get(res, r, 3);
+        const tl_ingest_target_t t = {
+            .study_known = tl_pg_get(res, r, 1) != NULL,
+            .study_locked = tl_pg_get(res, r, 6) && !strcmp(tl_pg_get(res, r, 6), "t"),
+            .participant_known = tl_pg_get(res, r, 2) != NULL,
+            .participant_enrolled = status && !strcmp(status, "enrolled"),
+            .has_consent = tl_pg_get(res, r, 5) != NULL,
+            .consent_date = (int32_t)tl_pg_get_int(res, r, 5)};
+        const char *why = tl_ingest_admit(&t, it->o.observed_on, &field);
         if (why) {
             it->valid = false;
-            err = dead_letter(c, it->e, why, !strcmp(why, "out_of_range") ? "observed_on" : NULL);
+            err = dead_letter(c, it->e, why, field);
             continue;
         }
         tl_col_copy(it->study_id, sizeof it->study_id, tl_pg_get(res, r, 1));
         tl_col_copy(it->participant_id, sizeof it->participant_id, tl_pg_get(res, r, 2));
+        tl_col_copy(it->site_id, sizeof it->site_id, tl_pg_get(res, r, 7));
         current[i] = tl_pg_get_int(res, r, 4);
     }
     for (size_t i = 0; i < k && !err; i++) {

@@ -235,6 +235,7 @@ bool tl_auth_has_site(const tl_req_t *req, const char *site_id);
 /* handlers */
 /* history and the audit list (routes_history.c) */
 void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_participant_observations(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_audit_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 /* principals, tokens, signing credentials (routes_access.c) */
 void tl_h_me(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);

@@ -99,6 +99,8 @@ static const tl_route_t routes[] = {
      TL_SCOPE_PARTICIPANT},
     {"GET", "/v1/participants/{participant}/history", tl_h_participant_history, ADMIN | MON,
      TL_SCOPE_PARTICIPANT},
+    {"GET", "/v1/participants/{participant}/observations", tl_h_participant_observations, STAFF,
+     TL_SCOPE_PARTICIPANT},
     /* case report forms: clinicians enter and sign them, coordinators
      * enter them, monitors read them; admins enter but never sign
      * (docs/SECURITY.md) */

@@ -141,3 +141,21 @@ void tl_observation_cleanup(tl_observation_t *o)
     json_decref(o->values);
     o->values = NULL;
 }
+
+const char *tl_ingest_admit(const tl_ingest_target_t *t, int32_t observed_on, const char **field)
+{
+    *field = NULL;
+    if (!t->study_known)
+        return TL_RN(unknown_study);
+    if (!t->participant_known)
+        return TL_RN(unknown_participant);
+    if (!t->participant_enrolled)
+        return TL_RN(participant_not_active);
+    if (t->has_consent && observed_on < t->consent_date) {
+        *field = "observed_on";
+        return TL_RN(out_of_range);
+    }
+    /* DESIGN.md §5: after lock any data change is a violation until unlock;
+     * a connector's observation is a data change like a form */
+    return t->study_locked ? TL_RN(study_locked) : NULL;
+}

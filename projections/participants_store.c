@@ -295,7 +295,38 @@ static tl_err_t fold_site(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_ma
     return err ? err : tl_map_put(dirty, s->id, s);
 }
 
-static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *dirty)
+/* The row of observations an ObservationRecorded the participant took
+ * makes: its values readable through the API (docs/CONNECTORS.md). */
+static tl_err_t add_observation(tl_cols_t *obs, const tl_participant_t *p, const tl_event_t *e)
+{
+    const json_t *ev = e->data, *origin = json_object_get(ev, "ingest");
+    char ver[24], day[TL_DATE_STRLEN], at[40];
+    char *values = json_dumps(json_object_get(ev, "values"), JSON_COMPACT);
+    if (!values)
+        return TL_ERR_NOMEM;
+    snprintf(ver, sizeof ver, "%lld", (long long)p->version);
+    tl_date_format((int32_t)tl_ev_int(ev, "observed_on"), day);
+    tl_ts_format(tl_ev_int(ev, "recorded_at"), at);
+    const char *v[] = {p->last_event_id,
+                       p->id,
+                       p->study_id,
+                       p->site_id,
+                       ver,
+                       tl_event_str(e, "source"),
+                       tl_event_str(e, "kind"),
+                       day,
+                       tl_event_str(e, "device"),
+                       tl_event_str(e, "laterality"),
+                       values,
+                       json_string_value(json_object_get(origin, "connector_event_id")),
+                       at};
+    tl_err_t err = tl_cols_add_row(obs, v, 13);
+    free(values);
+    return err;
+}
+
+static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e,
+                                 tl_map_t *dirty, tl_cols_t *obs)
 {
     tl_uuid_t u, su;
     const char *agg = norm_id(e, "participant_id", &u);
@@ -323,6 +354,8 @@ static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e
         return TL_ERR_NOMEM;
     *p = next;
     tl_err_t err = index_participant(st, p);
+    if (!err && !strcmp(e->type, "ObservationRecorded"))
+        err = add_observation(obs, p, e);
     return err ? err : tl_map_put(dirty, p->id, p);
 }
 
@@ -403,6 +436,16 @@ static const char *const sql_upsert_participants =
     "   consent_date = EXCLUDED.consent_date, baseline_date = EXCLUDED.baseline_date,"
     "   updated_at = EXCLUDED.updated_at, version = EXCLUDED.version,"
     "   last_event_id = EXCLUDED.last_event_id, end_date = EXCLUDED.end_date";
+
+/* an event applied twice is the same row (a batch that runs again) */
+static const char *const sql_insert_observations =
+    "INSERT INTO observations (event_id, participant_id, study_id, site_id, stream_version,"
+    "  source, kind, observed_on, device, laterality, observed_values, connector_event_id,"
+    "  recorded_at)"
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[],"
+    "  $6::text[], $7::text[], $8::date[], $9::text[], $10::text[], $11::jsonb[], $12::text[],"
+    "  $13::timestamptz[])"
+    " ON CONFLICT (event_id) DO NOTHING";
 
 static tl_err_t write_studies(tl_batch_t *b, const tl_map_t *m)
 {
@@ -539,13 +582,15 @@ tl_err_t tl_participants_store_apply(tl_pg_t *pg, tl_batch_t *b)
     tl_map_init(&dirty_studies);
     tl_map_init(&dirty_sites);
     tl_map_init(&dirty_parts);
+    tl_cols_t obs;
+    tl_cols_init(&obs, 13);
     tl_err_t err = load(pg, b, &st);
     for (size_t i = 0; i < b->n && !err; i++) {
         const tl_event_t *e = &b->events[i];
         if (!e->type)
             continue;
         if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT))
-            err = fold_participant(b, &st, e, &dirty_parts);
+            err = fold_participant(b, &st, e, &dirty_parts, &obs);
         else if (!strcmp(e->type, "StudyRegistered") || !strcmp(e->type, "StudyLocked") ||
                  !strcmp(e->type, "StudyUnlocked"))
             err = fold_study(b, &st, e, &dirty_studies);
@@ -562,6 +607,10 @@ tl_err_t tl_participants_store_apply(tl_pg_t *pg, tl_batch_t *b)
         err = write_participants(b, &dirty_parts);
     if (!err)
         err = write_visit_types(b, &dirty_vtypes);
+    if (!err && obs.nrows)
+        err = tl_batch_add_cols(b, sql_insert_observations, &obs); /* takes obs over */
+    else
+        tl_cols_cleanup(&obs);
     tl_map_cleanup(&dirty_vtypes);
     tl_map_cleanup(&dirty_studies);
     tl_map_cleanup(&dirty_sites);

@@ -362,7 +362,26 @@ static const char *const migrations[] = {
     /* 18: what each form's signature signed and the signer's printed name */
     ("ALTER TABLE forms ADD COLUMN signer_printed_name text,"
      "  ADD COLUMN signature_content_sha256 text;"),
-    /* 19: when a participant was withdrawn or completed (rules.h); rows
+    /* 19: connectors' observations as the participants projection took
+     * them (ObservationRecorded, docs/CONNECTORS.md), for
+     * GET /v1/participants/{p}/observations; site_id is the participant's,
+     * which the route's site scope checks */
+    "CREATE TABLE observations ("
+    "  event_id uuid PRIMARY KEY,"
+    "  participant_id uuid NOT NULL,"
+    "  study_id uuid NOT NULL,"
+    "  site_id uuid NOT NULL,"
+    "  stream_version bigint NOT NULL,"
+    "  source text NOT NULL,"
+    "  kind text NOT NULL,"
+    "  observed_on date NOT NULL,"
+    "  device text,"
+    "  laterality text,"
+    "  observed_values jsonb NOT NULL,"
+    "  connector_event_id text,"
+    "  recorded_at timestamptz NOT NULL);"
+    "CREATE UNIQUE INDEX observations_by_participant ON observations (participant_id, stream_version);",
+    /* 20: when a participant was withdrawn or completed (rules.h); rows
      * of participants who left before it get theirs on a rebuild */
     "ALTER TABLE participants ADD COLUMN end_date date;",
 };
