@@ -14,10 +14,10 @@
 #define MON TL_ROLE_BIT(TL_ROLE_MONITOR)
 #define ANALYST TL_ROLE_BIT(TL_ROLE_ANALYST)
 #define CONN TL_ROLE_BIT(TL_ROLE_CONNECTOR)
-#define STAFF (ADMIN | COORD | CLIN | MON)    /* identified data of their sites */
-#define STUDY_READERS (STAFF | ANALYST)       /* study definitions and aggregates */
+#define STAFF (ADMIN | COORD | CLIN | MON) /* identified data of their sites */
+#define STUDY_READERS (STAFF | ANALYST)    /* study definitions and aggregates */
 #define EVERYONE (STAFF | ANALYST | CONN)
-#define SIGNERS TL_SIGNER_ROLES               /* sign clinical forms (access.h) */
+#define SIGNERS TL_SIGNER_ROLES /* sign clinical forms (access.h) */
 
 /* The routes and the permission table in one (docs/SECURITY.md): who may
  * call each route, and what its first {x} is for site scoping. Analysts see
@@ -44,8 +44,8 @@ static const tl_route_t routes[] = {
      TL_SCOPE_NONE},
     {"POST", "/v1/principals/{principal}/signing-enrolments/{enrolment}/approve",
      tl_h_signing_enrolment_approve, ADMIN, TL_SCOPE_NONE},
-    {"POST", "/v1/principals/{principal}/signing-credential", tl_h_signing_credential_set,
-     SIGNERS, TL_SCOPE_SELF},
+    {"POST", "/v1/principals/{principal}/signing-credential", tl_h_signing_credential_set, SIGNERS,
+     TL_SCOPE_SELF},
     {"POST", "/v1/studies", tl_h_study_create, ADMIN, TL_SCOPE_NONE},
     {"GET", "/v1/studies/{study}", tl_h_study_get, STUDY_READERS, TL_SCOPE_STUDY},
     {"POST", "/v1/studies/{study}/sites", tl_h_site_create, ADMIN, TL_SCOPE_NONE},
@@ -54,8 +54,7 @@ static const tl_route_t routes[] = {
     {"GET", "/v1/studies/{study}/participants", tl_h_participant_list, STAFF, TL_SCOPE_STUDY},
     {"GET", "/v1/participants/{participant}", tl_h_participant_get, STAFF, TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/studies/{study}/visit-types", tl_h_visit_type_create, ADMIN, TL_SCOPE_NONE},
-    {"GET", "/v1/studies/{study}/visit-types", tl_h_visit_type_list, STUDY_READERS,
-     TL_SCOPE_STUDY},
+    {"GET", "/v1/studies/{study}/visit-types", tl_h_visit_type_list, STUDY_READERS, TL_SCOPE_STUDY},
     {"GET", "/v1/studies/{study}/visit-types/{visit_type}", tl_h_visit_type_get, STUDY_READERS,
      TL_SCOPE_STUDY},
     {"PATCH", "/v1/studies/{study}/visit-types/{visit_type}", tl_h_visit_type_amend, ADMIN,
@@ -88,6 +87,8 @@ static const tl_route_t routes[] = {
      ADMIN | COORD, TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/miss", tl_h_visit_miss,
      ADMIN | COORD, TL_SCOPE_PARTICIPANT},
+    {"POST", "/v1/participants/{participant}/visits/{visit_type}/reopen", tl_h_visit_reopen,
+     ADMIN | COORD, TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/correct", tl_h_visit_correct,
      ADMIN | COORD, TL_SCOPE_PARTICIPANT},
     {"POST", "/v1/participants/{participant}/baseline", tl_h_baseline_change, ADMIN | COORD,
@@ -98,6 +99,8 @@ static const tl_route_t routes[] = {
      TL_SCOPE_PARTICIPANT},
     {"GET", "/v1/participants/{participant}/history", tl_h_participant_history, ADMIN | MON,
      TL_SCOPE_PARTICIPANT},
+    {"GET", "/v1/participants/{participant}/observations", tl_h_participant_observations, STAFF,
+     TL_SCOPE_PARTICIPANT},
     /* case report forms: clinicians enter and sign them, coordinators
      * enter them, monitors read them; admins enter but never sign
      * (docs/SECURITY.md) */
@@ -105,8 +108,8 @@ static const tl_route_t routes[] = {
      TL_SCOPE_NONE},
     {"GET", "/v1/studies/{study}/form-templates", tl_h_form_template_list, STUDY_READERS,
      TL_SCOPE_STUDY},
-    {"GET", "/v1/studies/{study}/form-templates/{template}", tl_h_form_template_get,
-     STUDY_READERS, TL_SCOPE_STUDY},
+    {"GET", "/v1/studies/{study}/form-templates/{template}", tl_h_form_template_get, STUDY_READERS,
+     TL_SCOPE_STUDY},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/forms", tl_h_form_submit,
      ADMIN | COORD | CLIN, TL_SCOPE_PARTICIPANT},
     {"GET", "/v1/participants/{participant}/forms", tl_h_participant_forms, STAFF,
@@ -116,8 +119,7 @@ static const tl_route_t routes[] = {
     {"POST", "/v1/forms/{form}/sign", tl_h_form_sign, SIGNERS, TL_SCOPE_FORM},
     {"GET", "/v1/audit", tl_h_audit_list, ADMIN | MON, TL_SCOPE_NONE},
     /* dataset releases: de-identified files for analysts (docs/ANALYSTS.md) */
-    {"POST", "/v1/studies/{study}/releases", tl_h_release_create, ADMIN | ANALYST,
-     TL_SCOPE_STUDY},
+    {"POST", "/v1/studies/{study}/releases", tl_h_release_create, ADMIN | ANALYST, TL_SCOPE_STUDY},
     {"GET", "/v1/studies/{study}/releases", tl_h_release_list, ADMIN | ANALYST, TL_SCOPE_STUDY},
     {"GET", "/v1/releases/{release}", tl_h_release_get, ADMIN | ANALYST, TL_SCOPE_NONE},
     {"GET", "/v1/releases/{release}/files/{file}", tl_h_release_file, ADMIN | ANALYST,
@@ -190,8 +192,8 @@ static void options(tl_gw_t *gw, const tl_req_t *req, tl_resp_t *resp, const cha
     if (req->origin && req->cors_method &&
         (!tl_cors_match(&gw->cors, req->origin) ||
          !tl_edge_method_listed(methods, req->cors_method))) {
-        tl_problem(resp, 403, "cors-refused", "Cross-origin request refused",
-                   "the origin may not call this gateway, or not with this method", NULL);
+        tl_problem_r(resp, TL_R(cors_refused),
+                     "the origin may not call this gateway, or not with this method", NULL);
         return;
     }
     resp->status = 204;
@@ -277,10 +279,10 @@ static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, c
         if (*pattern && !strcmp(req->method, "OPTIONS")) {
             options(gw, req, resp, allow);
         } else if (*pattern) {
-            tl_problem(resp, 405, "method-not-allowed", "Method not allowed", NULL, NULL);
+            tl_problem_r(resp, TL_R(method_not_allowed), NULL, NULL);
             snprintf(resp->allow, sizeof resp->allow, "%s", allow);
         } else {
-            tl_problem(resp, 404, "not-found", "Not found", "no such route", NULL);
+            tl_problem_r(resp, TL_R(not_found), "no such route", NULL);
         }
         return NULL;
     }
@@ -288,8 +290,7 @@ static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, c
         if (!tl_auth_authenticate(gw, req, resp))
             return found;
         if (!(found->roles & TL_ROLE_BIT(req->actor.role))) {
-            tl_problem(resp, 403, "forbidden", "Not allowed",
-                       "the principal's role may not do this", NULL);
+            tl_problem_r(resp, TL_R(forbidden), "the principal's role may not do this", NULL);
             return found;
         }
         if (!tl_auth_in_scope(gw, found, req, resp))
@@ -298,15 +299,13 @@ static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, c
     if ((!strcmp(req->method, "POST") || !strcmp(req->method, "PATCH") ||
          !strcmp(req->method, "PUT")) &&
         !json_content_type(req->content_type)) {
-        tl_problem(resp, 415, "unsupported-media-type", "Unsupported media type",
-                   "the body must be application/json", NULL);
+        tl_problem_r(resp, TL_R(unsupported_media_type), "the body must be application/json", NULL);
         return found;
     }
     found->handler(gw, req, resp);
     tl_idem_finish(gw, req, resp);
     if (resp->status >= 500)
-        tl_log_warn("request_failed", json_pack("{s:s, s:s, s:i}", "method", req->method,
-                                                "route", found->pattern, "status",
-                                                resp->status));
+        tl_log_warn("request_failed", json_pack("{s:s, s:s, s:i}", "method", req->method, "route",
+                                                found->pattern, "status", resp->status));
     return found;
 }

@@ -41,9 +41,9 @@
 static const char *const sql_form =
     "SELECT " SQL_FORM_JSON "::text" SQL_FORM_FROM " WHERE f.id = $1";
 
-static void invalid(tl_resp_t *resp, const char *type, const char *title, json_t *errors)
+static void invalid(tl_resp_t *resp, tl_reason_t why, json_t *errors)
 {
-    tl_problem(resp, 422, type, title, "see errors: every problem is listed", errors);
+    tl_problem_r(resp, why, "see errors: every problem is listed", errors);
 }
 
 static bool is_true(const tl_pg_res_t *res, int col)
@@ -123,8 +123,7 @@ static bool publish_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
         return false;
     }
     if (v > TL_TEMPLATE_VERSIONS_MAX) {
-        tl_problem(resp, 422, "too-many-versions", "Too many template versions",
-                   "a template has at most 1000 versions", NULL);
+        tl_problem_r(resp, TL_R(too_many_versions), "a template has at most 1000 versions", NULL);
         return false;
     }
     json_object_set_new(c->payload, "study_id", json_string(c->study_id));
@@ -146,11 +145,11 @@ void tl_h_form_template_publish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!body || !tl_cmd_init(gw, req, &cmd, resp))
         goto out;
     if (tl_uuid_parse(req->params[0], &study)) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         goto out;
     }
     if (!(ctx.fields = tl_template_fields_check(json_object_get(body, "fields"), errors))) {
-        invalid(resp, "invalid-template", "Invalid form template", errors);
+        invalid(resp, TL_R(invalid_template), errors);
         errors = NULL;
         goto out;
     }
@@ -162,7 +161,7 @@ void tl_h_form_template_publish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const tl_update_t spec = {.check_sql = sql_template_check,
                               .check_params = check,
                               .ncheck = 3,
-                              .not_found_title = "Study not found",
+                              .not_found = "study not found",
                               .decide = publish_decide,
                               .ctx = &ctx,
                               .answer_sql = sql_template_version,
@@ -193,7 +192,7 @@ void tl_h_form_template_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             "   WHERE study_id = s.id ORDER BY name, version DESC) t), '[]'::json))::text"
             " FROM studies s WHERE s.id = $1",
             1, req->params, &failed);
-    tl_gw_found(resp, j, failed, "Study not found");
+    tl_gw_found(resp, j, failed, "study not found");
 }
 
 void tl_h_form_template_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -223,7 +222,7 @@ void tl_h_form_template_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         json_decref(j);
         j = NULL;
     }
-    tl_gw_found(resp, j, failed, "Form template not found");
+    tl_gw_found(resp, j, failed, "form template not found");
 }
 
 /* ---- responses ---- */
@@ -282,19 +281,19 @@ static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
     }
     const char *state = tl_pg_get(check, 0, 6);
     if (!tl_pg_get(check, 0, 5)) {
-        tl_problem(resp, 404, "not-found", "Visit not found",
-                   "no visit of this participant has this visit type id or name", NULL);
+        tl_problem_r(resp, TL_R(not_found),
+                     "no visit of this participant has this visit type id or name", NULL);
         return false;
     }
     if (strcmp(state, "completed")) {
-        tl_problem(resp, 422, "visit-not-completed", "Visit not completed",
-                   "forms are entered for a completed visit: complete the visit first", NULL);
+        tl_problem_r(resp, TL_R(visit_not_completed),
+                     "forms are entered for a completed visit: complete the visit first", NULL);
         return false;
     }
     if (!tl_pg_get(check, 0, 7)) {
         json_t *errors = json_array();
         tl_json_error(errors, "template", "the study has no form template of this name");
-        invalid(resp, "unknown-template", "Unknown form template", errors);
+        invalid(resp, TL_R(unknown_template), errors);
         return false;
     }
     const char *existing = tl_pg_get(check, 0, 10);
@@ -303,7 +302,7 @@ static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
         snprintf(detail, sizeof detail,
                  "the visit has this form already (/v1/forms/%s): amend it with a reason",
                  existing);
-        tl_problem(resp, 409, "form-already-submitted", "Form already submitted", detail, NULL);
+        tl_problem_r(resp, TL_R(form_already_submitted), detail, NULL);
         snprintf(resp->location, sizeof resp->location, "/v1/forms/%s", existing);
         return false;
     }
@@ -313,7 +312,7 @@ static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
     json_decref(fields);
     if (n) {
         if (json_array_size(errors))
-            invalid(resp, "invalid-answers", "Invalid answers", errors);
+            invalid(resp, TL_R(invalid_answers), errors);
         else
             tl_problem_from_err(resp, TL_ERR_NOMEM);
         if (!json_array_size(errors))
@@ -343,7 +342,7 @@ void tl_h_form_submit(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!body || !tl_cmd_init(gw, req, &cmd, resp))
         goto out;
     if (tl_uuid_parse(req->params[0], &pid)) {
-        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "participant not found", NULL);
         goto out;
     }
     const char *check[] = {pid.s, req->params[1], tl_json_str(body, "template"), cmd.resource_id.s};
@@ -351,7 +350,7 @@ void tl_h_form_submit(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const tl_update_t spec = {.check_sql = sql_submit_check,
                               .check_params = check,
                               .ncheck = 4,
-                              .not_found_title = "Participant not found",
+                              .not_found = "participant not found",
                               .decide = submit_decide,
                               .ctx = &ctx,
                               .answer_sql = sql_form,
@@ -418,13 +417,13 @@ static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, 
         goto out;
     }
     if (!json_array_size(changes)) {
-        tl_problem(resp, 422, "nothing-to-amend", "Nothing to amend",
-                   "the amendment changes none of the form's answers", NULL);
+        tl_problem_r(resp, TL_R(nothing_to_amend),
+                     "the amendment changes none of the form's answers", NULL);
         goto out;
     }
     /* against the version the form was entered with, which it keeps */
     if (tl_answers_check(fields, merged, errors)) {
-        invalid(resp, "invalid-answers", "Invalid answers", errors);
+        invalid(resp, TL_R(invalid_answers), errors);
         errors = NULL;
         goto out;
     }
@@ -457,12 +456,12 @@ static bool sign_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, t
         snprintf(detail, sizeof detail,
                  "the form is at revision %lld: review it as it is now, then sign that revision",
                  (long long)revision);
-        tl_problem(resp, 409, "revision-mismatch", "Form changed since reviewed", detail, NULL);
+        tl_problem_r(resp, TL_R(revision_mismatch), detail, NULL);
         return false;
     }
     if (!strcmp(tl_pg_get(check, 0, 6), "signed")) {
-        tl_problem(resp, 409, "already-signed", "Form already signed",
-                   "the form is signed as it is; an amendment removes the signature", NULL);
+        tl_problem_r(resp, TL_R(already_signed),
+                     "the form is signed as it is; an amendment removes the signature", NULL);
         return false;
     }
     char content[65];
@@ -496,7 +495,7 @@ static void form_command(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, form_ctx_t *
     tl_uuid_t form;
     tl_pg_res_t *res = NULL;
     if (tl_uuid_parse(req->params[0], &form)) {
-        tl_problem(resp, 404, "not-found", "Form not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "form not found", NULL);
         return;
     }
     /* the stream to lock: the form's participant */
@@ -507,14 +506,14 @@ static void form_command(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, form_ctx_t *
     if (err)
         tl_problem_from_err(resp, err);
     else if (!pid)
-        tl_problem(resp, 404, "not-found", "Form not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "form not found", NULL);
     if (!pid)
         goto out;
     ctx->form_id = form.s;
     const tl_update_t spec = {.check_sql = sql_form_check,
                               .check_params = params,
                               .ncheck = 2,
-                              .not_found_title = "Form not found",
+                              .not_found = "form not found",
                               .decide = decide,
                               .ctx = ctx,
                               .answer_sql = sql_form,
@@ -543,7 +542,7 @@ void tl_h_form_amend(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
          * rule broken (21 CFR 11.10(e)), not a malformed request */
         json_t *errors = json_array();
         tl_json_error(errors, "reason", "a reason for change is required");
-        invalid(resp, "reason-required", "Reason for change required", errors);
+        invalid(resp, TL_R(reason_required), errors);
     } else if (body && tl_cmd_init(gw, req, &cmd, resp)) {
         form_command(gw, req, &cmd, &ctx, amend_decide, 200, resp);
     }
@@ -597,7 +596,7 @@ void tl_h_form_sign(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     tl_sign_guard_leave(gw, req->actor.id);
 out:
     if (body && !tl_uuid_valid(req->params[0]))
-        tl_problem(resp, 404, "not-found", "Form not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "form not found", NULL);
     json_decref(ctx.payload);
     json_decref(body);
 }
@@ -619,7 +618,7 @@ void tl_h_form_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             "   ORDER BY h.revision, h.field) FROM form_field_history h WHERE h.form_id = f.id),"
             "  '[]'::json)))::text" SQL_FORM_FROM " WHERE f.id = $1",
             1, req->params, &failed);
-    tl_gw_found(resp, j, failed, "Form not found");
+    tl_gw_found(resp, j, failed, "form not found");
 }
 
 void tl_h_participant_forms(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -634,5 +633,5 @@ void tl_h_participant_forms(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                              "   WHERE f.participant_id = p.id), '[]'::json))::text"
                              " FROM participants p WHERE p.id = $1",
                              1, req->params, &failed);
-    tl_gw_found(resp, j, failed, "Participant not found");
+    tl_gw_found(resp, j, failed, "participant not found");
 }

@@ -7,7 +7,10 @@
  *   narrowed, an option dropped), found by the same validator that checks
  *   submissions (forms.c), so "valid" means one thing everywhere;
  * - unsigned_form: a form without a signature submitted more than
- *   unsigned_days before as_of.
+ *   unsigned_days before as_of;
+ * - unexplained_deviation: a completed visit outside its window with no
+ *   deviation reason (a log from before baseline changes needed one, or an
+ *   event from elsewhere): a protocol deviation nobody has explained.
  *
  * Counts are always complete; the work list holds at most ITEMS_MAX items.
  * Forms are read in pages, so memory stays flat whatever the study's size. */
@@ -26,12 +29,22 @@
 #define UNSIGNED_DAYS_DEFAULT 14
 #define UNSIGNED_DAYS_MAX 3650
 
-enum { MISSING_FORM, MISSING_REQUIRED, OUT_OF_RANGE, INVALID_VALUE, UNSIGNED_FORM, NKINDS };
-static const char *const kind_names[NKINDS] = {"missing_form", "missing_required", "out_of_range",
-                                               "invalid_value", "unsigned_form"};
+enum {
+    MISSING_FORM,
+    MISSING_REQUIRED,
+    OUT_OF_RANGE,
+    INVALID_VALUE,
+    UNSIGNED_FORM,
+    UNEXPLAINED_DEVIATION,
+    NKINDS
+};
+static const char *const kind_names[NKINDS] = {"missing_form",  "missing_required",
+                                               "out_of_range",  "invalid_value",
+                                               "unsigned_form", "unexplained_deviation"};
 /* the counters' names in totals, sites and visit types */
-static const char *const count_names[NKINDS] = {"missing_forms", "missing_required", "out_of_range",
-                                                "invalid_values", "unsigned_forms"};
+static const char *const count_names[NKINDS] = {
+    "missing_forms",  "missing_required", "out_of_range",
+    "invalid_values", "unsigned_forms",   "unexplained_deviations"};
 
 typedef struct {
     json_t *sites;       /* [{site_id, code, counters}] */
@@ -73,7 +86,12 @@ static const char *const sql_findings =
     "   x.submitted_at, $2::date - (x.submitted_at AT TIME ZONE 'UTC')::date"
     "  FROM forms x WHERE x.study_id = $1 AND x.status <> 'signed'"
     "   AND ($3::uuid[] IS NULL OR x.site_id = ANY($3::uuid[]))"
-    "   AND $2::date - (x.submitted_at AT TIME ZONE 'UTC')::date > $4::int)"
+    "   AND $2::date - (x.submitted_at AT TIME ZONE 'UTC')::date > $4::int"
+    " UNION ALL"
+    " SELECT 5, v.participant_id, v.site_id, v.visit_type_id, NULL, NULL, NULL, NULL"
+    "  FROM participant_visits v WHERE v.study_id = $1 AND v.state = 'completed'"
+    "   AND NOT v.in_window AND btrim(COALESCE(v.deviation_reason, '')) = ''"
+    "   AND ($3::uuid[] IS NULL OR v.site_id = ANY($3::uuid[])))"
     " SELECT json_build_object("
     "  'counts', (SELECT COALESCE(json_agg(json_build_object('kind', c.kind, 'site_id', c.site_id,"
     "    'visit_type_id', c.visit_type_id, 'n', c.n)), '[]'::json)"
@@ -328,7 +346,7 @@ void tl_h_study_data_quality(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *frame =
         tl_uuid_valid(study) ? tl_gw_query_json(gw, resp, sql_frame, 2, fparams, &failed) : NULL;
     if (!frame) {
-        tl_gw_found(resp, NULL, failed, "Study not found");
+        tl_gw_found(resp, NULL, failed, "study not found");
         return;
     }
     report_t r = {.sites = json_object_get(frame, "sites"),

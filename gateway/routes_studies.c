@@ -7,20 +7,20 @@
 #include "participants_store.h"
 #include "tl_json.h"
 
-#define SQL_STUDY_JSON                                                                        \
-    "SELECT json_build_object('id', s.id, 'protocol_id', s.protocol_id, 'name', s.name," \
-    "  'description', s.description, 'registered_at', s.registered_at," \
-    "  'locked', s.locked, 'lock_reason', s.lock_reason, 'lock_changed_at', s.lock_changed_at," \
-    "  'sites', COALESCE((SELECT json_agg(json_build_object('id', x.id, 'code', x.code," \
-    "                     'name', x.name, 'added_at', x.added_at) ORDER BY x.code)" \
-    "            FROM sites x WHERE x.study_id = s.id), '[]'::json)," \
-    "  'participants', COALESCE((SELECT json_object_agg(status, n) FROM" \
-    "            (SELECT status, count(*) AS n FROM participants p WHERE p.study_id = s.id" \
-    "             GROUP BY status) c), '{}'::json))::text" \
+#define SQL_STUDY_JSON                                                                             \
+    "SELECT json_build_object('id', s.id, 'protocol_id', s.protocol_id, 'name', s.name,"           \
+    "  'description', s.description, 'registered_at', s.registered_at,"                            \
+    "  'locked', s.locked, 'lock_reason', s.lock_reason, 'lock_changed_at', s.lock_changed_at,"    \
+    "  'sites', COALESCE((SELECT json_agg(json_build_object('id', x.id, 'code', x.code,"           \
+    "                     'name', x.name, 'added_at', x.added_at) ORDER BY x.code)"                \
+    "            FROM sites x WHERE x.study_id = s.id), '[]'::json),"                              \
+    "  'participants', COALESCE((SELECT json_object_agg(status, n) FROM"                           \
+    "            (SELECT status, count(*) AS n FROM participants p WHERE p.study_id = s.id"        \
+    "             GROUP BY status) c), '{}'::json))::text"                                         \
     " FROM studies s WHERE s.id = $1"
 
-#define SQL_SITE_JSON                                                                         \
-    "SELECT json_build_object('id', id, 'study_id', study_id, 'code', code, 'name', name,"   \
+#define SQL_SITE_JSON                                                                              \
+    "SELECT json_build_object('id', id, 'study_id', study_id, 'code', code, 'name', name,"         \
     "  'added_at', added_at)::text FROM sites WHERE id = $1"
 
 void tl_h_healthz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -40,10 +40,10 @@ void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     bool archive = !tl_bp_engaged(gw->bp, &lag);
     bool ok = db && log && archive;
     resp->status = ok ? 200 : 503;
-    resp->body = json_pack("{s:s, s:{s:s, s:s, s:s}, s:I}", "status", ok ? "ready" : "unavailable",
-                           "checks", "database", db ? "ok" : "unavailable", "event_log",
-                           log ? "ok" : "unavailable", "archive", archive ? "ok" : "lagging",
-                           "archive_lag", (json_int_t)lag);
+    resp->body =
+        json_pack("{s:s, s:{s:s, s:s, s:s}, s:I}", "status", ok ? "ready" : "unavailable", "checks",
+                  "database", db ? "ok" : "unavailable", "event_log", log ? "ok" : "unavailable",
+                  "archive", archive ? "ok" : "lagging", "archive_lag", (json_int_t)lag);
     if (resp->status == 503)
         resp->retry_after = 1;
 }
@@ -125,12 +125,12 @@ static json_t *study_or_404(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     bool failed = false;
     if (!tl_uuid_valid(req->params[0])) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         return NULL;
     }
     json_t *j = tl_gw_query_json(gw, resp, SQL_STUDY_JSON, 1, req->params, &failed);
     if (!j && !failed)
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
     return j;
 }
 
@@ -162,10 +162,9 @@ void tl_h_study_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                      " (SELECT id::text FROM studies WHERE protocol_id = $2)",
         .check_params = pid,
         .ncheck = 1,
-        .dup_slug = "duplicate-protocol-id",
-        .dup_title = "Protocol id already registered",
+        .dup = TL_R(duplicate_protocol_id),
         .dup_detail = "a study with this protocol_id exists",
-        .dup_reason = "duplicate_protocol_id",
+
     };
     json_object_set_new(body, "study_id", json_string(cmd.resource_id.s));
     if (!json_object_get(body, "description"))
@@ -210,10 +209,9 @@ void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .check_params = dup,
         .ncheck = 2,
         .rules = site_rules,
-        .dup_slug = "duplicate-site-code",
-        .dup_title = "Site code already used",
+        .dup = TL_R(duplicate_site_code),
         .dup_detail = "the study has a site with this code",
-        .dup_reason = "duplicate_site_code",
+
     };
     json_object_set_new(body, "study_id", json_string(study_id));
     snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s/sites/%s", study_id,
