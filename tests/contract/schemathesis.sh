@@ -6,8 +6,8 @@
 #   tests/contract/schemathesis.sh API TOKEN-FILE OUT-DIR [STUDY SITE PARTICIPANT]
 # API: the gateway's base URL; TOKEN-FILE: an administrator's bearer token;
 # OUT-DIR: where its JUnit report goes; STUDY SITE PARTICIPANT: ids of an existing
-# study (scripts/demo-seed.sh prints them) that path parameters take half the
-# time, so the requests reach past the 404s. Bounded: a fixed seed and a fixed
+# study (with visit types Baseline and Month 1 and a form template vitals) that
+# path parameters take half the time, so the requests reach past the 404s. Bounded: a fixed seed and a fixed
 # number of examples per operation (TL_CONTRACT_EXAMPLES, default 50), the run
 # cut at TL_CONTRACT_SECONDS (default 240); TL_CONTRACT_CHECKS: other checks
 # (schemathesis's names, comma-separated). Run by tests/integration/test_contract.c.
@@ -29,8 +29,8 @@ conf="$OUT/schemathesis.toml"
         printf 'study = { values = ["%s"] }\n' "$4"
         printf 'site = { values = ["%s"] }\n' "$5"
         printf 'participant = { values = ["%s"] }\n' "$6"
-        printf '%s\n' 'visit_type = { values = ["Baseline", "Month 1", "Month 3"] }' \
-            'template = { values = ["visual_acuity", "demographics"] }' '[parameters]'
+        printf '%s\n' 'visit_type = { values = ["Baseline", "Month 1"] }' \
+            'template = { values = ["vitals"] }' '[parameters]'
         for p in path.study path.participant path.visit_type path.template query.site; do
             printf '"%s" = { dictionary = "%s", probability = 0.5 }\n' "$p" "${p#*.}"
         done
