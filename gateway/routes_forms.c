@@ -59,6 +59,9 @@ static const tl_json_field_t template_fields[] = {
     {"name", TL_JF_NAME, true, 0, 0, NULL},
     {"title", TL_JF_STRING, false, 1, TL_TEMPLATE_TITLE_MAX, NULL},
     {"fields", TL_JF_ARRAY, true, 1, TL_TEMPLATE_FIELDS_MAX, NULL},
+    /* a new version changes the forms participants get: it may say why
+     * (issue 26: every route that changes what participants get does) */
+    {"reason", TL_JF_STRING, false, 1, TL_REASON_MAX, NULL},
 };
 
 /* $1 study, $2 name, $3 the command's event: column 0 that event when a
@@ -140,7 +143,7 @@ static bool publish_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
 void tl_h_form_template_publish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     tl_cmd_t cmd = {.type = "FormTemplatePublished", .projection = TL_PROJECTION_FORMS};
-    json_t *body = tl_gw_body(req, resp, template_fields, 3), *errors = json_array();
+    json_t *body = tl_gw_body(req, resp, template_fields, 4), *errors = json_array();
     publish_ctx_t ctx = {.gw = gw, .body = body, .payload = json_object()};
     tl_uuid_t study;
     if (!body || !tl_cmd_init(gw, req, &cmd, resp))
@@ -156,6 +159,7 @@ void tl_h_form_template_publish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     }
     ctx.study_id = study.s;
     ctx.id = cmd.resource_id.s;
+    cmd.meta.reason = tl_json_str(body, "reason"); /* the envelope's, not a field of the event */
     const char *name = tl_json_str(body, "name");
     const char *check[] = {study.s, name, cmd.meta.event_id.s};
     const char *ans[] = {study.s, name, ctx.version, cmd.meta.event_id.s};
