@@ -553,6 +553,102 @@ json_t *tl_answers_merge(const json_t *current, const json_t *patch, json_t **ch
     return out;
 }
 
+/* ---- the form commands' rules ---- */
+
+bool tl_form_template_listed(const json_t *form_templates, const char *name)
+{
+    size_t i;
+    const json_t *t;
+    json_array_foreach(form_templates, i, t)
+    {
+        if (name && json_is_string(t) && !strcmp(json_string_value(t), name))
+            return true;
+    }
+    return false;
+}
+
+const char *tl_form_amend_check(const tl_amend_t *a, tl_amended_t *out, json_t *errors)
+{
+    const char *why = NULL;
+    memset(out, 0, sizeof *out);
+    /* only upward, only to the latest: a form never goes back to rules it
+     * has left, and a version between would be one nobody enters forms on */
+    bool moves = a->to_version && a->to_version != a->version;
+    if (moves && (a->to_version != a->latest_version || a->to_version < a->version))
+        return TL_RN(template_version_not_latest);
+    const json_t *fields = moves ? a->latest_fields : a->fields;
+    json_t *empty = a->patch ? NULL : json_object();
+    out->answers = tl_answers_merge(a->answers, a->patch ? a->patch : empty, &out->changes);
+    json_decref(empty);
+    if (!out->answers || !fields)
+        why = TL_RN(out_of_memory);
+    else if (!json_array_size(out->changes) && !moves)
+        why = TL_RN(nothing_to_amend);
+    /* the whole set: what the new version asks for is asked of all of it */
+    else if (tl_answers_check(fields, out->answers, errors))
+        why = TL_RN(invalid_answers);
+    if (why) {
+        json_decref(out->answers);
+        json_decref(out->changes);
+        memset(out, 0, sizeof *out);
+        return why;
+    }
+    out->version = moves ? a->to_version : a->version;
+    return NULL;
+}
+
+/* Appends errors (tl_answers_check's) to findings as findings of version,
+ * leaving out those findings[from .. to - 1] has already (same field and
+ * code). */
+static size_t add_findings(json_t *findings, const json_t *errors, int32_t version,
+                           const char *fix, size_t from, size_t to)
+{
+    size_t i, n = 0;
+    const json_t *e;
+    json_array_foreach(errors, i, e)
+    {
+        const char *field = json_string_value(json_object_get(e, "field"));
+        const char *code = json_string_value(json_object_get(e, "code"));
+        if (!field || !code)
+            continue;
+        if (!strncmp(field, "answers.", 8))
+            field += 8;
+        bool seen = false;
+        for (size_t j = from; j < to && !seen; j++) {
+            const json_t *f = json_array_get(findings, j);
+            seen = !strcmp(json_string_value(json_object_get(f, "field")), field) &&
+                   !strcmp(json_string_value(json_object_get(f, "code")), code);
+        }
+        if (seen)
+            continue;
+        if (!json_array_append_new(findings,
+                                   json_pack("{s:s, s:s, s:O, s:i, s:s}", "field", field, "code",
+                                             code, "detail", json_object_get(e, "detail"),
+                                             "template_version", (int)version, "fix", fix)))
+            n++;
+    }
+    return n;
+}
+
+size_t tl_form_quality(const json_t *answers, int32_t version, const json_t *fields,
+                       int32_t latest_version, const json_t *latest_fields, json_t *findings)
+{
+    size_t start = json_array_size(findings), n = 0;
+    json_t *errors = json_array();
+    if (errors && fields) {
+        tl_answers_check(fields, answers, errors);
+        n += add_findings(findings, errors, version, "amend", start, start);
+    }
+    json_array_clear(errors);
+    if (errors && latest_fields && latest_version > version) {
+        tl_answers_check(latest_fields, answers, errors);
+        /* the form's own problems are listed once, as its own */
+        n += add_findings(findings, errors, latest_version, "upgrade", start, start + n);
+    }
+    json_decref(errors);
+    return n;
+}
+
 /* ---- the fold ---- */
 
 static const char *const status_names[] = {"submitted", "amended", "signed"};
@@ -686,9 +782,17 @@ static const char *submit(tl_form_t *f, const json_t *ev, json_t *history)
 static const char *amend(tl_form_t *f, const json_t *ev, json_t *history)
 {
     const json_t *changes = json_object_get(ev, "changes");
+    const json_t *to = get(ev, "template_version");
     size_t i, n = json_array_size(changes);
     const json_t *c;
-    if (!n || n > TL_TEMPLATE_FIELDS_MAX)
+    /* a move to another template version: only upward (gateway: to the
+     * latest, which this fold cannot see; neither fold reads the other's) */
+    json_int_t ver = to ? json_integer_value(to) : f->template_version;
+    bool moves = ver != f->template_version;
+    if ((to && !json_is_integer(to)) || ver < f->template_version ||
+        ver > TL_TEMPLATE_VERSIONS_MAX)
+        return TL_RN(invalid_event);
+    if ((!n && !moves) || n > TL_TEMPLATE_FIELDS_MAX || (changes && !json_is_array(changes)))
         return TL_RN(invalid_event);
     json_t *patch = json_object();
     json_array_foreach(changes, i, c)
@@ -706,10 +810,18 @@ static const char *amend(tl_form_t *f, const json_t *ev, json_t *history)
     json_decref(patch);
     if (!merged)
         return TL_RN(out_of_memory);
+    if (moves && json_array_append_new(diff, json_pack("{s:s, s:i, s:I}", "field",
+                                                       TL_FORM_HISTORY_VERSION, "before",
+                                                       (int)f->template_version, "after", ver))) {
+        json_decref(diff);
+        json_decref(merged);
+        return TL_RN(out_of_memory);
+    }
     json_array_extend(history, diff);
     json_decref(diff);
     json_decref(f->answers);
     f->answers = merged;
+    f->template_version = (int32_t)ver;
     f->revision++;
     f->status = TL_FORM_AMENDED; /* a signature is for what was signed */
     clear_signature(f);

@@ -387,6 +387,7 @@ static const char *const sql_upsert_forms =
     "   $13::text[], $14::text[], $15::timestamptz[], $16::text[], $17::timestamptz[],"
     "   $18::timestamptz[], $19::bigint[], $20::uuid[], $21::text[], $22::text[])"
     " ON CONFLICT (id) DO UPDATE SET answers = EXCLUDED.answers, status = EXCLUDED.status,"
+    "   template_version = EXCLUDED.template_version,"
     "   revision = EXCLUDED.revision, signed_by = EXCLUDED.signed_by,"
     "   signer_name = EXCLUDED.signer_name, signature_meaning = EXCLUDED.signature_meaning,"
     "   signed_at = EXCLUDED.signed_at, updated_at = EXCLUDED.updated_at,"

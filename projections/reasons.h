@@ -97,6 +97,9 @@
     X(invalid_template, 422, "invalid-template", "Invalid form template")                          \
     X(unknown_template, 422, "unknown-template", "Unknown form template")                          \
     X(invalid_answers, 422, "invalid-answers", "Invalid answers")                                  \
+    X(template_not_in_visit, 422, "template-not-in-visit", "Template not listed for this visit")   \
+    X(template_version_not_latest, 422, "template-version-not-latest",                             \
+      "Not the template's latest version")                                                         \
     X(own_access, 422, "own-access", "Own access")                                                 \
     X(two_person_rule, 422, "two-person-rule", "A second person is required")                      \
     X(role_does_not_sign, 422, "role-does-not-sign", "This role does not sign")                    \

@@ -47,11 +47,6 @@ static void setup_cohort(void)
 {
     char path[256];
     tl_stack_study(&stack, "REL-2026", study, site);
-    snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
-    post_ok(path,
-            "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
-            "\"window_after_days\":0,\"required\":true}",
-            201, NULL);
     snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
     post_ok(path,
             "{\"name\":\"va\",\"title\":\"Visual acuity\",\"fields\":["
@@ -61,6 +56,11 @@ static void setup_cohort(void)
             "{\"name\":\"seen\",\"type\":\"date\"},"
             "{\"name\":\"comment\",\"type\":\"text\",\"research_safe\":true},"
             "{\"name\":\"narrative\",\"type\":\"text\"}]}",
+            201, NULL);
+    snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
+    post_ok(path,
+            "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
+            "\"window_after_days\":0,\"required\":true,\"form_templates\":[\"va\"]}",
             201, NULL);
     enrol("RLX-QP5501", 1950, p1);
     enrol("RLX-QP5502", 1960, p2);

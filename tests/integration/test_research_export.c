@@ -59,15 +59,6 @@ static void setup_cohort(void)
 {
     char path[256], body[1024];
     tl_stack_study(&stack, "RSX-2026", study, site);
-    snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
-    post_ok(path,
-            "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
-            "\"window_after_days\":0,\"required\":true}",
-            201, NULL);
-    post_ok(path,
-            "{\"name\":\"Month 1\",\"target_day\":30,\"window_before_days\":7,"
-            "\"window_after_days\":14,\"required\":true}",
-            201, month1);
     snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
     post_ok(path,
             "{\"name\":\"ae\",\"title\":\"Adverse event\",\"fields\":["
@@ -77,6 +68,15 @@ static void setup_cohort(void)
             "{\"name\":\"onset\",\"type\":\"date\"},"
             "{\"name\":\"eye\",\"type\":\"choice\",\"options\":[\"OD\",\"OS\"]}]}",
             201, NULL);
+    snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
+    post_ok(path,
+            "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
+            "\"window_after_days\":0,\"required\":true}",
+            201, NULL);
+    post_ok(path,
+            "{\"name\":\"Month 1\",\"target_day\":30,\"window_before_days\":7,"
+            "\"window_after_days\":14,\"required\":true,\"form_templates\":[\"ae\"]}",
+            201, month1);
     snprintf(path, sizeof path, "/v1/studies/%s/participants", study);
     snprintf(body, sizeof body,
              "{\"participant_code\":\"RSX-ZQ7731\",\"site_id\":\"%s\",\"birth_year\":1931,"
