@@ -611,7 +611,8 @@ static const char *const sql_stream_state =
     " 'visits', COALESCE((SELECT json_agg(json_build_object('visit_type_id', v.visit_type_id,"
     "   'name', v.name, 'target_day', v.target_day, 'required', v.required,"
     "   'due_date', v.due_date, 'window_start', v.window_start, 'window_end', v.window_end,"
-    "   'state', v.state) ORDER BY v.target_day, v.visit_type_id)"
+    "   'state', v.state, 'actual_date', v.actual_date, 'in_window', v.in_window)"
+    "   ORDER BY v.target_day, v.visit_type_id)"
     "   FROM participant_visits v WHERE v.participant_id = p.id), '[]'::json))::text"
     " FROM schedule_participants p LEFT JOIN studies s ON s.id = p.study_id"
     " LEFT JOIN participants pp ON pp.id = p.id WHERE p.id = $1";
@@ -665,6 +666,9 @@ static bool load_state(stream_ctx_t *c, const char *text)
         v->window_end = json_date(o, "window_end");
         int st = tl_visit_state_parse(tl_json_str(o, "state"));
         v->state = st < 0 ? TL_VISIT_SCHEDULED : (tl_visit_state_t)st;
+        /* the rules judge dates against the visits that took place */
+        v->actual_date = json_date(o, "actual_date");
+        v->in_window = json_is_true(json_object_get(o, "in_window"));
     }
     json_decref(j);
     return ok;
