@@ -80,7 +80,7 @@ static void new_form(const char *code, char out[40])
     char pid[40], path[200];
     assert_int_equal(tl_stack_enrol_id(&stack, study, site, code, false, pid), 201);
     snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/complete", pid);
-    json_decref(call(stack.token, "POST", path, "{\"actual_date\":\"2026-01-01\"}", NULL, 201));
+    json_decref(call(stack.token, "POST", path, "{\"actual_date\":\"2026-01-01\"}", NULL, 200));
     snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/forms", pid);
     json_t *f = call(coord, "POST", path, "{\"template\":\"vitals\",\"answers\":{\"sbp\":120}}",
                      NULL, 201);
