@@ -24,9 +24,9 @@
 static const char *const participants_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
 static const char *const participants_tables[] = {"studies", "sites", "participants",
                                                   "visit_types", "releases"};
-/* 2: projection_offsets and projection_rejections; 3, 5 and 14: the tables
- * above */
-static const int participants_migrations[] = {2, 3, 5, 14};
+/* 2: projection_offsets and projection_rejections; 3, 5, 14 and 19: the
+ * tables above */
+static const int participants_migrations[] = {2, 3, 5, 14, 19};
 /* the fold looks participants up by id and by (study, code), never by these */
 static const char *const participants_read_indexes[] = {"participants_by_site",
                                                         "participants_by_status"};
