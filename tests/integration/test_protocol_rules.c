@@ -6,7 +6,8 @@
  * each; a visit type lists only templates the study has; a change that
  * reschedules enrolled participants carries a reason, and a missing, empty
  * or blank reason answers 422 reason-required alike; a withdrawn
- * participant's visit dates are still corrected, nothing new is done.
+ * participant's visit dates are still corrected, nothing new is done, and
+ * the withdrawal date is kept, in the resource, the history and a rebuild.
  * Each test has a study of its own. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@
 #include "harness.h"
 
 static tl_stack_t stack;
+/* the participant test_dates_are_bounded_by_consent_and_order withdraws */
+static char withdrawn[40];
 
 /* One request; path is a printf format. Fails the test unless the status is
  * want; the caller frees the answer. */
@@ -321,6 +324,7 @@ static void test_dates_are_bounded_by_consent_and_order(void **state)
              "/v1/participants/%s/withdraw", p);
     assert_string_equal(str(r.body, "status"), "withdrawn");
     tl_http_free(&r);
+    snprintf(withdrawn, sizeof withdrawn, "%s", p);
 
     /* the withdrawal date is in the resource and in the history */
     r = call(200, "GET", NULL, "/v1/participants/%s", p);
@@ -494,6 +498,23 @@ static void test_a_missing_or_blank_reason_answers_alike(void **state)
     tl_http_free(&r);
 }
 
+/* The participants projection rebuilt from offset 0 keeps the withdrawal
+ * date (its table gained a column: the rebuild's tables must have it). */
+static void test_a_rebuild_keeps_the_withdrawal_date(void **state)
+{
+    (void)state;
+    assert_true(withdrawn[0]);
+    char *out = NULL;
+    int rc = tl_stack_cli(&stack, "rebuild participants", &out);
+    if (rc)
+        fail_msg("rebuild participants (%d):\n%s", rc, out);
+    free(out);
+    tl_http_resp_t r = call(200, "GET", NULL, "/v1/participants/%s", withdrawn);
+    assert_string_equal(str(r.body, "status"), "withdrawn");
+    assert_string_equal(str(r.body, "withdrawal_date"), "2026-04-01");
+    tl_http_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -506,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_a_visit_type_lists_known_templates_only),
         cmocka_unit_test(test_a_visit_type_added_mid_study_needs_a_reason),
         cmocka_unit_test(test_a_missing_or_blank_reason_answers_alike),
+        cmocka_unit_test(test_a_rebuild_keeps_the_withdrawal_date),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
