@@ -22,7 +22,11 @@ static char withdrawn[40];
 
 /* One request; path is a printf format. Fails the test unless the status is
  * want; the caller frees the answer. */
-static tl_http_resp_t call(long want, const char *method, const char *body, const char *fmt, ...)
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static tl_http_resp_t
+call(long want, const char *method, const char *body, const char *fmt, ...)
 {
     char path[512];
     va_list ap;
