@@ -361,6 +361,10 @@ static const char *const migrations[] = {
     /* 18: what each form's signature signed and the signer's printed name */
     ("ALTER TABLE forms ADD COLUMN signer_printed_name text,"
      "  ADD COLUMN signature_content_sha256 text;"),
+
+    /* 19: analysts are granted studies (docs/SECURITY.md); one granted
+     * before has none and sees no study until granted some */
+    "ALTER TABLE principals ADD COLUMN study_ids uuid[] NOT NULL DEFAULT '{}';",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)
