@@ -484,7 +484,7 @@ void tl_h_visit_type_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     char lim[16], after[TL_UUID_STRLEN];
     tl_uuid_t study;
     if (!study_param(req, &study, resp) ||
-        !tl_gw_page(req, 100, TL_VISIT_TYPES_MAX, lim, after, &has_after, resp))
+        !tl_gw_page(req, TL_VISIT_TYPES_MAX, TL_VISIT_TYPES_MAX, lim, after, &has_after, resp))
         return;
     const char *params[] = {study.s, lim, has_after ? after : NULL};
     json_t *j = tl_gw_query_json(
