@@ -487,7 +487,7 @@ static bool approve_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
     tl_principal_t p;
     tl_principal_read(check, 0, 1, &p);
     const char *why =
-        tl_enrolment_approve_check(&p, c->enrolment_id, c->req->actor.id, tl_pg_get(check, 0, 21),
+        tl_enrolment_approve_check(&p, c->enrolment_id, c->req->actor.id, tl_pg_get(check, 0, 1 + TL_SQL_PRINCIPAL_NCOLS),
                                    c->req->actor.token_issued_by);
     if (why) {
         tl_problem_signing(resp, why);
@@ -561,8 +561,10 @@ bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_princip
         tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
     if (ok) {
         tl_principal_read(res, 0, 0, p);
-        snprintf(hash, hash_size, "%s", tl_pg_get(res, 0, 20) ? tl_pg_get(res, 0, 20) : "");
-        snprintf(site, TL_UUID_STRLEN, "%s", tl_pg_get(res, 0, 21) ? tl_pg_get(res, 0, 21) : "");
+        const char *h = tl_pg_get(res, 0, TL_SQL_PRINCIPAL_NCOLS);
+        const char *s = tl_pg_get(res, 0, TL_SQL_PRINCIPAL_NCOLS + 1);
+        snprintf(hash, hash_size, "%s", h ? h : "");
+        snprintf(site, TL_UUID_STRLEN, "%s", s ? s : "");
     }
     tl_pg_res_free(res);
     return ok;

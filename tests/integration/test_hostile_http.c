@@ -557,8 +557,11 @@ static void test_control_characters_in_url(void **state)
 static const char *analyst_token(void)
 {
     static char token[80];
-    if (!token[0])
-        tl_stack_token(&stack, "analyst", NULL, token);
+    if (!token[0]) {
+        char study[40], site[40]; /* an analyst is granted a study */
+        tl_stack_study(&stack, "HOSTILE-A", study, site);
+        tl_stack_token(&stack, "analyst", study, token);
+    }
     return token;
 }
 

@@ -42,6 +42,7 @@ static void setup_cohort(void)
 {
     char path[256];
     tl_stack_study(&stack, "REL-2026", study, site);
+    tl_stack_token(&stack, "analyst", study, analyst); /* granted this study */
     snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
     post_ok(path,
             "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
@@ -246,7 +247,7 @@ static void test_release(void **state)
     tl_http_free(&r);
     r = tl_http_as(&stack, analyst, "GET", path, NULL, NULL);
     assert_int_equal(r.status, 200);
-    assert_int_equal(json_array_size(json_object_get(r.body, "releases")), 3);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 3);
     tl_http_free(&r);
     snprintf(path, sizeof path, "/v1/releases/%s/files/..%%2Fresearch.key", id);
     r = tl_http_as(&stack, analyst, "GET", path, NULL, NULL);
@@ -271,7 +272,6 @@ static int setup(void **state)
     (void)state;
     tl_stack_start(&stack, "release");
     tl_stack_start_releases(&stack);
-    tl_stack_token(&stack, "analyst", NULL, analyst);
     return 0;
 }
 
