@@ -780,7 +780,7 @@ static void test_cors(void **state)
     r = cors_request("OPTIONS", "/v1/studies", ORIGIN, "POST");
     assert_int_equal(r.status, 204);
     assert_true(has_header(&r, "Access-Control-Allow-Origin: " ORIGIN));
-    assert_true(has_header(&r, "Access-Control-Allow-Methods: POST"));
+    assert_true(has_header(&r, "Access-Control-Allow-Methods: POST, GET"));
     assert_true(has_header(&r, "Access-Control-Allow-Headers: Authorization, Content-Type, "
                                "Idempotency-Key, Prefer, X-Correlation-Id"));
     assert_true(has_header(&r, "Access-Control-Max-Age: 600"));
