@@ -12,5 +12,6 @@ const char *const tl_topics_archive[] = {LOG_TOPICS, TL_TOPIC_INGEST_PATTERN};
 const size_t tl_topics_archive_count = sizeof tl_topics_archive / sizeof tl_topics_archive[0];
 
 const char *const tl_topics_owned[] = {LOG_TOPICS, TL_TOPIC_RESEARCH_PARTICIPANTS,
-                                        TL_TOPIC_RESEARCH_VISITS, TL_TOPIC_RESEARCH_FORMS};
+                                        TL_TOPIC_RESEARCH_VISITS, TL_TOPIC_RESEARCH_FORMS,
+                                        TL_TOPIC_RESEARCH_OBSERVATIONS};
 const size_t tl_topics_owned_count = sizeof tl_topics_owned / sizeof tl_topics_owned[0];

@@ -15,6 +15,7 @@
 #define TL_TOPIC_RESEARCH_PARTICIPANTS "trialog.research.participants.v1"
 #define TL_TOPIC_RESEARCH_VISITS "trialog.research.visits.v1"
 #define TL_TOPIC_RESEARCH_FORMS "trialog.research.forms.v1"
+#define TL_TOPIC_RESEARCH_OBSERVATIONS "trialog.research.observations.v1"
 
 /* Connectors' topics, trialog.ingest.<source>.v1, and their dead letters:
  * a librdkafka subscription pattern (a leading ^ makes it a regex). */

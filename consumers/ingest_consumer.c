@@ -7,6 +7,7 @@
 
 #include "ingest.h"
 #include "participants_store.h"
+#include "reasons.h"
 #include "tl_date.h"
 #include "tl_log.h"
 #include "tl_map.h"
@@ -94,6 +95,7 @@ typedef struct {
     tl_observation_t o;
     tl_uuid_t id; /* the canonical event's */
     char participant_id[TL_UUID_STRLEN], study_id[TL_UUID_STRLEN];
+    char site_id[TL_UUID_STRLEN]; /* the participant's: the audit's site scope */
     int64_t version;
     tl_kafka_receipt_t receipt;
     bool valid;         /* an observation to take: read, about a participant, not settled */
@@ -147,7 +149,7 @@ static const char *undecodable(ctx_t *c, tl_pg_t *pg, const tl_event_t *e)
     size_t len;
     const tl_avro_schema_t *s;
     if (!e->value || tl_frame_parse(e->value, e->len, &id, &datum, &len))
-        return "malformed_avro";
+        return TL_RN(malformed_avro);
     return tl_registry_resolve(c->registry, pg, id, &s) == TL_ERR_UNKNOWN_SCHEMA ? "unknown_schema"
                                                                                  : "malformed_avro";
 }
@@ -199,6 +201,7 @@ static tl_err_t produce(ctx_t *c, item_t *it)
                             .occurred_at_us = (int64_t)o->observed_on * 86400 * 1000000,
                             .actor_id = actor,
                             .actor_role = "connector",
+                            .site_id = it->site_id[0] ? it->site_id : NULL,
                             .correlation_id = o->event_id,
                             .causation_id = o->event_id,
                             .source = it->source,
@@ -245,10 +248,10 @@ static tl_err_t load_intents(ctx_t *c, item_t *items, size_t n, item_t **v)
         err = tl_cols_add_row(&q, (const char *const[]){v[i]->id.s}, 1);
     if (!err && k)
         err = tl_cols_exec(c->intents,
-                        "SELECT x.i, e.status, e.stream_version"
-                        " FROM unnest($1::uuid[]) WITH ORDINALITY AS x(id, i)"
-                        " JOIN ingest_events e ON e.event_id = x.id",
-                        &q, &res);
+                           "SELECT x.i, e.status, e.stream_version"
+                           " FROM unnest($1::uuid[]) WITH ORDINALITY AS x(id, i)"
+                           " JOIN ingest_events e ON e.event_id = x.id",
+                           &q, &res);
     for (int r = 0; !err && r < tl_pg_nrows(res); r++) {
         size_t i;
         if (!row_index(res, r, k, &i))
@@ -308,7 +311,7 @@ static tl_err_t load_who(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t 
         err =
             tl_cols_exec(pg,
                       "SELECT x.i, s.id, p.id, p.status, p.version,"
-                      "  p.consent_date - date '1970-01-01'"
+                      "  p.consent_date - date '1970-01-01', s.locked, p.site_id"
                       " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(protocol, code, i)"
                       " LEFT JOIN studies s ON s.protocol_id = x.protocol"
                       " LEFT JOIN participants p"
@@ -320,22 +323,23 @@ static tl_err_t load_who(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t 
             continue;
         item_t *it = v[i];
         seen[i] = true;
-        const char *why = NULL;
-        if (!tl_pg_get(res, r, 1))
-            why = "unknown_study";
-        else if (!tl_pg_get(res, r, 2))
-            why = "unknown_participant";
-        else if (strcmp(tl_pg_get(res, r, 3), "enrolled"))
-            why = "participant_not_active";
-        else if (tl_pg_get(res, r, 5) && it->o.observed_on < tl_pg_get_int(res, r, 5))
-            why = "out_of_range"; /* before the participant consented */
+        const char *field = NULL, *status = tl_pg_get(res, r, 3);
+        const tl_ingest_target_t t = {
+            .study_known = tl_pg_get(res, r, 1) != NULL,
+            .study_locked = tl_pg_get(res, r, 6) && !strcmp(tl_pg_get(res, r, 6), "t"),
+            .participant_known = tl_pg_get(res, r, 2) != NULL,
+            .participant_enrolled = status && !strcmp(status, "enrolled"),
+            .has_consent = tl_pg_get(res, r, 5) != NULL,
+            .consent_date = (int32_t)tl_pg_get_int(res, r, 5)};
+        const char *why = tl_ingest_admit(&t, it->o.observed_on, &field);
         if (why) {
             it->valid = false;
-            err = dead_letter(c, it->e, why, !strcmp(why, "out_of_range") ? "observed_on" : NULL);
+            err = dead_letter(c, it->e, why, field);
             continue;
         }
         tl_col_copy(it->study_id, sizeof it->study_id, tl_pg_get(res, r, 1));
         tl_col_copy(it->participant_id, sizeof it->participant_id, tl_pg_get(res, r, 2));
+        tl_col_copy(it->site_id, sizeof it->site_id, tl_pg_get(res, r, 7));
         current[i] = tl_pg_get_int(res, r, 4);
     }
     for (size_t i = 0; i < k && !err; i++) {
@@ -385,15 +389,16 @@ static tl_err_t intents_put(ctx_t *c, item_t *items, size_t n)
         it->status = NULL;
     }
     if (!err && q.nrows)
-        err = tl_cols_exec(c->intents,
-                        "INSERT INTO ingest_events (event_id, source, topic, partition, \"offset\","
-                        "  stream_version, participant_id, status)"
-                        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[],"
-                        "  $5::bigint[], $6::bigint[], $7::uuid[], $8::text[])"
-                        " ON CONFLICT (event_id) DO UPDATE SET"
-                        "  stream_version = EXCLUDED.stream_version, status = EXCLUDED.status,"
-                        "  updated_at = now()",
-                        &q, &res);
+        err = tl_cols_exec(
+            c->intents,
+            "INSERT INTO ingest_events (event_id, source, topic, partition, \"offset\","
+            "  stream_version, participant_id, status)"
+            " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[],"
+            "  $5::bigint[], $6::bigint[], $7::uuid[], $8::text[])"
+            " ON CONFLICT (event_id) DO UPDATE SET"
+            "  stream_version = EXCLUDED.stream_version, status = EXCLUDED.status,"
+            "  updated_at = now()",
+            &q, &res);
     tl_pg_res_free(res);
     tl_cols_cleanup(&q);
     return err;
@@ -519,8 +524,9 @@ static tl_err_t settle(ctx_t *c, tl_pg_t *pg, item_t *items, size_t n, item_t **
     if (!err && dead)
         err = tl_producer_flush(c->producer, TL_INGEST_WAIT_MS);
     if (!err && ids.nrows)
-        err = tl_cols_exec(pg, "SELECT id::text, version FROM participants WHERE id = ANY($1::uuid[])",
-                        &ids, &cur);
+        err = tl_cols_exec(pg,
+                           "SELECT id::text, version FROM participants WHERE id = ANY($1::uuid[])",
+                           &ids, &cur);
     for (size_t i = 0; i < n && !err; i++) {
         item_t *it = &items[i];
         int64_t *g = NULL, now = 0;

@@ -10,7 +10,8 @@
  *
  *   trialog_error_type     malformed_avro, unknown_schema, invalid_record,
  *                          out_of_range, unknown_study, unknown_participant,
- *                          participant_not_active
+ *                          participant_not_active, study_locked
+ *                          (tl_ingest_admit, ingest.h)
  *   trialog_error_field    the record's field at fault, when there is one
  *   trialog_original_topic, trialog_original_partition,
  *   trialog_original_offset, trialog_source

@@ -23,9 +23,10 @@
 #define OUT_BUF (256 * 1024)
 #define BLOCK_MAX (64u * 1024 * 1024) /* an Avro block's bytes; records are small */
 
-const char *const tl_release_files[] = {"participants.csv", "participants.avro", "visits.csv",
-                                        "visits.avro",      "answers.csv",       "answers.avro",
-                                        "manifest.json"};
+const char *const tl_release_files[] = {
+    "participants.csv", "participants.avro", "visits.csv",        "visits.avro",
+    "answers.csv",      "answers.avro",      "observations.csv",  "observations.avro",
+    "manifest.json"};
 const size_t tl_release_file_count = sizeof tl_release_files / sizeof tl_release_files[0];
 
 const char *tl_release_file_type(const char *name)
@@ -328,13 +329,15 @@ static tl_err_t on_record(void *user, const char *type, const json_t *record,
         return table_row(&j->tables[TL_RELEASE_PARTICIPANTS], record);
     if (!strcmp(type, "ResearchVisit"))
         return table_row(&j->tables[TL_RELEASE_VISITS], record);
-    json_t *rows = tl_release_answer_rows(record, visit_name);
+    bool obs = !strcmp(type, "ResearchObservation");
+    json_t *rows = obs ? tl_release_observation_rows(record)
+                       : tl_release_answer_rows(record, visit_name);
     tl_err_t err = rows ? TL_OK : TL_ERR_INVALID;
     size_t i;
     const json_t *row;
     json_array_foreach(rows, i, row)
     {
-        if ((err = table_row(&j->tables[TL_RELEASE_ANSWERS], row)))
+        if ((err = table_row(&j->tables[obs ? TL_RELEASE_OBSERVATIONS : TL_RELEASE_ANSWERS], row)))
             break;
     }
     json_decref(rows);

@@ -23,10 +23,10 @@
 
 static const char *const participants_topics[] = {TL_TOPIC_PROTOCOL, TL_TOPIC_PARTICIPANT};
 static const char *const participants_tables[] = {"studies", "sites", "participants",
-                                                  "visit_types", "releases"};
-/* 2: projection_offsets and projection_rejections; 3, 5 and 14: the tables
- * above */
-static const int participants_migrations[] = {2, 3, 5, 14};
+                                                  "visit_types", "releases", "observations"};
+/* 2: projection_offsets and projection_rejections; 3, 5, 14 and 19: the
+ * tables above; 20: participants.end_date */
+static const int participants_migrations[] = {2, 3, 5, 14, 19, 20};
 /* the fold looks participants up by id and by (study, code), never by these */
 static const char *const participants_read_indexes[] = {"participants_by_site",
                                                         "participants_by_status"};
@@ -51,7 +51,7 @@ static const char *const schedules_read_indexes[] = {"schedule_participants_by_s
  * projection (migration 8) and a rebuild leaves it alone */
 static const char *const access_topics[] = {TL_TOPIC_ACCESS};
 static const char *const access_tables[] = {"principals", "access_tokens"};
-static const int access_migrations[] = {2, 7, 17, 19};
+static const int access_migrations[] = {2, 7, 17, 21};
 
 /* case report forms: template versions come from the protocol topic, forms
  * from the participant stream; the fold of one never reads the other */

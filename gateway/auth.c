@@ -70,9 +70,9 @@ static bool token_shaped(const char *t)
     return !*t && n == TL_TOKEN_STRLEN - 5;
 }
 
-static void unauthorized(tl_resp_t *resp, const char *type, const char *title, const char *detail)
+static void unauthorized(tl_resp_t *resp, tl_reason_t why, const char *detail)
 {
-    tl_problem(resp, 401, type, title, detail, NULL);
+    tl_problem_r(resp, why, detail, NULL);
 }
 
 static bool cache_get(struct tl_auth_cache *c, const char *sha, int64_t epoch, slot_t *out)
@@ -148,13 +148,13 @@ bool tl_auth_authenticate(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     char basic[256];
     const char *token = token_of(req->authorization, basic, sizeof basic);
     if (!token) {
-        unauthorized(resp, "unauthorized", "Authentication required",
+        unauthorized(resp, TL_R(unauthorized),
                      "send Authorization: Bearer <token> (or Basic with the token as password)");
         return false;
     }
     slot_t v = {0};
     if (!token_shaped(token) || tl_sha256_hex(token, strlen(token), v.sha256)) {
-        unauthorized(resp, "invalid-token", "Invalid token",
+        unauthorized(resp, TL_R(invalid_token),
                      "the bearer token is unknown, revoked, or its principal is disabled");
         return false;
     }
@@ -169,15 +169,14 @@ bool tl_auth_authenticate(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             return false;
         }
         if (!found) {
-            unauthorized(resp, "invalid-token", "Invalid token",
+            unauthorized(resp, TL_R(invalid_token),
                          "the bearer token is unknown, revoked, or its principal is disabled");
             return false;
         }
         cache_put(gw->auth, &v);
     }
     if (v.expires_at_us <= tl_now_us()) {
-        unauthorized(resp, "token-expired", "Token expired",
-                     "ask an administrator for a new token");
+        unauthorized(resp, TL_R(token_expired), "ask an administrator for a new token");
         return false;
     }
     req->actor = v.actor;
@@ -227,8 +226,7 @@ bool tl_auth_study_granted(const tl_req_t *req, const char *study_id, tl_resp_t 
     /* 403, not the site roles' 404: the answer tells an analyst to ask
      * for a grant (docs/ANALYSTS.md), not that a study it was told of does
      * not exist */
-    tl_problem(resp, 403, "study-not-granted", "Study not granted",
-               "the analyst is not granted this study", NULL);
+    tl_problem_r(resp, TL_R(study_not_granted), "the analyst is not granted this study", NULL);
     return false;
 }
 
@@ -247,7 +245,7 @@ bool tl_auth_in_scope(tl_gw_t *gw, const tl_route_t *route, tl_req_t *req, tl_re
     if (route->scope == TL_SCOPE_SELF) {
         if (id && !strcasecmp(id, req->actor.id))
             return true;
-        tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "principal not found", NULL);
         return false;
     }
     char sites[TL_SITES_PARAM_LEN];
@@ -270,8 +268,10 @@ bool tl_auth_in_scope(tl_gw_t *gw, const tl_route_t *route, tl_req_t *req, tl_re
     if (err)
         tl_problem_from_err(resp, err);
     else if (!ok)
-        tl_problem(resp, 404, "not-found",
-                   study ? "Study not found" : form ? "Form not found" : "Participant not found",
-                   NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found),
+                     study  ? "study not found"
+                     : form ? "form not found"
+                            : "participant not found",
+                     NULL);
     return ok;
 }

@@ -7,25 +7,54 @@
 
 #include "forms_store.h"
 #include "gateway.h"
-#include "tl_date.h"
-#include "tl_json.h"
 #include "participants_store.h"
 #include "schedules_store.h"
+#include "tl_date.h"
+#include "tl_json.h"
 #include "tl_log.h"
 #include "tl_topics.h"
+
+/* The body's reason is absent where the route requires one, or null or
+ * blank where it is given (a reason of spaces says nothing). */
+static bool reason_missing(const json_t *obj, const tl_json_field_t *fields, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(fields[i].name, "reason"))
+            continue;
+        const json_t *r = json_object_get(obj, "reason");
+        if (!r)
+            return fields[i].required;
+        if (json_is_null(r))
+            return true;
+        const char *s = json_string_value(r);
+        while (s && *s && strchr(" \t\r\n", *s))
+            s++;
+        return s && !*s;
+    }
+    return false;
+}
 
 json_t *tl_gw_body(tl_req_t *req, tl_resp_t *resp, const void *fields, size_t nfields)
 {
     char why[128];
     json_t *obj = NULL;
     if (tl_json_parse_object(req->body, req->body_len, &obj, why, sizeof why)) {
-        tl_problem(resp, 400, "malformed-json", "Malformed JSON", why, NULL);
+        tl_problem_r(resp, TL_R(malformed_json), why, NULL);
         return NULL;
     }
     json_t *errors = json_array();
-    if (tl_json_check(obj, fields, nfields, errors)) {
-        tl_problem(resp, 400, "validation-failed", "Invalid request body",
-                   "one or more fields are invalid", errors);
+    bool no_reason = reason_missing(obj, fields, nfields);
+    if (tl_json_check(obj, fields, nfields, errors) || no_reason) {
+        /* a missing or blank reason answers alike on every route; the
+         * other faults of the body are listed with it */
+        if (no_reason && !json_object_get(obj, "reason"))
+            tl_json_error(errors, "reason", "is required");
+        else if (no_reason && json_array_size(errors) == 0)
+            tl_json_error(errors, "reason", "must say why");
+        tl_problem_r(resp, no_reason ? TL_R(reason_required) : TL_R(validation_failed),
+                     no_reason ? "a reason for the change is required"
+                               : "one or more fields are invalid",
+                     errors);
         json_decref(obj);
         return NULL;
     }
@@ -33,8 +62,7 @@ json_t *tl_gw_body(tl_req_t *req, tl_resp_t *resp, const void *fields, size_t nf
     return obj;
 }
 
-long tl_gw_query_long(tl_req_t *req, const char *name, long def, long min, long max,
-                      json_t *errors)
+long tl_gw_query_long(tl_req_t *req, const char *name, long def, long min, long max, json_t *errors)
 {
     const char *s = req->query(req->conn, name);
     if (!s)
@@ -100,8 +128,8 @@ bool tl_cmd_init(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
     if (key) {
         size_t len = strlen(key);
         if (!len || len > TL_IDEMPOTENCY_KEY_MAX || !printable_ascii(key)) {
-            tl_problem(resp, 400, "invalid-idempotency-key", "Invalid Idempotency-Key",
-                       "1 to 200 printable ASCII characters", NULL);
+            tl_problem_r(resp, TL_R(invalid_idempotency_key), "1 to 200 printable ASCII characters",
+                         NULL);
             return false;
         }
         if (!tl_idem_claim(gw, req, cmd, resp))
@@ -131,9 +159,8 @@ static void accepted(tl_resp_t *resp, const tl_cmd_t *cmd, const char *topic,
     resp->status = 202;
     resp->problem = false;
     resp->body = json_pack("{s:s, s:s, s:s, s:{s:s, s:i, s:I}}", "id", cmd->resource_id.s,
-                           "event_id", cmd->meta.event_id.s, "status", "accepted", "log",
-                           "topic", topic, "partition", pos->partition, "offset",
-                           (json_int_t)pos->offset);
+                           "event_id", cmd->meta.event_id.s, "status", "accepted", "log", "topic",
+                           topic, "partition", pos->partition, "offset", (json_int_t)pos->offset);
     snprintf(resp->location, sizeof resp->location, "%s", cmd->location);
 }
 
@@ -186,8 +213,8 @@ typedef enum { TL_CMD_APPLIED, TL_CMD_REJECTED, TL_CMD_ANSWERED } tl_cmd_outcome
 static bool wait_readers(tl_gw_t *gw, const char *projection, const char *topic,
                          const tl_kafka_pos_t *pos)
 {
-    static const char *const stream_readers[] = {
-        TL_PROJECTION_PARTICIPANTS, TL_PROJECTION_SCHEDULES, TL_PROJECTION_FORMS};
+    static const char *const stream_readers[] = {TL_PROJECTION_PARTICIPANTS,
+                                                 TL_PROJECTION_SCHEDULES, TL_PROJECTION_FORMS};
     const char *readers[TL_WAITER_PROJECTIONS_MAX] = {projection};
     size_t n = 1;
     for (size_t i = 0; !strcmp(topic, TL_TOPIC_PARTICIPANT) && i < 3; i++)
@@ -217,17 +244,17 @@ static tl_cmd_outcome_t run(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t
         goto written;
     }
     if (tl_bp_engaged(gw->bp, &lag)) {
-        tl_problem(resp, 503, "log-back-pressure", "Busy: the archive is catching up",
-                   "the audit archive is behind the event log; nothing was changed; retry "
-                   "shortly",
-                   NULL);
+        tl_problem_r(resp, TL_R(log_back_pressure),
+                     "the audit archive is behind the event log; nothing was changed; retry "
+                     "shortly",
+                     NULL);
         resp->retry_after = 1;
         return TL_CMD_ANSWERED;
     }
     req->idem.attempted = t != NULL;
-    tl_err_t err = t ? tl_producer_send(gw->producer, cmd->type, cmd->key, cmd->payload,
-                                        &cmd->meta, &pos)
-                     : TL_ERR_INTERNAL;
+    tl_err_t err =
+        t ? tl_producer_send(gw->producer, cmd->type, cmd->key, cmd->payload, &cmd->meta, &pos)
+          : TL_ERR_INTERNAL;
     cmd->topic = t ? t->topic : NULL;
     cmd->pos = pos;
     if (err) {
@@ -281,7 +308,7 @@ void tl_gw_found(tl_resp_t *resp, json_t *j, bool failed, const char *not_found)
         resp->status = 200;
         resp->body = j;
     } else if (!failed) {
-        tl_problem(resp, 404, "not-found", not_found, NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), not_found, NULL);
     }
 }
 
@@ -297,7 +324,7 @@ void tl_gw_created(tl_resp_t *resp, json_t *body, const char *location, bool rep
 
 static void duplicate(tl_resp_t *resp, const tl_create_t *spec)
 {
-    tl_problem(resp, 409, spec->dup_slug, spec->dup_title, spec->dup_detail, NULL);
+    tl_problem_r(resp, spec->dup, spec->dup_detail, NULL);
 }
 
 void tl_gw_create(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_create_t *spec,
@@ -338,10 +365,10 @@ run:;
     /* A refused event whose resource exists is a redelivered retry. */
     if (found)
         tl_gw_created(resp, found, cmd->location, o == TL_CMD_REJECTED);
-    else if (!strcmp(cmd->reason, spec->dup_reason))
+    else if (tl_reason_parse(cmd->reason) == spec->dup)
         duplicate(resp, spec);
     else
-        tl_problem(resp, 409, "conflict", "Command refused", cmd->reason, NULL);
+        tl_problem_refused(resp, cmd->reason);
 out:
     pthread_mutex_unlock(lock);
     tl_pg_res_free(check);
@@ -352,8 +379,8 @@ out:
 static void answer_replay(tl_gw_t *gw, const tl_update_t *spec, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     bool failed = false;
-    json_t *j = tl_gw_query_json(gw, resp, spec->answer_sql, spec->nanswer, spec->answer_params,
-                                 &failed);
+    json_t *j =
+        tl_gw_query_json(gw, resp, spec->answer_sql, spec->nanswer, spec->answer_params, &failed);
     if (j) {
         tl_gw_created(resp, j, cmd->location, true);
         resp->status = spec->status;
@@ -377,7 +404,7 @@ void tl_gw_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_update_t *
     }
     const char *last = tl_pg_get(check, 0, 0);
     if (!last) {
-        tl_problem(resp, 404, "not-found", spec->not_found_title, NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), spec->not_found, NULL);
         goto out;
     }
     if (!strcmp(last, cmd->meta.event_id.s)) {
@@ -395,10 +422,10 @@ run:;
     } else if (o == TL_CMD_APPLIED) {
         tl_problem_from_err(resp, TL_ERR_INTERNAL);
     } else if (o == TL_CMD_REJECTED && !strcmp(cmd->reason, "version_conflict")) {
-        tl_problem(resp, 409, "concurrent-change", "Changed meanwhile",
-                   "another command changed it first; read it again and retry", NULL);
+        tl_problem_r(resp, TL_R(version_conflict),
+                     "another command changed it first; read it again and retry", NULL);
     } else if (o == TL_CMD_REJECTED) {
-        tl_problem(resp, 409, "conflict", "Command refused", cmd->reason, NULL);
+        tl_problem_refused(resp, cmd->reason);
     }
     if (o != TL_CMD_APPLIED)
         json_decref(found); /* a refused update answers with no resource */

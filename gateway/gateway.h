@@ -14,6 +14,7 @@
 #include "backpressure.h"
 #include "edge.h"
 #include "idempotency.h"
+#include "reasons.h"
 #include "schedules.h"
 #include "tl_date.h"
 #include "tl_err.h"
@@ -43,10 +44,10 @@ typedef struct {
     long archive_max_lag;
     long idempotency_hours; /* how long a key binds at least */
     /* signing credentials (docs/SECURITY.md) */
-    long signing_max_failures;   /* consecutive failures that lock a credential */
+    long signing_max_failures;    /* consecutive failures that lock a credential */
     long signing_credential_days; /* a credential's life */
-    long signing_code_hours;     /* an approved enrolment's one-time code's life */
-    long signing_concurrency;    /* password checks at once, in all */
+    long signing_code_hours;      /* an approved enrolment's one-time code's life */
+    long signing_concurrency;     /* password checks at once, in all */
     const char *brokers;
     const char *pg_dsn;
     const char *pg_schema;
@@ -70,14 +71,14 @@ typedef struct {
     tl_waiter_t *waiter;
     tl_bp_t *bp;
     struct tl_gw_pool *pool;
-    struct tl_auth_cache *auth; /* authenticated tokens (auth.c) */
-    struct tl_vtcache *vtcache; /* studies' visit types (vtcache.c) */
+    struct tl_auth_cache *auth;       /* authenticated tokens (auth.c) */
+    struct tl_vtcache *vtcache;       /* studies' visit types (vtcache.c) */
     struct tl_sign_guard *sign_guard; /* password checks in progress (sign_guard.c) */
-    atomic_uint idem_claims;    /* Idempotency-Key claims, for pruning (idempotency.c) */
-    atomic_ullong answered[6];  /* responses of the router by status class (index 1-5) */
-    atomic_ullong refused[2];   /* 401 and 403 answers of the router */
-    tl_http_stats_t http;       /* what the HTTP edge saw that the router never did */
-    tl_cors_t cors;             /* origins that may call from a browser; none: no CORS */
+    atomic_uint idem_claims;          /* Idempotency-Key claims, for pruning (idempotency.c) */
+    atomic_ullong answered[6];        /* responses of the router by status class (index 1-5) */
+    atomic_ullong refused[2];         /* 401 and 403 answers of the router */
+    tl_http_stats_t http;             /* what the HTTP edge saw that the router never did */
+    tl_cors_t cors;                   /* origins that may call from a browser; none: no CORS */
     pthread_mutex_t stripes[TL_LOCK_STRIPES];
 } tl_gw_t;
 
@@ -120,22 +121,22 @@ typedef struct {
 
 typedef struct {
     int status;
-    json_t *body;              /* owned */
-    bool problem;              /* application/problem+json */
+    json_t *body; /* owned */
+    bool problem; /* application/problem+json */
     char location[256];
-    int retry_after;           /* seconds; 0: none */
-    bool replayed;             /* Idempotent-Replayed: true */
-    char allow[64];            /* Allow, with 405 and OPTIONS */
-    bool no_store;             /* Cache-Control: no-store (authenticated answers, 401, 403) */
-    bool close;                /* Connection: close: the connection ends with this answer */
-    const char *authenticate;  /* static: WWW-Authenticate, with 401 */
+    int retry_after;          /* seconds; 0: none */
+    bool replayed;            /* Idempotent-Replayed: true */
+    char allow[64];           /* Allow, with 405 and OPTIONS */
+    bool no_store;            /* Cache-Control: no-store (authenticated answers, 401, 403) */
+    bool close;               /* Connection: close: the connection ends with this answer */
+    const char *authenticate; /* static: WWW-Authenticate, with 401 */
     /* CORS (static strings): the allowed origin echoed back, Vary: Origin,
      * and for a preflight the methods (allow) and headers it may use */
     const char *cors_origin;
     bool cors_vary;
     bool cors_preflight;
-    const char *content_type;  /* static; NULL: application/json or problem+json */
-    char *text;                /* owned: a body that is not JSON, sent as content_type */
+    const char *content_type; /* static; NULL: application/json or problem+json */
+    char *text;               /* owned: a body that is not JSON, sent as content_type */
     /* a file as the body (a release's files): file_fd + 1, so that a zeroed
      * response has none; the fd is owned and closed once sent */
     int file_fd1;
@@ -165,7 +166,7 @@ typedef struct {
     const char *method;
     const char *pattern; /* "/v1/studies/{id}/sites" */
     tl_handler_fn handler;
-    unsigned roles;      /* TL_ROLE_BIT()s allowed; TL_PUBLIC: no authentication */
+    unsigned roles; /* TL_ROLE_BIT()s allowed; TL_PUBLIC: no authentication */
     tl_scope_t scope;
     /* the query parameters it reads, comma-separated ("site,status,limit");
      * NULL: none. Any other answers 400 invalid-query before the handler. */
@@ -181,10 +182,13 @@ void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
  * none); pure, for the route table's query lists. */
 bool tl_gw_query_known(const char *accepted, const char *name);
 
-/* problem.c: fills resp with an RFC 9457 problem. errors: a JSON array of
- * field errors or NULL (taken over). */
-void tl_problem(tl_resp_t *resp, int status, const char *type, const char *title,
-                const char *detail, json_t *errors);
+/* problem.c: fills resp with the RFC 9457 problem of a reason (reasons.h:
+ * its status, type and title). detail: a sentence about this occurrence or
+ * NULL; errors: a JSON array of field errors or NULL (taken over). */
+void tl_problem_r(tl_resp_t *resp, tl_reason_t why, const char *detail, json_t *errors);
+/* The problem of a fold's refusal (cmd->reason): the reason's row, or 409
+ * conflict naming a word the table does not know. */
+void tl_problem_refused(tl_resp_t *resp, const char *fold_reason);
 /* 400 invalid-query with the field errors of a query string (taken over). */
 void tl_problem_query(tl_resp_t *resp, json_t *errors);
 /* Maps an internal error to 503 / 500 etc. */
@@ -249,6 +253,7 @@ bool tl_auth_study_granted(const tl_req_t *req, const char *study_id, tl_resp_t 
 /* handlers */
 /* history and the audit list (routes_history.c) */
 void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_participant_observations(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_audit_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 /* principals, tokens, signing credentials (routes_access.c) */
 void tl_h_me(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
@@ -283,6 +288,7 @@ void tl_h_study_lock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_study_unlock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_visit_complete(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_visit_miss(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_visit_reopen(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_visit_correct(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_baseline_change(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_withdraw(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
@@ -352,19 +358,18 @@ void tl_vtcache_cleanup(tl_gw_t *gw);
 /* 422: the study is locked. */
 void tl_problem_locked(tl_resp_t *resp);
 
-
 /* ---- commands (command.c) ---- */
 
 typedef struct {
-    const char *type;        /* event type */
-    const char *key;         /* partition key: the aggregate id */
-    const json_t *payload;   /* the event's own fields, borrowed */
-    const char *projection;  /* the projection whose state answers the command */
-    tl_event_meta_t meta;    /* event_id and resource_id filled by tl_cmd_init */
-    tl_uuid_t resource_id;   /* id of the resource a create command makes */
-    char location[256];      /* its URL, set by the handler */
-    char reason[64];         /* out: why the projection refused the event */
-    const char *topic;       /* out: where the event landed */
+    const char *type;       /* event type */
+    const char *key;        /* partition key: the aggregate id */
+    const json_t *payload;  /* the event's own fields, borrowed */
+    const char *projection; /* the projection whose state answers the command */
+    tl_event_meta_t meta;   /* event_id and resource_id filled by tl_cmd_init */
+    tl_uuid_t resource_id;  /* id of the resource a create command makes */
+    char location[256];     /* its URL, set by the handler */
+    char reason[64];        /* out: why the projection refused the event */
+    const char *topic;      /* out: where the event landed */
     tl_kafka_pos_t pos;
 } tl_cmd_t;
 
@@ -419,7 +424,7 @@ void tl_idem_finish(tl_gw_t *gw, tl_req_t *req, const tl_resp_t *resp);
 /* Parameters of a read-back (read_sql, answer_sql) at most. */
 #define TL_READ_PARAMS_MAX 8
 typedef struct {
-    const char *read_sql;          /* the resource as JSON text by id ($1), one row at most */
+    const char *read_sql; /* the resource as JSON text by id ($1), one row at most */
     /* Everything the command is validated against, in one round trip: one
      * row, $1 the resource id, check_params $2 and on. Column 0: the resource
      * as JSON text when it exists already (a retried command); column 1: the
@@ -427,9 +432,9 @@ typedef struct {
      * are read by rules. */
     const char *check_sql;
     const char *const *check_params;
-    int ncheck;                    /* at most TL_CHECK_PARAMS_MAX */
-    const char *dup_slug, *dup_title, *dup_detail; /* the 409 answer */
-    const char *dup_reason;        /* the fold's word for the same clash */
+    int ncheck;      /* at most TL_CHECK_PARAMS_MAX */
+    tl_reason_t dup; /* the clash: the fold's word and the 409 answer */
+    const char *dup_detail;
     /* Domain rules, checked before the duplicate; false: resp is the answer. */
     bool (*rules)(const void *ctx, const tl_pg_res_t *check, tl_resp_t *resp);
     const void *ctx;
@@ -453,13 +458,13 @@ void tl_gw_found(tl_resp_t *resp, json_t *j, bool failed, const char *not_found)
 /* A command on an existing aggregate (a participant's stream, a study). */
 typedef struct {
     /* One row: column 0 the aggregate's last event id (NULL: no such
-     * aggregate: 404 not_found_title), or the command's own event id when
+     * aggregate: 404 with not_found as detail), or the command's own event id when
      * the check can tell that event was applied before, later ones
      * notwithstanding (a retry); further columns for decide. */
     const char *check_sql;
     const char *const *check_params;
     int ncheck;
-    const char *not_found_title;
+    const char *not_found;
     /* Domain rules on the check row; completes cmd (payload, key, meta)
      * or fills resp and returns false. */
     bool (*decide)(void *ctx, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp);
@@ -480,17 +485,16 @@ void tl_gw_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_update_t *
 
 /* A signer's principal, its credential's slow hash ("" none) and the site
  * of form_id ("" none; form_id may be NULL). false: resp holds why not. */
-bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_principal_t *p,
-                    char *hash, size_t hash_size, char site[TL_UUID_STRLEN], tl_resp_t *resp);
+bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_principal_t *p, char *hash,
+                    size_t hash_size, char site[TL_UUID_STRLEN], tl_resp_t *resp);
 /* Signing rules' refusals (access.h) as problems (routes_access.c). */
 void tl_problem_signing(tl_resp_t *resp, const char *why);
 /* A wrong signing password of p (on form_id, at site_id, both NULL for a
  * credential change): a SignatureAttemptFailed event with attempt's ids,
  * then resp is 422 signing-credential-invalid, or -locked when it locked
  * the credential (or the 503 of a failure to record it). */
-void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
-                       const tl_principal_t *p, const char *form_id, const char *site_id,
-                       tl_resp_t *resp);
+void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt, const tl_principal_t *p,
+                       const char *form_id, const char *site_id, tl_resp_t *resp);
 /* A right one after wrong ones: SigningFailuresCleared (not waited for). */
 void tl_signing_cleared(tl_gw_t *gw, tl_req_t *req, const tl_principal_t *p);
 

@@ -183,11 +183,11 @@ _Static_assert(TL_HTTP_URL_MAX == 2048 && TL_HTTP_HEADER_COUNT_MAX == 64 &&
 /* Answers a request with a problem before (or instead of) reading its body;
  * close: and ends the connection (what follows could not be told apart
  * from a next request). */
-static enum MHD_Result reject(struct MHD_Connection *c, int status, const char *type,
-                              const char *title, const char *detail, bool close)
+static enum MHD_Result reject(struct MHD_Connection *c, tl_reason_t why, const char *detail,
+                              bool close)
 {
     tl_resp_t r = {.close = close};
-    tl_problem(&r, status, type, title, detail, NULL);
+    tl_problem_r(&r, why, detail, NULL);
     enum MHD_Result ret = send_resp(c, &r);
     json_decref(r.body);
     return ret;
@@ -195,8 +195,7 @@ static enum MHD_Result reject(struct MHD_Connection *c, int status, const char *
 
 static enum MHD_Result too_large(struct MHD_Connection *c)
 {
-    return reject(c, 413, "payload-too-large", "Request body too large", "the body exceeds 1 MiB",
-                  false);
+    return reject(c, TL_R(payload_too_large), "the body exceeds 1 MiB", false);
 }
 
 typedef struct {
@@ -250,19 +249,19 @@ static enum MHD_Result check_head(struct MHD_Connection *c, const char *url, boo
     /* libmicrohttpd reads the first Content-Length, or lets chunked win:
      * a proxy in front may have read the other one */
     if (tl_edge_framing(t.lengths, t.codings, t.coding) != TL_FRAMING_OK)
-        return reject(c, 400, "invalid-framing", "Ambiguous message framing",
+        return reject(c, TL_R(invalid_framing),
                       "at most one Content-Length, never with Transfer-Encoding, which may only be"
                       " chunked",
                       true);
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_arg, &t);
     if (strlen(url) + t.query_bytes > TL_HTTP_URL_MAX) /* decoded bytes */
-        return reject(c, 414, "uri-too-long", "URI too long", "the URL exceeds 2048 bytes", false);
+        return reject(c, TL_R(uri_too_long), "the URL exceeds 2048 bytes", false);
     if (t.count > TL_HTTP_HEADER_COUNT_MAX || t.bytes > TL_HTTP_HEADERS_MAX ||
         t.longest > TL_HTTP_HEADER_MAX)
-        return reject(c, 431, "headers-too-large", "Request headers too large",
+        return reject(c, TL_R(headers_too_large),
                       "at most 64 headers, each up to 8 KiB, 16 KiB in all", false);
     if (bad_target || t.bad_text || !tl_text_ok(url, strlen(url)))
-        return reject(c, 400, "invalid-url", "Invalid URL",
+        return reject(c, TL_R(invalid_url),
                       "the path and query must be UTF-8 text without control characters", false);
     *rejected = false;
     return MHD_YES;

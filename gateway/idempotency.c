@@ -84,8 +84,8 @@ static void replay(const tl_pg_res_t *res, tl_resp_t *resp)
 
 static void in_progress(tl_resp_t *resp)
 {
-    tl_problem(resp, 409, "idempotency-key-in-progress", "Request in progress",
-               "a request with this Idempotency-Key is still running; retry shortly", NULL);
+    tl_problem_r(resp, TL_R(idempotency_key_in_progress),
+                 "a request with this Idempotency-Key is still running; retry shortly", NULL);
     resp->retry_after = 1;
 }
 
@@ -122,8 +122,7 @@ static tl_err_t body_hash(const tl_req_t *req, char sha[TL_SHA256_STRLEN])
     static const char *const secrets[] = {"password", "current_password", "enrolment_code"};
     json_t *obj = NULL;
     char why[64];
-    if (!req->body ||
-        tl_json_parse_object(req->body, req->body_len, &obj, why, sizeof why))
+    if (!req->body || tl_json_parse_object(req->body, req->body_len, &obj, why, sizeof why))
         return tl_sha256_hex(req->body ? req->body : "", req->body ? req->body_len : 0, sha);
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
         json_object_del(obj, secrets[i]);
@@ -137,17 +136,15 @@ static tl_err_t body_hash(const tl_req_t *req, char sha[TL_SHA256_STRLEN])
 bool tl_idem_claim(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     char sha[TL_SHA256_STRLEN], lease[24];
-    if (body_hash(req, sha) || tl_uuid_v7(&cmd->meta.event_id) ||
-        tl_uuid_v7(&cmd->resource_id)) {
+    if (body_hash(req, sha) || tl_uuid_v7(&cmd->meta.event_id) || tl_uuid_v7(&cmd->resource_id)) {
         tl_problem_from_err(resp, TL_ERR_INTERNAL);
         return false;
     }
     if (atomic_fetch_add(&gw->idem_claims, 1) % PRUNE_EVERY == PRUNE_EVERY - 1)
         prune(gw);
     lease_ms(gw, lease);
-    const char *params[] = {req->idempotency_key, req->actor_id,         req->method,
-                            req->path,            sha,                   cmd->meta.event_id.s,
-                            cmd->resource_id.s,   lease};
+    const char *params[] = {req->idempotency_key, req->actor_id,      req->method, req->path, sha,
+                            cmd->meta.event_id.s, cmd->resource_id.s, lease};
     tl_pg_res_t *res = NULL;
     tl_err_t err = tl_gw_exec_quick(gw, sql_claim, 8, params, &res);
     bool ok = false;
@@ -174,10 +171,10 @@ bool tl_idem_claim(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, tl_resp_t *resp)
     };
     switch (tl_idem_judge(&row, req->actor_id, req->method, req->path, sha)) {
     case TL_IDEM_REUSED:
-        tl_problem(resp, 422, "idempotency-key-reused", "Idempotency-Key reused",
-                   "this Idempotency-Key was used for another request (another body, principal "
-                   "or route); use a new key for a new request",
-                   NULL);
+        tl_problem_r(resp, TL_R(idempotency_key_reused),
+                     "this Idempotency-Key was used for another request (another body, principal "
+                     "or route); use a new key for a new request",
+                     NULL);
         break;
     case TL_IDEM_REPLAY:
         replay(res, resp);
@@ -245,7 +242,8 @@ void tl_idem_finish(tl_gw_t *gw, tl_req_t *req, const tl_resp_t *resp)
 {
     if (!req->idem.claimed)
         return;
-    const char *type = resp->problem ? json_string_value(json_object_get(resp->body, "type")) : NULL;
+    const char *type =
+        resp->problem ? json_string_value(json_object_get(resp->body, "type")) : NULL;
     const char *slash = type ? strrchr(type, '/') : NULL;
     char *text = tl_idem_final(resp->status, slash ? slash + 1 : type) ? stored_text(resp) : NULL;
     char status[8];

@@ -15,8 +15,8 @@
 #define MON TL_ROLE_BIT(TL_ROLE_MONITOR)
 #define ANALYST TL_ROLE_BIT(TL_ROLE_ANALYST)
 #define CONN TL_ROLE_BIT(TL_ROLE_CONNECTOR)
-#define STAFF (ADMIN | COORD | CLIN | MON)    /* identified data of their sites */
-#define STUDY_READERS (STAFF | ANALYST)       /* study definitions and aggregates */
+#define STAFF (ADMIN | COORD | CLIN | MON) /* identified data of their sites */
+#define STUDY_READERS (STAFF | ANALYST)    /* study definitions and aggregates */
 #define EVERYONE (STAFF | ANALYST | CONN)
 #define SIGNERS TL_SIGNER_ROLES               /* sign clinical forms (access.h) */
 /* The query parameters of every list: one page of at most limit items
@@ -108,6 +108,8 @@ static const tl_route_t routes[] = {
      ADMIN | COORD, TL_SCOPE_PARTICIPANT, NULL},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/miss", tl_h_visit_miss,
      ADMIN | COORD, TL_SCOPE_PARTICIPANT, NULL},
+    {"POST", "/v1/participants/{participant}/visits/{visit_type}/reopen", tl_h_visit_reopen,
+     ADMIN | COORD, TL_SCOPE_PARTICIPANT, NULL},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/correct", tl_h_visit_correct,
      ADMIN | COORD, TL_SCOPE_PARTICIPANT, NULL},
     {"POST", "/v1/participants/{participant}/baseline", tl_h_baseline_change, ADMIN | COORD,
@@ -117,6 +119,8 @@ static const tl_route_t routes[] = {
     {"POST", "/v1/participants/{participant}/complete", tl_h_participant_finish, ADMIN | COORD,
      TL_SCOPE_PARTICIPANT, NULL},
     {"GET", "/v1/participants/{participant}/history", tl_h_participant_history, ADMIN | MON,
+     TL_SCOPE_PARTICIPANT, PAGE},
+    {"GET", "/v1/participants/{participant}/observations", tl_h_participant_observations, STAFF,
      TL_SCOPE_PARTICIPANT, PAGE},
     /* case report forms: clinicians enter and sign them, coordinators
      * enter them, monitors read them; admins enter but never sign
@@ -255,8 +259,8 @@ static void options(tl_gw_t *gw, const tl_req_t *req, tl_resp_t *resp, const cha
     if (req->origin && req->cors_method &&
         (!tl_cors_match(&gw->cors, req->origin) ||
          !tl_edge_method_listed(methods, req->cors_method))) {
-        tl_problem(resp, 403, "cors-refused", "Cross-origin request refused",
-                   "the origin may not call this gateway, or not with this method", NULL);
+        tl_problem_r(resp, TL_R(cors_refused),
+                     "the origin may not call this gateway, or not with this method", NULL);
         return;
     }
     resp->status = 204;
@@ -342,10 +346,10 @@ static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, c
         if (*pattern && !strcmp(req->method, "OPTIONS")) {
             options(gw, req, resp, allow);
         } else if (*pattern) {
-            tl_problem(resp, 405, "method-not-allowed", "Method not allowed", NULL, NULL);
+            tl_problem_r(resp, TL_R(method_not_allowed), NULL, NULL);
             snprintf(resp->allow, sizeof resp->allow, "%s", allow);
         } else {
-            tl_problem(resp, 404, "not-found", "Not found", "no such route", NULL);
+            tl_problem_r(resp, TL_R(not_found), "no such route", NULL);
         }
         return NULL;
     }
@@ -353,8 +357,7 @@ static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, c
         if (!tl_auth_authenticate(gw, req, resp))
             return found;
         if (!(found->roles & TL_ROLE_BIT(req->actor.role))) {
-            tl_problem(resp, 403, "forbidden", "Not allowed",
-                       "the principal's role may not do this", NULL);
+            tl_problem_r(resp, TL_R(forbidden), "the principal's role may not do this", NULL);
             return found;
         }
         if (!tl_auth_in_scope(gw, found, req, resp))
@@ -365,15 +368,13 @@ static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, c
     if ((!strcmp(req->method, "POST") || !strcmp(req->method, "PATCH") ||
          !strcmp(req->method, "PUT")) &&
         !json_content_type(req->content_type)) {
-        tl_problem(resp, 415, "unsupported-media-type", "Unsupported media type",
-                   "the body must be application/json", NULL);
+        tl_problem_r(resp, TL_R(unsupported_media_type), "the body must be application/json", NULL);
         return found;
     }
     found->handler(gw, req, resp);
     tl_idem_finish(gw, req, resp);
     if (resp->status >= 500)
-        tl_log_warn("request_failed", json_pack("{s:s, s:s, s:i}", "method", req->method,
-                                                "route", found->pattern, "status",
-                                                resp->status));
+        tl_log_warn("request_failed", json_pack("{s:s, s:s, s:i}", "method", req->method, "route",
+                                                found->pattern, "status", resp->status));
     return found;
 }

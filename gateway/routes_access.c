@@ -18,7 +18,7 @@
     " p.signing_credential_id IS NOT NULL, 'signing', json_build_object('expires_at',"             \
     " p.signing_expires_at, 'locked', p.signing_locked, 'failures', p.signing_failures,"           \
     " 'enrolment', CASE WHEN p.enrolment_state = 'none' THEN NULL ELSE " SQL_ENROLMENT_OBJ         \
-    " END), 'created_at', p.created_at, 'updated_at', p.updated_at)::text"                        \
+    " END), 'created_at', p.created_at, 'updated_at', p.updated_at)::text"                         \
     " FROM principals p WHERE p.id = $1"
 #define SQL_ENROLMENT_OBJ                                                                          \
     "json_build_object('id', p.enrolment_id, 'principal_id', p.id, 'state', p.enrolment_state,"    \
@@ -49,7 +49,7 @@ static void principal_answer(tl_gw_t *gw, const char *id, tl_resp_t *resp)
     json_t *j = tl_uuid_valid(id)
                     ? tl_gw_query_json(gw, resp, SQL_PRINCIPAL_JSON, 1, params, &failed)
                     : NULL;
-    tl_gw_found(resp, j, failed, "Principal not found");
+    tl_gw_found(resp, j, failed, "principal not found");
 }
 
 void tl_h_me(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -87,7 +87,7 @@ void tl_h_principal_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const char *params[] = {role, lim, has_after ? after : NULL};
     bool failed = false;
     json_t *j = tl_gw_query_json(gw, resp, sql_principal_list, 3, params, &failed);
-    tl_gw_found(resp, j, failed, "Principals not found");
+    tl_gw_found(resp, j, failed, "principals not found");
 }
 
 /* The canonical form of a JSON array of UUIDs (new reference). */
@@ -123,7 +123,7 @@ static bool grant_ok(const json_t *body, tl_resp_t *resp, json_t **sites, json_t
                       : !strcmp(why, "studies_not_allowed") ? "only analysts are granted studies"
                       : study ? "too many studies"
                               : "too many sites");
-        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
         return false;
     }
     *sites = canonical_ids(given);
@@ -151,14 +151,12 @@ static bool grant_known(const tl_pg_res_t *check, int col, const json_t *payload
 {
     long long known = tl_pg_get_int(check, 0, col);
     if (known != (long long)json_array_size(json_object_get(payload, "site_ids"))) {
-        tl_problem(resp, 422, "unknown-site", "Unknown site", "a site_ids entry is not a site",
-                   NULL);
+        tl_problem_r(resp, TL_R(unknown_site), "a site_ids entry is not a site", NULL);
         return false;
     }
     known = tl_pg_get_int(check, 0, col + 1);
     if (known != (long long)json_array_size(json_object_get(payload, "study_ids"))) {
-        tl_problem(resp, 422, "unknown-study", "Unknown study", "a study_ids entry is not a study",
-                   NULL);
+        tl_problem_r(resp, TL_R(unknown_grant_study), "a study_ids entry is not a study", NULL);
         return false;
     }
     return true;
@@ -192,7 +190,7 @@ void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                           "letters, digits and . _ @ - only, starting with a letter or digit");
         else
             tl_json_error(errors, "display_name", "no leading or trailing space");
-        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
         goto out;
     }
     if (!tl_cmd_init(gw, req, &cmd, resp))
@@ -214,10 +212,8 @@ void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                      " FROM studies WHERE id = ANY($4::uuid[]))",
         .check_params = check,
         .ncheck = 3,
-        .dup_slug = "duplicate-principal-name",
-        .dup_title = "Principal name already used",
+        .dup = TL_R(duplicate_principal_name),
         .dup_detail = "a principal with this name exists",
-        .dup_reason = "duplicate_principal_name",
         .rules = create_rules,
         .ctx = payload,
     };
@@ -244,7 +240,7 @@ typedef struct {
 static bool principal_param(tl_req_t *req, tl_uuid_t *id, tl_resp_t *resp)
 {
     if (tl_uuid_parse(req->params[0], id)) {
-        tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "principal not found", NULL);
         return false;
     }
     return true;
@@ -256,8 +252,8 @@ static bool not_self(const tl_req_t *req, const tl_uuid_t *id, tl_resp_t *resp)
 {
     if (strcasecmp(req->actor.id, id->s))
         return true;
-    tl_problem(resp, 422, "own-access", "Own access",
-               "another administrator changes or disables your access", NULL);
+    tl_problem_r(resp, TL_R(own_access), "another administrator changes or disables your access",
+                 NULL);
     return false;
 }
 
@@ -267,8 +263,7 @@ static bool active_or_409(const tl_pg_res_t *check, int col, tl_resp_t *resp)
     const char *active = tl_pg_get(check, 0, col);
     if (active && !strcmp(active, "t"))
         return true;
-    tl_problem(resp, 409, "principal-disabled", "Principal disabled",
-               "a disabled principal changes no more", NULL);
+    tl_problem_r(resp, TL_R(principal_disabled), "a disabled principal changes no more", NULL);
     return false;
 }
 
@@ -295,7 +290,7 @@ static void principal_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl
                                            ", " SQL_STUDIES_KNOWN " FROM principals WHERE id = $1",
                               .check_params = params,
                               .ncheck = 3,
-                              .not_found_title = "Principal not found",
+                              .not_found = "principal not found",
                               .decide = decide,
                               .ctx = ctx,
                               .answer_sql = SQL_PRINCIPAL_JSON,
@@ -368,38 +363,33 @@ out:
  * token and that code. A credential is changed only with the current one.
  * The rules are access.h's; these handlers do the I/O around them. */
 
+/* The details the signing rules' reasons answer with. */
 typedef struct {
-    const char *why;
-    int status;
-    const char *type, *title, *detail;
+    tl_reason_t why;
+    const char *detail;
 } signing_reason_t;
 
 static const signing_reason_t signing_reasons[] = {
-    {"principal_disabled", 409, "principal-disabled", "Principal disabled",
-     "a disabled principal changes no more"},
-    {"role_does_not_sign", 422, "role-does-not-sign", "This role does not sign",
+    {TL_R(principal_disabled), "a disabled principal changes no more"},
+    {TL_R(role_does_not_sign),
      "only the roles the permission table lets sign have a signing credential"},
-    {"two_person_rule", 422, "two-person-rule", "A second person is required",
+    {TL_R(two_person_rule),
      "an enrolment is opened by one administrator, approved by another (not the principal, not "
      "an identity the opener granted or issued the token of) and used by the principal with a "
      "token the approver did not issue"},
-    {"no_open_enrolment", 409, "no-open-enrolment", "No open enrolment",
+    {TL_R(no_open_enrolment),
      "this enrolment is not open: approved, used, replaced by a newer one, or unknown"},
-    {"no_approved_enrolment", 409, "no-approved-enrolment", "No approved enrolment",
+    {TL_R(no_approved_enrolment),
      "an administrator opens an enrolment for you and another approves it first"},
-    {"enrolment_expired", 422, "enrolment-expired", "Enrolment code expired",
-     "the one-time code is past its time: ask for a new enrolment"},
-    {"invalid_enrolment_code", 422, "invalid-enrolment-code", "Enrolment code not accepted",
-     "the one-time code is not the approved enrolment's"},
-    {"not_own_credential", 403, "forbidden", "Not allowed",
-     "a signing credential is set by its principal only"},
-    {"no_signing_credential", 422, "no-signing-credential", "No signing credential",
+    {TL_R(enrolment_expired), "the one-time code is past its time: ask for a new enrolment"},
+    {TL_R(invalid_enrolment_code), "the one-time code is not the approved enrolment's"},
+    {TL_R(not_own_credential), "a signing credential is set by its principal only"},
+    {TL_R(no_signing_credential),
      "an administrator opens an enrolment, another approves it, then you set your credential "
      "with its one-time code (POST /v1/principals/{id}/signing-credential)"},
-    {"signing_credential_locked", 422, "signing-credential-locked", "Signing credential locked",
+    {TL_R(signing_credential_locked),
      "too many wrong signing passwords: a new enrolment (two administrators) unlocks signing"},
-    {"signing_credential_expired", 422, "signing-credential-expired",
-     "Signing credential expired",
+    {TL_R(signing_credential_expired),
      "replace it with the current one (POST /v1/principals/{id}/signing-credential)"},
 };
 
@@ -407,20 +397,20 @@ void tl_problem_signing(tl_resp_t *resp, const char *why)
 {
     for (size_t i = 0; i < sizeof signing_reasons / sizeof signing_reasons[0]; i++) {
         const signing_reason_t *r = &signing_reasons[i];
-        if (!strcmp(r->why, why)) {
-            tl_problem(resp, r->status, r->type, r->title, r->detail, NULL);
+        if (r->why == tl_reason_parse(why)) {
+            tl_problem_r(resp, r->why, r->detail, NULL);
             return;
         }
     }
-    tl_problem(resp, 409, "conflict", "Command refused", why, NULL);
+    tl_problem_refused(resp, why);
 }
 
 typedef struct {
     tl_req_t *req;
     const json_t *body;
     json_t *payload;
-    const char *enrolment_id; /* approve: {enrolment} */
-    const char *code_sha256;  /* set with an enrolment: its code's hash */
+    const char *enrolment_id;        /* approve: {enrolment} */
+    const char *code_sha256;         /* set with an enrolment: its code's hash */
     const char *verified_credential; /* set by a change: the credential checked */
 } signing_ctx_t;
 
@@ -429,22 +419,21 @@ typedef struct {
  * principal its role. */
 static void signing_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_uuid_t *id,
                            bool (*decide)(void *, const tl_pg_res_t *, tl_cmd_t *, tl_resp_t *),
-                           signing_ctx_t *ctx, const char *answer_sql, int status,
-                           tl_resp_t *resp)
+                           signing_ctx_t *ctx, const char *answer_sql, int status, tl_resp_t *resp)
 {
     const char *params[] = {id->s, req->actor.id};
-    const tl_update_t spec = {
-        .check_sql = SQL_PRINCIPAL_CHECK ", (SELECT g.granted_by FROM principals g"
-                     " WHERE g.id = $2::uuid) FROM principals p WHERE p.id = $1",
-        .check_params = params,
-        .ncheck = 2,
-        .not_found_title = "Principal not found",
-        .decide = decide,
-        .ctx = ctx,
-        .answer_sql = answer_sql,
-        .answer_params = params,
-        .nanswer = 1,
-        .status = status};
+    const tl_update_t spec = {.check_sql = SQL_PRINCIPAL_CHECK
+                              ", (SELECT g.granted_by FROM principals g"
+                              " WHERE g.id = $2::uuid) FROM principals p WHERE p.id = $1",
+                              .check_params = params,
+                              .ncheck = 2,
+                              .not_found = "principal not found",
+                              .decide = decide,
+                              .ctx = ctx,
+                              .answer_sql = answer_sql,
+                              .answer_params = params,
+                              .nanswer = 1,
+                              .status = status};
     cmd->key = id->s;
     cmd->payload = ctx->payload;
     tl_gw_update(gw, req, cmd, &spec, tl_gw_stripe(gw, id->s), resp);
@@ -511,7 +500,7 @@ void tl_h_signing_enrolment_approve(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!body || !principal_param(req, &id, resp))
         goto out;
     if (tl_uuid_parse(req->params[1], &enrolment)) {
-        tl_problem(resp, 404, "not-found", "Enrolment not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "enrolment not found", NULL);
         goto out;
     }
     if (!tl_cmd_init(gw, req, &cmd, resp))
@@ -524,9 +513,9 @@ void tl_h_signing_enrolment_approve(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     }
     int64_t expires = tl_now_us() + gw->cfg.signing_code_hours * 3600LL * 1000000LL;
     ctx.enrolment_id = enrolment.s;
-    ctx.payload = json_pack("{s:s, s:s, s:s, s:I}", "principal_id", id.s, "enrolment_id",
-                            enrolment.s, "code_sha256", sha, "code_expires_at",
-                            (json_int_t)expires);
+    ctx.payload =
+        json_pack("{s:s, s:s, s:s, s:I}", "principal_id", id.s, "enrolment_id", enrolment.s,
+                  "code_sha256", sha, "code_expires_at", (json_int_t)expires);
     snprintf(cmd.location, sizeof cmd.location, "/v1/principals/%s/signing-enrolments/%s", id.s,
              enrolment.s);
     signing_update(gw, req, &cmd, &id, approve_decide, &ctx, SQL_ENROLMENT_JSON, 200, resp);
@@ -542,8 +531,8 @@ out:
     json_decref(body);
 }
 
-bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_principal_t *p,
-                    char *hash, size_t hash_size, char site[TL_UUID_STRLEN], tl_resp_t *resp)
+bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_principal_t *p, char *hash,
+                    size_t hash_size, char site[TL_UUID_STRLEN], tl_resp_t *resp)
 {
     const char *params[] = {id, form_id};
     tl_pg_res_t *res = NULL;
@@ -558,7 +547,7 @@ bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_princip
     if (err)
         tl_problem_from_err(resp, err);
     else if (!ok)
-        tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "principal not found", NULL);
     if (ok) {
         tl_principal_read(res, 0, 0, p);
         const char *h = tl_pg_get(res, 0, TL_SQL_PRINCIPAL_NCOLS);
@@ -570,8 +559,7 @@ bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_princip
     return ok;
 }
 
-static bool failure_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
-                           tl_resp_t *resp)
+static bool failure_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     (void)ctx_in;
     (void)check;
@@ -580,9 +568,8 @@ static bool failure_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
     return true;
 }
 
-void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
-                       const tl_principal_t *p, const char *form_id, const char *site_id,
-                       tl_resp_t *resp)
+void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt, const tl_principal_t *p,
+                       const char *form_id, const char *site_id, tl_resp_t *resp)
 {
     /* the failure is the request's own event: a retry of it (the same
      * Idempotency-Key and body) finds it, and counts nothing twice */
@@ -593,9 +580,9 @@ void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
     tl_uuid_t id;
     tl_uuid_parse(p->id, &id);
     signing_ctx_t ctx = {.req = req};
-    ctx.payload = json_pack("{s:s, s:s?, s:i, s:i}", "principal_id", id.s, "form_id", form_id,
-                            "failures", p->signing_failures + 1, "max_failures",
-                            (int)gw->cfg.signing_max_failures);
+    ctx.payload =
+        json_pack("{s:s, s:s?, s:i, s:i}", "principal_id", id.s, "form_id", form_id, "failures",
+                  p->signing_failures + 1, "max_failures", (int)gw->cfg.signing_max_failures);
     snprintf(cmd.location, sizeof cmd.location, "/v1/principals/%s", id.s);
     /* counted before the answer, whatever the client prefers: the next
      * attempt (after the guard) must see this one */
@@ -619,8 +606,7 @@ void tl_signing_failed(tl_gw_t *gw, tl_req_t *req, const tl_cmd_t *attempt,
              "signing credential",
              (long long)(gw->cfg.signing_max_failures - failures));
     /* not 401: the bearer token is fine, and clients read 401 as "log out" */
-    tl_problem(resp, 422, "signing-credential-invalid", "Signing credential not accepted", detail,
-               NULL);
+    tl_problem_r(resp, TL_R(signing_credential_invalid), detail, NULL);
 }
 
 void tl_signing_cleared(tl_gw_t *gw, tl_req_t *req, const tl_principal_t *p)
@@ -628,9 +614,8 @@ void tl_signing_cleared(tl_gw_t *gw, tl_req_t *req, const tl_principal_t *p)
     if (!p->signing_failures)
         return;
     json_t *payload = json_pack("{s:s}", "principal_id", p->id);
-    tl_event_meta_t meta = {.actor_id = req->actor_id,
-                            .actor_role = req->actor_role,
-                            .source = "gateway"};
+    tl_event_meta_t meta = {
+        .actor_id = req->actor_id, .actor_role = req->actor_role, .source = "gateway"};
     tl_err_t err = payload ? tl_uuid_v7(&meta.event_id) : TL_ERR_NOMEM;
     meta.correlation_id = meta.event_id.s;
     tl_kafka_pos_t pos;
@@ -667,8 +652,8 @@ static bool credential_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *
         if (why && !strcmp(why, "signing_credential_expired"))
             why = NULL; /* an expired credential is replaced with itself */
         if (!why && strcmp(p.signing_credential_id, c->verified_credential)) {
-            tl_problem(resp, 409, "concurrent-change", "Changed meanwhile",
-                       "the signing credential changed meanwhile; try again", NULL);
+            tl_problem_r(resp, TL_R(version_conflict),
+                         "the signing credential changed meanwhile; try again", NULL);
             return false;
         }
     }
@@ -697,7 +682,7 @@ static bool credential_store(tl_gw_t *gw, const char *credential_id, const char 
     if (err == TL_ERR_INVALID) {
         json_t *errors = json_array();
         tl_json_error(errors, "password", "must be 12 to 256 bytes");
-        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
     } else if (err) {
         tl_problem_from_err(resp, err);
     }
@@ -762,7 +747,7 @@ void tl_h_signing_credential_set(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         tl_json_error(errors, "enrolment_code",
                       "give either the one-time code of an approved enrolment or "
                       "current_password, not both");
-        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
         goto out;
     }
     if (strcasecmp(id.s, req->actor.id)) {
@@ -792,16 +777,16 @@ static bool token_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *re
 {
     const tl_req_t *req = ctx;
     if (!tl_pg_get(check, 0, 2)) {
-        tl_problem(resp, 404, "not-found", "Principal not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "principal not found", NULL);
         return false;
     }
     const char *role = tl_pg_get(check, 0, 3);
-    if (role && tl_role_parse(role) == TL_ROLE_ADMIN && strcasecmp(tl_pg_get(check, 0, 4),
-                                                                   req->actor.id)) {
-        tl_problem(resp, 422, "two-person-rule", "A second person is required",
-                   "an administrator's tokens are issued by the operator (trialog admin "
-                   "issue-token), never by another administrator, who would then hold them",
-                   NULL);
+    if (role && tl_role_parse(role) == TL_ROLE_ADMIN &&
+        strcasecmp(tl_pg_get(check, 0, 4), req->actor.id)) {
+        tl_problem_r(resp, TL_R(two_person_rule),
+                     "an administrator's tokens are issued by the operator (trialog admin "
+                     "issue-token), never by another administrator, who would then hold them",
+                     NULL);
         return false;
     }
     return active_or_409(check, 2, resp);
@@ -836,10 +821,9 @@ void tl_h_token_issue(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                      " (SELECT role FROM principals WHERE id = $2), $2::text",
         .check_params = check,
         .ncheck = 1,
-        .dup_slug = "conflict",
-        .dup_title = "Command refused",
+        .dup = TL_R(duplicate_token),
         .dup_detail = NULL,
-        .dup_reason = "duplicate_token",
+
         .rules = token_rules,
         .ctx = req,
     };
@@ -878,7 +862,7 @@ void tl_h_token_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const char *params[] = {id.s, lim, has_after ? after : NULL};
     bool failed = false;
     json_t *j = tl_gw_query_json(gw, resp, sql_token_list, 3, params, &failed);
-    tl_gw_found(resp, j, failed, "Principal not found");
+    tl_gw_found(resp, j, failed, "principal not found");
 }
 
 typedef struct {
@@ -890,11 +874,11 @@ static bool revoke_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
 {
     revoke_ctx_t *ctx = ctx_in;
     if (strcmp(tl_pg_get(check, 0, 1), ctx->principal)) {
-        tl_problem(resp, 404, "not-found", "Token not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "token not found", NULL);
         return false;
     }
     if (!strcmp(tl_pg_get(check, 0, 2), "t")) {
-        tl_problem(resp, 409, "already-revoked", "Token already revoked", NULL, NULL);
+        tl_problem_r(resp, TL_R(already_revoked), NULL, NULL);
         return false;
     }
     cmd->meta.reason = tl_json_str(ctx->body, "reason");
@@ -909,7 +893,7 @@ void tl_h_token_revoke(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!body || !tl_cmd_init(gw, req, &cmd, resp) || !principal_param(req, &id, resp))
         goto out;
     if (tl_uuid_parse(req->params[1], &token)) {
-        tl_problem(resp, 404, "not-found", "Token not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "token not found", NULL);
         goto out;
     }
     payload = json_pack("{s:s, s:s}", "principal_id", id.s, "token_id", token.s);
@@ -920,7 +904,7 @@ void tl_h_token_revoke(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                      " FROM access_tokens WHERE id = $1",
         .check_params = params,
         .ncheck = 1,
-        .not_found_title = "Token not found",
+        .not_found = "token not found",
         .decide = revoke_decide,
         .ctx = &ctx,
         .answer_sql = SQL_TOKEN_JSON,

@@ -10,6 +10,7 @@
 #include "forms.h"
 #include "forms_store.h"
 #include "gateway.h"
+#include "schedules.h"
 #include "tl_json.h"
 #include "tl_log.h"
 #include "tl_secret.h"
@@ -41,9 +42,9 @@
 static const char *const sql_form =
     "SELECT " SQL_FORM_JSON "::text" SQL_FORM_FROM " WHERE f.id = $1";
 
-static void invalid(tl_resp_t *resp, const char *type, const char *title, json_t *errors)
+static void invalid(tl_resp_t *resp, tl_reason_t why, json_t *errors)
 {
-    tl_problem(resp, 422, type, title, "see errors: every problem is listed", errors);
+    tl_problem_r(resp, why, "see errors: every problem is listed", errors);
 }
 
 static bool is_true(const tl_pg_res_t *res, int col)
@@ -58,6 +59,9 @@ static const tl_json_field_t template_fields[] = {
     {"name", TL_JF_NAME, true, 0, 0, NULL},
     {"title", TL_JF_STRING, false, 1, TL_TEMPLATE_TITLE_MAX, NULL},
     {"fields", TL_JF_ARRAY, true, 1, TL_TEMPLATE_FIELDS_MAX, NULL},
+    /* a new version changes the forms participants get: it may say why
+     * (issue 26: every route that changes what participants get does) */
+    {"reason", TL_JF_STRING, false, 1, TL_REASON_MAX, NULL},
 };
 
 /* $1 study, $2 name, $3 the command's event: column 0 that event when a
@@ -123,8 +127,7 @@ static bool publish_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
         return false;
     }
     if (v > TL_TEMPLATE_VERSIONS_MAX) {
-        tl_problem(resp, 422, "too-many-versions", "Too many template versions",
-                   "a template has at most 1000 versions", NULL);
+        tl_problem_r(resp, TL_R(too_many_versions), "a template has at most 1000 versions", NULL);
         return false;
     }
     json_object_set_new(c->payload, "study_id", json_string(c->study_id));
@@ -140,29 +143,30 @@ static bool publish_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
 void tl_h_form_template_publish(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     tl_cmd_t cmd = {.type = "FormTemplatePublished", .projection = TL_PROJECTION_FORMS};
-    json_t *body = tl_gw_body(req, resp, template_fields, 3), *errors = json_array();
+    json_t *body = tl_gw_body(req, resp, template_fields, 4), *errors = json_array();
     publish_ctx_t ctx = {.gw = gw, .body = body, .payload = json_object()};
     tl_uuid_t study;
     if (!body || !tl_cmd_init(gw, req, &cmd, resp))
         goto out;
     if (tl_uuid_parse(req->params[0], &study)) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         goto out;
     }
     if (!(ctx.fields = tl_template_fields_check(json_object_get(body, "fields"), errors))) {
-        invalid(resp, "invalid-template", "Invalid form template", errors);
+        invalid(resp, TL_R(invalid_template), errors);
         errors = NULL;
         goto out;
     }
     ctx.study_id = study.s;
     ctx.id = cmd.resource_id.s;
+    cmd.meta.reason = tl_json_str(body, "reason"); /* the envelope's, not a field of the event */
     const char *name = tl_json_str(body, "name");
     const char *check[] = {study.s, name, cmd.meta.event_id.s};
     const char *ans[] = {study.s, name, ctx.version, cmd.meta.event_id.s};
     const tl_update_t spec = {.check_sql = sql_template_check,
                               .check_params = check,
                               .ncheck = 3,
-                              .not_found_title = "Study not found",
+                              .not_found = "study not found",
                               .decide = publish_decide,
                               .ctx = &ctx,
                               .answer_sql = sql_template_version,
@@ -200,7 +204,7 @@ void tl_h_form_template_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             "SELECT CASE WHEN EXISTS (SELECT 1 FROM studies WHERE id = $1) THEN (" TL_SQL_PAGE(
                 SQL_TEMPLATE_JSON, TEMPLATE_KEY, LATEST_TEMPLATES, "true") ") END",
             3, params, &failed);
-    tl_gw_found(resp, j, failed, "Study not found");
+    tl_gw_found(resp, j, failed, "study not found");
 }
 
 void tl_h_form_template_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -230,7 +234,7 @@ void tl_h_form_template_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         json_decref(j);
         j = NULL;
     }
-    tl_gw_found(resp, j, failed, "Form template not found");
+    tl_gw_found(resp, j, failed, "form template not found");
 }
 
 /* ---- responses ---- */
@@ -242,18 +246,21 @@ static const tl_json_field_t submit_fields[] = {
 
 /* $1 participant, $2 the visit's id or name, $3 template name, $4 the new
  * form's id: the stream (last event, version, study, site), the lock, the
- * visit, the template's latest version, a form the visit has of it, and
- * the form itself when this is a retry. */
+ * visit, the template's latest version, a form the visit has of it, the
+ * form itself when this is a retry, and the visit type's name and the
+ * templates it lists. */
 static const char *const sql_submit_check =
     "SELECT p.last_event_id::text, p.version, p.study_id, p.site_id, COALESCE(s.locked, false),"
     "       v.visit_type_id, v.state, t.id, t.version, t.fields::text,"
     "       (SELECT f.id FROM forms f WHERE f.participant_id = p.id"
     "          AND f.visit_type_id = v.visit_type_id AND f.template_name = $3 LIMIT 1),"
-    "       (SELECT (" SQL_FORM_JSON ")::text" SQL_FORM_FROM " WHERE f.id = $4)"
+    "       (SELECT (" SQL_FORM_JSON ")::text" SQL_FORM_FROM " WHERE f.id = $4),"
+    "       COALESCE(vt.name, v.name), vt.form_templates::text"
     "  FROM schedule_participants p LEFT JOIN studies s ON s.id = p.study_id"
     "  LEFT JOIN LATERAL (SELECT * FROM participant_visits v WHERE v.participant_id = p.id"
     "    AND (v.visit_type_id::text = lower($2) OR lower(v.name) = lower($2))"
     "    ORDER BY v.visit_type_id::text = lower($2) DESC LIMIT 1) v ON true"
+    "  LEFT JOIN visit_types vt ON vt.id = v.visit_type_id"
     "  LEFT JOIN LATERAL (SELECT * FROM form_templates t WHERE t.study_id = p.study_id"
     "    AND t.name = $3 ORDER BY t.version DESC LIMIT 1) t ON true"
     " WHERE p.id = $1";
@@ -269,6 +276,34 @@ static void stream_meta(const tl_pg_res_t *check, tl_cmd_t *cmd)
 {
     cmd->meta.stream_version = tl_pg_get_int(check, 0, 1) + 1;
     cmd->meta.site_id = tl_pg_get(check, 0, 3);
+}
+
+/* 422 template-not-in-visit: the visit type (its name) does not list the
+ * template; the problem names the templates it does (listed: its
+ * form_templates as text, NULL when unknown). */
+static void not_in_visit(tl_resp_t *resp, const char *visit_type, const char *template,
+                         const char *listed)
+{
+    json_t *names = listed ? json_loads(listed, 0, NULL) : NULL, *t;
+    char detail[96 + TL_BYTES(TL_VISIT_NAME_MAX) + TL_FORMS_PER_VISIT_MAX * (TL_JSON_NAME_MAX + 2)];
+    size_t i, len;
+    int n = snprintf(detail, sizeof detail, "the visit type %s takes %s", visit_type,
+                     json_array_size(names) ? "the templates " : "no form templates");
+    len = n > 0 ? (size_t)n : 0;
+    json_array_foreach(names, i, t)
+    {
+        n = snprintf(detail + len, sizeof detail - len, "%s%s", i ? ", " : "",
+                     json_string_value(t) ? json_string_value(t) : "");
+        len = n > 0 && (size_t)n < sizeof detail - len ? len + (size_t)n : len;
+    }
+    n = snprintf(detail + len, sizeof detail - len,
+                 ", not %s: a form is entered at a visit whose type lists its template", template);
+    (void)n;
+    json_t *errors = json_array();
+    tl_json_error(errors, "template", "the visit type does not list this template");
+    tl_problem_r(resp, TL_R(template_not_in_visit), detail, errors);
+    json_object_set_new(resp->body, "visit_type", json_string(visit_type));
+    json_object_set_new(resp->body, "templates", names ? names : json_array());
 }
 
 static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
@@ -289,19 +324,30 @@ static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
     }
     const char *state = tl_pg_get(check, 0, 6);
     if (!tl_pg_get(check, 0, 5)) {
-        tl_problem(resp, 404, "not-found", "Visit not found",
-                   "no visit of this participant has this visit type id or name", NULL);
+        tl_problem_r(resp, TL_R(not_found),
+                     "no visit of this participant has this visit type id or name", NULL);
         return false;
     }
     if (strcmp(state, "completed")) {
-        tl_problem(resp, 422, "visit-not-completed", "Visit not completed",
-                   "forms are entered for a completed visit: complete the visit first", NULL);
+        tl_problem_r(resp, TL_R(visit_not_completed),
+                     "forms are entered for a completed visit: complete the visit first", NULL);
         return false;
     }
     if (!tl_pg_get(check, 0, 7)) {
         json_t *errors = json_array();
         tl_json_error(errors, "template", "the study has no form template of this name");
-        invalid(resp, "unknown-template", "Unknown form template", errors);
+        invalid(resp, TL_R(unknown_template), errors);
+        return false;
+    }
+    /* the protocol says which forms a visit takes: no form of another
+     * template slips in unasked for (data quality would never see it) */
+    const char *template = tl_json_str(c->body, "template");
+    json_t *listed = json_loads(tl_pg_get(check, 0, 13) ? tl_pg_get(check, 0, 13) : "[]", 0, NULL);
+    bool in_visit = tl_form_template_listed(listed, template);
+    json_decref(listed);
+    if (!in_visit) {
+        not_in_visit(resp, tl_pg_get(check, 0, 12) ? tl_pg_get(check, 0, 12) : "", template,
+                     tl_pg_get(check, 0, 13));
         return false;
     }
     const char *existing = tl_pg_get(check, 0, 10);
@@ -310,7 +356,7 @@ static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
         snprintf(detail, sizeof detail,
                  "the visit has this form already (/v1/forms/%s): amend it with a reason",
                  existing);
-        tl_problem(resp, 409, "form-already-submitted", "Form already submitted", detail, NULL);
+        tl_problem_r(resp, TL_R(form_already_submitted), detail, NULL);
         snprintf(resp->location, sizeof resp->location, "/v1/forms/%s", existing);
         return false;
     }
@@ -320,7 +366,7 @@ static bool submit_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
     json_decref(fields);
     if (n) {
         if (json_array_size(errors))
-            invalid(resp, "invalid-answers", "Invalid answers", errors);
+            invalid(resp, TL_R(invalid_answers), errors);
         else
             tl_problem_from_err(resp, TL_ERR_NOMEM);
         if (!json_array_size(errors))
@@ -350,7 +396,7 @@ void tl_h_form_submit(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!body || !tl_cmd_init(gw, req, &cmd, resp))
         goto out;
     if (tl_uuid_parse(req->params[0], &pid)) {
-        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "participant not found", NULL);
         goto out;
     }
     const char *check[] = {pid.s, req->params[1], tl_json_str(body, "template"), cmd.resource_id.s};
@@ -358,7 +404,7 @@ void tl_h_form_submit(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const tl_update_t spec = {.check_sql = sql_submit_check,
                               .check_params = check,
                               .ncheck = 4,
-                              .not_found_title = "Participant not found",
+                              .not_found = "participant not found",
                               .decide = submit_decide,
                               .ctx = &ctx,
                               .answer_sql = sql_form,
@@ -379,16 +425,21 @@ out:
 /* $1 form, $2 the command's event: its participant's stream (last event,
  * or the command's own when an amendment of the form came of it: a retry;
  * version, study, site), the lock, and the form (participant, status,
- * revision, answers, the fields of its template version). */
+ * revision, answers, the fields of its template version, that version),
+ * its template's latest version with its fields when later than the
+ * form's, and the template's name. */
 static const char *const sql_form_check =
     "SELECT CASE WHEN EXISTS (SELECT 1 FROM form_field_history h WHERE h.form_id = f.id"
     "         AND h.event_id = $2::uuid) THEN $2::uuid::text ELSE p.last_event_id::text END,"
     "       p.version, f.study_id, f.site_id, COALESCE(s.locked, false),"
     "       f.participant_id, f.status, f.revision, f.answers::text, t.fields::text,"
-    "       f.template_version"
+    "       f.template_version, l.version,"
+    "       CASE WHEN l.version > f.template_version THEN l.fields::text END, f.template_name"
     "  FROM forms f JOIN schedule_participants p ON p.id = f.participant_id"
     "  LEFT JOIN studies s ON s.id = f.study_id"
     "  JOIN form_templates t ON t.id = f.template_id AND t.version = f.template_version"
+    "  JOIN LATERAL (SELECT l.version, l.fields FROM form_templates l WHERE l.id = f.template_id"
+    "    ORDER BY l.version DESC LIMIT 1) l ON true"
     " WHERE f.id = $1";
 
 typedef struct {
@@ -408,44 +459,76 @@ static void form_common(form_ctx_t *c, const tl_pg_res_t *check, tl_cmd_t *cmd)
     stream_meta(check, cmd);
 }
 
+/* 422 template-version-not-latest, naming the versions there are. */
+static void not_latest(tl_resp_t *resp, const tl_pg_res_t *check)
+{
+    char detail[256];
+    snprintf(detail, sizeof detail,
+             "the form is on version %lld of %s and its latest version is %lld: an amendment"
+             " moves a form to the latest version only, never back",
+             (long long)tl_pg_get_int(check, 0, 10), tl_pg_get(check, 0, 13),
+             (long long)tl_pg_get_int(check, 0, 11));
+    json_t *errors = json_array();
+    tl_json_error(errors, "template_version", "must be the template's latest version");
+    tl_problem_r(resp, TL_R(template_version_not_latest), detail, errors);
+}
+
 static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     form_ctx_t *c = ctx_in;
     json_t *current = json_loads(tl_pg_get(check, 0, 8), 0, NULL);
     json_t *fields = json_loads(tl_pg_get(check, 0, 9), 0, NULL);
-    json_t *changes = NULL, *errors = json_array(), *merged = NULL;
+    const char *latest_text = tl_pg_get(check, 0, 12);
+    json_t *latest = latest_text ? json_loads(latest_text, 0, NULL) : NULL;
+    json_t *errors = json_array();
+    tl_amended_t out = {0};
     bool ok = false;
     if (is_true(check, 4)) {
         tl_problem_locked(resp);
         goto out;
     }
-    if (!current || !fields || !errors ||
-        !(merged = tl_answers_merge(current, json_object_get(c->body, "answers"), &changes))) {
+    if (!current || !fields || !errors || (latest_text && !latest)) {
         tl_problem_from_err(resp, TL_ERR_NOMEM);
         goto out;
     }
-    if (!json_array_size(changes)) {
-        tl_problem(resp, 422, "nothing-to-amend", "Nothing to amend",
-                   "the amendment changes none of the form's answers", NULL);
-        goto out;
-    }
-    /* against the version the form was entered with, which it keeps */
-    if (tl_answers_check(fields, merged, errors)) {
-        invalid(resp, "invalid-answers", "Invalid answers", errors);
+    const tl_amend_t a = {.answers = current,
+                          .version = (int32_t)tl_pg_get_int(check, 0, 10),
+                          .fields = fields,
+                          .latest_version = (int32_t)tl_pg_get_int(check, 0, 11),
+                          .latest_fields = latest,
+                          .patch = json_object_get(c->body, "answers"),
+                          .to_version = (int32_t)tl_json_int(c->body, "template_version", 0)};
+    const char *why = tl_form_amend_check(&a, &out, errors);
+    tl_reason_t r = tl_reason_parse(why);
+    if (r == TL_R(template_version_not_latest)) {
+        not_latest(resp, check);
+    } else if (r == TL_R(nothing_to_amend)) {
+        tl_problem_r(resp, r,
+                     "the amendment changes none of the form's answers and not its template version",
+                     NULL);
+    } else if (r == TL_R(invalid_answers)) {
+        /* the whole answer set, against the version the form ends on */
+        invalid(resp, r, errors);
         errors = NULL;
-        goto out;
+    } else if (why) {
+        tl_problem_from_err(resp, TL_ERR_NOMEM);
     }
-    json_object_set(c->payload, "changes", changes);
+    if (why)
+        goto out;
+    json_object_set(c->payload, "changes", out.changes);
     json_object_set_new(c->payload, "signature_removed",
                         json_boolean(!strcmp(tl_pg_get(check, 0, 6), "signed")));
+    json_object_set_new(c->payload, "template_version",
+                        out.version != a.version ? json_integer(out.version) : json_null());
     cmd->meta.reason = tl_json_str(c->body, "reason");
     form_common(c, check, cmd);
     ok = true;
 out:
     json_decref(current);
     json_decref(fields);
-    json_decref(changes);
-    json_decref(merged);
+    json_decref(latest);
+    json_decref(out.answers);
+    json_decref(out.changes);
     json_decref(errors);
     return ok;
 }
@@ -464,12 +547,12 @@ static bool sign_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, t
         snprintf(detail, sizeof detail,
                  "the form is at revision %lld: review it as it is now, then sign that revision",
                  (long long)revision);
-        tl_problem(resp, 409, "revision-mismatch", "Form changed since reviewed", detail, NULL);
+        tl_problem_r(resp, TL_R(revision_mismatch), detail, NULL);
         return false;
     }
     if (!strcmp(tl_pg_get(check, 0, 6), "signed")) {
-        tl_problem(resp, 409, "already-signed", "Form already signed",
-                   "the form is signed as it is; an amendment removes the signature", NULL);
+        tl_problem_r(resp, TL_R(already_signed),
+                     "the form is signed as it is; an amendment removes the signature", NULL);
         return false;
     }
     char content[65];
@@ -503,7 +586,7 @@ static void form_command(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, form_ctx_t *
     tl_uuid_t form;
     tl_pg_res_t *res = NULL;
     if (tl_uuid_parse(req->params[0], &form)) {
-        tl_problem(resp, 404, "not-found", "Form not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "form not found", NULL);
         return;
     }
     /* the stream to lock: the form's participant */
@@ -514,14 +597,14 @@ static void form_command(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, form_ctx_t *
     if (err)
         tl_problem_from_err(resp, err);
     else if (!pid)
-        tl_problem(resp, 404, "not-found", "Form not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "form not found", NULL);
     if (!pid)
         goto out;
     ctx->form_id = form.s;
     const tl_update_t spec = {.check_sql = sql_form_check,
                               .check_params = params,
                               .ncheck = 2,
-                              .not_found_title = "Form not found",
+                              .not_found = "form not found",
                               .decide = decide,
                               .ctx = ctx,
                               .answer_sql = sql_form,
@@ -539,18 +622,24 @@ out:
 void tl_h_form_amend(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     static const tl_json_field_t f[] = {
-        {"answers", TL_JF_OBJECT, true, 1, TL_TEMPLATE_FIELDS_MAX, NULL},
+        {"answers", TL_JF_OBJECT, false, 0, TL_TEMPLATE_FIELDS_MAX, NULL},
         {"reason", TL_JF_STRING, false, 1, TL_REASON_MAX, NULL},
+        {"template_version", TL_JF_INTEGER, false, 1, TL_TEMPLATE_VERSIONS_MAX, NULL},
     };
     tl_cmd_t cmd = {.type = "FormAmended", .projection = TL_PROJECTION_FORMS};
-    json_t *body = tl_gw_body(req, resp, f, 2);
+    json_t *body = tl_gw_body(req, resp, f, 3);
     form_ctx_t ctx = {.body = body, .payload = json_object()};
-    if (body && !tl_json_str(body, "reason")) {
+    if (body && !json_object_get(body, "answers") && !json_object_get(body, "template_version")) {
+        json_t *errors = json_array();
+        tl_json_error(errors, "answers",
+                      "is required, unless template_version moves the form to the latest version");
+        tl_problem_r(resp, TL_R(validation_failed), "one or more fields are invalid", errors);
+    } else if (body && !tl_json_str(body, "reason")) {
         /* well formed, but a change of clinical data without a reason is a
          * rule broken (21 CFR 11.10(e)), not a malformed request */
         json_t *errors = json_array();
         tl_json_error(errors, "reason", "a reason for change is required");
-        invalid(resp, "reason-required", "Reason for change required", errors);
+        invalid(resp, TL_R(reason_required), errors);
     } else if (body && tl_cmd_init(gw, req, &cmd, resp)) {
         form_command(gw, req, &cmd, &ctx, amend_decide, 200, resp);
     }
@@ -604,7 +693,7 @@ void tl_h_form_sign(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     tl_sign_guard_leave(gw, req->actor.id);
 out:
     if (body && !tl_uuid_valid(req->params[0]))
-        tl_problem(resp, 404, "not-found", "Form not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "form not found", NULL);
     json_decref(ctx.payload);
     json_decref(body);
 }
@@ -626,7 +715,7 @@ void tl_h_form_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             "   ORDER BY h.revision, h.field) FROM form_field_history h WHERE h.form_id = f.id),"
             "  '[]'::json)))::text" SQL_FORM_FROM " WHERE f.id = $1",
             1, req->params, &failed);
-    tl_gw_found(resp, j, failed, "Form not found");
+    tl_gw_found(resp, j, failed, "form not found");
 }
 
 /* forms by their visit's day, then template; a form of a visit the
@@ -651,5 +740,5 @@ void tl_h_participant_forms(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                              " $1::uuid))::text FROM (" TL_SQL_PAGE(
                                  "t.j", FORM_KEY, PARTICIPANT_FORMS, "true") ") q(page)) END",
                              3, params, &failed);
-    tl_gw_found(resp, j, failed, "Participant not found");
+    tl_gw_found(resp, j, failed, "participant not found");
 }

@@ -88,8 +88,41 @@ static void flatten_forms(json_t *o, const tl_schedule_t *s, const forms_t *fs)
     }
 }
 
+/* What an observation the stream took adds, as changes from null:
+ * "observations.<event id>.kind", ".observed_on", ".device", ".laterality",
+ * ".values.<name>" (docs/CONNECTORS.md). Nothing changes an observation
+ * afterwards, and no other event needs to compare them, so they are not
+ * part of the flat state every event is diffed over. */
+static void observation_changes(json_t *changes, const json_t *ev)
+{
+    const char *id = json_string_value(json_object_get(ev, "event_id")), *name;
+    const json_t *values = json_object_get(ev, "values"), *v;
+    char k[TL_UUID_STRLEN + TL_JSON_NAME_MAX + 64];
+    json_t *o = json_object();
+    if (!o || !id || strlen(id) >= TL_UUID_STRLEN)
+        goto out; /* the stream refuses such an event: cannot happen */
+#define OK_(member) (snprintf(k, sizeof k, "observations.%s.%s", id, member), k)
+    set_text(o, OK_("kind"), json_string_value(json_object_get(ev, "kind")));
+    set_date(o, OK_("observed_on"), (int32_t)json_integer_value(json_object_get(ev, "observed_on")),
+             true);
+    set_text(o, OK_("device"), json_string_value(json_object_get(ev, "device")));
+    set_text(o, OK_("laterality"), json_string_value(json_object_get(ev, "laterality")));
+#undef OK_
+    json_object_foreach((json_t *)values, name, v)
+    {
+        snprintf(k, sizeof k, "observations.%s.values.%s", id, name);
+        json_object_set(o, k, (json_t *)v);
+    }
+    json_object_foreach(o, name, v)
+        json_array_append_new(changes,
+                              json_pack("{s:s, s:n, s:O}", "field", name, "before", "after", v));
+out:
+    json_decref(o);
+}
+
 /* The state the history compares, flat: "status", "visits.Month 1.due_date",
- * "forms.Month 1.visual_acuity.answers.va_right". */
+ * "forms.Month 1.visual_acuity.answers.va_right" (observations: see
+ * observation_changes). */
 static json_t *flatten(const tl_participant_t *p, const tl_schedule_t *s, const forms_t *fs)
 {
     json_t *o = json_object();
@@ -99,6 +132,8 @@ static json_t *flatten(const tl_participant_t *p, const tl_schedule_t *s, const 
     set_text(o, "site_id", p->site_id);
     set_date(o, "consent_date", p->consent_date, p->has_consent);
     set_date(o, "baseline_date", p->baseline_date, true);
+    set_date(o, "withdrawal_date", p->end_date, !strcmp(p->status, "withdrawn"));
+    set_date(o, "completion_date", p->end_date, !strcmp(p->status, "completed"));
     json_object_set_new(o, "birth_year", p->birth_year ? json_integer(p->birth_year) : json_null());
     set_text(o, "sex", p->sex);
     for (size_t i = 0; i < s->nvisits; i++) {
@@ -267,7 +302,10 @@ static json_t *fold_one(tl_gw_t *gw, const char *b64, const char *refused, long 
     item = event_item(ev, type, offset);
     json_object_set_new(item, "applied", json_boolean(!why));
     json_object_set_new(item, "refused", why ? json_string(why) : json_null());
-    json_object_set_new(item, "changes", diff(before, after));
+    json_t *changes = diff(before, after);
+    if (!why && !strcmp(type, "ObservationRecorded"))
+        observation_changes(changes, ev);
+    json_object_set_new(item, "changes", changes);
     json_decref(before);
     json_decref(after);
 out:
@@ -300,7 +338,7 @@ void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     forms_t fs = {0};
     bool more = false;
     if (tl_uuid_parse(req->params[0], &id)) {
-        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "participant not found", NULL);
         return;
     }
     const char *params[] = {id.s};
@@ -314,7 +352,7 @@ void tl_h_participant_history(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         json_t *known = tl_gw_query_json(gw, resp, "SELECT 'true' FROM participants WHERE id = $1",
                                          1, params, &failed);
         if (!known && !failed)
-            tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+            tl_problem_r(resp, TL_R(not_found), "participant not found", NULL);
         json_decref(known);
         if (!known)
             goto out;

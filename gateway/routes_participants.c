@@ -7,13 +7,16 @@
 #include "gateway.h"
 #include "participants.h"
 #include "participants_store.h"
+#include "rules.h"
 #include "tl_date.h"
 #include "tl_json.h"
 
-#define PARTICIPANT_JSON                                                                      \
-    "json_build_object('id', p.id, 'study_id', p.study_id, 'site_id', p.site_id,"            \
-    " 'participant_code', p.participant_code, 'status', p.status, 'birth_year', p.birth_year," \
-    " 'sex', p.sex, 'consent_date', p.consent_date, 'baseline_date', p.baseline_date,"       \
+#define PARTICIPANT_JSON                                                                           \
+    "json_build_object('id', p.id, 'study_id', p.study_id, 'site_id', p.site_id,"                  \
+    " 'participant_code', p.participant_code, 'status', p.status, 'birth_year', p.birth_year,"     \
+    " 'sex', p.sex, 'consent_date', p.consent_date, 'baseline_date', p.baseline_date,"             \
+    " 'withdrawal_date', CASE WHEN p.status = 'withdrawn' THEN p.end_date END,"                    \
+    " 'completion_date', CASE WHEN p.status = 'completed' THEN p.end_date END,"                    \
     " 'enrolled_at', p.enrolled_at, 'updated_at', p.updated_at, 'version', p.version)"
 
 #define SQL_PARTICIPANT "SELECT " PARTICIPANT_JSON "::text FROM participants p WHERE p.id = $1"
@@ -33,14 +36,14 @@ static const char *const sql_enrol_check =
 #define LIST_MAX 500
 
 static const char *const sex_options[] = {"M", "F", "O", "U", NULL};
-static const char *const status_options[] = {"screened", "enrolled", "completed", "withdrawn",
-                                             "screen_failed", NULL};
+static const char *const status_options[] = {"screened",  "enrolled",      "completed",
+                                             "withdrawn", "screen_failed", NULL};
 
 static bool code_chars_ok(const char *s)
 {
     for (const char *p = s; *p; p++) {
-        bool ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-                  (p != s && (*p == '-' || *p == '_' || *p == '.'));
+        bool ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                  (*p >= '0' && *p <= '9') || (p != s && (*p == '-' || *p == '_' || *p == '.'));
         if (!ok)
             return false;
     }
@@ -75,35 +78,17 @@ static bool enrol_rules(const void *ctx_in, const tl_pg_res_t *check, tl_resp_t 
     const enrol_ctx_t *ctx = ctx_in;
     const json_t *body = ctx->body;
     if (!column_true(check, 2)) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
-        return false;
-    }
-    if (column_true(check, 4)) {
-        tl_problem_locked(resp);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         return false;
     }
     int32_t consent = 0, baseline = 0;
-    const char *cd = tl_json_str(body, "consent_date");
-    if (!cd) {
-        tl_problem(resp, 422, "consent-required", "Consent required",
-                   "a participant is enrolled only with informed consent recorded (consent_date)",
-                   NULL);
-        return false;
-    }
-    tl_date_parse(cd, &consent);
+    tl_verdict_t v;
     tl_date_parse(tl_json_str(body, "baseline_date"), &baseline);
-    if (consent > tl_date_today() + 1) {
-        tl_problem(resp, 422, "consent-in-future", "Consent date in the future", NULL, NULL);
-        return false;
-    }
-    if (baseline < consent) {
-        tl_problem(resp, 422, "baseline-before-consent", "Baseline before consent",
-                   "baseline_date must be on or after consent_date", NULL);
-        return false;
-    }
-    if (!column_true(check, 3)) {
-        tl_problem(resp, 422, "unknown-site", "Site not in study",
-                   "site_id is not a site of this study", NULL);
+    if (tl_json_str(body, "consent_date"))
+        tl_date_parse(tl_json_str(body, "consent_date"), &consent);
+    if (!tl_rule_enrol(column_true(check, 4), column_true(check, 3), consent, baseline,
+                       tl_date_today(), &v)) {
+        tl_problem_r(resp, v.why, v.detail, NULL);
         return false;
     }
     size_t n = 0;
@@ -153,16 +138,16 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         json_t *errors = json_array();
         tl_json_error(errors, "participant_code",
                       "letters, digits and - _ . only, starting with a letter or digit");
-        tl_problem(resp, 400, "validation-failed", "Invalid request body", NULL, errors);
+        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
         goto out;
     }
     if (tl_uuid_parse(req->params[0], &study)) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         goto out;
     }
     if (!tl_auth_has_site(req, tl_json_str(body, "site_id"))) {
-        tl_problem(resp, 403, "site-not-allowed", "Site not allowed",
-                   "you enrol participants at your own sites only", NULL);
+        tl_problem_r(resp, TL_R(site_not_allowed), "you enrol participants at your own sites only",
+                     NULL);
         goto out;
     }
     if (!(payload = enrol_payload(body, cmd.resource_id.s, study.s))) {
@@ -176,10 +161,9 @@ void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .check_sql = sql_enrol_check,
         .check_params = check,
         .ncheck = 3,
-        .dup_slug = "duplicate-participant-code",
-        .dup_title = "Participant code already used",
+        .dup = TL_R(duplicate_participant_code),
         .dup_detail = "the study has a participant with this code",
-        .dup_reason = "duplicate_participant_code",
+
         .rules = enrol_rules,
         .ctx = &ctx,
     };
@@ -202,7 +186,7 @@ void tl_h_participant_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *j = tl_uuid_valid(req->params[0])
                     ? tl_gw_query_json(gw, resp, sql_participant, 1, req->params, &failed)
                     : NULL;
-    tl_gw_found(resp, j, failed, "Participant not found");
+    tl_gw_found(resp, j, failed, "participant not found");
 }
 
 static const char *const sql_list =
@@ -249,7 +233,7 @@ void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         !(study = tl_gw_query_json(gw, resp, "SELECT to_json(id)::text FROM studies WHERE id = $1",
                                    1, req->params, &failed))) {
         if (!failed)
-            tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+            tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         return;
     }
     json_decref(study);

@@ -2,12 +2,17 @@
  * database lock, counted per site and per visit type, with a work list.
  *
  * - missing_form: a completed visit lacks a form its visit type expects;
- * - missing_required, out_of_range, invalid_value: an answer the latest
- *   version of its template would refuse (a field made required, a range
- *   narrowed, an option dropped), found by the same validator that checks
+ * - missing_required, out_of_range, invalid_value: an answer the version
+ *   its form is on refuses (fix "amend"), or, on a form of an older version,
+ *   one the latest version refuses (a field made required, a range
+ *   narrowed, an option dropped: fix "upgrade", an amendment moving the form
+ *   to the latest version), found by the same validator that checks
  *   submissions (forms.c), so "valid" means one thing everywhere;
  * - unsigned_form: a form without a signature submitted more than
- *   unsigned_days before as_of.
+ *   unsigned_days before as_of;
+ * - unexplained_deviation: a completed visit outside its window with no
+ *   deviation reason (a log from before baseline changes needed one, or an
+ *   event from elsewhere): a protocol deviation nobody has explained.
  *
  * Counts are always complete; the work list holds at most ITEMS_MAX items.
  * Forms are read in pages, so memory stays flat whatever the study's size. */
@@ -26,17 +31,28 @@
 #define UNSIGNED_DAYS_DEFAULT 14
 #define UNSIGNED_DAYS_MAX 3650
 
-enum { MISSING_FORM, MISSING_REQUIRED, OUT_OF_RANGE, INVALID_VALUE, UNSIGNED_FORM, NKINDS };
-static const char *const kind_names[NKINDS] = {"missing_form", "missing_required", "out_of_range",
-                                               "invalid_value", "unsigned_form"};
+enum {
+    MISSING_FORM,
+    MISSING_REQUIRED,
+    OUT_OF_RANGE,
+    INVALID_VALUE,
+    UNSIGNED_FORM,
+    UNEXPLAINED_DEVIATION,
+    NKINDS
+};
+static const char *const kind_names[NKINDS] = {"missing_form",  "missing_required",
+                                               "out_of_range",  "invalid_value",
+                                               "unsigned_form", "unexplained_deviation"};
 /* the counters' names in totals, sites and visit types */
-static const char *const count_names[NKINDS] = {"missing_forms", "missing_required", "out_of_range",
-                                                "invalid_values", "unsigned_forms"};
+static const char *const count_names[NKINDS] = {
+    "missing_forms",  "missing_required", "out_of_range",
+    "invalid_values", "unsigned_forms",   "unexplained_deviations"};
 
 typedef struct {
     json_t *sites;       /* [{site_id, code, counters}] */
     json_t *visit_types; /* [{visit_type_id, name, target_day, counters}] */
     json_t *templates;   /* name -> {version, fields}: each template's latest */
+    json_t *versions;    /* "name/version" -> fields: every version a form is on */
     json_t *totals;      /* counters */
     json_t *items;
 } report_t;
@@ -53,7 +69,10 @@ static const char *const sql_frame =
     "   FROM visit_types t WHERE t.study_id = s.id),"
     " 'templates', (SELECT COALESCE(json_object_agg(l.name, json_build_object('version',"
     "   l.version, 'fields', l.fields)), '{}'::json) FROM (SELECT DISTINCT ON (name) name,"
-    "   version, fields FROM form_templates WHERE study_id = s.id ORDER BY name, version DESC) l)"
+    "   version, fields FROM form_templates WHERE study_id = s.id ORDER BY name, version DESC) l),"
+    " 'versions', (SELECT COALESCE(json_object_agg(o.name || '/' || o.version, o.fields),"
+    "   '{}'::json) FROM form_templates o WHERE o.study_id = s.id AND (o.id, o.version) IN"
+    "   (SELECT DISTINCT x.template_id, x.template_version FROM forms x WHERE x.study_id = s.id))"
     ")::text FROM studies s WHERE s.id = $1";
 
 /* What SQL finds alone: missing forms and old unsigned ones. $1 study,
@@ -73,7 +92,12 @@ static const char *const sql_findings =
     "   x.submitted_at, $2::date - (x.submitted_at AT TIME ZONE 'UTC')::date"
     "  FROM forms x WHERE x.study_id = $1 AND x.status <> 'signed'"
     "   AND ($3::uuid[] IS NULL OR x.site_id = ANY($3::uuid[]))"
-    "   AND $2::date - (x.submitted_at AT TIME ZONE 'UTC')::date > $4::int)"
+    "   AND $2::date - (x.submitted_at AT TIME ZONE 'UTC')::date > $4::int"
+    " UNION ALL"
+    " SELECT 5, v.participant_id, v.site_id, v.visit_type_id, NULL, NULL, NULL, NULL"
+    "  FROM participant_visits v WHERE v.study_id = $1 AND v.state = 'completed'"
+    "   AND NOT v.in_window AND btrim(COALESCE(v.deviation_reason, '')) = ''"
+    "   AND ($3::uuid[] IS NULL OR v.site_id = ANY($3::uuid[])))"
     " SELECT json_build_object("
     "  'counts', (SELECT COALESCE(json_agg(json_build_object('kind', c.kind, 'site_id', c.site_id,"
     "    'visit_type_id', c.visit_type_id, 'n', c.n)), '[]'::json)"
@@ -89,7 +113,7 @@ static const char *const sql_findings =
  * the page before (NULL: from the start) */
 static const char *const sql_forms_page =
     "SELECT x.id::text, x.participant_id::text, p.participant_code, x.site_id::text,"
-    "  x.visit_type_id::text, x.template_name, x.answers::text"
+    "  x.visit_type_id::text, x.template_name, x.answers::text, x.template_version"
     " FROM forms x LEFT JOIN participants p ON p.id = x.participant_id"
     " WHERE x.study_id = $1 AND ($2::uuid[] IS NULL OR x.site_id = ANY($2::uuid[]))"
     "  AND ($3::uuid IS NULL OR x.id > $3::uuid)"
@@ -183,39 +207,44 @@ static int kind_of(const char *code)
     return INVALID_VALUE;
 }
 
-/* One form against its template's latest version. */
+/* One form against the version it is on and, when there is a later one,
+ * the latest (forms.c's tl_form_quality: the fix names which). */
 static void check_form(report_t *r, const tl_pg_res_t *res, int row)
 {
     const char *site = tl_pg_get(res, row, 3), *vt = tl_pg_get(res, row, 4);
-    const json_t *latest = json_object_get(r->templates, tl_pg_get(res, row, 5));
+    const char *name = tl_pg_get(res, row, 5);
+    int32_t version = (int32_t)tl_pg_get_int(res, row, 7);
+    char key[TL_JSON_NAME_MAX + 16];
+    snprintf(key, sizeof key, "%s/%d", name, (int)version);
+    const json_t *latest = json_object_get(r->templates, name);
     json_t *answers = json_loads(tl_pg_get(res, row, 6), 0, NULL);
-    json_t *errors = json_array();
-    if (latest && answers)
-        tl_answers_check(json_object_get(latest, "fields"), answers, errors);
+    json_t *findings = json_array();
+    if (latest && answers && findings)
+        tl_form_quality(answers, version, json_object_get(r->versions, key),
+                        (int32_t)json_integer_value(json_object_get(latest, "version")),
+                        json_object_get(latest, "fields"), findings);
     size_t i;
     json_t *e;
-    json_array_foreach(errors, i, e)
+    json_array_foreach(findings, i, e)
     {
         const char *field = json_string_value(json_object_get(e, "field"));
         const char *code = json_string_value(json_object_get(e, "code"));
-        if (!field || !code)
-            continue;
-        if (!strncmp(field, "answers.", 8))
-            field += 8;
         int kind = kind_of(code);
         const json_t *value = json_object_get(answers, field);
         const char *pcode = tl_pg_get(res, row, 2);
         count(r, kind, site, vt, 1);
-        add_item(r, json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:O?, s:s, s:s, s:O?, s:O}",
+        add_item(r, json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:O, s:i, s:s, s:s, s:O?, s:O,"
+                              " s:O}",
                               "kind", kind_names[kind], "participant_id", tl_pg_get(res, row, 1),
                               "participant_code", pcode ? json_string(pcode) : json_null(),
-                              "site_id", site, "visit_type_id", vt, "template",
-                              tl_pg_get(res, row, 5), "form_id", tl_pg_get(res, row, 0),
-                              "template_version", json_object_get(latest, "version"), "field",
-                              field, "code", code, "detail", json_object_get(e, "detail"), "value",
-                              value ? value : json_null()));
+                              "site_id", site, "visit_type_id", vt, "template", name, "form_id",
+                              tl_pg_get(res, row, 0), "template_version",
+                              json_object_get(e, "template_version"), "form_template_version",
+                              (int)version, "field", field, "code", code, "detail",
+                              json_object_get(e, "detail"), "value", value ? value : json_null(),
+                              "fix", json_object_get(e, "fix")));
     }
-    json_decref(errors);
+    json_decref(findings);
     json_decref(answers);
 }
 
@@ -328,12 +357,13 @@ void tl_h_study_data_quality(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *frame =
         tl_uuid_valid(study) ? tl_gw_query_json(gw, resp, sql_frame, 2, fparams, &failed) : NULL;
     if (!frame) {
-        tl_gw_found(resp, NULL, failed, "Study not found");
+        tl_gw_found(resp, NULL, failed, "study not found");
         return;
     }
     report_t r = {.sites = json_object_get(frame, "sites"),
                   .visit_types = json_object_get(frame, "visit_types"),
                   .templates = json_object_get(frame, "templates"),
+                  .versions = json_object_get(frame, "versions"),
                   .totals = zero(json_object()),
                   .items = json_array()};
     size_t i;

@@ -161,8 +161,7 @@ static bool default_name(tl_gw_t *gw, const char *study_id, char out[TL_RELEASE_
     if (err)
         tl_problem_from_err(resp, err);
     else if (!found)
-        tl_problem(resp, 409, "duplicate-release-name", "Release name already used",
-                   "name the release", NULL);
+        tl_problem_r(resp, TL_R(duplicate_release_name), "name the release", NULL);
     return !err && found;
 }
 
@@ -171,7 +170,7 @@ static bool release_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *
     (void)ctx;
     const char *exists = tl_pg_get(check, 0, 2);
     if (!exists || strcmp(exists, "t")) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         return false;
     }
     return true;
@@ -188,7 +187,7 @@ void tl_h_release_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!body || !errors)
         goto out;
     if (tl_uuid_parse(req->params[0], &study)) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         goto out;
     }
     const char *given = tl_json_str(body, "name");
@@ -202,8 +201,8 @@ void tl_h_release_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (json_object_get(body, "cut"))
         read_cut(json_object_get(body, "cut"), t, errors);
     if (json_array_size(errors)) {
-        tl_problem(resp, 400, "validation-failed", "Invalid request body",
-                   "one or more fields are invalid", json_incref(errors));
+        tl_problem_r(resp, TL_R(validation_failed), "one or more fields are invalid",
+                     json_incref(errors));
         goto out;
     }
     if (!tl_cmd_init(gw, req, &cmd, resp))
@@ -221,10 +220,9 @@ void tl_h_release_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .check_params = check,
         .ncheck = 2,
         .rules = release_rules,
-        .dup_slug = "duplicate-release-name",
-        .dup_title = "Release name already used",
+        .dup = TL_R(duplicate_release_name),
         .dup_detail = "the study has a release with this name",
-        .dup_reason = "duplicate_release_name",
+
     };
     json_t *payload = json_pack("{s:s, s:s, s:s, s:o}", "study_id", study.s, "release_id",
                                 cmd.resource_id.s, "name", name, "cut", cut_json(t));
@@ -253,7 +251,7 @@ void tl_h_release_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         json_decref(j);
         return;
     }
-    tl_gw_found(resp, j, failed, "Release not found");
+    tl_gw_found(resp, j, failed, "release not found");
 }
 
 /* newest first */
@@ -275,7 +273,7 @@ void tl_h_release_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *j = tl_uuid_valid(req->params[0])
                     ? tl_gw_query_json(gw, resp, sql_release_list, 3, params, &failed)
                     : NULL;
-    tl_gw_found(resp, j, failed, "Study not found");
+    tl_gw_found(resp, j, failed, "study not found");
 }
 
 void tl_h_release_file(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -284,7 +282,7 @@ void tl_h_release_file(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const char *file = req->params[1];
     const char *type = tl_release_file_type(file);
     if (tl_uuid_parse(req->params[0], &id) || !type) {
-        tl_problem(resp, 404, "not-found", "Release file not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "release file not found", NULL);
         return;
     }
     const char *params[] = {id.s};
@@ -302,14 +300,14 @@ void tl_h_release_file(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         return;
     }
     if (!status) {
-        tl_problem(resp, 404, "not-found", "Release not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "release not found", NULL);
         return;
     }
     if (!tl_auth_study_granted(req, study, resp))
         return;
     if (!completed) {
-        tl_problem(resp, 409, "release-not-ready", "Release not ready",
-                   "the release has no files: see its status", NULL);
+        tl_problem_r(resp, TL_R(release_not_ready), "the release has no files: see its status",
+                     NULL);
         return;
     }
     char path[4096];
@@ -321,8 +319,8 @@ void tl_h_release_file(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
             close(fd);
         tl_log_error("release_file_missing",
                      json_pack("{s:s, s:s}", "release_id", id.s, "file", file));
-        tl_problem(resp, 503, "release-file-unavailable", "Release file unavailable",
-                   "the release is completed but its file cannot be read here", NULL);
+        tl_problem_r(resp, TL_R(release_file_unavailable),
+                     "the release is completed but its file cannot be read here", NULL);
         return;
     }
     resp->status = 200;

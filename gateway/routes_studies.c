@@ -25,8 +25,8 @@
     "             GROUP BY status) c), '{}'::json))"
 #define SQL_STUDY_JSON "SELECT " STUDY_OBJ("s", "NULL") "::text FROM studies s WHERE s.id = $1"
 
-#define SQL_SITE_JSON                                                                         \
-    "SELECT json_build_object('id', id, 'study_id', study_id, 'code', code, 'name', name,"   \
+#define SQL_SITE_JSON                                                                              \
+    "SELECT json_build_object('id', id, 'study_id', study_id, 'code', code, 'name', name,"         \
     "  'added_at', added_at)::text FROM sites WHERE id = $1"
 
 void tl_h_healthz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -46,10 +46,10 @@ void tl_h_readyz(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     bool archive = !tl_bp_engaged(gw->bp, &lag);
     bool ok = db && log && archive;
     resp->status = ok ? 200 : 503;
-    resp->body = json_pack("{s:s, s:{s:s, s:s, s:s}, s:I}", "status", ok ? "ready" : "unavailable",
-                           "checks", "database", db ? "ok" : "unavailable", "event_log",
-                           log ? "ok" : "unavailable", "archive", archive ? "ok" : "lagging",
-                           "archive_lag", (json_int_t)lag);
+    resp->body =
+        json_pack("{s:s, s:{s:s, s:s, s:s}, s:I}", "status", ok ? "ready" : "unavailable", "checks",
+                  "database", db ? "ok" : "unavailable", "event_log", log ? "ok" : "unavailable",
+                  "archive", archive ? "ok" : "lagging", "archive_lag", (json_int_t)lag);
     if (resp->status == 503)
         resp->retry_after = 1;
 }
@@ -131,12 +131,12 @@ static json_t *study_or_404(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     bool failed = false;
     if (!tl_uuid_valid(req->params[0])) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         return NULL;
     }
     json_t *j = tl_gw_query_json(gw, resp, SQL_STUDY_JSON, 1, req->params, &failed);
     if (!j && !failed)
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
     return j;
 }
 
@@ -151,7 +151,7 @@ void tl_h_study_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                                        " WHERE s.id = $1",
                                        2, params, &failed)
                     : NULL;
-    tl_gw_found(resp, j, failed, "Study not found");
+    tl_gw_found(resp, j, failed, "study not found");
 }
 
 #define STUDY_KEY(a) a ".protocol_id COLLATE \"C\", " a ".id"
@@ -174,7 +174,7 @@ void tl_h_study_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                             tl_auth_studies_param(req, studies, sizeof studies)};
     bool failed = false;
     json_t *j = tl_gw_query_json(gw, resp, sql_study_list, 4, params, &failed);
-    tl_gw_found(resp, j, failed, "Studies not found");
+    tl_gw_found(resp, j, failed, "studies not found");
 }
 
 /* $1 study, $4 the caller's sites */
@@ -197,7 +197,7 @@ void tl_h_site_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *j = tl_uuid_valid(req->params[0])
                     ? tl_gw_query_json(gw, resp, sql_site_list, 4, params, &failed)
                     : NULL;
-    tl_gw_found(resp, j, failed, "Study not found");
+    tl_gw_found(resp, j, failed, "study not found");
 }
 
 static const tl_json_field_t study_fields[] = {
@@ -219,10 +219,9 @@ void tl_h_study_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                      " (SELECT id::text FROM studies WHERE protocol_id = $2)",
         .check_params = pid,
         .ncheck = 1,
-        .dup_slug = "duplicate-protocol-id",
-        .dup_title = "Protocol id already registered",
+        .dup = TL_R(duplicate_protocol_id),
         .dup_detail = "a study with this protocol_id exists",
-        .dup_reason = "duplicate_protocol_id",
+
     };
     json_object_set_new(body, "study_id", json_string(cmd.resource_id.s));
     if (!json_object_get(body, "description"))
@@ -267,10 +266,9 @@ void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         .check_params = dup,
         .ncheck = 2,
         .rules = site_rules,
-        .dup_slug = "duplicate-site-code",
-        .dup_title = "Site code already used",
+        .dup = TL_R(duplicate_site_code),
         .dup_detail = "the study has a site with this code",
-        .dup_reason = "duplicate_site_code",
+
     };
     json_object_set_new(body, "study_id", json_string(study_id));
     snprintf(cmd.location, sizeof cmd.location, "/v1/studies/%s/sites/%s", study_id,

@@ -9,6 +9,7 @@
 #include "gateway.h"
 #include "participants.h"
 #include "participants_store.h"
+#include "rules.h"
 #include "schedules.h"
 #include "schedules_store.h"
 #include "tl_date.h"
@@ -112,46 +113,51 @@ static const tl_json_field_t vt_fields[] = {
     {"window_after_days", TL_JF_INTEGER, true, 0, TL_WINDOW_DAYS_MAX, NULL},
     {"required", TL_JF_BOOL, false, 0, 0, NULL},
     {"form_templates", TL_JF_NAMES, false, 0, TL_FORMS_PER_VISIT_MAX, NULL},
+    {"reason", TL_JF_STRING, false, 1, TL_REASON_MAX, NULL},
 };
 #define NVT_FIELDS (sizeof vt_fields / sizeof vt_fields[0])
 
-/* Whether vt fits among the study's other visit types (JSON text of
- * TL_SQL_VISIT_TYPES_JSON); false with resp set. */
-static bool protocol_fits(const tl_visit_type_t *vt, const char *others_json, tl_resp_t *resp)
+/* The names of a JSON array of strings (borrowed from it), at most max. */
+static size_t names_of(const json_t *arr, const char **out, size_t max)
 {
-    const char *why = tl_visit_type_check(vt);
-    if (why) {
-        tl_problem(resp, 422, "invalid-visit-type", "Invalid visit type", why, NULL);
-        return false;
-    }
-    json_t *others = others_json ? json_loads(others_json, 0, NULL) : NULL;
-    bool ok = true;
-    size_t n = json_array_size(others);
-    bool is_new = true;
-    for (size_t i = 0; i < n; i++)
-        is_new =
-            is_new &&
-            strcmp(json_string_value(json_object_get(json_array_get(others, i), "id")), vt->id);
-    if (is_new && n >= TL_VISIT_TYPES_MAX) {
-        tl_problem(resp, 422, "too-many-visit-types", "Too many visit types",
-                   "a study has at most 64 visit types", NULL);
-        ok = false;
-    }
-    for (size_t i = 0; ok && i < json_array_size(others); i++) {
-        tl_visit_type_t o;
-        if (!vt_from_json(json_array_get(others, i), &o) || !strcmp(o.id, vt->id))
-            continue;
-        if (!strcasecmp(o.name, vt->name)) {
-            tl_problem(resp, 409, "duplicate-visit-type-name", "Visit type name already used",
-                       "the study has a visit type with this name", NULL);
-            ok = false;
-        } else if (!o.target_day && !vt->target_day) {
-            tl_problem(resp, 422, "second-baseline", "Study has a baseline visit",
-                       "a study has at most one baseline visit (target day 0)", NULL);
-            ok = false;
-        }
-    }
-    json_decref(others);
+    size_t n = 0;
+    for (size_t i = 0; i < json_array_size(arr) && n < max; i++)
+        if (json_is_string(json_array_get(arr, i)))
+            out[n++] = json_string_value(json_array_get(arr, i));
+    return n;
+}
+
+#define KNOWN_TEMPLATES_MAX 1024 /* template names a protocol check looks at */
+
+/* Whether vt (listing forms, a JSON array) may be defined (cur NULL) or
+ * become what it is (cur: as it was) among the study's visit types (JSON
+ * text of TL_SQL_VISIT_TYPES_JSON), given the study's template names (JSON
+ * text of an array) and enrolled participants: tl_rule_visit_type. false
+ * with resp set. */
+static bool protocol_fits(const tl_visit_type_t *vt, const tl_visit_type_t *cur,
+                          const json_t *forms, const char *others_json, const char *known_json,
+                          long enrolled, bool has_reason, tl_resp_t *resp)
+{
+    static __thread tl_visit_type_t others[TL_VISIT_TYPES_MAX];
+    static __thread const char *known[KNOWN_TEMPLATES_MAX];
+    const char *listed[TL_FORMS_PER_VISIT_MAX];
+    size_t nothers = 0;
+    json_t *kn = known_json ? json_loads(known_json, 0, NULL) : NULL;
+    tl_gw_visit_types_parse(others_json, others, &nothers);
+    tl_protocol_change_t c = {.current = cur,
+                              .others = others,
+                              .nothers = nothers,
+                              .forms = listed,
+                              .nforms = names_of(forms, listed, TL_FORMS_PER_VISIT_MAX),
+                              .known = known,
+                              .nknown = names_of(kn, known, KNOWN_TEMPLATES_MAX),
+                              .enrolled = enrolled,
+                              .has_reason = has_reason};
+    tl_verdict_t v;
+    bool ok = tl_rule_visit_type(vt, &c, &v);
+    if (!ok)
+        tl_problem_r(resp, v.why, v.detail, NULL);
+    json_decref(kn);
     return ok;
 }
 
@@ -287,36 +293,58 @@ static void fan_out(tl_gw_t *gw, tl_req_t *req, const char *study_id, const char
     json_object_set_new(resp->body, "participants_pending", json_integer(err ? -1 : pending));
 }
 
+/* The study's template names and enrolled participants, for
+ * protocol_fits; study as a parameter reference. */
+#define SQL_PROTOCOL_FACTS(study)                                                                  \
+    " (SELECT json_agg(DISTINCT ft.name)::text FROM form_templates ft WHERE ft.study_id = " study  \
+    "),"                                                                                           \
+    " (SELECT count(*) FROM schedule_participants sp WHERE sp.study_id = " study                   \
+    "   AND sp.status = 'enrolled')"
+
 /* $1 visit type id, $2 study. Names are compared by protocol_fits, as the
  * fold compares them, so the duplicate column stays NULL. */
-static const char *const sql_vt_check = "SELECT (" SQL_VISIT_TYPE_JSON "), NULL::text,"
-                                        " EXISTS (SELECT 1 FROM studies WHERE id = $2),"
-                                        " EXISTS (SELECT 1 FROM studies WHERE id = $2 AND locked),"
-                                        " (" TL_SQL_VISIT_TYPES_JSON("$2") ")";
+static const char *const sql_vt_check =
+    "SELECT (" SQL_VISIT_TYPE_JSON "), NULL::text,"
+    " EXISTS (SELECT 1 FROM studies WHERE id = $2),"
+    " EXISTS (SELECT 1 FROM studies WHERE id = $2 AND locked),"
+    " (" TL_SQL_VISIT_TYPES_JSON("$2") ")," SQL_PROTOCOL_FACTS("$2");
 
 typedef struct {
     tl_visit_type_t vt;
+    const json_t *body;
+    bool has_reason;
 } vt_ctx_t;
+
+/* A text member with something in it besides blanks. */
+static bool has_text(const json_t *o, const char *key)
+{
+    const char *s = tl_json_str(o, key);
+    while (s && *s && strchr(" \t\r\n", *s))
+        s++;
+    return s && *s;
+}
 
 static bool vt_create_rules(const void *ctx_in, const tl_pg_res_t *check, tl_resp_t *resp)
 {
     const vt_ctx_t *ctx = ctx_in;
     const char *exists = tl_pg_get(check, 0, 2), *locked = tl_pg_get(check, 0, 3);
     if (!exists || strcmp(exists, "t")) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         return false;
     }
     if (locked && !strcmp(locked, "t")) {
         tl_problem_locked(resp);
         return false;
     }
-    return protocol_fits(&ctx->vt, tl_pg_get(check, 0, 4), resp);
+    return protocol_fits(&ctx->vt, NULL, json_object_get(ctx->body, "form_templates"),
+                         tl_pg_get(check, 0, 4), tl_pg_get(check, 0, 5), tl_pg_get_int(check, 0, 6),
+                         ctx->has_reason, resp);
 }
 
 static bool study_param(tl_req_t *req, tl_uuid_t *study, tl_resp_t *resp)
 {
     if (tl_uuid_parse(req->params[0], study)) {
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
         return false;
     }
     return true;
@@ -337,16 +365,23 @@ void tl_h_visit_type_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_object_set_new(body, "study_id", json_string(study.s));
     json_object_set_new(body, "visit_type_id", json_string(cmd.resource_id.s));
     vt_from_json(body, &ctx.vt);
+    ctx.body = body;
+    /* the reason travels in the event's envelope, not as a field of it */
+    char reason[TL_BYTES(TL_REASON_MAX)] = "";
+    if (has_text(body, "reason"))
+        snprintf(reason, sizeof reason, "%s", tl_json_str(body, "reason"));
+    ctx.has_reason = reason[0] != '\0';
+    json_object_del(body, "reason");
+    cmd.meta.reason = reason[0] ? reason : NULL;
     const char *check[] = {study.s};
     const tl_create_t spec = {
         .read_sql = SQL_VISIT_TYPE_JSON,
         .check_sql = sql_vt_check,
         .check_params = check,
         .ncheck = 1,
-        .dup_slug = "duplicate-visit-type-name",
-        .dup_title = "Visit type name already used",
+        .dup = TL_R(duplicate_visit_type_name),
         .dup_detail = "the study has a visit type with this name",
-        .dup_reason = "duplicate_visit_type_name",
+
         .rules = vt_create_rules,
         .ctx = &ctx,
     };
@@ -357,7 +392,8 @@ void tl_h_visit_type_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     req->prefer = NULL; /* protocol changes answer when the schedules follow them */
     /* one protocol change of a study at a time */
     tl_gw_create(gw, req, &cmd, &spec, tl_gw_stripe(gw, study.s), resp);
-    fan_out(gw, req, study.s, "protocol amendment: visit type added", cmd.meta.event_id.s, resp);
+    fan_out(gw, req, study.s, reason[0] ? reason : "protocol amendment: visit type added",
+            cmd.meta.event_id.s, resp);
 out:
     json_decref(body);
 }
@@ -381,9 +417,9 @@ typedef struct {
 /* check: $1 visit type id, $2 study: last event, the type, locked, all types */
 static const char *const sql_amend_check =
     "SELECT t.last_event_id::text, (" SQL_VISIT_TYPE_JSON "), s.locked,"
-    " (" TL_SQL_VISIT_TYPES_JSON("$2") ")"
-                                       " FROM visit_types t JOIN studies s ON s.id = t.study_id "
-                                       "WHERE t.id = $1 AND t.study_id = $2";
+    " (" TL_SQL_VISIT_TYPES_JSON("$2") ")," SQL_PROTOCOL_FACTS(
+        "$2") " FROM visit_types t JOIN studies s ON s.id = t.study_id WHERE t.id = $1 AND "
+              "t.study_id = $2";
 
 static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
 {
@@ -393,7 +429,9 @@ static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, 
         return false;
     }
     json_t *cur = json_loads(tl_pg_get(check, 0, 1), 0, NULL);
-    if (!cur) {
+    json_t *orig = json_deep_copy(cur);
+    if (!cur || !orig) {
+        json_decref(cur);
         tl_problem_from_err(resp, TL_ERR_INTERNAL);
         return false;
     }
@@ -407,13 +445,15 @@ static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, 
             changed = true;
         }
     }
-    tl_visit_type_t vt;
-    bool ok = changed && vt_from_json(cur, &vt);
+    tl_visit_type_t vt, was;
+    bool ok = changed && vt_from_json(cur, &vt) && vt_from_json(orig, &was);
     if (!changed)
-        tl_problem(resp, 422, "nothing-to-amend", "Nothing to amend",
-                   "the amendment changes none of the visit type's fields", NULL);
+        tl_problem_r(resp, TL_R(nothing_to_amend),
+                     "the amendment changes none of the visit type's fields", NULL);
     else if (ok)
-        ok = protocol_fits(&vt, tl_pg_get(check, 0, 3), resp);
+        ok =
+            protocol_fits(&vt, &was, json_object_get(cur, "form_templates"), tl_pg_get(check, 0, 3),
+                          tl_pg_get(check, 0, 4), tl_pg_get_int(check, 0, 5), true, resp);
     if (ok) {
         json_t *p = ctx->payload;
         json_object_set_new(p, "study_id", json_string(ctx->study_id));
@@ -422,6 +462,7 @@ static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, 
             json_object_set(p, keys[i], json_object_get(cur, keys[i]));
         cmd->meta.reason = tl_json_str(ctx->body, "reason");
     }
+    json_decref(orig);
     json_decref(cur);
     return ok;
 }
@@ -436,7 +477,7 @@ void tl_h_visit_type_amend(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     if (!body || !tl_cmd_init(gw, req, &cmd, resp) || !study_param(req, &study, resp))
         goto out;
     if (tl_uuid_parse(req->params[1], &vt)) {
-        tl_problem(resp, 404, "not-found", "Visit type not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "visit type not found", NULL);
         goto out;
     }
     amend_ctx_t ctx = {body, payload, study.s};
@@ -445,7 +486,7 @@ void tl_h_visit_type_amend(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const tl_update_t spec = {.check_sql = sql_amend_check,
                               .check_params = check,
                               .ncheck = 2,
-                              .not_found_title = "Visit type not found",
+                              .not_found = "visit type not found",
                               .decide = amend_decide,
                               .ctx = &ctx,
                               .answer_sql = SQL_VISIT_TYPE_JSON,
@@ -473,7 +514,7 @@ void tl_h_visit_type_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         j = tl_gw_query_json(gw, resp, SQL_VISIT_TYPE_JSON " AND t.study_id = $2", 2, params,
                              &failed);
     }
-    tl_gw_found(resp, j, failed, "Visit type not found");
+    tl_gw_found(resp, j, failed, "visit type not found");
 }
 
 #define VISIT_TYPE_KEY(a) a ".target_day, " a ".id"
@@ -492,7 +533,7 @@ void tl_h_visit_type_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         "SELECT CASE WHEN EXISTS (SELECT 1 FROM studies WHERE id = $1) THEN (" TL_SQL_PAGE(
             TL_SQL_VISIT_TYPE_OBJ, VISIT_TYPE_KEY, "visit_types", "t.study_id = $1") ") END",
         3, params, &failed);
-    tl_gw_found(resp, j, failed, "Study not found");
+    tl_gw_found(resp, j, failed, "study not found");
 }
 
 /* ---- lock ---- */
@@ -512,8 +553,7 @@ static bool lock_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, t
     lock_ctx_t *ctx = ctx_in;
     bool locked = !strcmp(tl_pg_get(check, 0, 1), "t");
     if (locked == ctx->lock) {
-        tl_problem(resp, 409, locked ? "already-locked" : "not-locked",
-                   locked ? "Study already locked" : "Study not locked", NULL, NULL);
+        tl_problem_r(resp, locked ? TL_R(already_locked) : TL_R(not_locked), NULL, NULL);
         return false;
     }
     cmd->meta.reason = tl_json_str(ctx->body, "reason");
@@ -535,7 +575,7 @@ static void lock_command(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, bool lock)
         .check_sql = "SELECT last_event_id::text, locked FROM studies WHERE id = $1",
         .check_params = params,
         .ncheck = 1,
-        .not_found_title = "Study not found",
+        .not_found = "study not found",
         .decide = lock_decide,
         .ctx = &ctx,
         .answer_sql = "SELECT json_build_object('id', id, 'locked', locked, 'lock_reason',"
@@ -565,26 +605,14 @@ void tl_h_study_unlock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 
 /* ---- the participant's stream: visits, baseline, withdraw, complete ---- */
 
-/* $1 participant: its last event, then its state as JSON */
+/* $1 participant: its last event, the study's lock, the consent date, then
+ * its schedule as the schedules projection loads it, one row per visit */
 static const char *const sql_stream_state =
-    "SELECT p.last_event_id::text, json_build_object('study_id', p.study_id,"
-    " 'site_id', p.site_id, 'status', p.status, 'baseline_date', p.baseline_date,"
-    " 'version', p.version, 'locked', COALESCE(s.locked, false),"
-    " 'consent_date', pp.consent_date,"
-    " 'visits', COALESCE((SELECT json_agg(json_build_object('visit_type_id', v.visit_type_id,"
-    "   'name', v.name, 'target_day', v.target_day, 'required', v.required,"
-    "   'due_date', v.due_date, 'window_start', v.window_start, 'window_end', v.window_end,"
-    "   'state', v.state) ORDER BY v.target_day, v.visit_type_id)"
-    "   FROM participant_visits v WHERE v.participant_id = p.id), '[]'::json))::text"
-    " FROM schedule_participants p LEFT JOIN studies s ON s.id = p.study_id"
-    " LEFT JOIN participants pp ON pp.id = p.id WHERE p.id = $1";
-
-static int32_t json_date(const json_t *o, const char *key)
-{
-    int32_t d = 0;
-    tl_date_parse(json_string_value(json_object_get(o, key)), &d);
-    return d;
-}
+    "SELECT p.last_event_id::text, COALESCE(s.locked, false),"
+    " pp.consent_date - date '1970-01-01'," TL_SQL_SCHEDULE_COLS TL_SQL_SCHEDULE_FROM
+    " LEFT JOIN studies s ON s.id = p.study_id LEFT JOIN participants pp ON pp.id = p.id"
+    " WHERE p.id = $1 ORDER BY v.target_day, v.visit_type_id";
+#define STREAM_STATE_SCHEDULE_COL 3
 
 typedef struct stream_ctx stream_ctx_t;
 typedef bool (*stream_rule_fn)(stream_ctx_t *c, tl_resp_t *resp);
@@ -601,36 +629,11 @@ struct stream_ctx {
     char as_of[TL_DATE_STRLEN];
 };
 
-static bool load_state(stream_ctx_t *c, const char *text)
+static bool load_state(stream_ctx_t *c, const tl_pg_res_t *check)
 {
-    json_t *j = json_loads(text, 0, NULL);
-    const json_t *visits = json_object_get(j, "visits");
-    size_t n = json_array_size(visits);
-    bool ok = j && (c->s.visits = calloc(n + 1, sizeof *c->s.visits));
-    if (ok) {
-        snprintf(c->s.study_id, sizeof c->s.study_id, "%s", tl_json_str(j, "study_id"));
-        snprintf(c->s.site_id, sizeof c->s.site_id, "%s", tl_json_str(j, "site_id"));
-        snprintf(c->s.status, sizeof c->s.status, "%s", tl_json_str(j, "status"));
-        c->s.baseline_date = json_date(j, "baseline_date");
-        c->s.version = json_integer_value(json_object_get(j, "version"));
-        c->locked = json_is_true(json_object_get(j, "locked"));
-        c->consent_date = json_date(j, "consent_date");
-    }
-    for (size_t i = 0; ok && i < n; i++) {
-        const json_t *o = json_array_get(visits, i);
-        tl_visit_t *v = &c->s.visits[c->s.nvisits++];
-        snprintf(v->visit_type_id, sizeof v->visit_type_id, "%s", tl_json_str(o, "visit_type_id"));
-        snprintf(v->name, sizeof v->name, "%s", tl_json_str(o, "name"));
-        v->target_day = (int32_t)json_integer_value(json_object_get(o, "target_day"));
-        v->required = json_is_true(json_object_get(o, "required"));
-        v->due = json_date(o, "due_date");
-        v->window_start = json_date(o, "window_start");
-        v->window_end = json_date(o, "window_end");
-        int st = tl_visit_state_parse(tl_json_str(o, "state"));
-        v->state = st < 0 ? TL_VISIT_SCHEDULED : (tl_visit_state_t)st;
-    }
-    json_decref(j);
-    return ok;
+    c->locked = !strcmp(tl_pg_get(check, 0, 1), "t");
+    c->consent_date = tl_pg_get(check, 0, 2) ? (int32_t)tl_pg_get_int(check, 0, 2) : 0;
+    return !tl_schedule_read(&c->s, check, STREAM_STATE_SCHEDULE_COL, 0, tl_pg_nrows(check));
 }
 
 /* The visit a route names: its id or its name (any case). */
@@ -646,25 +649,16 @@ static tl_visit_t *find_visit(tl_schedule_t *s, const char *ref)
 static bool stream_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, tl_resp_t *resp)
 {
     stream_ctx_t *c = ctx_in;
-    if (!load_state(c, tl_pg_get(check, 0, 1))) {
+    if (!load_state(c, check)) {
         tl_problem_from_err(resp, TL_ERR_NOMEM);
         return false;
     }
-    if (c->locked) {
-        tl_problem_locked(resp);
-        return false;
-    }
-    if (strcmp(c->s.status, "enrolled")) {
-        char detail[96];
-        snprintf(detail, sizeof detail, "the participant is %s: nothing changes any more",
-                 c->s.status);
-        tl_problem(resp, 422, "participant-not-active", "Participant not active", detail, NULL);
-        return false;
-    }
+    /* the lock and the participant's status are each rule's first check
+     * (tl_rule_participant_open): corrections outlive the participant */
     if (c->req->params[1]) {
         if (!(c->visit = find_visit(&c->s, c->req->params[1]))) {
-            tl_problem(resp, 404, "not-found", "Visit not found",
-                       "no visit of this participant has this visit type id or name", NULL);
+            tl_problem_r(resp, TL_R(not_found),
+                         "no visit of this participant has this visit type id or name", NULL);
             return false;
         }
         json_object_set_new(c->payload, "visit_type_id", json_string(c->visit->visit_type_id));
@@ -680,52 +674,21 @@ static bool stream_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
     return true;
 }
 
-static bool date_not_future(int32_t d, const char *field, tl_resp_t *resp)
+static tl_participant_facts_t facts(const stream_ctx_t *c)
 {
-    if (d <= tl_date_today() + 1) /* a day of slack for time zones east of UTC */
-        return true;
-    char detail[80];
-    snprintf(detail, sizeof detail, "%s is in the future", field);
-    tl_problem(resp, 422, "date-in-future", "Date in the future", detail, NULL);
+    return (tl_participant_facts_t){&c->s, c->consent_date, c->locked, tl_date_today()};
+}
+
+static bool refused(const tl_verdict_t *v, tl_resp_t *resp)
+{
+    tl_problem_r(resp, v->why, v->detail, NULL);
     return false;
 }
 
-static bool visit_open(const tl_visit_t *v, tl_resp_t *resp)
+/* The payload of a completion or correction: the date and the optional
+ * deviation reason and notes. */
+static bool visit_payload(stream_ctx_t *c, int32_t actual)
 {
-    if (v->state == TL_VISIT_SCHEDULED)
-        return true;
-    if (v->state == TL_VISIT_COMPLETED)
-        tl_problem(resp, 409, "visit-already-completed", "Visit already completed",
-                   "a completed visit is corrected with its own command and a reason", NULL);
-    else
-        tl_problem(resp, 409, "visit-not-scheduled", "Visit not scheduled",
-                   v->state == TL_VISIT_MISSED ? "the visit was recorded as missed"
-                                               : "the visit was cancelled",
-                   NULL);
-    return false;
-}
-
-/* The actual date of a completion or correction: not in the future, and
- * outside the window only with a deviation reason; fills the payload. */
-static bool visit_date_fits(stream_ctx_t *c, tl_resp_t *resp)
-{
-    const tl_visit_t *v = c->visit;
-    int32_t actual = 0;
-    body_date(c->body, "actual_date", 0, &actual);
-    if (!date_not_future(actual, "actual_date", resp))
-        return false;
-    if (!tl_visit_in_window(v, actual) && !tl_json_str(c->body, "deviation_reason")) {
-        char ws[TL_DATE_STRLEN], we[TL_DATE_STRLEN], detail[160];
-        tl_date_format(v->window_start, ws);
-        tl_date_format(v->window_end, we);
-        snprintf(detail, sizeof detail,
-                 "actual_date is outside the visit window %s to %s: a protocol deviation needs a"
-                 " deviation_reason",
-                 ws, we);
-        tl_problem(resp, 422, "deviation-reason-required", "Outside the visit window", detail,
-                   NULL);
-        return false;
-    }
     json_object_set_new(c->payload, "actual_date", json_integer(actual));
     const char *optional[] = {"deviation_reason", "notes"};
     for (int i = 0; i < 2; i++) {
@@ -737,88 +700,135 @@ static bool visit_date_fits(stream_ctx_t *c, tl_resp_t *resp)
 
 static bool complete_rule(stream_ctx_t *c, tl_resp_t *resp)
 {
-    const tl_visit_t *v = c->visit;
-    if (!visit_open(v, resp))
-        return false;
-    if (v->target_day > 0)
-        for (size_t i = 0; i < c->s.nvisits; i++)
-            if (!c->s.visits[i].target_day && c->s.visits[i].state != TL_VISIT_COMPLETED) {
-                tl_problem(resp, 422, "baseline-not-completed", "Baseline not completed",
-                           "the baseline visit must be completed before any follow-up", NULL);
-                return false;
-            }
-    return visit_date_fits(c, resp);
+    int32_t actual = 0;
+    tl_verdict_t v;
+    tl_participant_facts_t f = facts(c);
+    body_date(c->body, "actual_date", 0, &actual);
+    if (!tl_rule_visit_complete(&f, c->visit, actual, has_text(c->body, "deviation_reason"), &v))
+        return refused(&v, resp);
+    return visit_payload(c, actual);
 }
 
 /* A correction: of a completed visit, a new actual date (with a deviation
  * reason when outside the window), and a reason for the change. */
 static bool correct_rule(stream_ctx_t *c, tl_resp_t *resp)
 {
-    if (c->visit->state != TL_VISIT_COMPLETED) {
-        tl_problem(resp, 409, "visit-not-completed", "Visit not completed",
-                   "only a completed visit is corrected; complete it instead", NULL);
-        return false;
-    }
-    return visit_date_fits(c, resp);
+    int32_t actual = 0;
+    tl_verdict_t v;
+    tl_participant_facts_t f = facts(c);
+    body_date(c->body, "actual_date", 0, &actual);
+    if (!tl_rule_visit_correct(&f, c->visit, actual, has_text(c->body, "deviation_reason"), &v))
+        return refused(&v, resp);
+    return visit_payload(c, actual);
 }
 
 static bool miss_rule(stream_ctx_t *c, tl_resp_t *resp)
 {
-    return visit_open(c->visit, resp);
+    tl_verdict_t v;
+    tl_participant_facts_t f = facts(c);
+    return tl_rule_visit_miss(&f, c->visit, &v) || refused(&v, resp);
+}
+
+static bool reopen_rule(stream_ctx_t *c, tl_resp_t *resp)
+{
+    tl_verdict_t v;
+    tl_participant_facts_t f = facts(c);
+    return tl_rule_visit_reopen(&f, c->visit, &v) || refused(&v, resp);
+}
+
+/* deviation_reasons: {"<visit type id or name>": "reason"} */
+static const char *deviation_for(const json_t *reasons, const tl_visit_t *v)
+{
+    const char *k;
+    json_t *r;
+    json_object_foreach((json_t *)reasons, k, r)
+    {
+        if (!strcasecmp(k, v->visit_type_id) || !strcasecmp(k, v->name))
+            return has_text(reasons, k) ? json_string_value(r) : NULL;
+    }
+    return NULL;
+}
+
+static bool has_deviation(const void *reasons, const tl_visit_t *v)
+{
+    return deviation_for(reasons, v) != NULL;
 }
 
 static bool baseline_rule(stream_ctx_t *c, tl_resp_t *resp)
 {
     int32_t nb = 0;
+    tl_verdict_t v;
+    tl_participant_facts_t f = facts(c);
+    const json_t *reasons = json_object_get(c->body, "deviation_reasons");
     body_date(c->body, "baseline_date", 0, &nb);
-    if (nb == c->s.baseline_date) {
-        tl_problem(resp, 422, "baseline-unchanged", "Baseline unchanged",
-                   "baseline_date is the current baseline", NULL);
+    /* the deviation reasons must each name a visit and say something */
+    const char *k;
+    json_t *r;
+    json_t *errors = json_array();
+    json_object_foreach((json_t *)reasons, k, r)
+    {
+        bool known = false;
+        for (size_t i = 0; !known && i < c->s.nvisits; i++)
+            known =
+                !strcasecmp(k, c->s.visits[i].visit_type_id) || !strcasecmp(k, c->s.visits[i].name);
+        if (!known || !json_is_string(r) || !has_text(reasons, k) ||
+            json_string_length(r) >= TL_BYTES(TL_REASON_MAX))
+            tl_json_error(errors, "deviation_reasons",
+                          known ? "each entry is a reason (text)" : "an entry names no visit");
+    }
+    if (json_array_size(errors)) {
+        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
         return false;
     }
-    if (c->consent_date && nb < c->consent_date) {
-        tl_problem(resp, 422, "baseline-before-consent", "Baseline before consent",
-                   "baseline_date must be on or after consent_date", NULL);
+    json_decref(errors);
+    tl_visit_t *moved = calloc(c->s.nvisits + 1, sizeof *moved);
+    if (!moved) {
+        tl_problem_from_err(resp, TL_ERR_NOMEM);
         return false;
     }
-    /* every visit moves with the baseline, keeping its own window */
-    for (size_t i = 0; i < c->s.nvisits; i++) {
-        tl_visit_t *v = &c->s.visits[i];
-        int32_t before = v->due - v->window_start, after = v->window_end - v->due;
-        v->due = nb + v->target_day;
-        v->window_start = v->due - before;
-        v->window_end = v->due + after;
+    bool ok = tl_rule_baseline_change(&f, nb, has_deviation, reasons, moved, &v);
+    json_t *visits = ok ? tl_visits_event_json(moved, c->s.nvisits) : NULL;
+    json_t *devs = ok ? json_array() : NULL;
+    for (size_t i = 0; devs && i < c->s.nvisits; i++) {
+        const tl_visit_t *o = &c->s.visits[i];
+        const char *why = o->state == TL_VISIT_COMPLETED ? deviation_for(reasons, o) : NULL;
+        if (why)
+            json_array_append_new(
+                devs, json_pack("{s:s, s:s}", "visit_type_id", o->visit_type_id, "reason", why));
     }
-    json_t *visits = tl_visits_event_json(c->s.visits, c->s.nvisits);
+    free(moved);
+    if (!ok)
+        return refused(&v, resp);
     json_object_set_new(c->payload, "baseline_date", json_integer(nb));
     json_object_set_new(c->payload, "previous_baseline_date", json_integer(c->s.baseline_date));
+    json_object_set_new(c->payload, "deviation_reasons",
+                        json_array_size(devs) ? json_incref(devs) : json_null());
+    json_decref(devs);
     return visits && !json_object_set_new(c->payload, "visits", visits);
 }
 
 static bool withdraw_rule(stream_ctx_t *c, tl_resp_t *resp)
 {
     int32_t d = 0;
-    body_date(c->body, "withdrawal_date", tl_date_today(), &d);
+    tl_verdict_t v;
+    tl_participant_facts_t f = facts(c);
+    body_date(c->body, "withdrawal_date", f.today, &d);
+    if (!tl_rule_withdraw(&f, d, &v))
+        return refused(&v, resp);
     json_object_set_new(c->payload, "withdrawal_date", json_integer(d));
-    return date_not_future(d, "withdrawal_date", resp);
+    return true;
 }
 
 static bool finish_rule(stream_ctx_t *c, tl_resp_t *resp)
 {
     int32_t d = 0;
-    body_date(c->body, "completion_date", tl_date_today(), &d);
-    json_t *open = json_array();
-    for (size_t i = 0; i < c->s.nvisits; i++)
-        if (c->s.visits[i].required && c->s.visits[i].state == TL_VISIT_SCHEDULED)
-            tl_json_error(open, "visits", c->s.visits[i].name);
-    if (json_array_size(open)) {
-        tl_problem(resp, 422, "required-visits-open", "Required visits still open",
-                   "every required visit must be completed or marked missed first", open);
-        return false;
-    }
-    json_decref(open);
+    tl_verdict_t v;
+    tl_participant_facts_t f = facts(c);
+    body_date(c->body, "completion_date", f.today, &d);
+    if (!tl_rule_finish(&f, d, &v))
+        return refused(&v, resp);
     json_object_set_new(c->payload, "completion_date", json_integer(d));
-    return date_not_future(d, "completion_date", resp);
+    return true;
 }
 
 /* $2: the visit type's id or name, as in the route */
@@ -845,7 +855,7 @@ static void stream_command(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, const ch
     if (!body || !ctx.payload || !tl_cmd_init(gw, req, &cmd, resp))
         goto out;
     if (tl_uuid_parse(req->params[0], &pid)) {
-        tl_problem(resp, 404, "not-found", "Participant not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "participant not found", NULL);
         goto out;
     }
     tl_date_format(tl_date_today(), ctx.as_of);
@@ -855,7 +865,7 @@ static void stream_command(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, const ch
     const tl_update_t spec = {.check_sql = sql_stream_state,
                               .check_params = check,
                               .ncheck = 1,
-                              .not_found_title = "Participant not found",
+                              .not_found = "participant not found",
                               .decide = stream_decide,
                               .ctx = &ctx,
                               .answer_sql = visit ? sql_visit_answer : sql_participant_answer,
@@ -879,7 +889,7 @@ void tl_h_visit_complete(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         {"deviation_reason", TL_JF_STRING, false, 1, TL_REASON_MAX, NULL},
         {"notes", TL_JF_STRING, false, 1, TL_NOTES_MAX, NULL},
     };
-    stream_command(gw, req, resp, "VisitCompleted", f, 3, complete_rule, 201);
+    stream_command(gw, req, resp, "VisitCompleted", f, 3, complete_rule, 200);
 }
 
 void tl_h_visit_correct(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -895,7 +905,12 @@ void tl_h_visit_correct(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 
 void tl_h_visit_miss(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
-    stream_command(gw, req, resp, "VisitMissed", reason_fields, 1, miss_rule, 201);
+    stream_command(gw, req, resp, "VisitMissed", reason_fields, 1, miss_rule, 200);
+}
+
+void tl_h_visit_reopen(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    stream_command(gw, req, resp, "VisitReopened", reason_fields, 1, reopen_rule, 200);
 }
 
 void tl_h_baseline_change(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -903,8 +918,9 @@ void tl_h_baseline_change(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     static const tl_json_field_t f[] = {
         {"baseline_date", TL_JF_DATE, true, 0, 0, NULL},
         {"reason", TL_JF_STRING, true, 1, TL_REASON_MAX, NULL},
+        {"deviation_reasons", TL_JF_OBJECT, false, 1, TL_VISIT_TYPES_MAX, NULL},
     };
-    stream_command(gw, req, resp, "BaselineChanged", f, 2, baseline_rule, 200);
+    stream_command(gw, req, resp, "BaselineChanged", f, 3, baseline_rule, 200);
 }
 
 void tl_h_participant_withdraw(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -953,7 +969,7 @@ void tl_h_schedule_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                                           " FROM schedule_participants p WHERE p.id = $1",
                           2, params, &failed)
                     : NULL;
-    tl_gw_found(resp, j, failed, "Participant not found");
+    tl_gw_found(resp, j, failed, "participant not found");
 }
 
 static const char *const visit_statuses[] = {
@@ -1012,7 +1028,7 @@ static bool study_exists(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
                                req->params, &failed)
             : NULL;
     if (!j && !failed)
-        tl_problem(resp, 404, "not-found", "Study not found", NULL, NULL);
+        tl_problem_r(resp, TL_R(not_found), "study not found", NULL);
     json_decref(j);
     return j != NULL;
 }
@@ -1125,5 +1141,5 @@ void tl_h_study_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *j = tl_uuid_valid(req->params[0])
                     ? tl_gw_query_json(gw, resp, sql_metrics, 3, params, &failed)
                     : NULL;
-    tl_gw_found(resp, j, failed, "Study not found");
+    tl_gw_found(resp, j, failed, "study not found");
 }

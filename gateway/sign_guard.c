@@ -60,10 +60,10 @@ bool tl_sign_guard_enter(tl_gw_t *gw, const char *principal_id, tl_resp_t *resp)
         memcpy(g->busy[free_slot], principal_id, TL_UUID_STRLEN);
     pthread_mutex_unlock(&g->lock);
     if (!ok) {
-        tl_problem(resp, 429, "signing-busy", "Signature check in progress",
-                   self ? "another signature of this principal is being checked; retry shortly"
-                        : "the server checks as many signatures as it may at once; retry shortly",
-                   NULL);
+        tl_problem_r(resp, TL_R(signing_busy),
+                     self ? "another signature of this principal is being checked; retry shortly"
+                          : "the server checks as many signatures as it may at once; retry shortly",
+                     NULL);
         resp->retry_after = 1;
     }
     return ok;

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "reasons.h"
 #include "tl_json.h"
 
 static const char *const role_names[TL_ROLE_COUNT] = {
@@ -51,7 +52,7 @@ const char *tl_access_grant_check(const char *role, size_t nsites, size_t nstudi
 {
     int r = tl_role_parse(role);
     if (r < 0)
-        return "unknown_role";
+        return TL_RN(unknown_role);
     if (r != TL_ROLE_ANALYST && nstudies)
         return "studies_not_allowed";
     if (nstudies > TL_PRINCIPAL_STUDIES_MAX)
@@ -59,7 +60,7 @@ const char *tl_access_grant_check(const char *role, size_t nsites, size_t nstudi
     if (!tl_role_site_scoped(r))
         return nsites ? "sites_not_allowed" : NULL;
     if (!nsites)
-        return "sites_required";
+        return TL_RN(sites_required);
     return nsites > TL_PRINCIPAL_SITES_MAX ? "too_many_sites" : NULL;
 }
 
@@ -81,7 +82,7 @@ static const char *const enrolment_states[] = {"none", "opened", "approved"};
 const char *tl_enrolment_state_name(int state)
 {
     return state >= TL_ENROLMENT_NONE && state <= TL_ENROLMENT_APPROVED ? enrolment_states[state]
-                                                                         : NULL;
+                                                                        : NULL;
 }
 
 int tl_enrolment_state_parse(const char *s)
@@ -112,7 +113,7 @@ static const char *read_ids(const json_t *ids, char (*out)[TL_UUID_STRLEN], size
     for (size_t i = 0; i < *n; i++) {
         tl_uuid_t u;
         if (tl_uuid_parse(json_string_value(json_array_get(ids, i)), &u))
-            return "invalid_event";
+            return TL_RN(invalid_event);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(out[j], u.s))
                 return dup;
@@ -130,11 +131,11 @@ static const char *read_grant(tl_principal_t *n, const json_t *ev)
     const json_t *sites = json_object_get(ev, "site_ids");
     const json_t *studies = json_object_get(ev, "study_ids");
     if (!json_is_array(sites) || (studies && !json_is_null(studies) && !json_is_array(studies)))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     const char *why =
         tl_access_grant_check(role, json_array_size(sites), json_array_size(studies));
     if (!why)
-        why = read_ids(studies, n->studies, &n->nstudies, "duplicate_study");
+        why = read_ids(studies, n->studies, &n->nstudies, TL_RN(duplicate_study));
     if (why)
         return why;
     n->role = tl_role_parse(role);
@@ -142,10 +143,10 @@ static const char *read_grant(tl_principal_t *n, const json_t *ev)
     for (size_t i = 0; i < n->nsites; i++) {
         tl_uuid_t u;
         if (tl_uuid_parse(json_string_value(json_array_get(sites, i)), &u))
-            return "invalid_event";
+            return TL_RN(invalid_event);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(n->sites[j], u.s))
-                return "duplicate_site";
+                return TL_RN(duplicate_site);
         memcpy(n->sites[i], u.s, TL_UUID_STRLEN);
     }
     return NULL;
@@ -170,14 +171,14 @@ static void enrolment_clear(tl_principal_t *n)
 static const char *enrolment_open(tl_principal_t *n, const json_t *ev, const char *actor)
 {
     if (!tl_role_signs(n->role))
-        return "role_does_not_sign";
+        return TL_RN(role_does_not_sign);
     if (!strcasecmp(actor, n->id))
-        return "two_person_rule";
+        return TL_RN(two_person_rule);
     if (!has_reason(ev))
-        return "reason_required";
+        return TL_RN(reason_required);
     enrolment_clear(n); /* a new enrolment replaces one in progress */
     if (!tl_ev_copy_uuid(n->enrolment_id, ev, "enrolment_id"))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     snprintf(n->enrolment_opened_by, sizeof n->enrolment_opened_by, "%s", actor);
     n->enrolment_state = TL_ENROLMENT_OPENED;
     return NULL;
@@ -192,14 +193,14 @@ static bool same_enrolment(const tl_principal_t *n, const json_t *ev)
 static const char *enrolment_approve(tl_principal_t *n, const json_t *ev, const char *actor)
 {
     if (n->enrolment_state != TL_ENROLMENT_OPENED || !same_enrolment(n, ev))
-        return "no_open_enrolment";
+        return TL_RN(no_open_enrolment);
     if (!strcasecmp(actor, n->id) || !strcasecmp(actor, n->enrolment_opened_by))
-        return "two_person_rule";
+        return TL_RN(two_person_rule);
     const json_t *exp = json_object_get(ev, "code_expires_at");
     if (!tl_ev_copy_str(n->enrolment_code_sha256, sizeof n->enrolment_code_sha256, ev,
                         "code_sha256") ||
         !hex64(n->enrolment_code_sha256) || !json_is_integer(exp))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     n->enrolment_code_expires_at_us = json_integer_value(exp);
     snprintf(n->enrolment_approved_by, sizeof n->enrolment_approved_by, "%s", actor);
     n->enrolment_state = TL_ENROLMENT_APPROVED;
@@ -215,21 +216,21 @@ static const char *credential_set(tl_principal_t *n, const json_t *ev, const cha
     const char *method = json_string_value(json_object_get(ev, "method"));
     if (method) {
         if (strcasecmp(actor, n->id))
-            return "not_own_credential";
+            return TL_RN(not_own_credential);
         bool enrolment = !strcmp(method, "enrolment");
         if (!enrolment && strcmp(method, "change"))
-            return "invalid_event";
+            return TL_RN(invalid_event);
         if (enrolment && (n->enrolment_state != TL_ENROLMENT_APPROVED || !same_enrolment(n, ev)))
-            return "no_approved_enrolment";
+            return TL_RN(no_approved_enrolment);
         if (enrolment && tl_ev_int(ev, "occurred_at") > n->enrolment_code_expires_at_us)
-            return "enrolment_expired";
+            return TL_RN(enrolment_expired);
         if (!enrolment && (!n->signing_credential_id[0] || n->signing_locked))
             return n->signing_locked ? "signing_credential_locked" : "no_signing_credential";
         if (enrolment)
             enrolment_clear(n);
     }
     if (!tl_ev_copy_uuid(n->signing_credential_id, ev, "credential_id"))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     const json_t *exp = json_object_get(ev, "expires_at");
     n->signing_expires_at_us = json_is_integer(exp) ? json_integer_value(exp) : 0;
     n->signing_failures = 0;
@@ -241,9 +242,9 @@ static const char *attempt_failed(tl_principal_t *n, const json_t *ev)
 {
     const json_t *max = json_object_get(ev, "max_failures");
     if (!n->signing_credential_id[0])
-        return "no_signing_credential";
+        return TL_RN(no_signing_credential);
     if (!json_is_integer(max) || json_integer_value(max) < 1)
-        return "invalid_event";
+        return TL_RN(invalid_event);
     /* counted here, not taken from the event: concurrent gateways each
      * saw the count before them */
     n->signing_failures++;
@@ -255,8 +256,8 @@ static const char *attempt_failed(tl_principal_t *n, const json_t *ev)
 const char *tl_principal_apply(tl_principal_t *p, const char *type, const json_t *ev)
 {
     static const char *const types[] = {
-        "PrincipalCreated",       "PrincipalRoleChanged",     "PrincipalDisabled",
-        "SigningCredentialSet",   "SigningEnrolmentOpened",   "SigningEnrolmentApproved",
+        "PrincipalCreated",       "PrincipalRoleChanged",   "PrincipalDisabled",
+        "SigningCredentialSet",   "SigningEnrolmentOpened", "SigningEnrolmentApproved",
         "SignatureAttemptFailed", "SigningFailuresCleared",
     };
     size_t k = 0;
@@ -266,29 +267,29 @@ const char *tl_principal_apply(tl_principal_t *p, const char *type, const json_t
         return NULL;
     bool create = k == 0, change = k == 1, disable = k == 2;
     if (create && p->exists)
-        return "duplicate_principal";
+        return TL_RN(duplicate_principal);
     if (!create && !p->exists)
-        return "unknown_principal";
+        return TL_RN(unknown_principal);
     if (!create && !p->active)
-        return "principal_disabled";
+        return TL_RN(principal_disabled);
     if (!tl_ev_times_ok(ev))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     if ((change || disable) && !has_reason(ev))
-        return "reason_required";
+        return TL_RN(reason_required);
     tl_principal_t n = *p;
     char actor[TL_ACTOR_ID_MAX];
     if (!tl_ev_copy_uuid(n.last_event_id, ev, "event_id") || !copy_actor(actor, ev) ||
         (create && !tl_ev_copy_uuid(n.id, ev, "principal_id")))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     if (create) {
         if (!tl_ev_copy_str(n.name, sizeof n.name, ev, "name") || !tl_principal_name_ok(n.name))
-            return "invalid_event";
+            return TL_RN(invalid_event);
         n.exists = n.active = true;
         n.signing_credential_id[0] = '\0';
         n.created_at_us = tl_ev_int(ev, "occurred_at");
         const json_t *dn = json_object_get(ev, "display_name");
         if (json_is_string(dn) && !tl_display_name_ok(json_string_value(dn)))
-            return "invalid_display_name";
+            return TL_RN(invalid_display_name);
         snprintf(n.display_name, sizeof n.display_name, "%s",
                  json_is_string(dn) ? json_string_value(dn) : "");
     }
@@ -334,37 +335,37 @@ const char *tl_token_apply(tl_token_t *t, const tl_principal_t *p, const char *t
     if (!issue && strcmp(type, "TokenRevoked"))
         return NULL;
     if (!p->exists)
-        return "unknown_principal";
+        return TL_RN(unknown_principal);
     if (!tl_ev_times_ok(ev))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     tl_token_t n = *t;
     if (!tl_ev_copy_uuid(n.last_event_id, ev, "event_id"))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     if (!issue) {
         if (!t->exists)
-            return "unknown_token";
+            return TL_RN(unknown_token);
         if (strcmp(t->principal_id, p->id))
-            return "wrong_principal";
+            return TL_RN(wrong_principal);
         if (t->revoked_at_us)
-            return "token_revoked";
+            return TL_RN(token_revoked);
         if (!has_reason(ev))
-            return "reason_required";
+            return TL_RN(reason_required);
         tl_ev_copy_str(n.revoke_reason, sizeof n.revoke_reason, ev, "reason");
         n.revoked_at_us = tl_ev_int(ev, "occurred_at");
         *t = n;
         return NULL;
     }
     if (t->exists)
-        return "duplicate_token";
+        return TL_RN(duplicate_token);
     if (!p->active)
-        return "principal_disabled";
+        return TL_RN(principal_disabled);
     const json_t *label = json_object_get(ev, "label");
     const json_t *exp = json_object_get(ev, "expires_at");
     if (!tl_ev_copy_uuid(n.id, ev, "token_id") ||
         !tl_ev_copy_str(n.sha256, sizeof n.sha256, ev, "token_sha256") || !hex64(n.sha256) ||
         !json_is_integer(exp) ||
         (json_is_string(label) && !tl_ev_copy_str(n.label, sizeof n.label, ev, "label")))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     n.exists = true;
     n.has_label = json_is_string(label);
     tl_ev_copy_str(n.issued_by, sizeof n.issued_by, ev, "actor_id");
@@ -372,7 +373,7 @@ const char *tl_token_apply(tl_token_t *t, const tl_principal_t *p, const char *t
     n.issued_at_us = tl_ev_int(ev, "occurred_at");
     n.expires_at_us = json_integer_value(exp);
     if (n.expires_at_us <= n.issued_at_us)
-        return "invalid_event";
+        return TL_RN(invalid_event);
     n.revoked_at_us = 0;
     *t = n;
     return NULL;
@@ -381,9 +382,9 @@ const char *tl_token_apply(tl_token_t *t, const tl_principal_t *p, const char *t
 const char *tl_enrolment_open_check(const tl_principal_t *p, const char *opener_id)
 {
     if (!p->active)
-        return "principal_disabled";
+        return TL_RN(principal_disabled);
     if (!tl_role_signs(p->role))
-        return "role_does_not_sign";
+        return TL_RN(role_does_not_sign);
     return strcasecmp(opener_id, p->id) ? NULL : "two_person_rule";
 }
 
@@ -392,16 +393,16 @@ const char *tl_enrolment_approve_check(const tl_principal_t *p, const char *enro
                                        const char *approver_token_issued_by)
 {
     if (!p->active)
-        return "principal_disabled";
+        return TL_RN(principal_disabled);
     if (p->enrolment_state != TL_ENROLMENT_OPENED || strcasecmp(p->enrolment_id, enrolment_id))
-        return "no_open_enrolment";
+        return TL_RN(no_open_enrolment);
     const char *opener = p->enrolment_opened_by;
     /* the approver is a second person: not the principal, not the opener,
      * nor an identity the opener made an administrator or holds a token of */
     if (!strcasecmp(approver_id, p->id) || !strcasecmp(approver_id, opener) ||
         (approver_granted_by && !strcasecmp(approver_granted_by, opener)) ||
         (approver_token_issued_by && !strcasecmp(approver_token_issued_by, opener)))
-        return "two_person_rule";
+        return TL_RN(two_person_rule);
     return NULL;
 }
 
@@ -410,33 +411,33 @@ const char *tl_enrolment_use_check(const tl_principal_t *p, const char *actor_id
                                    int64_t now_us)
 {
     if (strcasecmp(actor_id, p->id))
-        return "not_own_credential";
+        return TL_RN(not_own_credential);
     if (!p->active)
-        return "principal_disabled";
+        return TL_RN(principal_disabled);
     if (p->enrolment_state != TL_ENROLMENT_APPROVED)
-        return "no_approved_enrolment";
+        return TL_RN(no_approved_enrolment);
     if (now_us > p->enrolment_code_expires_at_us)
-        return "enrolment_expired";
+        return TL_RN(enrolment_expired);
     if (!code_sha256 || strcmp(code_sha256, p->enrolment_code_sha256))
-        return "invalid_enrolment_code";
+        return TL_RN(invalid_enrolment_code);
     /* the approver, who saw the code, must not also hold the principal's
      * token: that would be one person */
     if (token_issued_by && !strcasecmp(token_issued_by, p->enrolment_approved_by))
-        return "two_person_rule";
+        return TL_RN(two_person_rule);
     return NULL;
 }
 
 const char *tl_signing_check(const tl_principal_t *p, int64_t now_us)
 {
     if (!p->active)
-        return "principal_disabled";
+        return TL_RN(principal_disabled);
     if (!tl_role_signs(p->role))
-        return "role_does_not_sign";
+        return TL_RN(role_does_not_sign);
     if (!p->signing_credential_id[0])
-        return "no_signing_credential";
+        return TL_RN(no_signing_credential);
     if (p->signing_locked)
-        return "signing_credential_locked";
+        return TL_RN(signing_credential_locked);
     if (p->signing_expires_at_us && now_us >= p->signing_expires_at_us)
-        return "signing_credential_expired";
+        return TL_RN(signing_credential_expired);
     return NULL;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reasons.h"
 #include "tl_date.h"
 #include "tl_secret.h"
 
@@ -303,16 +304,16 @@ const char *tl_template_apply(tl_template_t *t, const json_t *ev)
         !tl_ev_copy_str(n.name, sizeof n.name, ev, "name") || !tl_json_name_ok(n.name) ||
         !tl_ev_copy_uuid(n.last_event_id, ev, "event_id") || !tl_ev_times_ok(ev) ||
         (title && !string_ok(title, 1, TL_TEMPLATE_TITLE_MAX)))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     if (title)
         tl_ev_copy_str(n.title, sizeof n.title, ev, "title");
     if (t->exists && (strcmp(t->id, n.id) || strcmp(t->study_id, n.study_id)))
-        return "wrong_template";
+        return TL_RN(wrong_template);
     if (ver != (t->exists ? t->version : 0) + 1 || ver > TL_TEMPLATE_VERSIONS_MAX)
-        return "version_conflict";
+        return TL_RN(version_conflict);
     json_t *errors = json_array();
     if (!errors)
-        return "out_of_memory";
+        return TL_RN(out_of_memory);
     n.fields = tl_template_fields_check(json_object_get(ev, "fields"), errors);
     bool invalid = json_array_size(errors) > 0;
     json_decref(errors);
@@ -552,6 +553,102 @@ json_t *tl_answers_merge(const json_t *current, const json_t *patch, json_t **ch
     return out;
 }
 
+/* ---- the form commands' rules ---- */
+
+bool tl_form_template_listed(const json_t *form_templates, const char *name)
+{
+    size_t i;
+    const json_t *t;
+    json_array_foreach(form_templates, i, t)
+    {
+        if (name && json_is_string(t) && !strcmp(json_string_value(t), name))
+            return true;
+    }
+    return false;
+}
+
+const char *tl_form_amend_check(const tl_amend_t *a, tl_amended_t *out, json_t *errors)
+{
+    const char *why = NULL;
+    memset(out, 0, sizeof *out);
+    /* only upward, only to the latest: a form never goes back to rules it
+     * has left, and a version between would be one nobody enters forms on */
+    bool moves = a->to_version && a->to_version != a->version;
+    if (moves && (a->to_version != a->latest_version || a->to_version < a->version))
+        return TL_RN(template_version_not_latest);
+    const json_t *fields = moves ? a->latest_fields : a->fields;
+    json_t *empty = a->patch ? NULL : json_object();
+    out->answers = tl_answers_merge(a->answers, a->patch ? a->patch : empty, &out->changes);
+    json_decref(empty);
+    if (!out->answers || !fields)
+        why = TL_RN(out_of_memory);
+    else if (!json_array_size(out->changes) && !moves)
+        why = TL_RN(nothing_to_amend);
+    /* the whole set: what the new version asks for is asked of all of it */
+    else if (tl_answers_check(fields, out->answers, errors))
+        why = TL_RN(invalid_answers);
+    if (why) {
+        json_decref(out->answers);
+        json_decref(out->changes);
+        memset(out, 0, sizeof *out);
+        return why;
+    }
+    out->version = moves ? a->to_version : a->version;
+    return NULL;
+}
+
+/* Appends errors (tl_answers_check's) to findings as findings of version,
+ * leaving out those findings[from .. to - 1] has already (same field and
+ * code). */
+static size_t add_findings(json_t *findings, const json_t *errors, int32_t version,
+                           const char *fix, size_t from, size_t to)
+{
+    size_t i, n = 0;
+    const json_t *e;
+    json_array_foreach(errors, i, e)
+    {
+        const char *field = json_string_value(json_object_get(e, "field"));
+        const char *code = json_string_value(json_object_get(e, "code"));
+        if (!field || !code)
+            continue;
+        if (!strncmp(field, "answers.", 8))
+            field += 8;
+        bool seen = false;
+        for (size_t j = from; j < to && !seen; j++) {
+            const json_t *f = json_array_get(findings, j);
+            seen = !strcmp(json_string_value(json_object_get(f, "field")), field) &&
+                   !strcmp(json_string_value(json_object_get(f, "code")), code);
+        }
+        if (seen)
+            continue;
+        if (!json_array_append_new(findings,
+                                   json_pack("{s:s, s:s, s:O, s:i, s:s}", "field", field, "code",
+                                             code, "detail", json_object_get(e, "detail"),
+                                             "template_version", (int)version, "fix", fix)))
+            n++;
+    }
+    return n;
+}
+
+size_t tl_form_quality(const json_t *answers, int32_t version, const json_t *fields,
+                       int32_t latest_version, const json_t *latest_fields, json_t *findings)
+{
+    size_t start = json_array_size(findings), n = 0;
+    json_t *errors = json_array();
+    if (errors && fields) {
+        tl_answers_check(fields, answers, errors);
+        n += add_findings(findings, errors, version, "amend", start, start);
+    }
+    json_array_clear(errors);
+    if (errors && latest_fields && latest_version > version) {
+        tl_answers_check(latest_fields, answers, errors);
+        /* the form's own problems are listed once, as its own */
+        n += add_findings(findings, errors, latest_version, "upgrade", start, start + n);
+    }
+    json_decref(errors);
+    return n;
+}
+
 /* ---- the fold ---- */
 
 static const char *const status_names[] = {"submitted", "amended", "signed"};
@@ -617,8 +714,8 @@ tl_err_t tl_form_content_sha256(const char *form_id, int template_version, int r
 {
     json_t *doc = json_pack("{s:s, s:i, s:i, s:O}", "form_id", form_id, "template_version",
                             template_version, "revision", revision, "answers", answers);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
-                     : NULL;
+    char *text =
+        doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) : NULL;
     tl_err_t err = text ? tl_sha256_hex(text, strlen(text), out) : TL_ERR_NOMEM;
     free(text);
     json_decref(doc);
@@ -649,7 +746,7 @@ static const char *submit(tl_form_t *f, const json_t *ev, json_t *history)
     const json_t *answers = json_object_get(ev, "answers");
     json_int_t ver = tl_ev_int(ev, "template_version");
     if (f->exists)
-        return "form_exists";
+        return TL_RN(form_exists);
     if (!tl_ev_copy_uuid(n.id, ev, "form_id") ||
         !tl_ev_copy_uuid(n.participant_id, ev, "participant_id") ||
         !tl_ev_copy_uuid(n.study_id, ev, "study_id") ||
@@ -658,13 +755,13 @@ static const char *submit(tl_form_t *f, const json_t *ev, json_t *history)
         !tl_ev_copy_str(n.template_name, sizeof n.template_name, ev, "template_name") ||
         !tl_json_name_ok(n.template_name) || ver < 1 || ver > TL_TEMPLATE_VERSIONS_MAX ||
         !answers_shape_ok(answers))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     if (!tl_ev_copy_str(n.submitted_by, sizeof n.submitted_by, ev, "actor_id"))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     n.template_version = (int32_t)ver;
     n.submitted_at_us = tl_ev_int(ev, "recorded_at");
     if (!(n.answers = tl_answers_compact(answers)))
-        return "out_of_memory";
+        return TL_RN(out_of_memory);
     const char *key;
     json_t *v;
     json_t *h = json_array();
@@ -673,7 +770,7 @@ static const char *submit(tl_form_t *f, const json_t *ev, json_t *history)
     if (!h || json_array_size(h) != json_object_size(n.answers)) {
         json_decref(h);
         tl_form_cleanup(&n);
-        return "out_of_memory";
+        return TL_RN(out_of_memory);
     }
     json_array_extend(history, h);
     json_decref(h);
@@ -685,10 +782,18 @@ static const char *submit(tl_form_t *f, const json_t *ev, json_t *history)
 static const char *amend(tl_form_t *f, const json_t *ev, json_t *history)
 {
     const json_t *changes = json_object_get(ev, "changes");
+    const json_t *to = get(ev, "template_version");
     size_t i, n = json_array_size(changes);
     const json_t *c;
-    if (!n || n > TL_TEMPLATE_FIELDS_MAX)
-        return "invalid_event";
+    /* a move to another template version: only upward (gateway: to the
+     * latest, which this fold cannot see; neither fold reads the other's) */
+    json_int_t ver = to ? json_integer_value(to) : f->template_version;
+    bool moves = ver != f->template_version;
+    if ((to && !json_is_integer(to)) || ver < f->template_version ||
+        ver > TL_TEMPLATE_VERSIONS_MAX)
+        return TL_RN(invalid_event);
+    if ((!n && !moves) || n > TL_TEMPLATE_FIELDS_MAX || (changes && !json_is_array(changes)))
+        return TL_RN(invalid_event);
     json_t *patch = json_object();
     json_array_foreach(changes, i, c)
     {
@@ -696,7 +801,7 @@ static const char *amend(tl_form_t *f, const json_t *ev, json_t *history)
         const json_t *after = json_object_get(c, "after");
         if (!field || !tl_json_name_ok(field) || !after || !value_shape_ok(after)) {
             json_decref(patch);
-            return "invalid_event";
+            return TL_RN(invalid_event);
         }
         json_object_set(patch, field, (json_t *)after);
     }
@@ -704,11 +809,19 @@ static const char *amend(tl_form_t *f, const json_t *ev, json_t *history)
     json_t *merged = tl_answers_merge(f->answers, patch, &diff);
     json_decref(patch);
     if (!merged)
-        return "out_of_memory";
+        return TL_RN(out_of_memory);
+    if (moves && json_array_append_new(diff, json_pack("{s:s, s:i, s:I}", "field",
+                                                       TL_FORM_HISTORY_VERSION, "before",
+                                                       (int)f->template_version, "after", ver))) {
+        json_decref(diff);
+        json_decref(merged);
+        return TL_RN(out_of_memory);
+    }
     json_array_extend(history, diff);
     json_decref(diff);
     json_decref(f->answers);
     f->answers = merged;
+    f->template_version = (int32_t)ver;
     f->revision++;
     f->status = TL_FORM_AMENDED; /* a signature is for what was signed */
     clear_signature(f);
@@ -725,15 +838,15 @@ static const char *sign(tl_form_t *f, const json_t *ev)
     tl_form_t n = *f;
     if (!known || !tl_ev_copy_uuid(n.signed_by, ev, "actor_id") ||
         !tl_ev_copy_str(n.signer_name, sizeof n.signer_name, ev, "signer_name"))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     if (tl_ev_int(ev, "form_revision") != f->revision)
-        return "stale_signature"; /* it signed what the form no longer says */
+        return TL_RN(stale_signature); /* it signed what the form no longer says */
     snprintf(n.meaning, sizeof n.meaning, "%s", meaning);
     const char *printed = json_string_value(json_object_get(ev, "printed_name"));
     const char *content = json_string_value(json_object_get(ev, "content_sha256"));
     if ((printed && strlen(printed) >= sizeof n.printed_name) ||
         (content && strlen(content) != sizeof n.content_sha256 - 1))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     snprintf(n.printed_name, sizeof n.printed_name, "%s", printed ? printed : "");
     snprintf(n.content_sha256, sizeof n.content_sha256, "%s", content ? content : "");
     n.signed_at_us = tl_ev_int(ev, "recorded_at");
@@ -748,14 +861,14 @@ const char *tl_form_apply(tl_form_t *f, const char *type, const json_t *ev, json
     if (!strcmp(type, "FormSubmitted"))
         return submit(f, ev, history);
     if (!f->exists)
-        return "unknown_form";
+        return TL_RN(unknown_form);
     tl_uuid_t pid;
     if (tl_uuid_parse(json_string_value(json_object_get(ev, "participant_id")), &pid) ||
         strcmp(pid.s, f->participant_id))
-        return "wrong_participant";
+        return TL_RN(wrong_participant);
     if (!strcmp(type, "FormAmended"))
         return amend(f, ev, history);
     if (!strcmp(type, "FormSigned"))
         return sign(f, ev);
-    return "invalid_event";
+    return TL_RN(invalid_event);
 }

@@ -72,6 +72,54 @@ json_t *tl_answers_compact(const json_t *answers);
  * New references; NULL when out of memory. */
 json_t *tl_answers_merge(const json_t *current, const json_t *patch, json_t **changes);
 
+/* ---- the form commands' rules (pure: a handler loads, decides, produces) ---- */
+
+/* Whether a visit type's form_templates (a JSON array of names, as the
+ * visit type carries it) lists the template name: the forms a visit takes. */
+bool tl_form_template_listed(const json_t *form_templates, const char *name);
+
+/* An amendment of a form (PATCH /v1/forms/{id}), over the form as loaded.
+ * All borrowed. */
+typedef struct {
+    const json_t *answers;       /* the form's answers now */
+    int32_t version;             /* the template version the form is on */
+    const json_t *fields;        /* that version's fields */
+    int32_t latest_version;      /* the template's latest version */
+    const json_t *latest_fields; /* its fields (NULL when it is the form's own) */
+    const json_t *patch;         /* the answers the amendment names (NULL: none) */
+    int32_t to_version;          /* the version it moves the form to (0: none) */
+} tl_amend_t;
+
+typedef struct {
+    json_t *answers; /* the answers after it (new reference) */
+    json_t *changes; /* [{field, before, after}] (new reference) */
+    int32_t version; /* the version the form is on after it */
+} tl_amended_t;
+
+/* The decision on an amendment. A form moves to another template version
+ * only upward and only to the latest (to_version 0 or the form's own: it
+ * stays), and the whole answer set, as the amendment leaves it, must satisfy
+ * the version the form ends on, every problem appended to errors at once
+ * (as tl_answers_check names them). NULL: allowed, *out filled (the caller
+ * frees its members); else out is zeroed and the reason is
+ * template_version_not_latest, nothing_to_amend (no answer changes and no
+ * version move), invalid_answers (errors says which) or out_of_memory. */
+const char *tl_form_amend_check(const tl_amend_t *a, tl_amended_t *out, json_t *errors);
+
+/* What data quality says of one form (borrowed throughout): its answers
+ * judged against the version it is on (fields; NULL: not known, skipped),
+ * and, when the template has a later version, against the latest
+ * (latest_fields). Appends to findings one {field, code, detail,
+ * template_version, fix} per problem: field the answer's name (or
+ * "answers"), code and detail tl_answers_check's, template_version the
+ * version that refuses it, fix "amend" when the form's own version refuses
+ * it (correct the answer with a reason) or "upgrade" when only the latest
+ * does (amend the form to the latest version with a reason, answering as it
+ * asks). A problem both versions find is reported once, as the form's own.
+ * Returns how many it appended. */
+size_t tl_form_quality(const json_t *answers, int32_t version, const json_t *fields,
+                       int32_t latest_version, const json_t *latest_fields, json_t *findings);
+
 /* ---- template versions ---- */
 
 #define TL_TEMPLATE_TITLE_MAX 200 /* characters */
@@ -159,10 +207,17 @@ bool tl_form_event(const char *type);
  * a template). Ids are compared canonically. */
 bool tl_form_same_slot(const tl_form_t *f, const json_t *submitted);
 
+/* The history's name for a move of a form to another template version
+ * (before and after: the version numbers): not a field name, so it never
+ * meets an answer's. */
+#define TL_FORM_HISTORY_VERSION "@template_version"
+
 /* Applies a form event the participant stream accepted (tl_stream_decide)
  * to f, the form the event names (exists false when there is none yet).
  * NULL: applied, and history (a JSON array) got one {field, before, after}
- * per field the event set or changed. Otherwise f and history are as they
+ * per field the event set or changed, and one TL_FORM_HISTORY_VERSION entry
+ * when a FormAmended moved the form to a later template_version (an
+ * amendment may do only that: changes empty). Otherwise f and history are as they
  * were and the reason says why the form cannot take the event:
  * form_exists, unknown_form, wrong_participant, stale_signature,
  * invalid_event, out_of_memory. The gateway never produces such an event

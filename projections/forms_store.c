@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "forms.h"
+#include "reasons.h"
 #include "tl_date.h"
 #include "tl_log.h"
 #include "tl_map.h"
@@ -171,8 +172,8 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
         if (!e->type)
             continue;
         if (!strcmp(e->topic, TL_TOPIC_PROTOCOL)) {
-            if (!strcmp(e->type, "FormTemplatePublished") && tl_uuid_valid(tl_event_str(e, "study_id")) &&
-                tl_event_str(e, "name")) {
+            if (!strcmp(e->type, "FormTemplatePublished") &&
+                tl_uuid_valid(tl_event_str(e, "study_id")) && tl_event_str(e, "name")) {
                 err = tl_cols_add(&tk, 0, tl_event_str(e, "study_id"));
                 if (!err)
                     err = tl_cols_add(&tk, 1, tl_event_str(e, "name"));
@@ -303,7 +304,7 @@ static tl_err_t fold_form(state_t *st, const tl_event_t *e, tl_stream_row_t *p)
     tl_form_t *target = f ? f : &none;
     const char *why = NULL;
     if (!strcmp(e->type, "FormSubmitted") && duplicate(st, f, e->data))
-        why = "form_exists";
+        why = TL_RN(form_exists);
     else
         why = tl_form_apply(target, e->type, e->data, history);
     tl_err_t err = TL_OK;
@@ -386,6 +387,7 @@ static const char *const sql_upsert_forms =
     "   $13::text[], $14::text[], $15::timestamptz[], $16::text[], $17::timestamptz[],"
     "   $18::timestamptz[], $19::bigint[], $20::uuid[], $21::text[], $22::text[])"
     " ON CONFLICT (id) DO UPDATE SET answers = EXCLUDED.answers, status = EXCLUDED.status,"
+    "   template_version = EXCLUDED.template_version,"
     "   revision = EXCLUDED.revision, signed_by = EXCLUDED.signed_by,"
     "   signer_name = EXCLUDED.signer_name, signature_meaning = EXCLUDED.signature_meaning,"
     "   signed_at = EXCLUDED.signed_at, updated_at = EXCLUDED.updated_at,"

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "reasons.h"
 #include "tl_date.h"
 #include "tl_json.h"
 
@@ -65,13 +66,13 @@ static const char *value_ok(const json_t *v, const json_t *schema, const char *n
                                                                             : "invalid_record";
     }
     if (!json_is_number(v))
-        return "invalid_record"; /* arrays, maps and records have no place here */
+        return TL_RN(invalid_record); /* arrays, maps and records have no place here */
     double x = json_number_value(v);
     const json_t *min, *max;
     bounds(schema, name, &min, &max);
     if (!isfinite(x) || (json_is_number(min) && x < json_number_value(min)) ||
         (json_is_number(max) && x > json_number_value(max)))
-        return "out_of_range";
+        return TL_RN(out_of_range);
     return NULL;
 }
 
@@ -139,4 +140,22 @@ void tl_observation_cleanup(tl_observation_t *o)
 {
     json_decref(o->values);
     o->values = NULL;
+}
+
+const char *tl_ingest_admit(const tl_ingest_target_t *t, int32_t observed_on, const char **field)
+{
+    *field = NULL;
+    if (!t->study_known)
+        return TL_RN(unknown_study);
+    if (!t->participant_known)
+        return TL_RN(unknown_participant);
+    if (!t->participant_enrolled)
+        return TL_RN(participant_not_active);
+    if (t->has_consent && observed_on < t->consent_date) {
+        *field = "observed_on";
+        return TL_RN(out_of_range);
+    }
+    /* DESIGN.md §5: after lock any data change is a violation until unlock;
+     * a connector's observation is a data change like a form */
+    return t->study_locked ? TL_RN(study_locked) : NULL;
 }

@@ -22,6 +22,7 @@
 #define TL_INGEST_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "stream.h"
@@ -49,5 +50,25 @@ typedef struct {
 const char *tl_ingest_read(const json_t *record, const char *schema_json, int32_t today,
                            tl_observation_t *o, char *field, size_t field_size);
 void tl_observation_cleanup(tl_observation_t *o);
+
+/* What the participants projection says of an observation's study and
+ * participant when the ingest consumer decides on it. */
+typedef struct {
+    bool study_known;
+    bool study_locked;
+    bool participant_known;
+    bool participant_enrolled; /* not screened, withdrawn or finished */
+    bool has_consent;
+    int32_t consent_date; /* days since 1970-01-01 */
+} tl_ingest_target_t;
+
+/* Whether an observation made on observed_on may join the participant's
+ * stream: NULL if so; else the dead letter's error type, with the field at
+ * fault in *field (or NULL). The reasons that do not go away by waiting come
+ * first (unknown_study, unknown_participant, participant_not_active,
+ * out_of_range before consent); study_locked last, so a record dead-lettered
+ * as study_locked is one that unlocking alone would let in (sent again after
+ * the unlock, it is taken). */
+const char *tl_ingest_admit(const tl_ingest_target_t *t, int32_t observed_on, const char **field);
 
 #endif

@@ -46,12 +46,13 @@ typedef struct {
     char study_id[TL_UUID_STRLEN];
     char site_id[TL_UUID_STRLEN];
     char code[TL_BYTES(TL_CODE_MAX)];
-    char status[16]; /* screened, enrolled, completed, withdrawn, screen_failed */
+    char status[16];    /* screened, enrolled, completed, withdrawn, screen_failed */
     int32_t birth_year; /* 0: unknown */
     char sex[2];        /* "" : unknown */
     bool has_consent;
-    int32_t consent_date;  /* days since 1970-01-01 */
+    int32_t consent_date; /* days since 1970-01-01 */
     int32_t baseline_date;
+    int32_t end_date; /* withdrawn or completed: the withdrawal or completion date; else 0 */
     int64_t enrolled_at_us;
     int64_t updated_at_us;
     int64_t version;

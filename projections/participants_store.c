@@ -6,6 +6,8 @@
 #include <strings.h>
 
 #include "participants.h"
+#include "reasons.h"
+#include "rules.h"
 #include "tl_date.h"
 #include "tl_map.h"
 #include "tl_topics.h"
@@ -20,8 +22,8 @@ typedef struct {
 
 static void state_cleanup(state_t *st)
 {
-    tl_map_t *maps[] = {&st->studies, &st->studies_by_protocol, &st->sites,
-                        &st->sites_by_code, &st->parts, &st->parts_by_code, &st->vtypes};
+    tl_map_t *maps[] = {&st->studies, &st->studies_by_protocol, &st->sites, &st->sites_by_code,
+                        &st->parts,   &st->parts_by_code,       &st->vtypes};
     for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
         tl_map_cleanup(maps[i]);
     tl_arena_cleanup(&st->rows);
@@ -48,23 +50,23 @@ static const char *const sql_load_visit_types =
     "  FROM visit_types WHERE study_id = ANY($1::uuid[])";
 /* Lookups by id or by (study, code) as a UNION of two index scans: an OR of
  * the two would make PostgreSQL scan the whole table for every batch. */
-#define SITE_COLS                                                                                \
+#define SITE_COLS                                                                                  \
     "SELECT x.id, x.study_id, x.code, x.name, (extract(epoch FROM x.added_at) * 1000000)::bigint," \
     " x.last_event_id FROM sites x"
 static const char *const sql_load_sites =
     SITE_COLS " WHERE x.id = ANY($1::uuid[])"
-    " UNION " SITE_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
-    " ON x.study_id = u.s AND x.code = u.c";
-#define PARTICIPANT_COLS                                                                         \
+              " UNION " SITE_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
+              " ON x.study_id = u.s AND x.code = u.c";
+#define PARTICIPANT_COLS                                                                           \
     "SELECT x.id, x.study_id, x.site_id, x.participant_code, x.status, x.birth_year, x.sex,"       \
-    " x.consent_date - date '1970-01-01', x.baseline_date - date '1970-01-01',"                   \
-    " (extract(epoch FROM x.enrolled_at) * 1000000)::bigint,"                                       \
-    " (extract(epoch FROM x.updated_at) * 1000000)::bigint, x.version, x.last_event_id"             \
-    " FROM participants x"
+    " x.consent_date - date '1970-01-01', x.baseline_date - date '1970-01-01',"                    \
+    " (extract(epoch FROM x.enrolled_at) * 1000000)::bigint,"                                      \
+    " (extract(epoch FROM x.updated_at) * 1000000)::bigint, x.version, x.last_event_id,"           \
+    " x.end_date - date '1970-01-01' FROM participants x"
 static const char *const sql_load_participants =
     PARTICIPANT_COLS " WHERE x.id = ANY($1::uuid[])"
-    " UNION " PARTICIPANT_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
-    " ON x.study_id = u.s AND x.participant_code = u.c";
+                     " UNION " PARTICIPANT_COLS " JOIN unnest($2::uuid[], $3::text[]) AS u(s, c)"
+                     " ON x.study_id = u.s AND x.participant_code = u.c";
 
 static tl_err_t index_study(state_t *st, tl_study_t *s)
 {
@@ -104,7 +106,7 @@ static tl_err_t load_visit_type(state_t *st, const tl_pg_res_t *res, int r)
     json_t *forms = json_loads(tl_pg_get(res, r, 7), 0, NULL);
     for (size_t i = 0; i < json_array_size(forms) && i < TL_FORMS_PER_VISIT_MAX; i++)
         tl_col_copy(v->forms[v->nforms++], sizeof v->forms[0],
-                 json_string_value(json_array_get(forms, i)));
+                    json_string_value(json_array_get(forms, i)));
     json_decref(forms);
     v->revision = (int32_t)tl_pg_get_int(res, r, 8);
     v->defined_at_us = tl_pg_get_int(res, r, 9);
@@ -166,6 +168,7 @@ static tl_err_t load_rows(state_t *st, tl_pg_stmt_t *q)
         p->updated_at_us = tl_pg_get_int(res, r, 10);
         p->version = tl_pg_get_int(res, r, 11);
         tl_col_copy(p->last_event_id, sizeof p->last_event_id, tl_pg_get(res, r, 12));
+        p->end_date = (int32_t)tl_pg_get_int(res, r, 13);
         err = index_participant(st, p);
     }
     for (int r = 0; r < tl_pg_nrows(q[3].res) && !err; r++)
@@ -206,7 +209,8 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
             }
         } else if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT)) {
             err = tl_cols_add_uuid(&pq, 0, tl_event_str(e, "participant_id"));
-            if (!err && !strcmp(e->type, "ParticipantEnrolled") && tl_event_str(e, "participant_code")) {
+            if (!err && !strcmp(e->type, "ParticipantEnrolled") &&
+                tl_event_str(e, "participant_code")) {
                 err = tl_cols_add_uuid(&pq, 1, tl_event_str(e, "study_id"));
                 if (!err)
                     err = tl_cols_add(&pq, 2, tl_event_str(e, "participant_code"));
@@ -255,7 +259,8 @@ static tl_err_t fold_study(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_m
         next = *s;
     const char *pid = tl_event_str(e, "protocol_id");
     tl_study_t *other = pid ? tl_map_get(&st->studies_by_protocol, pid) : NULL;
-    const char *why = other && other != s ? "duplicate_protocol_id" : tl_study_apply(&next, e->type, e->data);
+    const char *why =
+        other && other != s ? "duplicate_protocol_id" : tl_study_apply(&next, e->type, e->data);
     if (why)
         return tl_batch_reject(b, e, id, why);
     if (!s && !(s = tl_arena_calloc(&st->rows, sizeof *s)))
@@ -279,7 +284,8 @@ static tl_err_t fold_site(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_ma
     tl_site_t next = {0};
     if (s)
         next = *s;
-    const char *why = other && other != s ? "duplicate_site_code" : tl_site_apply(&next, e->type, e->data);
+    const char *why =
+        other && other != s ? "duplicate_site_code" : tl_site_apply(&next, e->type, e->data);
     if (why)
         return tl_batch_reject(b, e, agg, why);
     if (!s && !(s = tl_arena_calloc(&st->rows, sizeof *s)))
@@ -289,8 +295,38 @@ static tl_err_t fold_site(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_ma
     return err ? err : tl_map_put(dirty, s->id, s);
 }
 
+/* The row of observations an ObservationRecorded the participant took
+ * makes: its values readable through the API (docs/CONNECTORS.md). */
+static tl_err_t add_observation(tl_cols_t *obs, const tl_participant_t *p, const tl_event_t *e)
+{
+    const json_t *ev = e->data, *origin = json_object_get(ev, "ingest");
+    char ver[24], day[TL_DATE_STRLEN], at[40];
+    char *values = json_dumps(json_object_get(ev, "values"), JSON_COMPACT);
+    if (!values)
+        return TL_ERR_NOMEM;
+    snprintf(ver, sizeof ver, "%lld", (long long)p->version);
+    tl_date_format((int32_t)tl_ev_int(ev, "observed_on"), day);
+    tl_ts_format(tl_ev_int(ev, "recorded_at"), at);
+    const char *v[] = {p->last_event_id,
+                       p->id,
+                       p->study_id,
+                       p->site_id,
+                       ver,
+                       tl_event_str(e, "source"),
+                       tl_event_str(e, "kind"),
+                       day,
+                       tl_event_str(e, "device"),
+                       tl_event_str(e, "laterality"),
+                       values,
+                       json_string_value(json_object_get(origin, "connector_event_id")),
+                       at};
+    tl_err_t err = tl_cols_add_row(obs, v, 13);
+    free(values);
+    return err;
+}
+
 static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e,
-                                 tl_map_t *dirty)
+                                 tl_map_t *dirty, tl_cols_t *obs)
 {
     tl_uuid_t u, su;
     const char *agg = norm_id(e, "participant_id", &u);
@@ -303,11 +339,12 @@ static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e
     const char *why = NULL;
     if (!strcmp(e->type, "ParticipantEnrolled")) {
         char k[TL_UUID_STRLEN + TL_BYTES(TL_CODE_MAX) + 2];
-        const char *study = norm_id(e, "study_id", &su), *code = tl_event_str(e, "participant_code");
+        const char *study = norm_id(e, "study_id", &su),
+                   *code = tl_event_str(e, "participant_code");
         code_key(k, sizeof k, study ? study : "", code ? code : "");
         tl_participant_t *other = tl_map_get(&st->parts_by_code, k);
         if (other && other != p)
-            why = "duplicate_participant_code";
+            why = TL_RN(duplicate_participant_code);
     }
     if (!why)
         why = tl_participant_apply(&next, e->type, e->data);
@@ -317,25 +354,24 @@ static tl_err_t fold_participant(tl_batch_t *b, state_t *st, const tl_event_t *e
         return TL_ERR_NOMEM;
     *p = next;
     tl_err_t err = index_participant(st, p);
+    if (!err && !strcmp(e->type, "ObservationRecorded"))
+        err = add_observation(obs, p, e);
     return err ? err : tl_map_put(dirty, p->id, p);
 }
 
-/* The study's other visit types must keep names unique and one baseline. */
+/* The study's other visit types must keep the protocol's shape: the same
+ * rule the gateway applies before producing (rules.h). */
 static const char *protocol_conflict(const state_t *st, const tl_visit_type_row_t *n)
 {
-    size_t others = 0;
-    for (size_t i = 0; i < st->vtypes.cap; i++) {
+    static __thread tl_visit_type_t others[TL_VISIT_TYPES_MAX + 1];
+    size_t nothers = 0;
+    for (size_t i = 0; i < st->vtypes.cap && nothers <= TL_VISIT_TYPES_MAX; i++) {
         const tl_visit_type_row_t *o = st->vtypes.vals[i];
-        if (!st->vtypes.keys[i] || strcmp(o->study_id, n->study_id) || !strcmp(o->vt.id, n->vt.id))
-            continue;
-        if (!strcasecmp(o->vt.name, n->vt.name))
-            return "duplicate_visit_type_name";
-        if (!o->vt.target_day && !n->vt.target_day)
-            return "second_baseline";
-        others++;
+        if (st->vtypes.keys[i] && !strcmp(o->study_id, n->study_id) && strcmp(o->vt.id, n->vt.id))
+            others[nothers++] = o->vt;
     }
-    /* a schedule holds every visit type of its study */
-    return others >= TL_VISIT_TYPES_MAX ? "too_many_visit_types" : NULL;
+    tl_verdict_t v;
+    return tl_rule_protocol_shape(&n->vt, others, nothers, &v) ? NULL : tl_reason_name(v.why);
 }
 
 static tl_err_t fold_visit_type(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *dirty)
@@ -391,15 +427,25 @@ static const char *const sql_upsert_sites =
     "   last_event_id = EXCLUDED.last_event_id";
 static const char *const sql_upsert_participants =
     "INSERT INTO participants (id, study_id, site_id, participant_code, status, birth_year, sex,"
-    "   consent_date, baseline_date, enrolled_at, updated_at, version, last_event_id)"
+    "   consent_date, baseline_date, enrolled_at, updated_at, version, last_event_id, end_date)"
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],"
     "   $6::int[], $7::text[], $8::date[], $9::date[], $10::timestamptz[], $11::timestamptz[],"
-    "   $12::bigint[], $13::uuid[])"
+    "   $12::bigint[], $13::uuid[], $14::date[])"
     " ON CONFLICT (id) DO UPDATE SET site_id = EXCLUDED.site_id, status = EXCLUDED.status,"
     "   birth_year = EXCLUDED.birth_year, sex = EXCLUDED.sex,"
     "   consent_date = EXCLUDED.consent_date, baseline_date = EXCLUDED.baseline_date,"
     "   updated_at = EXCLUDED.updated_at, version = EXCLUDED.version,"
-    "   last_event_id = EXCLUDED.last_event_id";
+    "   last_event_id = EXCLUDED.last_event_id, end_date = EXCLUDED.end_date";
+
+/* an event applied twice is the same row (a batch that runs again) */
+static const char *const sql_insert_observations =
+    "INSERT INTO observations (event_id, participant_id, study_id, site_id, stream_version,"
+    "  source, kind, observed_on, device, laterality, observed_values, connector_event_id,"
+    "  recorded_at)"
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[],"
+    "  $6::text[], $7::text[], $8::date[], $9::text[], $10::text[], $11::jsonb[], $12::text[],"
+    "  $13::timestamptz[])"
+    " ON CONFLICT (event_id) DO NOTHING";
 
 static tl_err_t write_studies(tl_batch_t *b, const tl_map_t *m)
 {
@@ -414,9 +460,14 @@ static tl_err_t write_studies(tl_batch_t *b, const tl_map_t *m)
         tl_ts_format(s->registered_at_us, ts);
         if (s->lock_changed_at_us)
             tl_ts_format(s->lock_changed_at_us, lts);
-        const char *v[] = {s->id, s->protocol_id, s->name,
-                           s->has_description ? s->description : NULL, ts, s->last_event_id,
-                           s->locked ? "t" : "f", s->lock_changed_at_us ? s->lock_reason : NULL,
+        const char *v[] = {s->id,
+                           s->protocol_id,
+                           s->name,
+                           s->has_description ? s->description : NULL,
+                           ts,
+                           s->last_event_id,
+                           s->locked ? "t" : "f",
+                           s->lock_changed_at_us ? s->lock_reason : NULL,
                            s->lock_changed_at_us ? lts : NULL};
         err = tl_cols_add_row(&c, v, 9);
     }
@@ -450,22 +501,35 @@ static tl_err_t write_participants(tl_batch_t *b, const tl_map_t *m)
 {
     tl_cols_t c;
     tl_err_t err = TL_OK;
-    tl_cols_init(&c, 13);
+    tl_cols_init(&c, 14);
     for (size_t i = 0; i < m->cap && !err; i++) {
         const tl_participant_t *p = m->vals[i];
         if (!m->keys[i])
             continue;
         char by[16], cd[TL_DATE_STRLEN], bd[TL_DATE_STRLEN], ea[40], ua[40], ver[24];
+        char ed[TL_DATE_STRLEN];
+        tl_date_format(p->end_date, ed);
         snprintf(by, sizeof by, "%d", p->birth_year);
         tl_date_format(p->consent_date, cd);
         tl_date_format(p->baseline_date, bd);
         tl_ts_format(p->enrolled_at_us, ea);
         tl_ts_format(p->updated_at_us, ua);
         snprintf(ver, sizeof ver, "%lld", (long long)p->version);
-        const char *v[] = {p->id, p->study_id, p->site_id, p->code, p->status,
-                           p->birth_year ? by : NULL, p->sex[0] ? p->sex : NULL,
-                           p->has_consent ? cd : NULL, bd, ea, ua, ver, p->last_event_id};
-        err = tl_cols_add_row(&c, v, 13);
+        const char *v[] = {p->id,
+                           p->study_id,
+                           p->site_id,
+                           p->code,
+                           p->status,
+                           p->birth_year ? by : NULL,
+                           p->sex[0] ? p->sex : NULL,
+                           p->has_consent ? cd : NULL,
+                           bd,
+                           ea,
+                           ua,
+                           ver,
+                           p->last_event_id,
+                           p->end_date ? ed : NULL};
+        err = tl_cols_add_row(&c, v, 14);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_participants, &c);
@@ -498,8 +562,9 @@ static tl_err_t write_visit_types(tl_batch_t *b, const tl_map_t *m)
             err = TL_ERR_NOMEM;
             break;
         }
-        const char *v[] = {r->vt.id, r->study_id, r->vt.name, td, wb, wa,
-                           r->vt.required ? "t" : "f", ft, rev, da, ua, r->last_event_id};
+        const char *v[] = {
+            r->vt.id, r->study_id, r->vt.name,      td, wb, wa, r->vt.required ? "t" : "f", ft, rev,
+            da,       ua,          r->last_event_id};
         err = tl_cols_add_row(&c, v, 12);
         free(ft);
     }
@@ -517,13 +582,15 @@ tl_err_t tl_participants_store_apply(tl_pg_t *pg, tl_batch_t *b)
     tl_map_init(&dirty_studies);
     tl_map_init(&dirty_sites);
     tl_map_init(&dirty_parts);
+    tl_cols_t obs;
+    tl_cols_init(&obs, 13);
     tl_err_t err = load(pg, b, &st);
     for (size_t i = 0; i < b->n && !err; i++) {
         const tl_event_t *e = &b->events[i];
         if (!e->type)
             continue;
         if (!strcmp(e->topic, TL_TOPIC_PARTICIPANT))
-            err = fold_participant(b, &st, e, &dirty_parts);
+            err = fold_participant(b, &st, e, &dirty_parts, &obs);
         else if (!strcmp(e->type, "StudyRegistered") || !strcmp(e->type, "StudyLocked") ||
                  !strcmp(e->type, "StudyUnlocked"))
             err = fold_study(b, &st, e, &dirty_studies);
@@ -540,6 +607,10 @@ tl_err_t tl_participants_store_apply(tl_pg_t *pg, tl_batch_t *b)
         err = write_participants(b, &dirty_parts);
     if (!err)
         err = write_visit_types(b, &dirty_vtypes);
+    if (!err && obs.nrows)
+        err = tl_batch_add_cols(b, sql_insert_observations, &obs); /* takes obs over */
+    else
+        tl_cols_cleanup(&obs);
     tl_map_cleanup(&dirty_vtypes);
     tl_map_cleanup(&dirty_studies);
     tl_map_cleanup(&dirty_sites);

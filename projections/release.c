@@ -57,7 +57,8 @@ static const tl_release_col_t answer_cols[] = {
     {"form_id", TL_COL_UUID, false, NULL},
     {"template_id", TL_COL_UUID, false, NULL},
     {"form", TL_COL_STRING, false, "the form template's name"},
-    {"template_version", TL_COL_INT, false, "the template version the form was entered against"},
+    {"template_version", TL_COL_INT, false,
+     "the template version the form is on (entered against, or moved to by an amendment)"},
     {"form_status", TL_COL_STRING, false, "submitted, amended or signed"},
     {"form_revision", TL_COL_INT, false, "1 when submitted, + 1 per amendment"},
     {"field", TL_COL_STRING, false, NULL},
@@ -70,12 +71,32 @@ static const tl_release_col_t answer_cols[] = {
     {"stream_version", TL_COL_LONG, false, "participant stream version that last changed the form"},
 };
 
+static const tl_release_col_t observation_cols[] = {
+    {"pseudonym", TL_COL_STRING, false, NULL},
+    {"study_id", TL_COL_UUID, false, NULL},
+    {"site_id", TL_COL_UUID, true, NULL},
+    {"source", TL_COL_STRING, false, "the connector"},
+    {"kind", TL_COL_STRING, false, "the connector record's full name"},
+    {"study_day", TL_COL_INT, false, "when it was measured, in days from the baseline"},
+    {"observed_date", TL_COL_DATE, true, "shifted; empty unless dates are shifted"},
+    {"laterality", TL_COL_STRING, true, "OD, OS or OU"},
+    {"name", TL_COL_STRING, false, "the value's name in the connector's record"},
+    {"type", TL_COL_STRING, false, "number, integer or boolean"},
+    {"value", TL_COL_STRING, false,
+     "number and integer as written, boolean as true or false; text values are not exported"},
+    {"stream_version", TL_COL_LONG, false,
+     "participant stream version the observation made (with pseudonym, it identifies it)"},
+};
+
 const tl_release_table_t tl_release_tables[TL_RELEASE_NTABLES] = {
     {"participants", "Participant", "one row per participant", participant_cols,
      N(participant_cols)},
     {"visits", "Visit", "one row per scheduled visit", visit_cols, N(visit_cols)},
     {"answers", "Answer", "one row per exported answer of a form (long format)", answer_cols,
      N(answer_cols)},
+    {"observations", "Observation",
+     "one row per exported value of a connector's observation (long format)", observation_cols,
+     N(observation_cols)},
 };
 
 static const char *type_name(tl_col_type_t t)
@@ -265,6 +286,46 @@ json_t *tl_release_answer_rows(const json_t *form, const char *visit_name)
                               json_object_get(a, "field"), "type", type, "value", value, "unit",
                               unit ? unit : json_null(), "date", date ? date : json_null(),
                               "stream_version", json_object_get(form, "stream_version"))
+                  : NULL;
+        if (!row || json_array_append_new(rows, row))
+            goto bad; /* json_pack fails on a member the record lacks */
+    }
+    return rows;
+bad:
+    json_decref(rows);
+    return NULL;
+}
+
+json_t *tl_release_observation_rows(const json_t *obs)
+{
+    const json_t *values = json_object_get(obs, "values");
+    json_t *rows = json_array();
+    if (!rows || !json_is_array(values))
+        goto bad;
+    size_t i;
+    const json_t *a;
+    json_array_foreach(values, i, a)
+    {
+        const char *type = json_string_value(json_object_get(a, "type"));
+        const json_t *b = json_object_get(a, "boolean");
+        json_t *value = !type                      ? NULL
+                        : !strcmp(type, "boolean") ? (json_is_boolean(b)
+                                                          ? json_string(json_is_true(b) ? "true"
+                                                                                        : "false")
+                                                          : NULL)
+                                                   : answer_value(a, type);
+        const json_t *lat = json_object_get(obs, "laterality"),
+                     *date = json_object_get(obs, "observed_date");
+        json_t *row =
+            value ? json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:s, s:o, s:O}",
+                              "pseudonym", json_object_get(obs, "pseudonym"), "study_id",
+                              json_object_get(obs, "study_id"), "site_id",
+                              json_object_get(obs, "site_id"), "source",
+                              json_object_get(obs, "source"), "kind", json_object_get(obs, "kind"),
+                              "study_day", json_object_get(obs, "study_day"), "observed_date",
+                              date ? date : json_null(), "laterality", lat ? lat : json_null(),
+                              "name", json_object_get(a, "name"), "type", type, "value", value,
+                              "stream_version", json_object_get(obs, "stream_version"))
                   : NULL;
         if (!row || json_array_append_new(rows, row))
             goto bad; /* json_pack fails on a member the record lacks */

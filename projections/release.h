@@ -1,11 +1,12 @@
 /* release: the files of a dataset release (docs/ANALYSTS.md), pure.
  *
- * A release is three tables cut from the log at fixed offsets, each as CSV
+ * A release is four tables cut from the log at fixed offsets, each as CSV
  * (RFC 4180, UTF-8, CRLF, a header row) and as an Avro object container
  * file with the same columns, plus manifest.json. The tables hold the
  * research records (research.h) of the study's participants as they stand
- * at the cut: one row per participant, one per scheduled visit, and one per
- * exported answer (long format). The columns are declared here once; the
+ * at the cut: one row per participant, one per scheduled visit, one per
+ * exported answer and one per exported value of a connector's observation
+ * (long format). The columns are declared here once; the
  * CSV header, the Avro schema and the manifest's column definitions are all
  * made from them.
  *
@@ -46,7 +47,13 @@ typedef struct {
     size_t ncols;
 } tl_release_table_t;
 
-enum { TL_RELEASE_PARTICIPANTS, TL_RELEASE_VISITS, TL_RELEASE_ANSWERS, TL_RELEASE_NTABLES };
+enum {
+    TL_RELEASE_PARTICIPANTS,
+    TL_RELEASE_VISITS,
+    TL_RELEASE_ANSWERS,
+    TL_RELEASE_OBSERVATIONS,
+    TL_RELEASE_NTABLES
+};
 extern const tl_release_table_t tl_release_tables[TL_RELEASE_NTABLES];
 
 /* The table's Avro schema as JSON text; caller frees; NULL when out of
@@ -65,6 +72,10 @@ tl_err_t tl_release_csv_row(const tl_release_table_t *t, const json_t *row, tl_b
  * (tl_research_form), in the template's field order, with the visit's name.
  * New reference; NULL when out of memory or the record is not one. */
 json_t *tl_release_answer_rows(const json_t *form, const char *visit_name);
+/* The observations table's rows of one research observation record
+ * (tl_research_observation), in its values' order. New reference; NULL when
+ * out of memory or the record is not one. */
+json_t *tl_release_observation_rows(const json_t *observation);
 
 /* A release's name: 1 to 64 of [a-z0-9_], starting with a letter. */
 #define TL_RELEASE_NAME_MAX 64

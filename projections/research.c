@@ -336,3 +336,61 @@ tl_err_t tl_research_form(const tl_research_cfg_t *c, const tl_form_t *f, const 
     free(withheld);
     return tl_avro_w_end(&w);
 }
+
+tl_err_t tl_research_observation(const tl_research_cfg_t *c, const tl_schedule_t *s,
+                                 const json_t *ev, tl_buf_t *out)
+{
+    const json_t *values = json_object_get(ev, "values"), *v;
+    const char *name;
+    /* by name: a replay of the same event makes the same bytes whatever
+     * order its map came in */
+    size_t n = 0, nv = 0, i;
+    const char **names = malloc((json_object_size(values) + 1) * sizeof *names);
+    if (!names)
+        return TL_ERR_NOMEM;
+    json_object_foreach((json_t *)values, name, v)
+        names[n++] = name;
+    qsort(names, n, sizeof *names, str_cmp);
+    tl_avro_w_t w;
+    if (!w_head(&w, out, c, s->id, s->study_id, s->site_id)) {
+        free(names);
+        return TL_ERR_INVALID;
+    }
+    int32_t day = (int32_t)tl_ev_int(ev, "observed_on");
+    tl_avro_w_string(&w, json_string_value(json_object_get(ev, "source")));
+    tl_avro_w_string(&w, json_string_value(json_object_get(ev, "kind")));
+    tl_avro_w_long(&w, (int64_t)day - s->baseline_date);
+    w_shifted(&w, c, tl_research_shift(c, s->id), day);
+    tl_avro_w_opt_string(&w, json_string_value(json_object_get(ev, "laterality")));
+    for (i = 0; i < n; i++) {
+        v = json_object_get(values, names[i]);
+        nv += json_is_number(v) || json_is_boolean(v);
+    }
+    tl_avro_w_block(&w, nv);
+    for (i = 0; i < n; i++) {
+        v = json_object_get(values, names[i]);
+        if (!json_is_number(v) && !json_is_boolean(v))
+            continue;
+        tl_avro_w_string(&w, names[i]);
+        tl_avro_w_string(&w, json_is_integer(v) ? "integer" : json_is_real(v) ? "number" : "boolean");
+        tl_avro_w_long(&w, json_is_real(v));
+        if (json_is_real(v))
+            tl_avro_w_double(&w, json_real_value(v));
+        tl_avro_w_opt_long(&w, json_is_integer(v), json_integer_value(v));
+        tl_avro_w_long(&w, json_is_boolean(v));
+        if (json_is_boolean(v))
+            tl_avro_w_boolean(&w, json_is_true(v));
+    }
+    tl_avro_w_array_end(&w);
+    size_t nt = 0;
+    for (i = 0; i < n; i++)
+        nt += json_is_string(json_object_get(values, names[i]));
+    tl_avro_w_block(&w, nt);
+    for (i = 0; i < n; i++)
+        if (json_is_string(json_object_get(values, names[i])))
+            tl_avro_w_string(&w, names[i]);
+    tl_avro_w_array_end(&w);
+    tl_avro_w_long(&w, s->version);
+    free(names);
+    return tl_avro_w_end(&w);
+}

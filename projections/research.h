@@ -80,4 +80,13 @@ tl_err_t tl_research_visit(const tl_research_cfg_t *c, const tl_schedule_t *s,
 tl_err_t tl_research_form(const tl_research_cfg_t *c, const tl_form_t *f, const char *site_id,
                           int32_t baseline, const json_t *fields, tl_buf_t *out);
 
+/* A connector's observation (the ObservationRecorded event ev, which the
+ * participant of s took), with its study day counted from s's baseline:
+ * numbers, integers and booleans by name; text values withheld (free
+ * text: a connector's string cannot be judged safe), null values left out;
+ * the device never (a device identifier or serial number is one of Safe
+ * Harbor's identifiers). */
+tl_err_t tl_research_observation(const tl_research_cfg_t *c, const tl_schedule_t *s,
+                                 const json_t *ev, tl_buf_t *out);
+
 #endif

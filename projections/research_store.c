@@ -93,6 +93,10 @@ typedef struct {
     tl_research_person_t person;
     form_t **forms; /* every form of the participant: a visit has one per template */
     size_t nforms, cap;
+    /* folding for a release: the ObservationRecorded events the stream
+     * took, with the schedule's version and baseline as they were then;
+     * [{"ev", "version"}], owned, or NULL */
+    json_t *observations;
 } part_t;
 
 struct form {
@@ -153,6 +157,7 @@ static void state_cleanup(state_t *st)
             part_t *p = st->parts.vals[i];
             tl_schedule_cleanup(&p->s);
             free(p->forms);
+            json_decref(p->observations);
         }
     for (size_t i = 0; i < st->forms.cap; i++)
         if (st->forms.keys[i]) {
@@ -595,6 +600,27 @@ static tl_err_t fold_form(state_t *st, const tl_event_t *e, part_t *p)
     return err ? err : emit_form(st, f, p, tl_event_str(e, "event_id"));
 }
 
+/* An observation is published as it is taken; a release keeps it for
+ * the participant's rows at the end. Its study day counts from the
+ * baseline of the moment it was taken: a later baseline change does not
+ * move it (it is not re-published either), so the topic and a release
+ * say the same. */
+static tl_err_t fold_observation(state_t *st, part_t *p, const tl_event_t *e)
+{
+    char entity[24];
+    snprintf(entity, sizeof entity, "%lld", (long long)p->s.version);
+    if (st->publish) {
+        size_t mark = st->out.datums.len;
+        return emit(st, "ResearchObservation", entity, tl_event_str(e, "event_id"), p->s.id, mark,
+                    tl_research_observation(st->cfg, &p->s, e->data, &st->out.datums));
+    }
+    if (!p->observations && !(p->observations = json_array()))
+        return TL_ERR_NOMEM;
+    json_t *row = json_pack("{s:O, s:I, s:i}", "ev", e->data, "version", (json_int_t)p->s.version,
+                            "baseline_date", (int)p->s.baseline_date);
+    return row && !json_array_append_new(p->observations, row) ? TL_OK : TL_ERR_NOMEM;
+}
+
 static bool changes_participant_row(const char *type)
 {
     return !strcmp(type, "ParticipantEnrolled") || !strcmp(type, "BaselineChanged") ||
@@ -660,6 +686,8 @@ static tl_err_t fold_stream(tl_batch_t *b, state_t *st, const tl_event_t *e)
         err = fold_form(st, e, p);
     for (size_t i = 0; !err && publish && rebased && i < p->nforms; i++)
         err = emit_form(st, p->forms[i], p, event_id);
+    if (!err && !strcmp(e->type, "ObservationRecorded"))
+        err = fold_observation(st, p, e);
     return err;
 }
 
@@ -789,7 +817,7 @@ tl_err_t tl_research_store_apply(tl_research_store_t *rs, tl_pg_t *pg, tl_batch_
 
 /* The record types, in the order of the fold's schemas. */
 static const char *const record_types[] = {"ResearchParticipant", "ResearchVisit",
-                                           "ResearchForm"};
+                                           "ResearchForm", "ResearchObservation"};
 #define NRECORD_TYPES (sizeof record_types / sizeof record_types[0])
 
 struct tl_research_fold {
@@ -902,6 +930,19 @@ static tl_err_t hand_over(tl_research_fold_t *f, const part_t *p, tl_research_re
         err = hand(f, 2,
                    tl_research_form(c, form, p->s.site_id, p->s.baseline_date, fields, &f->datum),
                    fn, user, visit_name(p, form->visit_type_id));
+    }
+    size_t i;
+    const json_t *o;
+    json_array_foreach(p->observations, i, o)
+    {
+        /* the schedule as it was when the observation was taken */
+        tl_schedule_t then = p->s;
+        then.version = json_integer_value(json_object_get(o, "version"));
+        then.baseline_date = (int32_t)json_integer_value(json_object_get(o, "baseline_date"));
+        if (err)
+            break;
+        err = hand(f, 3, tl_research_observation(c, &then, json_object_get(o, "ev"), &f->datum),
+                   fn, user, NULL);
     }
     return err;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "reasons.h"
 #include "tl_date.h"
 
 static const char *const state_names[] = {"scheduled", "completed", "missed", "cancelled"};
@@ -241,6 +242,28 @@ static void merge_visits(tl_schedule_t *s, const json_t *arr, bool rejudge)
     qsort(s->visits, s->nvisits, sizeof *s->visits, by_target_day);
 }
 
+/* A baseline change's reasons for the completed visits it put out of
+ * window ([{visit_type_id, reason}] or null): each becomes the visit's
+ * deviation reason. false: out of memory. */
+static bool deviations(tl_schedule_t *s, const json_t *arr)
+{
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const json_t *d = json_array_get(arr, i);
+        tl_visit_t *v =
+            tl_schedule_visit(s, json_string_value(json_object_get(d, "visit_type_id")));
+        const char *reason = json_string_value(json_object_get(d, "reason"));
+        if (!v || v->state != TL_VISIT_COMPLETED || !reason)
+            continue;
+        char *r = strdup(reason);
+        if (!r)
+            return false;
+        free(v->deviation_reason);
+        v->deviation_reason = r;
+        stamp(v, s);
+    }
+    return true;
+}
+
 /* Visits not yet done when the participant leaves or finishes. */
 static void cancel_open(tl_schedule_t *s)
 {
@@ -260,7 +283,7 @@ static const char *correct(tl_schedule_t *s, tl_visit_t *v, const json_t *ev)
     if (!dup_str(&dev, json_string_value(json_object_get(ev, "deviation_reason"))) ||
         !dup_str(&nn, notes)) {
         free(dev);
-        return "out_of_memory";
+        return TL_RN(out_of_memory);
     }
     free(v->deviation_reason);
     v->deviation_reason = dev;
@@ -278,22 +301,32 @@ static const char *visit_change(tl_schedule_t *s, const char *type, const json_t
 {
     tl_visit_t *v = tl_schedule_visit(s, json_string_value(json_object_get(ev, "visit_type_id")));
     if (!v)
-        return "unknown_visit";
+        return TL_RN(unknown_visit);
     if (!strcmp(type, "VisitCorrected"))
-        return v->state == TL_VISIT_COMPLETED ? correct(s, v, ev) : "visit_not_completed";
+        return v->state == TL_VISIT_COMPLETED ? correct(s, v, ev) : TL_RN(visit_not_completed);
+    if (!strcmp(type, "VisitReopened")) {
+        if (v->state != TL_VISIT_MISSED)
+            return TL_RN(visit_not_missed);
+        free(v->missed_reason);
+        v->missed_reason = NULL;
+        v->state = TL_VISIT_SCHEDULED;
+        stamp(v, s);
+        return NULL;
+    }
     if (v->state != TL_VISIT_SCHEDULED)
-        return v->state == TL_VISIT_COMPLETED ? "visit_already_completed" : "visit_not_scheduled";
+        return v->state == TL_VISIT_COMPLETED ? TL_RN(visit_already_completed)
+                                              : TL_RN(visit_not_scheduled);
     if (!strcmp(type, "VisitCompleted")) {
         v->actual_date = (int32_t)tl_ev_int(ev, "actual_date");
         v->in_window = tl_visit_in_window(v, v->actual_date);
         if (!dup_str(&v->deviation_reason,
                      json_string_value(json_object_get(ev, "deviation_reason"))) ||
             !dup_str(&v->notes, json_string_value(json_object_get(ev, "notes"))))
-            return "out_of_memory";
+            return TL_RN(out_of_memory);
         v->state = TL_VISIT_COMPLETED;
     } else {
         if (!dup_str(&v->missed_reason, json_string_value(json_object_get(ev, "reason"))))
-            return "out_of_memory";
+            return TL_RN(out_of_memory);
         v->state = TL_VISIT_MISSED;
     }
     stamp(v, s);
@@ -327,24 +360,28 @@ const char *tl_schedule_apply(tl_schedule_t *s, const char *type, const json_t *
     const json_t *arr = json_object_get(ev, enrolment ? "schedule" : "visits");
     tl_schedule_t n, none = {0};
     if (!copy_with_room(&n, enrolment ? &none : s, json_array_size(arr)))
-        return "out_of_memory";
+        return TL_RN(out_of_memory);
     n.version = next;
     n.updated_at_us = tl_ev_int(ev, "recorded_at");
     tl_ev_copy_uuid(n.last_event_id, ev, "event_id");
     if (enrolment) {
         enrol(&n, ev);
     } else if (!strcmp(type, "VisitCompleted") || !strcmp(type, "VisitMissed") ||
-               !strcmp(type, "VisitCorrected")) {
+               !strcmp(type, "VisitCorrected") || !strcmp(type, "VisitReopened")) {
         /* a visit that cannot take it stays as it was; the stream moves on */
         *skipped = visit_change(&n, type, ev);
         if (*skipped && !strcmp(*skipped, "out_of_memory")) {
             tl_schedule_cleanup(&n);
             *skipped = NULL;
-            return "out_of_memory";
+            return TL_RN(out_of_memory);
         }
     } else if (!strcmp(type, "BaselineChanged")) {
         n.baseline_date = (int32_t)tl_ev_int(ev, "baseline_date");
         merge_visits(&n, arr, true);
+        if (!deviations(&n, json_object_get(ev, "deviation_reasons"))) {
+            tl_schedule_cleanup(&n);
+            return TL_RN(out_of_memory);
+        }
     } else if (!strcmp(type, "VisitScheduleChanged")) {
         merge_visits(&n, arr, false);
     } else if (!strcmp(type, "ParticipantWithdrawn")) {

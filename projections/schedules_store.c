@@ -35,76 +35,49 @@ static bool dup_col(char **dst, const char *v)
 
 /* ---- loading ---- */
 
-static const char *const sql_load_participants =
-    "SELECT id, study_id, site_id, participant_code, status,"
-    "       baseline_date - date '1970-01-01', version,"
-    "       (extract(epoch FROM updated_at) * 1000000)::bigint, last_event_id"
-    "  FROM schedule_participants WHERE id = ANY($1::uuid[])";
-static const char *const sql_load_visits =
-    "SELECT participant_id, visit_type_id, name, target_day, required,"
-    "       due_date - date '1970-01-01', window_start - date '1970-01-01',"
-    "       window_end - date '1970-01-01', state, actual_date - date '1970-01-01', in_window,"
-    "       deviation_reason, missed_reason, notes, version,"
-    "       (extract(epoch FROM updated_at) * 1000000)::bigint, last_event_id"
-    "  FROM participant_visits WHERE participant_id = ANY($1::uuid[])"
-    " ORDER BY participant_id, target_day, visit_type_id";
+static const char *const sql_load =
+    "SELECT " TL_SQL_SCHEDULE_COLS TL_SQL_SCHEDULE_FROM " WHERE p.id = ANY($1::uuid[])"
+    " ORDER BY p.id, v.target_day, v.visit_type_id";
 
-static tl_err_t load_participant(state_t *st, const tl_pg_res_t *res, int r)
+tl_err_t tl_schedule_read(tl_schedule_t *s, const tl_pg_res_t *res, int col, int from, int to)
 {
-    entry_t *e = tl_arena_calloc(&st->rows, sizeof(entry_t));
-    if (!e)
-        return TL_ERR_NOMEM;
-    tl_schedule_t *s = &e->s;
+    memset(s, 0, sizeof *s);
     s->exists = true;
-    tl_col_copy(s->id, sizeof s->id, tl_pg_get(res, r, 0));
-    tl_col_copy(s->study_id, sizeof s->study_id, tl_pg_get(res, r, 1));
-    tl_col_copy(s->site_id, sizeof s->site_id, tl_pg_get(res, r, 2));
-    tl_col_copy(s->code, sizeof s->code, tl_pg_get(res, r, 3));
-    tl_col_copy(s->status, sizeof s->status, tl_pg_get(res, r, 4));
-    s->baseline_date = (int32_t)tl_pg_get_int(res, r, 5);
-    s->version = e->loaded_version = tl_pg_get_int(res, r, 6);
-    s->updated_at_us = tl_pg_get_int(res, r, 7);
-    tl_col_copy(s->last_event_id, sizeof s->last_event_id, tl_pg_get(res, r, 8));
-    return tl_map_put(&st->parts, s->id, e);
-}
-
-/* Visits come ordered by participant: each one's run is counted first. */
-static tl_err_t load_visits(state_t *st, const tl_pg_res_t *res)
-{
-    int rows = tl_pg_nrows(res);
-    for (int r = 0; r < rows;) {
-        const char *pid = tl_pg_get(res, r, 0);
-        int end = r;
-        while (end < rows && !strcmp(tl_pg_get(res, end, 0), pid))
-            end++;
-        entry_t *e = tl_map_get(&st->parts, pid);
-        if (e && !e->s.visits) {
-            if (!(e->s.visits = calloc((size_t)(end - r), sizeof *e->s.visits)))
-                return TL_ERR_NOMEM;
-            for (int i = r; i < end; i++) {
-                tl_visit_t *v = &e->s.visits[e->s.nvisits++];
-                tl_col_copy(v->visit_type_id, sizeof v->visit_type_id, tl_pg_get(res, i, 1));
-                tl_col_copy(v->name, sizeof v->name, tl_pg_get(res, i, 2));
-                v->target_day = (int32_t)tl_pg_get_int(res, i, 3);
-                v->required = !strcmp(tl_pg_get(res, i, 4), "t");
-                v->due = (int32_t)tl_pg_get_int(res, i, 5);
-                v->window_start = (int32_t)tl_pg_get_int(res, i, 6);
-                v->window_end = (int32_t)tl_pg_get_int(res, i, 7);
-                int state = tl_visit_state_parse(tl_pg_get(res, i, 8));
-                v->state = state < 0 ? TL_VISIT_SCHEDULED : (tl_visit_state_t)state;
-                v->actual_date = (int32_t)tl_pg_get_int(res, i, 9);
-                const char *iw = tl_pg_get(res, i, 10);
-                v->in_window = iw && !strcmp(iw, "t");
-                if (!dup_col(&v->deviation_reason, tl_pg_get(res, i, 11)) ||
-                    !dup_col(&v->missed_reason, tl_pg_get(res, i, 12)) ||
-                    !dup_col(&v->notes, tl_pg_get(res, i, 13)))
-                    return TL_ERR_NOMEM;
-                v->version = tl_pg_get_int(res, i, 14);
-                v->updated_at_us = tl_pg_get_int(res, i, 15);
-                tl_col_copy(v->last_event_id, sizeof v->last_event_id, tl_pg_get(res, i, 16));
-            }
-        }
-        r = end;
+    tl_col_copy(s->id, sizeof s->id, tl_pg_get(res, from, col + 0));
+    tl_col_copy(s->study_id, sizeof s->study_id, tl_pg_get(res, from, col + 1));
+    tl_col_copy(s->site_id, sizeof s->site_id, tl_pg_get(res, from, col + 2));
+    tl_col_copy(s->code, sizeof s->code, tl_pg_get(res, from, col + 3));
+    tl_col_copy(s->status, sizeof s->status, tl_pg_get(res, from, col + 4));
+    s->baseline_date = (int32_t)tl_pg_get_int(res, from, col + 5);
+    s->version = tl_pg_get_int(res, from, col + 6);
+    s->updated_at_us = tl_pg_get_int(res, from, col + 7);
+    tl_col_copy(s->last_event_id, sizeof s->last_event_id, tl_pg_get(res, from, col + 8));
+    if (!(s->visits = calloc((size_t)(to - from) + 1, sizeof *s->visits)))
+        return TL_ERR_NOMEM;
+    col += 9;
+    for (int i = from; i < to; i++) {
+        if (!tl_pg_get(res, i, col)) /* a participant without visits: one row of NULLs */
+            continue;
+        tl_visit_t *v = &s->visits[s->nvisits++];
+        tl_col_copy(v->visit_type_id, sizeof v->visit_type_id, tl_pg_get(res, i, col + 0));
+        tl_col_copy(v->name, sizeof v->name, tl_pg_get(res, i, col + 1));
+        v->target_day = (int32_t)tl_pg_get_int(res, i, col + 2);
+        v->required = !strcmp(tl_pg_get(res, i, col + 3), "t");
+        v->due = (int32_t)tl_pg_get_int(res, i, col + 4);
+        v->window_start = (int32_t)tl_pg_get_int(res, i, col + 5);
+        v->window_end = (int32_t)tl_pg_get_int(res, i, col + 6);
+        int state = tl_visit_state_parse(tl_pg_get(res, i, col + 7));
+        v->state = state < 0 ? TL_VISIT_SCHEDULED : (tl_visit_state_t)state;
+        v->actual_date = (int32_t)tl_pg_get_int(res, i, col + 8);
+        const char *iw = tl_pg_get(res, i, col + 9);
+        v->in_window = iw && !strcmp(iw, "t");
+        if (!dup_col(&v->deviation_reason, tl_pg_get(res, i, col + 10)) ||
+            !dup_col(&v->missed_reason, tl_pg_get(res, i, col + 11)) ||
+            !dup_col(&v->notes, tl_pg_get(res, i, col + 12)))
+            return TL_ERR_NOMEM;
+        v->version = tl_pg_get_int(res, i, col + 13);
+        v->updated_at_us = tl_pg_get_int(res, i, col + 14);
+        tl_col_copy(v->last_event_id, sizeof v->last_event_id, tl_pg_get(res, i, col + 15));
     }
     return TL_OK;
 }
@@ -112,6 +85,7 @@ static tl_err_t load_visits(state_t *st, const tl_pg_res_t *res)
 static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
 {
     tl_cols_t ids;
+    tl_pg_res_t *res = NULL;
     tl_cols_init(&ids, 1);
     tl_err_t err = TL_OK;
     for (size_t i = 0; i < b->n && !err; i++) {
@@ -122,16 +96,25 @@ static tl_err_t load(tl_pg_t *pg, tl_batch_t *b, state_t *st)
     if (!err)
         err = tl_cols_end(&ids);
     const char *const params[] = {ids.col[0].data};
-    tl_pg_stmt_t q[2] = {{sql_load_participants, 1, params, NULL, true},
-                         {sql_load_visits, 1, params, NULL, true}};
     if (!err)
-        err = tl_pg_pipeline(pg, q, 2);
-    for (int r = 0; !err && r < tl_pg_nrows(q[0].res); r++)
-        err = load_participant(st, q[0].res, r);
-    if (!err)
-        err = load_visits(st, q[1].res);
-    tl_pg_res_free(q[0].res);
-    tl_pg_res_free(q[1].res);
+        err = tl_pg_exec(pg, sql_load, 1, params, &res);
+    /* rows come ordered by participant: each one's run is one schedule */
+    int rows = err ? 0 : tl_pg_nrows(res);
+    for (int r = 0, end; !err && r < rows; r = end) {
+        const char *pid = tl_pg_get(res, r, 0);
+        for (end = r; end < rows && !strcmp(tl_pg_get(res, end, 0), pid); end++)
+            ;
+        entry_t *e = tl_arena_calloc(&st->rows, sizeof(entry_t));
+        if (!e)
+            err = TL_ERR_NOMEM;
+        if (!err)
+            err = tl_schedule_read(&e->s, res, 0, r, end);
+        if (!err) {
+            e->loaded_version = e->s.version;
+            err = tl_map_put(&st->parts, e->s.id, e);
+        }
+    }
+    tl_pg_res_free(res);
     tl_cols_cleanup(&ids);
     return err;
 }

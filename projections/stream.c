@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "forms.h"
+#include "reasons.h"
 #include "schedules.h"
 #include "tl_date.h"
 
@@ -63,25 +64,25 @@ static bool has_reason(const json_t *ev)
 static const char *decide_enrolment(const tl_stream_state_t *st, const json_t *ev)
 {
     if (st->exists)
-        return "version_conflict";
+        return TL_RN(version_conflict);
     if (!uuid_ok(ev, "participant_id") || !uuid_ok(ev, "study_id") || !uuid_ok(ev, "site_id") ||
         !uuid_ok(ev, "event_id"))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     const char *code = json_string_value(json_object_get(ev, "participant_code"));
     if (!code || strlen(code) >= TL_BYTES(TL_CODE_MAX))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     if (!json_is_integer(json_object_get(ev, "consent_date")))
-        return "consent_missing";
+        return TL_RN(consent_required);
     if (!tl_ev_times_ok(ev) || !tl_ev_date_ok(ev, "consent_date") ||
         !tl_ev_date_ok(ev, "baseline_date"))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     const char *sex = json_string_value(json_object_get(ev, "sex"));
     if (sex && (strlen(sex) != 1 || !strchr("MFOU", sex[0])))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     /* events from before schedules existed have none */
     const json_t *sched = json_object_get(ev, "schedule");
     if (sched && !tl_visits_event_valid(sched))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     return NULL;
 }
 
@@ -95,28 +96,28 @@ static const char *decide_fields(const char *type, const json_t *ev, bool *known
         if (!uuid_ok(ev, "visit_type_id") || !tl_ev_date_ok(ev, "actual_date") ||
             !text_ok(ev, "deviation_reason", TL_BYTES(TL_REASON_MAX) - 1) ||
             !text_ok(ev, "notes", TL_BYTES(TL_NOTES_MAX) - 1))
-            return "invalid_event";
+            return TL_RN(invalid_event);
         return strcmp(type, "VisitCorrected") || has_reason(ev) ? NULL : "reason_required";
     }
-    if (!strcmp(type, "VisitMissed")) {
+    if (!strcmp(type, "VisitMissed") || !strcmp(type, "VisitReopened")) {
         if (!uuid_ok(ev, "visit_type_id"))
-            return "invalid_event";
+            return TL_RN(invalid_event);
         return has_reason(ev) ? NULL : "reason_required";
     }
     if (!strcmp(type, "BaselineChanged")) {
         if (!tl_ev_date_ok(ev, "baseline_date") || !tl_ev_date_ok(ev, "previous_baseline_date") ||
             !tl_visits_event_valid(json_object_get(ev, "visits")))
-            return "invalid_event";
+            return TL_RN(invalid_event);
         return has_reason(ev) ? NULL : "reason_required";
     }
     if (!strcmp(type, "VisitScheduleChanged")) {
         if (!tl_visits_event_valid(json_object_get(ev, "visits")))
-            return "invalid_event";
+            return TL_RN(invalid_event);
         return has_reason(ev) ? NULL : "reason_required";
     }
     if (!strcmp(type, "ParticipantWithdrawn")) {
         if (!tl_ev_date_ok(ev, "withdrawal_date"))
-            return "invalid_event";
+            return TL_RN(invalid_event);
         return has_reason(ev) ? NULL : "reason_required";
     }
     if (!strcmp(type, "ParticipantCompleted"))
@@ -130,7 +131,7 @@ static const char *decide_fields(const char *type, const json_t *ev, bool *known
                    : "invalid_event";
     if (!strcmp(type, "FormAmended")) {
         if (!uuid_ok(ev, "form_id") || !json_array_size(json_object_get(ev, "changes")))
-            return "invalid_event";
+            return TL_RN(invalid_event);
         return has_reason(ev) ? NULL : "reason_required";
     }
     if (!strcmp(type, "FormSigned"))
@@ -156,27 +157,29 @@ const char *tl_stream_decide(const tl_stream_state_t *st, const char *type, cons
     const json_t *v = json_object_get(ev, "stream_version");
     *next = st->version + 1;
     if (json_is_integer(v) && json_integer_value(v) != *next)
-        return "version_conflict";
+        return TL_RN(version_conflict);
     if (!strcmp(type, "ParticipantEnrolled"))
         return decide_enrolment(st, ev);
     if (!st->exists)
-        return "unknown_participant";
+        return TL_RN(unknown_participant);
     if (!uuid_ok(ev, "event_id") || !tl_ev_times_ok(ev))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     bool known = false;
     const char *why = decide_fields(type, ev, &known);
     if (why || !known)
         return why;
     tl_uuid_t study;
     if (tl_uuid_parse(json_string_value(json_object_get(ev, "study_id")), &study))
-        return "invalid_event";
+        return TL_RN(invalid_event);
     if (strcmp(study.s, st->study_id))
-        return "wrong_study";
-    /* consent can be recorded again whatever the status, and the forms of
-     * visits that took place are entered, amended and signed after the
-     * participant left or finished; nothing else changes such a participant */
-    if (strcmp(type, "ConsentRecorded") && !tl_form_event(type) && strcmp(st->status, "enrolled"))
-        return "participant_not_active";
+        return TL_RN(wrong_study);
+    /* consent can be recorded again whatever the status, and what took
+     * place (visit dates, forms) is corrected, entered, amended and signed
+     * after the participant left or finished (rules.h
+     * tl_rule_participant_open); nothing else changes such a participant */
+    if (strcmp(type, "ConsentRecorded") && strcmp(type, "VisitCorrected") && !tl_form_event(type) &&
+        strcmp(st->status, "enrolled"))
+        return TL_RN(participant_not_active);
     return NULL;
 }
 

@@ -27,7 +27,7 @@
 #define TL_NOTES_MAX 2000
 /* Buffers hold up to 4 UTF-8 bytes per character. */
 #define TL_BYTES(chars) ((chars)*4 + 1)
-#define TL_ACTOR_ID_MAX 100 /* bytes of an event's actor_id a fold keeps */
+#define TL_ACTOR_ID_MAX 100     /* bytes of an event's actor_id a fold keeps */
 #define TL_DISPLAY_NAME_MAX 128 /* characters of a printed name (a principal's display name) */
 
 typedef struct {
@@ -40,7 +40,7 @@ typedef struct {
 /* NULL when ev (of short type name `type`) applies to the stream in state
  * st, with *next the version it makes; else the reason it is refused, a
  * stable snake_case word: version_conflict, unknown_participant,
- * invalid_event, consent_missing, wrong_study, reason_required,
+ * invalid_event, consent_required, wrong_study, reason_required,
  * participant_not_active. Event types it does not know apply (they take
  * their version and change nothing), so older programs agree with newer. */
 const char *tl_stream_decide(const tl_stream_state_t *st, const char *type, const json_t *ev,

@@ -161,7 +161,8 @@ static const char *const migrations[] = {
     "  last_event_id uuid NOT NULL,"
     "  PRIMARY KEY (participant_id, visit_type_id));"
     "CREATE INDEX participant_visits_by_due ON participant_visits (study_id, due_date);"
-    "CREATE INDEX participant_visits_by_window ON participant_visits (study_id, state, window_end);",
+    "CREATE INDEX participant_visits_by_window ON participant_visits (study_id, state, "
+    "window_end);",
 
     /* 7: access projection (principals and their bearer tokens; only a
      * token's SHA-256 is kept, never the token) */
@@ -361,8 +362,29 @@ static const char *const migrations[] = {
     /* 18: what each form's signature signed and the signer's printed name */
     ("ALTER TABLE forms ADD COLUMN signer_printed_name text,"
      "  ADD COLUMN signature_content_sha256 text;"),
-
-    /* 19: analysts are granted studies (docs/SECURITY.md); one granted
+    /* 19: connectors' observations as the participants projection took
+     * them (ObservationRecorded, docs/CONNECTORS.md), for
+     * GET /v1/participants/{p}/observations; site_id is the participant's,
+     * which the route's site scope checks */
+    "CREATE TABLE observations ("
+    "  event_id uuid PRIMARY KEY,"
+    "  participant_id uuid NOT NULL,"
+    "  study_id uuid NOT NULL,"
+    "  site_id uuid NOT NULL,"
+    "  stream_version bigint NOT NULL,"
+    "  source text NOT NULL,"
+    "  kind text NOT NULL,"
+    "  observed_on date NOT NULL,"
+    "  device text,"
+    "  laterality text,"
+    "  observed_values jsonb NOT NULL,"
+    "  connector_event_id text,"
+    "  recorded_at timestamptz NOT NULL);"
+    "CREATE UNIQUE INDEX observations_by_participant ON observations (participant_id, stream_version);",
+    /* 20: when a participant was withdrawn or completed (rules.h); rows
+     * of participants who left before it get theirs on a rebuild */
+    "ALTER TABLE participants ADD COLUMN end_date date;",
+    /* 21: analysts are granted studies (docs/SECURITY.md); one granted
      * before has none and sees no study until granted some */
     "ALTER TABLE principals ADD COLUMN study_ids uuid[] NOT NULL DEFAULT '{}';",
 };

@@ -36,6 +36,49 @@ study=$(post /v1/studies study '{"protocol_id":"AMD-P2-2024","name":"AMD Progres
   "description":"Longitudinal study of age-related macular degeneration progression"}' | json_id)
 stl=$(post "/v1/studies/$study/sites" site-stl '{"code":"STL","name":"St. Louis Eye Center"}' | json_id)
 bos=$(post "/v1/studies/$study/sites" site-bos '{"code":"BOS","name":"Boston Retina Institute"}' | json_id)
+# ---- case report forms (docs/FORMS.md): the templates, before the visit
+# types that list them (a visit takes forms of the templates its type lists)
+tpl() { post "/v1/studies/$study/form-templates" "tpl-$1" "$2" >/dev/null; }
+tpl demographics '{"name":"demographics","title":"Demographics and history","fields":[
+  {"name":"smoking","label":"Smoking status","type":"choice","required":true,
+   "options":["never","former","current"]},
+  {"name":"family_history_amd","label":"Family history of AMD","type":"choice","required":true,
+   "options":["yes","no","not_known"]},
+  {"name":"study_eye","label":"Study eye","type":"choice","required":true,"options":["OD","OS"]}]}'
+# acuity in ETDRS letters, pressure in mmHg, per eye (OD right, OS left)
+va_fields='{"name":"va_od_letters","label":"Visual acuity OD","type":"integer","required":true,
+   "min":0,"max":100,"unit":"letters"},
+  {"name":"va_os_letters","label":"Visual acuity OS","type":"integer","required":true,
+   "min":0,"max":100,"unit":"letters"},
+  {"name":"iop_od_mmhg","label":"Intraocular pressure OD","type":"number","required":true,
+   "min":IOP_MIN,"max":IOP_MAX,"decimals":0,"unit":"mmHg"},
+  {"name":"iop_os_mmhg","label":"Intraocular pressure OS","type":"number","required":true,
+   "min":IOP_MIN,"max":IOP_MAX,"decimals":0,"unit":"mmHg"},
+  {"name":"iop_method","label":"Pressure measured by","type":"choice","required":METHOD_REQUIRED,
+   "options":["goldmann","rebound","non_contact"]},
+  {"name":"comments","type":"text","max_length":500}'
+va_v1=${va_fields//IOP_MIN/0}; va_v1=${va_v1//IOP_MAX/80}; va_v1=${va_v1//METHOD_REQUIRED/false}
+tpl visual-acuity-v1 '{"name":"visual_acuity","title":"Visual acuity and IOP","fields":['"$va_v1"']}'
+tpl oct '{"name":"oct","title":"Optical coherence tomography","fields":[
+  {"name":"cst_um","label":"Central subfield thickness","type":"integer","required":true,
+   "min":100,"max":900,"unit":"µm"},
+  {"name":"fluid","label":"Fluid","type":"checkbox","required":true,
+   "options":["none","intraretinal","subretinal","sub_rpe"]},
+  {"name":"drusen","label":"Largest drusen","type":"choice","options":["none","small","medium","large"]},
+  {"name":"scan_date","type":"date","required":true,"min":"2020-01-01"}]}'
+tpl adverse-events '{"name":"adverse_events","title":"Adverse event","fields":[
+  {"name":"term","label":"Event (MedDRA term)","type":"text","required":true,"max_length":200},
+  {"name":"onset_date","type":"date","required":true},
+  {"name":"severity","type":"choice","required":true,"options":["mild","moderate","severe"]},
+  {"name":"serious","type":"choice","required":true,"options":["yes","no"]},
+  {"name":"eye","type":"checkbox","options":["OD","OS"]},
+  {"name":"relatedness","type":"choice","options":["not_related","unlikely","possible","probable"]}]}'
+tpl medication-changes '{"name":"medication_changes","title":"Concomitant medication change","fields":[
+  {"name":"medication","type":"text","required":true,"max_length":200},
+  {"name":"change_kind","type":"choice","required":true,"options":["started","stopped","dose_changed"]},
+  {"name":"change_date","type":"date","required":true},
+  {"name":"indication","type":"text","max_length":200}]}'
+
 # The protocol: visit types with their windows (days before/after the target day).
 vt() {
     post "/v1/studies/$study/visit-types" "vt-$1" "$2" >/dev/null
@@ -43,7 +86,7 @@ vt() {
 vt baseline '{"name":"Baseline","target_day":0,"window_before_days":0,"window_after_days":0,
   "form_templates":["demographics","visual_acuity"]}'
 vt m1 '{"name":"Month 1","target_day":30,"window_before_days":7,"window_after_days":14,
-  "form_templates":["visual_acuity"]}'
+  "form_templates":["visual_acuity","adverse_events","medication_changes"]}'
 vt m3 '{"name":"Month 3","target_day":90,"window_before_days":14,"window_after_days":21,
   "form_templates":["visual_acuity","oct"]}'
 vt m6 '{"name":"Month 6","target_day":180,"window_before_days":21,"window_after_days":30,
@@ -99,49 +142,7 @@ visit Month%201 3 33                                             # Month 3 is no
 visit Month%201 4 28                                             # Month 3 is open
 act "/v1/participants/${pids[7]}/withdraw" p7-withdraw '{"reason":"moved out of the area"}'
 
-# ---- case report forms: docs/FORMS.md ----
 say "loading the demo forms"
-tpl() { post "/v1/studies/$study/form-templates" "tpl-$1" "$2" >/dev/null; }
-tpl demographics '{"name":"demographics","title":"Demographics and history","fields":[
-  {"name":"smoking","label":"Smoking status","type":"choice","required":true,
-   "options":["never","former","current"]},
-  {"name":"family_history_amd","label":"Family history of AMD","type":"choice","required":true,
-   "options":["yes","no","not_known"]},
-  {"name":"study_eye","label":"Study eye","type":"choice","required":true,"options":["OD","OS"]}]}'
-# acuity in ETDRS letters, pressure in mmHg, per eye (OD right, OS left)
-va_fields='{"name":"va_od_letters","label":"Visual acuity OD","type":"integer","required":true,
-   "min":0,"max":100,"unit":"letters"},
-  {"name":"va_os_letters","label":"Visual acuity OS","type":"integer","required":true,
-   "min":0,"max":100,"unit":"letters"},
-  {"name":"iop_od_mmhg","label":"Intraocular pressure OD","type":"number","required":true,
-   "min":IOP_MIN,"max":IOP_MAX,"decimals":0,"unit":"mmHg"},
-  {"name":"iop_os_mmhg","label":"Intraocular pressure OS","type":"number","required":true,
-   "min":IOP_MIN,"max":IOP_MAX,"decimals":0,"unit":"mmHg"},
-  {"name":"iop_method","label":"Pressure measured by","type":"choice","required":METHOD_REQUIRED,
-   "options":["goldmann","rebound","non_contact"]},
-  {"name":"comments","type":"text","max_length":500}'
-va_v1=${va_fields//IOP_MIN/0}; va_v1=${va_v1//IOP_MAX/80}; va_v1=${va_v1//METHOD_REQUIRED/false}
-tpl visual-acuity-v1 '{"name":"visual_acuity","title":"Visual acuity and IOP","fields":['"$va_v1"']}'
-tpl oct '{"name":"oct","title":"Optical coherence tomography","fields":[
-  {"name":"cst_um","label":"Central subfield thickness","type":"integer","required":true,
-   "min":100,"max":900,"unit":"µm"},
-  {"name":"fluid","label":"Fluid","type":"checkbox","required":true,
-   "options":["none","intraretinal","subretinal","sub_rpe"]},
-  {"name":"drusen","label":"Largest drusen","type":"choice","options":["none","small","medium","large"]},
-  {"name":"scan_date","type":"date","required":true,"min":"2020-01-01"}]}'
-tpl adverse-events '{"name":"adverse_events","title":"Adverse event","fields":[
-  {"name":"term","label":"Event (MedDRA term)","type":"text","required":true,"max_length":200},
-  {"name":"onset_date","type":"date","required":true},
-  {"name":"severity","type":"choice","required":true,"options":["mild","moderate","severe"]},
-  {"name":"serious","type":"choice","required":true,"options":["yes","no"]},
-  {"name":"eye","type":"checkbox","options":["OD","OS"]},
-  {"name":"relatedness","type":"choice","options":["not_related","unlikely","possible","probable"]}]}'
-tpl medication-changes '{"name":"medication_changes","title":"Concomitant medication change","fields":[
-  {"name":"medication","type":"text","required":true,"max_length":200},
-  {"name":"change_kind","type":"choice","required":true,"options":["started","stopped","dose_changed"]},
-  {"name":"change_date","type":"date","required":true},
-  {"name":"indication","type":"text","max_length":200}]}'
-
 # form P VISIT KEY JSON: submits a form at a completed visit, prints its id
 form() { post "/v1/participants/${pids[$1]}/visits/$2/forms" "form-p$1-$3" "$4" | json_id; }
 # visit date of participant P, DAYS after baseline
@@ -189,6 +190,10 @@ patch "${f[p3_va_b]}" amend-p3-va '{"answers":{"va_os_letters":67},
 va_v2=${va_fields//IOP_MIN/5}; va_v2=${va_v2//IOP_MAX/60}; va_v2=${va_v2//METHOD_REQUIRED/true}
 tpl visual-acuity-v2 '{"name":"visual_acuity","title":"Visual acuity and IOP","fields":['"$va_v2"']}'
 va 2 Month%206 55 45 15 15 '"iop_method":"goldmann"' >/dev/null
+# a form entered on version 1, brought to version 2 by an amendment with a
+# reason: the answer version 2 asks for is added, the finding clears
+patch "${f[p3_va_b]}" upgrade-p3-va '{"template_version":2,"answers":{"iop_method":"goldmann"},
+  "reason":"protocol amendment 2: method taken from the source worksheet"}'
 
 # the investigator: signs with a credential of their own, separate from the
 # token, set the two-person way (docs/SECURITY.md): the admin opens an

@@ -7,7 +7,10 @@
  * - a template that passes passes again unchanged once normalised;
  * - the validators report exactly the errors they count, each with a
  *   field, a code and a detail;
- * - a merge changes only the members the patch names and records each. */
+ * - a merge changes only the members the patch names and records each;
+ * - an amendment moving a form of the fixed template to the body's template
+ *   as a new version is allowed exactly when the merged answers satisfy it,
+ *   and data quality's findings are sane. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,6 +51,45 @@ static void answers(const json_t *fields, const json_t *a)
     json_decref(errors);
 }
 
+/* A form on the fixed template (version 1) moved to v2 (version 2) with
+ * the patch, and data quality on its answers. */
+static void upgrade(const json_t *fixed, const json_t *v2, const json_t *form, const json_t *patch)
+{
+    json_t *errors = json_array(), *findings = json_array();
+    tl_amended_t out;
+    const tl_amend_t a = {.answers = form, .version = 1, .fields = fixed, .latest_version = 2,
+                          .latest_fields = v2, .patch = patch, .to_version = 2};
+    const char *why = tl_form_amend_check(&a, &out, errors);
+    if (!why) {
+        json_t *again = json_array();
+        if (out.version != 2 || json_array_size(errors) || tl_answers_check(v2, out.answers, again))
+            abort();
+        json_decref(again);
+    } else if (!strcmp(why, "invalid_answers")) {
+        errors_sane(errors, json_array_size(errors));
+        if (!json_array_size(errors) || out.answers || out.changes)
+            abort();
+    } else if (strcmp(why, "out_of_memory")) {
+        abort();
+    }
+    json_decref(out.answers);
+    json_decref(out.changes);
+    size_t n = tl_form_quality(form, 1, fixed, 2, v2, findings), i;
+    json_t *f;
+    if (n != json_array_size(findings))
+        abort();
+    json_array_foreach(findings, i, f)
+    {
+        const char *fix = json_string_value(json_object_get(f, "fix"));
+        if (!fix || (strcmp(fix, "amend") && strcmp(fix, "upgrade")) ||
+            !json_string_value(json_object_get(f, "field")) ||
+            !json_string_value(json_object_get(f, "code")))
+            abort();
+    }
+    json_decref(errors);
+    json_decref(findings);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_t *body = NULL;
@@ -77,6 +119,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(again_errors);
         answers(norm, json_object_get(body, "answers"));
     }
+    json_t *form = json_pack("{s:i, s:s, s:[s]}", "i", 5, "c", "L", "x", "a");
+    const json_t *patch = json_object_get(body, "answers");
+    if (norm && form && (!patch || json_is_object(patch)))
+        upgrade(fixed, norm, form, patch);
+    json_decref(form);
     answers(fixed, body);
     json_t *current = json_pack("{s:i, s:s, s:[s]}", "i", 5, "c", "L", "x", "a"), *changes = NULL;
     json_t *merged = tl_answers_merge(current, body, &changes);

@@ -18,7 +18,7 @@ from confluent_kafka.avro import CachedSchemaRegistryClient
 from confluent_kafka.avro.serializer.message_serializer import MessageSerializer
 
 TOPICS = ["trialog.research.participants.v1", "trialog.research.visits.v1",
-          "trialog.research.forms.v1"]
+          "trialog.research.forms.v1", "trialog.research.observations.v1"]
 
 
 def main():

@@ -80,10 +80,15 @@ static int setup(void **state)
     snprintf(site_b, sizeof site_b, "%s", json_string_value(json_object_get(r.body, "id")));
     tl_http_free(&r);
     const char *studies[] = {study1, study2};
+    /* a form template in each study, taken at its baseline */
     for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/v1/studies/%s/form-templates", studies[i]);
+        post_ok(path, "{\"name\":\"authz_form\",\"fields\":[{\"name\":\"score\","
+                      "\"type\":\"integer\"}]}");
         snprintf(path, sizeof path, "/v1/studies/%s/visit-types", studies[i]);
         post_ok(path, "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
-                      "\"window_after_days\":0,\"required\":true}");
+                      "\"window_after_days\":0,\"required\":true,"
+                      "\"form_templates\":[\"authz_form\"]}");
     }
     assert_int_equal(tl_stack_enrol(&stack, study1, site_a, "AZ-A", false), 201);
     assert_int_equal(tl_stack_enrol(&stack, study1, site_b, "AZ-B", false), 201);
@@ -94,12 +99,7 @@ static int setup(void **state)
     sql_str(sql, vt1);
     snprintf(sql, sizeof sql, "SELECT id FROM visit_types WHERE study_id = '%s'", study2);
     sql_str(sql, vt2);
-    /* a form template in each study, and a form of each participant */
-    for (int i = 0; i < 2; i++) {
-        snprintf(path, sizeof path, "/v1/studies/%s/form-templates", studies[i]);
-        post_ok(path, "{\"name\":\"authz_form\",\"fields\":[{\"name\":\"score\","
-                      "\"type\":\"integer\"}]}");
-    }
+    /* a form of each participant */
     /* of participants of their own: the history tests follow part_a's stream */
     char fpart_a[40], fpart_b[40];
     assert_int_equal(tl_stack_enrol(&stack, study1, site_a, "AZ-FA", false), 201);

@@ -75,7 +75,7 @@ static void complete(const char *pid, const char *visit, const char *date)
     char path[200], body[100];
     snprintf(path, sizeof path, "/v1/participants/%s/visits/%s/complete", pid, visit);
     snprintf(body, sizeof body, "{\"actual_date\":\"%s\"}", date);
-    json_decref(admin("POST", path, body, 201));
+    json_decref(admin("POST", path, body, 200)); /* a change of an existing visit */
 }
 
 static void participant_id(const char *code, char out[40])
@@ -94,6 +94,11 @@ static int setup(void **state)
     char path[200];
     tl_stack_start(&stack, "crf");
     tl_stack_study(&stack, "CRF-1", study, site);
+    /* the template first: a visit type lists templates that exist */
+    snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
+    json_t *t = admin("POST", path, eye_exam_v1, 201);
+    assert_int_equal(json_integer_value(json_object_get(t, "version")), 1);
+    json_decref(t);
     snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
     json_decref(admin("POST", path,
                       "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
@@ -128,16 +133,14 @@ static void test_templates_and_versions(void **state)
     (void)state;
     char path[200];
     snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
-    json_t *t = admin("POST", path, eye_exam_v1, 201);
+    /* published by the setup (version 1); the same again: no new version,
+     * no new event */
+    long long events = tl_sql_int(&stack, "SELECT count(*) FROM form_templates");
+    json_t *t = admin("POST", path, eye_exam_v1, 200);
     assert_int_equal(json_integer_value(json_object_get(t, "version")), 1);
     assert_int_equal(json_array_size(json_object_get(t, "fields")), 7);
     char id[40];
     snprintf(id, sizeof id, "%s", str(t, "id"));
-    json_decref(t);
-    /* the same again: no new version, no new event */
-    long long events = tl_sql_int(&stack, "SELECT count(*) FROM form_templates");
-    t = admin("POST", path, eye_exam_v1, 200);
-    assert_int_equal(json_integer_value(json_object_get(t, "version")), 1);
     json_decref(t);
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM form_templates"), events);
 
@@ -424,6 +427,217 @@ static void test_template_change_keeps_old_version(void **state)
     json_decref(t);
 }
 
+/* A form of a template its visit's type does not list is refused, naming
+ * the visit type and what it lists (issue 26, hole 6): before, it was
+ * accepted without a word and no report would ever ask for it. */
+static void test_form_not_in_visit(void **state)
+{
+    (void)state;
+    char path[200];
+    snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
+    json_decref(admin("POST", path,
+                      "{\"name\":\"ae_log\",\"fields\":[{\"name\":\"term\",\"type\":\"text\","
+                      "\"required\":true}]}",
+                      201));
+    long long forms = tl_sql_int(&stack, "SELECT count(*) FROM forms");
+    snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/forms", part);
+    json_t *p = call(clin, "POST", path, "{\"template\":\"ae_log\",\"answers\":{\"term\":\"x\"}}",
+                     422);
+    assert_string_equal(str(p, "type"), "/problems/template-not-in-visit");
+    assert_string_equal(str(p, "visit_type"), "Baseline");
+    json_t *want = json_pack("[s]", "eye_exam");
+    assert_true(json_equal(json_object_get(p, "templates"), want));
+    json_decref(want);
+    assert_non_null(strstr(str(p, "detail"), "Baseline"));
+    assert_non_null(strstr(str(p, "detail"), "eye_exam"));
+    assert_true(has_error(p, "template", NULL));
+    json_decref(p);
+    /* a template that does not exist is still named as such */
+    p = call(clin, "POST", path, "{\"template\":\"no_such\",\"answers\":{}}", 422);
+    assert_string_equal(str(p, "type"), "/problems/unknown-template");
+    json_decref(p);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM forms"), forms);
+}
+
+/* The data-quality items of a form. */
+static json_t *quality_items(const char *form)
+{
+    char path[200];
+    snprintf(path, sizeof path, "/v1/studies/%s/data-quality", study);
+    json_t *r = admin("GET", path, NULL, 200), *out = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(r, "items"), i, e)
+    {
+        const char *f = json_string_value(json_object_get(e, "form_id"));
+        if (f && !strcmp(f, form))
+            json_array_append(out, e);
+    }
+    json_decref(r);
+    return out;
+}
+
+/* A template's new version renames an option, adds a required field and
+ * adds an optional one (issue 26, hole 5): data quality names the fix (an
+ * upgrade), an amendment on the old version cannot make it, an amendment
+ * moving the form to the latest version does, with every problem reported
+ * at once, the signature removed, the history showing the move, and the
+ * finding cleared. */
+static void test_template_upgrade(void **state)
+{
+    (void)state;
+    char path[200], form[200];
+    snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
+    /* version 3: "pseudophakic" becomes "iol", central subfield thickness
+     * required, a new optional field */
+    json_t *v3 = json_loads(eye_exam_v1, 0, NULL);
+    json_t *fields = json_object_get(v3, "fields");
+    json_object_set_new(json_array_get(fields, 0), "max", json_integer(95));
+    json_object_set_new(json_array_get(fields, 2), "required", json_true());
+    json_object_set_new(json_array_get(fields, 3), "options", json_pack("[s, s]", "phakic", "iol"));
+    json_array_append_new(fields, json_pack("{s:s, s:s, s:b, s:i, s:i}", "name", "cst", "type",
+                                            "integer", "required", 1, "min", 100, "max", 900));
+    json_array_append_new(fields, json_pack("{s:s, s:s}", "name", "oct_note", "type", "text"));
+    char *body = json_dumps(v3, JSON_COMPACT);
+    json_t *t = admin("POST", path, body, 201);
+    assert_int_equal(json_integer_value(json_object_get(t, "version")), 3);
+    json_decref(t);
+    free(body);
+    json_decref(v3);
+
+    /* the form (version 1, signed) is fine on its version, not on the
+     * latest: each finding says the fix is the upgrade */
+    json_t *items = quality_items(form_id);
+    assert_int_equal(json_array_size(items), 2);
+    size_t i;
+    json_t *e;
+    json_array_foreach(items, i, e)
+    {
+        assert_string_equal(str(e, "fix"), "upgrade");
+        assert_int_equal(json_integer_value(json_object_get(e, "template_version")), 3);
+        assert_int_equal(json_integer_value(json_object_get(e, "form_template_version")), 1);
+        const char *field = str(e, "field");
+        assert_true((!strcmp(field, "lens") && !strcmp(str(e, "kind"), "invalid_value")) ||
+                    (!strcmp(field, "cst") && !strcmp(str(e, "kind"), "missing_required")));
+    }
+    json_decref(items);
+
+    /* on its own version the new option and the new field are refused */
+    snprintf(form, sizeof form, "/v1/forms/%s", form_id);
+    json_t *p = call(clin, "PATCH", form, "{\"answers\":{\"lens\":\"iol\",\"cst\":300},"
+                                          "\"reason\":\"lens renamed in amendment 3\"}",
+                     422);
+    assert_true(has_error(p, "answers.lens", "not_an_option"));
+    assert_true(has_error(p, "answers.cst", "unknown_field"));
+    json_decref(p);
+    /* only to the latest version, only upward */
+    p = call(clin, "PATCH", form, "{\"template_version\":2,\"reason\":\"x\"}", 422);
+    assert_string_equal(str(p, "type"), "/problems/template-version-not-latest");
+    json_decref(p);
+    p = call(clin, "PATCH", form, "{\"template_version\":4,\"reason\":\"x\"}", 422);
+    assert_string_equal(str(p, "type"), "/problems/template-version-not-latest");
+    json_decref(p);
+    /* moved, the whole answer set is checked against version 3: every
+     * problem at once */
+    p = call(clin, "PATCH", form, "{\"template_version\":3,\"reason\":\"amendment 3\"}", 422);
+    assert_string_equal(str(p, "type"), "/problems/invalid-answers");
+    assert_true(has_error(p, "answers.lens", "not_an_option"));
+    assert_true(has_error(p, "answers.cst", "required"));
+    assert_int_equal(json_array_size(json_object_get(p, "errors")), 2);
+    json_decref(p);
+    /* a version change needs a reason like any amendment */
+    p = call(clin, "PATCH", form, "{\"template_version\":3,\"answers\":{\"lens\":\"iol\"}}", 422);
+    assert_string_equal(str(p, "type"), "/problems/reason-required");
+    json_decref(p);
+    /* nothing at all is malformed */
+    json_decref(call(clin, "PATCH", form, "{\"reason\":\"x\"}", 400));
+
+    /* the upgrade: version 3, the new answers, the signature removed */
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM forms WHERE status = 'signed' AND id = '%s'",
+             form_id);
+    assert_int_equal(tl_sql_int(&stack, sql), 1);
+    p = call(clin, "PATCH", form,
+             "{\"template_version\":3,\"answers\":{\"lens\":\"iol\",\"cst\":300},"
+             "\"reason\":\"protocol amendment 3: lens status renamed, thickness added\"}",
+             200);
+    assert_int_equal(json_integer_value(json_object_get(p, "template_version")), 3);
+    assert_int_equal(json_integer_value(json_object_get(p, "revision")), 4);
+    assert_string_equal(str(p, "status"), "amended");
+    assert_true(json_is_null(json_object_get(p, "signature")));
+    assert_string_equal(str(json_object_get(p, "answers"), "lens"), "iol");
+    json_decref(p);
+    /* the finding cleared */
+    items = quality_items(form_id);
+    assert_int_equal(json_array_size(items), 0);
+    json_decref(items);
+    /* the form is on version 3 now: version 3's optional field can be added
+     * and going back is refused */
+    json_decref(call(clin, "PATCH", form,
+                     "{\"answers\":{\"oct_note\":\"scan repeated\"},\"reason\":\"late entry\"}",
+                     200));
+    p = call(clin, "PATCH", form, "{\"template_version\":1,\"reason\":\"x\"}", 422);
+    assert_string_equal(str(p, "type"), "/problems/template-version-not-latest");
+    json_decref(p);
+
+    /* the form's history shows the move at revision 4, with its reason */
+    p = call(monitor, "GET", form, NULL, 200);
+    int moved = 0;
+    json_array_foreach(json_object_get(p, "history"), i, e)
+    {
+        if (strcmp(str(e, "field"), "@template_version"))
+            continue;
+        assert_int_equal(json_integer_value(json_object_get(e, "revision")), 4);
+        assert_int_equal(json_integer_value(json_object_get(e, "before")), 1);
+        assert_int_equal(json_integer_value(json_object_get(e, "after")), 3);
+        assert_string_equal(str(e, "reason"),
+                            "protocol amendment 3: lens status renamed, thickness added");
+        moved++;
+    }
+    assert_int_equal(moved, 1);
+    json_decref(p);
+    /* and so does the participant's, once the archive has it */
+    assert_true(tl_wait_count(
+        &stack, "SELECT count(*) FROM audit_log WHERE event_type = 'org.trialog.FormAmended'", 4,
+        20000));
+    snprintf(path, sizeof path, "/v1/participants/%s/history", part);
+    p = call(monitor, "GET", path, NULL, 200);
+    moved = 0;
+    json_array_foreach(json_object_get(p, "items"), i, e)
+    {
+        json_t *c;
+        size_t j;
+        json_array_foreach(json_object_get(e, "changes"), j, c)
+        {
+            if (strcmp(str(c, "field"), "forms.Baseline.eye_exam.template_version") ||
+                strcmp(str(e, "type"), "FormAmended"))
+                continue;
+            assert_string_equal(str(e, "reason"),
+                                "protocol amendment 3: lens status renamed, thickness added");
+            assert_int_equal(json_integer_value(json_object_get(c, "before")), 1);
+            assert_int_equal(json_integer_value(json_object_get(c, "after")), 3);
+            moved++;
+        }
+    }
+    assert_int_equal(moved, 1);
+    json_decref(p);
+
+    /* the other form (version 2) lacks what version 3 requires */
+    snprintf(path, sizeof path, "SELECT id FROM forms WHERE id <> '%s'", form_id);
+    char other[40];
+    tl_pg_res_t *res = NULL;
+    assert_int_equal(tl_pg_exec(stack.pg, path, 0, NULL, &res), TL_OK);
+    snprintf(other, sizeof other, "%s", tl_pg_get(res, 0, 0));
+    tl_pg_res_free(res);
+    items = quality_items(other);
+    assert_int_equal(json_array_size(items), 1);
+    e = json_array_get(items, 0);
+    assert_string_equal(str(e, "field"), "cst");
+    assert_string_equal(str(e, "fix"), "upgrade");
+    assert_int_equal(json_integer_value(json_object_get(e, "form_template_version")), 2);
+    json_decref(items);
+}
+
 static void test_lock_rejects_edits(void **state)
 {
     (void)state;
@@ -476,7 +690,8 @@ static void test_rebuild_forms_equals_live(void **state)
             fail_msg("%s differs from its rebuild", pairs[i][1]);
     }
     assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM forms"), 2);
-    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM form_field_history"), 12);
+    /* 12, then the upgrade's lens, cst and version, and oct_note */
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM form_field_history"), 16);
 }
 
 int main(void)
@@ -485,7 +700,9 @@ int main(void)
         cmocka_unit_test(test_templates_and_versions),
         cmocka_unit_test(test_submit_validated),
         cmocka_unit_test(test_amend_and_sign),
+        cmocka_unit_test(test_form_not_in_visit),
         cmocka_unit_test(test_template_change_keeps_old_version),
+        cmocka_unit_test(test_template_upgrade),
         cmocka_unit_test(test_lock_rejects_edits),
         cmocka_unit_test(test_rebuild_forms_equals_live),
     };

@@ -8,11 +8,16 @@
  * measured), then version 2 makes "iop_method" required and narrows the pressure
  * range to 5-60 mmHg. So:
  *
- *   missing_form      P2 Month 3 oct (STL), P6 Baseline visual_acuity (BOS)
- *   missing_required  "iop_method" in the 8 acuity forms of P2-P5, P7 entered on
- *                     version 1: Baseline P2 P3 P4 P5 P7, Month 1 P3 P4,
- *                     Month 3 P2
- *   out_of_range      P4 Baseline iop_od_mmhg 4 (BOS)
+ *   missing_form      P2 Month 3 oct (STL), P6 Baseline visual_acuity (BOS),
+ *                     and at Month 1, which lists adverse_events and
+ *                     medication_changes: P1 medication_changes, P3
+ *                     adverse_events (STL), P4 both (BOS)
+ *   missing_required  "iop_method" in the 7 acuity forms of P2-P5, P7 still on
+ *                     version 1 (P3's Baseline one was moved to version 2 by
+ *                     an amendment that answered it): Baseline P2 P4 P5 P7,
+ *                     Month 1 P3 P4, Month 3 P2; each names the fix, upgrade
+ *   out_of_range      P4 Baseline iop_od_mmhg 4 (BOS), fine on version 1,
+ *                     below version 2's minimum: fix upgrade
  *   unsigned_form     22 forms, 8 signed (P1's six, P2's two Baseline ones):
  *                     STL 6 (P2 2, P3 4), BOS 8; Baseline 9, Month 1 3,
  *                     Month 3 1, Month 6 1 */
@@ -109,20 +114,20 @@ static void check_report(const char *token)
     snprintf(path, sizeof path, "/v1/studies/%s/data-quality?as_of=%s&unsigned_days=14", study,
              later);
     json_t *r = get(token, path, 200);
-    expect_counts(json_object_get(r, "totals"), 2, 8, 1, 0, 14);
+    expect_counts(json_object_get(r, "totals"), 6, 7, 1, 0, 14);
     const json_t *sites = json_object_get(r, "sites");
     assert_int_equal(json_array_size(sites), 2);
-    expect_counts(by(sites, "code", "STL"), 1, 4, 0, 0, 6);
-    expect_counts(by(sites, "code", "BOS"), 1, 4, 1, 0, 8);
+    expect_counts(by(sites, "code", "STL"), 3, 3, 0, 0, 6);
+    expect_counts(by(sites, "code", "BOS"), 3, 4, 1, 0, 8);
     const json_t *vts = json_object_get(r, "visit_types");
-    expect_counts(by(vts, "name", "Baseline"), 1, 5, 1, 0, 9);
-    expect_counts(by(vts, "name", "Month 1"), 0, 2, 0, 0, 3);
+    expect_counts(by(vts, "name", "Baseline"), 1, 4, 1, 0, 9);
+    expect_counts(by(vts, "name", "Month 1"), 4, 2, 0, 0, 3);
     expect_counts(by(vts, "name", "Month 3"), 1, 1, 0, 0, 1);
     expect_counts(by(vts, "name", "Month 6"), 0, 0, 0, 0, 1);
 
     /* the work list, item by item where it matters */
     const json_t *items = json_object_get(r, "items");
-    assert_int_equal(json_array_size(items), 2 + 8 + 1 + 14);
+    assert_int_equal(json_array_size(items), 6 + 7 + 1 + 14);
     assert_false(json_is_true(json_object_get(r, "items_truncated")));
     int missing = 0, required = 0, range = 0;
     size_t i;
@@ -135,18 +140,30 @@ static void check_report(const char *token)
                       !strcmp(str(e, "template"), "oct");
             bool p6 = !strcmp(code, "AMD-00046") && !strcmp(str(e, "visit"), "Baseline") &&
                       !strcmp(str(e, "template"), "visual_acuity");
-            assert_true(p2 || p6);
+            bool m1 = !strcmp(str(e, "visit"), "Month 1") &&
+                      ((!strcmp(code, "AMD-00041") &&
+                        !strcmp(str(e, "template"), "medication_changes")) ||
+                       (!strcmp(code, "AMD-00043") &&
+                        !strcmp(str(e, "template"), "adverse_events")) ||
+                       !strcmp(code, "AMD-00044"));
+            assert_true(p2 || p6 || m1);
             missing++;
         } else if (!strcmp(kind, "missing_required")) {
             assert_string_equal(str(e, "field"), "iop_method");
             assert_string_equal(str(e, "template"), "visual_acuity");
+            /* version 2 asks for it, the form is on version 1: upgrade it */
             assert_int_equal(json_integer_value(json_object_get(e, "template_version")), 2);
+            assert_int_equal(json_integer_value(json_object_get(e, "form_template_version")), 1);
+            assert_string_equal(str(e, "fix"), "upgrade");
             assert_string_not_equal(code, "AMD-00041");
+            /* P3's Baseline form was upgraded: its finding cleared */
+            assert_false(!strcmp(code, "AMD-00043") && !strcmp(str(e, "visit"), "Baseline"));
             required++;
         } else if (!strcmp(kind, "out_of_range")) {
             assert_string_equal(code, "AMD-00044");
             assert_string_equal(str(e, "field"), "iop_od_mmhg");
             assert_string_equal(str(e, "code"), "below_min");
+            assert_string_equal(str(e, "fix"), "upgrade");
             assert_int_equal(json_number_value(json_object_get(e, "value")), 4);
             range++;
         } else {
@@ -154,8 +171,8 @@ static void check_report(const char *token)
             assert_int_equal(json_integer_value(json_object_get(e, "days_unsigned")), 30);
         }
     }
-    assert_int_equal(missing, 2);
-    assert_int_equal(required, 8);
+    assert_int_equal(missing, 6);
+    assert_int_equal(required, 7);
     assert_int_equal(range, 1);
     /* ordered by participant code */
     for (i = 1; i < json_array_size(items); i++)
@@ -166,7 +183,7 @@ static void check_report(const char *token)
     /* today, nothing has waited for a signature for more than a day */
     snprintf(path, sizeof path, "/v1/studies/%s/data-quality?unsigned_days=1", study);
     r = get(token, path, 200);
-    expect_counts(json_object_get(r, "totals"), 2, 8, 1, 0, 0);
+    expect_counts(json_object_get(r, "totals"), 6, 7, 1, 0, 0);
     json_decref(r);
 }
 
@@ -186,7 +203,7 @@ static void test_demo_data_quality(void **state)
     snprintf(path, sizeof path, "/v1/studies/%s/data-quality?unsigned_days=0", study);
     json_t *r = get(coord, path, 200);
     assert_int_equal(json_array_size(json_object_get(r, "sites")), 1);
-    expect_counts(json_object_get(r, "totals"), 1, 4, 0, 0, 0);
+    expect_counts(json_object_get(r, "totals"), 3, 3, 0, 0, 0);
     json_t *e;
     size_t i;
     json_array_foreach(json_object_get(r, "items"), i, e)

@@ -8,7 +8,11 @@
  *   - sends malformed Avro, an unknown schema id, an unknown participant
  *     and a value outside the schema's bounds to trialog.ingest.oct.v1.dlq
  *     with headers saying why and where it came from;
- *   - keeps going: a valid record after them is taken. */
+ *   - keeps going: a valid record after them is taken;
+ *   - holds what a locked study would get (study_locked) until it is sent
+ *     again after the unlock (issue 26);
+ *   - and what it took can be read back: the observations list, the
+ *     history's changes, the audit rows a site's monitor sees. */
 #include "harness.h"
 
 #include <signal.h>
@@ -158,7 +162,7 @@ static void test_ingest(void **state)
                           "trialog_error_type=unknown_participant",
                           "trialog_error_type=out_of_range",
                           "trialog_error_field=cst_um",
-                          "trialog_original_topic=" TOPIC,
+                          ("trialog_original_topic=" TOPIC),
                           "trialog_original_offset=",
                           "trialog_source=oct"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
@@ -320,6 +324,168 @@ static void test_ingest_after_broker_restart(void **state)
     tl_http_free(&r);
 }
 
+/* The participant's id, by its code. */
+static void participant_id(char out[40])
+{
+    char sql[256];
+    tl_pg_res_t *res = NULL;
+    snprintf(sql, sizeof sql,
+             "SELECT id::text FROM %s.participants WHERE participant_code = 'ING-001'",
+             stack.schema);
+    assert_int_equal(tl_pg_exec(stack.pg, sql, 0, NULL, &res), TL_OK);
+    assert_int_equal(tl_pg_nrows(res), 1);
+    snprintf(out, 40, "%s", tl_pg_get(res, 0, 0));
+    tl_pg_res_free(res);
+}
+
+static long count_lines(const char *s)
+{
+    long n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Issue 26, hole 7: the study lock holds connector ingest. A record about
+ * a locked study goes to the dead letters as study_locked and changes
+ * nothing; sent again after the unlock, it is taken. */
+static void test_ingest_lock(void **state)
+{
+    (void)state;
+    const char *e8 = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a08";
+    char path[256];
+    snprintf(path, sizeof path, "/v1/studies/%s/lock", study);
+    tl_stack_post(&stack, path, "{\"reason\":\"interim analysis\"}", 200, NULL);
+    publish(e8, "ING-001", 300);
+    wait_read(15);
+    assert_int_equal(version_of("participants", "id"), 7);
+    char *dlq = dead_letters();
+    if (!strstr(dlq, "trialog_error_type=study_locked") || count_lines(dlq) != 5)
+        fail_msg("no study_locked dead letter in:\n%s", dlq);
+    free(dlq);
+
+    snprintf(path, sizeof path, "/v1/studies/%s/unlock", study);
+    tl_stack_post(&stack, path, "{\"reason\":\"interim analysis done\"}", 200, NULL);
+    publish(e8, "ING-001", 300); /* the operator sends it again */
+    wait_read(16);
+    assert_int_equal(version_of("participants", "id"), 8);
+}
+
+/* The observations of ING-001 as token sees them, every page of limit. */
+static json_t *observations(const char *token, const char *pid, int limit, long want_status)
+{
+    json_t *all = json_array();
+    char path[256], after[32] = "";
+    for (int pages = 0; pages < 20; pages++) {
+        snprintf(path, sizeof path, "/v1/participants/%s/observations?limit=%d%s%s", pid, limit,
+                 after[0] ? "&after=" : "", after);
+        tl_http_resp_t r = tl_http_as(&stack, token, "GET", path, NULL, NULL);
+        assert_int_equal(r.status, want_status);
+        if (want_status != 200) {
+            tl_http_free(&r);
+            break;
+        }
+        json_array_extend(all, json_object_get(r.body, "items"));
+        const json_t *next = json_object_get(r.body, "next");
+        bool last = json_is_null(next);
+        if (!last)
+            snprintf(after, sizeof after, "%s", json_string_value(next));
+        tl_http_free(&r);
+        if (last)
+            break;
+    }
+    return all;
+}
+
+/* Issue 26, hole 8: what connectors sent can be read back: a paginated,
+ * site-scoped list, the history's changes, and audit rows a site's monitor
+ * sees. */
+static void test_ingest_read_back(void **state)
+{
+    (void)state;
+    char pid[40], mon[80], mon_other[80], other_site[40], path[256];
+    participant_id(pid);
+    snprintf(path, sizeof path, "/v1/studies/%s/sites", study);
+    tl_stack_post(&stack, path, "{\"code\":\"S2\",\"name\":\"Second site\"}", 201, other_site);
+    tl_stack_token(&stack, "monitor", site, mon);
+    tl_stack_token(&stack, "monitor", other_site, mon_other);
+
+    /* e1, e4, the connector's two scans, e6, e5 and e8: in version order */
+    json_t *all = observations(stack.token, pid, 3, 200);
+    assert_int_equal(json_array_size(all), 7);
+    const json_t *last = json_array_get(all, 6);
+    assert_int_equal(json_integer_value(json_object_get(last, "version")), 8);
+    assert_string_equal(json_string_value(json_object_get(last, "source")), "oct");
+    assert_string_equal(json_string_value(json_object_get(last, "kind")),
+                        "org.example.oct.TestScan");
+    assert_string_equal(json_string_value(json_object_get(last, "observed_on")), "2026-01-07");
+    assert_string_equal(json_string_value(json_object_get(last, "laterality")), "OD");
+    assert_string_equal(json_string_value(json_object_get(last, "device")), "Spectralis");
+    assert_string_equal(json_string_value(json_object_get(last, "connector_event_id")),
+                        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a08");
+    const json_t *values = json_object_get(last, "values");
+    assert_int_equal(json_integer_value(json_object_get(values, "cst_um")), 300);
+    assert_true(json_number_value(json_object_get(values, "signal_strength")) == 31.5);
+    char event_id[40];
+    snprintf(event_id, sizeof event_id, "%s",
+             json_string_value(json_object_get(last, "event_id")));
+    json_decref(all);
+    all = observations(mon, pid, 100, 200); /* the participant's site's monitor */
+    assert_int_equal(json_array_size(all), 7);
+    json_decref(all);
+    json_decref(observations(mon_other, pid, 100, 404)); /* another site's: as if absent */
+    json_decref(observations(connector, pid, 100, 403));
+    snprintf(path, sizeof path, "/v1/participants/%s/observations?after=x", pid);
+    tl_http_resp_t r = tl_http(&stack, "GET", path, NULL, NULL, true);
+    assert_int_equal(r.status, 400);
+    tl_http_free(&r);
+
+    /* the history shows the values it brought */
+    snprintf(path, sizeof path, "/v1/participants/%s/history?limit=500", pid);
+    r = tl_http(&stack, "GET", path, NULL, NULL, true);
+    assert_int_equal(r.status, 200);
+    size_t i, j;
+    json_t *item, *ch;
+    bool found = false;
+    char field[128];
+    snprintf(field, sizeof field, "observations.%s.values.cst_um", event_id);
+    json_array_foreach(json_object_get(r.body, "items"), i, item)
+    {
+        if (strcmp(json_string_value(json_object_get(item, "event_id")), event_id))
+            continue;
+        json_array_foreach(json_object_get(item, "changes"), j, ch)
+        {
+            if (!strcmp(json_string_value(json_object_get(ch, "field")), field)) {
+                assert_true(json_is_null(json_object_get(ch, "before")));
+                assert_int_equal(json_integer_value(json_object_get(ch, "after")), 300);
+                found = true;
+            }
+        }
+    }
+    tl_http_free(&r);
+    if (!found)
+        fail_msg("the history has no change %s", field);
+
+    /* the audit rows carry the participant's site: its monitor sees them,
+     * another site's does not */
+    r = tl_http_as(&stack, mon, "GET", "/v1/audit?type=ObservationRecorded&limit=500", NULL,
+                   NULL);
+    assert_int_equal(r.status, 200);
+    json_t *ids = json_object(); /* refused copies are in the log too: distinct ids */
+    json_array_foreach(json_object_get(r.body, "items"), i, item)
+    {
+        assert_string_equal(json_string_value(json_object_get(item, "site_id")), site);
+        json_object_set(ids, json_string_value(json_object_get(item, "event_id")), json_true());
+    }
+    assert_int_equal(json_object_size(ids), 7);
+    json_decref(ids);
+    tl_http_free(&r);
+    r = tl_http_as(&stack, mon_other, "GET", "/v1/audit?type=ObservationRecorded", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 0);
+    tl_http_free(&r);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -342,6 +508,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_ingest),
                                        cmocka_unit_test(test_ingest_versions),
-                                       cmocka_unit_test(test_ingest_after_broker_restart)};
+                                       cmocka_unit_test(test_ingest_after_broker_restart),
+                                       cmocka_unit_test(test_ingest_lock),
+                                       cmocka_unit_test(test_ingest_read_back)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

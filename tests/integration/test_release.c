@@ -5,6 +5,8 @@
  *     counts match the CSVs;
  *   - Debian's python3-avro reads every Avro file, with as many records as
  *     the CSV has rows;
+ *   - a connector's observations are a fourth table, its numbers by name
+ *     (issue 26);
  *   - no participant code, participant id or unsafe free text is in any file,
  *     while the research_safe answer is, quoted by RFC 4180's rules;
  *   - a release cut again at the first one's offsets, after the log grew,
@@ -16,11 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tl_date.h"
+
 static tl_stack_t stack;
 static char study[40], site[40], p1[40], p2[40], analyst[80], coordinator[80];
 
-static const char *const needles[] = {"RLX-QP5501", "RLX-QP5502", "RLX-QP5503", "Hollowbrook",
-                                      "bus was late"};
+/* planted, and the example connector's device and free-text scan pattern */
+static const char *const needles[] = {"RLX-QP5501", "RLX-QP5502",  "RLX-QP5503",  "Hollowbrook",
+                                      "bus was late", "Spectralis", "macular cube"};
 
 static void post_ok(const char *path, const char *body, long want, char *id_out)
 {
@@ -43,11 +48,6 @@ static void setup_cohort(void)
     char path[256];
     tl_stack_study(&stack, "REL-2026", study, site);
     tl_stack_token(&stack, "analyst", study, analyst); /* granted this study */
-    snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
-    post_ok(path,
-            "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
-            "\"window_after_days\":0,\"required\":true}",
-            201, NULL);
     snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
     post_ok(path,
             "{\"name\":\"va\",\"title\":\"Visual acuity\",\"fields\":["
@@ -57,6 +57,11 @@ static void setup_cohort(void)
             "{\"name\":\"seen\",\"type\":\"date\"},"
             "{\"name\":\"comment\",\"type\":\"text\",\"research_safe\":true},"
             "{\"name\":\"narrative\",\"type\":\"text\"}]}",
+            201, NULL);
+    snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
+    post_ok(path,
+            "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
+            "\"window_after_days\":0,\"required\":true,\"form_templates\":[\"va\"]}",
             201, NULL);
     enrol("RLX-QP5501", 1950, p1);
     enrol("RLX-QP5502", 1960, p2);
@@ -68,6 +73,21 @@ static void setup_cohort(void)
             "\"signs\":[\"drusen\",\"edema\"],\"seen\":\"2026-01-04\","
             "\"comment\":\"mild, \\\"dry\\\"\",\"narrative\":\"Dr Hollowbrook saw her\"}}",
             201, NULL);
+    /* an OCT device sends today's scans of p1, one per eye (issue 26) */
+    char cmd[2048], conn[80];
+    size_t len;
+    tl_stack_token(&stack, "connector", NULL, conn);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && TRIALOG_KAFKA_BROKERS='%s' TRIALOG_REGISTRY_URL=http://127.0.0.1:%d/registry"
+             " TRIALOG_SCHEMA_REGISTRY_URL=http://127.0.0.1:%d/registry"
+             " TRIALOG_CONNECTOR_TOKEN_FILE=%s/connector.token %s/trialog-connector-oct REL-2026"
+             " RLX-QP5501",
+             stack.dir, stack.brokers, stack.port, stack.port, stack.dir, TL_BIN_DIR);
+    free(tl_run(cmd, &len));
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s.observations", stack.schema);
+    if (!tl_wait_count(&stack, sql, 2, 30000))
+        fail_msg("the scans were not taken");
 }
 
 /* Asks for a release (body) as the analyst; its JSON. */
@@ -115,7 +135,7 @@ static void download(const json_t *rel, const char *tag)
         assert_string_equal(out, want);
         free(out);
     }
-    assert_int_equal(json_array_size(json_object_get(rel, "files")), 7);
+    assert_int_equal(json_array_size(json_object_get(rel, "files")), 9);
 }
 
 static char *file_text(const char *tag, const char *name)
@@ -143,10 +163,11 @@ static long long table_rows(const json_t *manifest, const char *table)
  * third-party Avro reader. */
 static void check_files(const json_t *rel, const char *tag, long long participants)
 {
-    static const char *const tables[] = {"participants", "visits", "answers"};
+    static const char *const tables[] = {"participants", "visits", "answers", "observations"};
     const json_t *manifest = json_object_get(rel, "manifest");
     assert_int_equal(table_rows(manifest, "participants"), participants);
-    for (size_t t = 0; t < 3; t++) {
+    assert_int_equal(table_rows(manifest, "observations"), 4); /* 2 scans, 2 numbers each */
+    for (size_t t = 0; t < 4; t++) {
         char cmd[1024], name[64];
         size_t len;
         snprintf(name, sizeof name, "%s.csv", tables[t]);
@@ -204,6 +225,14 @@ static void test_release(void **state)
     assert_non_null(strstr(answers, ",signs,checkbox,\"[\"\"drusen\"\",\"\"edema\"\"]\","));
     assert_non_null(strstr(answers, ",seen,date,3,,,")); /* study day 3 */
     free(answers);
+    char *obs = file_text("first", "observations.csv"), day[96];
+    assert_non_null(strstr(obs, "pseudonym,study_id,site_id,source,kind,study_day,observed_date,"
+                                "laterality,name,type,value,stream_version\r\n"));
+    snprintf(day, sizeof day, ",oct,org.example.oct.OctScan,%d,,OD,signal_strength,number,",
+             (int)(tl_date_today() - tl_date_from_civil(2026, 1, 1)));
+    assert_non_null(strstr(obs, day));
+    assert_non_null(strstr(obs, ",OS,central_subfield_thickness_um,integer,"));
+    free(obs);
     char *manifest = file_text("first", "manifest.json");
     json_t *m = json_loads(manifest, 0, NULL);
     assert_true(json_equal(m, json_object_get(rel, "manifest")));
@@ -224,8 +253,9 @@ static void test_release(void **state)
     download(rel2, "again");
     check_files(rel2, "again", 2);
     static const char *const data[] = {"participants.csv", "participants.avro", "visits.csv",
-                                       "visits.avro",      "answers.csv",       "answers.avro"};
-    for (size_t i = 0; i < 6; i++)
+                                       "visits.avro",      "answers.csv",       "answers.avro",
+                                       "observations.csv", "observations.avro"};
+    for (size_t i = 0; i < 8; i++)
         same_file("first", "again", data[i], true);
     json_t *now = request("{\"name\":\"now\"}", 201);
     json_t *rel3 = completed(json_string_value(json_object_get(now, "id")));
@@ -272,6 +302,7 @@ static int setup(void **state)
     (void)state;
     tl_stack_start(&stack, "release");
     tl_stack_start_releases(&stack);
+    tl_stack_start_ingest(&stack, "oct");
     return 0;
 }
 

@@ -59,11 +59,6 @@ static void setup_study(void)
     char path[160];
     tl_stack_study(&stack, "BIG-2026", study, site);
     tl_stack_token(&stack, "analyst", study, analyst); /* granted this study */
-    snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
-    tl_stack_post(&stack, path,
-                  "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
-                  "\"window_after_days\":0,\"required\":true}",
-                  201, NULL);
     snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
     tl_buf_t b;
     tl_buf_init(&b, 1 << 20);
@@ -76,6 +71,15 @@ static void setup_study(void)
         tl_buf_puts(&b, "]}");
         tl_stack_post(&stack, path, b.data, 201, NULL);
     }
+    /* a baseline that takes every panel */
+    snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
+    tl_buf_reset(&b);
+    tl_buf_puts(&b, "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
+                    "\"window_after_days\":0,\"required\":true,\"form_templates\":[");
+    for (int t = 0; t < TEMPLATES; t++)
+        tl_buf_printf(&b, "%s\"panel%d\"", t ? "," : "", t);
+    tl_buf_puts(&b, "]}");
+    tl_stack_post(&stack, path, b.data, 201, NULL);
     tl_buf_cleanup(&b);
 }
 

@@ -2,13 +2,15 @@
  * cohort goes in over HTTP with identifying values planted everywhere the
  * API takes text (participant codes, birth years, deviation reasons, notes,
  * reasons for change, free-text answers); Debian's python3-confluent-kafka
- * then reads the three research topics, resolving every schema id through
+ * then reads the four research topics, resolving every schema id through
  * the gateway's /registry (tests/integration/research_consume.py), and:
  *   - every record decodes, and none holds a planted value or a participant
  *     id, while the research_safe answer does arrive;
  *   - the rows say what the hand-computed study days say, before and after a
  *     baseline change; a participant born in 1931 is 90 at baseline;
- *   - each participant has one pseudonym on all three topics;
+ *   - each participant has one pseudonym on all four topics;
+ *   - a connector's scans arrive as observations (issue 26): numbers by
+ *     name, the study day, neither the device nor the free-text value;
  *   - `trialog rebuild research` replays from offset 0 and publishes the
  *     same sequence of records for every key, byte for byte. */
 #include "harness.h"
@@ -16,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "tl_date.h"
 
 static tl_stack_t stack;
 static char study[40], site[40], p1[40], p2[40], form[40], month1[40];
@@ -25,6 +29,8 @@ static char study[40], site[40], p1[40], p2[40], form[40], month1[40];
 static const char *const needles[] = {
     "RSX-ZQ7731",   "RSX-ZQ7732",         "Quillfeather",   "ferry strike",
     "second opinion", "transcription slip", "moved in error", "Beaconsfield",
+    /* the example connector's device and its free-text scan pattern */
+    "Spectralis", "macular cube",
 };
 
 /* Whether v or anything in it is one of the birth years. */
@@ -53,15 +59,6 @@ static void setup_cohort(void)
 {
     char path[256], body[1024];
     tl_stack_study(&stack, "RSX-2026", study, site);
-    snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
-    post_ok(path,
-            "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
-            "\"window_after_days\":0,\"required\":true}",
-            201, NULL);
-    post_ok(path,
-            "{\"name\":\"Month 1\",\"target_day\":30,\"window_before_days\":7,"
-            "\"window_after_days\":14,\"required\":true}",
-            201, month1);
     snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
     post_ok(path,
             "{\"name\":\"ae\",\"title\":\"Adverse event\",\"fields\":["
@@ -71,6 +68,15 @@ static void setup_cohort(void)
             "{\"name\":\"onset\",\"type\":\"date\"},"
             "{\"name\":\"eye\",\"type\":\"choice\",\"options\":[\"OD\",\"OS\"]}]}",
             201, NULL);
+    snprintf(path, sizeof path, "/v1/studies/%s/visit-types", study);
+    post_ok(path,
+            "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
+            "\"window_after_days\":0,\"required\":true}",
+            201, NULL);
+    post_ok(path,
+            "{\"name\":\"Month 1\",\"target_day\":30,\"window_before_days\":7,"
+            "\"window_after_days\":14,\"required\":true,\"form_templates\":[\"ae\"]}",
+            201, month1);
     snprintf(path, sizeof path, "/v1/studies/%s/participants", study);
     snprintf(body, sizeof body,
              "{\"participant_code\":\"RSX-ZQ7731\",\"site_id\":\"%s\",\"birth_year\":1931,"
@@ -105,6 +111,21 @@ static void setup_cohort(void)
     /* two days later: every study day of p1 moves by -2 */
     snprintf(path, sizeof path, "/v1/participants/%s/baseline", p1);
     post_ok(path, "{\"baseline_date\":\"2026-01-03\",\"reason\":\"moved in error\"}", 200, NULL);
+    /* an OCT device sends today's scans of p1, one per eye (issue 26) */
+    char cmd[2048], conn[80];
+    size_t len;
+    tl_stack_token(&stack, "connector", NULL, conn);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && TRIALOG_KAFKA_BROKERS='%s' TRIALOG_REGISTRY_URL=http://127.0.0.1:%d/registry"
+             " TRIALOG_SCHEMA_REGISTRY_URL=http://127.0.0.1:%d/registry"
+             " TRIALOG_CONNECTOR_TOKEN_FILE=%s/connector.token %s/trialog-connector-oct RSX-2026"
+             " RSX-ZQ7731",
+             stack.dir, stack.brokers, stack.port, stack.port, stack.dir, TL_BIN_DIR);
+    free(tl_run(cmd, &len));
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s.observations", stack.schema);
+    if (!tl_wait_count(&stack, sql, 2, 30000))
+        fail_msg("the scans were not taken");
 }
 
 /* The records the topics hold, read by the third-party client. */
@@ -233,6 +254,39 @@ static void test_records(void **state)
     assert_int_equal(json_array_size(withheld), 1);
     assert_string_equal(json_string_value(json_array_get(withheld, 0)), "narrative");
 
+    /* the scans: numbers by name, study days from the new baseline, the
+     * device and the scan pattern's text not at all */
+    int scans = 0;
+    json_array_foreach(all, i, rec)
+    {
+        json_t *v = json_object_get(rec, "value");
+        if (strcmp(json_string_value(json_object_get(rec, "topic")),
+                   "trialog.research.observations.v1"))
+            continue;
+        scans++;
+        assert_string_equal(json_string_value(json_object_get(rec, "key")), pseud);
+        assert_string_equal(json_string_value(json_object_get(v, "pseudonym")), pseud);
+        assert_string_equal(json_string_value(json_object_get(v, "source")), "oct");
+        assert_string_equal(json_string_value(json_object_get(v, "kind")),
+                            "org.example.oct.OctScan");
+        assert_int_equal(ival(v, "study_day"), tl_date_today() - 20456);
+        assert_true(json_is_null(json_object_get(v, "observed_date")));
+        json_t *values = json_object_get(v, "values");
+        assert_int_equal(json_array_size(values), 2);
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(values, 0), "name")),
+            "central_subfield_thickness_um");
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(values, 0), "type")), "integer");
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(values, 1), "name")),
+            "signal_strength");
+        json_t *held = json_object_get(v, "withheld_fields");
+        assert_int_equal(json_array_size(held), 1);
+        assert_string_equal(json_string_value(json_array_get(held, 0)), "scan_pattern");
+    }
+    assert_int_equal(scans, 2);
+
     /* replay from offset 0: the same records again, key by key */
     char *out = NULL;
     int rc = tl_stack_cli(&stack, "rebuild research", &out);
@@ -275,6 +329,7 @@ static int setup(void **state)
     (void)state;
     tl_stack_start(&stack, "research");
     tl_stack_start_research(&stack, "study_days");
+    tl_stack_start_ingest(&stack, "oct");
     return 0;
 }
 

@@ -981,6 +981,42 @@ static void test_can_read(void **state)
     }
 }
 
+/* Every earlier version of a built-in schema kept in
+ * tests/unit/schema_history/<area>/<Name>.<n>.avsc is readable by the
+ * current one (BACKWARD_TRANSITIVE, DESIGN.md §3: an audit log is read
+ * forever), as the registry checks it when the programs register the
+ * built-ins: a change that breaks it fails here, not at a deployment. */
+static void test_builtins_read_their_history(void **state)
+{
+    (void)state;
+    glob_t g;
+    assert_int_equal(glob(TL_SCHEMA_DIR "/../tests/unit/schema_history/*/*.avsc", 0, NULL, &g), 0);
+    assert_true(g.gl_pathc >= 2);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char area[64], name[64], current[1024];
+        const char *old_path = g.gl_pathv[i];
+        const char *file = strrchr(old_path, '/') + 1;
+        const char *dir = file - 2;
+        while (dir > old_path && *dir != '/')
+            dir--;
+        snprintf(area, sizeof area, "%.*s", (int)(file - 1 - (dir + 1)), dir + 1);
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(file, "."), file);
+        snprintf(current, sizeof current, "%s/%s/%s.avsc", TL_SCHEMA_DIR, area, name);
+        fx_t now = {0}, old = {0};
+        fx_load_file(&now, current);
+        fx_load_file(&old, old_path);
+        char *reader = json_dumps(now.avsc, JSON_COMPACT);
+        char *writer = json_dumps(old.avsc, JSON_COMPACT);
+        if (can_read(reader, writer) != TL_OK)
+            fail_msg("%s/%s cannot read its earlier version %s", area, name, file);
+        free(reader);
+        free(writer);
+        fx_free(&now);
+        fx_free(&old);
+    }
+    globfree(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -999,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_writer),
         cmocka_unit_test(test_schema_parse),
         cmocka_unit_test(test_can_read),
+        cmocka_unit_test(test_builtins_read_their_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

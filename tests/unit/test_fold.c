@@ -204,18 +204,18 @@ static void test_enrol_twice(void **state)
     assert_string_equal(p.last_event_id, EV1);
 }
 
-static void test_enrol_consent_missing(void **state)
+static void test_enrol_consent_required(void **state)
 {
     (void)state;
     tl_participant_t p;
     memset(&p, 0, sizeof p);
     json_t *ev = enrolled_ev(EV1, 1);
     json_object_del(ev, "consent_date");
-    assert_refused(&p, "ParticipantEnrolled", ev, "consent_missing");
+    assert_refused(&p, "ParticipantEnrolled", ev, "consent_required");
 
     ev = enrolled_ev(EV1, 1);
     json_object_set_new(ev, "consent_date", json_null());
-    assert_refused(&p, "ParticipantEnrolled", ev, "consent_missing");
+    assert_refused(&p, "ParticipantEnrolled", ev, "consent_required");
     assert_false(p.exists);
 }
 
@@ -724,7 +724,7 @@ int main(void)
         cmocka_unit_test(test_enrol_optional_fields_null),
         cmocka_unit_test(test_enrol_wrong_version_on_new),
         cmocka_unit_test(test_enrol_twice),
-        cmocka_unit_test(test_enrol_consent_missing),
+        cmocka_unit_test(test_enrol_consent_required),
         cmocka_unit_test(test_enrol_invalid_sex),
         cmocka_unit_test(test_enrol_code_too_long),
         cmocka_unit_test(test_enrol_missing_or_bad_ids),

@@ -649,6 +649,260 @@ static void test_content_hash(void **state)
     json_decref(answers);
 }
 
+/* ---- the form commands' rules ---- */
+
+static void test_template_listed(void **state)
+{
+    (void)state;
+    json_t *listed = load("[\"visual_acuity\",\"oct\"]");
+    assert_true(tl_form_template_listed(listed, "oct"));
+    assert_false(tl_form_template_listed(listed, "adverse_events"));
+    assert_false(tl_form_template_listed(listed, "OCT")); /* names are exact */
+    assert_false(tl_form_template_listed(listed, NULL));
+    json_decref(listed);
+    json_t *none = load("[]");
+    assert_false(tl_form_template_listed(none, "oct"));
+    json_decref(none);
+    assert_false(tl_form_template_listed(NULL, "oct"));
+}
+
+/* Version 1 of a lens form, and version 2: an option renamed, a field
+ * removed and a required one added. */
+static const char *const lens_v1 =
+    "[{\"name\":\"va\",\"type\":\"integer\",\"required\":true,\"min\":0,\"max\":100},"
+    " {\"name\":\"lens\",\"type\":\"choice\",\"options\":[\"phakic\",\"pseudophakic\"]},"
+    " {\"name\":\"grade\",\"type\":\"integer\"}]";
+static const char *const lens_v2 =
+    "[{\"name\":\"va\",\"type\":\"integer\",\"required\":true,\"min\":0,\"max\":100},"
+    " {\"name\":\"lens\",\"type\":\"choice\",\"options\":[\"natural\",\"pseudophakic\"]},"
+    " {\"name\":\"iop\",\"type\":\"number\",\"required\":true}]";
+
+typedef struct {
+    json_t *answers, *v1, *v2, *errors;
+    tl_amend_t a;
+} amend_fx_t;
+
+static void amend_fx(amend_fx_t *fx, const char *answers)
+{
+    fx->answers = load(answers);
+    fx->v1 = load(lens_v1);
+    fx->v2 = load(lens_v2);
+    fx->errors = json_array();
+    fx->a = (tl_amend_t){.answers = fx->answers, .version = 1, .fields = fx->v1,
+                         .latest_version = 2, .latest_fields = fx->v2};
+}
+
+static void amend_fx_free(amend_fx_t *fx)
+{
+    json_decref(fx->answers);
+    json_decref(fx->v1);
+    json_decref(fx->v2);
+    json_decref(fx->errors);
+}
+
+static void test_amend_check(void **state)
+{
+    (void)state;
+    amend_fx_t fx;
+    tl_amended_t out;
+    amend_fx(&fx, "{\"va\":70,\"lens\":\"phakic\",\"grade\":2}");
+
+    /* the hole: on version 1, the new option is refused */
+    json_t *patch = load("{\"lens\":\"natural\"}");
+    fx.a.patch = patch;
+    assert_string_equal(tl_form_amend_check(&fx.a, &out, fx.errors), "invalid_answers");
+    assert_error(fx.errors, "answers.lens", "not_an_option");
+    assert_null(out.answers);
+    assert_null(out.changes);
+
+    /* moved to the latest, the whole set is judged by it: every problem at
+     * once (the old option, the removed field, the new required one) */
+    json_array_clear(fx.errors);
+    fx.a.patch = NULL;
+    fx.a.to_version = 2;
+    assert_string_equal(tl_form_amend_check(&fx.a, &out, fx.errors), "invalid_answers");
+    assert_error(fx.errors, "answers.lens", "not_an_option");
+    assert_error(fx.errors, "answers.grade", "unknown_field");
+    assert_error(fx.errors, "answers.iop", "required");
+    assert_int_equal(json_array_size(fx.errors), 3);
+
+    /* answered as version 2 asks: allowed, the form on version 2 */
+    json_array_clear(fx.errors);
+    json_decref(patch);
+    patch = load("{\"lens\":\"natural\",\"grade\":null,\"iop\":14.5}");
+    fx.a.patch = patch;
+    assert_null(tl_form_amend_check(&fx.a, &out, fx.errors));
+    assert_int_equal(out.version, 2);
+    assert_int_equal(json_array_size(out.changes), 3);
+    json_t *want = load("{\"va\":70,\"lens\":\"natural\",\"iop\":14.5}");
+    assert_true(json_equal(out.answers, want));
+    json_decref(want);
+    json_decref(out.answers);
+    json_decref(out.changes);
+    assert_int_equal(json_array_size(fx.errors), 0);
+
+    /* only to the latest, only upward */
+    fx.a.to_version = 3; /* no such version */
+    assert_string_equal(tl_form_amend_check(&fx.a, &out, fx.errors),
+                        "template_version_not_latest");
+    fx.a.latest_version = 3; /* version 2 is not the latest any more */
+    fx.a.to_version = 2;
+    assert_string_equal(tl_form_amend_check(&fx.a, &out, fx.errors),
+                        "template_version_not_latest");
+    tl_amend_t down = {.answers = fx.answers, .version = 2, .fields = fx.v2,
+                       .latest_version = 2, .patch = patch, .to_version = 1};
+    assert_string_equal(tl_form_amend_check(&down, &out, fx.errors),
+                        "template_version_not_latest");
+    assert_int_equal(json_array_size(fx.errors), 0);
+    json_decref(patch);
+
+    /* its own version named: no move; nothing changed, nothing to amend */
+    fx.a.latest_version = 2;
+    fx.a.to_version = 1;
+    fx.a.patch = NULL;
+    assert_string_equal(tl_form_amend_check(&fx.a, &out, fx.errors), "nothing_to_amend");
+    patch = load("{\"va\":70}");
+    fx.a.patch = patch;
+    fx.a.to_version = 0;
+    assert_string_equal(tl_form_amend_check(&fx.a, &out, fx.errors), "nothing_to_amend");
+    json_decref(patch);
+    amend_fx_free(&fx);
+
+    /* a move alone is an amendment: answers version 2 accepts as they are */
+    amend_fx(&fx, "{\"va\":70,\"lens\":\"pseudophakic\",\"iop\":12}");
+    fx.a.fields = NULL; /* version 1 refuses iop: not asked */
+    fx.a.to_version = 2;
+    assert_null(tl_form_amend_check(&fx.a, &out, fx.errors));
+    assert_int_equal(out.version, 2);
+    assert_int_equal(json_array_size(out.changes), 0);
+    json_decref(out.answers);
+    json_decref(out.changes);
+    amend_fx_free(&fx);
+}
+
+static const json_t *finding(const json_t *findings, const char *field, const char *code)
+{
+    size_t i;
+    const json_t *f;
+    json_array_foreach(findings, i, f)
+    {
+        if (!strcmp(json_string_value(json_object_get(f, "field")), field) &&
+            !strcmp(json_string_value(json_object_get(f, "code")), code))
+            return f;
+    }
+    fail_msg("no finding %s %s", field, code);
+    return NULL;
+}
+
+static void test_quality(void **state)
+{
+    (void)state;
+    json_t *v1 = load(lens_v1), *v2 = load(lens_v2), *findings = json_array();
+    /* valid on its version 1, refused by version 2: the fix is the upgrade */
+    json_t *a = load("{\"va\":70,\"lens\":\"phakic\",\"grade\":2}");
+    assert_int_equal(tl_form_quality(a, 1, v1, 2, v2, findings), 3);
+    const json_t *f = finding(findings, "lens", "not_an_option");
+    assert_string_equal(json_string_value(json_object_get(f, "fix")), "upgrade");
+    assert_int_equal(json_integer_value(json_object_get(f, "template_version")), 2);
+    assert_non_null(json_string_value(json_object_get(f, "detail")));
+    finding(findings, "grade", "unknown_field");
+    finding(findings, "iop", "required");
+    json_decref(a);
+
+    /* on the latest version and valid there: nothing (the finding cleared) */
+    json_array_clear(findings);
+    a = load("{\"va\":70,\"lens\":\"natural\",\"iop\":14}");
+    assert_int_equal(tl_form_quality(a, 2, v2, 2, v2, findings), 0);
+    assert_int_equal(tl_form_quality(a, 2, v2, 2, NULL, findings), 0);
+    json_decref(a);
+
+    /* refused by its own version and the latest alike: once, as its own;
+     * what only the latest refuses, as the upgrade's */
+    a = load("{\"va\":170,\"lens\":\"phakic\"}");
+    assert_int_equal(tl_form_quality(a, 1, v1, 2, v2, findings), 3);
+    f = finding(findings, "va", "above_max");
+    assert_string_equal(json_string_value(json_object_get(f, "fix")), "amend");
+    assert_int_equal(json_integer_value(json_object_get(f, "template_version")), 1);
+    assert_string_equal(json_string_value(json_object_get(finding(findings, "lens",
+                                                                  "not_an_option"),
+                                                          "fix")),
+                        "upgrade");
+    finding(findings, "iop", "required");
+    json_decref(a);
+
+    /* appends after what findings had; valid everywhere: nothing */
+    a = load("{\"va\":70,\"lens\":\"pseudophakic\"}");
+    assert_int_equal(tl_form_quality(a, 1, v1, 1, v1, findings), 0);
+    assert_int_equal(json_array_size(findings), 3);
+    json_decref(a);
+    json_decref(findings);
+    json_decref(v1);
+    json_decref(v2);
+}
+
+static void test_fold_template_upgrade(void **state)
+{
+    (void)state;
+    tl_form_t f = {0};
+    json_t *h = json_array();
+    json_t *ev = submitted(2, "{\"va_right\":85,\"eye\":\"R\"}");
+    assert_null(tl_form_apply(&f, "FormSubmitted", ev, h));
+    json_decref(ev);
+    ev = signed_ev(3, 1);
+    assert_null(tl_form_apply(&f, "FormSigned", ev, h));
+    json_decref(ev);
+    json_array_clear(h);
+
+    /* a move alone: the version changes, the history says so, the
+     * signature goes (it signed the form as it was) */
+    ev = amended(4, "[]");
+    json_object_set_new(ev, "template_version", json_integer(3));
+    assert_null(tl_form_apply(&f, "FormAmended", ev, h));
+    json_decref(ev);
+    assert_int_equal(f.template_version, 3);
+    assert_int_equal(f.revision, 2);
+    assert_int_equal(f.status, TL_FORM_AMENDED);
+    assert_string_equal(f.signed_by, "");
+    json_t *want = load("[{\"field\":\"" TL_FORM_HISTORY_VERSION "\",\"before\":1,\"after\":3}]");
+    assert_true(json_equal(h, want));
+    json_decref(want);
+
+    /* with answers: both in the history */
+    json_array_clear(h);
+    ev = amended(5, "[{\"field\":\"eye\",\"before\":\"R\",\"after\":\"L\"}]");
+    json_object_set_new(ev, "template_version", json_integer(4));
+    assert_null(tl_form_apply(&f, "FormAmended", ev, h));
+    json_decref(ev);
+    assert_int_equal(f.template_version, 4);
+    assert_int_equal(json_array_size(h), 2);
+    /* its own version again, or null: no move */
+    json_array_clear(h);
+    ev = amended(6, "[{\"field\":\"eye\",\"before\":\"L\",\"after\":\"R\"}]");
+    json_object_set_new(ev, "template_version", json_integer(4));
+    assert_null(tl_form_apply(&f, "FormAmended", ev, h));
+    json_decref(ev);
+    assert_int_equal(json_array_size(h), 1);
+    assert_int_equal(f.template_version, 4);
+
+    /* never downward, never beyond the limit, never nothing at all */
+    json_array_clear(h);
+    ev = amended(7, "[]");
+    json_object_set_new(ev, "template_version", json_integer(2));
+    assert_string_equal(tl_form_apply(&f, "FormAmended", ev, h), "invalid_event");
+    json_object_set_new(ev, "template_version", json_integer(TL_TEMPLATE_VERSIONS_MAX + 1));
+    assert_string_equal(tl_form_apply(&f, "FormAmended", ev, h), "invalid_event");
+    json_object_set_new(ev, "template_version", json_string("5"));
+    assert_string_equal(tl_form_apply(&f, "FormAmended", ev, h), "invalid_event");
+    json_object_set_new(ev, "template_version", json_null());
+    assert_string_equal(tl_form_apply(&f, "FormAmended", ev, h), "invalid_event");
+    json_decref(ev);
+    assert_int_equal(f.template_version, 4);
+    assert_int_equal(f.revision, 4);
+    assert_int_equal(json_array_size(h), 0);
+    json_decref(h);
+    tl_form_cleanup(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -663,6 +917,10 @@ int main(void)
         cmocka_unit_test(test_fold_refusals),
         cmocka_unit_test(test_fold_replay),
         cmocka_unit_test(test_stream_form_events),
+        cmocka_unit_test(test_template_listed),
+        cmocka_unit_test(test_amend_check),
+        cmocka_unit_test(test_quality),
+        cmocka_unit_test(test_fold_template_upgrade),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -89,9 +89,10 @@ static void test_problem_fields(void **state)
     json_t *errors = json_pack("[{s:s, s:s}, {s:s, s:s}]", "field", "name", "detail",
                                "is required", "field", "sex", "detail", "must be one of M F O U");
     assert_non_null(errors);
-    tl_problem(&resp, 400, "validation", "Invalid request", "2 fields are invalid", errors);
-    assert_problem(&resp, 400, "validation");
-    assert_string_equal(json_string_value(json_object_get(resp.body, "title")), "Invalid request");
+    tl_problem_r(&resp, TL_R(validation_failed), "2 fields are invalid", errors);
+    assert_problem(&resp, 400, "validation-failed");
+    assert_string_equal(json_string_value(json_object_get(resp.body, "title")),
+                        "Invalid request body");
     assert_string_equal(json_string_value(json_object_get(resp.body, "detail")),
                         "2 fields are invalid");
     /* the errors array was taken over as is */
@@ -101,7 +102,8 @@ static void test_problem_fields(void **state)
 
     char *text = tl_problem_render(&resp);
     assert_non_null(text);
-    assert_string_equal(text, "{\"type\":\"/problems/validation\",\"title\":\"Invalid request\","
+    assert_string_equal(text, "{\"type\":\"/problems/validation-failed\","
+                              "\"title\":\"Invalid request body\","
                               "\"status\":400,\"detail\":\"2 fields are invalid\",\"errors\":["
                               "{\"field\":\"name\",\"detail\":\"is required\"},"
                               "{\"field\":\"sex\",\"detail\":\"must be one of M F O U\"}]}");
@@ -114,7 +116,7 @@ static void test_problem_without_detail(void **state)
     (void)state;
     tl_resp_t resp;
     memset(&resp, 0, sizeof resp);
-    tl_problem(&resp, 404, "not-found", "Not found", NULL, NULL);
+    tl_problem_r(&resp, TL_R(not_found), NULL, NULL);
     assert_problem(&resp, 404, "not-found");
     assert_null(json_object_get(resp.body, "detail"));
     assert_null(json_object_get(resp.body, "errors"));
@@ -124,8 +126,8 @@ static void test_problem_without_detail(void **state)
     free(text);
 
     /* a second problem replaces the first (no leak: checked under ASan) */
-    tl_problem(&resp, 409, "version-conflict", "Conflict", "stale version", NULL);
-    assert_problem(&resp, 409, "version-conflict");
+    tl_problem_r(&resp, TL_R(version_conflict), "stale version", NULL);
+    assert_problem(&resp, 409, "concurrent-change");
     assert_string_equal(json_string_value(json_object_get(resp.body, "detail")), "stale version");
     json_decref(resp.body);
 
@@ -139,16 +141,16 @@ static void test_problem_render_escapes(void **state)
     (void)state;
     tl_resp_t resp;
     memset(&resp, 0, sizeof resp);
-    tl_problem(&resp, 422, "rule", "Rule \"violated\"", "line1\nline2 \xc3\xa9", NULL);
+    tl_problem_r(&resp, TL_R(study_locked), "line1\n\"line2\" \xc3\xa9", NULL);
     char *text = tl_problem_render(&resp);
     assert_non_null(text);
     json_error_t e;
     json_t *back = json_loads(text, 0, &e);
     assert_non_null(back);
     assert_true(json_equal(back, resp.body));
-    assert_string_equal(json_string_value(json_object_get(back, "title")), "Rule \"violated\"");
+    assert_string_equal(json_string_value(json_object_get(back, "title")), "Study locked");
     assert_string_equal(json_string_value(json_object_get(back, "detail")),
-                        "line1\nline2 \xc3\xa9");
+                        "line1\n\"line2\" \xc3\xa9");
     json_decref(back);
     free(text);
     json_decref(resp.body);

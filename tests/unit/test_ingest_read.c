@@ -115,12 +115,52 @@ static void test_topics(void **state)
     assert_int_equal(tl_ingest_topics("a,b,c", t, 2), -1);
 }
 
+/* Whether the study and participant let an observation in: the lasting
+ * reasons first, the lock last (docs/CONNECTORS.md). */
+static void test_admit(void **state)
+{
+    (void)state;
+    const int32_t consent = tl_date_from_civil(2026, 1, 1);
+    const tl_ingest_target_t open = {.study_known = true,
+                                     .participant_known = true,
+                                     .participant_enrolled = true,
+                                     .has_consent = true,
+                                     .consent_date = consent};
+    const char *field = "x";
+    assert_null(tl_ingest_admit(&open, consent, &field));
+    assert_null(field);
+    assert_null(tl_ingest_admit(&open, consent + 30, &field));
+
+    tl_ingest_target_t t = open;
+    t.study_locked = true;
+    assert_string_equal(tl_ingest_admit(&t, consent + 30, &field), "study_locked");
+    assert_null(field);
+
+    /* what unlocking would not cure is said first */
+    t.participant_enrolled = false;
+    assert_string_equal(tl_ingest_admit(&t, consent, &field), "participant_not_active");
+    t = open;
+    t.study_locked = true;
+    assert_string_equal(tl_ingest_admit(&t, consent - 1, &field), "out_of_range");
+    assert_string_equal(field, "observed_on");
+    t.participant_known = false;
+    assert_string_equal(tl_ingest_admit(&t, consent, &field), "unknown_participant");
+    t.study_known = false;
+    assert_string_equal(tl_ingest_admit(&t, consent, &field), "unknown_study");
+
+    /* no consent recorded: no lower bound from it */
+    t = open;
+    t.has_consent = false;
+    assert_null(tl_ingest_admit(&t, consent - 400, &field));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_topics),
+        cmocka_unit_test(test_admit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -194,10 +194,47 @@ static void test_query_parameters_documented(void **state)
     }
 }
 
+/* Every problem type of the reason table has its row in the Problem
+ * schema's table (same status, same title), and every row there is a type
+ * of the table: a reason added, renamed or retitled without its
+ * documentation fails here. */
+static void test_every_problem_type_is_documented(void **state)
+{
+    (void)state;
+    const char *doc = read_doc();
+    for (int r = TL_REASON_NONE + 1; r < TL_REASON_COUNT; r++) {
+        const tl_reason_info_t *in = tl_reason_info((tl_reason_t)r);
+        char row[300];
+        snprintf(row, sizeof row, "\n        | `%s` | %d | %s |\n", in->type, in->status,
+                 in->title);
+        if (!strstr(doc, row))
+            fail_msg("docs/openapi.yaml (Problem) should have the row%s", row);
+    }
+    /* and nothing else */
+    const char *p = doc;
+    size_t rows = 0;
+    while ((p = strstr(p, "\n        | `"))) {
+        p += strlen("\n        | `");
+        const char *end = strchr(p, '`');
+        assert_non_null(end);
+        bool known = false;
+        for (int r = TL_REASON_NONE + 1; !known && r < TL_REASON_COUNT; r++) {
+            const char *t = tl_reason_info((tl_reason_t)r)->type;
+            known = strlen(t) == (size_t)(end - p) && !strncmp(t, p, (size_t)(end - p));
+        }
+        if (!known)
+            fail_msg("docs/openapi.yaml documents a problem type the reason table lacks: %.*s",
+                     (int)(end - p), p);
+        rows++;
+    }
+    assert_true(rows > 50);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_route_is_documented),
                                        cmocka_unit_test(test_query_parameters_documented),
-                                       cmocka_unit_test(test_security_doc_has_the_table)};
+                                       cmocka_unit_test(test_security_doc_has_the_table),
+                                       cmocka_unit_test(test_every_problem_type_is_documented)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -124,6 +124,60 @@ static void test_answer_rows(void **state)
     json_decref(form);
 }
 
+/* A research observation record in long format: one row per exported
+ * value, in the record's order, typed like the table's columns. */
+static void test_observation_rows(void **state)
+{
+    (void)state;
+    const tl_release_table_t *t = &tl_release_tables[TL_RELEASE_OBSERVATIONS];
+    json_t *obs = json_pack(
+        "{s:s, s:s, s:n, s:s, s:s, s:i, s:n, s:s, s:[{s:s, s:s, s:n, s:i, s:n},"
+        " {s:s, s:s, s:n, s:n, s:b}, {s:s, s:s, s:f, s:n, s:n}], s:[s], s:i}",
+        "pseudonym", "0123456789abcdef0123456789abcdef", "study_id",
+        "01a20bdf-08f5-7173-af5f-69a746a14626", "site_id", "source", "oct", "kind",
+        "org.example.oct.OctScan", "study_day", 30, "observed_date", "laterality", "OS", "values",
+        "name", "cst_um", "type", "integer", "number", "integer", 250, "boolean", "name",
+        "gradable", "type", "boolean", "number", "integer", "boolean", 0, "name", "signal",
+        "type", "number", "number", 31.5, "integer", "boolean", "withheld_fields", "comment",
+        "stream_version", 9);
+    assert_non_null(obs);
+    json_t *rows = tl_release_observation_rows(obs);
+    assert_non_null(rows);
+    assert_int_equal(json_array_size(rows), 3);
+    char *schema = tl_release_schema(t);
+    tl_avro_schema_t *s = NULL;
+    assert_int_equal(tl_avro_schema_parse(schema, strlen(schema), &s), TL_OK);
+    tl_buf_t csv, avro;
+    tl_buf_init(&csv, 1 << 20);
+    tl_buf_init(&avro, 1 << 20);
+    assert_int_equal(tl_release_csv_header(t, &csv), TL_OK);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        assert_int_equal(tl_release_csv_row(t, row, &csv), TL_OK);
+        assert_int_equal(tl_avro_encode(s, row, &avro), TL_OK);
+    }
+    assert_string_equal(
+        csv.data,
+        "pseudonym,study_id,site_id,source,kind,study_day,observed_date,laterality,name,type,"
+        "value,stream_version\r\n"
+        "0123456789abcdef0123456789abcdef,01a20bdf-08f5-7173-af5f-69a746a14626,,oct,"
+        "org.example.oct.OctScan,30,,OS,cst_um,integer,250,9\r\n"
+        "0123456789abcdef0123456789abcdef,01a20bdf-08f5-7173-af5f-69a746a14626,,oct,"
+        "org.example.oct.OctScan,30,,OS,gradable,boolean,false,9\r\n"
+        "0123456789abcdef0123456789abcdef,01a20bdf-08f5-7173-af5f-69a746a14626,,oct,"
+        "org.example.oct.OctScan,30,,OS,signal,number,31.5,9\r\n");
+    json_object_del(obs, "kind"); /* not an observation's record */
+    assert_null(tl_release_observation_rows(obs));
+    tl_buf_cleanup(&csv);
+    tl_buf_cleanup(&avro);
+    tl_avro_schema_destroy(s);
+    free(schema);
+    json_decref(rows);
+    json_decref(obs);
+}
+
 /* Reads an Avro long (zigzag varint) at *p. */
 static int64_t read_long(const unsigned char **p)
 {
@@ -239,6 +293,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schemas_parse),
         cmocka_unit_test(test_answer_rows),
+        cmocka_unit_test(test_observation_rows),
         cmocka_unit_test(test_container),
         cmocka_unit_test(test_status),
     };

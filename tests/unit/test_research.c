@@ -323,12 +323,62 @@ static void test_form(void **state)
     tl_buf_cleanup(&buf);
 }
 
+/* A connector's observation: numbers, integers and booleans by name,
+ * text withheld, the device never, the day counted from the baseline. */
+static void test_observation(void **state)
+{
+    (void)state;
+    tl_buf_t buf;
+    tl_buf_init(&buf, 1 << 20);
+    tl_research_cfg_t c = cfg(KEY, TL_RESEARCH_STUDY_DAYS);
+    tl_schedule_t s = schedule(NULL);
+    s.nvisits = 0;
+    s.version = 9;
+    json_t *ev = json_pack(
+        "{s:s, s:s, s:s, s:i, s:s, s:s, s:{s:f, s:i, s:b, s:s, s:n}}", "event_id",
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a01", "source", "oct", "kind",
+        "org.example.oct.OctScan", "observed_on", (int)(s.baseline_date + 30), "device",
+        "Spectralis SN-4711", "laterality", "OS", "values", "signal", 31.5, "cst_um", 250,
+        "gradable", 1, "comment", "patient Jane Doe moved", "missing");
+    json_t *r = decoded("ResearchObservation", tl_research_observation(&c, &s, ev, &buf), &buf);
+    assert_int_equal(json_integer_value(json_object_get(r, "study_day")), 30);
+    assert_true(json_is_null(json_object_get(r, "observed_date")));
+    assert_string_equal(json_string_value(json_object_get(r, "laterality")), "OS");
+    assert_string_equal(json_string_value(json_object_get(r, "source")), "oct");
+    assert_int_equal(json_integer_value(json_object_get(r, "stream_version")), 9);
+    const json_t *v = json_object_get(r, "values");
+    assert_int_equal(json_array_size(v), 3); /* by name: cst_um, gradable, signal */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(v, 0), "name")), "cst_um");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(v, 0), "integer")), 250);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(v, 1), "type")),
+                        "boolean");
+    assert_true(json_is_true(json_object_get(json_array_get(v, 1), "boolean")));
+    assert_true(json_number_value(json_object_get(json_array_get(v, 2), "number")) == 31.5);
+    const json_t *w = json_object_get(r, "withheld_fields");
+    assert_int_equal(json_array_size(w), 1);
+    assert_string_equal(json_string_value(json_array_get(w, 0)), "comment");
+    char *text = json_dumps(r, 0);
+    assert_null(strstr(text, "Jane"));
+    assert_null(strstr(text, "Spectralis"));
+    assert_null(strstr(text, PART));
+    free(text);
+    json_decref(r);
+
+    c.dates = TL_RESEARCH_SHIFTED;
+    r = decoded("ResearchObservation", tl_research_observation(&c, &s, ev, &buf), &buf);
+    assert_int_equal(json_integer_value(json_object_get(r, "observed_date")),
+                     s.baseline_date + 30 + tl_research_shift(&c, PART));
+    json_decref(r);
+    json_decref(ev);
+    tl_buf_cleanup(&buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pseudonym),   cmocka_unit_test(test_shift),
         cmocka_unit_test(test_participant), cmocka_unit_test(test_visit),
-        cmocka_unit_test(test_form),
+        cmocka_unit_test(test_form),        cmocka_unit_test(test_observation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
