@@ -416,7 +416,7 @@ static void test_tokens_stop_on_the_next_request(void **state)
 
     /* revoked by an admin: the next request fails */
     snprintf(path, sizeof path, "/v1/principals/%s/tokens/%s/revoke", id, token_id);
-    expect(stack.token, "POST", path, "{}", 400); /* a reason is required */
+    expect(stack.token, "POST", path, "{}", 422); /* a reason is required */
     expect(stack.token, "POST", path, "{\"reason\":\"laptop lost\"}", 200);
     expect(token, "GET", "/v1/me", NULL, 401);
     expect(stack.token, "POST", path, "{\"reason\":\"again\"}", 409);

@@ -66,7 +66,7 @@ static void setup_cohort(void)
     enrol("RLX-QP5501", 1950, p1);
     enrol("RLX-QP5502", 1960, p2);
     snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/complete", p1);
-    post_ok(path, "{\"actual_date\":\"2026-01-01\",\"notes\":\"bus was late\"}", 201, NULL);
+    post_ok(path, "{\"actual_date\":\"2026-01-01\",\"notes\":\"bus was late\"}", 200, NULL);
     snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/forms", p1);
     post_ok(path,
             "{\"template\":\"va\",\"answers\":{\"acuity\":72.5,\"eye\":\"L\","
