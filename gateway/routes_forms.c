@@ -686,8 +686,8 @@ void tl_h_form_sign(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         goto out;
     if (signer_verified(gw, req, &cmd, tl_json_str(body, "password"), &signer, resp)) {
         ctx.signer = &signer;
-        form_command(gw, req, &cmd, &ctx, sign_decide, 201, resp);
-        if (resp->status == 201 || resp->status == 202)
+        form_command(gw, req, &cmd, &ctx, sign_decide, 200, resp);
+        if (resp->status == 200 || resp->status == 202)
             tl_signing_cleared(gw, req, &signer);
     }
     tl_sign_guard_leave(gw, req->actor.id);

@@ -185,6 +185,11 @@ static json_t *ts_json(const json_t *ev, const char *key)
     if (!json_is_integer(v))
         return json_null();
     tl_ts_format(json_integer_value(v), buf);
+    /* "YYYY-MM-DD HH:MM:SS.ffffff+00" (SQL's form) as RFC 3339, like every
+     * other time the API answers: "YYYY-MM-DDTHH:MM:SS.ffffff+00:00" */
+    buf[10] = 'T';
+    size_t n = strlen(buf);
+    snprintf(buf + n, sizeof buf - n, ":00");
     return json_string(buf);
 }
 

@@ -135,12 +135,12 @@ static size_t names_of(const json_t *arr, const char **out, size_t max)
  * text of an array) and enrolled participants: tl_rule_visit_type. false
  * with resp set. */
 static bool protocol_fits(const tl_visit_type_t *vt, const tl_visit_type_t *cur,
-                          const json_t *forms, const char *others_json, const char *known_json,
-                          long enrolled, bool has_reason, tl_resp_t *resp)
+                          const json_t *forms, const json_t *forms_before, const char *others_json,
+                          const char *known_json, long enrolled, bool has_reason, tl_resp_t *resp)
 {
     static __thread tl_visit_type_t others[TL_VISIT_TYPES_MAX];
     static __thread const char *known[KNOWN_TEMPLATES_MAX];
-    const char *listed[TL_FORMS_PER_VISIT_MAX];
+    const char *listed[TL_FORMS_PER_VISIT_MAX], *before[TL_FORMS_PER_VISIT_MAX];
     size_t nothers = 0;
     json_t *kn = known_json ? json_loads(known_json, 0, NULL) : NULL;
     tl_gw_visit_types_parse(others_json, others, &nothers);
@@ -151,6 +151,9 @@ static bool protocol_fits(const tl_visit_type_t *vt, const tl_visit_type_t *cur,
                               .nforms = names_of(forms, listed, TL_FORMS_PER_VISIT_MAX),
                               .known = known,
                               .nknown = names_of(kn, known, KNOWN_TEMPLATES_MAX),
+                              .listed_before = before,
+                              .nlisted_before =
+                                  names_of(forms_before, before, TL_FORMS_PER_VISIT_MAX),
                               .enrolled = enrolled,
                               .has_reason = has_reason};
     tl_verdict_t v;
@@ -336,7 +339,7 @@ static bool vt_create_rules(const void *ctx_in, const tl_pg_res_t *check, tl_res
         tl_problem_locked(resp);
         return false;
     }
-    return protocol_fits(&ctx->vt, NULL, json_object_get(ctx->body, "form_templates"),
+    return protocol_fits(&ctx->vt, NULL, json_object_get(ctx->body, "form_templates"), NULL,
                          tl_pg_get(check, 0, 4), tl_pg_get(check, 0, 5), tl_pg_get_int(check, 0, 6),
                          ctx->has_reason, resp);
 }
@@ -452,7 +455,8 @@ static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, 
                      "the amendment changes none of the visit type's fields", NULL);
     else if (ok)
         ok =
-            protocol_fits(&vt, &was, json_object_get(cur, "form_templates"), tl_pg_get(check, 0, 3),
+            protocol_fits(&vt, &was, json_object_get(cur, "form_templates"),
+                          json_object_get(orig, "form_templates"), tl_pg_get(check, 0, 3),
                           tl_pg_get(check, 0, 4), tl_pg_get_int(check, 0, 5), true, resp);
     if (ok) {
         json_t *p = ctx->payload;
@@ -609,10 +613,11 @@ void tl_h_study_unlock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
  * its schedule as the schedules projection loads it, one row per visit */
 static const char *const sql_stream_state =
     "SELECT p.last_event_id::text, COALESCE(s.locked, false),"
-    " pp.consent_date - date '1970-01-01'," TL_SQL_SCHEDULE_COLS TL_SQL_SCHEDULE_FROM
+    " pp.consent_date - date '1970-01-01', pp.end_date - date '1970-01-01',"
+    TL_SQL_SCHEDULE_COLS TL_SQL_SCHEDULE_FROM
     " LEFT JOIN studies s ON s.id = p.study_id LEFT JOIN participants pp ON pp.id = p.id"
     " WHERE p.id = $1 ORDER BY v.target_day, v.visit_type_id";
-#define STREAM_STATE_SCHEDULE_COL 3
+#define STREAM_STATE_SCHEDULE_COL 4
 
 typedef struct stream_ctx stream_ctx_t;
 typedef bool (*stream_rule_fn)(stream_ctx_t *c, tl_resp_t *resp);
@@ -624,7 +629,7 @@ struct stream_ctx {
     stream_rule_fn rule;
     tl_schedule_t s; /* the participant as the check read it */
     bool locked;
-    int32_t consent_date;
+    int32_t consent_date, end_date;
     tl_visit_t *visit; /* the visit the route names, if any */
     char as_of[TL_DATE_STRLEN];
 };
@@ -633,6 +638,7 @@ static bool load_state(stream_ctx_t *c, const tl_pg_res_t *check)
 {
     c->locked = !strcmp(tl_pg_get(check, 0, 1), "t");
     c->consent_date = tl_pg_get(check, 0, 2) ? (int32_t)tl_pg_get_int(check, 0, 2) : 0;
+    c->end_date = tl_pg_get(check, 0, 3) ? (int32_t)tl_pg_get_int(check, 0, 3) : 0;
     return !tl_schedule_read(&c->s, check, STREAM_STATE_SCHEDULE_COL, 0, tl_pg_nrows(check));
 }
 
@@ -676,7 +682,11 @@ static bool stream_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
 
 static tl_participant_facts_t facts(const stream_ctx_t *c)
 {
-    return (tl_participant_facts_t){&c->s, c->consent_date, c->locked, tl_date_today()};
+    return (tl_participant_facts_t){.s = &c->s,
+                                    .consent_date = c->consent_date,
+                                    .end_date = c->end_date,
+                                    .locked = c->locked,
+                                    .today = tl_date_today()};
 }
 
 static bool refused(const tl_verdict_t *v, tl_resp_t *resp)

@@ -5,9 +5,13 @@
  * participant code, in Confluent's framing. Run the ingest consumer with
  * TRIALOG_INGEST_SOURCES=oct to take them.
  *
- *   TRIALOG_KAFKA_BROKERS=... TRIALOG_REGISTRY_URL=http://127.0.0.1:8080/registry \
+ *   TRIALOG_KAFKA_BROKERS=... TRIALOG_SCHEMA_REGISTRY_URL=http://127.0.0.1:8080/registry \
  *   TRIALOG_CONNECTOR_TOKEN_FILE=connector.token \
  *   trialog-connector-oct AMD-P2-2024 AMD-00001 AMD-00002 ...
+ *
+ * The registry is TRIALOG_SCHEMA_REGISTRY_URL, the name every program reads
+ * (TRIALOG_REGISTRY_URL, the name this connector read before, when that is
+ * unset; else the local gateway's /registry).
  *
  * With TRIALOG_CONNECTOR_DAYS=n (default 1) it exports the last n days'
  * scans, today's included (a device's backlog; bench/run uses it for load).
@@ -115,14 +119,17 @@ static tl_err_t publish(tl_kafka_producer_t *k, const tl_avro_schema_t *s, uint3
 
 int main(int argc, char **argv)
 {
-    const char *brokers = NULL, *url = NULL, *token_file = NULL, *kafka_config = NULL;
+    const char *brokers = NULL, *url = NULL, *old_url = NULL, *token_file = NULL,
+               *kafka_config = NULL;
     long days = 1;
     const tl_config_var_t vars[] = {
         {"TRIALOG_KAFKA_BROKERS", TL_CFG_STR, NULL, 1, 1000, false, "Kafka bootstrap servers",
          &brokers},
         TL_KAFKA_CONFIG_VAR(&kafka_config),
+        {"TRIALOG_SCHEMA_REGISTRY_URL", TL_CFG_STR, "", 0, 1000, false,
+         "the schema registry API (empty: TRIALOG_REGISTRY_URL)", &url},
         {"TRIALOG_REGISTRY_URL", TL_CFG_STR, "http://127.0.0.1:8080/registry", 1, 1000, false,
-         "the schema registry API", &url},
+         "the earlier name of TRIALOG_SCHEMA_REGISTRY_URL, read when that is empty", &old_url},
         {"TRIALOG_CONNECTOR_TOKEN_FILE", TL_CFG_STR, NULL, 1, 1000, false,
          "a file holding a connector principal's bearer token", &token_file},
         {"TRIALOG_CONNECTOR_DAYS", TL_CFG_INT, "1", 1, 366, false,
@@ -134,6 +141,8 @@ int main(int argc, char **argv)
     }
     if (tl_config_load(vars, sizeof vars / sizeof vars[0], NULL, stderr))
         return 2;
+    if (!*url)
+        url = old_url;
     tl_log_init("connector-oct", TL_LOG_INFO);
     if (tl_kafka_client_init("connector-oct", kafka_config, stderr))
         return 2;

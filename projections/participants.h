@@ -46,7 +46,7 @@ typedef struct {
     char study_id[TL_UUID_STRLEN];
     char site_id[TL_UUID_STRLEN];
     char code[TL_BYTES(TL_CODE_MAX)];
-    char status[16];    /* screened, enrolled, completed, withdrawn, screen_failed */
+    char status[16];    /* enrolled, completed, withdrawn */
     int32_t birth_year; /* 0: unknown */
     char sex[2];        /* "" : unknown */
     bool has_consent;

@@ -91,6 +91,7 @@
     X(deviation_reason_required, 422, "deviation-reason-required", "Outside the visit window")     \
     X(deviations_need_reasons, 422, "deviation-reasons-required",                                  \
       "Completed visits would fall outside their windows")                                         \
+    X(deviation_reason_unneeded, 422, "deviation-reason-unneeded", "No deviation to explain")     \
     X(participant_not_active, 422, "participant-not-active", "Participant not active")             \
     X(required_visits_open, 422, "required-visits-open", "Required visits still open")             \
     X(visit_not_completed, 422, "visit-not-completed", "Visit not completed")                      \

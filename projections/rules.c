@@ -88,6 +88,8 @@ bool tl_rule_visit_type(const tl_visit_type_t *vt, const tl_protocol_change_t *c
         bool found = false;
         for (size_t k = 0; !found && k < c->nknown; k++)
             found = !strcmp(c->forms[i], c->known[k]);
+        for (size_t k = 0; !found && k < c->nlisted_before; k++)
+            found = !strcmp(c->forms[i], c->listed_before[k]);
         if (!found)
             return refuse(out, TL_R(unknown_form_template),
                           "form_templates: the study has no form template \"%s\"; publish it "
@@ -135,6 +137,13 @@ bool tl_rule_event_date(const tl_participant_facts_t *f, int32_t date, const cha
     if (f->consent_date && date < f->consent_date) {
         tl_date_format(f->consent_date, d);
         return refuse(out, TL_R(date_before_consent), "%s is before consent (%s)", field, d);
+    }
+    /* what took place did so before the participant left or finished */
+    if (f->end_date && date > f->end_date) {
+        tl_date_format(f->end_date, d);
+        return refuse(out, TL_R(date_out_of_order), "%s is after the participant %s (%s)", field,
+                      !strcmp(f->s->status, "withdrawn") ? "was withdrawn" : "completed the study",
+                      d);
     }
     return accept(out);
 }
@@ -274,8 +283,17 @@ bool tl_rule_baseline_change(const tl_participant_facts_t *f, int32_t nb,
         m->due = nb + v->target_day;
         m->window_start = m->due - before;
         m->window_end = m->due + after;
-        if (v->state != TL_VISIT_COMPLETED || !v->in_window ||
-            tl_visit_in_window(m, v->actual_date) || (has_reason && has_reason(ctx, v)))
+        bool needed = v->state == TL_VISIT_COMPLETED && v->in_window &&
+                      !tl_visit_in_window(m, v->actual_date);
+        bool given = has_reason && has_reason(ctx, v);
+        /* a reason for a visit the change leaves as it is would overwrite
+         * a deviation reason, or invent a deviation, that is not this one */
+        if (given && !needed)
+            return refuse(out, TL_R(deviation_reason_unneeded),
+                          "deviation_reasons names %s, which this change does not put outside "
+                          "its window",
+                          v->name);
+        if (!needed || given)
             continue;
         if (!missing++)
             len = (size_t)snprintf(out->detail, sizeof out->detail,

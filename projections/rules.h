@@ -53,6 +53,11 @@ typedef struct {
     size_t nforms;
     const char *const *known; /* the study's template names */
     size_t nknown;
+    /* the templates current lists already: a protocol from before this
+     * rule may list one that does not exist, and an amendment that leaves
+     * it alone is not refused for it */
+    const char *const *listed_before;
+    size_t nlisted_before;
     long enrolled;   /* enrolled participants the change reschedules */
     bool has_reason; /* a non-blank reason came with it */
 } tl_protocol_change_t;
@@ -78,6 +83,7 @@ typedef enum {
 typedef struct {
     const tl_schedule_t *s; /* status, baseline, visits (borrowed) */
     int32_t consent_date;   /* 0: none recorded */
+    int32_t end_date;       /* withdrawn or completed: when; else 0 */
     bool locked;            /* the study is locked */
     int32_t today;
 } tl_participant_facts_t;
@@ -110,7 +116,9 @@ bool tl_rule_visit_reopen(const tl_participant_facts_t *f, const tl_visit_t *v, 
  * and are judged against their new window: each one the change puts out
  * of window (that was in it) needs a deviation reason, looked up by
  * has_reason(ctx, visit); the names of those without one are listed in
- * out->detail. */
+ * out->detail. A reason for any other visit is refused
+ * (deviation_reason_unneeded): it would overwrite another deviation's
+ * reason or explain one that is not there. */
 bool tl_rule_baseline_change(const tl_participant_facts_t *f, int32_t nb,
                              bool (*has_reason)(const void *ctx, const tl_visit_t *v),
                              const void *ctx, tl_visit_t *moved, tl_verdict_t *out);

@@ -47,6 +47,15 @@ tl_deps() {
     fi
 }
 
+# tl_test_packages: what the contract tests need besides TL_PACKAGES (tests/contract):
+# python3-venv (the API tester's venv) and node with npm (the OpenAPI validator),
+# from Debian unless a node with its npm is there already (NodeSource's nodejs
+# ships npm, and Debian's npm package conflicts with it).
+tl_test_packages() {
+    printf '%s\n' python3-venv
+    command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 || printf '%s\n' nodejs npm
+}
+
 tl_build() {
     local type="${1:-RelWithDebInfo}" sanitize="${2:-OFF}"
     say "building ($type, sanitizers $sanitize) in $TL_BUILD"

@@ -3,9 +3,12 @@
 # and runs every test (unit + integration) with ctest. Integration tests
 # start their own Apache Kafka broker (jars fetched once by scripts/kafka.sh),
 # projector and gateway processes, each test with its own database schema.
+# The contract tests (tests/contract) install their own tools on first use: an
+# OpenAPI validator (npm) and a property-based API tester (a venv under var/tools).
 # --sanitize: the same under address+UB sanitizers.
 source "$(dirname "$0")/lib.sh"
-tl_deps
+# shellcheck disable=SC2046
+tl_deps $(tl_test_packages)
 "$TL_ROOT/scripts/kafka.sh" fetch >/dev/null
 if [ "${1:-}" = --sanitize ]; then
     export TL_BUILD="$TL_ROOT/build-asan"

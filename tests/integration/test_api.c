@@ -151,7 +151,7 @@ static void test_enrol_without_consent_is_violation(void **state)
     tl_http_free(&r);
     r = enrol(study, site, "NC-002", ",\"consent_date\":\"2026-02-01\"", NULL);
     assert_int_equal(r.status, 422);
-    assert_string_equal(str(r.body, "type"), "/problems/baseline-before-consent");
+    assert_string_equal(str(r.body, "type"), "/problems/date-before-consent");
     tl_http_free(&r);
     /* a site of another study is not a site of this one */
     char other[40], osite[40];

@@ -174,12 +174,14 @@ static void test_ingest(void **state)
     assert_int_equal(lines, 4);
     free(dlq);
 
-    /* the example connector: two eyes, twice; each scan is taken once */
+    /* the example connector: two eyes, twice; each scan is taken once (the
+     * registry named as every program names it, then by the connector's
+     * earlier name) */
     char cmd[2048];
     size_t len;
     snprintf(cmd, sizeof cmd,
-             "cd %s && for i in 1 2; do TRIALOG_KAFKA_BROKERS='%s'"
-             " TRIALOG_REGISTRY_URL=http://127.0.0.1:%d/registry"
+             "cd %s && for v in TRIALOG_SCHEMA_REGISTRY_URL TRIALOG_REGISTRY_URL; do"
+             " env TRIALOG_KAFKA_BROKERS='%s' $v=http://127.0.0.1:%d/registry"
              " TRIALOG_CONNECTOR_TOKEN_FILE=%s/connector.token %s/trialog-connector-oct ING-2026"
              " ING-001 || exit 1; done",
              stack.dir, stack.brokers, stack.port, stack.dir, TL_BIN_DIR);

@@ -100,7 +100,7 @@ static void setup_cohort(void)
         snprintf(pid, sizeof pid, "%s", tl_pg_get(res, 0, 0));
         tl_pg_res_free(res);
         snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/complete", pid);
-        tl_stack_post(&stack, path, "{\"actual_date\":\"2026-01-01\"}", 201, NULL);
+        tl_stack_post(&stack, path, "{\"actual_date\":\"2026-01-01\"}", 200, NULL);
         snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/forms", pid);
         for (int t = 0; t < TEMPLATES; t++) {
             tl_buf_reset(&b);

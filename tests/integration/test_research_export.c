@@ -31,6 +31,7 @@ static const char *const needles[] = {
     "second opinion", "transcription slip", "moved in error", "Beaconsfield",
     /* the example connector's device and its free-text scan pattern */
     "Spectralis", "macular cube",
+    "Rookwood",
 };
 
 /* Whether v or anything in it is one of the birth years. */
@@ -89,13 +90,13 @@ static void setup_cohort(void)
              site);
     post_ok(path, body, 201, p2);
     snprintf(path, sizeof path, "/v1/participants/%s/visits/Baseline/complete", p1);
-    post_ok(path, "{\"actual_date\":\"2026-01-01\",\"notes\":\"Beaconsfield clinic\"}", 201, NULL);
+    post_ok(path, "{\"actual_date\":\"2026-01-01\",\"notes\":\"Beaconsfield clinic\"}", 200, NULL);
     /* Month 1: window 2026-01-24 .. 2026-02-14; the 15th is a deviation */
     snprintf(path, sizeof path, "/v1/participants/%s/visits/%s/complete", p1, month1);
     post_ok(path,
             "{\"actual_date\":\"2026-02-15\",\"deviation_reason\":\"ferry strike\","
             "\"notes\":\"Quillfeather drove her\"}",
-            201, NULL);
+            200, NULL);
     snprintf(path, sizeof path, "/v1/participants/%s/visits/%s/forms", p1, month1);
     post_ok(path,
             "{\"template\":\"ae\",\"answers\":{\"grade\":2,\"term\":\"conjunctivitis\","
@@ -108,9 +109,13 @@ static void setup_cohort(void)
                                NULL, true);
     assert_int_equal(r.status, 200);
     tl_http_free(&r);
-    /* two days later: every study day of p1 moves by -2 */
+    /* two days later: every study day of p1 moves by -2; the baseline
+     * visit, done on 2026-01-01, leaves its window and says why */
     snprintf(path, sizeof path, "/v1/participants/%s/baseline", p1);
-    post_ok(path, "{\"baseline_date\":\"2026-01-03\",\"reason\":\"moved in error\"}", 200, NULL);
+    post_ok(path,
+            "{\"baseline_date\":\"2026-01-03\",\"reason\":\"moved in error\","
+            "\"deviation_reasons\":{\"Baseline\":\"seen early at Rookwood\"}}",
+            200, NULL);
     /* an OCT device sends today's scans of p1, one per eye (issue 26) */
     char cmd[2048], conn[80];
     size_t len;

@@ -114,6 +114,19 @@ static int setup(void **state)
     (void)state;
     tl_stack_start(&stack, "visits");
     tl_stack_study(&stack, "VIS-1", study, site);
+    /* a visit type lists only templates the study has: published first */
+    char path[128];
+    snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
+    const char *const templates[] = {"demographics", "visual_acuity"};
+    for (int i = 0; i < 2; i++) {
+        char body[200];
+        snprintf(body, sizeof body,
+                 "{\"name\":\"%s\",\"title\":\"T\",\"fields\":[{\"name\":\"x\","
+                 "\"type\":\"integer\"}]}",
+                 templates[i]);
+        tl_http_resp_t r = call(201, "POST", body, "%s", path);
+        tl_http_free(&r);
+    }
     define_visit_type(
         study,
         "{\"name\":\"Baseline\",\"target_day\":0,\"window_before_days\":0,"
@@ -211,7 +224,7 @@ static void test_visits_windows_and_deviations(void **state)
                             "/v1/participants/%s/visits/%s/complete", p, vt_m1);
     problem_is(&r, "baseline-not-completed");
     tl_http_free(&r);
-    r = call(201, "POST", "{\"actual_date\":\"2026-01-01\"}",
+    r = call(200, "POST", "{\"actual_date\":\"2026-01-01\"}",
              "/v1/participants/%s/visits/Baseline/complete", p);
     assert_string_equal(str(r.body, "status"), "completed");
     tl_http_free(&r);
@@ -221,7 +234,7 @@ static void test_visits_windows_and_deviations(void **state)
              "/v1/participants/%s/visits/month%%201/complete", p);
     problem_is(&r, "deviation-reason-required");
     tl_http_free(&r);
-    r = call(201, "POST",
+    r = call(200, "POST",
              "{\"actual_date\":\"2026-02-15\",\"deviation_reason\":\"participant travelling\"}",
              "/v1/participants/%s/visits/%s/complete", p, vt_m1);
     assert_string_equal(str(r.body, "status"), "completed_out_of_window");
@@ -234,10 +247,11 @@ static void test_visits_windows_and_deviations(void **state)
     tl_http_free(&r);
 
     /* corrections are their own command, with a reason */
-    r = call(400, "POST", "{\"actual_date\":\"2026-02-10\"}",
+    r = call(422, "POST", "{\"actual_date\":\"2026-02-10\"}",
              "/v1/participants/%s/visits/%s/correct", p, vt_m1);
+    problem_is(&r, "reason-required");
     tl_http_free(&r);
-    r = call(409, "POST", "{\"actual_date\":\"2026-06-30\",\"reason\":\"x\"}",
+    r = call(422, "POST", "{\"actual_date\":\"2026-06-30\",\"reason\":\"x\"}",
              "/v1/participants/%s/visits/%s/correct", p, vt_m6);
     problem_is(&r, "visit-not-completed");
     tl_http_free(&r);
@@ -250,13 +264,14 @@ static void test_visits_windows_and_deviations(void **state)
     tl_http_free(&r);
 
     /* in window, by id; Month 6 missed */
-    r = call(201, "POST", "{\"actual_date\":\"2026-03-18\",\"notes\":\"OCT done\"}",
+    r = call(200, "POST", "{\"actual_date\":\"2026-03-18\",\"notes\":\"OCT done\"}",
              "/v1/participants/%s/visits/%s/complete", p, vt_m3);
     assert_string_equal(str(r.body, "status"), "completed");
     tl_http_free(&r);
-    r = call(400, "POST", "{}", "/v1/participants/%s/visits/%s/miss", p, vt_m6);
+    r = call(422, "POST", "{}", "/v1/participants/%s/visits/%s/miss", p, vt_m6);
+    problem_is(&r, "reason-required");
     tl_http_free(&r);
-    r = call(201, "POST", "{\"reason\":\"lost to follow-up\"}",
+    r = call(200, "POST", "{\"reason\":\"lost to follow-up\"}",
              "/v1/participants/%s/visits/%s/miss", p, vt_m6);
     assert_string_equal(str(r.body, "status"), "missed");
     tl_http_free(&r);
@@ -295,19 +310,33 @@ static void test_baseline_change_and_withdrawal(void **state)
     (void)state;
     char p[40];
     enrol(study, site, "VIS-002", "2026-01-01", p);
-    EXPECT(201, "POST", "{\"actual_date\":\"2026-01-01\"}",
+    EXPECT(200, "POST", "{\"actual_date\":\"2026-01-01\"}",
            "/v1/participants/%s/visits/Baseline/complete", p);
-    EXPECT(201, "POST", "{\"actual_date\":\"2026-01-26\"}",
+    EXPECT(200, "POST", "{\"actual_date\":\"2026-01-26\"}",
            "/v1/participants/%s/visits/Month%%201/complete", p);
-    EXPECT(400, "POST", "{\"baseline_date\":\"2026-01-11\"}", "/v1/participants/%s/baseline", p);
-    tl_http_resp_t r = call(422, "POST", "{\"baseline_date\":\"2026-01-01\",\"reason\":\"x\"}",
+    tl_http_resp_t r =
+        call(422, "POST", "{\"baseline_date\":\"2026-01-11\"}", "/v1/participants/%s/baseline", p);
+    problem_is(&r, "reason-required");
+    tl_http_free(&r);
+    r = call(422, "POST", "{\"baseline_date\":\"2026-01-01\",\"reason\":\"x\"}",
                             "/v1/participants/%s/baseline", p);
     problem_is(&r, "baseline-unchanged");
     tl_http_free(&r);
+    /* both completed visits fall out of their windows: each needs a
+     * deviation reason */
     r = call(
-        200, "POST",
+        422, "POST",
         "{\"baseline_date\":\"2026-01-11\",\"reason\":\"baseline visit date entered wrongly\"}",
         "/v1/participants/%s/baseline", p);
+    problem_is(&r, "deviation-reasons-required");
+    assert_non_null(strstr(str(r.body, "detail"), "Baseline"));
+    assert_non_null(strstr(str(r.body, "detail"), "Month 1"));
+    tl_http_free(&r);
+    r = call(200, "POST",
+             "{\"baseline_date\":\"2026-01-11\",\"reason\":\"baseline visit date entered "
+             "wrongly\",\"deviation_reasons\":{\"baseline\":\"seen before the corrected "
+             "baseline\",\"Month 1\":\"seen early\"}}",
+             "/v1/participants/%s/baseline", p);
     assert_string_equal(str(r.body, "baseline_date"), "2026-01-11");
     tl_http_free(&r);
 
@@ -317,6 +346,9 @@ static void test_baseline_change_and_withdrawal(void **state)
                  "completed_out_of_window");
     assert_visit(s, "Month 1", "2026-02-10", "2026-02-03", "2026-02-24", "completed_out_of_window");
     assert_string_equal(str(visit_named(s, "Month 1"), "actual_date"), "2026-01-26");
+    assert_string_equal(str(visit_named(s, "Month 1"), "deviation_reason"), "seen early");
+    assert_string_equal(str(visit_named(s, "Baseline"), "deviation_reason"),
+                        "seen before the corrected baseline");
     assert_visit(s, "Month 3", "2026-04-11", "2026-03-28", "2026-05-02", "upcoming");
     assert_visit(s, "Month 6", "2026-07-10", "2026-06-19", "2026-08-09", "upcoming");
     json_decref(s);
@@ -364,7 +396,7 @@ static void test_progress_of_other_schemas_is_ignored(void **state)
     json_t *s = schedule(p, "2026-01-01");
     assert_int_equal(json_array_size(json_object_get(s, "visits")), 4);
     json_decref(s);
-    EXPECT(201, "POST", "{\"actual_date\":\"2026-01-01\"}",
+    EXPECT(200, "POST", "{\"actual_date\":\"2026-01-01\"}",
            "/v1/participants/%s/visits/Baseline/complete", p);
 }
 
@@ -392,7 +424,7 @@ static void test_the_next_enrolment_has_a_new_visit_type(void **state)
     baseline_study("VIS-VTCACHE", st, si, p1);
     define_visit_type(st,
                       "{\"name\":\"Month 1\",\"target_day\":30,\"window_before_days\":7,"
-                      "\"window_after_days\":14}",
+                      "\"window_after_days\":14,\"reason\":\"amendment 1\"}",
                       NULL);
     enrol(st, si, "VC-002", "2026-01-01", p2);
     tl_http_resp_t r = call(200, "GET", NULL, "/v1/participants/%s/schedule", p2);
@@ -455,7 +487,8 @@ static void test_lock(void **state)
     (void)state;
     char p[40];
     enrol(study, site, "VIS-003", "2026-01-01", p);
-    tl_http_resp_t r = call(400, "POST", "{}", "/v1/studies/%s/lock", study);
+    tl_http_resp_t r = call(422, "POST", "{}", "/v1/studies/%s/lock", study);
+    problem_is(&r, "reason-required");
     tl_http_free(&r);
     r = call(200, "POST", "{\"reason\":\"database lock for interim analysis\"}",
              "/v1/studies/%s/lock", study);
@@ -489,13 +522,14 @@ static void test_lock(void **state)
     tl_http_free(&r);
 
     /* unlock needs a reason, then changes go through again */
-    r = call(400, "POST", "{\"reason\":\"\"}", "/v1/studies/%s/unlock", study);
+    r = call(422, "POST", "{\"reason\":\"\"}", "/v1/studies/%s/unlock", study);
+    problem_is(&r, "reason-required");
     tl_http_free(&r);
     r = call(200, "POST", "{\"reason\":\"query resolution\"}", "/v1/studies/%s/unlock", study);
     assert_false(json_is_true(json_object_get(r.body, "locked")));
     assert_string_equal(str(r.body, "lock_reason"), "query resolution");
     tl_http_free(&r);
-    r = call(201, "POST", "{\"actual_date\":\"2026-01-01\"}",
+    r = call(200, "POST", "{\"actual_date\":\"2026-01-01\"}",
              "/v1/participants/%s/visits/Baseline/complete", p);
     tl_http_free(&r);
 }
@@ -514,7 +548,7 @@ static void test_amendments_reach_enrolled_participants(void **state)
      * crosses the year end */
     r = call(201, "POST",
              "{\"name\":\"Month 12\",\"target_day\":365,\"window_before_days\":30,"
-             "\"window_after_days\":30,\"required\":false}",
+             "\"window_after_days\":30,\"required\":false,\"reason\":\"amendment 1: a year\"}",
              "/v1/studies/%s/visit-types", study);
     assert_int_equal(num(r.body, "participants_rescheduled"), (long long)enrolled);
     assert_int_equal(num(r.body, "participants_pending"), 0);
@@ -524,8 +558,10 @@ static void test_amendments_reach_enrolled_participants(void **state)
     json_decref(s);
 
     /* an amended window moves visits not done, not done ones */
-    EXPECT(400, "PATCH", "{\"window_after_days\":28}", "/v1/studies/%s/visit-types/%s", study,
-           vt_m3);
+    r = call(422, "PATCH", "{\"window_after_days\":28}", "/v1/studies/%s/visit-types/%s", study,
+             vt_m3);
+    problem_is(&r, "reason-required");
+    tl_http_free(&r);
     r = call(422, "PATCH", "{\"window_after_days\":21,\"reason\":\"same\"}",
              "/v1/studies/%s/visit-types/%s", study, vt_m3);
     problem_is(&r, "nothing-to-amend");
@@ -573,14 +609,14 @@ static void test_metrics_and_visit_lists(void **state)
     enrol(st, s2, "M-C", "2026-01-01", c);
     enrol(st, s2, "M-D", "2026-01-01", d);
     const char *in_window = "{\"actual_date\":\"2026-01-01\"}";
-    EXPECT(201, "POST", in_window, "/v1/participants/%s/visits/Baseline/complete", a);
-    EXPECT(201, "POST", in_window, "/v1/participants/%s/visits/Baseline/complete", b);
-    EXPECT(201, "POST", in_window, "/v1/participants/%s/visits/Baseline/complete", c);
-    EXPECT(201, "POST", "{\"actual_date\":\"2026-01-03\",\"deviation_reason\":\"snow\"}",
+    EXPECT(200, "POST", in_window, "/v1/participants/%s/visits/Baseline/complete", a);
+    EXPECT(200, "POST", in_window, "/v1/participants/%s/visits/Baseline/complete", b);
+    EXPECT(200, "POST", in_window, "/v1/participants/%s/visits/Baseline/complete", c);
+    EXPECT(200, "POST", "{\"actual_date\":\"2026-01-03\",\"deviation_reason\":\"snow\"}",
            "/v1/participants/%s/visits/Baseline/complete", d);
-    EXPECT(201, "POST", "{\"actual_date\":\"2026-01-30\"}",
+    EXPECT(200, "POST", "{\"actual_date\":\"2026-01-30\"}",
            "/v1/participants/%s/visits/Month%%201/complete", a);
-    EXPECT(201, "POST", "{\"reason\":\"hospitalised\"}",
+    EXPECT(200, "POST", "{\"reason\":\"hospitalised\"}",
            "/v1/participants/%s/visits/Month%%201/miss", b);
 
     /* by hand, as of 2026-03-01: 8 visits due; baselines 4 done (D's late),

@@ -180,6 +180,20 @@ static void test_visit_type_templates_and_reason(void **state)
     assert_non_null(strstr(v.detail, "3 enrolled participants"));
     c.has_reason = true;
     assert_true(tl_rule_visit_type(&m1, &c, &v));
+    /* a template listed before the rule existed does not block an
+     * amendment that leaves it alone; a newly listed one still must exist */
+    const char *before[] = {"vitals"};
+    tl_visit_type_t was = m1;
+    c.current = &was;
+    c.nforms = 2;
+    c.listed_before = before;
+    c.nlisted_before = 1;
+    assert_true(tl_rule_visit_type(&m1, &c, &v));
+    const char *listed2[] = {"vitals", "ecg"};
+    c.forms = listed2;
+    assert_false(tl_rule_visit_type(&m1, &c, &v));
+    assert_reason(v, unknown_form_template);
+    assert_non_null(strstr(v.detail, "ecg"));
 }
 
 /* ---- a participant ---- */
@@ -207,7 +221,8 @@ static void fixture(fixture_t *x)
     x->s.baseline_date = b;
     x->s.visits = x->visits;
     x->s.nvisits = 3;
-    x->f = (tl_participant_facts_t){&x->s, b, false, day("2026-06-01")};
+    x->f = (tl_participant_facts_t){
+        .s = &x->s, .consent_date = b, .locked = false, .today = day("2026-06-01")};
 }
 
 static void complete(tl_visit_t *v, const char *date)
@@ -330,6 +345,13 @@ static void test_status_and_lock(void **state)
     assert_reason(v, participant_not_active);
     assert_false(tl_rule_visit_correct(&x.f, &x.visits[1], day("2026-01-31"), false, &v));
     assert_reason(v, visit_not_completed);
+    /* a correction stays before the withdrawal */
+    x.f.end_date = day("2026-01-10");
+    assert_true(tl_rule_visit_correct(&x.f, &x.visits[0], day("2026-01-01"), false, &v));
+    assert_false(tl_rule_visit_correct(&x.f, &x.visits[0], day("2026-01-11"), true, &v));
+    assert_reason(v, date_out_of_order);
+    assert_non_null(strstr(v.detail, "withdrawn"));
+    x.f.end_date = 0;
     /* the lock holds everything, whatever the status */
     x.f.locked = true;
     for (int k = 0; k < TL_ACT_COUNT; k++) {
@@ -345,6 +367,12 @@ static bool reason_for_base(const void *ctx, const tl_visit_t *v)
 {
     (void)ctx;
     return !strcmp(v->visit_type_id, VT_BASE);
+}
+
+static bool reason_for_all(const void *ctx, const tl_visit_t *v)
+{
+    (void)ctx;
+    return v->state == TL_VISIT_COMPLETED;
 }
 
 static bool reason_for_m1(const void *ctx, const tl_visit_t *v)
@@ -384,9 +412,17 @@ static void test_baseline_change_needs_deviation_reasons(void **state)
     assert_false(tl_rule_baseline_change(&x.f, day("2026-02-01"), reason_for_m1, NULL, moved, &v));
     assert_reason(v, deviations_need_reasons);
     assert_null(strstr(v.detail, "Month 1"));
-    /* a visit already out of window is no new deviation */
+    /* a visit already out of window is no new deviation: no reason for it */
     x.visits[0].in_window = false;
     assert_true(tl_rule_baseline_change(&x.f, day("2026-02-01"), reason_for_m1, NULL, moved, &v));
+    assert_false(tl_rule_baseline_change(&x.f, day("2026-02-01"), reason_for_all, NULL, moved, &v));
+    assert_reason(v, deviation_reason_unneeded);
+    assert_non_null(strstr(v.detail, "Baseline"));
+    x.visits[0].in_window = true;
+    /* nor for a visit that stays in its window */
+    assert_false(tl_rule_baseline_change(&x.f, day("2026-01-08"), reason_for_all, NULL, moved, &v));
+    assert_reason(v, deviation_reason_unneeded);
+    assert_non_null(strstr(v.detail, "Month 1"));
     /* not after the participant left */
     snprintf(x.s.status, sizeof x.s.status, "completed");
     assert_false(tl_rule_baseline_change(&x.f, day("2026-01-08"), reason_for_base, NULL, moved,
