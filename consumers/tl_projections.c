@@ -51,7 +51,7 @@ static const char *const schedules_read_indexes[] = {"schedule_participants_by_s
  * projection (migration 8) and a rebuild leaves it alone */
 static const char *const access_topics[] = {TL_TOPIC_ACCESS};
 static const char *const access_tables[] = {"principals", "access_tokens"};
-static const int access_migrations[] = {2, 7, 17};
+static const int access_migrations[] = {2, 7, 17, 21};
 
 /* case report forms: template versions come from the protocol topic, forms
  * from the participant stream; the fold of one never reads the other */

@@ -37,7 +37,7 @@ struct tl_auth_cache {
 
 static const char *const sql_token =
     "SELECT p.id, p.role, p.site_ids::text, (extract(epoch FROM t.expires_at) * 1000000)::bigint,"
-    "       t.issued_by"
+    "       t.issued_by, p.study_ids::text"
     "  FROM access_tokens t JOIN principals p ON p.id = t.principal_id"
     " WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND p.active";
 
@@ -113,6 +113,8 @@ static tl_err_t lookup(tl_gw_t *gw, const char *sha, slot_t *v, bool *found)
         v->expires_at_us = tl_pg_get_int(res, 0, 3);
         snprintf(v->actor.token_issued_by, sizeof v->actor.token_issued_by, "%s",
                  tl_pg_get(res, 0, 4) ? tl_pg_get(res, 0, 4) : "");
+        v->actor.nstudies =
+            tl_pg_uuids_parse(tl_pg_get(res, 0, 5), v->actor.studies, TL_PRINCIPAL_STUDIES_MAX);
         *found = v->actor.role >= 0;
     }
     tl_pg_res_free(res);
@@ -204,6 +206,30 @@ const char *tl_auth_sites_param(const tl_req_t *req, char *buf, size_t size)
     return buf;
 }
 
+const char *tl_auth_studies_param(const tl_req_t *req, char *buf, size_t size)
+{
+    if (req->actor.role != TL_ROLE_ANALYST)
+        return NULL;
+    if (!tl_pg_uuids_format((const char(*)[TL_UUID_STRLEN])req->actor.studies,
+                            req->actor.nstudies, buf, size))
+        snprintf(buf, size, "{}");
+    return buf;
+}
+
+bool tl_auth_study_granted(const tl_req_t *req, const char *study_id, tl_resp_t *resp)
+{
+    if (req->actor.role != TL_ROLE_ANALYST)
+        return true;
+    for (size_t i = 0; study_id && i < req->actor.nstudies; i++)
+        if (!strcasecmp(req->actor.studies[i], study_id))
+            return true;
+    /* 403, not the site roles' 404: the answer tells an analyst to ask
+     * for a grant (docs/ANALYSTS.md), not that a study it was told of does
+     * not exist */
+    tl_problem_r(resp, TL_R(study_not_granted), "the analyst is not granted this study", NULL);
+    return false;
+}
+
 static const char *const sql_study_scope =
     "SELECT EXISTS (SELECT 1 FROM sites WHERE study_id = $1 AND id = ANY($2::uuid[]))";
 static const char *const sql_participant_site = "SELECT site_id FROM participants WHERE id = $1";
@@ -214,6 +240,8 @@ bool tl_auth_in_scope(tl_gw_t *gw, const tl_route_t *route, tl_req_t *req, tl_re
     const char *id = req->params[0];
     if (req->actor.role == TL_ROLE_ADMIN || route->scope == TL_SCOPE_NONE)
         return true;
+    if (route->scope == TL_SCOPE_STUDY && req->actor.role == TL_ROLE_ANALYST)
+        return tl_auth_study_granted(req, id, resp);
     if (route->scope == TL_SCOPE_SELF) {
         if (id && !strcasecmp(id, req->actor.id))
             return true;

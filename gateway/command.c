@@ -83,6 +83,26 @@ long tl_gw_query_limit(tl_req_t *req, long def, long max, json_t *errors)
     return tl_gw_query_long(req, "limit", def, 1, max, errors);
 }
 
+bool tl_gw_page(tl_req_t *req, long def, long max, char lim[16], char after[TL_UUID_STRLEN],
+                bool *has_after, tl_resp_t *resp)
+{
+    json_t *errors = json_array();
+    snprintf(lim, 16, "%ld", tl_gw_query_limit(req, def, max, errors));
+    const char *a = req->query(req->conn, "after");
+    tl_uuid_t id;
+    *has_after = a != NULL;
+    if (a && tl_uuid_parse(a, &id))
+        tl_json_error(errors, "after", "is not a cursor: pass the next of the page before");
+    else if (a)
+        memcpy(after, id.s, TL_UUID_STRLEN);
+    if (json_array_size(errors)) {
+        tl_problem_query(resp, errors);
+        return false;
+    }
+    json_decref(errors);
+    return true;
+}
+
 bool tl_gw_query_as_of(tl_req_t *req, char out[TL_DATE_STRLEN])
 {
     const char *s = req->query(req->conn, "as_of");

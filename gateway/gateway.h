@@ -88,6 +88,8 @@ typedef struct {
     int role; /* tl_role_t */
     size_t nsites;
     char sites[TL_PRINCIPAL_SITES_MAX][TL_UUID_STRLEN];
+    size_t nstudies; /* an analyst's studies, the only ones it sees */
+    char studies[TL_PRINCIPAL_STUDIES_MAX][TL_UUID_STRLEN];
     char token_issued_by[TL_ACTOR_ID_MAX]; /* who issued the bearer token ("" unknown) */
 } tl_actor_t;
 
@@ -106,6 +108,9 @@ typedef struct {
     const char *params[TL_ROUTE_PARAMS]; /* {x} segments of the route, in order */
     /* query string lookup, NULL when absent */
     const char *(*query)(void *conn, const char *key);
+    /* calls fn with the name of each query parameter, in order, while it
+     * returns true (NULL: the request has no query string to walk) */
+    void (*query_names)(void *conn, bool (*fn)(void *ctx, const char *name), void *ctx);
     void *conn;
     /* set by authentication */
     const char *actor_id;   /* actor.id */
@@ -163,6 +168,9 @@ typedef struct {
     tl_handler_fn handler;
     unsigned roles; /* TL_ROLE_BIT()s allowed; TL_PUBLIC: no authentication */
     tl_scope_t scope;
+    /* the query parameters it reads, comma-separated ("site,status,limit");
+     * NULL: none. Any other answers 400 invalid-query before the handler. */
+    const char *query;
 } tl_route_t;
 
 /* The route table (routes.c), which is also the permission table: every
@@ -170,6 +178,9 @@ typedef struct {
  * authorises, then calls the handler. */
 const tl_route_t *tl_gw_routes(size_t *n);
 void tl_gw_dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+/* Whether name is one of the comma-separated names in accepted (NULL:
+ * none); pure, for the route table's query lists. */
+bool tl_gw_query_known(const char *accepted, const char *name);
 
 /* problem.c: fills resp with the RFC 9457 problem of a reason (reasons.h:
  * its status, type and title). detail: a sentence about this occurrence or
@@ -231,6 +242,13 @@ const char *tl_auth_sites_param(const tl_req_t *req, char *buf, size_t size);
 /* Whether a site-scoped actor works at site (always true otherwise). */
 bool tl_auth_has_site(const tl_req_t *req, const char *site_id);
 #define TL_SITES_PARAM_LEN (TL_PRINCIPAL_SITES_MAX * TL_UUID_STRLEN + 3)
+/* An analyst's studies as a uuid[] literal into buf, or NULL for any other
+ * role (no bound by study): a parameter for "study_id = ANY($n)". */
+const char *tl_auth_studies_param(const tl_req_t *req, char *buf, size_t size);
+#define TL_STUDIES_PARAM_LEN (TL_PRINCIPAL_STUDIES_MAX * TL_UUID_STRLEN + 3)
+/* Whether an analyst is granted study (always true for other roles); false:
+ * resp holds the 403. */
+bool tl_auth_study_granted(const tl_req_t *req, const char *study_id, tl_resp_t *resp);
 
 /* handlers */
 /* history and the audit list (routes_history.c) */
@@ -256,6 +274,8 @@ void tl_h_metrics(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_study_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_study_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_site_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_study_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
+void tl_h_site_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_enrol(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
 void tl_h_participant_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp);
@@ -306,12 +326,14 @@ void tl_registry_api_error(tl_resp_t *resp);
 
 /* A study's visit types as one JSON array text (or NULL when none), the
  * study id being the SQL parameter `study` ("$2"). */
-#define TL_SQL_VISIT_TYPES_JSON(study)                                                             \
-    "SELECT json_agg(json_build_object('id', t.id, 'study_id', t.study_id, 'name', t.name,"        \
-    " 'target_day', t.target_day, 'window_before_days', t.window_before_days,"                     \
-    " 'window_after_days', t.window_after_days, 'required', t.required,"                           \
-    " 'form_templates', t.form_templates, 'revision', t.revision, 'defined_at', t.defined_at,"     \
-    " 'updated_at', t.updated_at) ORDER BY t.target_day, t.id)::text"                              \
+#define TL_SQL_VISIT_TYPE_OBJ                                                                    \
+    "json_build_object('id', t.id, 'study_id', t.study_id, 'name', t.name,"                      \
+    " 'target_day', t.target_day, 'window_before_days', t.window_before_days,"                   \
+    " 'window_after_days', t.window_after_days, 'required', t.required,"                         \
+    " 'form_templates', t.form_templates, 'revision', t.revision, 'defined_at', t.defined_at,"   \
+    " 'updated_at', t.updated_at)"
+#define TL_SQL_VISIT_TYPES_JSON(study)                                                           \
+    "SELECT json_agg(" TL_SQL_VISIT_TYPE_OBJ " ORDER BY t.target_day, t.id)::text"               \
     " FROM visit_types t WHERE t.study_id = " study
 /* A participant's schedule, as the "schedule" of a ParticipantEnrolled
  * event, in two steps: visit types as TL_SQL_VISIT_TYPES_JSON gives them
@@ -361,6 +383,26 @@ long tl_gw_query_limit(tl_req_t *req, long def, long max, json_t *errors);
  * field error in errors (and def). */
 long tl_gw_query_long(tl_req_t *req, const char *name, long def, long min, long max,
                       json_t *errors);
+/* The paging parameters of a list (README "Lists"): "limit" (def when
+ * absent, 1 to max) as text into lim, and "after", the "next" of the page
+ * before: an item's id, canonical into after (*has_after false when
+ * absent). false: resp holds the 400. */
+bool tl_gw_page(tl_req_t *req, long def, long max, char lim[16], char after[TL_UUID_STRLEN],
+                bool *has_after, tl_resp_t *resp);
+/* One page of a list as one JSON text row, {"items": [...], "next": id or
+ * null}: the rows t of table meeting where, each as obj, ordered by
+ * KEY("t") (a function-like macro of the alias, unique with the id last),
+ * at most $2 of them after the row whose id is $3 (NULL: from the start).
+ * An id that names no row gives an empty page.
+ * next is the last row's id when the page is full. */
+#define TL_SQL_PAGE(obj, KEY, table, where)                                                      \
+    "SELECT json_build_object('items', COALESCE(json_agg(x.j ORDER BY x.n), '[]'::json),"         \
+    " 'next', CASE WHEN count(*) = $2::int THEN (array_agg(x.id ORDER BY x.n DESC))[1] END)"     \
+    " FROM (SELECT " obj " AS j, t.id::text AS id, row_number() OVER (ORDER BY " KEY("t") ") AS n" \
+    "   FROM " table " t WHERE (" where ")"                                                       \
+    "    AND ($3::uuid IS NULL OR (" KEY("t") ") > (SELECT " KEY("a") " FROM " table " a"          \
+    "         WHERE a.id = $3::uuid))"                                                            \
+    "  ORDER BY " KEY("t") " LIMIT $2::int) x"
 /* The "as_of" query parameter (default today) as YYYY-MM-DD into out;
  * false when it is no calendar date. */
 bool tl_gw_query_as_of(tl_req_t *req, char out[TL_DATE_STRLEN]);

@@ -66,6 +66,26 @@ static const char *query_get(void *conn, const char *key)
     return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+typedef struct {
+    bool (*fn)(void *ctx, const char *name);
+    void *ctx;
+} names_walk_t;
+
+static enum MHD_Result name_of(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    (void)kind;
+    (void)value;
+    names_walk_t *w = cls;
+    return w->fn(w->ctx, key) ? MHD_YES : MHD_NO;
+}
+
+static void query_names(void *conn, bool (*fn)(void *ctx, const char *name), void *ctx)
+{
+    names_walk_t w = {fn, ctx};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, name_of, &w);
+}
+
 static const char *header(struct MHD_Connection *c, const char *name)
 {
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
@@ -342,6 +362,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         .origin = header(c, "Origin"),
         .cors_method = header(c, "Access-Control-Request-Method"),
         .query = query_get,
+        .query_names = query_names,
         .conn = c,
     };
     tl_resp_t resp = {.status = 500};

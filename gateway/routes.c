@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "gateway.h"
+#include "tl_json.h"
 #include "tl_log.h"
 
 /* Roles, for the table below. */
@@ -17,113 +18,138 @@
 #define STAFF (ADMIN | COORD | CLIN | MON) /* identified data of their sites */
 #define STUDY_READERS (STAFF | ANALYST)    /* study definitions and aggregates */
 #define EVERYONE (STAFF | ANALYST | CONN)
-#define SIGNERS TL_SIGNER_ROLES /* sign clinical forms (access.h) */
+#define SIGNERS TL_SIGNER_ROLES               /* sign clinical forms (access.h) */
+/* The query parameters of every list: one page of at most limit items
+ * after the cursor a page before gave as its next (README "Lists"). */
+#define PAGE "limit,after"
 
 /* The routes and the permission table in one (docs/SECURITY.md): who may
  * call each route, and what its first {x} is for site scoping. Analysts see
  * study definitions and aggregate metrics only (no participant-level data:
  * that reaches them de-identified through the research topics); connectors
- * publish to ingest topics and call nothing here but /v1/me. */
+ * publish to ingest topics and call nothing here but /v1/me. The last
+ * column lists the query parameters a route reads: any other is refused. */
 static const tl_route_t routes[] = {
-    {"GET", "/healthz", tl_h_healthz, TL_PUBLIC, TL_SCOPE_NONE},
-    {"GET", "/readyz", tl_h_readyz, TL_PUBLIC, TL_SCOPE_NONE},
-    {"GET", "/metrics", tl_h_metrics, TL_PUBLIC, TL_SCOPE_NONE},
-    {"GET", "/v1/me", tl_h_me, EVERYONE, TL_SCOPE_NONE},
-    {"POST", "/v1/principals", tl_h_principal_create, ADMIN, TL_SCOPE_NONE},
-    {"GET", "/v1/principals", tl_h_principal_list, ADMIN, TL_SCOPE_NONE},
-    {"GET", "/v1/principals/{principal}", tl_h_principal_get, EVERYONE, TL_SCOPE_SELF},
-    {"PATCH", "/v1/principals/{principal}", tl_h_principal_change, ADMIN, TL_SCOPE_NONE},
-    {"POST", "/v1/principals/{principal}/disable", tl_h_principal_disable, ADMIN, TL_SCOPE_NONE},
-    {"POST", "/v1/principals/{principal}/tokens", tl_h_token_issue, ADMIN, TL_SCOPE_NONE},
-    {"GET", "/v1/principals/{principal}/tokens", tl_h_token_list, EVERYONE, TL_SCOPE_SELF},
+    {"GET", "/healthz", tl_h_healthz, TL_PUBLIC, TL_SCOPE_NONE, NULL},
+    {"GET", "/readyz", tl_h_readyz, TL_PUBLIC, TL_SCOPE_NONE, NULL},
+    {"GET", "/metrics", tl_h_metrics, TL_PUBLIC, TL_SCOPE_NONE, NULL},
+    {"GET", "/v1/me", tl_h_me, EVERYONE, TL_SCOPE_NONE, NULL},
+    {"POST", "/v1/principals", tl_h_principal_create, ADMIN, TL_SCOPE_NONE, NULL},
+    {"GET", "/v1/principals", tl_h_principal_list, ADMIN, TL_SCOPE_NONE, "role," PAGE},
+    {"GET", "/v1/principals/{principal}", tl_h_principal_get, EVERYONE, TL_SCOPE_SELF, NULL},
+    {"PATCH", "/v1/principals/{principal}", tl_h_principal_change, ADMIN, TL_SCOPE_NONE, NULL},
+    {"POST", "/v1/principals/{principal}/disable", tl_h_principal_disable, ADMIN, TL_SCOPE_NONE,
+     NULL},
+    {"POST", "/v1/principals/{principal}/tokens", tl_h_token_issue, ADMIN, TL_SCOPE_NONE, NULL},
+    {"GET", "/v1/principals/{principal}/tokens", tl_h_token_list, EVERYONE, TL_SCOPE_SELF, PAGE},
     {"POST", "/v1/principals/{principal}/tokens/{token}/revoke", tl_h_token_revoke, EVERYONE,
-     TL_SCOPE_SELF},
+     TL_SCOPE_SELF, NULL},
     /* signing credentials: two administrators open and approve an
      * enrolment, the signer sets its own credential (docs/SECURITY.md) */
     {"POST", "/v1/principals/{principal}/signing-enrolments", tl_h_signing_enrolment_open, ADMIN,
-     TL_SCOPE_NONE},
+     TL_SCOPE_NONE, NULL},
     {"POST", "/v1/principals/{principal}/signing-enrolments/{enrolment}/approve",
-     tl_h_signing_enrolment_approve, ADMIN, TL_SCOPE_NONE},
-    {"POST", "/v1/principals/{principal}/signing-credential", tl_h_signing_credential_set, SIGNERS,
-     TL_SCOPE_SELF},
-    {"POST", "/v1/studies", tl_h_study_create, ADMIN, TL_SCOPE_NONE},
-    {"GET", "/v1/studies/{study}", tl_h_study_get, STUDY_READERS, TL_SCOPE_STUDY},
-    {"POST", "/v1/studies/{study}/sites", tl_h_site_create, ADMIN, TL_SCOPE_NONE},
+     tl_h_signing_enrolment_approve, ADMIN, TL_SCOPE_NONE, NULL},
+    {"POST", "/v1/principals/{principal}/signing-credential", tl_h_signing_credential_set,
+     SIGNERS, TL_SCOPE_SELF, NULL},
+    {"POST", "/v1/studies", tl_h_study_create, ADMIN, TL_SCOPE_NONE, NULL},
+    /* the studies the caller may see: all, those of its sites, or those
+     * granted to it (an analyst) */
+    {"GET", "/v1/studies", tl_h_study_list, STUDY_READERS, TL_SCOPE_NONE, PAGE},
+    {"GET", "/v1/studies/{study}", tl_h_study_get, STUDY_READERS, TL_SCOPE_STUDY, NULL},
+    {"POST", "/v1/studies/{study}/sites", tl_h_site_create, ADMIN, TL_SCOPE_NONE, NULL},
+    {"GET", "/v1/studies/{study}/sites", tl_h_site_list, STUDY_READERS, TL_SCOPE_STUDY, PAGE},
     {"POST", "/v1/studies/{study}/participants", tl_h_participant_enrol, ADMIN | COORD,
-     TL_SCOPE_STUDY},
-    {"GET", "/v1/studies/{study}/participants", tl_h_participant_list, STAFF, TL_SCOPE_STUDY},
-    {"GET", "/v1/participants/{participant}", tl_h_participant_get, STAFF, TL_SCOPE_PARTICIPANT},
-    {"POST", "/v1/studies/{study}/visit-types", tl_h_visit_type_create, ADMIN, TL_SCOPE_NONE},
-    {"GET", "/v1/studies/{study}/visit-types", tl_h_visit_type_list, STUDY_READERS, TL_SCOPE_STUDY},
+     TL_SCOPE_STUDY, NULL},
+    {"GET", "/v1/studies/{study}/participants", tl_h_participant_list, STAFF, TL_SCOPE_STUDY,
+     "site,status,code," PAGE},
+    {"GET", "/v1/participants/{participant}", tl_h_participant_get, STAFF, TL_SCOPE_PARTICIPANT,
+     NULL},
+    {"POST", "/v1/studies/{study}/visit-types", tl_h_visit_type_create, ADMIN, TL_SCOPE_NONE, NULL},
+    {"GET", "/v1/studies/{study}/visit-types", tl_h_visit_type_list, STUDY_READERS,
+     TL_SCOPE_STUDY, PAGE},
     {"GET", "/v1/studies/{study}/visit-types/{visit_type}", tl_h_visit_type_get, STUDY_READERS,
-     TL_SCOPE_STUDY},
+     TL_SCOPE_STUDY, NULL},
     {"PATCH", "/v1/studies/{study}/visit-types/{visit_type}", tl_h_visit_type_amend, ADMIN,
-     TL_SCOPE_NONE},
-    {"POST", "/v1/studies/{study}/lock", tl_h_study_lock, ADMIN, TL_SCOPE_NONE},
-    {"POST", "/v1/studies/{study}/unlock", tl_h_study_unlock, ADMIN, TL_SCOPE_NONE},
-    {"GET", "/v1/studies/{study}/visits", tl_h_study_visits, STAFF, TL_SCOPE_STUDY},
-    {"GET", "/v1/studies/{study}/metrics", tl_h_study_metrics, STUDY_READERS, TL_SCOPE_STUDY},
-    {"GET", "/v1/studies/{study}/data-quality", tl_h_study_data_quality, STAFF, TL_SCOPE_STUDY},
+     TL_SCOPE_NONE, NULL},
+    {"POST", "/v1/studies/{study}/lock", tl_h_study_lock, ADMIN, TL_SCOPE_NONE, NULL},
+    {"POST", "/v1/studies/{study}/unlock", tl_h_study_unlock, ADMIN, TL_SCOPE_NONE, NULL},
+    {"GET", "/v1/studies/{study}/visits", tl_h_study_visits, STAFF, TL_SCOPE_STUDY,
+     "as_of,status,from,to,site," PAGE},
+    {"GET", "/v1/studies/{study}/metrics", tl_h_study_metrics, STUDY_READERS, TL_SCOPE_STUDY,
+     "as_of"},
+    {"GET", "/v1/studies/{study}/data-quality", tl_h_study_data_quality, STAFF, TL_SCOPE_STUDY,
+     "as_of,unsigned_days"},
     /* the schema registry API (Confluent REST subset, DESIGN.md §4): every
      * principal reads schemas; connectors register their ingest topics' */
-    {"GET", "/registry/subjects", tl_h_registry_subjects, EVERYONE, TL_SCOPE_NONE},
-    {"POST", "/registry/subjects/{subject}", tl_h_registry_lookup, EVERYONE, TL_SCOPE_NONE},
+    /* the query parameters Confluent's clients send: nothing here is ever
+     * deleted or normalised, so deleted, deletedOnly, normalize, format,
+     * fetchMaxId, subject and verbose change no answer (docs/CONNECTORS.md) */
+    {"GET", "/registry/subjects", tl_h_registry_subjects, EVERYONE, TL_SCOPE_NONE,
+     "deleted,deletedOnly"},
+    {"POST", "/registry/subjects/{subject}", tl_h_registry_lookup, EVERYONE, TL_SCOPE_NONE,
+     "normalize,deleted,format"},
     {"GET", "/registry/subjects/{subject}/versions", tl_h_registry_versions, EVERYONE,
-     TL_SCOPE_NONE},
+     TL_SCOPE_NONE, "deleted,deletedOnly"},
     {"POST", "/registry/subjects/{subject}/versions", tl_h_registry_register, ADMIN | CONN,
-     TL_SCOPE_NONE},
+     TL_SCOPE_NONE, "normalize"},
     {"GET", "/registry/subjects/{subject}/versions/{version}", tl_h_registry_version, EVERYONE,
-     TL_SCOPE_NONE},
-    {"GET", "/registry/schemas/ids/{id}", tl_h_registry_schema, EVERYONE, TL_SCOPE_NONE},
+     TL_SCOPE_NONE, "deleted,format"},
+    {"GET", "/registry/schemas/ids/{id}", tl_h_registry_schema, EVERYONE, TL_SCOPE_NONE,
+     "subject,format,fetchMaxId"},
     {"POST", "/registry/compatibility/subjects/{subject}/versions/{version}",
-     tl_h_registry_compatibility, ADMIN | CONN, TL_SCOPE_NONE},
-    {"GET", "/registry/config", tl_h_registry_config_get, EVERYONE, TL_SCOPE_NONE},
-    {"PUT", "/registry/config", tl_h_registry_config_put, ADMIN, TL_SCOPE_NONE},
-    {"GET", "/registry/config/{subject}", tl_h_registry_config_get, EVERYONE, TL_SCOPE_NONE},
-    {"PUT", "/registry/config/{subject}", tl_h_registry_config_put, ADMIN, TL_SCOPE_NONE},
+     tl_h_registry_compatibility, ADMIN | CONN, TL_SCOPE_NONE, "verbose,normalize"},
+    {"GET", "/registry/config", tl_h_registry_config_get, EVERYONE, TL_SCOPE_NONE, NULL},
+    {"PUT", "/registry/config", tl_h_registry_config_put, ADMIN, TL_SCOPE_NONE, NULL},
+    {"GET", "/registry/config/{subject}", tl_h_registry_config_get, EVERYONE, TL_SCOPE_NONE,
+     "defaultToGlobal"},
+    {"PUT", "/registry/config/{subject}", tl_h_registry_config_put, ADMIN, TL_SCOPE_NONE, NULL},
     {"GET", "/v1/participants/{participant}/schedule", tl_h_schedule_get, STAFF,
-     TL_SCOPE_PARTICIPANT},
+     TL_SCOPE_PARTICIPANT, "as_of"},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/complete", tl_h_visit_complete,
-     ADMIN | COORD, TL_SCOPE_PARTICIPANT},
+     ADMIN | COORD, TL_SCOPE_PARTICIPANT, NULL},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/miss", tl_h_visit_miss,
-     ADMIN | COORD, TL_SCOPE_PARTICIPANT},
+     ADMIN | COORD, TL_SCOPE_PARTICIPANT, NULL},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/reopen", tl_h_visit_reopen,
-     ADMIN | COORD, TL_SCOPE_PARTICIPANT},
+     ADMIN | COORD, TL_SCOPE_PARTICIPANT, NULL},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/correct", tl_h_visit_correct,
-     ADMIN | COORD, TL_SCOPE_PARTICIPANT},
+     ADMIN | COORD, TL_SCOPE_PARTICIPANT, NULL},
     {"POST", "/v1/participants/{participant}/baseline", tl_h_baseline_change, ADMIN | COORD,
-     TL_SCOPE_PARTICIPANT},
+     TL_SCOPE_PARTICIPANT, NULL},
     {"POST", "/v1/participants/{participant}/withdraw", tl_h_participant_withdraw, ADMIN | COORD,
-     TL_SCOPE_PARTICIPANT},
+     TL_SCOPE_PARTICIPANT, NULL},
     {"POST", "/v1/participants/{participant}/complete", tl_h_participant_finish, ADMIN | COORD,
-     TL_SCOPE_PARTICIPANT},
+     TL_SCOPE_PARTICIPANT, NULL},
     {"GET", "/v1/participants/{participant}/history", tl_h_participant_history, ADMIN | MON,
-     TL_SCOPE_PARTICIPANT},
+     TL_SCOPE_PARTICIPANT, PAGE},
     {"GET", "/v1/participants/{participant}/observations", tl_h_participant_observations, STAFF,
-     TL_SCOPE_PARTICIPANT},
+     TL_SCOPE_PARTICIPANT, PAGE},
     /* case report forms: clinicians enter and sign them, coordinators
      * enter them, monitors read them; admins enter but never sign
      * (docs/SECURITY.md) */
     {"POST", "/v1/studies/{study}/form-templates", tl_h_form_template_publish, ADMIN,
-     TL_SCOPE_NONE},
+     TL_SCOPE_NONE, NULL},
     {"GET", "/v1/studies/{study}/form-templates", tl_h_form_template_list, STUDY_READERS,
-     TL_SCOPE_STUDY},
-    {"GET", "/v1/studies/{study}/form-templates/{template}", tl_h_form_template_get, STUDY_READERS,
-     TL_SCOPE_STUDY},
+     TL_SCOPE_STUDY, PAGE},
+    {"GET", "/v1/studies/{study}/form-templates/{template}", tl_h_form_template_get,
+     STUDY_READERS, TL_SCOPE_STUDY, "version"},
     {"POST", "/v1/participants/{participant}/visits/{visit_type}/forms", tl_h_form_submit,
-     ADMIN | COORD | CLIN, TL_SCOPE_PARTICIPANT},
+     ADMIN | COORD | CLIN, TL_SCOPE_PARTICIPANT, NULL},
     {"GET", "/v1/participants/{participant}/forms", tl_h_participant_forms, STAFF,
-     TL_SCOPE_PARTICIPANT},
-    {"GET", "/v1/forms/{form}", tl_h_form_get, STAFF, TL_SCOPE_FORM},
-    {"PATCH", "/v1/forms/{form}", tl_h_form_amend, ADMIN | COORD | CLIN, TL_SCOPE_FORM},
-    {"POST", "/v1/forms/{form}/sign", tl_h_form_sign, SIGNERS, TL_SCOPE_FORM},
-    {"GET", "/v1/audit", tl_h_audit_list, ADMIN | MON, TL_SCOPE_NONE},
+     TL_SCOPE_PARTICIPANT, PAGE},
+    {"GET", "/v1/forms/{form}", tl_h_form_get, STAFF, TL_SCOPE_FORM, NULL},
+    {"PATCH", "/v1/forms/{form}", tl_h_form_amend, ADMIN | COORD | CLIN, TL_SCOPE_FORM, NULL},
+    {"POST", "/v1/forms/{form}/sign", tl_h_form_sign, SIGNERS, TL_SCOPE_FORM, NULL},
+    {"GET", "/v1/audit", tl_h_audit_list, ADMIN | MON, TL_SCOPE_NONE,
+     "participant,actor,type,from,to," PAGE},
     /* dataset releases: de-identified files for analysts (docs/ANALYSTS.md) */
-    {"POST", "/v1/studies/{study}/releases", tl_h_release_create, ADMIN | ANALYST, TL_SCOPE_STUDY},
-    {"GET", "/v1/studies/{study}/releases", tl_h_release_list, ADMIN | ANALYST, TL_SCOPE_STUDY},
-    {"GET", "/v1/releases/{release}", tl_h_release_get, ADMIN | ANALYST, TL_SCOPE_NONE},
+    {"POST", "/v1/studies/{study}/releases", tl_h_release_create, ADMIN | ANALYST,
+     TL_SCOPE_STUDY, NULL},
+    {"GET", "/v1/studies/{study}/releases", tl_h_release_list, ADMIN | ANALYST, TL_SCOPE_STUDY,
+     PAGE},
+    {"GET", "/v1/releases/{release}", tl_h_release_get, ADMIN | ANALYST, TL_SCOPE_NONE, NULL},
     {"GET", "/v1/releases/{release}/files/{file}", tl_h_release_file, ADMIN | ANALYST,
-     TL_SCOPE_NONE},
+     TL_SCOPE_NONE, NULL},
 };
 
 const tl_route_t *tl_gw_routes(size_t *n)
@@ -161,6 +187,49 @@ static bool route_match(const char *pattern, const char *path, char store[][TL_S
     }
     *nparams = n;
     return !*pattern && !*path;
+}
+
+bool tl_gw_query_known(const char *accepted, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *a = accepted; n && a && *a;) {
+        const char *end = strchr(a, ',');
+        size_t len = end ? (size_t)(end - a) : strlen(a);
+        if (len == n && !strncmp(a, name, n))
+            return true;
+        a = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+typedef struct {
+    const char *accepted;
+    json_t *errors;
+} unknown_t;
+
+static bool note_unknown(void *ctx, const char *name)
+{
+    unknown_t *u = ctx;
+    if (!tl_gw_query_known(u->accepted, name) && json_array_size(u->errors) < 16)
+        tl_json_error(u->errors, name, "is not a query parameter of this route");
+    return true;
+}
+
+/* A query parameter the route does not read answers 400 naming it, rather
+ * than the whole list it did not filter (a client misspelling "status"
+ * must not get every participant as if filtered). */
+static bool query_known(const tl_route_t *route, tl_req_t *req, tl_resp_t *resp)
+{
+    if (!req->query_names)
+        return true;
+    unknown_t u = {route->query, json_array()};
+    req->query_names(req->conn, note_unknown, &u);
+    if (!json_array_size(u.errors)) {
+        json_decref(u.errors);
+        return true;
+    }
+    tl_problem_query(resp, u.errors);
+    return false;
 }
 
 /* application/json, or the schema registry's own JSON types (Confluent
@@ -296,6 +365,8 @@ static const tl_route_t *dispatch(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp, c
         if (!tl_auth_in_scope(gw, found, req, resp))
             return found;
     }
+    if (!query_known(found, req, resp))
+        return found;
     if ((!strcmp(req->method, "POST") || !strcmp(req->method, "PATCH") ||
          !strcmp(req->method, "PUT")) &&
         !json_content_type(req->content_type)) {

@@ -14,7 +14,7 @@
 
 #define SQL_PRINCIPAL_JSON                                                                         \
     "SELECT json_build_object('id', p.id, 'name', p.name, 'display_name', p.display_name,"         \
-    " 'role', p.role, 'site_ids', p.site_ids, 'active', p.active, 'has_signing_credential',"       \
+    " 'role', p.role, 'site_ids', p.site_ids, 'study_ids', p.study_ids, 'active', p.active, 'has_signing_credential',"       \
     " p.signing_credential_id IS NOT NULL, 'signing', json_build_object('expires_at',"             \
     " p.signing_expires_at, 'locked', p.signing_locked, 'failures', p.signing_failures,"           \
     " 'enrolment', CASE WHEN p.enrolment_state = 'none' THEN NULL ELSE " SQL_ENROLMENT_OBJ         \
@@ -34,6 +34,7 @@
     " 'revoke_reason', t.revoke_reason)"
 #define SQL_TOKEN_JSON "SELECT " TOKEN_JSON "::text FROM access_tokens t WHERE t.id = $1"
 #define SQL_SITES_KNOWN "(SELECT count(*) FROM sites WHERE id = ANY($2::uuid[]))"
+#define SQL_STUDIES_KNOWN "(SELECT count(*) FROM studies WHERE id = ANY($3::uuid[]))"
 
 #define TOKEN_DAYS_DEFAULT 30
 #define TOKEN_DAYS_MAX 365
@@ -61,71 +62,101 @@ void tl_h_principal_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     principal_answer(gw, req->params[0], resp);
 }
 
+#define NAME_KEY(a) a ".name COLLATE \"C\", " a ".id"
+
+/* $1 role (NULL: any) */
+static const char *const sql_principal_list = TL_SQL_PAGE(
+    "json_build_object('id', t.id, 'name', t.name, 'role', t.role, 'site_ids', t.site_ids,"
+    " 'study_ids', t.study_ids, 'active', t.active, 'created_at', t.created_at,"
+    " 'updated_at', t.updated_at)",
+    NAME_KEY, "principals", "$1::text IS NULL OR t.role = $1");
+
 void tl_h_principal_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     const char *role = req->query(req->conn, "role");
+    char lim[16], after[TL_UUID_STRLEN];
+    bool has_after = false;
     if (role && tl_role_parse(role) < 0) {
-        tl_problem_r(resp, TL_R(invalid_query), "role: not a role", NULL);
+        json_t *errors = json_array();
+        tl_json_error(errors, "role", "is not a role");
+        tl_problem_query(resp, errors);
         return;
     }
-    const char *params[] = {role};
+    if (!tl_gw_page(req, 100, 500, lim, after, &has_after, resp))
+        return;
+    const char *params[] = {role, lim, has_after ? after : NULL};
     bool failed = false;
-    json_t *j = tl_gw_query_json(
-        gw, resp,
-        "SELECT COALESCE(json_agg(x ORDER BY x.name), '[]'::json)::text FROM ("
-        "SELECT p.id, p.name, p.role, p.site_ids, p.active, p.created_at, p.updated_at"
-        "  FROM principals p WHERE $1::text IS NULL OR p.role = $1"
-        " ORDER BY p.name LIMIT 500) x",
-        1, params, &failed);
-    if (j) {
-        resp->status = 200;
-        resp->body = json_pack("{s:o}", "principals", j);
-    }
+    json_t *j = tl_gw_query_json(gw, resp, sql_principal_list, 3, params, &failed);
+    tl_gw_found(resp, j, failed, "principals not found");
 }
 
-/* A grant's role and sites, checked together (400 with field errors). The
- * ids are put in canonical form into *sites (new reference). */
-static bool grant_ok(const json_t *body, tl_resp_t *resp, json_t **sites)
+/* The canonical form of a JSON array of UUIDs (new reference). */
+static json_t *canonical_ids(const json_t *given)
+{
+    json_t *ids = json_array();
+    for (size_t i = 0; i < json_array_size(given); i++) {
+        tl_uuid_t u;
+        tl_uuid_parse(json_string_value(json_array_get(given, i)), &u);
+        json_array_append_new(ids, json_string(u.s));
+    }
+    return ids;
+}
+
+/* A grant's role, sites and studies, checked together (400 with field
+ * errors). The ids are put in canonical form into *sites and *studies (new
+ * references). */
+static bool grant_ok(const json_t *body, tl_resp_t *resp, json_t **sites, json_t **studies)
 {
     const json_t *given = json_object_get(body, "site_ids");
-    const char *why = tl_access_grant_check(tl_json_str(body, "role"), json_array_size(given));
+    const json_t *granted = json_object_get(body, "study_ids");
+    const char *why = tl_access_grant_new_check(tl_json_str(body, "role"), json_array_size(given),
+                                                json_array_size(granted));
     if (why) {
         json_t *errors = json_array();
-        tl_json_error(errors, "site_ids",
+        bool study = !strncmp(why, "studies_", 8) || !strcmp(why, "too_many_studies");
+        tl_json_error(errors, study ? "study_ids" : "site_ids",
                       !strcmp(why, "sites_required")
                           ? "coordinators, clinicians and monitors need at least one site"
                       : !strcmp(why, "sites_not_allowed")
                           ? "only coordinators, clinicians and monitors have sites"
-                          : "too many sites");
+                      : !strcmp(why, "studies_required") ? "an analyst needs at least one study"
+                      : !strcmp(why, "studies_not_allowed") ? "only analysts are granted studies"
+                      : study ? "too many studies"
+                              : "too many sites");
         tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
         return false;
     }
-    *sites = json_array();
-    for (size_t i = 0; i < json_array_size(given); i++) {
-        tl_uuid_t u;
-        tl_uuid_parse(json_string_value(json_array_get(given, i)), &u);
-        json_array_append_new(*sites, json_string(u.s));
-    }
+    *sites = canonical_ids(given);
+    *studies = canonical_ids(granted);
     return true;
 }
 
-/* The canonical ids of a grant as a uuid[] literal. */
-static void sites_literal(const json_t *sites, char lit[TL_SITES_PARAM_LEN])
+_Static_assert(TL_PRINCIPAL_STUDIES_MAX <= TL_PRINCIPAL_SITES_MAX, "ids_literal's room");
+
+/* Canonical ids (at most max) as a uuid[] literal. */
+static void ids_literal(const json_t *given, size_t max, char lit[TL_SITES_PARAM_LEN])
 {
     char ids[TL_PRINCIPAL_SITES_MAX][TL_UUID_STRLEN];
-    size_t n = json_array_size(sites);
-    for (size_t i = 0; i < n && i < TL_PRINCIPAL_SITES_MAX; i++)
-        snprintf(ids[i], sizeof ids[i], "%s", json_string_value(json_array_get(sites, i)));
-    if (n > TL_PRINCIPAL_SITES_MAX ||
+    size_t n = json_array_size(given);
+    for (size_t i = 0; i < n && i < max && i < TL_PRINCIPAL_SITES_MAX; i++)
+        snprintf(ids[i], sizeof ids[i], "%s", json_string_value(json_array_get(given, i)));
+    if (n > max || n > TL_PRINCIPAL_SITES_MAX ||
         !tl_pg_uuids_format((const char(*)[TL_UUID_STRLEN])ids, n, lit, TL_SITES_PARAM_LEN))
         snprintf(lit, TL_SITES_PARAM_LEN, "{}");
 }
 
-static bool sites_known(const tl_pg_res_t *check, int col, const json_t *payload, tl_resp_t *resp)
+/* Whether every site and study of the grant in payload exists: the check
+ * row's columns col (sites known) and col + 1 (studies known). */
+static bool grant_known(const tl_pg_res_t *check, int col, const json_t *payload, tl_resp_t *resp)
 {
     long long known = tl_pg_get_int(check, 0, col);
     if (known != (long long)json_array_size(json_object_get(payload, "site_ids"))) {
         tl_problem_r(resp, TL_R(unknown_site), "a site_ids entry is not a site", NULL);
+        return false;
+    }
+    known = tl_pg_get_int(check, 0, col + 1);
+    if (known != (long long)json_array_size(json_object_get(payload, "study_ids"))) {
+        tl_problem_r(resp, TL_R(unknown_grant_study), "a study_ids entry is not a study", NULL);
         return false;
     }
     return true;
@@ -136,17 +167,19 @@ static const tl_json_field_t principal_fields[] = {
     {"role", TL_JF_ENUM, true, 0, 0, role_options},
     {"site_ids", TL_JF_UUIDS, false, 0, TL_PRINCIPAL_SITES_MAX, NULL},
     {"display_name", TL_JF_STRING, false, 1, TL_DISPLAY_NAME_MAX, NULL},
+    {"study_ids", TL_JF_UUIDS, false, 0, TL_PRINCIPAL_STUDIES_MAX, NULL},
 };
 
 static bool create_rules(const void *ctx, const tl_pg_res_t *check, tl_resp_t *resp)
 {
-    return sites_known(check, 2, ctx, resp);
+    return grant_known(check, 2, ctx, resp);
 }
 
 void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     tl_cmd_t cmd = {.type = "PrincipalCreated", .projection = TL_PROJECTION_ACCESS};
-    json_t *body = tl_gw_body(req, resp, principal_fields, 4), *sites = NULL, *payload = NULL;
+    json_t *body = tl_gw_body(req, resp, principal_fields, 5), *sites = NULL, *payload = NULL;
+    json_t *studies = NULL;
     if (!body)
         goto out;
     const char *name = tl_json_str(body, "name"), *display = tl_json_str(body, "display_name");
@@ -162,24 +195,25 @@ void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     }
     if (!tl_cmd_init(gw, req, &cmd, resp))
         goto out;
-    if (!grant_ok(body, resp, &sites))
+    if (!grant_ok(body, resp, &sites, &studies))
         goto out;
-    char sites_lit[TL_SITES_PARAM_LEN];
-    sites_literal(sites, sites_lit);
-    payload =
-        json_pack("{s:s, s:s, s:s, s:O, s:s?}", "principal_id", cmd.resource_id.s, "name", name,
-                  "role", tl_json_str(body, "role"), "site_ids", sites, "display_name", display);
-    const char *check[] = {name, sites_lit};
+    char sites_lit[TL_SITES_PARAM_LEN], studies_lit[TL_SITES_PARAM_LEN];
+    ids_literal(sites, TL_PRINCIPAL_SITES_MAX, sites_lit);
+    ids_literal(studies, TL_PRINCIPAL_STUDIES_MAX, studies_lit);
+    payload = json_pack("{s:s, s:s, s:s, s:O, s:O, s:s?}", "principal_id", cmd.resource_id.s,
+                        "name", name, "role", tl_json_str(body, "role"), "site_ids", sites,
+                        "study_ids", studies, "display_name", display);
+    const char *check[] = {name, sites_lit, studies_lit};
     const tl_create_t spec = {
         .read_sql = SQL_PRINCIPAL_JSON,
         .check_sql = "SELECT (" SQL_PRINCIPAL_JSON "),"
                      " (SELECT id::text FROM principals WHERE name = $2), (SELECT count(*)"
-                     " FROM sites WHERE id = ANY($3::uuid[]))",
+                     " FROM sites WHERE id = ANY($3::uuid[])), (SELECT count(*)"
+                     " FROM studies WHERE id = ANY($4::uuid[]))",
         .check_params = check,
-        .ncheck = 2,
+        .ncheck = 3,
         .dup = TL_R(duplicate_principal_name),
         .dup_detail = "a principal with this name exists",
-
         .rules = create_rules,
         .ctx = payload,
     };
@@ -189,6 +223,7 @@ void tl_h_principal_create(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     tl_gw_create(gw, req, &cmd, &spec, tl_gw_stripe(gw, name), resp);
 out:
     json_decref(payload);
+    json_decref(studies);
     json_decref(sites);
     json_decref(body);
 }
@@ -236,24 +271,25 @@ static bool change_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
 {
     change_ctx_t *ctx = ctx_in;
     if (!active_or_409(check, 1, resp) ||
-        (ctx->payload && !sites_known(check, 2, ctx->payload, resp)))
+        (ctx->payload && !grant_known(check, 2, ctx->payload, resp)))
         return false;
     cmd->meta.reason = tl_json_str(ctx->body, "reason");
     return true;
 }
 
 /* Runs a command on principal id; the check row is its last event, whether
- * it is active, and how many of sites_lit are sites. */
+ * it is active, and how many of sites_lit are sites and of studies_lit
+ * studies. */
 static void principal_update(tl_gw_t *gw, tl_req_t *req, tl_cmd_t *cmd, const tl_uuid_t *id,
-                             const char *sites_lit,
+                             const char *sites_lit, const char *studies_lit,
                              bool (*decide)(void *, const tl_pg_res_t *, tl_cmd_t *, tl_resp_t *),
                              change_ctx_t *ctx, tl_resp_t *resp)
 {
-    const char *params[] = {id->s, sites_lit ? sites_lit : "{}"};
+    const char *params[] = {id->s, sites_lit ? sites_lit : "{}", studies_lit ? studies_lit : "{}"};
     const tl_update_t spec = {.check_sql = "SELECT last_event_id::text, active, " SQL_SITES_KNOWN
-                                           " FROM principals WHERE id = $1",
+                                           ", " SQL_STUDIES_KNOWN " FROM principals WHERE id = $1",
                               .check_params = params,
-                              .ncheck = 2,
+                              .ncheck = 3,
                               .not_found = "principal not found",
                               .decide = decide,
                               .ctx = ctx,
@@ -270,25 +306,29 @@ static const tl_json_field_t change_fields[] = {
     {"role", TL_JF_ENUM, true, 0, 0, role_options},
     {"site_ids", TL_JF_UUIDS, false, 0, TL_PRINCIPAL_SITES_MAX, NULL},
     {"reason", TL_JF_STRING, true, 1, TL_REASON_MAX, NULL},
+    {"study_ids", TL_JF_UUIDS, false, 0, TL_PRINCIPAL_STUDIES_MAX, NULL},
 };
 
 void tl_h_principal_change(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     tl_cmd_t cmd = {.type = "PrincipalRoleChanged", .projection = TL_PROJECTION_ACCESS};
-    json_t *body = tl_gw_body(req, resp, change_fields, 3), *sites = NULL, *payload = NULL;
+    json_t *body = tl_gw_body(req, resp, change_fields, 4), *sites = NULL, *payload = NULL;
+    json_t *studies = NULL;
     tl_uuid_t id;
     if (!body || !tl_cmd_init(gw, req, &cmd, resp) || !principal_param(req, &id, resp) ||
-        !not_self(req, &id, resp) || !grant_ok(body, resp, &sites))
+        !not_self(req, &id, resp) || !grant_ok(body, resp, &sites, &studies))
         goto out;
-    char lit[TL_SITES_PARAM_LEN];
-    sites_literal(sites, lit);
-    payload = json_pack("{s:s, s:s, s:O}", "principal_id", id.s, "role", tl_json_str(body, "role"),
-                        "site_ids", sites);
+    char lit[TL_SITES_PARAM_LEN], studies_lit[TL_SITES_PARAM_LEN];
+    ids_literal(sites, TL_PRINCIPAL_SITES_MAX, lit);
+    ids_literal(studies, TL_PRINCIPAL_STUDIES_MAX, studies_lit);
+    payload = json_pack("{s:s, s:s, s:O, s:O}", "principal_id", id.s, "role",
+                        tl_json_str(body, "role"), "site_ids", sites, "study_ids", studies);
     change_ctx_t ctx = {gw, body, payload, NULL};
     cmd.payload = payload;
-    principal_update(gw, req, &cmd, &id, lit, change_decide, &ctx, resp);
+    principal_update(gw, req, &cmd, &id, lit, studies_lit, change_decide, &ctx, resp);
 out:
     json_decref(payload);
+    json_decref(studies);
     json_decref(sites);
     json_decref(body);
 }
@@ -308,7 +348,7 @@ void tl_h_principal_disable(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     payload = json_pack("{s:s}", "principal_id", id.s);
     change_ctx_t ctx = {gw, body, NULL, NULL};
     cmd.payload = payload;
-    principal_update(gw, req, &cmd, &id, NULL, change_decide, &ctx, resp);
+    principal_update(gw, req, &cmd, &id, NULL, NULL, change_decide, &ctx, resp);
 out:
     json_decref(payload);
     json_decref(body);
@@ -436,7 +476,7 @@ static bool approve_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd
     tl_principal_t p;
     tl_principal_read(check, 0, 1, &p);
     const char *why =
-        tl_enrolment_approve_check(&p, c->enrolment_id, c->req->actor.id, tl_pg_get(check, 0, 21),
+        tl_enrolment_approve_check(&p, c->enrolment_id, c->req->actor.id, tl_pg_get(check, 0, 1 + TL_SQL_PRINCIPAL_NCOLS),
                                    c->req->actor.token_issued_by);
     if (why) {
         tl_problem_signing(resp, why);
@@ -510,8 +550,10 @@ bool tl_signer_load(tl_gw_t *gw, const char *id, const char *form_id, tl_princip
         tl_problem_r(resp, TL_R(not_found), "principal not found", NULL);
     if (ok) {
         tl_principal_read(res, 0, 0, p);
-        snprintf(hash, hash_size, "%s", tl_pg_get(res, 0, 20) ? tl_pg_get(res, 0, 20) : "");
-        snprintf(site, TL_UUID_STRLEN, "%s", tl_pg_get(res, 0, 21) ? tl_pg_get(res, 0, 21) : "");
+        const char *h = tl_pg_get(res, 0, TL_SQL_PRINCIPAL_NCOLS);
+        const char *s = tl_pg_get(res, 0, TL_SQL_PRINCIPAL_NCOLS + 1);
+        snprintf(hash, hash_size, "%s", h ? h : "");
+        snprintf(site, TL_UUID_STRLEN, "%s", s ? s : "");
     }
     tl_pg_res_free(res);
     return ok;
@@ -803,25 +845,24 @@ out:
     json_decref(body);
 }
 
+#define ISSUED_KEY(a) a ".issued_at, " a ".id"
+
+static const char *const sql_token_list =
+    "SELECT CASE WHEN EXISTS (SELECT 1 FROM principals WHERE id = $1) THEN (" TL_SQL_PAGE(
+        TOKEN_JSON, ISSUED_KEY, "access_tokens", "t.principal_id = $1") ") END";
+
 void tl_h_token_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
     tl_uuid_t id;
-    if (!principal_param(req, &id, resp))
+    char lim[16], after[TL_UUID_STRLEN];
+    bool has_after = false;
+    if (!principal_param(req, &id, resp) ||
+        !tl_gw_page(req, 100, 500, lim, after, &has_after, resp))
         return;
-    const char *params[] = {id.s};
+    const char *params[] = {id.s, lim, has_after ? after : NULL};
     bool failed = false;
-    json_t *j =
-        tl_gw_query_json(gw, resp,
-                         "SELECT CASE WHEN EXISTS (SELECT 1 FROM principals WHERE id = $1) THEN"
-                         " COALESCE((SELECT json_agg(" TOKEN_JSON " ORDER BY t.issued_at, t.id)"
-                         " FROM access_tokens t WHERE t.principal_id = $1), '[]'::json)::text END",
-                         1, params, &failed);
-    if (j) {
-        resp->status = 200;
-        resp->body = json_pack("{s:o}", "tokens", j);
-    } else if (!failed) {
-        tl_problem_r(resp, TL_R(not_found), "principal not found", NULL);
-    }
+    json_t *j = tl_gw_query_json(gw, resp, sql_token_list, 3, params, &failed);
+    tl_gw_found(resp, j, failed, "principal not found");
 }
 
 typedef struct {

@@ -185,18 +185,25 @@ out:
     json_decref(body);
 }
 
+#define TEMPLATE_KEY(a) a ".name COLLATE \"C\""
+/* a template is its latest version; its id stays across versions */
+#define LATEST_TEMPLATES                                                                           \
+    "(SELECT DISTINCT ON (id) * FROM form_templates WHERE study_id = $1 ORDER BY id, version DESC)"
+
 void tl_h_form_template_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
-    bool failed = false;
+    bool failed = false, has_after = false;
+    char lim[16], after[TL_UUID_STRLEN];
     json_t *j = NULL;
+    if (!tl_gw_page(req, 100, 500, lim, after, &has_after, resp))
+        return;
+    const char *params[] = {req->params[0], lim, has_after ? after : NULL};
     if (tl_uuid_valid(req->params[0]))
         j = tl_gw_query_json(
             gw, resp,
-            "SELECT json_build_object('items', COALESCE((SELECT json_agg(" SQL_TEMPLATE_JSON
-            " ORDER BY t.name) FROM (SELECT DISTINCT ON (name) * FROM form_templates"
-            "   WHERE study_id = s.id ORDER BY name, version DESC) t), '[]'::json))::text"
-            " FROM studies s WHERE s.id = $1",
-            1, req->params, &failed);
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM studies WHERE id = $1) THEN (" TL_SQL_PAGE(
+                SQL_TEMPLATE_JSON, TEMPLATE_KEY, LATEST_TEMPLATES, "true") ") END",
+            3, params, &failed);
     tl_gw_found(resp, j, failed, "study not found");
 }
 
@@ -711,17 +718,27 @@ void tl_h_form_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     tl_gw_found(resp, j, failed, "form not found");
 }
 
+/* forms by their visit's day, then template; a form of a visit the
+ * schedule no longer has last */
+#define FORM_KEY(a) "COALESCE(" a ".target_day, 2147483647), " a ".template_name COLLATE \"C\", " a ".id"
+#define PARTICIPANT_FORMS                                                                          \
+    "(SELECT f.id, f.template_name, v.target_day, " SQL_FORM_JSON " AS j" SQL_FORM_FROM            \
+    "  WHERE f.participant_id = $1)"
+
 void tl_h_participant_forms(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
-    bool failed = false;
+    bool failed = false, has_after = false;
+    char lim[16], after[TL_UUID_STRLEN];
     json_t *j = NULL;
+    if (!tl_gw_page(req, 100, 500, lim, after, &has_after, resp))
+        return;
+    const char *params[] = {req->params[0], lim, has_after ? after : NULL};
     if (tl_uuid_valid(req->params[0]))
         j = tl_gw_query_json(gw, resp,
-                             "SELECT json_build_object('participant_id', p.id, 'items',"
-                             " COALESCE((SELECT json_agg(" SQL_FORM_JSON
-                             " ORDER BY v.target_day, f.template_name)" SQL_FORM_FROM
-                             "   WHERE f.participant_id = p.id), '[]'::json))::text"
-                             " FROM participants p WHERE p.id = $1",
-                             1, req->params, &failed);
+                             "SELECT CASE WHEN EXISTS (SELECT 1 FROM participants WHERE id = $1)"
+                             " THEN (SELECT (q.page::jsonb || jsonb_build_object('participant_id',"
+                             " $1::uuid))::text FROM (" TL_SQL_PAGE(
+                                 "t.j", FORM_KEY, PARTICIPANT_FORMS, "true") ") q(page)) END",
+                             3, params, &failed);
     tl_gw_found(resp, j, failed, "participant not found");
 }

@@ -47,5 +47,5 @@ void tl_h_participant_observations(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const char *params[] = {req->params[0], after >= 0 ? cur : NULL, lim};
     if (tl_uuid_valid(req->params[0]))
         j = tl_gw_query_json(gw, resp, sql_observations, 3, params, &failed);
-    tl_gw_found(resp, j, failed, "Participant not found");
+    tl_gw_found(resp, j, failed, "participant not found");
 }

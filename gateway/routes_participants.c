@@ -198,6 +198,7 @@ static const char *const sql_list =
     "        AND ($3::text IS NULL OR p.status = $3)"
     "        AND ($4::text IS NULL OR p.participant_code COLLATE \"C\" > $4)"
     "        AND ($6::uuid[] IS NULL OR p.site_id = ANY($6::uuid[]))"
+    "        AND ($7::text IS NULL OR starts_with(lower(p.participant_code), lower($7)))"
     "       ORDER BY p.participant_code COLLATE \"C\" LIMIT $5::int) x";
 
 void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
@@ -205,6 +206,8 @@ void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const char *site = req->query(req->conn, "site");
     const char *status = req->query(req->conn, "status");
     const char *after = req->query(req->conn, "after");
+    /* a search by code: codes starting with it, in any case (README "Lists") */
+    const char *code = req->query(req->conn, "code");
     json_t *errors = json_array(), *study = NULL;
     bool failed = false;
     if (site && !tl_uuid_valid(site))
@@ -218,6 +221,8 @@ void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     }
     if (after && (strlen(after) > TL_CODE_MAX || !*after || !code_chars_ok(after)))
         tl_json_error(errors, "after", "is not a cursor");
+    if (code && (strlen(code) > TL_CODE_MAX || !*code || !code_chars_ok(code)))
+        tl_json_error(errors, "code", "is not (the start of) a participant code");
     long limit = tl_gw_query_limit(req, LIST_DEFAULT, LIST_MAX, errors);
     if (json_array_size(errors)) {
         tl_problem_query(resp, errors);
@@ -235,9 +240,9 @@ void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     char lim[16];
     snprintf(lim, sizeof lim, "%ld", limit);
     char sites[TL_SITES_PARAM_LEN];
-    const char *params[] = {req->params[0], site, status,
-                            after,          lim,  tl_auth_sites_param(req, sites, sizeof sites)};
-    json_t *j = tl_gw_query_json(gw, resp, sql_list, 6, params, &failed);
+    const char *params[] = {req->params[0], site, status, after, lim,
+                            tl_auth_sites_param(req, sites, sizeof sites), code};
+    json_t *j = tl_gw_query_json(gw, resp, sql_list, 7, params, &failed);
     if (j) {
         resp->status = 200;
         resp->body = j;

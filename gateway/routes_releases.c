@@ -247,32 +247,31 @@ void tl_h_release_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     json_t *j = tl_uuid_valid(req->params[0])
                     ? tl_gw_query_json(gw, resp, SQL_RELEASE_JSON, 1, req->params, &failed)
                     : NULL;
+    if (j && !tl_auth_study_granted(req, tl_json_str(j, "study_id"), resp)) {
+        json_decref(j);
+        return;
+    }
     tl_gw_found(resp, j, failed, "release not found");
 }
 
+/* newest first */
+#define RELEASE_KEY(a) "-extract(epoch FROM " a ".requested_at), " a ".id"
+
+static const char *const sql_release_list =
+    "SELECT CASE WHEN EXISTS (SELECT 1 FROM studies WHERE id = $1) THEN (" TL_SQL_PAGE(
+        "json_build_object('id', t.id, 'study_id', t.study_id, 'name', t.name, 'status',"
+        " t.status, 'requested_at', t.requested_at, 'finished_at', t.finished_at)",
+        RELEASE_KEY, "releases", "t.study_id = $1") ") END";
+
 void tl_h_release_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
-    json_t *errors = json_array();
-    char limit[16];
-    snprintf(limit, sizeof limit, "%ld", tl_gw_query_limit(req, 100, 1000, errors));
-    if (json_array_size(errors)) {
-        tl_problem_query(resp, errors);
+    char lim[16], after[TL_UUID_STRLEN];
+    bool has_after = false, failed = false;
+    if (!tl_gw_page(req, 100, 1000, lim, after, &has_after, resp))
         return;
-    }
-    json_decref(errors);
-    bool failed = false;
-    const char *params[] = {req->params[0], limit};
+    const char *params[] = {req->params[0], lim, has_after ? after : NULL};
     json_t *j = tl_uuid_valid(req->params[0])
-                    ? tl_gw_query_json(
-                          gw, resp,
-                          "SELECT json_build_object('study_id', s.id, 'releases', COALESCE("
-                          "  (SELECT json_agg(json_build_object('id', r.id, 'name', r.name,"
-                          "     'status', r.status, 'requested_at', r.requested_at,"
-                          "     'finished_at', r.finished_at) ORDER BY r.requested_at DESC, r.id)"
-                          "   FROM (SELECT * FROM releases WHERE study_id = s.id"
-                          "         ORDER BY requested_at DESC, id LIMIT $2::int) r),"
-                          "  '[]'::json))::text FROM studies s WHERE s.id = $1",
-                          2, params, &failed)
+                    ? tl_gw_query_json(gw, resp, sql_release_list, 3, params, &failed)
                     : NULL;
     tl_gw_found(resp, j, failed, "study not found");
 }
@@ -289,10 +288,11 @@ void tl_h_release_file(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     const char *params[] = {id.s};
     tl_pg_res_t *res = NULL;
     tl_err_t err =
-        tl_gw_exec(gw, "SELECT status, name FROM releases WHERE id = $1", 1, params, &res);
+        tl_gw_exec(gw, "SELECT status, name, study_id FROM releases WHERE id = $1", 1, params, &res);
     const char *status = err ? NULL : tl_pg_get(res, 0, 0);
-    char name[TL_RELEASE_NAME_MAX + 1] = "";
+    char name[TL_RELEASE_NAME_MAX + 1] = "", study[TL_UUID_STRLEN] = "";
     tl_col_copy(name, sizeof name, err ? NULL : tl_pg_get(res, 0, 1));
+    tl_col_copy(study, sizeof study, err ? NULL : tl_pg_get(res, 0, 2));
     bool completed = status && !strcmp(status, "completed");
     tl_pg_res_free(res);
     if (err) {
@@ -303,6 +303,8 @@ void tl_h_release_file(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
         tl_problem_r(resp, TL_R(not_found), "release not found", NULL);
         return;
     }
+    if (!tl_auth_study_granted(req, study, resp))
+        return;
     if (!completed) {
         tl_problem_r(resp, TL_R(release_not_ready), "the release has no files: see its status",
                      NULL);

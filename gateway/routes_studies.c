@@ -7,17 +7,23 @@
 #include "participants_store.h"
 #include "tl_json.h"
 
-#define SQL_STUDY_JSON                                                                             \
-    "SELECT json_build_object('id', s.id, 'protocol_id', s.protocol_id, 'name', s.name,"           \
-    "  'description', s.description, 'registered_at', s.registered_at,"                            \
-    "  'locked', s.locked, 'lock_reason', s.lock_reason, 'lock_changed_at', s.lock_changed_at,"    \
+/* A study s as JSON, its sites and participant counts those of the sites
+ * in the uuid[] parameter `sites` (NULL: every site): a site-scoped role
+ * sees its own sites and their counts only. */
+#define STUDY_OBJ(s, sites)                                                                       \
+    "json_build_object('id', " s ".id, 'protocol_id', " s ".protocol_id, 'name', " s ".name,"     \
+    "  'description', " s ".description, 'registered_at', " s ".registered_at,"                   \
+    "  'locked', " s ".locked, 'lock_reason', " s ".lock_reason,"                                 \
+    "  'lock_changed_at', " s ".lock_changed_at,"                                                 \
     "  'sites', COALESCE((SELECT json_agg(json_build_object('id', x.id, 'code', x.code,"           \
-    "                     'name', x.name, 'added_at', x.added_at) ORDER BY x.code)"                \
-    "            FROM sites x WHERE x.study_id = s.id), '[]'::json),"                              \
-    "  'participants', COALESCE((SELECT json_object_agg(status, n) FROM"                           \
-    "            (SELECT status, count(*) AS n FROM participants p WHERE p.study_id = s.id"        \
-    "             GROUP BY status) c), '{}'::json))::text"                                         \
-    " FROM studies s WHERE s.id = $1"
+    "                     'name', x.name, 'added_at', x.added_at) ORDER BY x.code)"               \
+    "            FROM sites x WHERE x.study_id = " s ".id"                                        \
+    "             AND (" sites "::uuid[] IS NULL OR x.id = ANY(" sites "::uuid[]))), '[]'::json)," \
+    "  'participants', COALESCE((SELECT json_object_agg(status, n) FROM"                          \
+    "            (SELECT status, count(*) AS n FROM participants p WHERE p.study_id = " s ".id"   \
+    "              AND (" sites "::uuid[] IS NULL OR p.site_id = ANY(" sites "::uuid[]))"         \
+    "             GROUP BY status) c), '{}'::json))"
+#define SQL_STUDY_JSON "SELECT " STUDY_OBJ("s", "NULL") "::text FROM studies s WHERE s.id = $1"
 
 #define SQL_SITE_JSON                                                                              \
     "SELECT json_build_object('id', id, 'study_id', study_id, 'code', code, 'name', name,"         \
@@ -136,11 +142,62 @@ static json_t *study_or_404(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 
 void tl_h_study_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
-    json_t *j = study_or_404(gw, req, resp);
-    if (j) {
-        resp->status = 200;
-        resp->body = j;
-    }
+    bool failed = false;
+    char sites[TL_SITES_PARAM_LEN];
+    const char *params[] = {req->params[0], tl_auth_sites_param(req, sites, sizeof sites)};
+    json_t *j = tl_uuid_valid(req->params[0])
+                    ? tl_gw_query_json(gw, resp,
+                                       "SELECT " STUDY_OBJ("s", "$2") "::text FROM studies s"
+                                       " WHERE s.id = $1",
+                                       2, params, &failed)
+                    : NULL;
+    tl_gw_found(resp, j, failed, "study not found");
+}
+
+#define STUDY_KEY(a) a ".protocol_id COLLATE \"C\", " a ".id"
+#define SITE_KEY(a) a ".code COLLATE \"C\", " a ".id"
+
+/* $1 the caller's sites, $4 its studies (NULL: no such bound) */
+static const char *const sql_study_list = TL_SQL_PAGE(
+    STUDY_OBJ("t", "$1"), STUDY_KEY, "studies",
+    "($1::uuid[] IS NULL OR EXISTS (SELECT 1 FROM sites y WHERE y.study_id = t.id"
+    "  AND y.id = ANY($1::uuid[]))) AND ($4::uuid[] IS NULL OR t.id = ANY($4::uuid[]))");
+
+void tl_h_study_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    char lim[16], after[TL_UUID_STRLEN], sites[TL_SITES_PARAM_LEN], studies[TL_STUDIES_PARAM_LEN];
+    bool has_after = false;
+    if (!tl_gw_page(req, 100, 500, lim, after, &has_after, resp))
+        return;
+    const char *params[] = {tl_auth_sites_param(req, sites, sizeof sites), lim,
+                            has_after ? after : NULL,
+                            tl_auth_studies_param(req, studies, sizeof studies)};
+    bool failed = false;
+    json_t *j = tl_gw_query_json(gw, resp, sql_study_list, 4, params, &failed);
+    tl_gw_found(resp, j, failed, "studies not found");
+}
+
+/* $1 study, $4 the caller's sites */
+static const char *const sql_site_list =
+    "SELECT CASE WHEN EXISTS (SELECT 1 FROM studies WHERE id = $1) THEN (" TL_SQL_PAGE(
+        "json_build_object('id', t.id, 'study_id', t.study_id, 'code', t.code, 'name', t.name,"
+        " 'added_at', t.added_at)",
+        SITE_KEY, "sites", "t.study_id = $1 AND ($4::uuid[] IS NULL OR t.id = ANY($4::uuid[]))")
+    ") END";
+
+void tl_h_site_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
+{
+    char lim[16], after[TL_UUID_STRLEN], sites[TL_SITES_PARAM_LEN];
+    bool has_after = false;
+    if (!tl_gw_page(req, 100, 500, lim, after, &has_after, resp))
+        return;
+    const char *params[] = {req->params[0], lim, has_after ? after : NULL,
+                            tl_auth_sites_param(req, sites, sizeof sites)};
+    bool failed = false;
+    json_t *j = tl_uuid_valid(req->params[0])
+                    ? tl_gw_query_json(gw, resp, sql_site_list, 4, params, &failed)
+                    : NULL;
+    tl_gw_found(resp, j, failed, "study not found");
 }
 
 static const tl_json_field_t study_fields[] = {

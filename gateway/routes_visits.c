@@ -521,19 +521,22 @@ void tl_h_visit_type_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     tl_gw_found(resp, j, failed, "visit type not found");
 }
 
+#define VISIT_TYPE_KEY(a) a ".target_day, " a ".id"
+
 void tl_h_visit_type_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
-    bool failed = false;
+    bool failed = false, has_after = false;
+    char lim[16], after[TL_UUID_STRLEN];
     tl_uuid_t study;
-    if (!study_param(req, &study, resp))
+    if (!study_param(req, &study, resp) ||
+        !tl_gw_page(req, TL_VISIT_TYPES_MAX, TL_VISIT_TYPES_MAX, lim, after, &has_after, resp))
         return;
-    const char *params[] = {study.s};
-    json_t *j =
-        tl_gw_query_json(gw, resp,
-                         "SELECT json_build_object('items', COALESCE((" TL_SQL_VISIT_TYPES_JSON(
-                             "s.id") ")::json, '[]'::json))::text FROM studies s"
-                                     " WHERE s.id = $1",
-                         1, params, &failed);
+    const char *params[] = {study.s, lim, has_after ? after : NULL};
+    json_t *j = tl_gw_query_json(
+        gw, resp,
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM studies WHERE id = $1) THEN (" TL_SQL_PAGE(
+            TL_SQL_VISIT_TYPE_OBJ, VISIT_TYPE_KEY, "visit_types", "t.study_id = $1") ") END",
+        3, params, &failed);
     tl_gw_found(resp, j, failed, "study not found");
 }
 

@@ -48,16 +48,28 @@ bool tl_display_name_ok(const char *s)
            s[len - 1] != ' ';
 }
 
-const char *tl_access_grant_check(const char *role, size_t nsites)
+const char *tl_access_grant_check(const char *role, size_t nsites, size_t nstudies)
 {
     int r = tl_role_parse(role);
     if (r < 0)
         return TL_RN(unknown_role);
+    if (r != TL_ROLE_ANALYST && nstudies)
+        return "studies_not_allowed";
+    if (nstudies > TL_PRINCIPAL_STUDIES_MAX)
+        return "too_many_studies";
     if (!tl_role_site_scoped(r))
         return nsites ? "sites_not_allowed" : NULL;
     if (!nsites)
         return TL_RN(sites_required);
     return nsites > TL_PRINCIPAL_SITES_MAX ? "too_many_sites" : NULL;
+}
+
+const char *tl_access_grant_new_check(const char *role, size_t nsites, size_t nstudies)
+{
+    const char *why = tl_access_grant_check(role, nsites, nstudies);
+    if (!why && tl_role_parse(role) == TL_ROLE_ANALYST && !nstudies)
+        why = "studies_required";
+    return why;
 }
 
 bool tl_role_signs(int role)
@@ -92,14 +104,38 @@ static bool has_reason(const json_t *ev)
     return r && *r && strlen(r) < TL_BYTES(TL_REASON_MAX);
 }
 
-/* role and site_ids of a grant, checked together, into n. */
+/* ids (a JSON array of UUIDs, at most max) into out, canonical; NULL
+ * when they are, else why not. */
+static const char *read_ids(const json_t *ids, char (*out)[TL_UUID_STRLEN], size_t *n,
+                            const char *dup)
+{
+    *n = json_array_size(ids);
+    for (size_t i = 0; i < *n; i++) {
+        tl_uuid_t u;
+        if (tl_uuid_parse(json_string_value(json_array_get(ids, i)), &u))
+            return TL_RN(invalid_event);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(out[j], u.s))
+                return dup;
+        memcpy(out[i], u.s, TL_UUID_STRLEN);
+    }
+    return NULL;
+}
+
+/* role, site_ids and study_ids of a grant, checked together, into n.
+ * study_ids came with per-study analyst grants: an event from before
+ * has none. */
 static const char *read_grant(tl_principal_t *n, const json_t *ev)
 {
     const char *role = json_string_value(json_object_get(ev, "role"));
     const json_t *sites = json_object_get(ev, "site_ids");
-    if (!json_is_array(sites))
+    const json_t *studies = json_object_get(ev, "study_ids");
+    if (!json_is_array(sites) || (studies && !json_is_null(studies) && !json_is_array(studies)))
         return TL_RN(invalid_event);
-    const char *why = tl_access_grant_check(role, json_array_size(sites));
+    const char *why =
+        tl_access_grant_check(role, json_array_size(sites), json_array_size(studies));
+    if (!why)
+        why = read_ids(studies, n->studies, &n->nstudies, TL_RN(duplicate_study));
     if (why)
         return why;
     n->role = tl_role_parse(role);

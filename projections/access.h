@@ -31,6 +31,7 @@ typedef enum {
 #define TL_ROLE_BIT(r) (1u << (r))
 #define TL_PRINCIPAL_NAME_MAX 64 /* characters */
 #define TL_PRINCIPAL_SITES_MAX 32
+#define TL_PRINCIPAL_STUDIES_MAX 32 /* an analyst's studies */
 #define TL_TOKEN_LABEL_MAX 100 /* characters */
 #define TL_SHA256_HEX 65       /* 64 hex digits and NUL */
 /* Who may sign clinical forms (21 CFR 11.50): clinicians only; admins and
@@ -50,10 +51,17 @@ bool tl_principal_name_ok(const char *s);
 /* A printed name: 1 to TL_DISPLAY_NAME_MAX characters of valid UTF-8, no
  * control characters, no leading or trailing space. */
 bool tl_display_name_ok(const char *s);
-/* Role and sites belong together: a site-scoped role needs 1 to
- * TL_PRINCIPAL_SITES_MAX sites, any other role none. NULL when they fit,
- * else unknown_role, sites_required, sites_not_allowed, too_many_sites. */
-const char *tl_access_grant_check(const char *role, size_t nsites);
+/* Role, sites and studies belong together: a site-scoped role needs 1 to
+ * TL_PRINCIPAL_SITES_MAX sites, any other role none; an analyst has up to
+ * TL_PRINCIPAL_STUDIES_MAX studies (none: it sees no study, as an analyst
+ * granted before grants named studies), any other role none. NULL when
+ * they fit, else unknown_role, sites_required, sites_not_allowed,
+ * too_many_sites, studies_not_allowed, too_many_studies. The fold checks
+ * events with it. */
+const char *tl_access_grant_check(const char *role, size_t nsites, size_t nstudies);
+/* The same for a new grant (a command): an analyst needs a study too
+ * (studies_required). */
+const char *tl_access_grant_new_check(const char *role, size_t nsites, size_t nstudies);
 
 typedef struct {
     bool exists;
@@ -62,6 +70,8 @@ typedef struct {
     int role; /* tl_role_t */
     char sites[TL_PRINCIPAL_SITES_MAX][TL_UUID_STRLEN];
     size_t nsites;
+    char studies[TL_PRINCIPAL_STUDIES_MAX][TL_UUID_STRLEN]; /* an analyst's */
+    size_t nstudies;
     bool active;
     char signing_credential_id[TL_UUID_STRLEN]; /* "": none set */
     int64_t created_at_us, updated_at_us;

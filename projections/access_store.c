@@ -73,6 +73,8 @@ void tl_principal_read(const tl_pg_res_t *res, int r, int c, tl_principal_t *p)
                 tl_pg_get(res, r, c + 18));
     p->enrolment_code_expires_at_us =
         tl_pg_get(res, r, c + 19) ? tl_pg_get_int(res, r, c + 19) : 0;
+    p->nstudies =
+        tl_pg_uuids_parse(tl_pg_get(res, r, c + 20), p->studies, TL_PRINCIPAL_STUDIES_MAX);
 }
 
 static tl_err_t load_rows(state_t *st, const tl_pg_res_t *pr, const tl_pg_res_t *tr)
@@ -202,14 +204,16 @@ static const char *const sql_upsert_principals =
     "INSERT INTO principals (id, name, role, site_ids, active, signing_credential_id,"
     "   created_at, updated_at, last_event_id, display_name, granted_by, signing_expires_at,"
     "   signing_failures, signing_locked, enrolment_state, enrolment_id, enrolment_opened_by,"
-    "   enrolment_approved_by, enrolment_code_sha256, enrolment_code_expires_at)"
-    " SELECT i, n, r, s::uuid[], a, c, ca, ua, l, dn, gb, se, sf, sl, es, ei, eo, ea, ec, ee"
+    "   enrolment_approved_by, enrolment_code_sha256, enrolment_code_expires_at, study_ids)"
+    " SELECT i, n, r, s::uuid[], a, c, ca, ua, l, dn, gb, se, sf, sl, es, ei, eo, ea, ec, ee,"
+    "   st::uuid[]"
     "   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::uuid[],"
     "               $7::timestamptz[], $8::timestamptz[], $9::uuid[], $10::text[], $11::text[],"
     "               $12::timestamptz[], $13::int[], $14::boolean[], $15::text[], $16::uuid[],"
-    "               $17::text[], $18::text[], $19::text[], $20::timestamptz[])"
-    "     AS u(i, n, r, s, a, c, ca, ua, l, dn, gb, se, sf, sl, es, ei, eo, ea, ec, ee)"
+    "               $17::text[], $18::text[], $19::text[], $20::timestamptz[], $21::text[])"
+    "     AS u(i, n, r, s, a, c, ca, ua, l, dn, gb, se, sf, sl, es, ei, eo, ea, ec, ee, st)"
     " ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role, site_ids = EXCLUDED.site_ids,"
+    "   study_ids = EXCLUDED.study_ids,"
     "   active = EXCLUDED.active, signing_credential_id = EXCLUDED.signing_credential_id,"
     "   updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id,"
     "   display_name = EXCLUDED.display_name, granted_by = EXCLUDED.granted_by,"
@@ -237,14 +241,17 @@ static tl_err_t write_principals(tl_batch_t *b, const tl_map_t *m)
 {
     tl_cols_t c;
     tl_err_t err = TL_OK;
-    tl_cols_init(&c, 20);
+    tl_cols_init(&c, 21);
     for (size_t i = 0; i < m->cap && !err; i++) {
         const tl_principal_t *p = m->vals[i];
         if (!m->keys[i])
             continue;
         char sites[TL_PRINCIPAL_SITES_MAX * TL_UUID_STRLEN + 3], ca[TL_TS_STRLEN], ua[TL_TS_STRLEN];
         char se[TL_TS_STRLEN], ee[TL_TS_STRLEN], failures[16];
+        char studies[TL_PRINCIPAL_STUDIES_MAX * TL_UUID_STRLEN + 3];
         tl_pg_uuids_format((const char(*)[TL_UUID_STRLEN])p->sites, p->nsites, sites, sizeof sites);
+        tl_pg_uuids_format((const char(*)[TL_UUID_STRLEN])p->studies, p->nstudies, studies,
+                           sizeof studies);
         tl_ts_format(p->created_at_us, ca);
         tl_ts_format(p->updated_at_us, ua);
         tl_ts_format(p->signing_expires_at_us, se);
@@ -269,8 +276,9 @@ static tl_err_t write_principals(tl_batch_t *b, const tl_map_t *m)
                            str_or_null(p->enrolment_opened_by),
                            str_or_null(p->enrolment_approved_by),
                            str_or_null(p->enrolment_code_sha256),
-                           p->enrolment_code_expires_at_us ? ee : NULL};
-        err = tl_cols_add_row(&c, v, 20);
+                           p->enrolment_code_expires_at_us ? ee : NULL,
+                           studies};
+        err = tl_cols_add_row(&c, v, 21);
     }
     if (!err && c.nrows)
         return tl_batch_add_cols(b, sql_upsert_principals, &c);

@@ -13,7 +13,7 @@
 
 tl_err_t tl_access_store_apply(tl_pg_t *pg, tl_batch_t *b);
 
-/* A principal's row as tl_principal_read reads it: 20 columns of the
+/* A principal's row as tl_principal_read reads it: 21 columns of the
  * principals table, aliased p. */
 #define TL_SQL_PRINCIPAL_COLS                                                                      \
     "p.id, p.name, p.role, p.site_ids::text, p.active, p.signing_credential_id,"                   \
@@ -22,7 +22,8 @@ tl_err_t tl_access_store_apply(tl_pg_t *pg, tl_batch_t *b);
     " p.granted_by, (extract(epoch FROM p.signing_expires_at) * 1000000)::bigint,"               \
     " p.signing_failures, p.signing_locked, p.enrolment_state, p.enrolment_id,"                   \
     " p.enrolment_opened_by, p.enrolment_approved_by, p.enrolment_code_sha256,"                   \
-    " (extract(epoch FROM p.enrolment_code_expires_at) * 1000000)::bigint"
+    " (extract(epoch FROM p.enrolment_code_expires_at) * 1000000)::bigint, p.study_ids::text"
+#define TL_SQL_PRINCIPAL_NCOLS 21
 /* Row r of res, from column c on, into p (exists). */
 void tl_principal_read(const tl_pg_res_t *res, int r, int c, tl_principal_t *p);
 

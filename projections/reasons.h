@@ -28,6 +28,7 @@
     X(forbidden, 403, "forbidden", "Not allowed")                                                  \
     X(not_own_credential, 403, "forbidden", "Not allowed")                                         \
     X(site_not_allowed, 403, "site-not-allowed", "Site not allowed")                               \
+    X(study_not_granted, 403, "study-not-granted", "Study not granted")                            \
     X(cors_refused, 403, "cors-refused", "Cross-origin request refused")                           \
     X(not_found, 404, "not-found", "Not found")                                                    \
     X(invalid_framing, 400, "invalid-framing", "Ambiguous message framing")                        \
@@ -74,6 +75,7 @@
     X(idempotency_key_reused, 422, "idempotency-key-reused", "Idempotency-Key reused")             \
     X(study_locked, 422, "study-locked", "Study locked")                                           \
     X(unknown_site, 422, "unknown-site", "Site not in study")                                      \
+    X(unknown_grant_study, 422, "unknown-study", "Unknown study")                                  \
     X(consent_required, 422, "consent-required", "Consent required")                               \
     X(date_in_future, 422, "date-in-future", "Date in the future")                                 \
     X(date_before_consent, 422, "date-before-consent", "Date before consent")                      \

@@ -384,6 +384,9 @@ static const char *const migrations[] = {
     /* 20: when a participant was withdrawn or completed (rules.h); rows
      * of participants who left before it get theirs on a rebuild */
     "ALTER TABLE participants ADD COLUMN end_date date;",
+    /* 21: analysts are granted studies (docs/SECURITY.md); one granted
+     * before has none and sees no study until granted some */
+    "ALTER TABLE principals ADD COLUMN study_ids uuid[] NOT NULL DEFAULT '{}';",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

@@ -37,7 +37,7 @@ static int admin_usage(void)
 {
     fprintf(stderr, "usage: trialog admin bootstrap NAME [--days N] [--out FILE]"
                     " [--revoke-others REASON]\n"
-                    "       trialog admin create-principal NAME ROLE [SITE_ID ...]\n"
+                    "       trialog admin create-principal NAME ROLE [SITE_ID ... | STUDY_ID ...]\n"
                     "       trialog admin issue-token NAME [--days N] [--label TEXT] [--out FILE]"
                     " [--revoke-others REASON]\n"
                     "       trialog admin revoke-token NAME TOKEN_ID --reason TEXT\n"
@@ -129,29 +129,36 @@ static int need_principal(admin_t *a, const char *name, tl_uuid_t *id)
     return 0;
 }
 
-static int create_principal(admin_t *a, const char *name, const char *role, char **sites,
-                            int nsites, tl_uuid_t *id)
+/* The ids of a grant: an analyst's are studies, any other role's sites. */
+static int create_principal(admin_t *a, const char *name, const char *role, char **given,
+                            int n, tl_uuid_t *id)
 {
     if (!tl_principal_name_ok(name)) {
         fprintf(stderr, "trialog admin: a name is 1 to 64 letters, digits and . _ @ -\n");
         return 2;
     }
-    const char *why = tl_access_grant_check(role, (size_t)nsites);
+    bool studies = tl_role_parse(role) == TL_ROLE_ANALYST;
+    const char *what = studies ? "study" : "site";
+    const char *why = tl_access_grant_new_check(role, studies ? 0 : (size_t)n,
+                                                studies ? (size_t)n : 0);
     if (why) {
-        fprintf(stderr, "trialog admin: role \"%s\" with %d site(s): %s\n", role, nsites, why);
+        fprintf(stderr, "trialog admin: role \"%s\" with %d %s id(s): %s\n", role, n, what, why);
         return 2;
     }
     json_t *ids = json_array();
-    for (int i = 0; i < nsites; i++) {
+    for (int i = 0; i < n; i++) {
         tl_uuid_t s;
-        const char *params[] = {sites[i]};
+        const char *params[] = {given[i]};
         tl_pg_res_t *res = NULL;
-        bool known = !tl_uuid_parse(sites[i], &s) &&
-                     !tl_pg_exec(a->pg, "SELECT 1 FROM sites WHERE id = $1", 1, params, &res) &&
+        bool known = !tl_uuid_parse(given[i], &s) &&
+                     !tl_pg_exec(a->pg,
+                                 studies ? "SELECT 1 FROM studies WHERE id = $1"
+                                         : "SELECT 1 FROM sites WHERE id = $1",
+                                 1, params, &res) &&
                      tl_pg_nrows(res) == 1;
         tl_pg_res_free(res);
         if (!known) {
-            fprintf(stderr, "trialog admin: \"%s\" is not a site\n", sites[i]);
+            fprintf(stderr, "trialog admin: \"%s\" is not a %s\n", given[i], what);
             json_decref(ids);
             return 2;
         }
@@ -160,8 +167,9 @@ static int create_principal(admin_t *a, const char *name, const char *role, char
     tl_uuid_t event_id;
     tl_uuid_v7(id);
     tl_uuid_v7(&event_id);
-    json_t *payload = json_pack("{s:s, s:s, s:s, s:o}", "principal_id", id->s, "name", name, "role",
-                                role, "site_ids", ids);
+    json_t *payload = json_pack("{s:s, s:s, s:s, s:o, s:o}", "principal_id", id->s, "name", name,
+                                "role", role, "site_ids", studies ? json_array() : ids,
+                                "study_ids", studies ? ids : json_array());
     int rc = send_event(a, "PrincipalCreated", id->s, payload, NULL, &event_id);
     json_decref(payload);
     if (!rc)

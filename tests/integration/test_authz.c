@@ -138,7 +138,11 @@ static int setup(void **state)
         if (role == TL_ROLE_ADMIN)
             snprintf(tokens[role], sizeof tokens[role], "%s", stack.token);
         else
-            tl_stack_token(&stack, tl_role_name(role), tl_role_site_scoped(role) ? site_a : NULL,
+            /* the analyst is granted study 1 (its CLI ids are studies) */
+            tl_stack_token(&stack, tl_role_name(role),
+                           tl_role_site_scoped(role)    ? site_a
+                           : role == TL_ROLE_ANALYST ? study1
+                                                        : NULL,
                            tokens[role]);
         whoami(tokens[role], principals[role]);
     }
@@ -197,6 +201,8 @@ static bool scoped(const tl_route_t *route, int role)
 {
     if (route->scope == TL_SCOPE_SELF)
         return role != TL_ROLE_ADMIN;
+    if (route->scope == TL_SCOPE_STUDY && role == TL_ROLE_ANALYST)
+        return true; /* granted study 1 only */
     if (route->scope == TL_SCOPE_STUDY || route->scope == TL_SCOPE_PARTICIPANT ||
         route->scope == TL_SCOPE_FORM)
         return tl_role_site_scoped(role);
@@ -231,8 +237,10 @@ static void test_permission_matrix(void **state)
             for (int own = 1; own >= 0; own--) {
                 fill(rt->pattern, role, own, path, sizeof path);
                 long got = status_as(tokens[role], rt->method, path, body);
+                /* an analyst is told it needs a grant; site roles see nothing */
+                bool analyst_study = role == TL_ROLE_ANALYST && rt->scope == TL_SCOPE_STUDY;
                 long want = !(rt->roles & TL_ROLE_BIT(role)) ? 403
-                            : !own && scoped(rt, role)       ? 404
+                            : !own && scoped(rt, role)       ? (analyst_study ? 403 : 404)
                                                              : 0;
                 if (want && got != want)
                     fail_msg("%s %s as %s (%s): %ld, want %ld", rt->method, path,
@@ -421,7 +429,12 @@ static void test_tokens_stop_on_the_next_request(void **state)
     snprintf(pp, sizeof pp, "/v1/principals/%s", id);
     expect(stack.token, "PATCH", pp, "{\"role\":\"monitor\",\"reason\":\"no sites\"}", 400);
     expect(stack.token, "PATCH", pp,
-           "{\"role\":\"analyst\",\"site_ids\":[],\"reason\":\"now analyses\"}", 200);
+           "{\"role\":\"analyst\",\"site_ids\":[],\"reason\":\"now analyses\"}", 400);
+    char grant[300];
+    snprintf(grant, sizeof grant,
+             "{\"role\":\"analyst\",\"study_ids\":[\"%s\"],\"reason\":\"now analyses\"}",
+             study1);
+    expect(stack.token, "PATCH", pp, grant, 200);
     expect(token, "GET", path, NULL, 403);
 
     /* a principal revokes its own token */
@@ -453,6 +466,15 @@ static void test_tokens_stop_on_the_next_request(void **state)
                                       NULL),
                      422);
     assert_int_equal(create_principal("{\"name\":\"bad name\",\"role\":\"admin\"}", NULL), 400);
+    /* an analyst is granted studies that exist, and only an analyst */
+    assert_int_equal(create_principal("{\"name\":\"a3\",\"role\":\"analyst\"}", NULL), 400);
+    assert_int_equal(create_principal("{\"name\":\"a4\",\"role\":\"analyst\",\"study_ids\":"
+                                      "[\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a99\"]}",
+                                      NULL),
+                     422);
+    snprintf(body, sizeof body, "{\"name\":\"c5\",\"role\":\"admin\",\"study_ids\":[\"%s\"]}",
+             study1);
+    assert_int_equal(create_principal(body, NULL), 400);
     assert_int_equal(create_principal("{\"name\":\"r\",\"role\":\"root\"}", NULL), 400);
 }
 
@@ -711,6 +733,263 @@ static void test_audit_list(void **state)
     expect(tokens[TL_ROLE_ANALYST], "GET", "/v1/audit", NULL, 403);
 }
 
+/* The problem of GET path as token: status and the first errors entry's
+ * field (or NULL). */
+static long problem_field(const char *token, const char *path, char field[64])
+{
+    tl_http_resp_t r = tl_http_as(&stack, token, "GET", path, NULL, NULL);
+    long st = r.status;
+    const char *f =
+        json_string_value(json_object_get(json_array_get(json_object_get(r.body, "errors"), 0),
+                                          "field"));
+    snprintf(field, 64, "%s", f ? f : "");
+    if (st == 400)
+        assert_string_equal(json_string_value(json_object_get(r.body, "type")),
+                            "/problems/invalid-query");
+    tl_http_free(&r);
+    return st;
+}
+
+/* Issue 26, hole 10: a query parameter the route does not read answers 400
+ * naming it, never the whole list as if filtered. */
+static void test_unknown_query_parameters(void **state)
+{
+    (void)state;
+    char path[300], field[64];
+    snprintf(path, sizeof path, "/v1/studies/%s/visits?participant=%s", study1, part_a);
+    assert_int_equal(problem_field(stack.token, path, field), 400);
+    assert_string_equal(field, "participant");
+    assert_int_equal(problem_field(stack.token, "/v1/audit?study=x", field), 400);
+    assert_string_equal(field, "study");
+    assert_int_equal(problem_field(stack.token, "/v1/principals?name=test-admin", field), 400);
+    assert_string_equal(field, "name");
+    snprintf(path, sizeof path, "/v1/studies/%s/participants?stauts=enrolled", study1);
+    assert_int_equal(problem_field(stack.token, path, field), 400);
+    assert_string_equal(field, "stauts");
+    /* the participants' code is a search now (prefix, any case) */
+    snprintf(path, sizeof path, "/v1/studies/%s/participants?code=az-f", study1);
+    tl_http_resp_t r = tl_http(&stack, "GET", path, NULL, NULL, true);
+    assert_int_equal(r.status, 200);
+    json_t *items = json_object_get(r.body, "items");
+    assert_int_equal(json_array_size(items), 2);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(items, 0), "participant_code")), "AZ-FA");
+    tl_http_free(&r);
+    snprintf(path, sizeof path, "/v1/studies/%s/participants?code=AZ-A", study1);
+    r = tl_http(&stack, "GET", path, NULL, NULL, true);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 1);
+    tl_http_free(&r);
+    snprintf(path, sizeof path, "/v1/studies/%s/participants?code=%%25", study1);
+    assert_int_equal(problem_field(stack.token, path, field), 400);
+    assert_string_equal(field, "code");
+    /* the parameters a route reads still work; public routes take none */
+    snprintf(path, sizeof path, "/v1/studies/%s/visits?as_of=2026-06-01&limit=1", study1);
+    expect(stack.token, "GET", path, NULL, 200);
+    expect(NULL, "GET", "/healthz?verbose=1", NULL, 400);
+}
+
+/* The "id"s of a page's items, comma-separated, into out. */
+static void ids_of(const json_t *page, char *out, size_t size)
+{
+    size_t i, len = 0;
+    json_t *it;
+    out[0] = '\0';
+    json_array_foreach(json_object_get(page, "items"), i, it)
+    {
+        len += (size_t)snprintf(out + len, size - len, "%s%s", len ? "," : "",
+                                json_string_value(json_object_get(it, "id")));
+        if (len >= size)
+            break;
+    }
+}
+
+/* Issue 26, hole 12: a client discovers the studies it may see and their
+ * sites. */
+static void test_study_lists(void **state)
+{
+    (void)state;
+    char path[300], ids[400];
+    tl_http_resp_t r = tl_http(&stack, "GET", "/v1/studies", NULL, NULL, true);
+    assert_int_equal(r.status, 200);
+    ids_of(r.body, ids, sizeof ids);
+    assert_non_null(strstr(ids, study1));
+    assert_non_null(strstr(ids, study2));
+    tl_http_free(&r);
+    /* a coordinator of site A (study 1): study 1 only */
+    r = tl_http_as(&stack, tokens[TL_ROLE_COORDINATOR], "GET", "/v1/studies", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    ids_of(r.body, ids, sizeof ids);
+    assert_string_equal(ids, study1);
+    tl_http_free(&r);
+    /* the analyst: its granted study */
+    r = tl_http_as(&stack, tokens[TL_ROLE_ANALYST], "GET", "/v1/studies", NULL, NULL);
+    ids_of(r.body, ids, sizeof ids);
+    assert_string_equal(ids, study1);
+    tl_http_free(&r);
+    /* a connector calls nothing here */
+    expect(tokens[TL_ROLE_CONNECTOR], "GET", "/v1/studies", NULL, 403);
+    /* sites, by code: the admin both, the coordinator its own */
+    snprintf(path, sizeof path, "/v1/studies/%s/sites", study1);
+    r = tl_http(&stack, "GET", path, NULL, NULL, true);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 2);
+    assert_true(json_is_null(json_object_get(r.body, "next")));
+    tl_http_free(&r);
+    r = tl_http_as(&stack, tokens[TL_ROLE_COORDINATOR], "GET", path, NULL, NULL);
+    ids_of(r.body, ids, sizeof ids);
+    assert_string_equal(ids, site_a);
+    tl_http_free(&r);
+    snprintf(path, sizeof path, "/v1/studies/%s/sites", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a97");
+    expect(stack.token, "GET", path, NULL, 404);
+}
+
+/* A study shown to a site role: its sites and their counts only. */
+static void test_site_roles_see_their_sites(void **state)
+{
+    (void)state;
+    char path[300], sql[300];
+    snprintf(path, sizeof path, "/v1/studies/%s", study1);
+    for (int k = 0; k < 2; k++) {
+        tl_http_resp_t r = tl_http_as(&stack, tokens[TL_ROLE_MONITOR], "GET", k ? "/v1/studies" : path,
+                                      NULL, NULL);
+        assert_int_equal(r.status, 200);
+        const json_t *study = k ? json_array_get(json_object_get(r.body, "items"), 0) : r.body;
+        json_t *sites = json_object_get(study, "sites");
+        assert_int_equal(json_array_size(sites), 1);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(sites, 0), "id")),
+                            site_a);
+        long long shown = 0;
+        const char *key;
+        json_t *n;
+        json_object_foreach(json_object_get(study, "participants"), key, n)
+            shown += json_integer_value(n);
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM participants WHERE site_id = '%s'", site_a);
+        assert_int_equal(shown, tl_sql_int(&stack, sql));
+        tl_http_free(&r);
+    }
+    /* study-wide for study-wide roles */
+    tl_http_resp_t r = tl_http(&stack, "GET", path, NULL, NULL, true);
+    assert_int_equal(json_array_size(json_object_get(r.body, "sites")), 2);
+    tl_http_free(&r);
+}
+
+/* Issue 26, hole 12: an analyst reads and requests releases of its granted
+ * studies only. */
+static void test_analysts_per_study(void **state)
+{
+    (void)state;
+    char path[300], rel2[40];
+    const char *analyst = tokens[TL_ROLE_ANALYST];
+    snprintf(path, sizeof path, "/v1/studies/%s/releases", study2);
+    tl_http_resp_t r = tl_http_as(&stack, analyst, "POST", path, "{\"name\":\"theirs\"}",
+                                  (const char *const[]){"Content-Type: application/json", NULL});
+    assert_int_equal(r.status, 403);
+    assert_string_equal(json_string_value(json_object_get(r.body, "type")),
+                        "/problems/study-not-granted");
+    tl_http_free(&r);
+    assert_int_equal(tl_sql_int(&stack, "SELECT count(*) FROM releases WHERE name = 'theirs'"), 0);
+    /* nor a release of it an admin asked for */
+    r = tl_http(&stack, "POST", path, "{\"name\":\"admins\"}", NULL, true);
+    assert_int_equal(r.status, 201);
+    snprintf(rel2, sizeof rel2, "%s", json_string_value(json_object_get(r.body, "id")));
+    tl_http_free(&r);
+    snprintf(path, sizeof path, "/v1/releases/%s", rel2);
+    expect(analyst, "GET", path, NULL, 403);
+    expect(stack.token, "GET", path, NULL, 200);
+    snprintf(path, sizeof path, "/v1/releases/%s/files/manifest.json", rel2);
+    expect(analyst, "GET", path, NULL, 403);
+    snprintf(path, sizeof path, "/v1/studies/%s/metrics", study2);
+    expect(analyst, "GET", path, NULL, 403);
+    snprintf(path, sizeof path, "/v1/studies/%s/metrics", study1);
+    expect(analyst, "GET", path, NULL, 200);
+    /* an analyst granted before grants named studies: of no study */
+    char id[40], token[80], token_id[40];
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"name\":\"old-analyst\",\"role\":\"analyst\",\"study_ids\":[\"%s\"]}", study1);
+    assert_int_equal(create_principal(body, id), 201);
+    tl_pg_res_t *res = NULL;
+    assert_int_equal(tl_pg_exec(stack.pg, "UPDATE principals SET study_ids = '{}' WHERE id = $1",
+                                1, (const char *const[]){id}, &res),
+                     TL_OK);
+    tl_pg_res_free(res);
+    issue(id, token, token_id);
+    r = tl_http_as(&stack, token, "GET", "/v1/studies", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 0);
+    tl_http_free(&r);
+    snprintf(path, sizeof path, "/v1/studies/%s", study1);
+    expect(token, "GET", path, NULL, 403);
+}
+
+/* Pages through path (a list) with limit 1; the ids seen, in order, into
+ * ids; how many pages it took. */
+static int walk(const char *path, char *ids, size_t size)
+{
+    char url[600], after[64] = "", one[100];
+    size_t len = 0;
+    int pages = 0;
+    ids[0] = '\0';
+    for (;;) {
+        snprintf(url, sizeof url, "%s%slimit=1%s%s", path, strchr(path, '?') ? "&" : "?",
+                 after[0] ? "&after=" : "", after);
+        tl_http_resp_t r = tl_http(&stack, "GET", url, NULL, NULL, true);
+        if (r.status != 200)
+            fail_msg("GET %s: %ld", url, r.status);
+        assert_true(json_array_size(json_object_get(r.body, "items")) <= 1);
+        ids_of(r.body, one, sizeof one);
+        if (one[0])
+            len += (size_t)snprintf(ids + len, size - len, "%s%s", len ? "," : "", one);
+        const char *next = json_string_value(json_object_get(r.body, "next"));
+        assert_true(next || json_is_null(json_object_get(r.body, "next")));
+        snprintf(after, sizeof after, "%s", next ? next : "");
+        tl_http_free(&r);
+        pages++;
+        if (!after[0] || pages > 200)
+            break;
+    }
+    return pages;
+}
+
+/* Issue 26, hole 12: every list pages the same way (limit, after; items,
+ * next), the principals too, which stopped at 500 with no pages. */
+static void test_every_list_pages(void **state)
+{
+    (void)state;
+    static char ids[16384];
+    char path[300];
+    walk("/v1/principals", ids, sizeof ids);
+    size_t n = 1;
+    for (const char *c = ids; (c = strchr(c, ',')); c++)
+        n++;
+    assert_int_equal((long long)n, tl_sql_int(&stack, "SELECT count(*) FROM principals"));
+    assert_non_null(strstr(ids, principals[TL_ROLE_MONITOR]));
+    walk("/v1/principals?role=analyst", ids, sizeof ids);
+    assert_non_null(strstr(ids, principals[TL_ROLE_ANALYST]));
+    assert_null(strstr(ids, principals[TL_ROLE_MONITOR]));
+    /* each list of at least one item: a full page of one has a next */
+    const struct {
+        const char *head, *id, *tail;
+    } lists[] = {{"/v1/studies", "", ""},
+                 {"/v1/studies/", study1, "/sites"},
+                 {"/v1/studies/", study1, "/visit-types"},
+                 {"/v1/studies/", study1, "/form-templates"},
+                 {"/v1/studies/", study1, "/releases"},
+                 {"/v1/participants/", part_a, "/forms"},
+                 {"/v1/principals/", principals[TL_ROLE_ANALYST], "/tokens"}};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        snprintf(path, sizeof path, "%s%s%s", lists[i].head, lists[i].id, lists[i].tail);
+        int pages = walk(path, ids, sizeof ids);
+        bool empty = strstr(lists[i].tail, "forms") != NULL; /* part_a has none */
+        if (empty ? ids[0] != '\0' : pages < 2)
+            fail_msg("%s: %d page(s), items %s", path, pages, ids);
+    }
+    /* a cursor that is none is refused */
+    char field[64];
+    assert_int_equal(problem_field(stack.token, "/v1/studies?after=nope", field), 400);
+    assert_string_equal(field, "after");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -723,6 +1002,11 @@ int main(void)
         cmocka_unit_test(test_signing_credentials),
         cmocka_unit_test(test_history_shows_before_after_and_why),
         cmocka_unit_test(test_audit_list),
+        cmocka_unit_test(test_unknown_query_parameters),
+        cmocka_unit_test(test_study_lists),
+        cmocka_unit_test(test_site_roles_see_their_sites),
+        cmocka_unit_test(test_analysts_per_study),
+        cmocka_unit_test(test_every_list_pages),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -564,8 +564,11 @@ static void test_control_characters_in_url(void **state)
 static const char *analyst_token(void)
 {
     static char token[80];
-    if (!token[0])
-        tl_stack_token(&stack, "analyst", NULL, token);
+    if (!token[0]) {
+        char study[40], site[40]; /* an analyst is granted a study */
+        tl_stack_study(&stack, "HOSTILE-A", study, site);
+        tl_stack_token(&stack, "analyst", study, token);
+    }
     return token;
 }
 
@@ -784,7 +787,7 @@ static void test_cors(void **state)
     r = cors_request("OPTIONS", "/v1/studies", ORIGIN, "POST");
     assert_int_equal(r.status, 204);
     assert_true(has_header(&r, "Access-Control-Allow-Origin: " ORIGIN));
-    assert_true(has_header(&r, "Access-Control-Allow-Methods: POST"));
+    assert_true(has_header(&r, "Access-Control-Allow-Methods: POST, GET"));
     assert_true(has_header(&r, "Access-Control-Allow-Headers: Authorization, Content-Type, "
                                "Idempotency-Key, Prefer, X-Correlation-Id"));
     assert_true(has_header(&r, "Access-Control-Max-Age: 600"));

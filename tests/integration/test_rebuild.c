@@ -144,7 +144,9 @@ static void test_access_rebuild_equals_live(void **state)
     assert_int_equal(r.status, 200);
     tl_http_free(&r);
     snprintf(path, sizeof path, "/v1/principals/%s", id);
-    r = tl_http(&stack, "PATCH", path, "{\"role\":\"analyst\",\"reason\":\"moved\"}", NULL, true);
+    snprintf(body, sizeof body,
+             "{\"role\":\"analyst\",\"study_ids\":[\"%s\"],\"reason\":\"moved\"}", study);
+    r = tl_http(&stack, "PATCH", path, body, NULL, true); /* its grant names a study */
     assert_int_equal(r.status, 200);
     tl_http_free(&r);
     tl_sql_int(&stack, "CREATE TABLE snap_principals AS SELECT * FROM principals;"

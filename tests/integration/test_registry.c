@@ -30,7 +30,9 @@ static int setup(void **state)
     (void)state;
     tl_stack_start(&stack, "registry");
     tl_stack_token(&stack, "connector", NULL, connector);
-    tl_stack_token(&stack, "analyst", NULL, analyst);
+    char study[40], site[40]; /* an analyst is granted a study */
+    tl_stack_study(&stack, "REG-1", study, site);
+    tl_stack_token(&stack, "analyst", study, analyst);
     return 0;
 }
 

@@ -47,6 +47,7 @@ static void setup_cohort(void)
 {
     char path[256];
     tl_stack_study(&stack, "REL-2026", study, site);
+    tl_stack_token(&stack, "analyst", study, analyst); /* granted this study */
     snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
     post_ok(path,
             "{\"name\":\"va\",\"title\":\"Visual acuity\",\"fields\":["
@@ -276,7 +277,7 @@ static void test_release(void **state)
     tl_http_free(&r);
     r = tl_http_as(&stack, analyst, "GET", path, NULL, NULL);
     assert_int_equal(r.status, 200);
-    assert_int_equal(json_array_size(json_object_get(r.body, "releases")), 3);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 3);
     tl_http_free(&r);
     snprintf(path, sizeof path, "/v1/releases/%s/files/..%%2Fresearch.key", id);
     r = tl_http_as(&stack, analyst, "GET", path, NULL, NULL);
@@ -302,7 +303,6 @@ static int setup(void **state)
     tl_stack_start(&stack, "release");
     tl_stack_start_releases(&stack);
     tl_stack_start_ingest(&stack, "oct");
-    tl_stack_token(&stack, "analyst", NULL, analyst);
     return 0;
 }
 

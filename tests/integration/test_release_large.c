@@ -58,6 +58,7 @@ static void setup_study(void)
 {
     char path[160];
     tl_stack_study(&stack, "BIG-2026", study, site);
+    tl_stack_token(&stack, "analyst", study, analyst); /* granted this study */
     snprintf(path, sizeof path, "/v1/studies/%s/form-templates", study);
     tl_buf_t b;
     tl_buf_init(&b, 1 << 20);
@@ -136,7 +137,6 @@ static int setup(void **state)
     (void)state;
     tl_stack_start(&stack, "release_large");
     tl_stack_start_releases(&stack);
-    tl_stack_token(&stack, "analyst", NULL, analyst);
     return 0;
 }
 

@@ -86,15 +86,27 @@ static void test_roles(void **state)
 static void test_grants_and_names(void **state)
 {
     (void)state;
-    assert_null(tl_access_grant_check("admin", 0));
-    assert_string_equal(tl_access_grant_check("admin", 1), "sites_not_allowed");
-    assert_string_equal(tl_access_grant_check("analyst", 2), "sites_not_allowed");
-    assert_string_equal(tl_access_grant_check("coordinator", 0), "sites_required");
-    assert_null(tl_access_grant_check("clinician", 1));
-    assert_null(tl_access_grant_check("monitor", TL_PRINCIPAL_SITES_MAX));
-    assert_string_equal(tl_access_grant_check("monitor", TL_PRINCIPAL_SITES_MAX + 1),
+    assert_null(tl_access_grant_check("admin", 0, 0));
+    assert_string_equal(tl_access_grant_check("admin", 1, 0), "sites_not_allowed");
+    assert_string_equal(tl_access_grant_check("analyst", 2, 0), "sites_not_allowed");
+    assert_string_equal(tl_access_grant_check("coordinator", 0, 0), "sites_required");
+    assert_null(tl_access_grant_check("clinician", 1, 0));
+    assert_null(tl_access_grant_check("monitor", TL_PRINCIPAL_SITES_MAX, 0));
+    assert_string_equal(tl_access_grant_check("monitor", TL_PRINCIPAL_SITES_MAX + 1, 0),
                         "too_many_sites");
-    assert_string_equal(tl_access_grant_check("root", 0), "unknown_role");
+    assert_string_equal(tl_access_grant_check("root", 0, 0), "unknown_role");
+    /* analysts are granted studies; none is a grant of nothing, which
+     * events from before per-study grants carry, but no new grant */
+    assert_null(tl_access_grant_check("analyst", 0, 0));
+    assert_null(tl_access_grant_check("analyst", 0, TL_PRINCIPAL_STUDIES_MAX));
+    assert_string_equal(tl_access_grant_check("analyst", 0, TL_PRINCIPAL_STUDIES_MAX + 1),
+                        "too_many_studies");
+    assert_string_equal(tl_access_grant_check("coordinator", 1, 1), "studies_not_allowed");
+    assert_string_equal(tl_access_grant_check("admin", 0, 1), "studies_not_allowed");
+    assert_string_equal(tl_access_grant_new_check("analyst", 0, 0), "studies_required");
+    assert_null(tl_access_grant_new_check("analyst", 0, 1));
+    assert_null(tl_access_grant_new_check("admin", 0, 0));
+    assert_string_equal(tl_access_grant_new_check("analyst", 1, 1), "sites_not_allowed");
     assert_true(tl_principal_name_ok("j.doe@stl-eye_1"));
     assert_true(tl_principal_name_ok("a"));
     assert_false(tl_principal_name_ok(""));
@@ -197,6 +209,42 @@ static void test_principal_invalid_events(void **state)
                                 "{\"principal_id\":\"" P1 "\",\"name\":\"a\",\"role\":\"root\","
                                 "\"site_ids\":[]}"),
                         "unknown_role");
+    assert_string_equal(apply_p(&p, "PrincipalCreated",
+                                "{\"principal_id\":\"" P1 "\",\"name\":\"a\",\"role\":\"admin\","
+                                "\"site_ids\":[],\"study_ids\":[\"" S1 "\"]}"),
+                        "studies_not_allowed");
+    assert_string_equal(apply_p(&p, "PrincipalCreated",
+                                "{\"principal_id\":\"" P1 "\",\"name\":\"a\",\"role\":\"analyst\","
+                                "\"site_ids\":[],\"study_ids\":[\"" S1 "\",\"" S1 "\"]}"),
+                        "duplicate_study");
+    assert_string_equal(apply_p(&p, "PrincipalCreated",
+                                "{\"principal_id\":\"" P1 "\",\"name\":\"a\",\"role\":\"analyst\","
+                                "\"site_ids\":[],\"study_ids\":[\"x\"]}"),
+                        "invalid_event");
+    assert_false(p.exists);
+}
+
+/* An analyst's grant names its studies; one from before grants named
+ * studies (no study_ids) is an analyst of no study. */
+static void test_analyst_studies(void **state)
+{
+    (void)state;
+    tl_principal_t p = {0};
+    assert_null(apply_p(&p, "PrincipalCreated",
+                        "{\"principal_id\":\"" P1 "\",\"name\":\"old\",\"role\":\"analyst\","
+                        "\"site_ids\":[]}"));
+    assert_int_equal(p.role, TL_ROLE_ANALYST);
+    assert_int_equal(p.nstudies, 0);
+    assert_null(apply_p(&p, "PrincipalRoleChanged",
+                        "{\"principal_id\":\"" P1 "\",\"role\":\"analyst\",\"site_ids\":[],"
+                        "\"study_ids\":[\"" S1 "\",\"" S2 "\"],\"reason\":\"analyses AMD\"}"));
+    assert_int_equal(p.nstudies, 2);
+    assert_string_equal(p.studies[1], S2);
+    /* a new role takes the studies away */
+    assert_null(apply_p(&p, "PrincipalRoleChanged",
+                        "{\"principal_id\":\"" P1 "\",\"role\":\"admin\",\"site_ids\":[],"
+                        "\"reason\":\"now administers\"}"));
+    assert_int_equal(p.nstudies, 0);
 }
 
 #define ISSUE(exp)                                                                                 \
@@ -473,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_grants_and_names),
         cmocka_unit_test(test_principal_lifecycle),
         cmocka_unit_test(test_principal_invalid_events),
+        cmocka_unit_test(test_analyst_studies),
         cmocka_unit_test(test_token_lifecycle),
         cmocka_unit_test(test_token_invalid_events),
         cmocka_unit_test(test_tokens_and_hashes),

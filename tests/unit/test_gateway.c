@@ -202,7 +202,8 @@ static void test_known_path_wrong_method_405(void **state)
     (void)state;
     expect_problem(&gw, "DELETE", "/v1/studies", NULL, "Bearer " TOKEN, 405,
                    "method-not-allowed");
-    expect_problem(&gw, "GET", "/v1/studies", NULL, "Bearer " TOKEN, 405, "method-not-allowed");
+    expect_problem(&gw, "GET", "/v1/studies/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/lock", NULL,
+                   "Bearer " TOKEN, 405, "method-not-allowed");
     expect_problem(&gw, "PUT", "/v1/studies/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", NULL,
                    "Bearer " TOKEN, 405, "method-not-allowed");
     expect_problem(&gw, "POST", "/healthz", "application/json", NULL, 405, "method-not-allowed");
@@ -271,6 +272,77 @@ static void test_token_without_database_503(void **state)
     tl_gw_dispatch(&gw, &req, &resp);
     assert_problem(&resp, 503, "unavailable");
     assert_null(req.actor_id);
+    json_decref(resp.body);
+}
+
+/* ---- query parameters a route does not read ---- */
+
+static const char *const *query_given; /* NULL-terminated names of the fake query */
+
+static void fake_query_names(void *conn, bool (*fn)(void *ctx, const char *name), void *ctx)
+{
+    (void)conn;
+    for (const char *const *n = query_given; n && *n && fn(ctx, *n); n++)
+        ;
+}
+
+static void test_query_known(void **state)
+{
+    (void)state;
+    assert_true(tl_gw_query_known("site,status,limit,after", "site"));
+    assert_true(tl_gw_query_known("site,status,limit,after", "after"));
+    assert_true(tl_gw_query_known("as_of", "as_of"));
+    assert_false(tl_gw_query_known("site,status", "sit"));
+    assert_false(tl_gw_query_known("site,status", "sites"));
+    assert_false(tl_gw_query_known("site,status", "status,site"));
+    assert_false(tl_gw_query_known("site,status", ""));
+    assert_false(tl_gw_query_known(NULL, "site"));
+    assert_false(tl_gw_query_known("", "site"));
+    /* every route's list is names only, no blanks or doubled commas */
+    size_t n = 0;
+    const tl_route_t *routes = tl_gw_routes(&n);
+    for (size_t i = 0; i < n; i++) {
+        const char *q = routes[i].query;
+        if (!q)
+            continue;
+        assert_true(*q && q[strlen(q) - 1] != ',' && !strstr(q, ",,") && !strchr(q, ' '));
+    }
+}
+
+static void test_unknown_query_400(void **state)
+{
+    (void)state;
+    static const char *const two[] = {"verbose", "x", NULL};
+    tl_req_t req;
+    tl_resp_t resp;
+    init_req(&req, "GET", "/healthz", NULL, NULL);
+    req.query_names = fake_query_names;
+    query_given = two;
+    memset(&resp, 0, sizeof resp);
+    tl_gw_dispatch(&gw, &req, &resp);
+    assert_problem(&resp, 400, "invalid-query");
+    json_t *errors = json_object_get(resp.body, "errors");
+    assert_int_equal(json_array_size(errors), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 0), "field")),
+                        "verbose");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 1), "field")),
+                        "x");
+    json_decref(resp.body);
+    /* authentication comes first: no token, no word on the query */
+    init_req(&req, "GET", "/v1/studies", NULL, NULL);
+    req.query_names = fake_query_names;
+    memset(&resp, 0, sizeof resp);
+    tl_gw_dispatch(&gw, &req, &resp);
+    assert_problem(&resp, 401, "unauthorized");
+    json_decref(resp.body);
+    /* no query: the route answers */
+    static const char *const none[] = {NULL};
+    query_given = none;
+    init_req(&req, "GET", "/healthz", NULL, NULL);
+    req.query_names = fake_query_names;
+    memset(&resp, 0, sizeof resp);
+    tl_gw_dispatch(&gw, &req, &resp);
+    assert_int_equal(resp.status, 200);
     json_decref(resp.body);
 }
 
@@ -631,6 +703,8 @@ int main(void)
         cmocka_unit_test(test_malformed_token_401),
         cmocka_unit_test(test_token_without_database_503),
         cmocka_unit_test(test_healthz),
+        cmocka_unit_test(test_query_known),
+        cmocka_unit_test(test_unknown_query_400),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_target_control_characters),
         cmocka_unit_test(test_framing),

@@ -101,6 +101,99 @@ static void test_every_route_is_documented(void **state)
     }
 }
 
+/* The operation of route r in doc: from its method line to the next line
+ * at the same indentation or the next path; *end its end. NULL: none. */
+static const char *operation(const char *doc, const tl_route_t *r, const char **end)
+{
+    char key[300], method[16];
+    snprintf(key, sizeof key, "\n  %s:\n", r->pattern);
+    const char *at = strstr(doc, key);
+    snprintf(method, sizeof method, "\n    %s:", r->method);
+    for (char *p = method; *p; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    const char *next = at ? strstr(at + strlen(key), "\n  /") : NULL;
+    const char *m = at ? strstr(at, method) : NULL;
+    if (!m || (next && m > next))
+        return NULL;
+    m += strlen(method);
+    *end = m;
+    /* the next line indented by exactly four spaces ends it */
+    for (const char *l = strchr(m, '\n'); l; l = strchr(l + 1, '\n'))
+        if (!strncmp(l, "\n    ", 5) && l[5] != ' ') {
+            *end = l;
+            return m;
+        }
+    *end = m + strlen(m);
+    return m;
+}
+
+/* The query parameter a component (components/parameters/<name>) is, into
+ * out; false when it is none. */
+static bool component_query(const char *doc, const char *name, size_t len, char *out, size_t size)
+{
+    char key[100];
+    snprintf(key, sizeof key, "\n    %.*s:", (int)len, name);
+    const char *at = strstr(strstr(doc, "\ncomponents:"), key);
+    if (!at)
+        return false;
+    const char *end = strstr(at + 1, "\n    ");
+    while (end && end[5] == ' ')
+        end = strstr(end + 1, "\n    ");
+    const char *n = strstr(at, "name: "), *q = strstr(at, "in: query");
+    if (!n || !q || (end && (n > end || q > end)))
+        return false;
+    n += 6;
+    size_t l = strcspn(n, ",}\n ");
+    snprintf(out, size, "%.*s", (int)l, n);
+    return true;
+}
+
+/* Every query parameter a route reads (its table entry) is in its
+ * operation's parameters, and the operation documents no other: the
+ * gateway refuses any other with 400 invalid-query. */
+static void test_query_parameters_documented(void **state)
+{
+    (void)state;
+    const char *doc = read_doc();
+    size_t n = 0;
+    const tl_route_t *routes = tl_gw_routes(&n);
+    for (size_t i = 0; i < n; i++) {
+        const char *end = NULL, *op = operation(doc, &routes[i], &end);
+        assert_non_null(op);
+        char documented[20][64];
+        size_t nd = 0;
+        for (const char *p = op; (p = strstr(p, "name: ")) && p < end && nd < 20; p++) {
+            const char *line_end = strchr(p, '\n');
+            const char *q = strstr(p, "in: query");
+            if (!q || q > line_end)
+                continue;
+            size_t l = strcspn(p + 6, ",} ");
+            snprintf(documented[nd++], 64, "%.*s", (int)l, p + 6);
+        }
+        static const char ref[] = "$ref: '#/components/parameters/";
+        for (const char *p = op; (p = strstr(p, ref)) && p < end && nd < 20; p++) {
+            const char *name = p + strlen(ref);
+            if (component_query(doc, name, strcspn(name, "'"), documented[nd], 64))
+                nd++;
+        }
+        for (size_t d = 0; d < nd; d++)
+            if (!tl_gw_query_known(routes[i].query, documented[d]))
+                fail_msg("%s %s: docs/openapi.yaml documents query parameter %s, which the route"
+                         " table does not accept",
+                         routes[i].method, routes[i].pattern, documented[d]);
+        for (const char *q = routes[i].query; q && *q;) {
+            size_t l = strcspn(q, ",");
+            bool found = false;
+            for (size_t d = 0; d < nd && !found; d++)
+                found = strlen(documented[d]) == l && !strncmp(documented[d], q, l);
+            if (!found)
+                fail_msg("%s %s: query parameter %.*s is not in docs/openapi.yaml",
+                         routes[i].method, routes[i].pattern, (int)l, q);
+            q += l + (q[l] == ',');
+        }
+    }
+}
+
 /* Every problem type of the reason table has its row in the Problem
  * schema's table (same status, same title), and every row there is a type
  * of the table: a reason added, renamed or retitled without its
@@ -140,6 +233,7 @@ static void test_every_problem_type_is_documented(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_route_is_documented),
+                                       cmocka_unit_test(test_query_parameters_documented),
                                        cmocka_unit_test(test_security_doc_has_the_table),
                                        cmocka_unit_test(test_every_problem_type_is_documented)};
     return cmocka_run_group_tests(tests, NULL, NULL);
