@@ -212,7 +212,11 @@ static void test_release(void **state)
     tl_stack_token(&stack, "coordinator", site, coordinator);
     json_t *req = request("{}", 201);
     const char *id = json_string_value(json_object_get(req, "id"));
-    assert_string_equal(json_string_value(json_object_get(req, "status")), "requested");
+    /* the answer is the release once the projection holds the request: the
+     * worker may have started (or finished) it by then on a fast path */
+    const char *st = json_string_value(json_object_get(req, "status"));
+    assert_non_null(st);
+    assert_true(!strcmp(st, "requested") || !strcmp(st, "started") || !strcmp(st, "completed"));
     assert_non_null(strstr(json_string_value(json_object_get(req, "name")), "release_20"));
     json_t *rel = completed(id);
     download(rel, "first");
