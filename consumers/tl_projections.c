@@ -41,7 +41,7 @@ static tl_err_t participants_apply(tl_pg_t *pg, tl_batch_t *b)
  * not needed (DESIGN.md §2) */
 static const char *const schedules_topics[] = {TL_TOPIC_PARTICIPANT};
 static const char *const schedules_tables[] = {"schedule_participants", "participant_visits"};
-static const int schedules_migrations[] = {2, 6};
+static const int schedules_migrations[] = {2, 6, 22};
 /* the fold loads by participant: the primary keys */
 static const char *const schedules_read_indexes[] = {"schedule_participants_by_study",
                                                      "participant_visits_by_due",

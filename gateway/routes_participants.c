@@ -84,10 +84,11 @@ static bool enrol_rules(const void *ctx_in, const tl_pg_res_t *check, tl_resp_t 
     int32_t consent = 0, baseline = 0;
     tl_verdict_t v;
     tl_date_parse(tl_json_str(body, "baseline_date"), &baseline);
-    if (tl_json_str(body, "consent_date"))
+    bool has_consent = tl_json_str(body, "consent_date") != NULL;
+    if (has_consent)
         tl_date_parse(tl_json_str(body, "consent_date"), &consent);
-    if (!tl_rule_enrol(column_true(check, 4), column_true(check, 3), consent, baseline,
-                       tl_date_today(), &v)) {
+    if (!tl_rule_enrol(column_true(check, 4), column_true(check, 3), has_consent, consent,
+                       baseline, tl_date_today(), &v)) {
         tl_problem_r(resp, v.why, v.detail, NULL);
         return false;
     }

@@ -609,15 +609,15 @@ void tl_h_study_unlock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 
 /* ---- the participant's stream: visits, baseline, withdraw, complete ---- */
 
-/* $1 participant: its last event, the study's lock, the consent date, then
- * its schedule as the schedules projection loads it, one row per visit */
+/* $1 participant: its last event, the study's lock, then its schedule (with
+ * its consent and end dates) as the schedules projection loads it, one row
+ * per visit: everything the rules judge comes from the one projection the
+ * command's version is checked against */
 static const char *const sql_stream_state =
-    "SELECT p.last_event_id::text, COALESCE(s.locked, false),"
-    " pp.consent_date - date '1970-01-01', pp.end_date - date '1970-01-01',"
-    TL_SQL_SCHEDULE_COLS TL_SQL_SCHEDULE_FROM
-    " LEFT JOIN studies s ON s.id = p.study_id LEFT JOIN participants pp ON pp.id = p.id"
-    " WHERE p.id = $1 ORDER BY v.target_day, v.visit_type_id";
-#define STREAM_STATE_SCHEDULE_COL 4
+    "SELECT p.last_event_id::text, COALESCE(s.locked, false)," TL_SQL_SCHEDULE_COLS
+        TL_SQL_SCHEDULE_FROM " LEFT JOIN studies s ON s.id = p.study_id"
+                             " WHERE p.id = $1 ORDER BY v.target_day, v.visit_type_id";
+#define STREAM_STATE_SCHEDULE_COL 2
 
 typedef struct stream_ctx stream_ctx_t;
 typedef bool (*stream_rule_fn)(stream_ctx_t *c, tl_resp_t *resp);
@@ -629,7 +629,6 @@ struct stream_ctx {
     stream_rule_fn rule;
     tl_schedule_t s; /* the participant as the check read it */
     bool locked;
-    int32_t consent_date, end_date;
     tl_visit_t *visit; /* the visit the route names, if any */
     char as_of[TL_DATE_STRLEN];
 };
@@ -637,8 +636,6 @@ struct stream_ctx {
 static bool load_state(stream_ctx_t *c, const tl_pg_res_t *check)
 {
     c->locked = !strcmp(tl_pg_get(check, 0, 1), "t");
-    c->consent_date = tl_pg_get(check, 0, 2) ? (int32_t)tl_pg_get_int(check, 0, 2) : 0;
-    c->end_date = tl_pg_get(check, 0, 3) ? (int32_t)tl_pg_get_int(check, 0, 3) : 0;
     return !tl_schedule_read(&c->s, check, STREAM_STATE_SCHEDULE_COL, 0, tl_pg_nrows(check));
 }
 
@@ -682,11 +679,7 @@ static bool stream_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd,
 
 static tl_participant_facts_t facts(const stream_ctx_t *c)
 {
-    return (tl_participant_facts_t){.s = &c->s,
-                                    .consent_date = c->consent_date,
-                                    .end_date = c->end_date,
-                                    .locked = c->locked,
-                                    .today = tl_date_today()};
+    return (tl_participant_facts_t){.s = &c->s, .locked = c->locked, .today = tl_date_today()};
 }
 
 static bool refused(const tl_verdict_t *v, tl_resp_t *resp)

@@ -54,21 +54,21 @@ const char *tl_access_grant_check(const char *role, size_t nsites, size_t nstudi
     if (r < 0)
         return TL_RN(unknown_role);
     if (r != TL_ROLE_ANALYST && nstudies)
-        return "studies_not_allowed";
+        return TL_RN(studies_not_allowed);
     if (nstudies > TL_PRINCIPAL_STUDIES_MAX)
-        return "too_many_studies";
+        return TL_RN(too_many_studies);
     if (!tl_role_site_scoped(r))
-        return nsites ? "sites_not_allowed" : NULL;
+        return nsites ? TL_RN(sites_not_allowed) : NULL;
     if (!nsites)
         return TL_RN(sites_required);
-    return nsites > TL_PRINCIPAL_SITES_MAX ? "too_many_sites" : NULL;
+    return nsites > TL_PRINCIPAL_SITES_MAX ? TL_RN(too_many_sites) : NULL;
 }
 
 const char *tl_access_grant_new_check(const char *role, size_t nsites, size_t nstudies)
 {
     const char *why = tl_access_grant_check(role, nsites, nstudies);
     if (!why && tl_role_parse(role) == TL_ROLE_ANALYST && !nstudies)
-        why = "studies_required";
+        why = TL_RN(studies_required);
     return why;
 }
 

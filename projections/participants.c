@@ -92,7 +92,7 @@ static const char *lock_change(tl_study_t *s, bool lock, const json_t *ev)
         !tl_ev_copy_str(n.lock_reason, sizeof n.lock_reason, ev, "reason") || !n.lock_reason[0])
         return TL_RN(reason_required);
     if (s->locked == lock)
-        return lock ? "study_locked" : "study_not_locked";
+        return lock ? TL_RN(already_locked) : TL_RN(not_locked);
     n.locked = lock;
     n.lock_changed_at_us = tl_ev_int(ev, "occurred_at");
     *s = n;

@@ -118,7 +118,16 @@
     X(invalid_record, 500, "invalid-event", "Event refused as malformed")                          \
     X(malformed_avro, 500, "invalid-event", "Event refused as malformed")                          \
     X(invalid_display_name, 500, "invalid-event", "Event refused as malformed")                    \
-    X(sites_required, 500, "invalid-event", "Event refused as malformed")                          \
+    X(sites_required, 400, "validation-failed", "Invalid request body")                            \
+    X(sites_not_allowed, 400, "validation-failed", "Invalid request body")                         \
+    X(too_many_sites, 400, "validation-failed", "Invalid request body")                            \
+    X(studies_required, 400, "validation-failed", "Invalid request body")                          \
+    X(studies_not_allowed, 400, "validation-failed", "Invalid request body")                       \
+    X(too_many_studies, 400, "validation-failed", "Invalid request body")                          \
+    X(unknown_release, 404, "not-found", "Not found")                                              \
+    X(duplicate_release, 409, "conflict", "Command refused")                                       \
+    X(release_finished, 409, "conflict", "Command refused")                                        \
+    X(duplicate_event, 409, "conflict", "Command refused")                                         \
     X(unknown_study, 404, "not-found", "Not found")                                                \
     X(unknown_participant, 404, "not-found", "Not found")                                          \
     X(unknown_visit, 404, "not-found", "Not found")                                                \
@@ -132,7 +141,7 @@
     X(wrong_principal, 422, "wrong-principal", "Not of this principal")                            \
     X(wrong_template, 422, "wrong-template", "Not of this form template")                          \
     X(stale_signature, 409, "revision-mismatch", "Form changed since reviewed")                    \
-    X(out_of_range, 422, "date-before-consent", "Date before consent")                             \
+    X(out_of_range, 422, "out-of-range", "Value out of range")                                     \
     /* the service (500, 503) */                                                                   \
     X(internal, 500, "internal", "Internal error")                                                 \
     X(out_of_memory, 503, "unavailable", "Service unavailable")                                    \

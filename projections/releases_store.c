@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reasons.h"
 #include "release.h"
 #include "stream.h"
 #include "tl_map.h"
@@ -111,11 +112,11 @@ static tl_err_t fold(tl_batch_t *b, tl_map_t *rels, const tl_event_t *e)
     tl_release_status_t s = r ? r->status : TL_RELEASE_NONE;
     if (!tl_release_advance(&s, e->type))
         return tl_batch_reject(b, e, id.s,
-                               !r                                      ? "unknown_release"
-                               : !strcmp(e->type, "ReleaseRequested")  ? "duplicate_release"
+                               !r                                      ? TL_RN(unknown_release)
+                               : !strcmp(e->type, "ReleaseRequested")  ? TL_RN(duplicate_release)
                                : s == TL_RELEASE_COMPLETED || s == TL_RELEASE_FAILED
-                                   ? "release_finished"
-                                   : "duplicate_event"); /* a worker that ran the job again */
+                                   ? TL_RN(release_finished)
+                                   : TL_RN(duplicate_event)); /* a worker that ran the job again */
     char at[24];
     snprintf(at, sizeof at, "%lld", (long long)tl_ev_int(e->data, "recorded_at"));
     tl_err_t err = TL_OK;

@@ -16,8 +16,16 @@ refuse(tl_verdict_t *out, tl_reason_t why, const char *fmt, ...)
     out->why = why;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(out->detail, sizeof out->detail, fmt, ap);
+    int n = vsnprintf(out->detail, sizeof out->detail, fmt, ap);
     va_end(ap);
+    /* cut short: end on a whole UTF-8 character (names are UTF-8), or the
+     * detail is no JSON string */
+    if (n >= (int)sizeof out->detail) {
+        size_t len = sizeof out->detail - 1;
+        while (len && ((unsigned char)out->detail[len] & 0xC0) == 0x80)
+            len--;
+        out->detail[len] = '\0';
+    }
     return false;
 }
 
@@ -134,13 +142,13 @@ bool tl_rule_event_date(const tl_participant_facts_t *f, int32_t date, const cha
     char d[TL_DATE_STRLEN];
     if (date > f->today + TL_RULE_FUTURE_SLACK_DAYS)
         return refuse(out, TL_R(date_in_future), "%s is in the future", field);
-    if (f->consent_date && date < f->consent_date) {
-        tl_date_format(f->consent_date, d);
+    if (f->s->has_consent && date < f->s->consent_date) {
+        tl_date_format(f->s->consent_date, d);
         return refuse(out, TL_R(date_before_consent), "%s is before consent (%s)", field, d);
     }
     /* what took place did so before the participant left or finished */
-    if (f->end_date && date > f->end_date) {
-        tl_date_format(f->end_date, d);
+    if (f->s->end_date && date > f->s->end_date) {
+        tl_date_format(f->s->end_date, d);
         return refuse(out, TL_R(date_out_of_order), "%s is after the participant %s (%s)", field,
                       !strcmp(f->s->status, "withdrawn") ? "was withdrawn" : "completed the study",
                       d);
@@ -266,8 +274,8 @@ bool tl_rule_baseline_change(const tl_participant_facts_t *f, int32_t nb,
         return false;
     if (nb == s->baseline_date)
         return refuse(out, TL_R(baseline_unchanged), "baseline_date is the current baseline");
-    if (f->consent_date && nb < f->consent_date) {
-        tl_date_format(f->consent_date, d);
+    if (f->s->has_consent && nb < f->s->consent_date) {
+        tl_date_format(f->s->consent_date, d);
         return refuse(out, TL_R(date_before_consent), "baseline_date is before consent (%s)", d);
     }
     /* every visit moves with the baseline, keeping its own window; a
@@ -310,34 +318,34 @@ bool tl_rule_baseline_change(const tl_participant_facts_t *f, int32_t nb,
     return accept(out);
 }
 
-/* The latest date a completed visit took place on, or 0. */
-static int32_t last_visit_date(const tl_schedule_t *s, const char **name)
+/* The completed visit that took place last, or NULL. */
+static const tl_visit_t *last_visit(const tl_schedule_t *s)
 {
-    int32_t last = 0;
+    const tl_visit_t *last = NULL;
     for (size_t i = 0; i < s->nvisits; i++)
-        if (s->visits[i].state == TL_VISIT_COMPLETED && s->visits[i].actual_date > last) {
-            last = s->visits[i].actual_date;
-            *name = s->visits[i].name;
-        }
+        if (s->visits[i].state == TL_VISIT_COMPLETED &&
+            (!last || s->visits[i].actual_date > last->actual_date))
+            last = &s->visits[i];
     return last;
 }
 
-static bool end_date(const tl_participant_facts_t *f, int32_t date, const char *field,
-                     tl_verdict_t *out)
+/* The date a participant leaves or finishes on: after what took place. */
+static bool leaving_date(const tl_participant_facts_t *f, int32_t date, const char *field,
+                         tl_verdict_t *out)
 {
-    const char *name = NULL;
     if (!tl_rule_event_date(f, date, field, out))
         return false;
-    if (date < last_visit_date(f->s, &name))
-        return refuse(out, TL_R(date_out_of_order), "%s is before the visit %s took place", field,
-                      name);
+    const tl_visit_t *last = last_visit(f->s);
+    if (last && date < last->actual_date)
+        return refuse(out, TL_R(date_out_of_order), "%s is before the visit %s took place",
+                      field, last->name);
     return accept(out);
 }
 
 bool tl_rule_withdraw(const tl_participant_facts_t *f, int32_t date, tl_verdict_t *out)
 {
     return tl_rule_participant_open(f, TL_ACT_WITHDRAW, out) &&
-           end_date(f, date, "withdrawal_date", out);
+           leaving_date(f, date, "withdrawal_date", out);
 }
 
 bool tl_rule_finish(const tl_participant_facts_t *f, int32_t date, tl_verdict_t *out)
@@ -361,19 +369,19 @@ bool tl_rule_finish(const tl_participant_facts_t *f, int32_t date, tl_verdict_t 
         out->why = TL_R(required_visits_open);
         return false;
     }
-    return end_date(f, date, "completion_date", out);
+    return leaving_date(f, date, "completion_date", out);
 }
 
 /* ---- enrolment ---- */
 
-bool tl_rule_enrol(bool locked, bool site_in_study, int32_t consent, int32_t baseline,
-                   int32_t today, tl_verdict_t *out)
+bool tl_rule_enrol(bool locked, bool site_in_study, bool has_consent, int32_t consent,
+                   int32_t baseline, int32_t today, tl_verdict_t *out)
 {
     if (locked)
         return refuse(out, TL_R(study_locked),
                       "the study is locked: no data changes until an admin unlocks it with a "
                       "reason");
-    if (!consent)
+    if (!has_consent)
         return refuse(out, TL_R(consent_required),
                       "a participant is enrolled only with informed consent recorded "
                       "(consent_date)");

@@ -81,9 +81,7 @@ typedef enum {
 
 /* What the participant's commands are judged on. */
 typedef struct {
-    const tl_schedule_t *s; /* status, baseline, visits (borrowed) */
-    int32_t consent_date;   /* 0: none recorded */
-    int32_t end_date;       /* withdrawn or completed: when; else 0 */
+    const tl_schedule_t *s; /* status, baseline, consent and end dates, visits (borrowed) */
     bool locked;            /* the study is locked */
     int32_t today;
 } tl_participant_facts_t;
@@ -132,8 +130,7 @@ bool tl_rule_finish(const tl_participant_facts_t *f, int32_t date, tl_verdict_t 
 
 /* ---- enrolment ---- */
 
-/* consent: 0 when the body has none. */
-bool tl_rule_enrol(bool locked, bool site_in_study, int32_t consent, int32_t baseline,
-                   int32_t today, tl_verdict_t *out);
+bool tl_rule_enrol(bool locked, bool site_in_study, bool has_consent, int32_t consent,
+                   int32_t baseline, int32_t today, tl_verdict_t *out);
 
 #endif

@@ -341,6 +341,8 @@ static void enrol(tl_schedule_t *n, const json_t *ev)
     tl_ev_copy_str(n->code, sizeof n->code, ev, "participant_code");
     snprintf(n->status, sizeof n->status, "enrolled");
     n->baseline_date = (int32_t)tl_ev_int(ev, "baseline_date");
+    n->has_consent = tl_ev_date_ok(ev, "consent_date");
+    n->consent_date = n->has_consent ? (int32_t)tl_ev_int(ev, "consent_date") : 0;
     n->exists = true;
     merge_visits(n, json_object_get(ev, "schedule"), false);
 }
@@ -386,10 +388,15 @@ const char *tl_schedule_apply(tl_schedule_t *s, const char *type, const json_t *
         merge_visits(&n, arr, false);
     } else if (!strcmp(type, "ParticipantWithdrawn")) {
         snprintf(n.status, sizeof n.status, "withdrawn");
+        n.end_date = (int32_t)tl_ev_int(ev, "withdrawal_date");
         cancel_open(&n);
     } else if (!strcmp(type, "ParticipantCompleted")) {
         snprintf(n.status, sizeof n.status, "completed");
+        n.end_date = (int32_t)tl_ev_int(ev, "completion_date");
         cancel_open(&n);
+    } else if (!strcmp(type, "ConsentRecorded")) {
+        n.has_consent = true;
+        n.consent_date = (int32_t)tl_ev_int(ev, "consent_date");
     }
     tl_schedule_cleanup(s);
     *s = n;

@@ -83,6 +83,9 @@ typedef struct {
     char code[TL_BYTES(TL_CODE_MAX)];
     char status[16];
     int32_t baseline_date;
+    bool has_consent;
+    int32_t consent_date; /* has_consent: the latest consent recorded */
+    int32_t end_date;     /* withdrawn or completed: when; else 0 */
     int64_t version;
     int64_t updated_at_us;
     char last_event_id[TL_UUID_STRLEN];

@@ -52,9 +52,12 @@ tl_err_t tl_schedule_read(tl_schedule_t *s, const tl_pg_res_t *res, int col, int
     s->version = tl_pg_get_int(res, from, col + 6);
     s->updated_at_us = tl_pg_get_int(res, from, col + 7);
     tl_col_copy(s->last_event_id, sizeof s->last_event_id, tl_pg_get(res, from, col + 8));
+    s->has_consent = tl_pg_get(res, from, col + 9) != NULL;
+    s->consent_date = s->has_consent ? (int32_t)tl_pg_get_int(res, from, col + 9) : 0;
+    s->end_date = tl_pg_get(res, from, col + 10) ? (int32_t)tl_pg_get_int(res, from, col + 10) : 0;
     if (!(s->visits = calloc((size_t)(to - from) + 1, sizeof *s->visits)))
         return TL_ERR_NOMEM;
-    col += 9;
+    col += 11;
     for (int i = from; i < to; i++) {
         if (!tl_pg_get(res, i, col)) /* a participant without visits: one row of NULLs */
             continue;
@@ -159,12 +162,13 @@ static tl_err_t fold(tl_batch_t *b, state_t *st, const tl_event_t *e, tl_map_t *
 
 static const char *const sql_upsert_participants =
     "INSERT INTO schedule_participants (id, study_id, site_id, participant_code, status,"
-    "   baseline_date, version, updated_at, last_event_id)"
+    "   baseline_date, version, updated_at, last_event_id, consent_date, end_date)"
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],"
-    "   $6::date[], $7::bigint[], $8::timestamptz[], $9::uuid[])"
+    "   $6::date[], $7::bigint[], $8::timestamptz[], $9::uuid[], $10::date[], $11::date[])"
     " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
     "   baseline_date = EXCLUDED.baseline_date, version = EXCLUDED.version,"
-    "   updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id";
+    "   updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id,"
+    "   consent_date = EXCLUDED.consent_date, end_date = EXCLUDED.end_date";
 static const char *const sql_upsert_visits =
     "INSERT INTO participant_visits (participant_id, visit_type_id, study_id, site_id, name,"
     "   target_day, required, due_date, window_start, window_end, state, actual_date,"
@@ -221,20 +225,23 @@ static tl_err_t write(tl_batch_t *b, const tl_map_t *dirty)
 {
     tl_cols_t p, v;
     tl_err_t err = TL_OK;
-    tl_cols_init(&p, 9);
+    tl_cols_init(&p, 11);
     tl_cols_init(&v, 19);
     for (size_t i = 0; i < dirty->cap && !err; i++) {
         const entry_t *e = dirty->vals[i];
         if (!dirty->keys[i])
             continue;
         const tl_schedule_t *s = &e->s;
-        char bd[TL_DATE_STRLEN], ver[24], ua[TL_TS_STRLEN];
+        char bd[TL_DATE_STRLEN], ver[24], ua[TL_TS_STRLEN], cd[TL_DATE_STRLEN], ed[TL_DATE_STRLEN];
         tl_date_format(s->baseline_date, bd);
+        tl_date_format(s->consent_date, cd);
+        tl_date_format(s->end_date, ed);
         snprintf(ver, sizeof ver, "%lld", (long long)s->version);
         tl_ts_format(s->updated_at_us, ua);
-        const char *row[] = {s->id, s->study_id, s->site_id, s->code,         s->status,
-                             bd,    ver,         ua,         s->last_event_id};
-        err = tl_cols_add_row(&p, row, 9);
+        const char *row[] = {s->id, s->study_id, s->site_id, s->code, s->status, bd, ver, ua,
+                             s->last_event_id, s->has_consent ? cd : NULL,
+                             s->end_date ? ed : NULL};
+        err = tl_cols_add_row(&p, row, 11);
         for (size_t j = 0; j < s->nvisits && !err; j++)
             if (s->visits[j].version > e->loaded_version)
                 err = add_visit(&v, s, &s->visits[j]);

@@ -22,6 +22,7 @@ tl_err_t tl_schedules_store_apply(tl_pg_t *pg, tl_batch_t *b);
     " p.id, p.study_id, p.site_id, p.participant_code, p.status,"                                \
     " p.baseline_date - date '1970-01-01', p.version,"                                             \
     " (extract(epoch FROM p.updated_at) * 1000000)::bigint, p.last_event_id,"                      \
+    " p.consent_date - date '1970-01-01', p.end_date - date '1970-01-01',"                         \
     " v.visit_type_id, v.name, v.target_day, v.required,"                                          \
     " v.due_date - date '1970-01-01', v.window_start - date '1970-01-01',"                         \
     " v.window_end - date '1970-01-01', v.state, v.actual_date - date '1970-01-01', v.in_window,"  \

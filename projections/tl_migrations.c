@@ -387,6 +387,14 @@ static const char *const migrations[] = {
     /* 21: analysts are granted studies (docs/SECURITY.md); one granted
      * before has none and sees no study until granted some */
     "ALTER TABLE principals ADD COLUMN study_ids uuid[] NOT NULL DEFAULT '{}';",
+    /* 22: the dates the protocol's rules bound visits with (rules.h), kept
+     * with the schedule the rules judge, so that both come from one
+     * projection at one version; consent is copied from the participants
+     * projection where it is (in a rebuild's shadow schema nothing is) */
+    "ALTER TABLE schedule_participants ADD COLUMN consent_date date,"
+    "  ADD COLUMN end_date date;"
+    "UPDATE schedule_participants sp SET consent_date = p.consent_date, end_date = p.end_date"
+    "  FROM participants p WHERE p.id = sp.id;",
 };
 
 tl_err_t tl_migrations_replay(tl_pg_t *pg, const int *versions, size_t n)

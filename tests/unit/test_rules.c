@@ -222,7 +222,9 @@ static void fixture(fixture_t *x)
     x->s.visits = x->visits;
     x->s.nvisits = 3;
     x->f = (tl_participant_facts_t){
-        .s = &x->s, .consent_date = b, .locked = false, .today = day("2026-06-01")};
+        .s = &x->s, .locked = false, .today = day("2026-06-01")};
+    x->s.has_consent = true;
+    x->s.consent_date = b;
 }
 
 static void complete(tl_visit_t *v, const char *date)
@@ -264,7 +266,7 @@ static void test_dates_have_a_lower_bound(void **state)
     fixture_t x;
     fixture(&x);
     tl_verdict_t v;
-    x.f.consent_date = day("2025-12-20");
+    x.s.consent_date = day("2025-12-20");
     assert_false(tl_rule_visit_complete(&x.f, &x.visits[0], day("2020-01-01"), true, &v));
     assert_reason(v, date_before_consent);
     assert_non_null(strstr(v.detail, "2025-12-20"));
@@ -346,12 +348,12 @@ static void test_status_and_lock(void **state)
     assert_false(tl_rule_visit_correct(&x.f, &x.visits[1], day("2026-01-31"), false, &v));
     assert_reason(v, visit_not_completed);
     /* a correction stays before the withdrawal */
-    x.f.end_date = day("2026-01-10");
+    x.s.end_date = day("2026-01-10");
     assert_true(tl_rule_visit_correct(&x.f, &x.visits[0], day("2026-01-01"), false, &v));
     assert_false(tl_rule_visit_correct(&x.f, &x.visits[0], day("2026-01-11"), true, &v));
     assert_reason(v, date_out_of_order);
     assert_non_null(strstr(v.detail, "withdrawn"));
-    x.f.end_date = 0;
+    x.s.end_date = 0;
     /* the lock holds everything, whatever the status */
     x.f.locked = true;
     for (int k = 0; k < TL_ACT_COUNT; k++) {
@@ -453,18 +455,20 @@ static void test_enrol(void **state)
     (void)state;
     tl_verdict_t v;
     int32_t today = day("2026-06-01"), c = day("2026-05-01");
-    assert_true(tl_rule_enrol(false, true, c, c, today, &v));
-    assert_true(tl_rule_enrol(false, true, c, day("2026-07-01"), today, &v)); /* a planned baseline */
-    assert_false(tl_rule_enrol(true, true, c, c, today, &v));
+    assert_true(tl_rule_enrol(false, true, true, c, c, today, &v));
+    assert_true(tl_rule_enrol(false, true, true, c, day("2026-07-01"), today, &v)); /* a planned baseline */
+    assert_false(tl_rule_enrol(true, true, true, c, c, today, &v));
     assert_reason(v, study_locked);
-    assert_false(tl_rule_enrol(false, true, 0, c, today, &v));
+    assert_false(tl_rule_enrol(false, true, false, 0, c, today, &v));
     assert_reason(v, consent_required);
-    assert_false(tl_rule_enrol(false, true, day("2026-06-03"), day("2026-06-03"), today, &v));
+    assert_false(tl_rule_enrol(false, true, true, day("2026-06-03"), day("2026-06-03"), today, &v));
     assert_reason(v, date_in_future);
-    assert_false(tl_rule_enrol(false, true, c, day("2026-04-30"), today, &v));
+    assert_false(tl_rule_enrol(false, true, true, c, day("2026-04-30"), today, &v));
     assert_reason(v, date_before_consent);
-    assert_false(tl_rule_enrol(false, false, c, c, today, &v));
+    assert_false(tl_rule_enrol(false, false, true, c, c, today, &v));
     assert_reason(v, unknown_site);
+    /* consent on day 0 of the calendar is consent too */
+    assert_true(tl_rule_enrol(false, true, true, 0, 0, today, &v));
 }
 
 int main(void)

@@ -927,9 +927,14 @@ static void test_withdrawal_cancels_open_visits(void **state)
     tl_schedule_t before;
     assert_true(tl_schedule_copy(&before, &s));
 
+    /* the rules' dates travel with the schedule (rules.h) */
+    assert_true(s.has_consent);
+    assert_int_equal(s.consent_date, baseline - 5);
+    assert_int_equal(s.end_date, 0);
     apply_ok(&s, "ParticipantWithdrawn",
              withdrawn_ev(EV4, 4, day(2026, 2, 20), "withdrew consent"));
     assert_string_equal(s.status, "withdrawn");
+    assert_int_equal(s.end_date, day(2026, 2, 20));
     assert_int_equal(s.version, 4);
     assert_string_equal(s.last_event_id, EV4);
     assert_visit_equal(visit(&s, VT_BASE), tl_schedule_visit(&before, VT_BASE));
@@ -972,6 +977,7 @@ static void test_withdrawal_cancels_open_visits(void **state)
     json_object_set_new(ev, "consent_date", json_integer(day(2026, 3, 1)));
     apply_ok(&s, "ConsentRecorded", ev);
     assert_int_equal(s.version, 5);
+    assert_int_equal(s.consent_date, day(2026, 3, 1));
     assert_string_equal(s.status, "withdrawn");
     assert_int_equal(visit(&s, VT_M3)->state, TL_VISIT_CANCELLED);
     tl_schedule_cleanup(&before);
