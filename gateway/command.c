@@ -8,6 +8,7 @@
 #include "forms_store.h"
 #include "gateway.h"
 #include "participants_store.h"
+#include "rules.h"
 #include "schedules_store.h"
 #include "tl_date.h"
 #include "tl_json.h"
@@ -26,10 +27,7 @@ static bool reason_missing(const json_t *obj, const tl_json_field_t *fields, siz
             return fields[i].required;
         if (json_is_null(r))
             return true;
-        const char *s = json_string_value(r);
-        while (s && *s && strchr(" \t\r\n", *s))
-            s++;
-        return s && !*s;
+        return json_is_string(r) && !tl_reason_given(json_string_value(r));
     }
     return false;
 }

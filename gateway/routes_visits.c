@@ -321,10 +321,7 @@ typedef struct {
 /* A text member with something in it besides blanks. */
 static bool has_text(const json_t *o, const char *key)
 {
-    const char *s = tl_json_str(o, key);
-    while (s && *s && strchr(" \t\r\n", *s))
-        s++;
-    return s && *s;
+    return tl_reason_given(tl_json_str(o, key));
 }
 
 static bool vt_create_rules(const void *ctx_in, const tl_pg_res_t *check, tl_resp_t *resp)
@@ -684,7 +681,10 @@ static tl_participant_facts_t facts(const stream_ctx_t *c)
 
 static bool refused(const tl_verdict_t *v, tl_resp_t *resp)
 {
-    tl_problem_r(resp, v->why, v->detail, NULL);
+    json_t *errors = v->nitems ? json_array() : NULL;
+    for (size_t i = 0; errors && i < v->nitems; i++)
+        tl_json_error(errors, v->field, v->items[i]);
+    tl_problem_r(resp, v->why, v->detail, errors);
     return false;
 }
 
@@ -757,6 +757,36 @@ static bool has_deviation(const void *reasons, const tl_visit_t *v)
     return deviation_for(reasons, v) != NULL;
 }
 
+/* Each deviation_reasons entry: a visit of the schedule and a reason like
+ * every other (at most TL_REASON_MAX characters of text, something said). */
+static bool deviation_entries_ok(const stream_ctx_t *c, const json_t *reasons, tl_resp_t *resp)
+{
+    const char *k;
+    json_t *r;
+    json_t *errors = json_array();
+    bool blank = false;
+    json_object_foreach((json_t *)reasons, k, r)
+    {
+        bool known = false;
+        for (size_t i = 0; !known && i < c->s.nvisits; i++)
+            known =
+                !strcasecmp(k, c->s.visits[i].visit_type_id) || !strcasecmp(k, c->s.visits[i].name);
+        const tl_json_field_t entry = {k, TL_JF_STRING, true, 1, TL_REASON_MAX, NULL};
+        if (!known)
+            tl_json_error(errors, "deviation_reasons", "an entry names no visit of the schedule");
+        else if (tl_json_check(reasons, &entry, 1, errors) == 0 && !has_text(reasons, k))
+            blank = true;
+    }
+    if (!errors || json_array_size(errors) || blank) {
+        if (blank)
+            tl_json_error(errors, "deviation_reasons", "each entry must say why");
+        tl_problem_r(resp, !errors ? TL_R(out_of_memory) : blank && json_array_size(errors) == 1 ? TL_R(reason_required) : TL_R(validation_failed), NULL, errors);
+        return false;
+    }
+    json_decref(errors);
+    return true;
+}
+
 static bool baseline_rule(stream_ctx_t *c, tl_resp_t *resp)
 {
     int32_t nb = 0;
@@ -764,50 +794,43 @@ static bool baseline_rule(stream_ctx_t *c, tl_resp_t *resp)
     tl_participant_facts_t f = facts(c);
     const json_t *reasons = json_object_get(c->body, "deviation_reasons");
     body_date(c->body, "baseline_date", 0, &nb);
-    /* the deviation reasons must each name a visit and say something */
-    const char *k;
-    json_t *r;
-    json_t *errors = json_array();
-    json_object_foreach((json_t *)reasons, k, r)
-    {
-        bool known = false;
-        for (size_t i = 0; !known && i < c->s.nvisits; i++)
-            known =
-                !strcasecmp(k, c->s.visits[i].visit_type_id) || !strcasecmp(k, c->s.visits[i].name);
-        if (!known || !json_is_string(r) || !has_text(reasons, k) ||
-            json_string_length(r) >= TL_BYTES(TL_REASON_MAX))
-            tl_json_error(errors, "deviation_reasons",
-                          known ? "each entry is a reason (text)" : "an entry names no visit");
-    }
-    if (json_array_size(errors)) {
-        tl_problem_r(resp, TL_R(validation_failed), NULL, errors);
+    if (!deviation_entries_ok(c, reasons, resp))
         return false;
-    }
-    json_decref(errors);
     tl_visit_t *moved = calloc(c->s.nvisits + 1, sizeof *moved);
-    if (!moved) {
-        tl_problem_from_err(resp, TL_ERR_NOMEM);
-        return false;
+    json_t *visits = NULL, *devs = NULL;
+    bool ok = moved != NULL;
+    if (ok && !tl_rule_baseline_change(&f, nb, has_deviation, reasons, moved, &v)) {
+        free(moved);
+        return refused(&v, resp);
     }
-    bool ok = tl_rule_baseline_change(&f, nb, has_deviation, reasons, moved, &v);
-    json_t *visits = ok ? tl_visits_event_json(moved, c->s.nvisits) : NULL;
-    json_t *devs = ok ? json_array() : NULL;
-    for (size_t i = 0; devs && i < c->s.nvisits; i++) {
+    if (ok) {
+        visits = tl_visits_event_json(moved, c->s.nvisits);
+        devs = json_array();
+        ok = visits && devs;
+    }
+    /* the rule accepted only reasons for visits it puts out of window */
+    for (size_t i = 0; ok && i < c->s.nvisits; i++) {
         const tl_visit_t *o = &c->s.visits[i];
         const char *why = o->state == TL_VISIT_COMPLETED ? deviation_for(reasons, o) : NULL;
         if (why)
-            json_array_append_new(
-                devs, json_pack("{s:s, s:s}", "visit_type_id", o->visit_type_id, "reason", why));
+            ok = !json_array_append_new(devs, json_pack("{s:s, s:s}", "visit_type_id",
+                                                        o->visit_type_id, "reason", why));
     }
     free(moved);
-    if (!ok)
-        return refused(&v, resp);
-    json_object_set_new(c->payload, "baseline_date", json_integer(nb));
-    json_object_set_new(c->payload, "previous_baseline_date", json_integer(c->s.baseline_date));
-    json_object_set_new(c->payload, "deviation_reasons",
-                        json_array_size(devs) ? json_incref(devs) : json_null());
+    if (ok) {
+        json_object_set_new(c->payload, "baseline_date", json_integer(nb));
+        json_object_set_new(c->payload, "previous_baseline_date",
+                            json_integer(c->s.baseline_date));
+        ok = !json_object_set_new(c->payload, "deviation_reasons",
+                                  json_array_size(devs) ? json_incref(devs) : json_null()) &&
+             !json_object_set_new(c->payload, "visits", visits);
+        visits = NULL;
+    }
+    json_decref(visits);
     json_decref(devs);
-    return visits && !json_object_set_new(c->payload, "visits", visits);
+    if (!ok)
+        tl_problem_from_err(resp, TL_ERR_NOMEM);
+    return ok;
 }
 
 static bool withdraw_rule(stream_ctx_t *c, tl_resp_t *resp)

@@ -7,6 +7,21 @@
 
 #include "tl_date.h"
 
+/* A detail cut short (it would have been n bytes) ends on a whole UTF-8
+ * character: names are UTF-8, and half a character is no JSON string. */
+static void cut_utf8(char *buf, size_t size, size_t n)
+{
+    if (n < size || size < 2)
+        return;
+    size_t end = size - 1, start = end - 1; /* the text is buf[0, end) */
+    while (start && ((unsigned char)buf[start] & 0xC0) == 0x80)
+        start--;
+    unsigned char lead = (unsigned char)buf[start];
+    size_t want = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    if (start + want > end) /* the last character lost its tail */
+        buf[start] = '\0';
+}
+
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
@@ -18,14 +33,7 @@ refuse(tl_verdict_t *out, tl_reason_t why, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(out->detail, sizeof out->detail, fmt, ap);
     va_end(ap);
-    /* cut short: end on a whole UTF-8 character (names are UTF-8), or the
-     * detail is no JSON string */
-    if (n >= (int)sizeof out->detail) {
-        size_t len = sizeof out->detail - 1;
-        while (len && ((unsigned char)out->detail[len] & 0xC0) == 0x80)
-            len--;
-        out->detail[len] = '\0';
-    }
+    cut_utf8(out->detail, sizeof out->detail, n < 0 ? 0 : (size_t)n);
     return false;
 }
 
@@ -33,7 +41,53 @@ static bool accept(tl_verdict_t *out)
 {
     out->why = TL_REASON_NONE;
     out->detail[0] = '\0';
+    out->field = NULL;
+    out->nitems = 0;
     return true;
+}
+
+static void item(tl_verdict_t *out, const char *field, const char *name)
+{
+    out->field = field;
+    if (out->nitems < TL_VISIT_TYPES_MAX)
+        out->items[out->nitems++] = name;
+}
+
+/* The code point at s (valid UTF-8: the body parser checked it), its
+ * length in *len. */
+static unsigned long code_point(const unsigned char *s, size_t *len)
+{
+    if (s[0] < 0x80) {
+        *len = 1;
+        return s[0];
+    }
+    size_t n = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : 2;
+    unsigned long cp = s[0] & (0x3F >> (n - 1));
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) { /* not UTF-8 after all: a byte as it is */
+            *len = 1;
+            return s[0];
+        }
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    *len = n;
+    return cp;
+}
+
+static bool blank(unsigned long cp)
+{
+    return cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200B) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x2060 || cp == 0x3000 || cp == 0xFEFF;
+}
+
+bool tl_reason_given(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t len = 0; p && *p; p += len)
+        if (!blank(code_point(p, &len)))
+            return true;
+    return false;
 }
 
 /* ---- the protocol ---- */
@@ -282,6 +336,7 @@ bool tl_rule_baseline_change(const tl_participant_facts_t *f, int32_t nb,
      * completed one keeps its date and is judged against its new window */
     size_t len = 0;
     int missing = 0;
+    accept(out);
     for (size_t i = 0; i < s->nvisits; i++) {
         const tl_visit_t *v = &s->visits[i];
         tl_visit_t *m = &moved[i];
@@ -303,6 +358,7 @@ bool tl_rule_baseline_change(const tl_participant_facts_t *f, int32_t nb,
                           v->name);
         if (!needed || given)
             continue;
+        item(out, "deviation_reasons", v->name);
         if (!missing++)
             len = (size_t)snprintf(out->detail, sizeof out->detail,
                                    "the new baseline puts completed visits outside their "
@@ -312,6 +368,7 @@ bool tl_rule_baseline_change(const tl_participant_facts_t *f, int32_t nb,
                                     missing > 1 ? "," : "", v->name);
     }
     if (missing) {
+        cut_utf8(out->detail, sizeof out->detail, len);
         out->why = TL_R(deviations_need_reasons);
         return false;
     }
@@ -354,10 +411,12 @@ bool tl_rule_finish(const tl_participant_facts_t *f, int32_t date, tl_verdict_t 
         return false;
     size_t len = 0;
     int open = 0;
+    accept(out);
     for (size_t i = 0; i < f->s->nvisits; i++) {
         const tl_visit_t *v = &f->s->visits[i];
         if (!v->required || v->state != TL_VISIT_SCHEDULED)
             continue;
+        item(out, "visits", v->name);
         if (!open++)
             len =
                 (size_t)snprintf(out->detail, sizeof out->detail, "complete or mark missed first:");
@@ -366,6 +425,7 @@ bool tl_rule_finish(const tl_participant_facts_t *f, int32_t date, tl_verdict_t 
                                     open > 1 ? "," : "", v->name);
     }
     if (open) {
+        cut_utf8(out->detail, sizeof out->detail, len);
         out->why = TL_R(required_visits_open);
         return false;
     }

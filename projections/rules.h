@@ -25,7 +25,19 @@
 typedef struct {
     tl_reason_t why;
     char detail[320];
+    /* the visits a refusal is about (required visits still open, visits a
+     * baseline change puts out of window), each its own field error in the
+     * answer: field names the member, items the visits' names (borrowed
+     * from the schedule judged) */
+    const char *field;
+    const char *items[TL_VISIT_TYPES_MAX];
+    size_t nitems;
 } tl_verdict_t;
+
+/* Whether a reason (UTF-8, NULL: none) says anything: a character that is
+ * not a space of any kind (ASCII blanks, NBSP, the Unicode spaces, zero
+ * width ones, the BOM, NEL). One test for every route's reason. */
+bool tl_reason_given(const char *s);
 
 /* A day of slack for time zones east of UTC: "today" at a site may be
  * tomorrow in UTC. */

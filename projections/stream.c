@@ -86,6 +86,24 @@ static const char *decide_enrolment(const tl_stream_state_t *st, const json_t *e
     return NULL;
 }
 
+/* A baseline change's deviation reasons: absent, null, or at most one per
+ * visit of [{visit_type_id, reason}], each reason said in at most
+ * TL_REASON_MAX characters. */
+static bool deviations_ok(const json_t *arr)
+{
+    if (!arr || json_is_null(arr))
+        return true;
+    if (!json_is_array(arr) || json_array_size(arr) > TL_VISIT_TYPES_MAX)
+        return false;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const json_t *d = json_array_get(arr, i);
+        const char *r = json_string_value(json_object_get(d, "reason"));
+        if (!uuid_ok(d, "visit_type_id") || !r || !*r || strlen(r) >= TL_BYTES(TL_REASON_MAX))
+            return false;
+    }
+    return true;
+}
+
 /* The fields of each later event type, and whether it needs a reason. */
 static const char *decide_fields(const char *type, const json_t *ev, bool *known)
 {
@@ -106,7 +124,8 @@ static const char *decide_fields(const char *type, const json_t *ev, bool *known
     }
     if (!strcmp(type, "BaselineChanged")) {
         if (!tl_ev_date_ok(ev, "baseline_date") || !tl_ev_date_ok(ev, "previous_baseline_date") ||
-            !tl_visits_event_valid(json_object_get(ev, "visits")))
+            !tl_visits_event_valid(json_object_get(ev, "visits")) ||
+            !deviations_ok(json_object_get(ev, "deviation_reasons")))
             return TL_RN(invalid_event);
         return has_reason(ev) ? NULL : "reason_required";
     }

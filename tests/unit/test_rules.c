@@ -77,6 +77,20 @@ static void test_reason_parse_unknown(void **state)
     assert_string_equal(TL_RN(consent_required), "consent_required");
 }
 
+/* issue 26, hole 11: one test of whether a reason says anything */
+static void test_reason_given(void **state)
+{
+    (void)state;
+    assert_false(tl_reason_given(NULL));
+    assert_false(tl_reason_given(""));
+    assert_false(tl_reason_given("  \t\r\n"));
+    /* NBSP, zero width space, ideographic space, BOM, NEL, thin space */
+    assert_false(tl_reason_given("\xc2\xa0\xe2\x80\x8b\xe3\x80\x80\xef\xbb\xbf\xc2\x85\xe2\x80\x89"));
+    assert_true(tl_reason_given(" x "));
+    assert_true(tl_reason_given("\xc2\xa0\xc3\xa9")); /* an e acute after an NBSP */
+    assert_true(tl_reason_given("\xe6\x82\xa3\xe8\x80\x85")); /* CJK text */
+}
+
 /* ---- the protocol ---- */
 
 static tl_visit_type_t vt(const char *id, const char *name, int td, int before, int after)
@@ -411,6 +425,8 @@ static void test_baseline_change_needs_deviation_reasons(void **state)
     assert_reason(v, deviations_need_reasons);
     assert_non_null(strstr(v.detail, "Baseline"));
     assert_non_null(strstr(v.detail, "Month 1"));
+    assert_int_equal(v.nitems, 2);
+    assert_string_equal(v.field, "deviation_reasons");
     assert_false(tl_rule_baseline_change(&x.f, day("2026-02-01"), reason_for_m1, NULL, moved, &v));
     assert_reason(v, deviations_need_reasons);
     assert_null(strstr(v.detail, "Month 1"));
@@ -444,10 +460,45 @@ static void test_finish(void **state)
     assert_reason(v, required_visits_open);
     assert_non_null(strstr(v.detail, "Month 1"));
     assert_null(strstr(v.detail, "Month 3"));
+    /* each open visit is an item the answer lists as a field error */
+    assert_int_equal(v.nitems, 1);
+    assert_string_equal(v.field, "visits");
+    assert_string_equal(v.items[0], "Month 1");
     x.visits[1].state = TL_VISIT_MISSED;
     assert_true(tl_rule_finish(&x.f, day("2026-05-01"), &v));
     assert_false(tl_rule_finish(&x.f, day("2025-12-31"), &v));
     assert_reason(v, date_before_consent);
+}
+
+/* a detail cut short never ends in half a character */
+static void test_detail_cut_on_a_character(void **state)
+{
+    (void)state;
+    fixture_t x;
+    fixture(&x);
+    tl_verdict_t v;
+    /* three required visits with long names of 3-byte characters */
+    for (int i = 0; i < 3; i++) {
+        char *n = x.visits[i].name;
+        size_t len = 0;
+        for (int k = 0; k < 60 + i; k++, len += 3)
+            memcpy(n + len, "\xe6\x82\xa3", 3);
+        n[len] = '\0';
+    }
+    x.visits[0].state = TL_VISIT_SCHEDULED;
+    assert_false(tl_rule_finish(&x.f, day("2026-05-01"), &v));
+    assert_reason(v, required_visits_open);
+    size_t len = strlen(v.detail);
+    assert_true(len < sizeof v.detail);
+    /* whole characters only: the text ends with a complete sequence */
+    size_t i = len;
+    while (i && ((unsigned char)v.detail[i - 1] & 0xC0) == 0x80)
+        i--;
+    assert_true(i > 0);
+    unsigned char lead = (unsigned char)v.detail[i - 1];
+    size_t want = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    assert_int_equal(len - (i - 1), want);
+    assert_int_equal(v.nitems, 3);
 }
 
 static void test_enrol(void **state)
@@ -486,6 +537,8 @@ int main(void)
         cmocka_unit_test(test_baseline_change_needs_deviation_reasons),
         cmocka_unit_test(test_finish),
         cmocka_unit_test(test_enrol),
+        cmocka_unit_test(test_reason_given),
+        cmocka_unit_test(test_detail_cut_on_a_character),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
