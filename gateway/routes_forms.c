@@ -188,7 +188,8 @@ out:
 #define TEMPLATE_KEY(a) a ".name COLLATE \"C\""
 /* a template is its latest version; its id stays across versions */
 #define LATEST_TEMPLATES                                                                           \
-    "(SELECT DISTINCT ON (id) * FROM form_templates WHERE study_id = $1 ORDER BY id, version DESC)"
+    "(SELECT DISTINCT ON (id) * FROM form_templates WHERE study_id = $1 ORDER BY id, version "     \
+    "DESC)"
 
 void tl_h_form_template_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 {
@@ -503,9 +504,9 @@ static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, 
     if (r == TL_R(template_version_not_latest)) {
         not_latest(resp, check);
     } else if (r == TL_R(nothing_to_amend)) {
-        tl_problem_r(resp, r,
-                     "the amendment changes none of the form's answers and not its template version",
-                     NULL);
+        tl_problem_r(
+            resp, r,
+            "the amendment changes none of the form's answers and not its template version", NULL);
     } else if (r == TL_R(invalid_answers)) {
         /* the whole answer set, against the version the form ends on */
         invalid(resp, r, errors);
@@ -720,7 +721,8 @@ void tl_h_form_get(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 
 /* forms by their visit's day, then template; a form of a visit the
  * schedule no longer has last */
-#define FORM_KEY(a) "COALESCE(" a ".target_day, 2147483647), " a ".template_name COLLATE \"C\", " a ".id"
+#define FORM_KEY(a)                                                                                \
+    "COALESCE(" a ".target_day, 2147483647), " a ".template_name COLLATE \"C\", " a ".id"
 #define PARTICIPANT_FORMS                                                                          \
     "(SELECT f.id, f.template_name, v.target_day, " SQL_FORM_JSON " AS j" SQL_FORM_FROM            \
     "  WHERE f.participant_id = $1)"

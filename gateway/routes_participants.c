@@ -87,8 +87,8 @@ static bool enrol_rules(const void *ctx_in, const tl_pg_res_t *check, tl_resp_t 
     bool has_consent = tl_json_str(body, "consent_date") != NULL;
     if (has_consent)
         tl_date_parse(tl_json_str(body, "consent_date"), &consent);
-    if (!tl_rule_enrol(column_true(check, 4), column_true(check, 3), has_consent, consent,
-                       baseline, tl_date_today(), &v)) {
+    if (!tl_rule_enrol(column_true(check, 4), column_true(check, 3), has_consent, consent, baseline,
+                       tl_date_today(), &v)) {
         tl_problem_r(resp, v.why, v.detail, NULL);
         return false;
     }
@@ -241,8 +241,13 @@ void tl_h_participant_list(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
     char lim[16];
     snprintf(lim, sizeof lim, "%ld", limit);
     char sites[TL_SITES_PARAM_LEN];
-    const char *params[] = {req->params[0], site, status, after, lim,
-                            tl_auth_sites_param(req, sites, sizeof sites), code};
+    const char *params[] = {req->params[0],
+                            site,
+                            status,
+                            after,
+                            lim,
+                            tl_auth_sites_param(req, sites, sizeof sites),
+                            code};
     json_t *j = tl_gw_query_json(gw, resp, sql_list, 7, params, &failed);
     if (j) {
         resp->status = 200;

@@ -451,10 +451,9 @@ static bool amend_decide(void *ctx_in, const tl_pg_res_t *check, tl_cmd_t *cmd, 
         tl_problem_r(resp, TL_R(nothing_to_amend),
                      "the amendment changes none of the visit type's fields", NULL);
     else if (ok)
-        ok =
-            protocol_fits(&vt, &was, json_object_get(cur, "form_templates"),
-                          json_object_get(orig, "form_templates"), tl_pg_get(check, 0, 3),
-                          tl_pg_get(check, 0, 4), tl_pg_get_int(check, 0, 5), true, resp);
+        ok = protocol_fits(&vt, &was, json_object_get(cur, "form_templates"),
+                           json_object_get(orig, "form_templates"), tl_pg_get(check, 0, 3),
+                           tl_pg_get(check, 0, 4), tl_pg_get_int(check, 0, 5), true, resp);
     if (ok) {
         json_t *p = ctx->payload;
         json_object_set_new(p, "study_id", json_string(ctx->study_id));
@@ -613,7 +612,7 @@ void tl_h_study_unlock(tl_gw_t *gw, tl_req_t *req, tl_resp_t *resp)
 static const char *const sql_stream_state =
     "SELECT p.last_event_id::text, COALESCE(s.locked, false)," TL_SQL_SCHEDULE_COLS
         TL_SQL_SCHEDULE_FROM " LEFT JOIN studies s ON s.id = p.study_id"
-                             " WHERE p.id = $1 ORDER BY v.target_day, v.visit_type_id";
+    " WHERE p.id = $1 ORDER BY v.target_day, v.visit_type_id";
 #define STREAM_STATE_SCHEDULE_COL 2
 
 typedef struct stream_ctx stream_ctx_t;
@@ -780,7 +779,11 @@ static bool deviation_entries_ok(const stream_ctx_t *c, const json_t *reasons, t
     if (!errors || json_array_size(errors) || blank) {
         if (blank)
             tl_json_error(errors, "deviation_reasons", "each entry must say why");
-        tl_problem_r(resp, !errors ? TL_R(out_of_memory) : blank && json_array_size(errors) == 1 ? TL_R(reason_required) : TL_R(validation_failed), NULL, errors);
+        tl_problem_r(resp,
+                     !errors                                 ? TL_R(out_of_memory)
+                     : blank && json_array_size(errors) == 1 ? TL_R(reason_required)
+                                                             : TL_R(validation_failed),
+                     NULL, errors);
         return false;
     }
     json_decref(errors);
@@ -813,14 +816,13 @@ static bool baseline_rule(stream_ctx_t *c, tl_resp_t *resp)
         const tl_visit_t *o = &c->s.visits[i];
         const char *why = o->state == TL_VISIT_COMPLETED ? deviation_for(reasons, o) : NULL;
         if (why)
-            ok = !json_array_append_new(devs, json_pack("{s:s, s:s}", "visit_type_id",
-                                                        o->visit_type_id, "reason", why));
+            ok = !json_array_append_new(
+                devs, json_pack("{s:s, s:s}", "visit_type_id", o->visit_type_id, "reason", why));
     }
     free(moved);
     if (ok) {
         json_object_set_new(c->payload, "baseline_date", json_integer(nb));
-        json_object_set_new(c->payload, "previous_baseline_date",
-                            json_integer(c->s.baseline_date));
+        json_object_set_new(c->payload, "previous_baseline_date", json_integer(c->s.baseline_date));
         ok = !json_object_set_new(c->payload, "deviation_reasons",
                                   json_array_size(devs) ? json_incref(devs) : json_null()) &&
              !json_object_set_new(c->payload, "visits", visits);

@@ -132,8 +132,7 @@ static const char *read_grant(tl_principal_t *n, const json_t *ev)
     const json_t *studies = json_object_get(ev, "study_ids");
     if (!json_is_array(sites) || (studies && !json_is_null(studies) && !json_is_array(studies)))
         return TL_RN(invalid_event);
-    const char *why =
-        tl_access_grant_check(role, json_array_size(sites), json_array_size(studies));
+    const char *why = tl_access_grant_check(role, json_array_size(sites), json_array_size(studies));
     if (!why)
         why = read_ids(studies, n->studies, &n->nstudies, TL_RN(duplicate_study));
     if (why)

@@ -112,8 +112,8 @@ static tl_err_t fold(tl_batch_t *b, tl_map_t *rels, const tl_event_t *e)
     tl_release_status_t s = r ? r->status : TL_RELEASE_NONE;
     if (!tl_release_advance(&s, e->type))
         return tl_batch_reject(b, e, id.s,
-                               !r                                      ? TL_RN(unknown_release)
-                               : !strcmp(e->type, "ReleaseRequested")  ? TL_RN(duplicate_release)
+                               !r                                     ? TL_RN(unknown_release)
+                               : !strcmp(e->type, "ReleaseRequested") ? TL_RN(duplicate_release)
                                : s == TL_RELEASE_COMPLETED || s == TL_RELEASE_FAILED
                                    ? TL_RN(release_finished)
                                    : TL_RN(duplicate_event)); /* a worker that ran the job again */

@@ -29,6 +29,8 @@ static bool
 refuse(tl_verdict_t *out, tl_reason_t why, const char *fmt, ...)
 {
     out->why = why;
+    out->field = NULL;
+    out->nitems = 0;
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(out->detail, sizeof out->detail, fmt, ap);
@@ -394,8 +396,8 @@ static bool leaving_date(const tl_participant_facts_t *f, int32_t date, const ch
         return false;
     const tl_visit_t *last = last_visit(f->s);
     if (last && date < last->actual_date)
-        return refuse(out, TL_R(date_out_of_order), "%s is before the visit %s took place",
-                      field, last->name);
+        return refuse(out, TL_R(date_out_of_order), "%s is before the visit %s took place", field,
+                      last->name);
     return accept(out);
 }
 

@@ -238,8 +238,16 @@ static tl_err_t write(tl_batch_t *b, const tl_map_t *dirty)
         tl_date_format(s->end_date, ed);
         snprintf(ver, sizeof ver, "%lld", (long long)s->version);
         tl_ts_format(s->updated_at_us, ua);
-        const char *row[] = {s->id, s->study_id, s->site_id, s->code, s->status, bd, ver, ua,
-                             s->last_event_id, s->has_consent ? cd : NULL,
+        const char *row[] = {s->id,
+                             s->study_id,
+                             s->site_id,
+                             s->code,
+                             s->status,
+                             bd,
+                             ver,
+                             ua,
+                             s->last_event_id,
+                             s->has_consent ? cd : NULL,
                              s->end_date ? ed : NULL};
         err = tl_cols_add_row(&p, row, 11);
         for (size_t j = 0; j < s->nvisits && !err; j++)

@@ -19,7 +19,7 @@ tl_err_t tl_schedules_store_apply(tl_pg_t *pg, tl_batch_t *b);
  * schedule_participants p LEFT JOIN participant_visits v: the one way a
  * schedule is loaded, by this projection and by the gateway's commands. */
 #define TL_SQL_SCHEDULE_COLS                                                                       \
-    " p.id, p.study_id, p.site_id, p.participant_code, p.status,"                                \
+    " p.id, p.study_id, p.site_id, p.participant_code, p.status,"                                  \
     " p.baseline_date - date '1970-01-01', p.version,"                                             \
     " (extract(epoch FROM p.updated_at) * 1000000)::bigint, p.last_event_id,"                      \
     " p.consent_date - date '1970-01-01', p.end_date - date '1970-01-01',"                         \

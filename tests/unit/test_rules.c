@@ -254,9 +254,12 @@ static void test_complete(void **state)
     fixture_t x;
     fixture(&x);
     tl_verdict_t v;
-    /* baseline first */
+    /* baseline first; a verdict is whole whatever it held before */
+    memset(&v, 0xA5, sizeof v);
     assert_false(tl_rule_visit_complete(&x.f, &x.visits[1], day("2026-01-31"), false, &v));
     assert_reason(v, baseline_not_completed);
+    assert_int_equal(v.nitems, 0);
+    assert_null(v.field);
     assert_true(tl_rule_visit_complete(&x.f, &x.visits[0], day("2026-01-01"), false, &v));
     complete(&x.visits[0], "2026-01-01");
     assert_false(tl_rule_visit_complete(&x.f, &x.visits[0], day("2026-01-01"), false, &v));
