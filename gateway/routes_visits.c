@@ -770,11 +770,18 @@ static bool deviation_entries_ok(const stream_ctx_t *c, const json_t *reasons, t
         for (size_t i = 0; !known && i < c->s.nvisits; i++)
             known =
                 !strcasecmp(k, c->s.visits[i].visit_type_id) || !strcasecmp(k, c->s.visits[i].name);
-        const tl_json_field_t entry = {k, TL_JF_STRING, true, 1, TL_REASON_MAX, NULL};
+        /* each entry checked alone, as the reason field of any route is */
+        static const tl_json_field_t entry = {"reason", TL_JF_STRING, true, 1, TL_REASON_MAX, NULL};
+        json_t *one = json_pack("{s:O}", "reason", r), *why = json_array();
         if (!known)
             tl_json_error(errors, "deviation_reasons", "an entry names no visit of the schedule");
-        else if (tl_json_check(reasons, &entry, 1, errors) == 0 && !has_text(reasons, k))
+        else if (!one || !why || tl_json_check(one, &entry, 1, why))
+            tl_json_error(errors, "deviation_reasons",
+                          "each entry is a reason: text of 1 to 500 characters");
+        else if (!has_text(reasons, k))
             blank = true;
+        json_decref(one);
+        json_decref(why);
     }
     if (!errors || json_array_size(errors) || blank) {
         if (blank)
