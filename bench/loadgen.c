@@ -144,8 +144,10 @@ static void next_request(conn_t *c, long seq)
         curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
     } else if (opt.mix == MIX_PRINCIPAL) {
         snprintf(c->url, sizeof c->url, "%s/v1/principals", opt.base);
-        snprintf(c->body, sizeof c->body, "{\"name\":\"bench-%s-%ld\",\"role\":\"analyst\"}",
-                 opt.run, seq);
+        /* an analyst is granted the studies it reads (docs/SECURITY.md) */
+        snprintf(c->body, sizeof c->body,
+                 "{\"name\":\"bench-%s-%ld\",\"role\":\"analyst\",\"study_ids\":[\"%s\"]}",
+                 opt.run, seq, opt.study);
         curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
     } else if (opt.mix == MIX_TOKEN) {
         snprintf(c->url, sizeof c->url, "%s/v1/principals/%s/tokens", opt.base, ids[seq % nids]);
